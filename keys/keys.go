@@ -150,7 +150,7 @@ func WritePrivate(path string, priv crypto.Signer, passphrase []byte) error {
 		return err
 	}
 	if _, err := os.Lstat(path + ".pub"); err == nil {
-		return fmt.Errorf("%w: %s", ErrExists, path+".pub")
+		return fmt.Errorf("%w: %s (refusing to overwrite)", ErrExists, path+".pub")
 	}
 	if err := writeExclusive(path, data, 0o600); err != nil {
 		return err
