@@ -1,0 +1,480 @@
+package release
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// Schema limits and defaults. docs/release-metadata.md documents each one.
+const (
+	// SchemaVersion is the only value of the "schema" field this package
+	// accepts. A change that old devices must not misread bumps it.
+	SchemaVersion = 1
+	// CustomKey is the key of the Airlock metadata in a TUF target's custom
+	// field. Other top-level keys belong to other tools and are ignored.
+	CustomKey = "airlock"
+	// MaxCustomSize is the largest custom field ParseCustom reads, in bytes.
+	MaxCustomSize = 16 << 10
+	// MaxModels is the largest number of device models of one release.
+	MaxModels = 16
+	// MaxModelLength is the longest model name, in bytes.
+	MaxModelLength = 64
+	// MaxChannelLength is the longest channel name, in bytes.
+	MaxChannelLength = 32
+	// MaxNotesSize is the largest release notes text, in bytes.
+	MaxNotesSize = 1024
+	// DefaultChannel is the channel of a release or device that names none.
+	DefaultChannel = "stable"
+)
+
+var (
+	// ErrInvalidMetadata is wrapped by every error of ParseCustom, Validate
+	// and MarshalCustom.
+	ErrInvalidMetadata = errors.New("invalid release metadata")
+	// ErrNoMetadata means the custom field has no "airlock" member: the
+	// target is not an Airlock release (it may belong to another tool).
+	ErrNoMetadata = errors.New("no airlock release metadata in the target's custom field")
+	// ErrUnsupportedSchema means the metadata uses a schema version this
+	// build does not know. The device must not guess: it skips the release.
+	ErrUnsupportedSchema = errors.New("unsupported schema")
+	// ErrUnknownField means a key the schema does not define.
+	ErrUnknownField = errors.New("unknown field")
+	// ErrMissingField means a required key is absent.
+	ErrMissingField = errors.New("missing required field")
+	// ErrTargetMismatch means the target path disagrees with the metadata
+	// about the product or version.
+	ErrTargetMismatch = errors.New("target path does not match release metadata")
+)
+
+// FieldError is a validation failure of one metadata field. It wraps both
+// ErrInvalidMetadata and the cause (for example ErrInvalidVersion).
+type FieldError struct {
+	Field string // JSON path, e.g. "models[2]" or "installed.sha256"
+	Err   error
+}
+
+func (e *FieldError) Error() string {
+	return fmt.Sprintf("%v: field %q: %v", ErrInvalidMetadata, e.Field, e.Err)
+}
+
+// Unwrap returns ErrInvalidMetadata and the cause.
+func (e *FieldError) Unwrap() []error { return []error{ErrInvalidMetadata, e.Err} }
+
+// InstallKind is how the payload is installed into the inactive slot.
+type InstallKind string
+
+// InstallRaw writes the (decompressed) payload byte for byte into the slot.
+// It is the only kind schema 1 defines.
+const InstallRaw InstallKind = "raw"
+
+// Compression is how the payload is compressed on the wire.
+type Compression string
+
+// The compressions schema 1 defines.
+const (
+	CompressionNone Compression = "none"
+	CompressionZstd Compression = "zstd"
+)
+
+// Install says how a device installs the payload.
+type Install struct {
+	Kind        InstallKind // only InstallRaw
+	Compression Compression // CompressionNone or CompressionZstd
+}
+
+// Installed describes the image as it lands in the slot, after
+// decompression: what the install pipeline checks at the end of the stream
+// and what verified boot re-checks before running the slot.
+type Installed struct {
+	Length int64             // bytes, > 0
+	SHA256 [sha256.Size]byte // SHA-256 of those bytes, not all zero
+}
+
+// Metadata is the Airlock firmware metadata of one release, carried in the
+// TUF target's custom field as {"airlock": {...}}. See
+// docs/release-metadata.md for the meaning of every field.
+type Metadata struct {
+	Schema          int          // must be SchemaVersion
+	Product         Product      // must match the target path
+	Models          []string     // 1 to MaxModels device models
+	HWRev           HWRange      // zero: any hardware revision
+	Version         Version      // must match the target path
+	SecurityVersion uint32       // anti-rollback epoch
+	Channel         string       // "" means DefaultChannel
+	Depends         []Dependency // at most MaxDepends
+	Install         Install
+	Installed       Installed
+	Created         time.Time // zero: absent; marshaled in UTC
+	Notes           string    // at most MaxNotesSize bytes
+	AllowDowngrade  bool      // signed permission to reinstall or downgrade
+}
+
+// ChannelOrDefault returns the release channel, DefaultChannel if unset.
+func (m *Metadata) ChannelOrDefault() string {
+	if m.Channel == "" {
+		return DefaultChannel
+	}
+	return m.Channel
+}
+
+// Validate checks every rule of the schema that the Go types do not already
+// guarantee. It returns a *FieldError for the first field that fails.
+func (m *Metadata) Validate() error {
+	if m == nil {
+		return fmt.Errorf("%w: nil", ErrInvalidMetadata)
+	}
+	fe := func(field string, format string, args ...any) error {
+		return &FieldError{Field: field, Err: fmt.Errorf(format, args...)}
+	}
+	if m.Schema != SchemaVersion {
+		return fe("schema", "%w %d, this build supports %d", ErrUnsupportedSchema, m.Schema, SchemaVersion)
+	}
+	if m.Product.IsZero() {
+		return fe("product", "%w", ErrMissingField)
+	}
+	if len(m.Models) == 0 || len(m.Models) > MaxModels {
+		return fe("models", "%d models, want 1 to %d", len(m.Models), MaxModels)
+	}
+	for i, model := range m.Models {
+		if !isName(model, MaxModelLength) {
+			return fe(fmt.Sprintf("models[%d]", i), "%q does not match ^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", model)
+		}
+		if slices.Contains(m.Models[:i], model) {
+			return fe(fmt.Sprintf("models[%d]", i), "duplicate model %q", model)
+		}
+	}
+	if m.Version.IsZero() {
+		return fe("version", "%w", ErrMissingField)
+	}
+	if m.Channel != "" && !isChannel(m.Channel) {
+		return fe("channel", "%q does not match ^[a-z0-9][a-z0-9-]{0,31}$", m.Channel)
+	}
+	if len(m.Depends) > MaxDepends {
+		return fe("depends", "%d dependencies, the limit is %d", len(m.Depends), MaxDepends)
+	}
+	for i, d := range m.Depends {
+		field := fmt.Sprintf("depends[%d]", i)
+		if err := d.validate(); err != nil {
+			return &FieldError{Field: field, Err: err}
+		}
+		if d.Component == m.Product.String() {
+			return fe(field, "%w: release depends on its own product %q", ErrInvalidDependency, d.Component)
+		}
+		for _, prev := range m.Depends[:i] {
+			if prev.Component == d.Component {
+				return fe(field, "%w: duplicate component %q", ErrInvalidDependency, d.Component)
+			}
+		}
+	}
+	if m.Install.Kind != InstallRaw {
+		return fe("install.kind", "unsupported install kind %q (schema %d supports %q)", m.Install.Kind, SchemaVersion, InstallRaw)
+	}
+	if m.Install.Compression != CompressionNone && m.Install.Compression != CompressionZstd {
+		return fe("install.compression", "unsupported compression %q (want %q or %q)", m.Install.Compression, CompressionNone, CompressionZstd)
+	}
+	if m.Installed.Length <= 0 {
+		return fe("installed.length", "%d, want > 0", m.Installed.Length)
+	}
+	if m.Installed.SHA256 == [sha256.Size]byte{} {
+		return fe("installed.sha256", "all zero (unset)")
+	}
+	if !m.Created.IsZero() {
+		if y := m.Created.UTC().Year(); y < 0 || y > 9999 {
+			return fe("created", "year %d is outside 0000 to 9999", y)
+		}
+	}
+	if len(m.Notes) > MaxNotesSize {
+		return fe("notes", "%d bytes, the limit is %d", len(m.Notes), MaxNotesSize)
+	}
+	if !utf8.ValidString(m.Notes) {
+		return fe("notes", "not valid UTF-8")
+	}
+	for _, r := range m.Notes {
+		if r < 0x20 && r != '\n' && r != '\t' || r == 0x7f || r >= 0x80 && r < 0xa0 {
+			return fe("notes", "control character %U (only newline and tab are allowed)", r)
+		}
+	}
+	return nil
+}
+
+func isChannel(s string) bool {
+	if len(s) > MaxChannelLength {
+		return false
+	}
+	return isProductSegment(s)
+}
+
+// The JSON form of Metadata. Field names here are the schema.
+type wireMetadata struct {
+	Schema          int              `json:"schema"`
+	Product         string           `json:"product"`
+	Models          []string         `json:"models"`
+	HWRev           string           `json:"hw_rev,omitempty"`
+	Version         string           `json:"version"`
+	SecurityVersion uint32           `json:"security_version"`
+	Channel         string           `json:"channel,omitempty"`
+	Depends         []wireDependency `json:"depends,omitempty"`
+	Install         wireInstall      `json:"install"`
+	Installed       wireInstalled    `json:"installed"`
+	Created         string           `json:"created,omitempty"`
+	Notes           string           `json:"notes,omitempty"`
+	AllowDowngrade  bool             `json:"allow_downgrade,omitempty"`
+}
+
+type wireDependency struct {
+	Component  string `json:"component"`
+	MinVersion string `json:"min_version"`
+}
+
+type wireInstall struct {
+	Kind        string `json:"kind"`
+	Compression string `json:"compression"`
+}
+
+type wireInstalled struct {
+	Length int64  `json:"length"`
+	SHA256 string `json:"sha256"`
+}
+
+// Exact key sets of each JSON object of the schema.
+var (
+	metadataRequired   = []string{"schema", "product", "models", "version", "security_version", "install", "installed"}
+	metadataOptional   = []string{"hw_rev", "channel", "depends", "created", "notes", "allow_downgrade"}
+	dependencyRequired = []string{"component", "min_version"}
+	installRequired    = []string{"kind", "compression"}
+	installedRequired  = []string{"length", "sha256"}
+)
+
+// MarshalCustom validates m and returns the value of a TUF target's custom
+// field: {"airlock":{...}}, compact, without HTML escaping, with the channel
+// always written and created in UTC.
+func MarshalCustom(m *Metadata) (json.RawMessage, error) {
+	if err := m.Validate(); err != nil {
+		return nil, err
+	}
+	w := wireMetadata{
+		Schema:          m.Schema,
+		Product:         m.Product.String(),
+		Models:          m.Models,
+		HWRev:           m.HWRev.String(),
+		Version:         m.Version.String(),
+		SecurityVersion: m.SecurityVersion,
+		Channel:         m.ChannelOrDefault(),
+		Install:         wireInstall{Kind: string(m.Install.Kind), Compression: string(m.Install.Compression)},
+		Installed:       wireInstalled{Length: m.Installed.Length, SHA256: hex.EncodeToString(m.Installed.SHA256[:])},
+		Notes:           m.Notes,
+		AllowDowngrade:  m.AllowDowngrade,
+	}
+	for _, d := range m.Depends {
+		w.Depends = append(w.Depends, wireDependency{Component: d.Component, MinVersion: d.MinVersion.String()})
+	}
+	if !m.Created.IsZero() {
+		w.Created = m.Created.UTC().Format(time.RFC3339Nano)
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(map[string]wireMetadata{CustomKey: w}); err != nil {
+		return nil, fmt.Errorf("%w: failed to encode: %w", ErrInvalidMetadata, err)
+	}
+	out := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
+	if len(out) > MaxCustomSize {
+		return nil, fmt.Errorf("%w: encoded size %d bytes exceeds MaxCustomSize %d", ErrInvalidMetadata, len(out), MaxCustomSize)
+	}
+	return out, nil
+}
+
+// ParseCustom parses the custom field of a TUF target (untrusted bytes, even
+// after signature verification: the signer may be compromised or buggy).
+//
+// It rejects input over MaxCustomSize, invalid UTF-8, malformed or truncated
+// JSON, duplicate keys, nesting deeper than MaxCustomDepth and trailing
+// data. Top-level keys other than "airlock" are ignored; a missing "airlock"
+// returns ErrNoMetadata. Inside "airlock" it rejects schema versions other
+// than SchemaVersion (ErrUnsupportedSchema), keys that are not exactly a
+// schema field (ErrUnknownField), missing required fields, null values and
+// values of the wrong type, then converts and validates every field.
+func ParseCustom(raw []byte) (*Metadata, error) {
+	if len(raw) > MaxCustomSize {
+		return nil, fmt.Errorf("%w: custom field is %d bytes, the limit is MaxCustomSize %d", ErrInvalidMetadata, len(raw), MaxCustomSize)
+	}
+	if err := checkStrictJSON(raw); err != nil {
+		return nil, fmt.Errorf("%w: custom field: %w", ErrInvalidMetadata, err)
+	}
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &top); err != nil {
+		return nil, fmt.Errorf("%w: custom field: %w", ErrInvalidMetadata, err) // unreachable after checkStrictJSON
+	}
+	body, ok := top[CustomKey]
+	if !ok {
+		return nil, ErrNoMetadata
+	}
+	// The schema comes first: a newer schema may add fields, and the useful
+	// error then is "unsupported schema", not "unknown field".
+	var probe map[string]json.RawMessage
+	if err := json.Unmarshal(body, &probe); err != nil || probe == nil {
+		return nil, &FieldError{Field: CustomKey, Err: errors.New("want a JSON object")}
+	}
+	schemaRaw, ok := probe["schema"]
+	if !ok {
+		return nil, &FieldError{Field: "schema", Err: ErrMissingField}
+	}
+	var schema int
+	if err := strictUnmarshal(schemaRaw, &schema); err != nil {
+		return nil, &FieldError{Field: "schema", Err: err}
+	}
+	if schema != SchemaVersion {
+		return nil, &FieldError{Field: "schema", Err: fmt.Errorf("%w %d, this build supports %d", ErrUnsupportedSchema, schema, SchemaVersion)}
+	}
+	fields, err := objectKeys(body, "", metadataRequired, metadataOptional)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := objectKeys(fields["install"], "install.", installRequired, nil); err != nil {
+		return nil, err
+	}
+	if _, err := objectKeys(fields["installed"], "installed.", installedRequired, nil); err != nil {
+		return nil, err
+	}
+	if d, ok := fields["depends"]; ok {
+		var deps []json.RawMessage
+		if err := json.Unmarshal(d, &deps); err != nil {
+			return nil, &FieldError{Field: "depends", Err: errors.New("want a JSON array")}
+		}
+		if len(deps) > MaxDepends {
+			return nil, &FieldError{Field: "depends", Err: fmt.Errorf("%d dependencies, the limit is %d", len(deps), MaxDepends)}
+		}
+		for i, dep := range deps {
+			if _, err := objectKeys(dep, fmt.Sprintf("depends[%d].", i), dependencyRequired, nil); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if m, ok := fields["models"]; ok {
+		var models []json.RawMessage
+		if err := json.Unmarshal(m, &models); err == nil && len(models) > MaxModels {
+			return nil, &FieldError{Field: "models", Err: fmt.Errorf("%d models, the limit is %d", len(models), MaxModels)}
+		}
+	}
+	var w wireMetadata
+	if err := strictUnmarshal(body, &w); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			return nil, &FieldError{Field: te.Field, Err: fmt.Errorf("want %v, got %s", te.Type, te.Value)}
+		}
+		return nil, fmt.Errorf("%w: %w", ErrInvalidMetadata, err)
+	}
+	return w.metadata()
+}
+
+// strictUnmarshal decodes exactly one JSON value into v, rejecting unknown
+// fields and trailing data.
+func strictUnmarshal(raw []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if dec.More() {
+		return errors.New("trailing data")
+	}
+	return nil
+}
+
+// metadata converts the wire form into a validated Metadata.
+func (w *wireMetadata) metadata() (*Metadata, error) {
+	m := &Metadata{
+		Schema:          w.Schema,
+		Models:          w.Models,
+		SecurityVersion: w.SecurityVersion,
+		Channel:         w.Channel,
+		Install:         Install{Kind: InstallKind(w.Install.Kind), Compression: Compression(w.Install.Compression)},
+		Installed:       Installed{Length: w.Installed.Length},
+		Notes:           w.Notes,
+		AllowDowngrade:  w.AllowDowngrade,
+	}
+	var err error
+	if m.Product, err = ParseProduct(w.Product); err != nil {
+		return nil, &FieldError{Field: "product", Err: err}
+	}
+	if w.HWRev != "" {
+		if m.HWRev, err = ParseHWRange(w.HWRev); err != nil {
+			return nil, &FieldError{Field: "hw_rev", Err: err}
+		}
+	}
+	if m.Version, err = ParseVersion(w.Version); err != nil {
+		return nil, &FieldError{Field: "version", Err: err}
+	}
+	if w.Channel == "" {
+		m.Channel = DefaultChannel
+	}
+	for i, d := range w.Depends {
+		if err := validComponent(d.Component); err != nil {
+			return nil, &FieldError{Field: fmt.Sprintf("depends[%d].component", i), Err: fmt.Errorf("%w: %w", ErrInvalidDependency, err)}
+		}
+		v, err := ParseVersion(d.MinVersion)
+		if err != nil {
+			return nil, &FieldError{Field: fmt.Sprintf("depends[%d].min_version", i), Err: err}
+		}
+		m.Depends = append(m.Depends, Dependency{Component: d.Component, MinVersion: v})
+	}
+	if !isLowerHex(w.Installed.SHA256, 2*sha256.Size) {
+		return nil, &FieldError{Field: "installed.sha256", Err: fmt.Errorf("want %d lowercase hex digits, got %q", 2*sha256.Size, w.Installed.SHA256)}
+	}
+	if _, err := hex.Decode(m.Installed.SHA256[:], []byte(w.Installed.SHA256)); err != nil {
+		panic("internal error: checked hex does not decode") // isLowerHex passed
+	}
+	if w.Created != "" {
+		t, err := time.Parse(time.RFC3339Nano, w.Created)
+		if err != nil || !strings.HasSuffix(w.Created, "Z") {
+			return nil, &FieldError{Field: "created", Err: fmt.Errorf("want an RFC 3339 UTC time ending in \"Z\", got %q", w.Created)}
+		}
+		m.Created = t
+	}
+	if err := m.Validate(); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+func isLowerHex(s string, n int) bool {
+	if len(s) != n {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if !(s[i] >= '0' && s[i] <= '9' || s[i] >= 'a' && s[i] <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// CheckTargetPath checks that a release's TUF target path names the same
+// product and exactly the same version (build metadata included) as its
+// metadata. TUF only restricts a product role to its own paths
+// (Product.PathPattern); without this check a product role could sign
+// metadata claiming another product or a version it does not publish.
+func CheckTargetPath(m *Metadata, targetPath string) error {
+	if m == nil {
+		return fmt.Errorf("%w: nil metadata", ErrInvalidMetadata)
+	}
+	p, v, _, err := ParseTargetPath(targetPath)
+	if err != nil {
+		return err
+	}
+	if p != m.Product {
+		return fmt.Errorf("%w: path %q is for product %q, metadata says %q", ErrTargetMismatch, targetPath, p, m.Product)
+	}
+	if v.String() != m.Version.String() {
+		return fmt.Errorf("%w: path %q is for version %q, metadata says %q", ErrTargetMismatch, targetPath, v, m.Version)
+	}
+	return nil
+}
