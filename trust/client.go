@@ -1,0 +1,444 @@
+package trust
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/theupdateframework/go-tuf/v2/metadata"
+)
+
+// Config configures a Client. The zero value is ready to use.
+type Config struct {
+	// Now returns the reference time for expiry checks; nil means time.Now.
+	// Refresh reads it once, at the start (the "fixed update start time").
+	Now func() time.Time
+	// Limits overrides size and count limits; zero fields mean defaults.
+	Limits Limits
+}
+
+// Client is a TUF client that holds only verified metadata. Its methods are
+// safe for concurrent use (they are serialized).
+type Client struct {
+	store Store
+	src   Source
+	now   func() time.Time
+	lim   Limits
+
+	mu        sync.Mutex
+	refreshed bool
+	refTime   time.Time
+	root      *metadata.Metadata[metadata.RootType]
+	rootRaw   []byte
+	ts        *metadata.Metadata[metadata.TimestampType]
+	tsRaw     []byte
+	snap      *metadata.Metadata[metadata.SnapshotType]
+	snapRaw   []byte
+	targets   *metadata.Metadata[metadata.TargetsType]
+	targetRaw []byte
+	// delegated holds the bytes of delegated roles verified by lookups since
+	// the last Refresh, for Trusted().Delegated only: lookups never trust
+	// them without re-verifying against the current delegator.
+	delegated map[string][]byte
+	// paths holds, per target path found since the last Refresh, the
+	// delegated roles from targets to the role that listed it.
+	paths map[string][]DelegatedRole
+}
+
+// DelegatedRole is the verified metadata of one delegated targets role.
+type DelegatedRole struct {
+	Name string
+	Data []byte
+}
+
+// New returns a client over store and src. The trusted root must already be
+// in the store as "root.json" (spec 5.2); it must be signed by a threshold of
+// its own root keys. Its expiry is not checked here (5.3.10 checks the final
+// root during Refresh). New does not use the network.
+func New(store Store, src Source, cfg Config) (*Client, error) {
+	if store == nil || src == nil {
+		return nil, errors.New("trust: nil store or source")
+	}
+	lim, err := cfg.Limits.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	now := cfg.Now
+	if now == nil {
+		now = time.Now
+	}
+	raw, err := store.Get(rootFile)
+	if err != nil {
+		return nil, fmt.Errorf("failed to load trusted root: %w", err)
+	}
+	if int64(len(raw)) > lim.RootSize {
+		return nil, fmt.Errorf("trusted root: %w: %d > %d bytes", ErrTooLarge, len(raw), lim.RootSize)
+	}
+	root, payload, err := parseMetadata[metadata.RootType](raw)
+	if err != nil {
+		return nil, fmt.Errorf("trusted root: %w", err)
+	}
+	if err := verifySignatures("trusted root", rootRole(root, metadata.ROOT), root.Signatures, payload); err != nil {
+		return nil, err
+	}
+	return &Client{store: store, src: src, now: now, lim: lim, root: root, rootRaw: raw}, nil
+}
+
+const (
+	rootFile      = "root.json"
+	timestampFile = "timestamp.json"
+	snapshotFile  = "snapshot.json"
+	targetsFile   = "targets.json"
+)
+
+// rootHistoryName is the store name of the copy of root version v.
+func rootHistoryName(v int64) string { return "root." + strconv.FormatInt(v, 10) }
+
+func rootRole(root *metadata.Metadata[metadata.RootType], role string) roleKeys {
+	r := root.Signed.Roles[role] // present: validateRoot checked it
+	return roleKeys{keyIDs: r.KeyIDs, threshold: r.Threshold, keys: root.Signed.Keys}
+}
+
+// Refresh runs the top-level client workflow (spec 5.3 to 5.5 and 5.6 for
+// top-level targets): root rotation, timestamp, snapshot, targets. Each file
+// is persisted only after all of its checks passed; a failed Refresh leaves
+// the store with the files verified before the failure (a rotated root stays
+// rotated). Local metadata from the store is the rollback reference; local
+// metadata that no longer verifies under the current root (keys rotated,
+// 5.3.11) is ignored.
+func (c *Client) Refresh(ctx context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.refreshed = false
+	c.ts, c.tsRaw, c.snap, c.snapRaw, c.targets, c.targetRaw = nil, nil, nil, nil, nil, nil
+	c.delegated = map[string][]byte{}
+	c.paths = map[string][]DelegatedRole{}
+	c.refTime = c.now()
+
+	if err := c.updateRoot(ctx); err != nil {
+		return err
+	}
+	// 5.3.10: the final root must not be expired (checked after persisting it).
+	if expired(c.root.Signed.Expires, c.refTime) {
+		return fmt.Errorf("root version %d: %w at %s (expired %s)", c.root.Signed.Version, ErrExpired,
+			c.refTime.UTC().Format(time.RFC3339), c.root.Signed.Expires.UTC().Format(time.RFC3339))
+	}
+	if err := c.updateTimestamp(ctx); err != nil {
+		return err
+	}
+	if err := c.updateSnapshot(ctx); err != nil {
+		return err
+	}
+	mf, ok := c.snap.Signed.Meta[targetsFile]
+	if !ok {
+		return fmt.Errorf("snapshot: %w: does not list targets.json", ErrMalformed)
+	}
+	md, raw, err := c.loadTargetsRole(ctx, metadata.TARGETS, rootRole(c.root, metadata.TARGETS), mf)
+	if err != nil {
+		return err
+	}
+	c.targets, c.targetRaw = md, raw
+	c.refreshed = true
+	return nil
+}
+
+// updateRoot follows the root chain (5.3.2 to 5.3.9): version N+1, N+2, ...
+// until the source has no next version, at most Limits.RootRotations.
+func (c *Client) updateRoot(ctx context.Context) error {
+	for i := 0; i < c.lim.RootRotations && c.root.Signed.Version < math.MaxInt64; i++ {
+		next := c.root.Signed.Version + 1
+		data, err := c.src.FetchMetadata(ctx, metadata.ROOT, next, c.lim.RootSize)
+		if errors.Is(err, ErrNotFound) {
+			return nil // 5.3.3: no newer root
+		}
+		if err != nil {
+			return fmt.Errorf("failed to fetch root version %d: %w", next, err)
+		}
+		newRoot, err := verifyNextRoot(c.root, data)
+		if err != nil {
+			return err
+		}
+		// 5.3.8: persist, then trust. The history copy first: a power cut
+		// between the two Puts only means fetching this version again.
+		if err := c.store.Put(rootHistoryName(next), data); err != nil {
+			return err
+		}
+		if err := c.store.Put(rootFile, data); err != nil {
+			return err
+		}
+		c.root, c.rootRaw = newRoot, data
+	}
+	return nil
+}
+
+// verifyNextRoot checks that data is root version trusted+1, signed by a
+// threshold of the trusted root's root keys (5.3.4) and of its own root keys
+// (5.3.4), with the expected version (5.3.5). Expiry is not checked.
+func verifyNextRoot(trusted *metadata.Metadata[metadata.RootType], data []byte) (*metadata.Metadata[metadata.RootType], error) {
+	want := trusted.Signed.Version + 1
+	newRoot, payload, err := parseMetadata[metadata.RootType](data)
+	if err != nil {
+		return nil, fmt.Errorf("root version %d: %w", want, err)
+	}
+	if err := verifySignatures(fmt.Sprintf("root version %d (by trusted root version %d)", want, trusted.Signed.Version),
+		rootRole(trusted, metadata.ROOT), newRoot.Signatures, payload); err != nil {
+		return nil, err
+	}
+	if err := verifySignatures(fmt.Sprintf("root version %d (by its own keys)", want),
+		rootRole(newRoot, metadata.ROOT), newRoot.Signatures, payload); err != nil {
+		return nil, err
+	}
+	if v := newRoot.Signed.Version; v != want {
+		if v < want {
+			return nil, fmt.Errorf("root: %w: got version %d, want %d", ErrRollback, v, want)
+		}
+		return nil, fmt.Errorf("root: %w: got version %d, want %d", ErrMalformed, v, want)
+	}
+	return newRoot, nil
+}
+
+func (c *Client) verifyTimestamp(data []byte) (*metadata.Metadata[metadata.TimestampType], error) {
+	if int64(len(data)) > c.lim.TimestampSize {
+		return nil, fmt.Errorf("timestamp: %w", ErrTooLarge)
+	}
+	md, payload, err := parseMetadata[metadata.TimestampType](data)
+	if err != nil {
+		return nil, fmt.Errorf("timestamp: %w", err)
+	}
+	if err := verifySignatures("timestamp", rootRole(c.root, metadata.TIMESTAMP), md.Signatures, payload); err != nil {
+		return nil, err
+	}
+	return md, nil
+}
+
+// updateTimestamp implements 5.4.
+func (c *Client) updateTimestamp(ctx context.Context) error {
+	local, err := getOptional(c.store, timestampFile)
+	if err != nil {
+		return err
+	}
+	var old *metadata.Metadata[metadata.TimestampType]
+	if local != nil {
+		if md, err := c.verifyTimestamp(local); err == nil {
+			old = md // rollback reference; may be expired
+		}
+	}
+	data, err := c.src.FetchMetadata(ctx, metadata.TIMESTAMP, 0, c.lim.TimestampSize)
+	if err != nil {
+		return fmt.Errorf("failed to fetch timestamp: %w", err)
+	}
+	md, err := c.verifyTimestamp(data) // 5.4.1, 5.4.2
+	if err != nil {
+		return err
+	}
+	if old != nil {
+		// 5.4.3.1: no timestamp version rollback; an equal version keeps the
+		// trusted copy (a re-signed file with the same version is ignored).
+		if md.Signed.Version < old.Signed.Version {
+			return fmt.Errorf("timestamp: %w: version %d < trusted %d", ErrRollback, md.Signed.Version, old.Signed.Version)
+		}
+		if md.Signed.Version == old.Signed.Version {
+			md, data = old, local
+		} else {
+			// 5.4.3.2: no snapshot version rollback.
+			nv, ov := md.Signed.Meta[snapshotFile].Version, old.Signed.Meta[snapshotFile].Version
+			if nv < ov {
+				return fmt.Errorf("timestamp: %w: snapshot version %d < trusted %d", ErrRollback, nv, ov)
+			}
+		}
+	}
+	// 5.4.4: freeze attack.
+	if expired(md.Signed.Expires, c.refTime) {
+		return fmt.Errorf("timestamp version %d: %w (expired %s)", md.Signed.Version, ErrExpired, md.Signed.Expires.UTC().Format(time.RFC3339))
+	}
+	if old == nil || md != old {
+		if err := c.store.Put(timestampFile, data); err != nil { // 5.4.5
+			return err
+		}
+	}
+	c.ts, c.tsRaw = md, data
+	return nil
+}
+
+func (c *Client) verifySnapshot(data []byte) (*metadata.Metadata[metadata.SnapshotType], error) {
+	if int64(len(data)) > c.lim.SnapshotSize {
+		return nil, fmt.Errorf("snapshot: %w", ErrTooLarge)
+	}
+	md, payload, err := parseMetadata[metadata.SnapshotType](data)
+	if err != nil {
+		return nil, fmt.Errorf("snapshot: %w", err)
+	}
+	if err := verifySignatures("snapshot", rootRole(c.root, metadata.SNAPSHOT), md.Signatures, payload); err != nil {
+		return nil, err
+	}
+	return md, nil
+}
+
+// updateSnapshot implements 5.5.
+func (c *Client) updateSnapshot(ctx context.Context) error {
+	pin := c.ts.Signed.Meta[snapshotFile]
+	local, err := getOptional(c.store, snapshotFile)
+	if err != nil {
+		return err
+	}
+	var old *metadata.Metadata[metadata.SnapshotType]
+	if local != nil {
+		if md, err := c.verifySnapshot(local); err == nil {
+			old = md // rollback reference; may be expired or outdated
+			if md.Signed.Version == pin.Version && !expired(md.Signed.Expires, c.refTime) {
+				c.snap, c.snapRaw = md, local // already have the pinned version
+				return nil
+			}
+		}
+	}
+	var version int64
+	if c.root.Signed.ConsistentSnapshot {
+		version = pin.Version
+	}
+	data, err := c.src.FetchMetadata(ctx, metadata.SNAPSHOT, version, minLimit(c.lim.SnapshotSize, pin.Length))
+	if err != nil {
+		return fmt.Errorf("failed to fetch snapshot: %w", err)
+	}
+	if err := checkMetaFile("snapshot", pin, data); err != nil { // 5.5.2
+		return err
+	}
+	md, err := c.verifySnapshot(data) // 5.5.3
+	if err != nil {
+		return err
+	}
+	if md.Signed.Version != pin.Version { // 5.5.4
+		return fmt.Errorf("snapshot: %w: version %d, timestamp pins %d", ErrMixAndMatch, md.Signed.Version, pin.Version)
+	}
+	if old != nil { // 5.5.5
+		for name, info := range old.Signed.Meta {
+			n, ok := md.Signed.Meta[name]
+			if !ok {
+				return fmt.Errorf("snapshot: %w: %q removed from snapshot", ErrRollback, name)
+			}
+			if n.Version < info.Version {
+				return fmt.Errorf("snapshot: %w: %q version %d < trusted %d", ErrRollback, name, n.Version, info.Version)
+			}
+		}
+	}
+	if expired(md.Signed.Expires, c.refTime) { // 5.5.6
+		return fmt.Errorf("snapshot version %d: %w (expired %s)", md.Signed.Version, ErrExpired, md.Signed.Expires.UTC().Format(time.RFC3339))
+	}
+	if err := c.store.Put(snapshotFile, data); err != nil { // 5.5.7
+		return err
+	}
+	c.snap, c.snapRaw = md, data
+	return nil
+}
+
+// verifyTargetsRole checks targets or delegated targets bytes against the
+// snapshot pin (5.6.2 length and hashes), the delegator's keys and threshold
+// (5.6.3), the pinned version (5.6.4) and expiry (5.6.5).
+func (c *Client) verifyTargetsRole(role string, data []byte, rk roleKeys, pin *metadata.MetaFiles) (*metadata.Metadata[metadata.TargetsType], error) {
+	if int64(len(data)) > c.lim.TargetsSize {
+		return nil, fmt.Errorf("role %q: %w", role, ErrTooLarge)
+	}
+	if err := checkMetaFile(fmt.Sprintf("role %q", role), pin, data); err != nil {
+		return nil, err
+	}
+	md, payload, err := parseMetadata[metadata.TargetsType](data)
+	if err != nil {
+		return nil, fmt.Errorf("role %q: %w", role, err)
+	}
+	if err := verifySignatures(fmt.Sprintf("role %q", role), rk, md.Signatures, payload); err != nil {
+		return nil, err
+	}
+	if md.Signed.Version != pin.Version {
+		return nil, fmt.Errorf("role %q: %w: version %d, snapshot pins %d", role, ErrMixAndMatch, md.Signed.Version, pin.Version)
+	}
+	if expired(md.Signed.Expires, c.refTime) {
+		return nil, fmt.Errorf("role %q version %d: %w (expired %s)", role, md.Signed.Version, ErrExpired, md.Signed.Expires.UTC().Format(time.RFC3339))
+	}
+	return md, nil
+}
+
+// loadTargetsRole returns the verified metadata of a targets role, from the
+// store when the stored copy passes every check against the current snapshot
+// and delegator, otherwise from the source (then persisted, 5.6.6).
+func (c *Client) loadTargetsRole(ctx context.Context, role string, rk roleKeys, pin *metadata.MetaFiles) (*metadata.Metadata[metadata.TargetsType], []byte, error) {
+	name := roleFileName(role)
+	local, err := getOptional(c.store, name)
+	if err != nil {
+		return nil, nil, err
+	}
+	if local != nil {
+		if md, err := c.verifyTargetsRole(role, local, rk, pin); err == nil {
+			return md, local, nil
+		}
+	}
+	var version int64
+	if c.root.Signed.ConsistentSnapshot {
+		version = pin.Version
+	}
+	data, err := c.src.FetchMetadata(ctx, role, version, minLimit(c.lim.TargetsSize, pin.Length))
+	if err != nil {
+		return nil, nil, fmt.Errorf("failed to fetch role %q: %w", role, err)
+	}
+	md, err := c.verifyTargetsRole(role, data, rk, pin)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := c.store.Put(name, data); err != nil {
+		return nil, nil, err
+	}
+	return md, data, nil
+}
+
+// Trusted is a read-only snapshot of the verified metadata. Its values are
+// copies: modifying them does not affect the client.
+type Trusted struct {
+	Root      *metadata.Metadata[metadata.RootType]
+	Timestamp *metadata.Metadata[metadata.TimestampType] // nil before a successful timestamp update
+	Snapshot  *metadata.Metadata[metadata.SnapshotType]
+	Targets   *metadata.Metadata[metadata.TargetsType]
+	delegated map[string][]byte
+}
+
+// Delegated returns the delegated role as last verified by a lookup since the
+// last Refresh (for summaries such as versions and expiry), or nil.
+func (t Trusted) Delegated(role string) *metadata.Metadata[metadata.TargetsType] {
+	raw, ok := t.delegated[role]
+	if !ok {
+		return nil
+	}
+	md, _ := (&metadata.Metadata[metadata.TargetsType]{}).FromBytes(raw)
+	return md
+}
+
+// DelegatedNames returns the names Delegated knows.
+func (t Trusted) DelegatedNames() []string {
+	names := make([]string, 0, len(t.delegated))
+	for n := range t.delegated {
+		names = append(names, n)
+	}
+	return names
+}
+
+// Trusted returns copies of the verified metadata.
+func (c *Client) Trusted() Trusted {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t := Trusted{delegated: map[string][]byte{}}
+	t.Root, _ = (&metadata.Metadata[metadata.RootType]{}).FromBytes(c.rootRaw)
+	if c.tsRaw != nil {
+		t.Timestamp, _ = (&metadata.Metadata[metadata.TimestampType]{}).FromBytes(c.tsRaw)
+	}
+	if c.snapRaw != nil {
+		t.Snapshot, _ = (&metadata.Metadata[metadata.SnapshotType]{}).FromBytes(c.snapRaw)
+	}
+	if c.targetRaw != nil {
+		t.Targets, _ = (&metadata.Metadata[metadata.TargetsType]{}).FromBytes(c.targetRaw)
+	}
+	for k, v := range c.delegated {
+		t.delegated[k] = v
+	}
+	return t
+}
