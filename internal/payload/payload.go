@@ -113,8 +113,7 @@ func Copy(dst io.Writer, src io.Reader, e Expect) (Result, error) {
 		dec, err := zstd.NewReader(transport,
 			zstd.WithDecoderConcurrency(1),
 			zstd.WithDecoderLowmem(true),
-			zstd.WithDecoderMaxWindow(MaxZstdWindow),
-			zstd.WithDecoderMaxMemory(uint64(e.InstalledLength)+1))
+			zstd.WithDecoderMaxWindow(MaxZstdWindow))
 		if err != nil {
 			return res, fmt.Errorf("%w: %v", ErrCompression, err)
 		}

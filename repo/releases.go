@@ -1,0 +1,631 @@
+package repo
+
+import (
+	"bufio"
+	"bytes"
+	"crypto"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"github.com/airlockfw/airlock/internal/payload"
+	"hash"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+
+	"github.com/airlockfw/airlock/keys"
+	"github.com/airlockfw/airlock/release"
+	"github.com/klauspost/compress/zstd"
+	"github.com/secure-systems-lab/go-securesystemslib/cjson"
+	"github.com/theupdateframework/go-tuf/v2/metadata"
+)
+
+// CopyBufferSize is the buffer size of the single streaming pass over an
+// image in AddRelease.
+const CopyBufferSize = 1 << 20
+
+// Compression values of ReleaseOptions.Compress.
+const (
+	CompressNone = ""
+	CompressZstd = "zstd"
+)
+
+// ReleaseOptions describes a release to add.
+type ReleaseOptions struct {
+	Product         string   // e.g. "acme/router-x1"; must be delegated
+	ImagePath       string   // the raw image; streamed once, never held in memory
+	Version         string   // semantic version
+	SecurityVersion uint32   // anti-rollback epoch
+	Models          []string // device models (at least one)
+	HWRev           string   // hardware revision range, "" for any
+	Channel         string   // "" for release.DefaultChannel
+	Depends         []string // "COMPONENT>=VERSION"
+	Compress        string   // CompressNone or CompressZstd
+	Notes           string
+	// AllowDowngrade permits a version not greater than the newest release
+	// of the product; it is recorded (signed) in the release metadata.
+	AllowDowngrade bool
+	// Signers are keys of the product role that approve the release now
+	// (at least one). Further approvals: SignPending, SignPendingFile.
+	Signers []crypto.Signer
+}
+
+// ReleaseInfo describes one release of a product role.
+type ReleaseInfo struct {
+	Product    string
+	Version    string
+	TargetPath string
+	Length     int64  // transport length (what devices download)
+	SHA256     string // hex SHA-256 of the transport file
+	Metadata   *release.Metadata
+	// Published is false for a release only in staged metadata.
+	Published bool
+	// Signatures and Threshold are the valid signatures on the metadata
+	// that holds the release (staged metadata for unpublished releases).
+	Signatures, Threshold int
+}
+
+func productRole(product string) (release.Product, string, error) {
+	p, err := release.ParseProduct(product)
+	if err != nil {
+		return release.Product{}, "", fmt.Errorf("%w: %w", ErrInvalidOptions, err)
+	}
+	return p, p.RoleName(), nil
+}
+
+// delegation returns the product role's keys from the current targets.
+func (r *Repo) delegation(p release.Product) (roleKeys, error) {
+	targets, err := r.currentTargets()
+	if err != nil {
+		return roleKeys{}, err
+	}
+	rk, _, ok := delegatedRoleKeys(targets, p.RoleName())
+	if !ok {
+		return roleKeys{}, fmt.Errorf("%w: %s (run 'airlock repo delegate' first)", ErrNoDelegation, p)
+	}
+	return rk, nil
+}
+
+// AddRelease streams the image into staging (compressing it when asked),
+// adds its target to the product role's staged metadata and signs that with
+// opts.Signers. The release is published by Publish once the role's
+// threshold of signatures is reached.
+func (r *Repo) AddRelease(opts ReleaseOptions) (*ReleaseInfo, error) {
+	p, role, err := productRole(opts.Product)
+	if err != nil {
+		return nil, err
+	}
+	v, err := release.ParseVersion(opts.Version)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidOptions, err)
+	}
+	if opts.Compress != CompressNone && opts.Compress != CompressZstd {
+		return nil, fmt.Errorf("%w: compression %q (want none or zstd)", ErrInvalidOptions, opts.Compress)
+	}
+	if len(opts.Signers) == 0 {
+		return nil, fmt.Errorf("%w: at least one product key must sign", ErrInvalidOptions)
+	}
+	rk, err := r.delegation(p)
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range opts.Signers {
+		if _, err := rk.authorize(s, role); err != nil {
+			return nil, err
+		}
+	}
+	meta := &release.Metadata{
+		Schema: release.SchemaVersion, Product: p, Models: opts.Models, Version: v,
+		SecurityVersion: opts.SecurityVersion, Channel: opts.Channel, Notes: opts.Notes,
+		AllowDowngrade: opts.AllowDowngrade, Created: r.now(),
+		Install: release.Install{Kind: release.InstallRaw, Compression: release.CompressionNone},
+	}
+	if opts.HWRev != "" {
+		if meta.HWRev, err = release.ParseHWRange(opts.HWRev); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrInvalidOptions, err)
+		}
+	}
+	for _, d := range opts.Depends {
+		dep, err := release.ParseDependency(d)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrInvalidOptions, err)
+		}
+		meta.Depends = append(meta.Depends, dep)
+	}
+	fileName := filepath.Base(opts.ImagePath)
+	if opts.Compress == CompressZstd {
+		fileName += ".zst"
+		meta.Install.Compression = release.CompressionZstd
+	}
+	targetPath, err := release.TargetPath(p, v, fileName)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidOptions, err)
+	}
+
+	md, err := r.nextTargetsVersion(role, r.cfg.Expires.Product)
+	if err != nil {
+		return nil, err
+	}
+	newest := release.Version{}
+	for tp := range md.Signed.Targets {
+		_, tv, _, err := release.ParseTargetPath(tp)
+		if err != nil {
+			continue
+		}
+		if tv.String() == v.String() {
+			return nil, fmt.Errorf("%w: %s %s (%s)", ErrDuplicate, p, v, tp)
+		}
+		if newest.IsZero() || release.Compare(tv, newest) > 0 {
+			newest = tv
+		}
+	}
+	if !newest.IsZero() && release.Compare(v, newest) <= 0 && !opts.AllowDowngrade {
+		return nil, fmt.Errorf("%w: %s %s is not newer than %s (use --allow-downgrade to sign a downgrade)", ErrDowngrade, p, v, newest)
+	}
+	// Validate the metadata before streaming a large image.
+	meta.Installed = release.Installed{Length: 1, SHA256: [32]byte{1}}
+	if err := meta.Validate(); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidOptions, err)
+	}
+
+	st, err := r.streamImage(opts.ImagePath, path.Dir(targetPath), fileName, opts.Compress == CompressZstd)
+	if err != nil {
+		return nil, err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			removeDurable(st.path)
+		}
+	}()
+	meta.Installed = release.Installed{Length: st.rawLength, SHA256: st.rawSHA256}
+	custom, err := release.MarshalCustom(meta)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidOptions, err)
+	}
+	md.Signed.Targets[targetPath] = &metadata.TargetFiles{
+		Length: st.length,
+		Hashes: metadata.Hashes{"sha256": st.sha256[:]},
+		Custom: &custom,
+		Path:   targetPath,
+	}
+	if err := signWith(md, opts.Signers, rk, role); err != nil {
+		return nil, err
+	}
+	if err := writeStaged(r, role, md); err != nil {
+		return nil, err
+	}
+	ok = true
+	have, _ := countValid(md, rk)
+	return &ReleaseInfo{
+		Product: p.String(), Version: v.String(), TargetPath: targetPath, Length: st.length,
+		SHA256: hex.EncodeToString(st.sha256[:]), Metadata: meta, Signatures: have, Threshold: rk.threshold,
+	}, nil
+}
+
+type streamed struct {
+	path      string
+	length    int64
+	sha256    [32]byte
+	rawLength int64
+	rawSHA256 [32]byte
+}
+
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// streamImage copies the image once into staging/targets/<dir>/, hashing
+// the raw bytes and (when compressing) the compressed output, and renames it
+// to its consistent-snapshot name <sha256>.<fileName>. One fsync at the end.
+func (r *Repo) streamImage(src, dir, fileName string, compress bool) (*streamed, error) {
+	in, err := os.Open(src)
+	if err != nil {
+		return nil, fmt.Errorf("failed to open image: %w", err)
+	}
+	defer in.Close()
+	if fi, err := in.Stat(); err != nil || !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%w: image %s is not a regular file", ErrInvalidOptions, src)
+	}
+	outDir := r.path(StagingDir, TargetsDir, filepath.FromSlash(dir))
+	if err := os.MkdirAll(outDir, DirMode); err != nil {
+		return nil, fmt.Errorf("failed to create %s: %w", outDir, err)
+	}
+	f, tmp, err := createTemp(outDir)
+	if err != nil {
+		return nil, err
+	}
+	defer os.Remove(tmp)
+	fail := func(err error) (*streamed, error) { f.Close(); return nil, err }
+
+	outHash := sha256.New()
+	bw := bufio.NewWriterSize(f, CopyBufferSize)
+	out := &countingWriter{w: io.MultiWriter(bw, outHash)}
+	rawHash := outHash
+	var dst io.Writer = out
+	var enc *zstd.Encoder
+	if compress {
+		rawHash = sha256.New()
+		// The window must fit the device decoder's bound (payload.MaxZstdWindow).
+		enc, err = zstd.NewWriter(out, zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)), zstd.WithWindowSize(payload.MaxZstdWindow))
+		if err != nil {
+			return fail(fmt.Errorf("failed to start zstd: %w", err))
+		}
+		dst = io.MultiWriter(enc, rawHash)
+	}
+	buf := make([]byte, CopyBufferSize)
+	raw, err := io.CopyBuffer(onlyWriter{dst}, onlyReader{in}, buf)
+	if err != nil {
+		return fail(fmt.Errorf("failed to copy image: %w", err))
+	}
+	if raw == 0 {
+		return fail(fmt.Errorf("%w: image %s is empty", ErrInvalidOptions, src))
+	}
+	if enc != nil {
+		if err := enc.Close(); err != nil {
+			return fail(fmt.Errorf("failed to compress image: %w", err))
+		}
+	}
+	if err := bw.Flush(); err != nil {
+		return fail(fmt.Errorf("failed to write image: %w", err))
+	}
+	st := &streamed{length: out.n, rawLength: raw}
+	copy(st.sha256[:], outHash.Sum(nil))
+	copy(st.rawSHA256[:], sumOf(rawHash))
+	st.path = filepath.Join(outDir, hex.EncodeToString(st.sha256[:])+"."+fileName)
+	if err := commitTemp(f, tmp, st.path); err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+func sumOf(h hash.Hash) []byte { return h.Sum(nil) }
+
+// onlyReader and onlyWriter hide ReaderFrom/WriterTo so that io.CopyBuffer
+// uses the 1 MiB buffer.
+type onlyReader struct{ io.Reader }
+type onlyWriter struct{ io.Writer }
+
+// payloadPath returns where the payload of a target is: staged or
+// published (consistent-snapshot name), or an error if neither exists.
+func (r *Repo) payloadPath(targetPath string, tf *metadata.TargetFiles) (string, bool, error) {
+	h, ok := tf.Hashes["sha256"]
+	if !ok {
+		return "", false, fmt.Errorf("%w: target %q has no sha256 hash", ErrInvalidMetadata, targetPath)
+	}
+	dir, base := path.Split(targetPath)
+	name := filepath.FromSlash(dir) + hex.EncodeToString(h) + "." + base
+	staged := r.path(StagingDir, TargetsDir, name)
+	if _, err := os.Stat(staged); err == nil {
+		return staged, true, nil
+	}
+	pub := r.path(PublicDir, TargetsDir, name)
+	if _, err := os.Stat(pub); err != nil {
+		return "", false, fmt.Errorf("%w: payload of %q: %w", ErrNotFound, targetPath, err)
+	}
+	return pub, false, nil
+}
+
+// SignPending adds signer's approval to the product role's staged
+// metadata. If version is not empty, the staged metadata must contain that
+// release (so an approver signs what they mean to). If nothing is staged,
+// the published role is re-signed as a new version (after a revocation):
+// then the threshold must be collected again.
+func (r *Repo) SignPending(product, version string, signer crypto.Signer) (have, need int, err error) {
+	p, role, err := productRole(product)
+	if err != nil {
+		return 0, 0, err
+	}
+	rk, err := r.delegation(p)
+	if err != nil {
+		return 0, 0, err
+	}
+	if _, err := rk.authorize(signer, role); err != nil {
+		return 0, 0, err
+	}
+	md, err := r.stagedTargetsRole(role)
+	if err != nil {
+		return 0, 0, err
+	}
+	if md == nil {
+		if md, err = r.nextTargetsVersion(role, r.cfg.Expires.Product); err != nil {
+			return 0, 0, err
+		}
+		if md.Signed.Version == 1 {
+			return 0, 0, fmt.Errorf("%w: no releases of %s to sign", ErrNotFound, p)
+		}
+	}
+	if version != "" && findVersion(md, version) == "" {
+		return 0, 0, fmt.Errorf("%w: release %s %s is not in the pending metadata of %s", ErrNotFound, p, version, role)
+	}
+	if err := keys.Sign(md, signer); err != nil {
+		return 0, 0, err
+	}
+	if err := writeStaged(r, role, md); err != nil {
+		return 0, 0, err
+	}
+	have, err = countValid(md, rk)
+	return have, rk.threshold, err
+}
+
+// findVersion returns the target path of version in md, or "".
+func findVersion(md *metadata.Metadata[metadata.TargetsType], version string) string {
+	for tp := range md.Signed.Targets {
+		if _, v, _, err := release.ParseTargetPath(tp); err == nil && v.String() == version {
+			return tp
+		}
+	}
+	return ""
+}
+
+// Pending returns the valid signatures on the product role's staged
+// metadata and the role's threshold. have is 0 when nothing is staged.
+func (r *Repo) Pending(product string) (have, need int, err error) {
+	p, role, err := productRole(product)
+	if err != nil {
+		return 0, 0, err
+	}
+	rk, err := r.delegation(p)
+	if err != nil {
+		return 0, 0, err
+	}
+	md, err := r.stagedTargetsRole(role)
+	if err != nil || md == nil {
+		return 0, rk.threshold, err
+	}
+	have, err = countValid(md, rk)
+	return have, rk.threshold, err
+}
+
+// SignPendingFile signs a pending metadata file carried from the repository
+// machine (a copy of REPO/staging/<role>.json) in place, without access to
+// the repository. The repository checks the signature when the file comes
+// back (ImportPending). It returns the key ID that signed and the file's
+// content summary so the holder can check what they approve.
+func SignPendingFile(path string, signer crypto.Signer) (keyID string, err error) {
+	data, err := readLimited(path, MaxMetadataSize)
+	if err != nil {
+		return "", err
+	}
+	typ, err := metadataType(data)
+	if err != nil {
+		return "", err
+	}
+	var out []byte
+	switch typ {
+	case metadata.ROOT:
+		md, err := parseMD[metadata.RootType](data)
+		if err != nil {
+			return "", err
+		}
+		if err := keys.Sign(md, signer); err != nil {
+			return "", err
+		}
+		out, err = md.ToBytes(true)
+		if err != nil {
+			return "", err
+		}
+	case metadata.TARGETS:
+		md, err := parseMD[metadata.TargetsType](data)
+		if err != nil {
+			return "", err
+		}
+		if err := keys.Sign(md, signer); err != nil {
+			return "", err
+		}
+		out, err = md.ToBytes(true)
+		if err != nil {
+			return "", err
+		}
+	default:
+		return "", fmt.Errorf("%w: %s metadata is signed by online keys at publish, not as a pending file", ErrInvalidMetadata, typ)
+	}
+	if err := writeFileAtomic(path, out); err != nil {
+		return "", err
+	}
+	return keys.KeyID(signer.Public())
+}
+
+func metadataType(data []byte) (string, error) {
+	var env struct {
+		Signed struct {
+			Type string `json:"_type"`
+		} `json:"signed"`
+	}
+	if err := json.Unmarshal(data, &env); err != nil {
+		return "", fmt.Errorf("%w: %w", ErrInvalidMetadata, err)
+	}
+	return env.Signed.Type, nil
+}
+
+// ImportPending merges the signatures of a carried pending file (signed on
+// another machine with SignPendingFile) into the staged metadata whose
+// signed content is byte-for-byte identical. Only signatures that verify with
+// a key of the role are merged; anything else in the file is ignored. It
+// returns the role and its signature count after the merge.
+func (r *Repo) ImportPending(path string) (role string, have, need int, err error) {
+	data, err := readLimited(path, MaxMetadataSize)
+	if err != nil {
+		return "", 0, 0, err
+	}
+	typ, err := metadataType(data)
+	if err != nil {
+		return "", 0, 0, err
+	}
+	if typ == metadata.ROOT {
+		return r.importRoot(data)
+	}
+	if typ != metadata.TARGETS {
+		return "", 0, 0, fmt.Errorf("%w: type %q cannot be pending", ErrInvalidMetadata, typ)
+	}
+	carried, err := parseMD[metadata.TargetsType](data)
+	if err != nil {
+		return "", 0, 0, err
+	}
+	want, err := cjson.EncodeCanonical(carried.Signed)
+	if err != nil {
+		return "", 0, 0, err
+	}
+	names, err := r.stagedRoles()
+	if err != nil {
+		return "", 0, 0, err
+	}
+	for _, name := range names {
+		if name == metadata.ROOT {
+			continue
+		}
+		staged, err := r.stagedTargetsRole(name)
+		if err != nil {
+			return "", 0, 0, err
+		}
+		got, err := cjson.EncodeCanonical(staged.Signed)
+		if err != nil || !bytes.Equal(got, want) {
+			continue
+		}
+		rk, err := r.keysForTargetsRole(name)
+		if err != nil {
+			return "", 0, 0, err
+		}
+		valid, err := validSignatures(carried, rk)
+		if err != nil {
+			return "", 0, 0, err
+		}
+		merged := mergeSignatures(staged.Signatures, valid)
+		staged.Signatures = merged
+		if err := writeStaged(r, name, staged); err != nil {
+			return "", 0, 0, err
+		}
+		have, err := countValid(staged, rk)
+		return name, have, rk.threshold, err
+	}
+	return "", 0, 0, fmt.Errorf("%w: no staged metadata has the same signed content as %s (was it changed after it was carried away?)", ErrMismatch, path)
+}
+
+func mergeSignatures(have, add []metadata.Signature) []metadata.Signature {
+	out := append([]metadata.Signature(nil), have...)
+	for _, s := range add {
+		replaced := false
+		for i := range out {
+			if out[i].KeyID == s.KeyID {
+				out[i] = s
+				replaced = true
+			}
+		}
+		if !replaced {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// keysForTargetsRole returns who may sign a targets-type role: the root's
+// targets role, or the delegation in the current targets.
+func (r *Repo) keysForTargetsRole(name string) (roleKeys, error) {
+	if name == metadata.TARGETS {
+		root, err := r.currentRoot()
+		if err != nil {
+			return roleKeys{}, err
+		}
+		return rootRoleKeys(root, metadata.TARGETS)
+	}
+	targets, err := r.currentTargets()
+	if err != nil {
+		return roleKeys{}, err
+	}
+	rk, _, ok := delegatedRoleKeys(targets, name)
+	if !ok {
+		return roleKeys{}, fmt.Errorf("%w: role %q", ErrNoDelegation, name)
+	}
+	return rk, nil
+}
+
+// stagedRoles lists the roles with staged metadata.
+func (r *Repo) stagedRoles() ([]string, error) {
+	ents, err := os.ReadDir(r.path(StagingDir))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, e := range ents {
+		if n, ok := strings.CutSuffix(e.Name(), ".json"); ok && e.Type().IsRegular() && !strings.HasPrefix(n, ".") {
+			out = append(out, n)
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// Releases lists the releases of product ("" for all products), published
+// and pending, oldest version first.
+func (r *Repo) Releases(product string) ([]ReleaseInfo, error) {
+	targets, err := r.currentTargets()
+	if err != nil {
+		return nil, err
+	}
+	var out []ReleaseInfo
+	if targets.Signed.Delegations == nil {
+		return nil, nil
+	}
+	for _, d := range targets.Signed.Delegations.Roles {
+		rk, _, _ := delegatedRoleKeys(targets, d.Name)
+		pub, err := r.PublishedRole(d.Name)
+		if err != nil {
+			return nil, err
+		}
+		staged, err := r.stagedTargetsRole(d.Name)
+		if err != nil {
+			return nil, err
+		}
+		var list []ReleaseInfo
+		add := func(md *metadata.Metadata[metadata.TargetsType], published bool) {
+			have, _ := countValid(md, rk)
+			for tp, tf := range md.Signed.Targets {
+				p, v, _, err := release.ParseTargetPath(tp)
+				if err != nil || (product != "" && p.String() != product) {
+					continue
+				}
+				if !published && pub != nil {
+					if _, ok := pub.Signed.Targets[tp]; ok {
+						continue
+					}
+				}
+				info := ReleaseInfo{Product: p.String(), Version: v.String(), TargetPath: tp, Length: tf.Length,
+					SHA256: hex.EncodeToString(tf.Hashes["sha256"]), Published: published, Signatures: have, Threshold: rk.threshold}
+				if tf.Custom != nil {
+					info.Metadata, _ = release.ParseCustom(*tf.Custom)
+				}
+				list = append(list, info)
+			}
+		}
+		if pub != nil {
+			add(pub, true)
+		}
+		if staged != nil {
+			add(staged, false)
+		}
+		sort.Slice(list, func(i, j int) bool {
+			vi, _ := release.ParseVersion(list[i].Version)
+			vj, _ := release.ParseVersion(list[j].Version)
+			return release.Compare(vi, vj) < 0
+		})
+		out = append(out, list...)
+	}
+	return out, nil
+}

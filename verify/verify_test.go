@@ -1,0 +1,445 @@
+package verify
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/sha256"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/airlockfw/airlock/bundle"
+	"github.com/airlockfw/airlock/internal/payload"
+	"github.com/airlockfw/airlock/keys"
+	"github.com/airlockfw/airlock/release"
+	"github.com/airlockfw/airlock/repo"
+	"github.com/airlockfw/airlock/trust"
+	"github.com/theupdateframework/go-tuf/v2/metadata"
+)
+
+const product = "acme/router-x1"
+
+// fixture is a real repository in a temp dir with one published release.
+type fixture struct {
+	t                                  *testing.T
+	dir                                string
+	r                                  *repo.Repo
+	root, targets, snapshot, timestamp crypto.Signer
+	product1, product2                 crypto.Signer
+	rootJSON                           []byte
+	image                              []byte
+}
+
+func signer(t *testing.T) crypto.Signer {
+	t.Helper()
+	s, err := keys.Generate(keys.Ed25519)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func newFixture(t *testing.T, productThreshold int) *fixture {
+	t.Helper()
+	f := &fixture{t: t, dir: filepath.Join(t.TempDir(), "repo")}
+	f.root, f.targets, f.snapshot, f.timestamp = signer(t), signer(t), signer(t), signer(t)
+	f.product1, f.product2 = signer(t), signer(t)
+	r, err := repo.Init(f.dir, repo.InitOptions{
+		RootKeys:    []crypto.PublicKey{f.root.Public()},
+		RootSigners: []crypto.Signer{f.root},
+		Targets:     f.targets, Snapshot: f.snapshot, Timestamp: f.timestamp,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.r = r
+	if err := r.Delegate(product, []crypto.PublicKey{f.product1.Public(), f.product2.Public()}, productThreshold, f.targets); err != nil {
+		t.Fatal(err)
+	}
+	f.rootJSON, err = os.ReadFile(filepath.Join(f.dir, "public", "metadata", "1.root.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.image = make([]byte, 200<<10)
+	rand.Read(f.image)
+	if productThreshold == 2 {
+		f.release("1.0.0", "", f.product1, f.product2)
+	} else {
+		f.release("1.0.0", "", f.product1)
+	}
+	return f
+}
+
+// release adds and publishes a release signed by signers.
+func (f *fixture) release(version, compress string, signers ...crypto.Signer) {
+	f.t.Helper()
+	img := filepath.Join(f.t.TempDir(), "firmware.img")
+	if err := os.WriteFile(img, f.image, 0o644); err != nil {
+		f.t.Fatal(err)
+	}
+	if _, err := f.r.AddRelease(repo.ReleaseOptions{
+		Product: product, ImagePath: img, Version: version, SecurityVersion: 1,
+		Models: []string{"x1"}, HWRev: ">=2 <4", Compress: compress, Signers: signers,
+	}); err != nil {
+		f.t.Fatal(err)
+	}
+	if _, err := f.r.Publish(f.snapshot, f.timestamp); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+func (f *fixture) bundle(version string) []byte {
+	f.t.Helper()
+	var b bytes.Buffer
+	if err := f.r.CreateBundle(&b, product, version); err != nil {
+		f.t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+func (f *fixture) opts() Options {
+	rev := uint32(3)
+	return Options{Root: f.rootJSON, Model: "x1", HWRev: &rev, Product: product}
+}
+
+// parse splits a bundle into its metadata and payload.
+func parse(t *testing.T, b []byte) (*bundle.Metadata, []byte) {
+	t.Helper()
+	br, err := bundle.NewReader(bytes.NewReader(b), bundle.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := *br.Metadata()
+	var p bytes.Buffer
+	if _, err := p.ReadFrom(br.Payload()); err != nil {
+		t.Fatal(err)
+	}
+	return &m, p.Bytes()
+}
+
+func build(t *testing.T, m *bundle.Metadata, p []byte) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	if err := bundle.Write(&b, m, bytes.NewReader(p)); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+// resign re-signs metadata of type T in raw with signers (an attacker holding
+// those keys), after applying edit.
+func resign[T metadata.Roles](t *testing.T, raw []byte, edit func(*metadata.Metadata[T]), signers ...crypto.Signer) []byte {
+	t.Helper()
+	md, err := (&metadata.Metadata[T]{}).FromBytes(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if edit != nil {
+		edit(md)
+	}
+	md.Signatures = nil
+	for _, s := range signers {
+		if err := keys.Sign(md, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, err := md.ToBytes(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func metaFile(version int64, data []byte) *metadata.MetaFiles {
+	h := sha256.Sum256(data)
+	return &metadata.MetaFiles{Version: version, Length: int64(len(data)), Hashes: metadata.Hashes{"sha256": h[:]}}
+}
+
+// reSnapshot is what an attacker who stole the online snapshot and timestamp
+// keys can do: pin whatever targets and product role bytes the bundle has.
+func (f *fixture) reSnapshot(t *testing.T, m *bundle.Metadata) {
+	t.Helper()
+	m.Snapshot = resign(t, m.Snapshot, func(md *metadata.Metadata[metadata.SnapshotType]) {
+		md.Signed.Version++
+		tv := versionOf[metadata.TargetsType](t, m.Targets)
+		md.Signed.Meta["targets.json"] = metaFile(tv, m.Targets)
+		for _, d := range m.Delegated {
+			md.Signed.Meta[d.Name+".json"] = metaFile(versionOf[metadata.TargetsType](t, d.Data), d.Data)
+		}
+	}, f.snapshot)
+	m.Timestamp = resign(t, m.Timestamp, func(md *metadata.Metadata[metadata.TimestampType]) {
+		md.Signed.Version++
+		md.Signed.Meta["snapshot.json"] = metaFile(versionOf[metadata.SnapshotType](t, m.Snapshot), m.Snapshot)
+	}, f.timestamp)
+}
+
+func versionOf[T metadata.Roles](t *testing.T, raw []byte) int64 {
+	t.Helper()
+	md, err := (&metadata.Metadata[T]{}).FromBytes(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	switch s := any(md.Signed).(type) {
+	case metadata.TargetsType:
+		return s.Version
+	case metadata.SnapshotType:
+		return s.Version
+	case metadata.TimestampType:
+		return s.Version
+	case metadata.RootType:
+		return s.Version
+	}
+	t.Fatal("unknown type")
+	return 0
+}
+
+func expectErr(t *testing.T, err error, check string, target error) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("verification succeeded, want check %q to fail with %v", check, target)
+	}
+	var ve *Error
+	if !errors.As(err, &ve) {
+		t.Fatalf("error %v is not a *verify.Error", err)
+	}
+	if ve.Check != check {
+		t.Errorf("failed check = %q, want %q (err: %v)", ve.Check, check, err)
+	}
+	if !errors.Is(err, target) {
+		t.Errorf("err = %v, want it to wrap %v", err, target)
+	}
+}
+
+func TestVerifyBundle(t *testing.T) {
+	f := newFixture(t, 1)
+	for _, comp := range []string{"", "zstd"} {
+		t.Run("compress="+comp, func(t *testing.T) {
+			v := "1.1.0"
+			if comp != "" {
+				v = "1.2.0"
+			}
+			f.release(v, comp, f.product1)
+			rep, err := Bundle(context.Background(), bytes.NewReader(f.bundle(v)), f.opts())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep.Version != v || rep.InstalledLength != int64(len(f.image)) || rep.Product != product {
+				t.Fatalf("report = %+v", rep)
+			}
+			sum := sha256.Sum256(f.image)
+			if rep.InstalledSHA256 != string(hexOf(sum[:])) {
+				t.Fatalf("installed sha256 = %s", rep.InstalledSHA256)
+			}
+		})
+	}
+}
+
+func hexOf(b []byte) string {
+	const d = "0123456789abcdef"
+	var s strings.Builder
+	for _, c := range b {
+		s.WriteByte(d[c>>4])
+		s.WriteByte(d[c&15])
+	}
+	return s.String()
+}
+
+func TestVerifyRepoDirAndHTTPS(t *testing.T) {
+	f := newFixture(t, 1)
+	f.release("1.1.0", "zstd", f.product1)
+	rep, err := Repo(context.Background(), f.dir, f.opts())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Version != "1.1.0" {
+		t.Fatalf("newest release = %s, want 1.1.0", rep.Version)
+	}
+	o := f.opts()
+	o.Version = "1.0.0"
+	if rep, err := Repo(context.Background(), f.dir, o); err != nil || rep.Version != "1.0.0" {
+		t.Fatalf("--version 1.0.0: %v %+v", err, rep)
+	}
+
+	srv := httptest.NewTLSServer(http.FileServer(http.Dir(filepath.Join(f.dir, "public"))))
+	defer srv.Close()
+	o = f.opts()
+	o.HTTPClient = srv.Client()
+	rep, err = Repo(context.Background(), srv.URL, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Version != "1.1.0" {
+		t.Fatalf("over HTTPS: newest = %s", rep.Version)
+	}
+	// A hardware revision outside every release's range selects nothing.
+	rev := uint32(9)
+	o.HWRev = &rev
+	_, err = Repo(context.Background(), srv.URL, o)
+	expectErr(t, err, CheckPolicy, release.ErrHWRev)
+}
+
+func TestTamperedPayload(t *testing.T) {
+	f := newFixture(t, 1)
+	m, p := parse(t, f.bundle("1.0.0"))
+	p[len(p)/2] ^= 1
+	_, err := Bundle(context.Background(), bytes.NewReader(build(t, m, p)), f.opts())
+	expectErr(t, err, CheckPayload, payload.ErrHash)
+}
+
+func TestTamperedMetadata(t *testing.T) {
+	f := newFixture(t, 1)
+	m, p := parse(t, f.bundle("1.0.0"))
+	// Extend the timestamp's expiry without its key: the signature breaks.
+	md, err := (&metadata.Metadata[metadata.TimestampType]{}).FromBytes(m.Timestamp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	md.Signed.Expires = md.Signed.Expires.Add(365 * 24 * time.Hour)
+	if m.Timestamp, err = md.ToBytes(false); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Bundle(context.Background(), bytes.NewReader(build(t, m, p)), f.opts())
+	expectErr(t, err, CheckMetadata, trust.ErrSignature)
+}
+
+func TestSignatureByUnknownKey(t *testing.T) {
+	f := newFixture(t, 1)
+	m, p := parse(t, f.bundle("1.0.0"))
+	attacker := signer(t)
+	m.Timestamp = resign(t, m.Timestamp, func(md *metadata.Metadata[metadata.TimestampType]) { md.Signed.Version++ }, attacker)
+	_, err := Bundle(context.Background(), bytes.NewReader(build(t, m, p)), f.opts())
+	expectErr(t, err, CheckMetadata, trust.ErrThreshold)
+}
+
+// TestBelowThresholdSignatures: the product role needs 2 of 2 signatures; an
+// attacker with the online snapshot/timestamp keys and one product key cannot
+// publish a release.
+func TestBelowThresholdSignatures(t *testing.T) {
+	f := newFixture(t, 2)
+	f.release("1.1.0", "", f.product1, f.product2)
+	m, p := parse(t, f.bundle("1.1.0"))
+	m.Delegated[0].Data = resign[metadata.TargetsType](t, m.Delegated[0].Data, nil, f.product1)
+	f.reSnapshot(t, m)
+	_, err := Bundle(context.Background(), bytes.NewReader(build(t, m, p)), f.opts())
+	expectErr(t, err, CheckTarget, trust.ErrThreshold)
+}
+
+func TestExpiredMetadata(t *testing.T) {
+	f := newFixture(t, 1)
+	o := f.opts()
+	o.Now = time.Now().Add(2 * 24 * time.Hour) // past the 1-day timestamp
+	_, err := Bundle(context.Background(), bytes.NewReader(f.bundle("1.0.0")), o)
+	expectErr(t, err, CheckMetadata, trust.ErrExpired)
+}
+
+func TestMixAndMatch(t *testing.T) {
+	f := newFixture(t, 1)
+	old, _ := parse(t, f.bundle("1.0.0"))
+	f.release("1.1.0", "", f.product1)
+	m, p := parse(t, f.bundle("1.1.0"))
+	// New targets and product role, old snapshot and timestamp.
+	m.Timestamp, m.Snapshot = old.Timestamp, old.Snapshot
+	_, err := Bundle(context.Background(), bytes.NewReader(build(t, m, p)), f.opts())
+	if err == nil {
+		t.Fatal("mix-and-match accepted")
+	}
+	// The product role is newer than the version the old snapshot pins.
+	expectErr(t, err, CheckTarget, trust.ErrMixAndMatch)
+}
+
+func TestEndlessData(t *testing.T) {
+	f := newFixture(t, 1)
+	t.Run("PayloadLongerThanDeclared", func(t *testing.T) {
+		m, p := parse(t, f.bundle("1.0.0"))
+		p = append(p, make([]byte, 4096)...)
+		m.PayloadLength = int64(len(p))
+		_, err := Bundle(context.Background(), bytes.NewReader(build(t, m, p)), f.opts())
+		expectErr(t, err, CheckPayload, payload.ErrLength)
+	})
+	t.Run("OversizedMetadata", func(t *testing.T) {
+		m, p := parse(t, f.bundle("1.0.0"))
+		huge := append([]byte(`{"signatures":[],"signed":{"_type":"timestamp","version":2,"pad":"`), bytes.Repeat([]byte("A"), trust.MaxTimestampSize)...)
+		m.Timestamp = append(huge, []byte(`"}}`)...)
+		_, err := Bundle(context.Background(), bytes.NewReader(build(t, m, p)), f.opts())
+		expectErr(t, err, CheckMetadata, trust.ErrTooLarge)
+	})
+}
+
+// TestProductKeyCannotSignOtherProduct: a product key (with the online keys)
+// lists a target under another product's path; the delegation's path pattern
+// refuses it.
+func TestProductKeyCannotSignOtherProduct(t *testing.T) {
+	f := newFixture(t, 1)
+	m, p := parse(t, f.bundle("1.0.0"))
+	other := "acme/other-y2/1.0.0/firmware.img"
+	m.Delegated[0].Data = resign(t, m.Delegated[0].Data, func(md *metadata.Metadata[metadata.TargetsType]) {
+		tf := md.Signed.Targets[m.TargetPath]
+		tf.Path = other
+		md.Signed.Targets[other] = tf
+		md.Signed.Version++
+	}, f.product1)
+	m.TargetPath = other
+	f.reSnapshot(t, m)
+	_, err := Bundle(context.Background(), bytes.NewReader(build(t, m, p)), f.opts())
+	expectErr(t, err, CheckTarget, trust.ErrTargetNotFound)
+}
+
+// TestRevokedKey: a release signed only by a key that was later revoked no
+// longer verifies.
+func TestRevokedKey(t *testing.T) {
+	f := newFixture(t, 1)
+	id, _ := keys.KeyID(f.product1.Public())
+	if err := f.r.Revoke(product, id, f.targets); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.r.Publish(f.snapshot, f.timestamp); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Bundle(context.Background(), bytes.NewReader(f.bundle("1.0.0")), f.opts())
+	expectErr(t, err, CheckTarget, trust.ErrThreshold)
+}
+
+func TestWrongModel(t *testing.T) {
+	f := newFixture(t, 1)
+	o := f.opts()
+	o.Model = "x2"
+	_, err := Bundle(context.Background(), bytes.NewReader(f.bundle("1.0.0")), o)
+	expectErr(t, err, CheckPolicy, release.ErrModel)
+}
+
+func TestHardwareRevisionOutOfRange(t *testing.T) {
+	f := newFixture(t, 1)
+	o := f.opts()
+	rev := uint32(4) // range is '>=2 <4'
+	o.HWRev = &rev
+	_, err := Bundle(context.Background(), bytes.NewReader(f.bundle("1.0.0")), o)
+	expectErr(t, err, CheckPolicy, release.ErrHWRev)
+}
+
+func TestTruncatedBundle(t *testing.T) {
+	f := newFixture(t, 1)
+	b := f.bundle("1.0.0")
+	_, err := Bundle(context.Background(), bytes.NewReader(b[:len(b)-100]), f.opts())
+	if err == nil {
+		t.Fatal("truncated bundle accepted")
+	}
+	if !errors.Is(err, bundle.ErrTruncated) && !errors.Is(err, payload.ErrLength) {
+		t.Fatalf("err = %v, want truncation", err)
+	}
+}
+
+func TestWrongRoot(t *testing.T) {
+	f := newFixture(t, 1)
+	g := newFixture(t, 1) // another vendor's root
+	o := f.opts()
+	o.Root = g.rootJSON
+	_, err := Bundle(context.Background(), bytes.NewReader(f.bundle("1.0.0")), o)
+	expectErr(t, err, CheckMetadata, trust.ErrSignature)
+}
