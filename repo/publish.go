@@ -1,9 +1,11 @@
 package repo
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/sha256"
 	"fmt"
+	"io"
 	"os"
 	"sort"
 	"strings"
@@ -151,6 +153,11 @@ func (r *Repo) Publish(snapshotSigner, timestampSigner crypto.Signer) (*PublishR
 				return nil, err
 			}
 			if isStaged {
+				// A staged payload may be a hard link to the vendor's image
+				// file: make sure it is still exactly what was signed.
+				if err := verifyPayloadFile(src, tf); err != nil {
+					return nil, err
+				}
 				rel := strings.TrimPrefix(src, r.path(StagingDir, TargetsDir))
 				moves = append(moves, [2]string{src, r.path(PublicDir, TargetsDir) + rel})
 			}
@@ -322,3 +329,22 @@ func checkRootRotation(old, next *metadata.Metadata[metadata.RootType]) error {
 }
 
 var _ = os.Remove
+
+// verifyPayloadFile streams the file at path and checks it against the
+// length and SHA-256 of its signed target.
+func verifyPayloadFile(path string, tf *metadata.TargetFiles) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("failed to open staged payload: %w", err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.CopyBuffer(onlyWriter{h}, onlyReader{io.LimitReader(f, tf.Length+1)}, make([]byte, CopyBufferSize))
+	if err != nil {
+		return fmt.Errorf("failed to read staged payload: %w", err)
+	}
+	if n != tf.Length || !bytes.Equal(h.Sum(nil), tf.Hashes["sha256"]) {
+		return fmt.Errorf("%w: staged payload %s no longer matches its signed length and hash (was the image file modified after release add?)", ErrMismatch, path)
+	}
+	return nil
+}

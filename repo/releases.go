@@ -4,12 +4,12 @@ import (
 	"bufio"
 	"bytes"
 	"crypto"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/airlockfw/airlock/internal/payload"
 	"hash"
 	"io"
 	"io/fs"
@@ -20,6 +20,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/airlockfw/airlock/internal/payload"
 	"github.com/airlockfw/airlock/keys"
 	"github.com/airlockfw/airlock/release"
 	"github.com/klauspost/compress/zstd"
@@ -52,6 +53,11 @@ type ReleaseOptions struct {
 	// AllowDowngrade permits a version not greater than the newest release
 	// of the product; it is recorded (signed) in the release metadata.
 	AllowDowngrade bool
+	// Copy forces a copy of an uncompressed image into the repository. By
+	// default an uncompressed image on the same filesystem is hard-linked
+	// (no copy; its data is then shared with the repository and the file
+	// is made read-only) and Publish re-verifies it before it goes public.
+	Copy bool
 	// Signers are keys of the product role that approve the release now
 	// (at least one). Further approvals: SignPending, SignPendingFile.
 	Signers []crypto.Signer
@@ -175,7 +181,7 @@ func (r *Repo) AddRelease(opts ReleaseOptions) (*ReleaseInfo, error) {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidOptions, err)
 	}
 
-	st, err := r.streamImage(opts.ImagePath, path.Dir(targetPath), fileName, opts.Compress == CompressZstd)
+	st, err := r.streamImage(opts.ImagePath, path.Dir(targetPath), fileName, opts.Compress == CompressZstd, opts.Copy)
 	if err != nil {
 		return nil, err
 	}
@@ -232,18 +238,26 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 // streamImage copies the image once into staging/targets/<dir>/, hashing
 // the raw bytes and (when compressing) the compressed output, and renames it
 // to its consistent-snapshot name <sha256>.<fileName>. One fsync at the end.
-func (r *Repo) streamImage(src, dir, fileName string, compress bool) (*streamed, error) {
+func (r *Repo) streamImage(src, dir, fileName string, compress, forceCopy bool) (*streamed, error) {
 	in, err := os.Open(src)
 	if err != nil {
 		return nil, fmt.Errorf("failed to open image: %w", err)
 	}
 	defer in.Close()
-	if fi, err := in.Stat(); err != nil || !fi.Mode().IsRegular() {
+	fi, err := in.Stat()
+	if err != nil || !fi.Mode().IsRegular() {
 		return nil, fmt.Errorf("%w: image %s is not a regular file", ErrInvalidOptions, src)
 	}
 	outDir := r.path(StagingDir, TargetsDir, filepath.FromSlash(dir))
 	if err := os.MkdirAll(outDir, DirMode); err != nil {
 		return nil, fmt.Errorf("failed to create %s: %w", outDir, err)
+	}
+	if !compress && !forceCopy {
+		if st, err := linkImage(in, fi, src, outDir, fileName); err == nil {
+			return st, nil
+		} else if !errors.Is(err, errNoLink) {
+			return nil, err
+		}
 	}
 	f, tmp, err := createTemp(outDir)
 	if err != nil {
@@ -294,6 +308,60 @@ func (r *Repo) streamImage(src, dir, fileName string, compress bool) (*streamed,
 }
 
 func sumOf(h hash.Hash) []byte { return h.Sum(nil) }
+
+// errNoLink means the image cannot be hard-linked (another filesystem, or a
+// filesystem without links); the caller copies it instead.
+var errNoLink = errors.New("image cannot be linked")
+
+// linkImage adds an uncompressed image without copying its data: it
+// hard-links src into outDir, makes it read-only (the repository now shares
+// the inode), and hashes it in one read. A change of the file while it is
+// hashed is detected; a change after that is caught by Publish, which
+// re-verifies staged payloads.
+func linkImage(in *os.File, before fs.FileInfo, src, outDir, fileName string) (*streamed, error) {
+	var b [8]byte
+	rand.Read(b[:])
+	tmp := filepath.Join(outDir, ".tmp-link-"+hex.EncodeToString(b[:]))
+	if err := os.Link(src, tmp); err != nil {
+		return nil, errNoLink
+	}
+	keep := false
+	defer func() {
+		if !keep {
+			os.Remove(tmp)
+		}
+	}()
+	if err := os.Chmod(tmp, 0o444); err != nil {
+		return nil, fmt.Errorf("failed to make the linked image read-only: %w", err)
+	}
+	h := sha256.New()
+	n, err := io.CopyBuffer(onlyWriter{h}, onlyReader{in}, make([]byte, CopyBufferSize))
+	if err != nil {
+		return nil, fmt.Errorf("failed to read image: %w", err)
+	}
+	if n == 0 {
+		return nil, fmt.Errorf("%w: image %s is empty", ErrInvalidOptions, src)
+	}
+	after, err := os.Stat(tmp)
+	if err != nil {
+		return nil, err
+	}
+	if after.Size() != n || before.Size() != n || !after.ModTime().Equal(before.ModTime()) {
+		return nil, fmt.Errorf("image %s changed while it was being added", src)
+	}
+	st := &streamed{length: n, rawLength: n}
+	copy(st.sha256[:], h.Sum(nil))
+	st.rawSHA256 = st.sha256
+	st.path = filepath.Join(outDir, hex.EncodeToString(st.sha256[:])+"."+fileName)
+	if err := os.Rename(tmp, st.path); err != nil {
+		return nil, fmt.Errorf("failed to stage image: %w", err)
+	}
+	keep = true
+	if err := syncDir(outDir); err != nil {
+		return nil, err
+	}
+	return st, nil
+}
 
 // onlyReader and onlyWriter hide ReaderFrom/WriterTo so that io.CopyBuffer
 // uses the 1 MiB buffer.

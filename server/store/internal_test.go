@@ -1,0 +1,118 @@
+package store
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf8"
+)
+
+func TestMigrationsAreSequential(t *testing.T) {
+	for _, d := range []string{DialectSQLite, DialectPostgres} {
+		t.Run(d, func(t *testing.T) {
+			m, err := loadMigrations(d)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, mig := range m {
+				if mig.version != i+1 || strings.TrimSpace(mig.sql) == "" {
+					t.Fatalf("migration %d: %+v", i, mig)
+				}
+			}
+		})
+	}
+	sv, _ := SchemaVersion(DialectSQLite)
+	pv, _ := SchemaVersion(DialectPostgres)
+	if sv != pv {
+		t.Fatalf("sqlite schema version %d != postgres %d: every migration needs both dialects", sv, pv)
+	}
+}
+
+func TestParseDSN(t *testing.T) {
+	for _, tc := range []struct {
+		dsn, dialect, target string
+	}{
+		{"sqlite:///var/lib/airlock/state.db", DialectSQLite, "/var/lib/airlock/state.db"},
+		{"sqlite://state.db", DialectSQLite, "state.db"},
+		{"/var/lib/airlock/state.db", DialectSQLite, "/var/lib/airlock/state.db"},
+		{"state.db", DialectSQLite, "state.db"},
+		{"postgres://u:p@db:5432/airlock?sslmode=verify-full", DialectPostgres, "postgres://u:p@db:5432/airlock?sslmode=verify-full"},
+		{"postgresql://db/airlock", DialectPostgres, "postgresql://db/airlock"},
+	} {
+		t.Run(tc.dsn, func(t *testing.T) {
+			d, target, err := ParseDSN(tc.dsn)
+			if err != nil || d != tc.dialect || target != tc.target {
+				t.Fatalf("ParseDSN = %q, %q, %v; want %q, %q", d, target, err, tc.dialect, tc.target)
+			}
+		})
+	}
+	for _, dsn := range []string{"", "http://x", "sqlite://", "a.db?mode=memory", "a.db#x", ":memory:",
+		"file:a.db", "a\x00b", "\xff", strings.Repeat("a", MaxDSNLen+1)} {
+		if _, _, err := ParseDSN(dsn); !errors.Is(err, ErrUnsupportedDSN) {
+			t.Errorf("ParseDSN(%q) = %v, want ErrUnsupportedDSN", dsn, err)
+		}
+	}
+}
+
+func FuzzParseDSN(f *testing.F) {
+	for _, s := range []string{"sqlite:///a/b.db", "a.db", "postgres://u@h/db", "postgresql://h/db?x=y", "x://y", "sqlite://?"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, dsn string) {
+		d, target, err := ParseDSN(dsn)
+		if err != nil {
+			if !errors.Is(err, ErrUnsupportedDSN) {
+				t.Fatalf("error does not wrap ErrUnsupportedDSN: %v", err)
+			}
+			return
+		}
+		if len(dsn) > MaxDSNLen || !utf8.ValidString(dsn) || target == "" {
+			t.Fatalf("accepted %q", dsn)
+		}
+		switch d {
+		case DialectSQLite:
+			if strings.ContainsAny(target, "?#\x00") {
+				t.Fatalf("sqlite path %q would inject driver parameters", target)
+			}
+		case DialectPostgres:
+			if target != dsn {
+				t.Fatalf("postgres target %q != dsn %q", target, dsn)
+			}
+		default:
+			t.Fatalf("unknown dialect %q", d)
+		}
+	})
+}
+
+// FuzzValidateDevice checks that device validation never panics and that
+// anything it accepts is within the named limits.
+func FuzzValidateDevice(f *testing.F) {
+	f.Add("dev-0123456789abcdef", "x1", "acme/router", "stable", "lab", "1.0.0", "idle", "", "0a1b", strings.Repeat("ab", 32), uint64(1))
+	f.Add("dev-1", "m", "p", "", "", "", "", "boom\nbang", "01", strings.Repeat("00", 32), uint64(MaxSecurityCounter))
+	f.Fuzz(func(t *testing.T, id, model, product, channel, tag, version, state, lastErr, serial, fp string, counter uint64) {
+		d := Device{ID: id, Model: model, Product: product, Channel: channel, CurrentVersion: version,
+			State: state, LastError: lastErr, CertSerial: serial, CertFingerprint: fp, SecurityCounter: counter,
+			EnrolledAt: timeForFuzz}
+		if tag != "" {
+			d.Tags = []string{tag}
+		}
+		err := validateDevice(&d)
+		if err != nil {
+			if !errors.Is(err, ErrInvalid) {
+				t.Fatalf("error does not wrap ErrInvalid: %v", err)
+			}
+			return
+		}
+		for _, s := range []string{d.Model, d.Product, d.Channel, d.CurrentVersion, d.CertSerial, d.CertFingerprint, tag} {
+			if len(s) > MaxStringLen || !utf8.ValidString(s) || strings.ContainsRune(s, 0) {
+				t.Fatalf("accepted out-of-limit string %q", s)
+			}
+		}
+		if len(d.ID) > MaxIDLen || len(d.LastError) > MaxMessageLen || !ValidState(d.State) || d.SecurityCounter > MaxSecurityCounter {
+			t.Fatalf("accepted invalid device %+v", d)
+		}
+	})
+}
+
+var timeForFuzz = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)

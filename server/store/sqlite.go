@@ -1,0 +1,141 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+// SQLite connection settings.
+const (
+	// SQLiteBusyTimeoutMillis is how long a connection waits for a lock
+	// (busy_timeout) before failing with SQLITE_BUSY.
+	SQLiteBusyTimeoutMillis = 10_000
+	// SQLiteMaxReaders bounds the read-only connection pool.
+	SQLiteMaxReaders = 16
+)
+
+// sqliteBackend uses two pools on one WAL-mode file: a single writer
+// connection, so writers queue in Go instead of failing with SQLITE_BUSY, and
+// a pool of query_only readers that WAL lets run alongside the writer. Write
+// transactions start with BEGIN IMMEDIATE.
+type sqliteBackend struct {
+	w, r *sql.DB
+}
+
+func openSQLite(ctx context.Context, path string) (Store, error) {
+	// Create the file owner-only before SQLite does (with the umask's mode).
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("failed to open sqlite database: %w", err)
+	}
+	f.Close()
+
+	common := fmt.Sprintf("_pragma=busy_timeout(%d)&_pragma=foreign_keys(1)", SQLiteBusyTimeoutMillis)
+	w, err := sql.Open("sqlite", path+"?"+common+"&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_txlock=immediate")
+	if err != nil {
+		return nil, fmt.Errorf("failed to open sqlite database: %w", err)
+	}
+	w.SetMaxOpenConns(1)
+	w.SetMaxIdleConns(1)
+	w.SetConnMaxLifetime(0)
+	w.SetConnMaxIdleTime(0)
+	b := &sqliteBackend{w: w}
+	if err := w.PingContext(ctx); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("failed to open sqlite database: %w", err)
+	}
+	if err := migrate(ctx, b); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("failed to migrate sqlite database: %w", err)
+	}
+	r, err := sql.Open("sqlite", path+"?"+common+"&_pragma=query_only(1)")
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("failed to open sqlite database: %w", err)
+	}
+	n := min(SQLiteMaxReaders, max(4, 2*runtime.GOMAXPROCS(0)))
+	r.SetMaxOpenConns(n)
+	r.SetMaxIdleConns(n)
+	b.r = r
+	return &sqlStore{b: b}, nil
+}
+
+type sqlQuerier interface {
+	ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error)
+	QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row
+	QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error)
+}
+
+type sqlDBQuerier struct{ db sqlQuerier }
+
+func (q sqlDBQuerier) exec(ctx context.Context, s string, args ...any) (int64, error) {
+	res, err := q.db.ExecContext(ctx, s, args...)
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
+func (q sqlDBQuerier) queryRow(ctx context.Context, s string, args ...any) row {
+	return q.db.QueryRowContext(ctx, s, args...)
+}
+
+func (q sqlDBQuerier) query(ctx context.Context, s string, args ...any) (rows, error) {
+	rs, err := q.db.QueryContext(ctx, s, args...)
+	if err != nil {
+		return nil, err
+	}
+	return sqlRows{rs}, nil
+}
+
+type sqlRows struct{ *sql.Rows }
+
+func (r sqlRows) Close() { r.Rows.Close() }
+
+func (b *sqliteBackend) reader() querier { return sqlDBQuerier{b.r} }
+func (b *sqliteBackend) writer() querier { return sqlDBQuerier{b.w} }
+func (b *sqliteBackend) dialect() string { return "sqlite" }
+
+func (b *sqliteBackend) inTx(ctx context.Context, fn func(querier) error) error {
+	tx, err := b.w.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := fn(sqlDBQuerier{tx}); err != nil {
+		tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+// lockMigrations is a no-op: BEGIN IMMEDIATE already holds the write lock.
+func (b *sqliteBackend) lockMigrations(context.Context, querier) error { return nil }
+
+func (b *sqliteBackend) isUnique(err error) bool {
+	var se *sqlite.Error
+	if !errors.As(err, &se) {
+		return false
+	}
+	return se.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE || se.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY
+}
+
+func (b *sqliteBackend) sizeBytes(ctx context.Context) (int64, error) {
+	var n int64
+	err := b.r.QueryRowContext(ctx, `SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()`).Scan(&n)
+	return n, err
+}
+
+func (b *sqliteBackend) close() error {
+	var rerr error
+	if b.r != nil {
+		rerr = b.r.Close()
+	}
+	return errors.Join(rerr, b.w.Close())
+}

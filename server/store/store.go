@@ -1,0 +1,249 @@
+// Package store keeps the update server's state — enrolled devices, their
+// reported status and event history, enrollment tokens and admin API tokens —
+// behind one small interface, [Store], with two implementations selected by
+// [Open]: SQLite (the default, pure Go, one file) and PostgreSQL (pgx) when one
+// machine is outgrown.
+//
+// # Threat model
+//
+// The store is trusted server state: whoever can write the database can enroll
+// devices, mint admin tokens and rewrite fleet status. It is not, however, part
+// of the firmware trust chain. Devices verify every release against TUF
+// metadata signed by the vendor's offline keys, so a compromised or rolled-back
+// database cannot make a device install firmware the vendor never signed; the
+// worst it can do is misreport fleet state, deny service or admit devices.
+//
+// Secrets are never stored: enrollment and admin tokens are kept only as the
+// SHA-256 hash of the secret the holder presents ([HashSize] bytes), so a copy
+// of the database does not grant API access. A device is identified by the
+// serial number (and fingerprint) of the client certificate the server issued
+// to it at enrollment, both unique.
+//
+// Values reaching the store come from authenticated but untrusted devices and
+// admins: every method validates its input at the boundary with the named
+// limits below ([MaxIDLen], [MaxStringLen], [MaxMessageLen], [MaxTags], ...)
+// and fails with an error wrapping [ErrInvalid] that names the field. All SQL
+// is parameterized. Schema migrations are versioned and append-only; Open
+// refuses a database whose schema is newer than the binary ([ErrSchemaTooNew])
+// rather than risk corrupting it.
+//
+// Times are stored in UTC as Unix microseconds: they are returned in UTC and
+// sub-microsecond parts are truncated. A zero time.Time is stored as NULL and
+// returned as the zero value.
+package store
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"time"
+)
+
+// Limits enforced at the store boundary.
+const (
+	// MaxIDLen bounds device, token and admin token IDs.
+	MaxIDLen = 128
+	// MaxStringLen bounds short strings: model, product, channel, versions,
+	// states, kinds, tags, names, roles, certificate serials and fingerprints.
+	MaxStringLen = 256
+	// MaxMessageLen bounds free text: event messages and a device's last error.
+	MaxMessageLen = 4096
+	// MaxTags bounds the number of tags on a device.
+	MaxTags = 16
+	// HashSize is the exact size of a stored token hash (SHA-256).
+	HashSize = sha256.Size
+	// MaxTokenUses bounds EnrollmentToken.UsesLeft.
+	MaxTokenUses = 1_000_000
+	// MaxSecurityCounter is the largest storable security counter (the
+	// databases store signed 64-bit integers).
+	MaxSecurityCounter = 1<<63 - 1
+	// DefaultListLimit is used by ListDevices and ListEvents when limit is 0.
+	DefaultListLimit = 100
+	// MaxListLimit bounds the limit of ListDevices and ListEvents.
+	MaxListLimit = 1000
+	// MaxListOffset bounds DeviceFilter.Offset.
+	MaxListOffset = 10_000_000
+	// MaxDSNLen bounds the data source name given to Open.
+	MaxDSNLen = 4096
+)
+
+// Errors callers branch on. Validation errors wrap ErrInvalid and name the
+// field and the check that failed.
+var (
+	// ErrNotFound: no such record (or, for ConsumeEnrollmentToken, no usable one).
+	ErrNotFound = errors.New("not found")
+	// ErrExists: a record with the same unique key (ID, hash, certificate serial
+	// or fingerprint) already exists.
+	ErrExists = errors.New("already exists")
+	// ErrInvalid: the input failed validation at the store boundary.
+	ErrInvalid = errors.New("invalid input")
+	// ErrSchemaTooNew: the database was migrated by a newer binary.
+	ErrSchemaTooNew = errors.New("database schema is newer than this binary supports")
+	// ErrUnsupportedDSN: Open could not select an implementation for the DSN.
+	ErrUnsupportedDSN = errors.New("unsupported data source name")
+)
+
+// Device states reported by devices (Device.State, DeviceReport.State). An
+// event whose Kind is one of them moves the device to that state.
+const (
+	StateIdle        = "idle"
+	StateDownloading = "downloading"
+	StateVerified    = "verified"
+	StateInstalled   = "installed"
+	StateRebooted    = "rebooted"
+	StateCommitted   = "committed"
+	StateRolledBack  = "rolled_back"
+	StateFailed      = "failed"
+)
+
+// ValidState reports whether s is one of the State constants.
+func ValidState(s string) bool {
+	switch s {
+	case StateIdle, StateDownloading, StateVerified, StateInstalled,
+		StateRebooted, StateCommitted, StateRolledBack, StateFailed:
+		return true
+	}
+	return false
+}
+
+// Device is an enrolled device and what it last reported about itself.
+type Device struct {
+	ID              string // server-assigned, e.g. "dev-" + 16 hex chars; [A-Za-z0-9._-]
+	Model           string // required
+	Product         string // required
+	Channel         string // release channel, may be empty
+	HWRev           uint32
+	Tags            []string // at most MaxTags, unique, non-empty; empty is returned as nil
+	CurrentVersion  string
+	SecurityCounter uint64 // at most MaxSecurityCounter
+	State           string // one of the State constants; empty means StateIdle at CreateDevice
+	LastError       string
+	CertSerial      string    // lowercase hex serial of the issued client certificate, unique
+	CertFingerprint string    // lowercase hex SHA-256 of the certificate DER, unique
+	EnrolledAt      time.Time // required
+	LastSeen        time.Time // zero until the first check-in (unless set at creation)
+}
+
+// DeviceReport is what a device reports about itself at check-in.
+type DeviceReport struct {
+	CurrentVersion  string
+	SecurityCounter uint64
+	State           string // one of the State constants
+	LastError       string // replaces the stored last error (empty clears it)
+}
+
+// DeviceFilter selects devices for ListDevices. Empty string fields match
+// everything; Limit 0 means DefaultListLimit.
+type DeviceFilter struct {
+	Product, Model, Channel, State, Version string
+	Limit, Offset                           int
+}
+
+// EnrollmentToken lets a device enroll with a factory credential. Only the
+// SHA-256 hash of the secret is stored.
+type EnrollmentToken struct {
+	ID        string
+	Hash      []byte // SHA-256 of the secret, HashSize bytes, unique
+	Product   string // optional restriction; empty allows any
+	Model     string // optional restriction; empty allows any
+	UsesLeft  int    // 1..MaxTokenUses at creation
+	ExpiresAt time.Time
+	CreatedAt time.Time
+}
+
+// Event is one entry of a device's history, newest first in ListEvents.
+type Event struct {
+	ID       int64 // assigned by AddEvent
+	DeviceID string
+	Time     time.Time // required
+	Kind     string    // a State constant, or another [a-z0-9_] word such as "enrolled"
+	Version  string    // release version the event is about, may be empty
+	Message  string    // up to MaxMessageLen
+}
+
+// AdminToken authenticates the admin API. Only the SHA-256 hash of the secret
+// is stored.
+type AdminToken struct {
+	ID        string
+	Name      string // human label, required
+	Role      string // e.g. "admin", "viewer"; [a-z0-9_-], required
+	Hash      []byte // SHA-256 of the secret, HashSize bytes, unique
+	CreatedAt time.Time
+	LastUsed  time.Time // zero until TouchAdminToken
+}
+
+// Stats summarizes the store for monitoring.
+type Stats struct {
+	Devices   int64
+	Events    int64
+	SizeBytes int64 // size of the database on disk, as the database reports it
+}
+
+// Store is the update server's state. Implementations are safe for concurrent
+// use. Every method validates its input (errors wrap ErrInvalid) and honours
+// ctx.
+type Store interface {
+	// CreateEnrollmentToken stores a new enrollment token. ErrExists if the ID
+	// or hash is taken.
+	CreateEnrollmentToken(ctx context.Context, tok EnrollmentToken) error
+
+	// ConsumeEnrollmentToken atomically finds the token with the given hash
+	// that expires after now and has UsesLeft > 0, decrements UsesLeft and
+	// returns the token as it is after the decrement. It returns ErrNotFound
+	// otherwise, never revealing which condition failed. Concurrent callers
+	// never consume more uses than the token had.
+	ConsumeEnrollmentToken(ctx context.Context, hash []byte, now time.Time) (EnrollmentToken, error)
+
+	// CreateDevice stores a newly enrolled device. ErrExists on a duplicate ID,
+	// certificate serial or certificate fingerprint.
+	CreateDevice(ctx context.Context, d Device) error
+
+	// GetDevice returns the device with the given ID, or ErrNotFound.
+	GetDevice(ctx context.Context, id string) (Device, error)
+
+	// GetDeviceByCertSerial returns the device whose client certificate has
+	// the given serial (lowercase hex), or ErrNotFound.
+	GetDeviceByCertSerial(ctx context.Context, serial string) (Device, error)
+
+	// ListDevices returns the devices matching f, ordered by ID.
+	ListDevices(ctx context.Context, f DeviceFilter) ([]Device, error)
+
+	// CountDevicesByVersion counts the devices of product (all products if
+	// empty) per current version.
+	CountDevicesByVersion(ctx context.Context, product string) (map[string]int, error)
+
+	// Checkin records what a device reports about itself at check-in: its
+	// current version, security counter, state and last error, and sets
+	// LastSeen to now. ErrNotFound if the device does not exist.
+	Checkin(ctx context.Context, id string, r DeviceReport, now time.Time) error
+
+	// AddEvent appends an event to a device's history and returns its ID.
+	// When Kind is a State constant the device's State becomes Kind; a
+	// "failed" or "rolled_back" event sets LastError to Message, a "committed"
+	// event clears LastError and, when Version is set, sets CurrentVersion to
+	// Version. Other kinds are only recorded. ErrNotFound if the device does
+	// not exist. The event and the device update are one transaction.
+	AddEvent(ctx context.Context, e Event) (int64, error)
+
+	// ListEvents returns up to limit (0 means DefaultListLimit) events of a
+	// device, newest first. ErrNotFound if the device does not exist.
+	ListEvents(ctx context.Context, deviceID string, limit int) ([]Event, error)
+
+	// CreateAdminToken stores a new admin token. ErrExists if the ID or hash
+	// is taken.
+	CreateAdminToken(ctx context.Context, tok AdminToken) error
+
+	// GetAdminTokenByHash returns the admin token with the given hash, or
+	// ErrNotFound.
+	GetAdminTokenByHash(ctx context.Context, hash []byte) (AdminToken, error)
+
+	// TouchAdminToken sets the token's LastUsed to now. ErrNotFound if the
+	// token does not exist.
+	TouchAdminToken(ctx context.Context, id string, now time.Time) error
+
+	// Stats returns record counts and the database size.
+	Stats(ctx context.Context) (Stats, error)
+
+	// Close releases the database connections.
+	Close() error
+}
