@@ -19,13 +19,18 @@ var releaseAddCmd = &command{
 	Usage: `Usage: airlock release add --dir REPO --product PRODUCT --image FILE --version SEMVER
          --security-version N --model MODEL... [--hw-rev RANGE] [--channel C]
          [--depends COMPONENT>=VERSION]... [--compress zstd] [--notes TEXT]
-         [--allow-downgrade] --key KEY... [--passphrase-file FILE]
+         [--allow-downgrade] [--copy] --key KEY... [--passphrase-file FILE]
 
 Streams the image once into REPO/staging (compressing it with zstd when
 asked, hashing the raw image and the file devices download), records the
 firmware rules in the TUF target's custom field and signs the product role's
 pending metadata with the given product keys. The target path is
 PRODUCT/VERSION/FILE (FILE.zst when compressed).
+
+An uncompressed image on the same filesystem as REPO is hard-linked, not
+copied: the repository then shares the file's data, so the image file is made
+read-only, and 'repo publish' re-verifies it before it goes public. Use
+--copy to copy it instead.
 
 The release is published by 'airlock repo publish' once the product's
 threshold of keys has signed: other approvers sign with 'airlock release
@@ -50,6 +55,7 @@ Flags:
   --compress zstd             compress the payload
   --notes TEXT                release notes (short)
   --allow-downgrade           sign permission to install over newer versions
+  --copy                      copy the image even when it could be hard-linked
   --key KEY                   product signing key; repeatable
   --passphrase-file FILE      passphrase of encrypted private keys
 
@@ -74,6 +80,7 @@ Example:
 		compress := fs.String("compress", "", "")
 		notes := fs.String("notes", "", "")
 		downgrade := fs.Bool("allow-downgrade", false, "")
+		copyImage := fs.Bool("copy", false, "")
 		passFile := fs.String("passphrase-file", "", "")
 		return func(e *Env, args []string) error {
 			if err := noArgs(args); err != nil {
@@ -109,7 +116,7 @@ Example:
 			info, err := r.AddRelease(repo.ReleaseOptions{
 				Product: *product, ImagePath: *image, Version: *version, SecurityVersion: uint32(sv),
 				Models: models, HWRev: *hwRev, Channel: *channel, Depends: depends, Compress: *compress,
-				Notes: *notes, AllowDowngrade: *downgrade, Signers: signers,
+				Notes: *notes, AllowDowngrade: *downgrade, Copy: *copyImage, Signers: signers,
 			})
 			if err != nil {
 				return err
