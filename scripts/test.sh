@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Runs every Airlock test. On a fresh Debian machine (as root) it first
 # installs what the tests use: U-Boot env tools, GRUB env tools, libfaketime,
-# OpenSSL, zstd. Usage: bash scripts/test.sh [-short]
+# OpenSSL, zstd, PostgreSQL, nginx, SoftHSM2. Usage: bash scripts/test.sh [-short]
 #   FUZZTIME=10s   how long each fuzz target runs (0 to skip fuzzing)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PKGS=(libubootenv-tool grub-common faketime openssl zstd time)
+PKGS=(libubootenv-tool grub-common faketime openssl zstd time postgresql nginx softhsm2 opensc)
 need=()
 command -v fw_printenv >/dev/null || need+=(libubootenv-tool)
 command -v grub-editenv >/dev/null || need+=(grub-common)
@@ -14,6 +14,10 @@ command -v faketime >/dev/null || need+=(faketime)
 command -v openssl >/dev/null || need+=(openssl)
 command -v zstd >/dev/null || need+=(zstd)
 [ -x /usr/bin/time ] || need+=(time)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || need+=(postgresql)
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
+command -v softhsm2-util >/dev/null || need+=(softhsm2)
+command -v pkcs11-tool >/dev/null || need+=(opensc)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "test.sh: installing ${need[*]}"
