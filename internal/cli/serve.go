@@ -1,0 +1,240 @@
+package cli
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/airlockfw/airlock/server"
+	"github.com/airlockfw/airlock/server/store"
+)
+
+func init() {
+	register(
+		&command{
+			Name:    "serve",
+			Summary: "run the HTTPS update server (repository, device API, admin API)",
+			Usage: `Usage: airlock serve --data DIR --repo REPO [--listen ADDR] [--tls-cert F --tls-key F]
+                     [--db DSN] [--manufacturing-ca F] [--hostname H]... [--public-url URL]
+                     [--poll-interval 60s] [--metrics-listen ADDR] [--shutdown-timeout 30s]
+
+Serves, over HTTPS only (TLS 1.2+):
+  /repo/metadata/, /repo/targets/   the repository's public TUF files and payloads
+                                    (GET/HEAD, Range requests)
+  /api/v1/enroll, checkin, status, device
+                                    the device API (mTLS after enrollment)
+  /api/v1/admin/..., /metrics       the admin API (bearer token)
+
+Without --tls-cert the server creates a local CA in DIR (ca.pem, ca.key) and a
+server certificate for localhost, 127.0.0.1, ::1 and every --hostname, and
+prints the CA's SHA-256 fingerprint on stderr for devices to pin. Devices
+enroll with a token ('airlock server enroll-token create') or a factory
+certificate from --manufacturing-ca, and get a client certificate from the
+device CA in DIR (device-ca.pem). Logs are JSON lines on stderr. SIGINT or
+SIGTERM stops accepting connections and lets requests in flight finish.
+
+Flags:
+  --data DIR               server state: CAs, keys (0600), airlock.db (required)
+  --repo REPO              repository directory made by 'airlock repo init' (required)
+  --listen ADDR            HTTPS address (default 127.0.0.1:8443)
+  --tls-cert F             operator certificate chain (PEM); re-read when it changes
+  --tls-key F              its private key (PEM); with --tls-cert
+  --db DSN                 sqlite:///path, a path, or postgres://... (default DIR/airlock.db)
+  --manufacturing-ca F     PEM CA(s) whose device certificates may enroll
+                           (default DIR/manufacturing-ca.pem if it exists)
+  --hostname H             extra DNS name or IP for the server certificate (repeatable)
+  --public-url URL         base URL devices fetch the repository from
+                           (default https://<host the device used>)
+  --poll-interval D        check-in interval told to devices (default 60s)
+  --metrics-listen ADDR    also serve /metrics without a token on this loopback
+                           address over plain HTTP
+  --shutdown-timeout D     how long in-flight requests may take at shutdown (default 30s)
+
+Example:
+  airlock serve --data /var/lib/airlock --repo /srv/airlock/repo \
+      --listen 0.0.0.0:8443 --hostname updates.example.com
+`,
+			Flags: func(fs *flag.FlagSet) func(*Env, []string) error {
+				var cfg server.Config
+				var hostnames stringList
+				fs.StringVar(&cfg.DataDir, "data", "", "")
+				fs.StringVar(&cfg.RepoDir, "repo", "", "")
+				fs.StringVar(&cfg.Listen, "listen", server.DefaultListen, "")
+				fs.StringVar(&cfg.TLSCertFile, "tls-cert", "", "")
+				fs.StringVar(&cfg.TLSKeyFile, "tls-key", "", "")
+				dsn := fs.String("db", "", "")
+				fs.StringVar(&cfg.ManufacturingCAFile, "manufacturing-ca", "", "")
+				fs.Var(&hostnames, "hostname", "")
+				fs.StringVar(&cfg.PublicURL, "public-url", "", "")
+				fs.DurationVar(&cfg.PollInterval, "poll-interval", server.DefaultPollInterval, "")
+				fs.StringVar(&cfg.MetricsListen, "metrics-listen", "", "")
+				fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", server.DefaultShutdownTimeout, "")
+				return func(e *Env, args []string) error {
+					if len(args) != 0 {
+						return usagef("unexpected arguments %q", args)
+					}
+					if cfg.DataDir == "" || cfg.RepoDir == "" {
+						return usagef("--data and --repo are required")
+					}
+					if (cfg.TLSCertFile == "") != (cfg.TLSKeyFile == "") {
+						return usagef("--tls-cert and --tls-key go together")
+					}
+					if cfg.PollInterval < server.MinPollInterval || cfg.PollInterval > server.MaxPollInterval {
+						return usagef("--poll-interval must be between %v and %v", server.MinPollInterval, server.MaxPollInterval)
+					}
+					cfg.Hostnames = hostnames
+					cfg.Logger = slog.New(slog.NewJSONHandler(e.Stderr, nil))
+					db, err := openStore(e.Ctx, cfg.DataDir, *dsn)
+					if err != nil {
+						return err
+					}
+					defer db.Close()
+					cfg.DB = db
+					srv, err := server.New(cfg)
+					if err != nil {
+						return err
+					}
+					if srv.CAPEM() != nil {
+						e.Printf("airlock: server CA %s, SHA-256 fingerprint %s\n", filepath.Join(cfg.DataDir, server.CAFile), srv.CAFingerprint())
+					} else {
+						e.Printf("airlock: server certificate SHA-256 fingerprint %s\n", srv.CAFingerprint())
+					}
+					e.Printf("airlock: listening on https://%s\n", srv.Addr())
+					if a := srv.MetricsAddr(); a != nil {
+						e.Printf("airlock: metrics on http://%s/metrics\n", a)
+					}
+					return srv.Serve(e.Ctx)
+				}
+			},
+		},
+		&command{
+			Name:    "server token create",
+			Summary: "create an admin API token (printed once)",
+			Usage: `Usage: airlock server token create --data DIR [--db DSN] --name N [--role admin|viewer]
+
+Creates a token for the admin API and /metrics and prints it once on stdout;
+only its SHA-256 hash is stored. Send it as "Authorization: Bearer TOKEN".
+Role admin may use every admin endpoint; viewer only the read-only ones.
+
+Flags:
+  --data DIR               server data directory (default database DIR/airlock.db)
+  --db DSN                 sqlite:///path, a path, or postgres://...
+  --name N                 label for the token, e.g. "ops-dashboard" (required)
+  --role ROLE              admin (default) or viewer
+
+Example:
+  airlock server token create --data /var/lib/airlock --name prometheus --role viewer
+`,
+			Flags: func(fs *flag.FlagSet) func(*Env, []string) error {
+				data := fs.String("data", "", "")
+				dsn := fs.String("db", "", "")
+				name := fs.String("name", "", "")
+				role := fs.String("role", server.RoleAdmin, "")
+				return func(e *Env, args []string) error {
+					if len(args) != 0 {
+						return usagef("unexpected arguments %q", args)
+					}
+					if *data == "" && *dsn == "" {
+						return usagef("--data or --db is required")
+					}
+					if *name == "" {
+						return usagef("--name is required")
+					}
+					if *role != server.RoleAdmin && *role != server.RoleViewer {
+						return usagef("--role must be admin or viewer")
+					}
+					db, err := openStore(e.Ctx, *data, *dsn)
+					if err != nil {
+						return err
+					}
+					defer db.Close()
+					tok, rec, err := server.CreateAdminToken(e.Ctx, db, *name, *role, time.Now())
+					if err != nil {
+						return err
+					}
+					fmt.Fprintln(e.Stdout, tok)
+					e.Printf("airlock: created %s token %s (%q); it is shown only once\n", rec.Role, rec.ID, rec.Name)
+					return nil
+				}
+			},
+		},
+		&command{
+			Name:    "server enroll-token create",
+			Summary: "create a device enrollment token (printed once)",
+			Usage: `Usage: airlock server enroll-token create --data DIR [--db DSN] [--uses N] [--ttl 24h]
+                                         [--product P] [--model M]
+
+Creates a token devices use once each to enroll (POST /api/v1/enroll) and
+prints it once on stdout; only its SHA-256 hash is stored.
+
+Flags:
+  --data DIR               server data directory (default database DIR/airlock.db)
+  --db DSN                 sqlite:///path, a path, or postgres://...
+  --uses N                 how many devices may enroll with it (default 1)
+  --ttl D                  how long it is valid (default 24h, at most 8760h)
+  --product P              only devices of this product may use it
+  --model M                only devices of this model may use it
+
+Example:
+  airlock server enroll-token create --data /var/lib/airlock --uses 500 --ttl 72h \
+      --product acme/router-x1
+`,
+			Flags: func(fs *flag.FlagSet) func(*Env, []string) error {
+				data := fs.String("data", "", "")
+				dsn := fs.String("db", "", "")
+				uses := fs.Int("uses", 1, "")
+				ttl := fs.Duration("ttl", 24*time.Hour, "")
+				product := fs.String("product", "", "")
+				model := fs.String("model", "", "")
+				return func(e *Env, args []string) error {
+					if len(args) != 0 {
+						return usagef("unexpected arguments %q", args)
+					}
+					if *data == "" && *dsn == "" {
+						return usagef("--data or --db is required")
+					}
+					if *uses < 1 || *uses > store.MaxTokenUses {
+						return usagef("--uses must be between 1 and %d", store.MaxTokenUses)
+					}
+					if *ttl < time.Second || *ttl > server.MaxEnrollmentTokenTTL {
+						return usagef("--ttl must be between 1s and %v", server.MaxEnrollmentTokenTTL)
+					}
+					db, err := openStore(e.Ctx, *data, *dsn)
+					if err != nil {
+						return err
+					}
+					defer db.Close()
+					tok, rec, err := server.CreateEnrollmentToken(e.Ctx, db, server.EnrollmentTokenOptions{
+						Product: *product, Model: *model, Uses: *uses, TTL: *ttl,
+					}, time.Now())
+					if err != nil {
+						return err
+					}
+					fmt.Fprintln(e.Stdout, tok)
+					e.Printf("airlock: created enrollment token %s: %d use(s), expires %s; it is shown only once\n",
+						rec.ID, rec.UsesLeft, rec.ExpiresAt.Format(time.RFC3339))
+					return nil
+				}
+			},
+		},
+	)
+}
+
+// openStore opens the store named by dsn, or DATA/airlock.db.
+func openStore(ctx context.Context, dataDir, dsn string) (store.Store, error) {
+	if dsn == "" {
+		if err := os.MkdirAll(dataDir, 0o700); err != nil {
+			return nil, fmt.Errorf("failed to create data directory: %w", err)
+		}
+		dsn = filepath.Join(dataDir, server.DBFile)
+	}
+	db, err := store.Open(ctx, dsn)
+	if err != nil {
+		return nil, fmt.Errorf("failed to open the database: %w", err)
+	}
+	return db, nil
+}

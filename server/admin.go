@@ -1,0 +1,371 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/airlockfw/airlock/server/store"
+)
+
+// Token roles and limits.
+const (
+	// RoleAdmin may use every admin endpoint.
+	RoleAdmin = "admin"
+	// RoleViewer may use the read-only admin endpoints and /metrics.
+	RoleViewer = "viewer"
+	// TokenBytes is the entropy of admin and enrollment tokens.
+	TokenBytes = 32
+	// MaxEnrollmentTokenTTL bounds an enrollment token's lifetime.
+	MaxEnrollmentTokenTTL = 365 * 24 * time.Hour
+	// AdminTouchInterval: an admin token's LastUsed is written at most this often.
+	AdminTouchInterval = time.Minute
+)
+
+// ErrToken: a token failed a format check.
+var ErrToken = errors.New("malformed token")
+
+// newToken returns a random token (TokenBytes, unpadded base64url) and the
+// SHA-256 hash the store keeps.
+func newToken() (string, []byte, error) {
+	b := make([]byte, TokenBytes)
+	if _, err := rand.Read(b); err != nil {
+		return "", nil, fmt.Errorf("failed to generate token: %w", err)
+	}
+	tok := base64.RawURLEncoding.EncodeToString(b)
+	h := sha256.Sum256([]byte(tok))
+	return tok, h[:], nil
+}
+
+// tokenHash checks a presented token's format (EnrollmentTokenLen
+// characters of strict unpadded base64url) and returns its SHA-256.
+func tokenHash(tok string) ([]byte, error) {
+	if len(tok) != EnrollmentTokenLen {
+		return nil, ErrToken
+	}
+	if _, err := base64.RawURLEncoding.Strict().DecodeString(tok); err != nil {
+		return nil, ErrToken
+	}
+	h := sha256.Sum256([]byte(tok))
+	return h[:], nil
+}
+
+func randomID(prefix string) (string, error) {
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("failed to generate id: %w", err)
+	}
+	return prefix + hex.EncodeToString(b), nil
+}
+
+// EnrollmentTokenOptions describe a new enrollment token.
+type EnrollmentTokenOptions struct {
+	Product, Model string        // optional restrictions; empty allows any
+	Uses           int           // 1..store.MaxTokenUses; 0 means 1
+	TTL            time.Duration // 1s..MaxEnrollmentTokenTTL; 0 means 24h
+}
+
+// CreateEnrollmentToken creates an enrollment token in st and returns the
+// secret (shown once; only its hash is stored) and the stored record.
+func CreateEnrollmentToken(ctx context.Context, st store.Store, o EnrollmentTokenOptions, now time.Time) (string, store.EnrollmentToken, error) {
+	if o.Uses == 0 {
+		o.Uses = 1
+	}
+	if o.TTL == 0 {
+		o.TTL = 24 * time.Hour
+	}
+	if o.Uses < 1 || o.Uses > store.MaxTokenUses {
+		return "", store.EnrollmentToken{}, fmt.Errorf("%w: uses %d outside 1..%d", store.ErrInvalid, o.Uses, store.MaxTokenUses)
+	}
+	if o.TTL < time.Second || o.TTL > MaxEnrollmentTokenTTL {
+		return "", store.EnrollmentToken{}, fmt.Errorf("%w: ttl %v outside 1s..%v", store.ErrInvalid, o.TTL, MaxEnrollmentTokenTTL)
+	}
+	secret, hash, err := newToken()
+	if err != nil {
+		return "", store.EnrollmentToken{}, err
+	}
+	id, err := randomID("et-")
+	if err != nil {
+		return "", store.EnrollmentToken{}, err
+	}
+	rec := store.EnrollmentToken{
+		ID: id, Hash: hash, Product: o.Product, Model: o.Model, UsesLeft: o.Uses,
+		ExpiresAt: now.Add(o.TTL).UTC(), CreatedAt: now.UTC(),
+	}
+	if err := st.CreateEnrollmentToken(ctx, rec); err != nil {
+		return "", store.EnrollmentToken{}, fmt.Errorf("failed to store enrollment token: %w", err)
+	}
+	return secret, rec, nil
+}
+
+// CreateAdminToken creates an admin API token (role RoleAdmin or
+// RoleViewer) and returns the secret (shown once) and the stored record.
+func CreateAdminToken(ctx context.Context, st store.Store, name, role string, now time.Time) (string, store.AdminToken, error) {
+	if role != RoleAdmin && role != RoleViewer {
+		return "", store.AdminToken{}, fmt.Errorf("%w: role %q must be %q or %q", store.ErrInvalid, role, RoleAdmin, RoleViewer)
+	}
+	secret, hash, err := newToken()
+	if err != nil {
+		return "", store.AdminToken{}, err
+	}
+	id, err := randomID("at-")
+	if err != nil {
+		return "", store.AdminToken{}, err
+	}
+	rec := store.AdminToken{ID: id, Name: name, Role: role, Hash: hash, CreatedAt: now.UTC()}
+	if err := st.CreateAdminToken(ctx, rec); err != nil {
+		return "", store.AdminToken{}, fmt.Errorf("failed to store admin token: %w", err)
+	}
+	return secret, rec, nil
+}
+
+// admin authenticates an admin API request by its bearer token; write
+// endpoints need RoleAdmin.
+func (s *Server) admin(write bool, h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		tok, err := s.authAdmin(r)
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
+		infoFrom(r).admin = tok.ID
+		if tok.Role != RoleAdmin && (write || tok.Role != RoleViewer) {
+			writeError(w, r, errStatus(http.StatusForbidden, "token role %q may not use this endpoint", tok.Role))
+			return
+		}
+		h(w, r)
+	}
+}
+
+func (s *Server) authAdmin(r *http.Request) (store.AdminToken, error) {
+	const prefix = "Bearer "
+	auth := r.Header.Get("Authorization")
+	if auth == "" {
+		return store.AdminToken{}, errStatus(http.StatusUnauthorized, "admin token required (Authorization: Bearer …)")
+	}
+	if len(auth) < len(prefix) || !strings.EqualFold(auth[:len(prefix)], prefix) {
+		return store.AdminToken{}, errStatus(http.StatusUnauthorized, "authorization scheme must be Bearer")
+	}
+	hash, err := tokenHash(auth[len(prefix):])
+	if err != nil {
+		return store.AdminToken{}, errStatus(http.StatusUnauthorized, "invalid admin token")
+	}
+	tok, err := s.db.GetAdminTokenByHash(r.Context(), hash)
+	if errors.Is(err, store.ErrNotFound) {
+		return store.AdminToken{}, errStatus(http.StatusUnauthorized, "invalid admin token")
+	}
+	if err != nil {
+		return store.AdminToken{}, err
+	}
+	if subtle.ConstantTimeCompare(tok.Hash, hash) != 1 {
+		return store.AdminToken{}, errStatus(http.StatusUnauthorized, "invalid admin token")
+	}
+	if now := s.now(); now.Sub(tok.LastUsed) > AdminTouchInterval {
+		if err := s.db.TouchAdminToken(r.Context(), tok.ID, now); err != nil {
+			s.log.Warn("failed to update admin token last use", "admin_token_id", tok.ID, "err", err)
+		}
+	}
+	return tok, nil
+}
+
+// DeviceList is the 200 body of GET /api/v1/admin/devices.
+type DeviceList struct {
+	Devices []Device `json:"devices"`
+	Limit   int      `json:"limit"`
+	Offset  int      `json:"offset"`
+}
+
+func intParam(r *http.Request, name string, max int) (int, error) {
+	v := r.URL.Query().Get(name)
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 || n > max {
+		return 0, errStatus(http.StatusBadRequest, "query parameter %s must be an integer in 0..%d", name, max)
+	}
+	return n, nil
+}
+
+func (s *Server) handleListDevices(w http.ResponseWriter, r *http.Request) {
+	if err := queryParams(r, "product", "model", "channel", "state", "version", "limit", "offset"); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	q := r.URL.Query()
+	f := store.DeviceFilter{
+		Product: q.Get("product"), Model: q.Get("model"), Channel: q.Get("channel"),
+		State: q.Get("state"), Version: q.Get("version"),
+	}
+	var err error
+	if f.Limit, err = intParam(r, "limit", store.MaxListLimit); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	if f.Offset, err = intParam(r, "offset", store.MaxListOffset); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	devs, err := s.db.ListDevices(r.Context(), f)
+	if errors.Is(err, store.ErrInvalid) {
+		err = errStatus(http.StatusBadRequest, "%w", err)
+	}
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	out := DeviceList{Devices: make([]Device, 0, len(devs)), Limit: f.Limit, Offset: f.Offset}
+	if out.Limit == 0 {
+		out.Limit = store.DefaultListLimit
+	}
+	for _, d := range devs {
+		out.Devices = append(out.Devices, deviceJSON(d))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// storeLookupErr maps ErrNotFound to 404 and ErrInvalid to 400.
+func storeLookupErr(err error, what string) error {
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return errStatus(http.StatusNotFound, "no such %s", what)
+	case errors.Is(err, store.ErrInvalid):
+		return errStatus(http.StatusBadRequest, "%w", err)
+	}
+	return err
+}
+
+func (s *Server) handleAdminDevice(w http.ResponseWriter, r *http.Request) {
+	if err := queryParams(r); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	d, err := s.db.GetDevice(r.Context(), r.PathValue("id"))
+	if err != nil {
+		writeError(w, r, storeLookupErr(err, "device"))
+		return
+	}
+	writeJSON(w, http.StatusOK, deviceJSON(d))
+}
+
+// Event is the JSON form of a device event.
+type Event struct {
+	ID       int64     `json:"id"`
+	DeviceID string    `json:"device_id"`
+	Time     time.Time `json:"time"`
+	Kind     string    `json:"kind"`
+	Version  string    `json:"version"`
+	Message  string    `json:"message"`
+}
+
+// EventList is the 200 body of GET /api/v1/admin/devices/{id}/events.
+type EventList struct {
+	Events []Event `json:"events"`
+}
+
+func (s *Server) handleAdminEvents(w http.ResponseWriter, r *http.Request) {
+	if err := queryParams(r, "limit"); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	limit, err := intParam(r, "limit", store.MaxListLimit)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	evs, err := s.db.ListEvents(r.Context(), r.PathValue("id"), limit)
+	if err != nil {
+		writeError(w, r, storeLookupErr(err, "device"))
+		return
+	}
+	out := EventList{Events: make([]Event, 0, len(evs))}
+	for _, e := range evs {
+		out.Events = append(out.Events, Event{ID: e.ID, DeviceID: e.DeviceID, Time: e.Time, Kind: e.Kind, Version: e.Version, Message: e.Message})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// CreateEnrollmentTokenRequest is the body of POST /api/v1/admin/enrollment-tokens.
+type CreateEnrollmentTokenRequest struct {
+	Product    string `json:"product,omitempty"`
+	Model      string `json:"model,omitempty"`
+	Uses       int    `json:"uses"`
+	TTLSeconds int64  `json:"ttl_seconds"`
+}
+
+// CreateEnrollmentTokenResponse is its 201 body. Token is shown only here.
+type CreateEnrollmentTokenResponse struct {
+	Token     string    `json:"token"`
+	ID        string    `json:"id"`
+	ExpiresAt time.Time `json:"expires_at"`
+	Uses      int       `json:"uses"`
+	Product   string    `json:"product,omitempty"`
+	Model     string    `json:"model,omitempty"`
+}
+
+func (s *Server) handleCreateEnrollmentToken(w http.ResponseWriter, r *http.Request) {
+	var req CreateEnrollmentTokenRequest
+	if err := readJSON(w, r, MaxAdminBodySize, &req); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	if req.Uses < 1 || req.Uses > store.MaxTokenUses {
+		writeError(w, r, errStatus(http.StatusBadRequest, "uses must be in 1..%d", store.MaxTokenUses))
+		return
+	}
+	if maxTTL := int64(MaxEnrollmentTokenTTL / time.Second); req.TTLSeconds < 1 || req.TTLSeconds > maxTTL {
+		writeError(w, r, errStatus(http.StatusBadRequest, "ttl_seconds must be in 1..%d", maxTTL))
+		return
+	}
+	secret, rec, err := CreateEnrollmentToken(r.Context(), s.db, EnrollmentTokenOptions{
+		Product: req.Product, Model: req.Model, Uses: req.Uses, TTL: time.Duration(req.TTLSeconds) * time.Second,
+	}, s.now())
+	if errors.Is(err, store.ErrInvalid) {
+		err = errStatus(http.StatusBadRequest, "%w", err)
+	}
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, CreateEnrollmentTokenResponse{
+		Token: secret, ID: rec.ID, ExpiresAt: rec.ExpiresAt, Uses: rec.UsesLeft, Product: rec.Product, Model: rec.Model,
+	})
+}
+
+// StatsResponse is the 200 body of GET /api/v1/admin/stats.
+type StatsResponse struct {
+	Devices     int64          `json:"devices"`
+	Events      int64          `json:"events"`
+	DBSizeBytes int64          `json:"db_size_bytes"`
+	Versions    map[string]int `json:"versions"`
+}
+
+func (s *Server) handleStats(w http.ResponseWriter, r *http.Request) {
+	if err := queryParams(r, "product"); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	st, err := s.db.Stats(r.Context())
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	vers, err := s.db.CountDevicesByVersion(r.Context(), r.URL.Query().Get("product"))
+	if err != nil {
+		writeError(w, r, storeLookupErr(err, "product"))
+		return
+	}
+	if vers == nil {
+		vers = map[string]int{}
+	}
+	writeJSON(w, http.StatusOK, StatsResponse{Devices: st.Devices, Events: st.Events, DBSizeBytes: st.SizeBytes, Versions: vers})
+}

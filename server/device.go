@@ -1,0 +1,433 @@
+package server
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/airlockfw/airlock/server/store"
+)
+
+// EnrollRequest is the body of POST /api/v1/enroll.
+type EnrollRequest struct {
+	// Token is an enrollment token; omit it to enroll with a factory
+	// certificate presented in the TLS handshake.
+	Token string `json:"token,omitempty"`
+	// CSR is a PEM PKCS#10 request for the device's own key (ECDSA P-256 or
+	// Ed25519); the private key never leaves the device.
+	CSR            string `json:"csr"`
+	Model          string `json:"model"`
+	HWRev          uint32 `json:"hw_rev"`
+	Product        string `json:"product"`
+	Channel        string `json:"channel,omitempty"`
+	CurrentVersion string `json:"current_version,omitempty"`
+}
+
+// EnrollResponse is the 201 body of POST /api/v1/enroll.
+type EnrollResponse struct {
+	DeviceID            string `json:"device_id"`
+	Certificate         string `json:"certificate"` // PEM client certificate
+	CAChain             string `json:"ca_chain"`    // PEM device CA (issuer of Certificate)
+	PollIntervalSeconds int64  `json:"poll_interval_seconds"`
+}
+
+// CheckinRequest is the body of POST /api/v1/checkin.
+type CheckinRequest struct {
+	CurrentVersion  string `json:"current_version"`
+	SecurityCounter uint64 `json:"security_counter"`
+	State           string `json:"state"` // a store State constant
+	Slot            string `json:"slot,omitempty"`
+	LastError       string `json:"last_error,omitempty"`
+}
+
+// Repository tells a device where the image repository is.
+type Repository struct {
+	MetadataURL string `json:"metadata_url"`
+	TargetsURL  string `json:"targets_url"`
+}
+
+// CheckinResponse is the 200 body of POST /api/v1/checkin.
+type CheckinResponse struct {
+	PollIntervalSeconds int64      `json:"poll_interval_seconds"`
+	Repository          Repository `json:"repository"`
+	ServerTime          time.Time  `json:"server_time"`
+	// Assignment is reserved for the director (issue 6): the release this
+	// device is assigned, as signed director metadata. Omitted when empty.
+	Assignment []byte `json:"assignment,omitempty"`
+}
+
+// StatusRequest is the body of POST /api/v1/status.
+type StatusRequest struct {
+	Kind    string `json:"kind"`
+	Version string `json:"version,omitempty"`
+	Message string `json:"message,omitempty"`
+}
+
+// Device is the JSON form of a device record (GET /api/v1/device and the
+// admin API).
+type Device struct {
+	ID              string     `json:"id"`
+	Model           string     `json:"model"`
+	Product         string     `json:"product"`
+	Channel         string     `json:"channel"`
+	HWRev           uint32     `json:"hw_rev"`
+	Tags            []string   `json:"tags"`
+	CurrentVersion  string     `json:"current_version"`
+	SecurityCounter uint64     `json:"security_counter"`
+	State           string     `json:"state"`
+	LastError       string     `json:"last_error"`
+	CertSerial      string     `json:"cert_serial"`
+	CertFingerprint string     `json:"cert_fingerprint"`
+	EnrolledAt      time.Time  `json:"enrolled_at"`
+	LastSeen        *time.Time `json:"last_seen,omitempty"`
+}
+
+func deviceJSON(d store.Device) Device {
+	out := Device{
+		ID: d.ID, Model: d.Model, Product: d.Product, Channel: d.Channel, HWRev: d.HWRev,
+		Tags: d.Tags, CurrentVersion: d.CurrentVersion, SecurityCounter: d.SecurityCounter,
+		State: d.State, LastError: d.LastError, CertSerial: d.CertSerial,
+		CertFingerprint: d.CertFingerprint, EnrolledAt: d.EnrolledAt,
+	}
+	if out.Tags == nil {
+		out.Tags = []string{}
+	}
+	if !d.LastSeen.IsZero() {
+		t := d.LastSeen
+		out.LastSeen = &t
+	}
+	return out
+}
+
+// statusKinds are the kinds a device may report; installs counts outcomes.
+var statusKinds = map[string]bool{
+	store.StateDownloading: true, store.StateVerified: true, store.StateInstalled: true,
+	store.StateRebooted: true, store.StateCommitted: true, store.StateRolledBack: true,
+	store.StateFailed: true,
+}
+
+// checkField validates a short device-supplied string: at most
+// store.MaxStringLen bytes (or max), printable ASCII or UTF-8 without
+// control characters, required or not.
+func checkField(name, v string, max int, required bool) error {
+	if v == "" {
+		if required {
+			return errStatus(http.StatusBadRequest, "%s is required", name)
+		}
+		return nil
+	}
+	if len(v) > max {
+		return errStatus(http.StatusBadRequest, "%s: %d bytes exceeds limit %d", name, len(v), max)
+	}
+	for _, r := range v {
+		if r < 0x20 || r == 0x7f || r == 0xfffd || (r >= 0x80 && r < 0xa0) {
+			if max == store.MaxMessageLen && (r == '\n' || r == '\t') {
+				continue
+			}
+			return errStatus(http.StatusBadRequest, "%s: control or invalid character", name)
+		}
+	}
+	return nil
+}
+
+// deviceHandler is a device API handler, called with the authenticated device.
+type deviceHandler func(w http.ResponseWriter, r *http.Request, d store.Device)
+
+// device authenticates a device API request by its client certificate: it
+// must chain to the device CA (not a manufacturing CA) and its serial and
+// fingerprint must be those of an enrolled device's current certificate.
+func (s *Server) device(h deviceHandler) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		d, err := s.authDevice(r)
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
+		infoFrom(r).deviceID = d.ID
+		h(w, r, d)
+	}
+}
+
+func (s *Server) authDevice(r *http.Request) (store.Device, error) {
+	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
+		return store.Device{}, errStatus(http.StatusUnauthorized, "client certificate required (enroll first)")
+	}
+	leaf := s.deviceChainLeaf(r)
+	if leaf == nil {
+		return store.Device{}, errStatus(http.StatusForbidden, "client certificate is not issued by this server's device CA")
+	}
+	d, err := s.db.GetDeviceByCertSerial(r.Context(), serialHex(leaf))
+	if errors.Is(err, store.ErrNotFound) {
+		return store.Device{}, errStatus(http.StatusForbidden, "client certificate is unknown or revoked")
+	}
+	if err != nil {
+		return store.Device{}, err
+	}
+	if d.CertFingerprint != Fingerprint(leaf) || d.ID != leaf.Subject.CommonName {
+		return store.Device{}, errStatus(http.StatusForbidden, "client certificate is unknown or revoked")
+	}
+	return d, nil
+}
+
+// deviceChainLeaf returns the client certificate if a verified chain ends at
+// the device CA.
+func (s *Server) deviceChainLeaf(r *http.Request) *x509.Certificate {
+	for _, chain := range r.TLS.VerifiedChains {
+		if len(chain) > 1 && chain[len(chain)-1].Equal(s.deviceCA.cert) {
+			return chain[0]
+		}
+	}
+	return nil
+}
+
+// mfgChainLeaf returns the client certificate if a verified chain ends at a
+// manufacturing CA.
+func (s *Server) mfgChainLeaf(r *http.Request) *x509.Certificate {
+	if r.TLS == nil {
+		return nil
+	}
+	for _, chain := range r.TLS.VerifiedChains {
+		if len(chain) < 2 {
+			continue
+		}
+		root := chain[len(chain)-1]
+		for _, m := range s.mfgCAs {
+			if root.Equal(m) {
+				return chain[0]
+			}
+		}
+	}
+	return nil
+}
+
+// EnrollmentTokenLen is the length of an encoded token (32 random bytes,
+// unpadded base64url).
+const EnrollmentTokenLen = 43
+
+func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request) {
+	var req EnrollRequest
+	if err := readJSON(w, r, MaxEnrollBodySize, &req); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	for _, f := range []struct {
+		name, v  string
+		required bool
+	}{
+		{"model", req.Model, true}, {"product", req.Product, true},
+		{"channel", req.Channel, false}, {"current_version", req.CurrentVersion, false},
+	} {
+		if err := checkField(f.name, f.v, store.MaxStringLen, f.required); err != nil {
+			writeError(w, r, err)
+			return
+		}
+	}
+	csr, err := ParseCSR([]byte(req.CSR))
+	if err != nil {
+		writeError(w, r, errStatus(http.StatusBadRequest, "%w", err))
+		return
+	}
+	now := s.now()
+	var deviceID string
+	var existing *store.Device
+	switch {
+	case req.Token != "":
+		hash, err := tokenHash(req.Token)
+		if err != nil {
+			writeError(w, r, errStatus(http.StatusUnauthorized, "enrollment token is invalid, expired or used up"))
+			return
+		}
+		tok, err := s.db.ConsumeEnrollmentToken(r.Context(), hash, now)
+		if errors.Is(err, store.ErrNotFound) {
+			writeError(w, r, errStatus(http.StatusUnauthorized, "enrollment token is invalid, expired or used up"))
+			return
+		}
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
+		if (tok.Product != "" && tok.Product != req.Product) || (tok.Model != "" && tok.Model != req.Model) {
+			writeError(w, r, errStatus(http.StatusForbidden, "enrollment token is restricted to product %q model %q", tok.Product, tok.Model))
+			return
+		}
+		if deviceID, err = randomID("dev-"); err != nil {
+			writeError(w, r, err)
+			return
+		}
+	default:
+		leaf := s.mfgChainLeaf(r)
+		if leaf == nil {
+			writeError(w, r, errStatus(http.StatusUnauthorized, "enrollment needs a token or a factory certificate from a trusted manufacturing CA"))
+			return
+		}
+		deviceID = factoryDeviceID(leaf)
+		d, err := s.db.GetDevice(r.Context(), deviceID)
+		switch {
+		case err == nil:
+			existing = &d
+		case !errors.Is(err, store.ErrNotFound):
+			writeError(w, r, err)
+			return
+		}
+	}
+	infoFrom(r).deviceID = deviceID
+	cert, certPEM, err := issueDeviceCert(s.deviceCA, deviceID, csr.PublicKey, now)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	if existing != nil {
+		err = s.rebindDevice(r, *existing, cert, req)
+	} else {
+		err = s.db.CreateDevice(r.Context(), store.Device{
+			ID: deviceID, Model: req.Model, Product: req.Product, Channel: req.Channel, HWRev: req.HWRev,
+			CurrentVersion: req.CurrentVersion, State: store.StateIdle,
+			CertSerial: serialHex(cert), CertFingerprint: Fingerprint(cert), EnrolledAt: now,
+		})
+	}
+	if errors.Is(err, store.ErrInvalid) {
+		err = errStatus(http.StatusBadRequest, "%w", err)
+	}
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	if _, err := s.db.AddEvent(r.Context(), store.Event{DeviceID: deviceID, Time: now, Kind: "enrolled", Version: req.CurrentVersion}); err != nil {
+		s.log.Warn("failed to record enrollment event", "device_id", deviceID, "err", err)
+	}
+	writeJSON(w, http.StatusCreated, EnrollResponse{
+		DeviceID:            deviceID,
+		Certificate:         string(certPEM),
+		CAChain:             string(s.deviceCA.pem),
+		PollIntervalSeconds: int64(s.cfg.PollInterval / time.Second),
+	})
+}
+
+// CertRebinder is an optional capability of a store.Store: replacing an
+// enrolled device's certificate. Re-enrollment with the same factory
+// certificate needs it (409 otherwise); the old certificate stops working
+// once it is replaced because devices are looked up by serial.
+type CertRebinder interface {
+	ReplaceDeviceCert(ctx context.Context, id, serial, fingerprint string) error
+}
+
+// rebindDevice re-enrolls a device that already exists (same factory
+// certificate): the new certificate replaces the old one.
+func (s *Server) rebindDevice(r *http.Request, d store.Device, cert *x509.Certificate, req EnrollRequest) error {
+	if d.Product != req.Product || d.Model != req.Model {
+		return errStatus(http.StatusConflict, "device %s is enrolled as product %q model %q", d.ID, d.Product, d.Model)
+	}
+	rb, ok := s.db.(CertRebinder)
+	if !ok {
+		return errStatus(http.StatusConflict, "device %s is already enrolled and this store cannot replace its certificate", d.ID)
+	}
+	return rb.ReplaceDeviceCert(r.Context(), d.ID, serialHex(cert), Fingerprint(cert))
+}
+
+// factoryDeviceID derives a stable device ID from a factory certificate's
+// issuer and serial: "dev-" + 32 hex digits of SHA-256(issuer DER ‖ serial).
+func factoryDeviceID(c *x509.Certificate) string {
+	h := sha256.New()
+	h.Write(c.RawIssuer)
+	h.Write([]byte{0})
+	h.Write(c.SerialNumber.Bytes())
+	return "dev-" + hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+func (s *Server) repository(r *http.Request) Repository {
+	base := strings.TrimSuffix(s.cfg.PublicURL, "/")
+	if base == "" {
+		base = "https://" + r.Host
+	}
+	return Repository{MetadataURL: base + "/repo/metadata/", TargetsURL: base + "/repo/targets/"}
+}
+
+func (s *Server) handleCheckin(w http.ResponseWriter, r *http.Request, d store.Device) {
+	var req CheckinRequest
+	if err := readJSON(w, r, MaxCheckinBodySize, &req); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	if !store.ValidState(req.State) {
+		writeError(w, r, errStatus(http.StatusBadRequest, "state %q is not one of the device states", truncate(req.State)))
+		return
+	}
+	if req.Slot != "" && req.Slot != "a" && req.Slot != "b" {
+		writeError(w, r, errStatus(http.StatusBadRequest, "slot %q must be \"a\" or \"b\"", truncate(req.Slot)))
+		return
+	}
+	if req.SecurityCounter > store.MaxSecurityCounter {
+		writeError(w, r, errStatus(http.StatusBadRequest, "security_counter exceeds %d", uint64(store.MaxSecurityCounter)))
+		return
+	}
+	if err := checkField("current_version", req.CurrentVersion, store.MaxStringLen, false); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	if err := checkField("last_error", req.LastError, store.MaxMessageLen, false); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	now := s.now()
+	err := s.db.Checkin(r.Context(), d.ID, store.DeviceReport{
+		CurrentVersion: req.CurrentVersion, SecurityCounter: req.SecurityCounter,
+		State: req.State, LastError: req.LastError,
+	}, now)
+	if errors.Is(err, store.ErrInvalid) {
+		err = errStatus(http.StatusBadRequest, "%w", err)
+	}
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	s.metrics.checkins.Inc()
+	writeJSON(w, http.StatusOK, CheckinResponse{
+		PollIntervalSeconds: int64(s.cfg.PollInterval / time.Second),
+		Repository:          s.repository(r),
+		ServerTime:          now.UTC().Truncate(time.Second),
+	})
+}
+
+func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request, d store.Device) {
+	var req StatusRequest
+	if err := readJSON(w, r, MaxStatusBodySize, &req); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	if !statusKinds[req.Kind] {
+		writeError(w, r, errStatus(http.StatusBadRequest, "unknown status kind %q", truncate(req.Kind)))
+		return
+	}
+	if err := checkField("version", req.Version, store.MaxStringLen, false); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	if err := checkField("message", req.Message, store.MaxMessageLen, false); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	_, err := s.db.AddEvent(r.Context(), store.Event{
+		DeviceID: d.ID, Time: s.now(), Kind: req.Kind, Version: req.Version, Message: req.Message,
+	})
+	if errors.Is(err, store.ErrInvalid) {
+		err = errStatus(http.StatusBadRequest, "%w", err)
+	}
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	switch req.Kind {
+	case store.StateCommitted, store.StateRolledBack, store.StateFailed:
+		s.metrics.installs.WithLabelValues(req.Kind).Inc()
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) handleGetDevice(w http.ResponseWriter, r *http.Request, d store.Device) {
+	writeJSON(w, http.StatusOK, deviceJSON(d))
+}

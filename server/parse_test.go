@@ -1,0 +1,154 @@
+package server
+
+import (
+	"crypto/x509"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestDecodeJSONIsStrict(t *testing.T) {
+	for _, tt := range []struct {
+		in string
+		ok bool
+	}{
+		{`{"kind":"failed","version":"1.0","message":"x"}`, true},
+		{` {"kind":"failed"} `, true},
+		{`{"kind":"failed","device_id":"dev-b"}`, false},
+		{`{"Kind":"failed"}`, false},
+		{`{"kind":"failed","kind":"committed"}`, false},
+		{`{"kind":"failed"}{}`, false},
+		{`{"kind":"failed"} x`, false},
+		{`{"kind":["failed"]}`, false},
+		{`{"kind":"failed"`, false},
+		{`"failed"`, false},
+		{`null`, false},
+		{``, false},
+		{`{"kind":1}`, false},
+	} {
+		var req StatusRequest
+		err := DecodeJSON([]byte(tt.in), &req)
+		if (err == nil) != tt.ok {
+			t.Errorf("DecodeJSON(%q) = %v, want ok=%v", tt.in, err, tt.ok)
+		}
+		if err != nil && !errors.Is(err, ErrBadRequest) {
+			t.Errorf("DecodeJSON(%q) error does not wrap ErrBadRequest: %v", tt.in, err)
+		}
+	}
+}
+
+func FuzzDecodeJSON(f *testing.F) {
+	f.Add([]byte(`{"current_version":"1.0.0","security_counter":3,"state":"idle","slot":"a"}`))
+	f.Add([]byte(`{"token":"x","csr":"y","model":"m","hw_rev":1,"product":"p"}`))
+	f.Add([]byte(`{"kind":"failed","kind":"x"}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var a CheckinRequest
+		var b EnrollRequest
+		DecodeJSON(data, &a)
+		DecodeJSON(data, &b)
+	})
+}
+
+func TestParseCSRAcceptsOnlyP256AndEd25519WithValidSignature(t *testing.T) {
+	_, p256 := newCSR(t, false)
+	_, ed := newCSR(t, true)
+	for _, tt := range []struct {
+		name, in string
+		ok       bool
+	}{
+		{"P-256", p256, true},
+		{"Ed25519", ed, true},
+		{"P-384", p384CSR(t), false},
+		{"bad signature", tamperedCSR(t), false},
+		{"trailing data", p256 + "junk", false},
+		{"two blocks", p256 + p256, false},
+		{"certificate block", strings.Replace(p256, "CERTIFICATE REQUEST", "CERTIFICATE", 2), false},
+		{"empty", "", false},
+		{"too large", p256 + strings.Repeat(" ", MaxCSRSize), false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := ParseCSR([]byte(tt.in))
+			if (err == nil) != tt.ok {
+				t.Fatalf("ParseCSR = %v, want ok=%v", err, tt.ok)
+			}
+			if err != nil && !errors.Is(err, ErrBadCSR) {
+				t.Fatalf("error does not wrap ErrBadCSR: %v", err)
+			}
+		})
+	}
+}
+
+func FuzzParseCSR(f *testing.F) {
+	f.Add([]byte(validCSRSeed))
+	f.Add([]byte("-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		csr, err := ParseCSR(data)
+		if err == nil && csr.CheckSignature() != nil {
+			t.Fatal("accepted a CSR whose signature does not verify")
+		}
+	})
+}
+
+// validCSRSeed is a P-256 CSR (testdata for the fuzzer).
+var validCSRSeed = func() string {
+	data, _ := os.ReadFile("testdata/p256.csr")
+	return string(data)
+}()
+
+func TestEnsureCAIsStableAndKeysArePrivate(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	pem1, fp1, err := EnsureCA(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pem2, fp2, err := EnsureCA(dir)
+	if err != nil || fp1 != fp2 || string(pem1) != string(pem2) {
+		t.Fatalf("second EnsureCA changed the CA: %v", err)
+	}
+	fi, err := os.Stat(filepath.Join(dir, CAKeyFile))
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("CA key mode %v, want 0600 (%v)", fi.Mode().Perm(), err)
+	}
+	if err := os.Chmod(filepath.Join(dir, CAKeyFile), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := EnsureCA(dir); !errors.Is(err, ErrInsecureKeyFile) {
+		t.Fatalf("world-readable CA key accepted: %v", err)
+	}
+}
+
+func TestServerCertificateCoversHostnamesAndIsRenewed(t *testing.T) {
+	dir := t.TempDir()
+	c, err := loadOrCreateCA(dir, CAFile, CAKeyFile, "test CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	names := serverNames([]string{"updates.example.com", "10.0.0.5"})
+	cert, err := loadOrIssueServerCert(dir, c, names, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(c.cert)
+	for _, n := range names {
+		if _, err := cert.Leaf.Verify(x509.VerifyOptions{DNSName: n, Roots: pool}); err != nil {
+			t.Errorf("%s: %v", n, err)
+		}
+	}
+	same, _ := loadOrIssueServerCert(dir, c, names, now)
+	if !same.Leaf.Equal(cert.Leaf) {
+		t.Fatal("a valid server certificate was replaced")
+	}
+	renewed, _ := loadOrIssueServerCert(dir, c, names, now.Add(ServerCertValidity-ServerCertRenewBefore/2))
+	if renewed.Leaf.Equal(cert.Leaf) {
+		t.Fatal("an expiring server certificate was not renewed")
+	}
+	more, _ := loadOrIssueServerCert(dir, c, serverNames([]string{"new.example.com"}), now)
+	if more.Leaf.VerifyHostname("new.example.com") != nil {
+		t.Fatal("a new hostname did not reissue the certificate")
+	}
+}

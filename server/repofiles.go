@@ -1,0 +1,104 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/http"
+	"os"
+	"path"
+	"regexp"
+	"strings"
+)
+
+// MaxRepoPathLen bounds a repository file path in a request.
+const MaxRepoPathLen = 1024
+
+type rootOpener interface {
+	Open(name string) (*os.File, error)
+}
+
+var (
+	// versionedMetadata matches consistent-snapshot metadata names (N.role.json).
+	versionedMetadata = regexp.MustCompile(`^[0-9]+\.[^/]+\.json$`)
+	// hashedTarget matches consistent-snapshot target names (<sha256>.<name>).
+	hashedTarget = regexp.MustCompile(`(^|/)[0-9a-f]{64}\.[^/]+$`)
+)
+
+// CleanRepoPath checks a repository path taken from a URL: relative, at most
+// MaxRepoPathLen bytes, no empty, "." or ".." segments, no segment starting
+// with ".", no backslash or control characters, and equal to its
+// path.Clean form.
+func CleanRepoPath(p string) error {
+	if p == "" || len(p) > MaxRepoPathLen {
+		return fmt.Errorf("path length %d outside 1..%d", len(p), MaxRepoPathLen)
+	}
+	if path.Clean("/"+p) != "/"+p {
+		return fmt.Errorf("path %q is not clean", truncate(p))
+	}
+	for seg := range strings.SplitSeq(p, "/") {
+		if seg == "" || seg[0] == '.' {
+			return fmt.Errorf("path %q has an empty or dot segment", truncate(p))
+		}
+	}
+	for i := 0; i < len(p); i++ {
+		if c := p[i]; c < 0x20 || c == 0x7f || c == '\\' {
+			return fmt.Errorf("path %q has a forbidden character", truncate(p))
+		}
+	}
+	return nil
+}
+
+// repoFile serves a regular file under the root: GET and HEAD, Range and
+// If-Range through http.ServeContent, no listings. The root (os.Root)
+// refuses ".." and symlinks that leave the directory.
+func (s *Server) repoFile(root func() rootOpener, contentType string) http.HandlerFunc {
+	isMeta := contentType == "application/json"
+	return func(w http.ResponseWriter, r *http.Request) {
+		name := r.PathValue("path")
+		if err := CleanRepoPath(name); err != nil {
+			writeError(w, r, errStatus(http.StatusNotFound, "not found: %w", err))
+			return
+		}
+		f, err := root().Open(name)
+		if err != nil {
+			if !errors.Is(err, fs.ErrNotExist) { // e.g. a symlink escaping the root
+				s.log.Debug("repository file refused", "path", name, "err", err)
+			}
+			writeError(w, r, errStatus(http.StatusNotFound, "not found"))
+			return
+		}
+		defer f.Close()
+		fi, err := f.Stat()
+		if err != nil || !fi.Mode().IsRegular() {
+			writeError(w, r, errStatus(http.StatusNotFound, "not found"))
+			return
+		}
+		h := w.Header()
+		h.Set("Content-Type", contentType)
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("ETag", fmt.Sprintf(`"%x-%x"`, fi.Size(), fi.ModTime().UnixNano()))
+		base := path.Base(name)
+		if (isMeta && versionedMetadata.MatchString(base)) || (!isMeta && hashedTarget.MatchString(name)) {
+			h.Set("Cache-Control", "public, max-age=31536000, immutable")
+		} else {
+			h.Set("Cache-Control", "no-cache")
+		}
+		cw := &countWriter{ResponseWriter: w}
+		http.ServeContent(cw, r, base, fi.ModTime(), f)
+		s.metrics.bytes.Add(float64(cw.n))
+	}
+}
+
+type countWriter struct {
+	http.ResponseWriter
+	n int64
+}
+
+func (w *countWriter) Write(p []byte) (int, error) {
+	n, err := w.ResponseWriter.Write(p)
+	w.n += int64(n)
+	return n, err
+}
+
+func (w *countWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

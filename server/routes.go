@@ -1,0 +1,84 @@
+package server
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"time"
+)
+
+// routes builds the HTTPS handler. Route patterns double as the "route"
+// label of airlock_http_requests_total.
+func (s *Server) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /repo/metadata/{path...}", s.repoFile(s.metaRootFn, "application/json"))
+	mux.HandleFunc("GET /repo/targets/{path...}", s.repoFile(s.tgtRootFn, "application/octet-stream"))
+
+	mux.HandleFunc("POST /api/v1/enroll", s.handleEnroll)
+	mux.HandleFunc("POST /api/v1/checkin", s.device(s.handleCheckin))
+	mux.HandleFunc("POST /api/v1/status", s.device(s.handleStatus))
+	mux.HandleFunc("GET /api/v1/device", s.device(s.handleGetDevice))
+
+	mux.HandleFunc("GET /api/v1/admin/devices", s.admin(false, s.handleListDevices))
+	mux.HandleFunc("GET /api/v1/admin/devices/{id}", s.admin(false, s.handleAdminDevice))
+	mux.HandleFunc("GET /api/v1/admin/devices/{id}/events", s.admin(false, s.handleAdminEvents))
+	mux.HandleFunc("POST /api/v1/admin/enrollment-tokens", s.admin(true, s.handleCreateEnrollmentToken))
+	mux.HandleFunc("GET /api/v1/admin/stats", s.admin(false, s.handleStats))
+	mux.HandleFunc("GET /metrics", s.admin(false, func(w http.ResponseWriter, r *http.Request) {
+		s.metrics.handler().ServeHTTP(w, r)
+	}))
+	return s.instrument(mux)
+}
+
+func (s *Server) metaRootFn() rootOpener { return s.metaRoot }
+func (s *Server) tgtRootFn() rootOpener  { return s.tgtRoot }
+
+// metricsOnlyHandler serves /metrics without authentication (plain-HTTP
+// loopback listener).
+func (s *Server) metricsOnlyHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", s.metrics.handler())
+	return mux
+}
+
+// instrument logs one line per request and counts it.
+func (s *Server) instrument(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		info := &reqInfo{}
+		r = r.WithContext(context.WithValue(r.Context(), infoKey{}, info))
+		sw := &statusWriter{ResponseWriter: w}
+		next.ServeHTTP(sw, r)
+		route := r.Pattern
+		if route == "" {
+			route = "unmatched"
+		}
+		code := sw.code
+		if code == 0 {
+			code = http.StatusOK
+		}
+		s.metrics.observe(route, code)
+		attrs := []slog.Attr{
+			slog.String("method", r.Method),
+			slog.String("route", route),
+			slog.Int("status", code),
+			slog.Int64("bytes", sw.bytes),
+			slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000),
+			slog.String("remote", r.RemoteAddr),
+		}
+		if info.deviceID != "" {
+			attrs = append(attrs, slog.String("device_id", info.deviceID))
+		}
+		if info.admin != "" {
+			attrs = append(attrs, slog.String("admin_token_id", info.admin))
+		}
+		level := slog.LevelInfo
+		if info.err != nil {
+			attrs = append(attrs, slog.String("err", info.err.Error()))
+			if code >= 500 {
+				level = slog.LevelError
+			}
+		}
+		s.log.LogAttrs(r.Context(), level, "request", attrs...)
+	})
+}

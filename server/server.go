@@ -1,0 +1,399 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/airlockfw/airlock/server/store"
+)
+
+// Defaults and limits of the HTTP layer.
+const (
+	// DefaultListen is the address Serve listens on when Config.Listen is empty.
+	DefaultListen = "127.0.0.1:8443"
+	// DefaultPollInterval is the check-in interval told to devices.
+	DefaultPollInterval = 60 * time.Second
+	// MinPollInterval and MaxPollInterval bound Config.PollInterval.
+	MinPollInterval = time.Second
+	MaxPollInterval = 7 * 24 * time.Hour
+	// DefaultShutdownTimeout bounds how long Serve waits for in-flight
+	// requests after its context is cancelled.
+	DefaultShutdownTimeout = 30 * time.Second
+	// ReadHeaderTimeout, ReadTimeout and IdleTimeout bound slow clients.
+	// There is no write timeout: a payload download may take long.
+	ReadHeaderTimeout = 10 * time.Second
+	ReadTimeout       = 60 * time.Second
+	IdleTimeout       = 120 * time.Second
+	// MaxHeaderBytes bounds request headers.
+	MaxHeaderBytes = 16 << 10
+	// CertCheckInterval is how often the server re-reads an operator
+	// certificate (--tls-cert) or renews its self-issued one.
+	CertCheckInterval = time.Hour
+	// StoreTimeout bounds each store call made outside a request (metrics).
+	StoreTimeout = 5 * time.Second
+)
+
+// Config configures a Server. Zero values are documented per field.
+type Config struct {
+	// DataDir holds the CAs, the server certificate and the default SQLite
+	// database. Required; created (0700) if absent.
+	DataDir string
+	// RepoDir is a repository made by `airlock repo init`; REPO/public/metadata
+	// and REPO/public/targets are served. Required.
+	RepoDir string
+	// DB is the state store. Required. The Server does not close it.
+	DB store.Store
+	// Listen is the HTTPS address; empty means DefaultListen. "127.0.0.1:0"
+	// picks a free port (see Server.Addr).
+	Listen string
+	// TLSCertFile and TLSKeyFile give an operator certificate (PEM chain and
+	// key). Both or neither; with neither the server issues its own from the
+	// CA in DataDir. They are re-read every CertCheckInterval when changed.
+	TLSCertFile, TLSKeyFile string
+	// Hostnames are extra DNS names or IPs for the self-issued server
+	// certificate (always: localhost, 127.0.0.1, ::1).
+	Hostnames []string
+	// ManufacturingCAFile holds PEM CA certificates whose device certificates
+	// may enroll. Empty means DataDir/manufacturing-ca.pem if it exists.
+	ManufacturingCAFile string
+	// PublicURL is the base URL devices are told to fetch the repository from
+	// (e.g. "https://updates.example.com"). Empty means "https://" + the Host
+	// the device used.
+	PublicURL string
+	// PollInterval is told to devices; zero means DefaultPollInterval.
+	PollInterval time.Duration
+	// MetricsListen, when set, serves /metrics in plain HTTP without
+	// authentication on this loopback address.
+	MetricsListen string
+	// ShutdownTimeout; zero means DefaultShutdownTimeout.
+	ShutdownTimeout time.Duration
+	// Logger receives one line per request; nil means discard.
+	Logger *slog.Logger
+	// Now returns the current time; nil means time.Now (tests).
+	Now func() time.Time
+}
+
+// Errors of the server's configuration.
+var (
+	// ErrConfig: the Config failed a check.
+	ErrConfig = errors.New("invalid server configuration")
+	// ErrServed: Serve was called twice.
+	ErrServed = errors.New("server already served")
+)
+
+// Server is the HTTPS update server. Create it with New, run it with Serve.
+type Server struct {
+	cfg      Config
+	log      *slog.Logger
+	now      func() time.Time
+	db       store.Store
+	tlsCA    *ca // nil with an operator certificate
+	deviceCA *ca
+	mfgCAs   []*x509.Certificate
+	caPEM    []byte
+	caFP     string
+	cert     atomic.Pointer[tls.Certificate]
+	certMod  time.Time // operator certificate mtime
+	tlsConf  *tls.Config
+	metaRoot *os.Root
+	tgtRoot  *os.Root
+	metrics  *metrics
+	handler  http.Handler
+	ln       net.Listener
+	mln      net.Listener
+	served   atomic.Bool
+	closeMu  sync.Mutex
+	closed   bool
+}
+
+// New checks cfg, creates or loads the CAs and server certificate in
+// cfg.DataDir, opens the repository directories and binds the listeners.
+// Release it with Serve, or Close if Serve is never called.
+func New(cfg Config) (_ *Server, err error) {
+	if cfg.DataDir == "" || cfg.RepoDir == "" || cfg.DB == nil {
+		return nil, fmt.Errorf("%w: DataDir, RepoDir and DB are required", ErrConfig)
+	}
+	if (cfg.TLSCertFile == "") != (cfg.TLSKeyFile == "") {
+		return nil, fmt.Errorf("%w: give both TLS certificate and key, or neither", ErrConfig)
+	}
+	if cfg.PollInterval == 0 {
+		cfg.PollInterval = DefaultPollInterval
+	}
+	if cfg.PollInterval < MinPollInterval || cfg.PollInterval > MaxPollInterval {
+		return nil, fmt.Errorf("%w: poll interval %v outside %v..%v", ErrConfig, cfg.PollInterval, MinPollInterval, MaxPollInterval)
+	}
+	if cfg.ShutdownTimeout <= 0 {
+		cfg.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	if cfg.Listen == "" {
+		cfg.Listen = DefaultListen
+	}
+	if cfg.PublicURL != "" {
+		u, err := url.Parse(cfg.PublicURL)
+		if err != nil || u.Scheme != "https" || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+			return nil, fmt.Errorf("%w: public URL %q must be https://host[:port][/path]", ErrConfig, cfg.PublicURL)
+		}
+	}
+	if cfg.MetricsListen != "" {
+		host, _, err := net.SplitHostPort(cfg.MetricsListen)
+		ip := net.ParseIP(host)
+		if err != nil || (host != "localhost" && (ip == nil || !ip.IsLoopback())) {
+			return nil, fmt.Errorf("%w: metrics address %q must be a loopback address (it has no TLS and no authentication)", ErrConfig, cfg.MetricsListen)
+		}
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, now: cfg.Now, db: cfg.DB}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
+	if err := s.loadPKI(); err != nil {
+		return nil, err
+	}
+	pub := filepath.Join(cfg.RepoDir, "public")
+	if s.metaRoot, err = os.OpenRoot(filepath.Join(pub, "metadata")); err != nil {
+		return nil, fmt.Errorf("%w: repository metadata directory: %w", ErrConfig, err)
+	}
+	if s.tgtRoot, err = os.OpenRoot(filepath.Join(pub, "targets")); err != nil {
+		return nil, fmt.Errorf("%w: repository targets directory: %w", ErrConfig, err)
+	}
+	s.metrics = newMetrics(s)
+	s.handler = s.routes()
+	if s.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
+		return nil, fmt.Errorf("failed to listen on %s: %w", cfg.Listen, err)
+	}
+	if cfg.MetricsListen != "" {
+		if s.mln, err = net.Listen("tcp", cfg.MetricsListen); err != nil {
+			return nil, fmt.Errorf("failed to listen on %s: %w", cfg.MetricsListen, err)
+		}
+	}
+	return s, nil
+}
+
+// loadPKI loads or creates the TLS CA and server certificate (unless the
+// operator gave one), the device CA and the manufacturing CAs, and builds
+// the TLS configuration.
+func (s *Server) loadPKI() error {
+	var err error
+	if s.cfg.TLSCertFile == "" {
+		if s.tlsCA, err = loadOrCreateCA(s.cfg.DataDir, CAFile, CAKeyFile, "Airlock server CA"); err != nil {
+			return err
+		}
+		s.caPEM, s.caFP = s.tlsCA.pem, Fingerprint(s.tlsCA.cert)
+	}
+	if err := s.refreshCert(); err != nil {
+		return err
+	}
+	if s.tlsCA == nil {
+		s.caFP = Fingerprint(s.cert.Load().Leaf)
+	}
+	if s.deviceCA, err = loadOrCreateCA(s.cfg.DataDir, DeviceCAFile, DeviceCAKeyFile, "Airlock device CA"); err != nil {
+		return err
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(s.deviceCA.cert)
+	mfgPath := s.cfg.ManufacturingCAFile
+	if mfgPath == "" {
+		mfgPath = filepath.Join(s.cfg.DataDir, ManufacturingCAFile)
+		if _, err := os.Stat(mfgPath); errors.Is(err, os.ErrNotExist) {
+			mfgPath = ""
+		}
+	}
+	if mfgPath != "" {
+		certs, _, err := readCertFile(mfgPath)
+		if err != nil {
+			return err
+		}
+		for _, c := range certs {
+			if !c.IsCA {
+				return fmt.Errorf("%w: %s: certificate %q is not a CA", ErrBadCAFile, mfgPath, c.Subject.String())
+			}
+			if c.Equal(s.deviceCA.cert) {
+				return fmt.Errorf("%w: %s: the device CA cannot also be a manufacturing CA", ErrBadCAFile, mfgPath)
+			}
+			pool.AddCert(c)
+		}
+		s.mfgCAs = certs
+	}
+	s.tlsConf = &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			return s.cert.Load(), nil
+		},
+		ClientAuth: tls.VerifyClientCertIfGiven,
+		ClientCAs:  pool,
+		NextProtos: []string{"h2", "http/1.1"},
+		// Session tickets stay enabled (the default): resumed sessions keep
+		// the verified client chain, so a device's check-in costs one full
+		// handshake per ticket lifetime.
+	}
+	return nil
+}
+
+// refreshCert (re)loads the operator certificate when its file changed, or
+// renews the self-issued certificate when it is about to expire.
+func (s *Server) refreshCert() error {
+	if s.tlsCA != nil {
+		cur := s.cert.Load()
+		if cur != nil && s.now().Add(ServerCertRenewBefore).Before(cur.Leaf.NotAfter) {
+			return nil
+		}
+		c, err := loadOrIssueServerCert(s.cfg.DataDir, s.tlsCA, serverNames(s.cfg.Hostnames), s.now())
+		if err != nil {
+			return err
+		}
+		s.cert.Store(c)
+		return nil
+	}
+	fi, err := os.Stat(s.cfg.TLSCertFile)
+	if err != nil {
+		return fmt.Errorf("failed to read TLS certificate: %w", err)
+	}
+	if !fi.ModTime().After(s.certMod) && s.cert.Load() != nil {
+		return nil
+	}
+	c, err := loadKeyPair(s.cfg.TLSCertFile, s.cfg.TLSKeyFile)
+	if err != nil {
+		return err
+	}
+	s.certMod = fi.ModTime()
+	s.cert.Store(c)
+	return nil
+}
+
+// Addr returns the bound HTTPS address.
+func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+
+// MetricsAddr returns the bound plain-HTTP metrics address, or nil.
+func (s *Server) MetricsAddr() net.Addr {
+	if s.mln == nil {
+		return nil
+	}
+	return s.mln.Addr()
+}
+
+// CAFingerprint returns the lowercase hex SHA-256 fingerprint devices pin:
+// the server CA's, or the operator certificate's when one is configured.
+func (s *Server) CAFingerprint() string { return s.caFP }
+
+// CAPEM returns the server CA certificate (nil with an operator certificate).
+func (s *Server) CAPEM() []byte { return s.caPEM }
+
+// DeviceCAPEM returns the device CA certificate that issues client certificates.
+func (s *Server) DeviceCAPEM() []byte { return s.deviceCA.pem }
+
+// Handler returns the HTTP handler of the HTTPS listener (for embedding).
+// Device authentication needs r.TLS with verified chains, so it must be
+// served with the TLS configuration of TLSConfig.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// TLSConfig returns a clone of the server's TLS configuration.
+func (s *Server) TLSConfig() *tls.Config { return s.tlsConf.Clone() }
+
+// Close releases the listeners and repository directories of a Server that
+// is not serving. Serve releases them itself.
+func (s *Server) Close() error {
+	s.closeMu.Lock()
+	defer s.closeMu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	if s.ln != nil {
+		s.ln.Close()
+	}
+	if s.mln != nil {
+		s.mln.Close()
+	}
+	if s.metaRoot != nil {
+		s.metaRoot.Close()
+	}
+	if s.tgtRoot != nil {
+		s.tgtRoot.Close()
+	}
+	return nil
+}
+
+// Serve serves HTTPS (and plain-HTTP metrics if configured) until ctx is
+// cancelled, then stops accepting connections, lets in-flight requests finish
+// for up to Config.ShutdownTimeout and returns nil (or the error that stopped
+// it). It can be called once.
+func (s *Server) Serve(ctx context.Context) error {
+	if !s.served.CompareAndSwap(false, true) {
+		return ErrServed
+	}
+	defer s.Close()
+	errLog := slog.NewLogLogger(s.log.Handler(), slog.LevelInfo)
+	srv := &http.Server{
+		Handler:           s.handler,
+		TLSConfig:         s.tlsConf,
+		ReadHeaderTimeout: ReadHeaderTimeout,
+		ReadTimeout:       ReadTimeout,
+		IdleTimeout:       IdleTimeout,
+		MaxHeaderBytes:    MaxHeaderBytes,
+		ErrorLog:          errLog,
+		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	servers := []*http.Server{srv}
+	errc := make(chan error, 2)
+	go func() { errc <- srv.ServeTLS(s.ln, "", "") }()
+	if s.mln != nil {
+		msrv := &http.Server{
+			Handler:           s.metricsOnlyHandler(),
+			ReadHeaderTimeout: ReadHeaderTimeout,
+			ReadTimeout:       ReadTimeout,
+			IdleTimeout:       IdleTimeout,
+			MaxHeaderBytes:    MaxHeaderBytes,
+			ErrorLog:          errLog,
+		}
+		servers = append(servers, msrv)
+		go func() { errc <- msrv.Serve(s.mln) }()
+	}
+	tick := time.NewTicker(CertCheckInterval)
+	defer tick.Stop()
+	var serveErr error
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case err := <-errc:
+			serveErr = fmt.Errorf("server stopped: %w", err)
+			break loop
+		case <-tick.C:
+			if err := s.refreshCert(); err != nil {
+				s.log.Error("server certificate refresh failed", "err", err)
+			}
+		}
+	}
+	s.log.Info("shutting down", "timeout", s.cfg.ShutdownTimeout.String())
+	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	defer cancel()
+	for _, hs := range servers {
+		if err := hs.Shutdown(sctx); err != nil {
+			hs.Close()
+			if serveErr == nil {
+				serveErr = fmt.Errorf("graceful shutdown: %w", err)
+			}
+		}
+	}
+	return serveErr
+}
