@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Benchmark `airlock device install` against dd, and its peak memory.
+#
+#   bench/device-install.sh [WORKDIR]
+#
+# 1. Throughput: install a 256 MiB image from a bundle into a file-backed
+#    slot, and copy the same image with `dd if=IMAGE of=SLOT bs=1M
+#    conv=fsync`, in the same run. Target: install <= 1.25x dd.
+# 2. Memory: peak RSS (/usr/bin/time -v) of installing a 1 GiB and a 64 MiB
+#    image. Target: <= 20 MiB, and the same for both sizes (constant memory).
+#
+# Needs: go, dd, /usr/bin/time (Debian: apt-get install time), ~4 GiB free
+# disk in WORKDIR (default: a temp dir, removed afterwards).
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+if [[ $# -ge 1 ]]; then
+	work=$1
+	mkdir -p "$work"
+else
+	work=$(mktemp -d)
+	trap 'rm -rf "$work"' EXIT
+fi
+[[ -x /usr/bin/time ]] || { echo "bench: /usr/bin/time missing (apt-get install time)" >&2; exit 1; }
+
+bin=$work/airlock
+go build -o "$bin" ./cmd/airlock
+a() { "$bin" "$@" >/dev/null 2>"$work/last.err" || { cat "$work/last.err" >&2; return 1; }; }
+
+# A repository with one product and throwaway keys.
+keys=$work/keys
+mkdir -p "$keys"
+for k in root targets snapshot timestamp product; do a key gen --out "$keys/$k.pem"; done
+a repo init --dir "$work/repo" --root-key "$keys/root.pem" --targets-key "$keys/targets.pem" \
+	--snapshot-key "$keys/snapshot.pem" --timestamp-key "$keys/timestamp.pem"
+a repo delegate --dir "$work/repo" --product acme/bench --key "$keys/product.pem.pub" --threshold 1 \
+	--targets-key "$keys/targets.pem"
+a repo publish --dir "$work/repo" --snapshot-key "$keys/snapshot.pem" --timestamp-key "$keys/timestamp.pem"
+
+# release VERSION SIZE_MIB: an image of random data, its bundle in $work/VERSION.bundle
+release() {
+	local v=$1 mib=$2
+	head -c $((mib << 20)) /dev/urandom >"$work/img-$v"
+	a release add --dir "$work/repo" --product acme/bench --image "$work/img-$v" --version "$v" \
+		--security-version 1 --model bench --key "$keys/product.pem"
+	a repo publish --dir "$work/repo" --snapshot-key "$keys/snapshot.pem" --timestamp-key "$keys/timestamp.pem"
+	a bundle create --dir "$work/repo" --product acme/bench --version "$v" --out "$work/$v.bundle"
+}
+
+# device NAME SLOT_MIB: a fresh simulated device without an image
+device() {
+	rm -rf "${work:?}/$1"
+	a device init --dir "$work/$1" --root "$work/repo/public/metadata/1.root.json" --model bench \
+		--hw-rev 1 --product acme/bench --slot-size $(($2 << 20))
+}
+
+now() { date +%s.%N; }
+
+echo "== throughput: 256 MiB image"
+release 1.0.0 256
+device dev256 256
+sync
+t0=$(now)
+a device install --dir "$work/dev256" --bundle "$work/1.0.0.bundle"
+t1=$(now)
+rm -f "$work/dd-slot"
+sync
+t2=$(now)
+dd if="$work/img-1.0.0" of="$work/dd-slot" bs=1M conv=fsync status=none
+t3=$(now)
+install_s=$(echo "$t1 - $t0" | bc -l)
+dd_s=$(echo "$t3 - $t2" | bc -l)
+ratio=$(echo "$install_s / $dd_s" | bc -l)
+rm -f "$work/img-1.0.0" "$work/dd-slot"
+
+echo "== memory: 64 MiB and 1 GiB images"
+rss() { # rss NAME VERSION SLOT_MIB -> peak RSS in KiB
+	device "$1" "$3"
+	/usr/bin/time -v "$bin" device install --dir "$work/$1" --bundle "$work/$2.bundle" 2>&1 >/dev/null |
+		awk -F': ' '/Maximum resident set size/ {print $2}'
+}
+release 1.1.0 64
+rss64=$(rss dev64 1.1.0 64)
+rm -rf "$work/dev64" "$work/img-1.1.0"
+release 1.2.0 1024
+rss1g=$(rss dev1g 1.2.0 1024)
+rm -rf "$work/dev1g" "$work/img-1.2.0"
+
+printf '\n== summary\n'
+printf 'install 256 MiB:  %.3f s\n' "$install_s"
+printf 'dd 256 MiB:       %.3f s\n' "$dd_s"
+printf 'install/dd ratio: %.2f (target <= 1.25)\n' "$ratio"
+printf 'peak RSS 64 MiB:  %d KiB\n' "$rss64"
+printf 'peak RSS 1 GiB:   %d KiB (target <= 20480 KiB)\n' "$rss1g"
+printf 'RSS 1 GiB / 64 MiB: %.2f (target ~1.0: constant memory)\n' "$(echo "$rss1g / $rss64" | bc -l)"

@@ -1,0 +1,218 @@
+package device
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/sha256"
+	"encoding/hex"
+	"math/rand/v2"
+	"os"
+	"path"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/airlockfw/airlock/device/boot"
+	"github.com/airlockfw/airlock/internal/durable"
+	"github.com/airlockfw/airlock/keys"
+	"github.com/airlockfw/airlock/repo"
+)
+
+const (
+	testProduct = "acme/router-x1"
+	testModel   = "x1"
+)
+
+// vendor is a real signed repository (package repo) with one product role.
+type vendor struct {
+	t                         testing.TB
+	r                         *repo.Repo
+	dir                       string
+	root                      []crypto.Signer
+	targets, snapshot, tstamp crypto.Signer
+	product                   []crypto.Signer
+	factoryRoot               []byte
+}
+
+func genKey(t testing.TB) crypto.Signer {
+	t.Helper()
+	k, err := keys.Generate(keys.Ed25519)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func newVendor(t testing.TB) *vendor {
+	t.Helper()
+	v := &vendor{t: t, dir: filepath.Join(t.TempDir(), "repo")}
+	v.root = []crypto.Signer{genKey(t)}
+	v.targets, v.snapshot, v.tstamp = genKey(t), genKey(t), genKey(t)
+	v.product = []crypto.Signer{genKey(t), genKey(t)}
+	r, err := repo.Init(v.dir, repo.InitOptions{
+		RootKeys: []crypto.PublicKey{v.root[0].Public()}, RootThreshold: 1, RootSigners: v.root,
+		Targets: v.targets, Snapshot: v.snapshot, Timestamp: v.tstamp,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.r = r
+	if err := r.Delegate(testProduct, []crypto.PublicKey{v.product[0].Public(), v.product[1].Public()}, 1, v.targets); err != nil {
+		t.Fatal(err)
+	}
+	v.publish()
+	v.factoryRoot, err = os.ReadFile(filepath.Join(v.dir, "public", "metadata", "1.root.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func (v *vendor) publish() {
+	v.t.Helper()
+	if _, err := v.r.Publish(v.snapshot, v.tstamp); err != nil {
+		v.t.Fatal(err)
+	}
+}
+
+// testImage returns a deterministic pseudo-random image (compressible
+// second half).
+func testImage(seed uint64, n int) []byte {
+	r := rand.New(rand.NewPCG(seed, 42))
+	b := make([]byte, n)
+	for i := 0; i < n/2; i++ {
+		b[i] = byte(r.Uint32())
+	}
+	return b
+}
+
+// release adds and publishes a release and returns its bundle.
+func (v *vendor) release(version string, sv uint32, image []byte, mod func(*repo.ReleaseOptions)) []byte {
+	v.t.Helper()
+	p := filepath.Join(v.t.TempDir(), "firmware.img")
+	if err := os.WriteFile(p, image, 0o644); err != nil {
+		v.t.Fatal(err)
+	}
+	o := repo.ReleaseOptions{
+		Product: testProduct, ImagePath: p, Version: version, SecurityVersion: sv,
+		Models: []string{testModel}, Compress: repo.CompressNone, Signers: v.product[:1],
+	}
+	if mod != nil {
+		mod(&o)
+	}
+	if _, err := v.r.AddRelease(o); err != nil {
+		v.t.Fatal(err)
+	}
+	v.publish()
+	return v.bundle(version)
+}
+
+func (v *vendor) bundle(version string) []byte {
+	v.t.Helper()
+	var b bytes.Buffer
+	if err := v.r.CreateBundle(&b, testProduct, version); err != nil {
+		v.t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+// testConfig is a device config on a Mem (or OS) filesystem rooted at dir.
+func testConfig(dir string, slotSize int64) *Config {
+	return &Config{
+		Dir: dir, Model: testModel, HWRev: 3, Product: testProduct, Root: "factory-root.json", StateDir: "state",
+		WriteChunk: 64 << 10,
+		Slots:      SlotsConfig{A: "slot-a.img", B: "slot-b.img", Size: slotSize},
+		Boot:       BootConfig{Backend: boot.BackendSim, Path: "bootstate"},
+		Health:     HealthConfig{Command: []string{"true"}, Timeout: 10 * time.Second},
+	}
+}
+
+// provision provisions a device on fsys with an initial bundle.
+func provision(t testing.TB, fsys durable.FS, cfg *Config, factoryRoot, initial []byte) *Device {
+	t.Helper()
+	po := ProvisionOptions{FactoryRoot: factoryRoot, CreateSlots: true}
+	if initial != nil {
+		src, err := OpenBundle(bytes.NewReader(initial), 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		po.Initial, po.InitialTarget = src, src.TargetPath()
+	}
+	d, err := Provision(context.Background(), fsys, cfg, po, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+func installBundle(d *Device, b []byte, opt InstallOptions) (*InstallResult, error) {
+	src, err := OpenBundle(bytes.NewReader(b), 0)
+	if err != nil {
+		return nil, err
+	}
+	return d.Install(context.Background(), src, src.TargetPath(), opt)
+}
+
+// fingerprint hashes what a refused install must leave unchanged: the
+// active slot, the trusted metadata and the counter.
+func fingerprint(t testing.TB, d *Device) map[string]string {
+	t.Helper()
+	st, err := d.ctl.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{"bootstate.good": string(st.Good)}
+	hashFile := func(name string) {
+		f, err := d.fsys.OpenFile(name, os.O_RDONLY, 0)
+		if err != nil {
+			out[name] = "error: " + err.Error()
+			return
+		}
+		defer f.Close()
+		h := sha256.New()
+		buf := make([]byte, 64<<10)
+		for {
+			n, err := f.Read(buf)
+			h.Write(buf[:n])
+			if err != nil {
+				break
+			}
+		}
+		out[name] = hex.EncodeToString(h.Sum(nil))
+	}
+	active, _ := d.slotPath(st.Good)
+	hashFile(active)
+	hashFile(d.statePath(counterFile))
+	ents, err := d.fsys.ReadDir(d.statePath(trustDir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		hashFile(path.Join(d.statePath(trustDir), e.Name()))
+	}
+	return out
+}
+
+func mustBoot(t testing.TB, d *Device) *BootResult {
+	t.Helper()
+	r, err := d.Boot(context.Background())
+	if err != nil {
+		t.Fatalf("boot: %v", err)
+	}
+	return r
+}
+
+// slotImage reads the first n bytes of a slot.
+func slotImage(t testing.TB, d *Device, s boot.Slot, n int) []byte {
+	t.Helper()
+	name, err := d.slotPath(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := durable.ReadFile(d.fsys, name, 1<<30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data[:n]
+}

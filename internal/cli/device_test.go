@@ -1,0 +1,145 @@
+package cli
+
+import (
+	"bytes"
+	"crypto"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/airlockfw/airlock/device"
+	"github.com/airlockfw/airlock/keys"
+	"github.com/airlockfw/airlock/repo"
+)
+
+// deviceVendor builds a signed repository with the repo package and
+// writes release bundles to files.
+type deviceVendor struct {
+	t        *testing.T
+	r        *repo.Repo
+	dir      string
+	snap, ts crypto.Signer
+	product  crypto.Signer
+}
+
+func newDeviceVendor(t *testing.T) *deviceVendor {
+	gen := func() crypto.Signer {
+		k, err := keys.Generate(keys.Ed25519)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	v := &deviceVendor{t: t, dir: filepath.Join(t.TempDir(), "repo")}
+	root, targets := gen(), gen()
+	v.snap, v.ts, v.product = gen(), gen(), gen()
+	r, err := repo.Init(v.dir, repo.InitOptions{RootKeys: []crypto.PublicKey{root.Public()}, RootThreshold: 1,
+		RootSigners: []crypto.Signer{root}, Targets: targets, Snapshot: v.snap, Timestamp: v.ts})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Delegate("acme/router-x1", []crypto.PublicKey{v.product.Public()}, 1, targets); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Publish(v.snap, v.ts); err != nil {
+		t.Fatal(err)
+	}
+	v.r = r
+	return v
+}
+
+func (v *deviceVendor) bundle(version string, seed byte) string {
+	img := bytes.Repeat([]byte{seed, 1, 2, 3, 4, 5, 6, seed ^ 0x55}, 32<<10)
+	p := filepath.Join(v.t.TempDir(), "img")
+	if err := os.WriteFile(p, img, 0o644); err != nil {
+		v.t.Fatal(err)
+	}
+	if _, err := v.r.AddRelease(repo.ReleaseOptions{Product: "acme/router-x1", ImagePath: p, Version: version, SecurityVersion: 1,
+		Models: []string{"x1"}, Compress: repo.CompressNone, Signers: []crypto.Signer{v.product}}); err != nil {
+		v.t.Fatal(err)
+	}
+	if _, err := v.r.Publish(v.snap, v.ts); err != nil {
+		v.t.Fatal(err)
+	}
+	var b bytes.Buffer
+	if err := v.r.CreateBundle(&b, "acme/router-x1", version); err != nil {
+		v.t.Fatal(err)
+	}
+	out := filepath.Join(v.t.TempDir(), version+".bundle")
+	if err := os.WriteFile(out, b.Bytes(), 0o644); err != nil {
+		v.t.Fatal(err)
+	}
+	return out
+}
+
+func TestDeviceCommandsEndToEnd(t *testing.T) {
+	v := newDeviceVendor(t)
+	b10, b11 := v.bundle("1.0.0", 1), v.bundle("1.1.0", 2)
+	dir := filepath.Join(t.TempDir(), "dev")
+	root := filepath.Join(v.dir, "public", "metadata", "1.root.json")
+	must := func(want int, in string, args ...string) string {
+		t.Helper()
+		code, out, errOut := runCLI(t, args...)
+		if code != want || !strings.Contains(out+errOut, in) {
+			t.Fatalf("airlock %s: exit %d (want %d), output lacks %q:\nstdout: %s\nstderr: %s", strings.Join(args, " "), code, want, in, out, errOut)
+		}
+		return out
+	}
+	must(ExitUsage, "--root is required", "device", "init", "--dir", dir)
+	must(ExitOK, "committed in slot A", "device", "init", "--dir", dir, "--root", root, "--model", "x1", "--hw-rev", "3",
+		"--slot-size", "1048576", "--image", b10, "--health-cmd", "true", "--health-timeout", "5s")
+	must(ExitOK, "booted slot A (version 1.0.0, committed)", "device", "boot", "--dir", dir)
+	must(ExitOK, "into slot B", "device", "install", "--dir", dir, "--bundle", b11)
+	must(ExitFailure, "trial boot is pending", "device", "install", "--dir", dir, "--bundle", b11)
+	must(ExitOK, "booted slot B (version 1.1.0, trial)", "device", "boot", "--dir", dir)
+	must(ExitOK, "committed slot B", "device", "health", "--dir", dir)
+	out := must(ExitOK, "", "device", "status", "--dir", dir, "--json")
+	var st device.Status
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Boot.Good != "B" || st.Slots[1].Version != "1.1.0" || st.Slots[1].Status != device.StatusCommitted {
+		t.Fatalf("status = %+v", st)
+	}
+	must(ExitOK, "anti-rollback counter", "device", "status", "--config", filepath.Join(dir, "device.toml"))
+
+	// A byte flipped in the committed slot: boot refuses it and falls back.
+	f, err := os.OpenFile(filepath.Join(dir, "slot-b.img"), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteAt([]byte{0xff}, 777)
+	f.Close()
+	must(ExitOK, "booted slot A (version 1.0.0", "device", "boot", "--dir", dir)
+	must(ExitOK, "installed image hash mismatch", "device", "status", "--dir", dir)
+	// A truncated bundle is refused, naming the check.
+	data, _ := os.ReadFile(v.bundle("1.2.0", 3))
+	trunc := filepath.Join(t.TempDir(), "trunc.bundle")
+	os.WriteFile(trunc, data[:len(data)-100], 0o644)
+	must(ExitFailure, "payload check failed", "device", "install", "--dir", dir, "--bundle", trunc)
+
+}
+
+func TestDeviceHealthFailureRollsBackFromCLI(t *testing.T) {
+	v := newDeviceVendor(t)
+	b10, b11 := v.bundle("1.0.0", 1), v.bundle("1.1.0", 2)
+	dir := filepath.Join(t.TempDir(), "dev")
+	root := filepath.Join(v.dir, "public", "metadata", "1.root.json")
+	for _, args := range [][]string{
+		{"device", "init", "--dir", dir, "--root", root, "--model", "x1", "--hw-rev", "3", "--slot-size", "1048576",
+			"--image", b10, "--health-cmd", "false", "--boot", "grubenv"},
+		{"device", "boot", "--dir", dir},
+		{"device", "install", "--dir", dir, "--bundle", b11},
+		{"device", "boot", "--dir", dir},
+	} {
+		if code, out, errOut := runCLI(t, args...); code != 0 {
+			t.Fatalf("%v: exit %d\n%s%s", args, code, out, errOut)
+		}
+	}
+	code, out, errOut := runCLI(t, "device", "health", "--dir", dir)
+	if code != ExitFailure || !strings.Contains(out, "booted slot A (version 1.0.0") || !strings.Contains(errOut, "health check failed") {
+		t.Fatalf("health: exit %d\nstdout: %s\nstderr: %s", code, out, errOut)
+	}
+}
