@@ -486,3 +486,41 @@ func TestWritePayloadLengthMismatch(t *testing.T) {
 		})
 	}
 }
+
+// TestSkipPayloadDigest: with the digest skipped the payload still streams,
+// and truncation, a bad trailer magic or length and trailing junk are still
+// refused; only a flipped payload byte (which the caller's TUF hash check
+// catches) passes the framing.
+func TestSkipPayloadDigest(t *testing.T) {
+	payload := testPayload(1000)
+	good := encode(t, testMeta(1, int64(len(payload))), payload)
+	read := func(b []byte) error {
+		r, err := NewReader(bytes.NewReader(b), Limits{})
+		if err != nil {
+			return err
+		}
+		r.SkipPayloadDigest()
+		_, err = io.Copy(io.Discard, r.Payload())
+		return err
+	}
+	if err := read(good); err != nil {
+		t.Fatal(err)
+	}
+	payloadStart := len(good) - TrailerSize - len(payload)
+	flipped := append([]byte{}, good...)
+	flipped[payloadStart+10] ^= 1
+	if err := read(flipped); err != nil {
+		t.Fatalf("flipped payload byte: %v (the digest is skipped; TUF catches it)", err)
+	}
+	if err := read(good[:len(good)-1]); !errors.Is(err, ErrTruncated) {
+		t.Fatalf("truncated: %v", err)
+	}
+	if err := read(append(append([]byte{}, good...), 0)); !errors.Is(err, ErrTrailer) {
+		t.Fatalf("junk after trailer: %v", err)
+	}
+	badLen := append([]byte{}, good...)
+	badLen[len(good)-TrailerSize+len(TrailerMagic)+7] ^= 1
+	if err := read(badLen); !errors.Is(err, ErrTrailer) {
+		t.Fatalf("bad trailer length: %v", err)
+	}
+}

@@ -270,6 +270,14 @@ func (h *headerReader) readHeader() (*Metadata, error) {
 	return m, nil
 }
 
+// SkipPayloadDigest tells the reader not to hash the payload for the
+// trailer's SHA-256. Call it before reading the payload, and only when the
+// caller verifies the payload itself against signed metadata (a device and
+// `airlock verify` check the TUF target hashes, which are the real
+// authentication): it saves one SHA-256 pass over the image. The trailer's
+// magic and length and the end of input are still checked.
+func (r *Reader) SkipPayloadDigest() { r.p.h = nil }
+
 // payloadReader streams the payload, hashing it, then checks the trailer.
 type payloadReader struct {
 	r         io.Reader
@@ -295,7 +303,9 @@ func (p *payloadReader) Read(b []byte) (int, error) {
 		p.err = fmt.Errorf("bundle: underlying reader returned invalid count %d", n)
 		return 0, p.err
 	}
-	p.h.Write(b[:n])
+	if p.h != nil {
+		p.h.Write(b[:n])
+	}
 	p.remaining -= int64(n)
 	switch {
 	case errors.Is(err, io.EOF):
@@ -323,7 +333,7 @@ func (p *payloadReader) finish() error {
 	if n := binary.BigEndian.Uint64(t[len(TrailerMagic):]); n != uint64(p.length) {
 		return fmt.Errorf("bundle: trailer payload length is %d, header says %d: %w", n, p.length, ErrTrailer)
 	}
-	if subtle.ConstantTimeCompare(t[len(TrailerMagic)+8:], p.h.Sum(nil)) != 1 {
+	if p.h != nil && subtle.ConstantTimeCompare(t[len(TrailerMagic)+8:], p.h.Sum(nil)) != 1 {
 		return fmt.Errorf("bundle: payload SHA-256 does not match the trailer; the payload is damaged: %w", ErrTrailer)
 	}
 	var one [1]byte

@@ -33,6 +33,9 @@ func OpenBundle(r io.Reader, maxPayload int64) (*BundleSource, error) {
 	if err != nil {
 		return nil, fmt.Errorf("failed to read bundle: %w", err)
 	}
+	// The device verifies the payload against the signed TUF target hashes;
+	// the bundle's own framing digest would be a redundant SHA-256 pass.
+	br.SkipPayloadDigest()
 	m := br.Metadata()
 	b := &BundleSource{br: br, m: m, src: trust.MapSource{Roots: map[int64][]byte{}, Metadata: map[string][]byte{}}}
 	for i, raw := range m.RootChain {

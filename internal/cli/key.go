@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/airlockfw/airlock/keys"
+	"github.com/airlockfw/airlock/keys/pkcs11"
 )
 
 func init() {
@@ -18,36 +19,67 @@ func init() {
 			Name:    "key gen",
 			Summary: "generate a signing key pair (PKCS#8 PEM, 0600)",
 			Usage: `Usage: airlock key gen --type TYPE --out PATH [--passphrase-file FILE]
+       airlock key gen --type TYPE --pkcs11 URI
 
 Generates a private signing key and writes it to PATH (PKCS#8 PEM, created
 with mode 0600, never overwriting an existing file) and its public key to
 PATH.pub. With --passphrase-file the private key is encrypted (PBES2:
 PBKDF2-HMAC-SHA256 + AES-256-CBC, readable by OpenSSL).
 
+With --pkcs11 the key pair is generated inside the HSM token the RFC 7512
+URI names (token=..., object=LABEL and/or id=..., module-path=...), as a
+non-extractable, sensitive signing key; it refuses to reuse a label or id.
+The token's user PIN comes from pin-source=file:PATH or pin-source=env:NAME
+in the URI, or from $AIRLOCK_HSM_PIN; never put a PIN on the command line.
+Anywhere a command takes a key file, a pkcs11: URI works too.
+
 Flags:
   --type TYPE              ed25519 (default), ecdsa-p256, ecdsa-p384, rsa-3072
   --out PATH               private key file to create (PATH.pub gets the public key)
   --passphrase-file FILE   encrypt with the passphrase in FILE (first line)
+  --pkcs11 URI             generate inside this PKCS#11 token instead (needs a cgo build)
 
 The key ID printed on stdout is the TUF key ID of the public key.
 
-Example:
+Examples:
   airlock key gen --type ed25519 --out ~/keys/root-1.pem
+  airlock key gen --type ecdsa-p256 \
+    --pkcs11 'pkcs11:token=root-1;object=root-1?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:/run/airlock/root-1.pin'
 `,
 			Flags: func(fs *flag.FlagSet) func(*Env, []string) error {
 				typ := fs.String("type", "ed25519", "")
 				out := fs.String("out", "", "")
 				passFile := fs.String("passphrase-file", "", "")
+				hsm := fs.String("pkcs11", "", "")
 				return func(e *Env, args []string) error {
 					if len(args) != 0 {
 						return usagef("unexpected arguments %q", args)
 					}
-					if *out == "" {
-						return usagef("--out is required")
+					if *hsm != "" && (*out != "" || *passFile != "") {
+						return usagef("--pkcs11 cannot be combined with --out or --passphrase-file")
+					}
+					if *out == "" && *hsm == "" {
+						return usagef("--out is required (or --pkcs11 URI)")
 					}
 					t, err := keys.ParseType(*typ)
 					if err != nil {
 						return &UsageError{Msg: err.Error()}
+					}
+					if *hsm != "" {
+						if _, err := pkcs11.ParseURI(*hsm); err != nil {
+							return &UsageError{Msg: err.Error()}
+						}
+						pub, err := pkcs11.Generate(*hsm, t)
+						if err != nil {
+							return err
+						}
+						id, err := keys.KeyID(pub)
+						if err != nil {
+							return err
+						}
+						fmt.Fprintln(e.Stdout, id)
+						e.Printf("airlock: generated %s key inside the PKCS#11 token (non-extractable); export its public key with: airlock key pub --pkcs11 URI\n", t)
+						return nil
 					}
 					var pass []byte
 					if *passFile != "" {
@@ -76,20 +108,38 @@ Example:
 			Name:    "key pub",
 			Summary: "print a key's public key (PEM) and TUF key ID",
 			Usage: `Usage: airlock key pub --key PATH [--passphrase-file FILE]
+       airlock key pub --pkcs11 URI
 
-Prints the public key of a private or public key file as PEM on stdout and its
-TUF key ID and type on stderr.
+Prints the public key of a private or public key file, or of a key pair in a
+PKCS#11 token, as PEM on stdout and its TUF key ID and type on stderr.
 
 Flags:
   --key PATH               private key (PKCS#8 PEM) or public key (.pub) file
   --passphrase-file FILE   passphrase of an encrypted private key
+  --pkcs11 URI             the key pair this pkcs11: URI names (reads the public key object)
+
+Example:
+  airlock key pub --pkcs11 'pkcs11:token=root-1;object=root-1?module-path=/usr/lib/softhsm/libsofthsm2.so' > root-1.pub
 `,
 			Flags: func(fs *flag.FlagSet) func(*Env, []string) error {
 				key := fs.String("key", "", "")
 				passFile := fs.String("passphrase-file", "", "")
+				hsm := fs.String("pkcs11", "", "")
 				return func(e *Env, args []string) error {
-					if len(args) != 0 || *key == "" {
-						return usagef("--key is required")
+					if len(args) != 0 {
+						return usagef("unexpected arguments %q", args)
+					}
+					if *hsm != "" && (*key != "" || *passFile != "") {
+						return usagef("--pkcs11 cannot be combined with --key or --passphrase-file")
+					}
+					if *hsm != "" {
+						if _, err := pkcs11.ParseURI(*hsm); err != nil {
+							return &UsageError{Msg: err.Error()}
+						}
+						*key = *hsm
+					}
+					if *key == "" {
+						return usagef("--key is required (or --pkcs11 URI)")
 					}
 					pub, err := loadPublic(*key, *passFile)
 					if err != nil {
@@ -132,11 +182,17 @@ func readPassphrase(path string) ([]byte, error) {
 	return line, nil
 }
 
-// loadSigner opens a signing key named on the command line. passFile may be
-// empty; it is read only if the key is encrypted.
+// loadSigner opens a signing key named on the command line: a key file or
+// a pkcs11: URI (RFC 7512) naming a private key in an HSM token. passFile
+// may be empty; it is read only if a key file is encrypted, and never for
+// an HSM key (the URI names its PIN source).
 func loadSigner(path, passFile string) (crypto.Signer, error) {
-	if strings.HasPrefix(path, "pkcs11:") {
-		return nil, errors.New("PKCS#11 keys are not supported by this build")
+	if isPKCS11(path) {
+		s, err := pkcs11.Open(path)
+		if err != nil {
+			return nil, fmt.Errorf("failed to open HSM key: %w", err)
+		}
+		return s, nil
 	}
 	return keys.LoadPrivate(path, func() ([]byte, error) {
 		if passFile == "" {
@@ -159,8 +215,19 @@ func loadSigners(paths []string, passFile string) ([]crypto.Signer, error) {
 	return out, nil
 }
 
-// loadPublic reads a public key from a .pub file or a private key file.
+// isPKCS11 reports whether a key argument is a pkcs11: URI.
+func isPKCS11(path string) bool { return strings.HasPrefix(path, "pkcs11:") }
+
+// loadPublic reads a public key from a .pub file, a private key file or a
+// pkcs11: URI (the token's public key object; no PIN needed).
 func loadPublic(path, passFile string) (crypto.PublicKey, error) {
+	if isPKCS11(path) {
+		pub, err := pkcs11.PublicKey(path)
+		if err != nil {
+			return nil, fmt.Errorf("failed to read HSM public key: %w", err)
+		}
+		return pub, nil
+	}
 	pub, err := keys.LoadPublic(path)
 	if err == nil {
 		return pub, nil

@@ -409,7 +409,7 @@ Example:
 
 // keyIDArg accepts a key ID or a key file and returns the key ID.
 func keyIDArg(v, passFile string) (string, error) {
-	if _, err := os.Stat(v); err == nil {
+	if _, err := os.Stat(v); err == nil || strings.HasPrefix(v, "pkcs11:") {
 		pub, err := loadPublic(v, passFile)
 		if err != nil {
 			return "", err
@@ -417,7 +417,7 @@ func keyIDArg(v, passFile string) (string, error) {
 		return keys.KeyID(pub)
 	}
 	if len(v) != 64 || strings.Trim(v, "0123456789abcdef") != "" {
-		return "", usagef("%q is neither a key file nor a 64-hex-digit key ID", v)
+		return "", usagef("%q is neither a key file, a pkcs11: URI nor a 64-hex-digit key ID", v)
 	}
 	return v, nil
 }
