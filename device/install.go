@@ -14,6 +14,7 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
 	"github.com/airlockfw/airlock/device/boot"
+	"github.com/airlockfw/airlock/internal/durable"
 	"github.com/airlockfw/airlock/internal/payload"
 	"github.com/airlockfw/airlock/release"
 	"github.com/airlockfw/airlock/trust"
@@ -305,7 +306,7 @@ func (d *Device) writeSlot(name string, src io.Reader, e payload.Expect) (payloa
 		return payload.Result{}, fmt.Errorf("%w: failed to open slot: %w", errSlotIO, err)
 	}
 	defer f.Close()
-	aw := newAsyncWriter(f, int(d.cfg.WriteChunk))
+	aw := newAsyncWriter(f, int(d.cfg.WriteChunk), func(off, n int64) { durable.StartWriteback(f, off, n) })
 	res, err := payload.Copy(aw, src, e)
 	if werr := aw.Close(); err == nil && werr != nil {
 		err = fmt.Errorf("%w: %w", errSlotIO, werr)
@@ -335,19 +336,25 @@ type asyncWriter struct {
 	err  error
 }
 
-func newAsyncWriter(w io.Writer, chunk int) *asyncWriter {
+// writeback, if not nil, is called after each chunk is written with its
+// offset and length (to start the kernel's writeback early).
+func newAsyncWriter(w io.Writer, chunk int, writeback func(off, n int64)) *asyncWriter {
 	a := &asyncWriter{full: make(chan []byte, 1), free: make(chan []byte, 2), done: make(chan struct{})}
 	a.cur = make([]byte, 0, chunk)
 	a.free <- make([]byte, 0, chunk)
 	go func() {
 		defer close(a.done)
+		var off int64
 		for b := range a.full {
 			if a.getErr() == nil {
 				if _, err := w.Write(b); err != nil {
 					a.mu.Lock()
 					a.err = err
 					a.mu.Unlock()
+				} else if writeback != nil {
+					writeback(off, int64(len(b)))
 				}
+				off += int64(len(b))
 			}
 			a.free <- b[:0]
 		}
