@@ -200,3 +200,24 @@ func TestBootSurvivesRotationAndExpiry(t *testing.T) {
 		t.Fatalf("boot with 1.1 corrupted = %+v, want A 1.0.0", r)
 	}
 }
+
+// TestHealthCheckSeesBootedRelease: the health command learns which slot and
+// release it checks from its environment, so a release-specific health
+// check can fail only that release.
+func TestHealthCheckSeesBootedRelease(t *testing.T) {
+	v := newVendor(t)
+	b10 := v.release("1.0.0", 1, testImage(1, imgSize), nil)
+	b11 := v.release("1.1.0", 1, testImage(2, imgSize), nil)
+	cfg := testConfig("/dev", 1<<20)
+	d := provision(t, durable.NewMem(), cfg, v.factoryRoot, b10)
+	mustBoot(t, d)
+	if _, err := installBundle(d, b11, InstallOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	mustBoot(t, d)
+	cfg.Health.Command = []string{"sh", "-c", `test "$AIRLOCK_VERSION" = 1.1.0 && test "$AIRLOCK_SLOT" = B && test "$AIRLOCK_TRIAL" = 1 && test -n "$AIRLOCK_SLOT_PATH"`}
+	h, err := d.Health(context.Background())
+	if err != nil || !h.Committed {
+		t.Fatalf("health = %+v, %v; want the environment to name trial B 1.1.0 and commit", h, err)
+	}
+}

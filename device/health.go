@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"slices"
 	"time"
@@ -62,7 +63,7 @@ func (d *Device) health(ctx context.Context) (*HealthResult, error) {
 		return nil, fmt.Errorf("failed to read boot control: %w", err)
 	}
 	res := &HealthResult{Slot: b.Slot, Version: b.Version}
-	checkErr := d.runHealthCheck(ctx)
+	checkErr := d.runHealthCheck(ctx, b)
 	res.Check = checkErr
 	pending := b.Trial && st.Trial == b.Slot
 	if !pending {
@@ -112,7 +113,10 @@ func (d *Device) commit(st *boot.State, b *Booted) error {
 
 // runHealthCheck runs the configured command (no shell) with the deadline.
 // No command means the check passes.
-func (d *Device) runHealthCheck(ctx context.Context) error {
+// The command's environment has AIRLOCK_SLOT (A or B), AIRLOCK_SLOT_PATH
+// (the slot's file or block device), AIRLOCK_VERSION (the booted release)
+// and AIRLOCK_TRIAL (1 while the slot is on trial) added.
+func (d *Device) runHealthCheck(ctx context.Context, b *Booted) error {
 	hc := d.cfg.Health
 	if len(hc.Command) == 0 {
 		return nil
@@ -121,6 +125,13 @@ func (d *Device) runHealthCheck(ctx context.Context) error {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, hc.Command[0], hc.Command[1:]...)
 	cmd.Dir = d.cfg.Dir
+	trial := "0"
+	if b.Trial {
+		trial = "1"
+	}
+	slotPath, _ := d.slotPath(b.Slot)
+	cmd.Env = append(os.Environ(), "AIRLOCK_SLOT="+string(b.Slot), "AIRLOCK_SLOT_PATH="+slotPath,
+		"AIRLOCK_VERSION="+b.Version, "AIRLOCK_TRIAL="+trial)
 	cmd.Stdout, cmd.Stderr = d.opts.HealthOutput, d.opts.HealthOutput
 	cmd.WaitDelay = time.Second
 	err := cmd.Run()
