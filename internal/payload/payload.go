@@ -132,6 +132,12 @@ func Copy(dst io.Writer, src io.Reader, e Expect) (Result, error) {
 			if counted.n > e.Length {
 				return res, fmt.Errorf("%w: stream is longer than the %d bytes signed", ErrLength, e.Length)
 			}
+			// The transport hash is the authority: read the rest of the
+			// signed length so that a tampered payload is reported as such.
+			io.CopyBuffer(io.Discard, transport, buf)
+			if counted.n == e.Length && !hashesMatch(hashers, e.Hashes) {
+				return res, fmt.Errorf("%w: the payload does not match the signed target (tampered or corrupted payload; decompression also failed: %v)", ErrHash, err)
+			}
 			return res, fmt.Errorf("%w: %v", ErrCompression, err)
 		}
 		// Drain trailing transport bytes (they are hashed and counted).
@@ -149,10 +155,8 @@ func Copy(dst io.Writer, src io.Reader, e Expect) (Result, error) {
 		}
 		return res, fmt.Errorf("%w: got %d bytes, signed length is %d (truncated)", ErrLength, counted.n, e.Length)
 	}
-	for alg, h := range hashers {
-		if subtle.ConstantTimeCompare(h.Sum(nil), e.Hashes[alg]) != 1 {
-			return res, fmt.Errorf("%w: %s of the payload does not match the signed target (tampered or corrupted payload)", ErrHash, alg)
-		}
+	if !hashesMatch(hashers, e.Hashes) {
+		return res, fmt.Errorf("%w: the payload does not match the signed target (tampered or corrupted payload)", ErrHash)
 	}
 	if iw.written != e.InstalledLength {
 		return res, fmt.Errorf("%w: got %d bytes, signed installed length is %d", ErrInstalledLength, iw.written, e.InstalledLength)
@@ -226,4 +230,14 @@ func (l *limitedWriter) Write(p []byte) (int, error) {
 		return n, writeError{err}
 	}
 	return n, nil
+}
+
+// hashesMatch reports whether every computed hash equals its signed value.
+func hashesMatch(hashers map[string]hash.Hash, want map[string][]byte) bool {
+	for alg, h := range hashers {
+		if subtle.ConstantTimeCompare(h.Sum(nil), want[alg]) != 1 {
+			return false
+		}
+	}
+	return true
 }

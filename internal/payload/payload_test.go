@@ -65,9 +65,6 @@ func TestCopy(t *testing.T) {
 			for _, a := range attacks {
 				t.Run(a.name, func(t *testing.T) {
 					_, err := Copy(io.Discard, bytes.NewReader(a.src), e)
-					if compress && a.name == "TamperedPayload" && errors.Is(err, ErrCompression) {
-						return // a flipped byte may break the zstd frame first: also a rejection
-					}
 					if compress && a.name == "TruncatedPayload" && (errors.Is(err, ErrCompression) || errors.Is(err, ErrInstalledLength)) {
 						return
 					}

@@ -1,0 +1,28 @@
+package cli
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestDemo runs the README's main-job command and checks that every chapter
+// happened: the update, the tampered release, the downgrade, the rollback.
+func TestDemo(t *testing.T) {
+	code, out, errOut := runCLI(t, "demo", "--devices", "2")
+	if code != ExitOK {
+		t.Fatalf("demo exited %d\n%s\n%s", code, out, errOut)
+	}
+	for _, want := range []string{
+		"dev-1: committed 1.1.0",
+		"dev-2: committed 1.1.0",
+		"dev-1: failed 1.2.0: payload",
+		"payload hash mismatch",
+		`policy check "version" failed`,
+		"dev-2: rolled_back 1.3.0",
+		"All 8 steps did what they said",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("demo output lacks %q\n%s", want, out)
+		}
+	}
+}
