@@ -1,0 +1,412 @@
+package agent
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"os/exec"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/airlockfw/airlock/device"
+	"github.com/airlockfw/airlock/release"
+	"github.com/airlockfw/airlock/trust"
+	"github.com/airlockfw/airlock/verify"
+)
+
+// Loop defaults.
+const (
+	// DefaultInitialBackoff is the first wait after a failed poll (capped
+	// by the poll interval); it doubles per consecutive failure up to the
+	// config's max_backoff.
+	DefaultInitialBackoff = 30 * time.Second
+	// Jitter is the fraction by which every wait is randomly shortened or
+	// lengthened, so that a fleet does not poll in lockstep.
+	Jitter = 0.10
+	// RebootCommandTimeout bounds the reboot command.
+	RebootCommandTimeout = 5 * time.Minute
+)
+
+// Actions of a poll cycle (Result.Action).
+const (
+	ActionNone       = "none"        // up to date
+	ActionReboot     = "reboot"      // installed; the reboot command was run
+	ActionCommitted  = "committed"   // the new release passed its health check
+	ActionRolledBack = "rolled_back" // the new release failed; the old one runs
+	ActionFailed     = "failed"      // the install was refused or failed
+)
+
+var (
+	// ErrRolledBack is returned by RunOnce when the new release failed its
+	// boot verification or health check and the device went back to the
+	// previous one.
+	ErrRolledBack = errors.New("update rolled back")
+	// ErrReboot is returned when the reboot command failed.
+	ErrReboot = errors.New("reboot failed")
+)
+
+// Options are the knobs of an Agent that are not in its config. The zero
+// value is the production default.
+type Options struct {
+	// Logger receives the agent's log (nil: discarded). Tokens and keys
+	// are never logged.
+	Logger *slog.Logger
+	// Progress shows download progress (nil: none).
+	Progress Progress
+	// HealthOutput receives the health command's output (nil: discarded).
+	HealthOutput io.Writer
+	// Now is the device's clock for metadata expiry (nil: time.Now).
+	Now func() time.Time
+	// InitialBackoff overrides DefaultInitialBackoff.
+	InitialBackoff time.Duration
+	// ResumeBackoff and MaxResumeAttempts override the download defaults
+	// (see DownloadOptions).
+	ResumeBackoff     time.Duration
+	MaxResumeAttempts int
+}
+
+// Agent is the device agent. It is not safe for concurrent use; run one
+// agent per device.
+type Agent struct {
+	cfg      *Config
+	opts     Options
+	log      *slog.Logger
+	pool     *x509.CertPool
+	interval time.Duration // the server's poll interval, else the config's
+}
+
+// Result describes one poll cycle.
+type Result struct {
+	Action  string // one of the Action* constants
+	Version string // the release acted on, "" for ActionNone
+	Message string
+}
+
+// New returns an agent for cfg (validated) after reading the server CA.
+func New(cfg *Config, opts Options) (*Agent, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	a := &Agent{cfg: cfg, opts: opts, log: opts.Logger, interval: cfg.PollInterval}
+	if a.log == nil {
+		a.log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.ServerCA != "" {
+		pool, err := loadCAPool(cfg.Path(cfg.ServerCA), cfg.ServerCASHA256)
+		if err != nil {
+			return nil, err
+		}
+		a.pool = pool
+	}
+	return a, nil
+}
+
+// PollInterval returns the current poll interval (the server's once it sent
+// one).
+func (a *Agent) PollInterval() time.Duration { return a.interval }
+
+// cycle is the state of one poll cycle.
+type cycle struct {
+	dev  *device.Device
+	view *deviceView
+	api  *apiClient   // nil in repository-only mode
+	http *http.Client // for the repository
+	meta string
+	tgts string
+}
+
+// RunOnce runs one poll cycle: finish a pending trial boot (health check,
+// commit or roll back), else enroll if needed, check in, refresh the
+// metadata, install the newest release that fits, reboot (or simulate it)
+// and commit. Every step is reported to the server. It returns the error of
+// a failed step (after reporting it).
+func (a *Agent) RunOnce(ctx context.Context) (*Result, error) {
+	d, err := a.cfg.openDevice(device.Options{Now: a.opts.Now, HealthOutput: a.opts.HealthOutput})
+	if err != nil {
+		return nil, err
+	}
+	view, err := readDevice(d)
+	if err != nil {
+		return nil, err
+	}
+	c := &cycle{dev: d, view: view, meta: a.cfg.MetadataURL, tgts: a.cfg.TargetsURL}
+	if err := a.connect(ctx, c); err != nil {
+		return nil, err
+	}
+	switch view.state() {
+	case StateTrial:
+		// The device rebooted into the new slot: health check, commit.
+		version := ""
+		if view.booted != nil {
+			version = view.booted.Version
+		}
+		a.report(ctx, c, StatusRebooted, version, fmt.Sprintf("booted slot %s on trial", view.booted.Slot))
+		return a.health(ctx, c, version)
+	case StateRebootPending:
+		rec, err := d.SlotRecord(view.boot.Trial)
+		if err != nil {
+			return nil, err
+		}
+		version := ""
+		if rec != nil {
+			version = rec.Version
+		}
+		a.log.Info("an installed release waits for its reboot", "slot", view.boot.Trial, "version", version)
+		return a.reboot(ctx, c, version)
+	}
+	return a.update(ctx, c)
+}
+
+// connect sets up the HTTP client, enrolls if needed and checks in.
+func (a *Agent) connect(ctx context.Context, c *cycle) error {
+	if a.cfg.Server == "" {
+		c.http = newHTTPClient(a.pool, a.cfg.ServerCASHA256, nil)
+		return nil
+	}
+	base, err := url.Parse(a.cfg.Server)
+	if err != nil {
+		return err
+	}
+	cfg := c.dev.Config()
+	id, err := loadIdentity(a.cfg.Path(a.cfg.IdentityDir))
+	if errors.Is(err, ErrNotEnrolled) {
+		api := &apiClient{base: base, client: newHTTPClient(a.pool, a.cfg.ServerCASHA256, nil)}
+		var resp *EnrollResponse
+		id, resp, err = a.enroll(ctx, api, EnrollRequest{
+			Model: cfg.Model, HWRev: cfg.HWRev, Product: cfg.Product, Channel: cfg.Channel,
+			CurrentVersion: c.view.currentVersion(),
+		})
+		if err != nil {
+			return err
+		}
+		a.log.Info("enrolled", "device_id", resp.DeviceID, "serial", id.Leaf.SerialNumber.String())
+		if iv, _ := pollInterval(resp.PollIntervalSeconds); iv > 0 {
+			a.interval = iv
+		}
+	}
+	if err != nil {
+		return err
+	}
+	c.http = newHTTPClient(a.pool, a.cfg.ServerCASHA256, id)
+	c.api = &apiClient{base: base, client: c.http}
+	resp, iv, err := c.api.checkin(ctx, CheckinRequest{
+		CurrentVersion: c.view.currentVersion(), SecurityCounter: c.view.counter, State: c.view.state(),
+		Slot: strings.ToLower(string(c.view.boot.Good)),
+	})
+	if err != nil {
+		return fmt.Errorf("check-in failed: %w", err)
+	}
+	if iv > 0 {
+		a.interval = iv
+	}
+	meta, tgts, err := c.api.repositoryURLs(resp.Repository)
+	if err != nil {
+		return err
+	}
+	// The config's URLs override the server's.
+	if c.meta == "" {
+		c.meta = meta
+	}
+	if c.tgts == "" {
+		c.tgts = tgts
+	}
+	if c.meta == "" || c.tgts == "" {
+		return fmt.Errorf("%w: the check-in named no repository and the config sets none", ErrResponse)
+	}
+	return nil
+}
+
+// report logs a step and sends it to the server (best effort: a report
+// that fails to send never fails the update).
+func (a *Agent) report(ctx context.Context, c *cycle, kind, version, msg string) {
+	lvl := slog.LevelInfo
+	if kind == StatusFailed || kind == StatusRolledBack {
+		lvl = slog.LevelError
+	}
+	a.log.Log(ctx, lvl, "update "+kind, "version", version, "message", msg)
+	if c.api == nil {
+		return
+	}
+	if err := c.api.status(ctx, StatusReport{Kind: kind, Version: version, Message: msg}); err != nil {
+		a.log.Warn("failed to report status to the server", "kind", kind, "error", err)
+	}
+}
+
+// update refreshes the metadata, selects a release and installs it.
+func (a *Agent) update(ctx context.Context, c *cycle) (*Result, error) {
+	src := NewHTTPSource(c.meta, c.tgts, c.http, DownloadOptions{
+		StallTimeout: a.cfg.StallTimeout, MaxResumeAttempts: a.opts.MaxResumeAttempts,
+		ResumeBackoff: a.opts.ResumeBackoff, Progress: a.opts.Progress,
+		Logf: func(format string, args ...any) { a.log.Warn(fmt.Sprintf(format, args...)) },
+	})
+	cand, length, err := a.choose(ctx, c, src)
+	if err != nil {
+		a.report(ctx, c, StatusFailed, "", "metadata: "+err.Error())
+		return &Result{Action: ActionFailed, Message: err.Error()}, err
+	}
+	if cand == nil {
+		a.log.Info("up to date", "version", c.view.currentVersion())
+		return &Result{Action: ActionNone, Version: c.view.currentVersion()}, nil
+	}
+	version := cand.Version.String()
+	src.announce(cand.Path, length)
+	a.report(ctx, c, StatusDownloading, version, fmt.Sprintf("downloading %s (%d bytes)", cand.Path, length))
+	ictx, cancel := context.WithTimeout(ctx, a.cfg.DownloadTimeout)
+	res, err := c.dev.Install(ictx, src, cand.Path, device.InstallOptions{})
+	cancel()
+	if err != nil {
+		msg := err.Error()
+		var ie *device.InstallError
+		if errors.As(err, &ie) {
+			msg = ie.Check + ": " + ie.Err.Error()
+		}
+		a.report(ctx, c, StatusFailed, version, msg)
+		return &Result{Action: ActionFailed, Version: version, Message: msg}, err
+	}
+	a.report(ctx, c, StatusVerified, version, fmt.Sprintf("payload verified: %d bytes transported, %d bytes installed", res.TransportBytes, res.InstalledBytes))
+	a.report(ctx, c, StatusInstalled, version, fmt.Sprintf("installed into slot %s", res.Slot))
+	return a.reboot(ctx, c, version)
+}
+
+// choose refreshes the metadata (in memory) and returns the newest release
+// that fits the device, nil if none is newer, and its signed length.
+func (a *Agent) choose(ctx context.Context, c *cycle, src trust.Source) (*verify.Candidate, int64, error) {
+	cfg := c.dev.Config()
+	client, err := trust.New(newOverlayStore(cfg), src, trust.Config{Now: a.opts.Now})
+	if err != nil {
+		return nil, 0, err
+	}
+	if err := client.Refresh(ctx); err != nil {
+		return nil, 0, err
+	}
+	product, err := release.ParseProduct(cfg.Product)
+	if err != nil {
+		return nil, 0, err
+	}
+	cands, err := verify.Releases(ctx, client, product)
+	if err != nil {
+		return nil, 0, err
+	}
+	dev := c.view.policyDevice(cfg)
+	for i := range cands {
+		cand := &cands[i]
+		if slices.Contains(c.view.rejected, cand.Path) {
+			a.log.Info("skipping a release that was rolled back on this device", "version", cand.Version.String())
+			continue
+		}
+		if err := release.Check(cand.Release, dev, release.CheckOptions{}); err != nil {
+			continue
+		}
+		tf, err := client.Target(ctx, cand.Path)
+		if err != nil {
+			a.log.Warn("skipping a release whose target does not verify", "path", cand.Path, "error", err)
+			continue
+		}
+		return cand, tf.Length, nil
+	}
+	return nil, 0, nil
+}
+
+// reboot runs the reboot command, or simulates the reboot: the boot stage
+// in-process (device.Boot), then the health check.
+func (a *Agent) reboot(ctx context.Context, c *cycle, version string) (*Result, error) {
+	if len(a.cfg.RebootCommand) > 0 {
+		a.log.Info("rebooting into the new release", "version", version, "command", strings.Join(a.cfg.RebootCommand, " "))
+		rctx, cancel := context.WithTimeout(ctx, RebootCommandTimeout)
+		defer cancel()
+		cmd := exec.CommandContext(rctx, a.cfg.RebootCommand[0], a.cfg.RebootCommand[1:]...)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			err = fmt.Errorf("%w: %q: %w: %s", ErrReboot, a.cfg.RebootCommand[0], err, truncate(strings.TrimSpace(string(out)), 500))
+			a.report(ctx, c, StatusFailed, version, err.Error())
+			return &Result{Action: ActionFailed, Version: version, Message: err.Error()}, err
+		}
+		return &Result{Action: ActionReboot, Version: version, Message: "reboot command run"}, nil
+	}
+	br, err := c.dev.Boot(ctx)
+	if err != nil {
+		a.report(ctx, c, StatusFailed, version, "boot: "+err.Error())
+		return &Result{Action: ActionFailed, Version: version, Message: err.Error()}, err
+	}
+	if !br.Trial {
+		msg := fmt.Sprintf("the new release did not boot: %s; running slot %s (%s)", strings.Join(br.Fallbacks, "; "), br.Slot, br.Version)
+		a.report(ctx, c, StatusRolledBack, version, msg)
+		return &Result{Action: ActionRolledBack, Version: version, Message: msg}, fmt.Errorf("%w: %s", ErrRolledBack, msg)
+	}
+	a.report(ctx, c, StatusRebooted, br.Version, fmt.Sprintf("booted slot %s on trial", br.Slot))
+	return a.health(ctx, c, br.Version)
+}
+
+// health runs the health check of a trial boot and reports the outcome.
+func (a *Agent) health(ctx context.Context, c *cycle, version string) (*Result, error) {
+	hr, err := c.dev.Health(ctx)
+	switch {
+	case hr != nil && hr.Committed:
+		msg := fmt.Sprintf("health check passed; slot %s committed", hr.Slot)
+		a.report(ctx, c, StatusCommitted, version, msg)
+		return &Result{Action: ActionCommitted, Version: version, Message: msg}, nil
+	case hr != nil && hr.Rollback:
+		msg := err.Error()
+		a.report(ctx, c, StatusRolledBack, version, msg)
+		return &Result{Action: ActionRolledBack, Version: version, Message: msg}, fmt.Errorf("%w: %w", ErrRolledBack, err)
+	case err != nil:
+		a.report(ctx, c, StatusFailed, version, "health: "+err.Error())
+		return &Result{Action: ActionFailed, Version: version, Message: err.Error()}, err
+	}
+	return &Result{Action: ActionNone, Version: version, Message: "no trial to commit"}, nil
+}
+
+// Run polls until ctx is canceled: every poll interval (the server's once
+// it sent one) with ±Jitter, and after a failure with exponential backoff
+// from InitialBackoff up to max_backoff. It returns nil when ctx is
+// canceled.
+func (a *Agent) Run(ctx context.Context) error {
+	var backoff time.Duration
+	for {
+		res, err := a.RunOnce(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		var wait time.Duration
+		if err != nil {
+			backoff = a.nextBackoff(backoff)
+			wait = jitter(backoff)
+			a.log.Error("poll failed", "error", err, "retry_in", wait.Round(time.Millisecond))
+		} else {
+			backoff = 0
+			wait = jitter(a.interval)
+			a.log.Info("poll done", "action", res.Action, "version", res.Version, "next_in", wait.Round(time.Millisecond))
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+func (a *Agent) nextBackoff(prev time.Duration) time.Duration {
+	if prev == 0 {
+		first := a.opts.InitialBackoff
+		if first == 0 {
+			first = DefaultInitialBackoff
+		}
+		return min(first, a.interval, a.cfg.MaxBackoff)
+	}
+	return min(prev*2, a.cfg.MaxBackoff)
+}
+
+// jitter returns d ± Jitter·d, uniformly.
+func jitter(d time.Duration) time.Duration {
+	f := 1 + Jitter*(2*rand.Float64()-1)
+	return time.Duration(float64(d) * f)
+}

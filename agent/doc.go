@@ -1,0 +1,38 @@
+// Package agent is Airlock's device agent: the daemon (or cron job) that
+// polls the update server, refreshes the TUF metadata, picks the newest
+// release that fits the device, downloads it with resumable HTTP range
+// requests straight into the device's install pipeline (package device),
+// reboots into it, runs the health check, commits or rolls back, and reports
+// every step to the server.
+//
+// # Threat model
+//
+// Trusted: the device (its config, factory root, state directory and
+// slots, through package device), the agent config file, the server CA file
+// the operator put on the device (optionally pinned by its SHA-256), the
+// device's private key in the identity directory (created here, 0600,
+// never sent anywhere) and the enrollment token file (read once, never
+// logged).
+//
+// Untrusted: everything that comes over the network. The update server is
+// authenticated (TLS 1.2+, roots = server_ca only, never
+// InsecureSkipVerify) but it is not part of the firmware trust chain: the
+// TUF metadata and payload it serves are verified by the device against its
+// factory root, and the poll interval and repository URLs it returns are
+// bounded and validated. A compromised or hostile server (or CDN, or
+// network path) can delay or deny updates and misreport fleet state; it
+// cannot make the device install a payload the vendor did not sign.
+//
+// Resumed downloads never re-trust bytes: a payload is streamed through the
+// install pipeline exactly once, and each byte is hashed as it passes. When
+// a connection drops, the agent asks for the rest with "Range: bytes=N-"
+// (N = bytes already handed to the pipeline) and an If-Range validator, and
+// accepts only a 206 whose Content-Range starts at N and whose total matches
+// the first response; anything else fails the attempt (the slot stays
+// invalid, the next poll starts over). Over-long, endless, truncated or
+// corrupted payloads are rejected by the pipeline's length and digest checks,
+// and a server that stalls is cut off after stall_timeout without bytes.
+//
+// Response bodies of the device API are read within MaxResponseSize and
+// decoded strictly (one JSON object, no unknown fields, no trailing data).
+package agent

@@ -1,0 +1,428 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/airlockfw/airlock/trust"
+)
+
+// Download limits and defaults.
+const (
+	// DefaultMaxResumeAttempts bounds consecutive failed attempts to resume
+	// one download (an attempt that delivers bytes resets the count).
+	DefaultMaxResumeAttempts = 5
+	// MaxResumes bounds the resumes of one download in total.
+	MaxResumes = 100
+	// DefaultResumeBackoff is the first wait before a resume; it doubles
+	// per consecutive failure up to MaxResumeBackoff.
+	DefaultResumeBackoff = time.Second
+	MaxResumeBackoff     = time.Minute
+	// MaxContentRangeLength bounds the Content-Range header we parse.
+	MaxContentRangeLength = 128
+)
+
+var (
+	// ErrResume is wrapped when a dropped download cannot be resumed safely
+	// (the server answered 200 or a mismatching Content-Range, the file
+	// changed, or the resume attempts are exhausted). The install attempt
+	// fails; the next poll starts over.
+	ErrResume = errors.New("download cannot be resumed")
+	// ErrStalled is wrapped when no byte arrived within the stall timeout.
+	ErrStalled = errors.New("download stalled")
+)
+
+// DownloadOptions tune the resumable downloads of an HTTPSource.
+type DownloadOptions struct {
+	// StallTimeout cuts a response that delivers no byte for this long
+	// (0: DefaultStallTimeout).
+	StallTimeout time.Duration
+	// MaxResumeAttempts bounds consecutive failed resume attempts (0:
+	// DefaultMaxResumeAttempts; negative: never resume).
+	MaxResumeAttempts int
+	// ResumeBackoff is the first wait before a resume (0:
+	// DefaultResumeBackoff).
+	ResumeBackoff time.Duration
+	// Progress, if not nil, is told about every target download.
+	Progress Progress
+	// Logf, if not nil, receives one line per resume.
+	Logf func(format string, args ...any)
+}
+
+// HTTPSource is a trust.Source over HTTPS whose target downloads resume
+// with Range requests after a dropped connection or a server restart.
+// Metadata is fetched by trust.NewHTTPSource over the same client.
+type HTTPSource struct {
+	meta       trust.Source
+	targetsURL string
+	client     *http.Client
+	opts       DownloadOptions
+
+	mu     sync.Mutex
+	totals map[string]int64 // announced target lengths, for progress
+}
+
+var _ trust.Source = (*HTTPSource)(nil)
+
+// NewHTTPSource returns a source fetching metadata from metadataURL and
+// targets from targetsURL with client.
+func NewHTTPSource(metadataURL, targetsURL string, client *http.Client, opts DownloadOptions) *HTTPSource {
+	if opts.StallTimeout == 0 {
+		opts.StallTimeout = DefaultStallTimeout
+	}
+	if opts.MaxResumeAttempts == 0 {
+		opts.MaxResumeAttempts = DefaultMaxResumeAttempts
+	}
+	if opts.ResumeBackoff == 0 {
+		opts.ResumeBackoff = DefaultResumeBackoff
+	}
+	if targetsURL != "" && !strings.HasSuffix(targetsURL, "/") {
+		targetsURL += "/"
+	}
+	return &HTTPSource{
+		meta: trust.NewHTTPSource(metadataURL, targetsURL, client), targetsURL: targetsURL,
+		client: client, opts: opts, totals: map[string]int64{},
+	}
+}
+
+// FetchMetadata implements trust.Source.
+func (s *HTTPSource) FetchMetadata(ctx context.Context, role string, version int64, maxLength int64) ([]byte, error) {
+	return s.meta.FetchMetadata(ctx, role, version, maxLength)
+}
+
+// announce records the verified length of a target for progress output.
+func (s *HTTPSource) announce(targetPath string, length int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.totals[targetPath] = length
+}
+
+// OpenTarget implements trust.Source: the returned stream resumes by itself.
+// Bytes it returns are untrusted until the caller's pipeline verified them.
+func (s *HTTPSource) OpenTarget(ctx context.Context, targetPath string, hashPrefix string) (io.ReadCloser, error) {
+	if s.targetsURL == "" {
+		return nil, errors.New("no targets URL configured")
+	}
+	p, err := targetURLPath(targetPath, hashPrefix)
+	if err != nil {
+		return nil, err
+	}
+	r := &resumableReader{ctx: ctx, src: s, url: s.targetsURL + p}
+	s.mu.Lock()
+	r.announced = s.totals[targetPath]
+	s.mu.Unlock()
+	if err := r.open(); err != nil {
+		return nil, err
+	}
+	if s.opts.Progress != nil {
+		total := r.announced
+		if total == 0 {
+			total = r.total
+		}
+		s.opts.Progress.Start(targetPath, total)
+	}
+	return r, nil
+}
+
+// targetURLPath builds the escaped URL path of a target (as trust does),
+// inserting the consistent-snapshot hash prefix before the base name.
+func targetURLPath(targetPath, hashPrefix string) (string, error) {
+	segs := strings.Split(targetPath, "/")
+	for _, s := range segs {
+		if s == "" || s == "." || s == ".." {
+			return "", fmt.Errorf("%w: target path %q", trust.ErrInvalidName, targetPath)
+		}
+	}
+	if hashPrefix != "" {
+		segs[len(segs)-1] = hashPrefix + "." + segs[len(segs)-1]
+	}
+	for i, s := range segs {
+		segs[i] = url.PathEscape(s)
+	}
+	return strings.Join(segs, "/"), nil
+}
+
+// resumableReader is one target download. off counts the bytes returned
+// to the caller; a resume asks for exactly the bytes after them.
+type resumableReader struct {
+	ctx       context.Context
+	src       *HTTPSource
+	url       string
+	announced int64
+
+	body      io.ReadCloser
+	cancel    context.CancelFunc
+	stall     *time.Timer
+	stalled   chan struct{}
+	off       int64
+	total     int64 // from the first response: Content-Length, -1 if unknown
+	validator string
+	resumes   int
+	failures  int
+	closed    bool
+}
+
+// open sends the first request (no Range).
+func (r *resumableReader) open() error {
+	resp, err := r.do(0)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		resp.Body.Close()
+		r.stop()
+		if resp.StatusCode == http.StatusNotFound {
+			return fmt.Errorf("failed to fetch %q: %w (HTTP 404)", r.url, trust.ErrNotFound)
+		}
+		return fmt.Errorf("failed to fetch %q: HTTP status %d", r.url, resp.StatusCode)
+	}
+	r.total = resp.ContentLength
+	// If-Range needs a strong validator: a strong ETag, else Last-Modified.
+	if et := resp.Header.Get("ETag"); et != "" && !strings.HasPrefix(et, "W/") {
+		r.validator = et
+	} else if lm := resp.Header.Get("Last-Modified"); lm != "" {
+		r.validator = lm
+	}
+	r.body = resp.Body
+	return nil
+}
+
+// do sends a GET for the bytes from off on, with the stall watchdog armed.
+func (r *resumableReader) do(off int64) (*http.Response, error) {
+	ctx, cancel := context.WithCancel(r.ctx)
+	r.cancel = cancel
+	r.stalled = make(chan struct{})
+	stalled := r.stalled
+	var once sync.Once
+	r.stall = time.AfterFunc(r.src.opts.StallTimeout, func() { once.Do(func() { close(stalled) }); cancel() })
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.url, nil)
+	if err != nil {
+		r.stop()
+		return nil, fmt.Errorf("failed to build request: %w", err)
+	}
+	if off > 0 {
+		req.Header.Set("Range", "bytes="+strconv.FormatInt(off, 10)+"-")
+		if r.validator != "" {
+			req.Header.Set("If-Range", r.validator)
+		}
+	}
+	resp, err := r.src.client.Do(req)
+	if err != nil {
+		err = r.why(err)
+		r.stop()
+		return nil, fmt.Errorf("failed to fetch %q: %w", r.url, err)
+	}
+	// The watchdog runs only while Read waits for the network, not while
+	// the pipeline writes the slot.
+	r.stall.Stop()
+	return resp, nil
+}
+
+// why turns a cancellation by the watchdog into ErrStalled.
+func (r *resumableReader) why(err error) error {
+	select {
+	case <-r.stalled:
+		return fmt.Errorf("%w: no data for %v: %w", ErrStalled, r.src.opts.StallTimeout, err)
+	default:
+		return err
+	}
+}
+
+func (r *resumableReader) stop() {
+	if r.stall != nil {
+		r.stall.Stop()
+	}
+	if r.cancel != nil {
+		r.cancel()
+	}
+}
+
+func (r *resumableReader) closeBody() {
+	if r.body != nil {
+		r.body.Close()
+		r.body = nil
+	}
+	r.stop()
+}
+
+// Read implements io.Reader. On a transport error it resumes (bounded);
+// io.EOF is passed through: whether the stream was complete is for the
+// pipeline's length check to say.
+func (r *resumableReader) Read(p []byte) (int, error) {
+	if r.closed {
+		return 0, errors.New("read after close")
+	}
+	for {
+		if r.body == nil {
+			if err := r.resume(); err != nil {
+				return 0, err
+			}
+		}
+		r.stall.Reset(r.src.opts.StallTimeout)
+		n, err := r.body.Read(p)
+		r.stall.Stop()
+		if n > 0 {
+			r.off += int64(n)
+			r.failures = 0
+			if r.src.opts.Progress != nil {
+				r.src.opts.Progress.Update(r.off)
+			}
+		}
+		if err == nil || err == io.EOF {
+			if err == io.EOF && r.src.opts.Progress != nil {
+				r.src.opts.Progress.Done()
+			}
+			return n, err
+		}
+		// A transport error: the bytes so far were handed over; resume
+		// after them on the next call (or now, if nothing was read).
+		err = r.why(err)
+		r.closeBody()
+		if cerr := r.ctx.Err(); cerr != nil {
+			return n, fmt.Errorf("download of %q interrupted: %w", r.url, cerr)
+		}
+		if r.src.opts.MaxResumeAttempts < 0 {
+			return n, fmt.Errorf("download of %q failed at byte %d: %w", r.url, r.off, err)
+		}
+		r.failures++
+		if r.src.opts.Logf != nil {
+			r.src.opts.Logf("download of %s dropped at byte %d (%v); resuming", r.url, r.off, err)
+		}
+		if r.failures > r.src.opts.MaxResumeAttempts {
+			return n, fmt.Errorf("%w: %q failed at byte %d after %d attempts: %w", ErrResume, r.url, r.off, r.failures, err)
+		}
+		if n > 0 {
+			return n, nil
+		}
+	}
+}
+
+// resume waits (backoff), then asks for the bytes from r.off on. It
+// accepts only 206 with a Content-Range starting at r.off whose total
+// matches the first response.
+func (r *resumableReader) resume() error {
+	for {
+		if r.resumes >= MaxResumes {
+			return fmt.Errorf("%w: %q: more than MaxResumes %d resumes", ErrResume, r.url, MaxResumes)
+		}
+		wait := r.src.opts.ResumeBackoff << min(max(r.failures-1, 0), 16)
+		wait = min(wait, MaxResumeBackoff)
+		t := time.NewTimer(wait)
+		select {
+		case <-r.ctx.Done():
+			t.Stop()
+			return fmt.Errorf("download of %q interrupted: %w", r.url, r.ctx.Err())
+		case <-t.C:
+		}
+		r.resumes++
+		resp, err := r.do(r.off)
+		if err == nil {
+			return r.accept(resp)
+		}
+		if cerr := r.ctx.Err(); cerr != nil {
+			return fmt.Errorf("download of %q interrupted: %w", r.url, cerr)
+		}
+		r.failures++
+		if r.src.opts.Logf != nil {
+			r.src.opts.Logf("resume of %s at byte %d failed: %v", r.url, r.off, err)
+		}
+		if r.failures > r.src.opts.MaxResumeAttempts {
+			return fmt.Errorf("%w: %q at byte %d after %d attempts: %w", ErrResume, r.url, r.off, r.failures, err)
+		}
+	}
+}
+
+func (r *resumableReader) accept(resp *http.Response) error {
+	fail := func(format string, args ...any) error {
+		resp.Body.Close()
+		r.stop()
+		return fmt.Errorf("%w: %q at byte %d: %s", ErrResume, r.url, r.off, fmt.Sprintf(format, args...))
+	}
+	switch resp.StatusCode {
+	case http.StatusPartialContent:
+	case http.StatusOK:
+		return fail("the server sent the whole file again (no range support, or the file changed); the stream cannot continue")
+	default:
+		return fail("HTTP status %d", resp.StatusCode)
+	}
+	start, _, total, err := ParseContentRange(resp.Header.Get("Content-Range"))
+	if err != nil {
+		return fail("%v", err)
+	}
+	if start != r.off {
+		return fail("Content-Range starts at %d", start)
+	}
+	if r.total >= 0 && total != r.total {
+		return fail("Content-Range total %d, the first response had %d (the file changed?)", total, r.total)
+	}
+	r.body = resp.Body
+	return nil
+}
+
+// Close implements io.Closer.
+func (r *resumableReader) Close() error {
+	r.closed = true
+	r.closeBody()
+	return nil
+}
+
+// ErrContentRange is wrapped by ParseContentRange errors.
+var ErrContentRange = errors.New("invalid Content-Range")
+
+// ParseContentRange parses "bytes FIRST-LAST/TOTAL" (RFC 9110 14.4) of a
+// 206 response; TOTAL must be known ("*" is refused), FIRST <= LAST < TOTAL.
+func ParseContentRange(s string) (first, last, total int64, err error) {
+	bad := func(why string) (int64, int64, int64, error) {
+		return 0, 0, 0, fmt.Errorf("%w %q: %s", ErrContentRange, truncate(s, MaxContentRangeLength), why)
+	}
+	if len(s) > MaxContentRangeLength {
+		return bad("too long")
+	}
+	rest, ok := strings.CutPrefix(s, "bytes ")
+	if !ok {
+		return bad("unit is not bytes")
+	}
+	rng, tot, ok := strings.Cut(rest, "/")
+	if !ok {
+		return bad("no total")
+	}
+	a, b, ok := strings.Cut(rng, "-")
+	if !ok {
+		return bad("no range")
+	}
+	num := func(v string) (int64, bool) {
+		if v == "" || len(v) > 19 || strings.TrimLeft(v, "0123456789") != "" || (len(v) > 1 && v[0] == '0') {
+			return 0, false
+		}
+		n, err := strconv.ParseInt(v, 10, 64)
+		return n, err == nil
+	}
+	if first, ok = num(a); !ok {
+		return bad("bad first byte position")
+	}
+	if last, ok = num(b); !ok {
+		return bad("bad last byte position")
+	}
+	if total, ok = num(tot); !ok {
+		return bad("bad or unknown total length")
+	}
+	if first > last || last >= total {
+		return bad("range outside the total length")
+	}
+	return first, last, total, nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "..."
+	}
+	return s
+}
