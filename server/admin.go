@@ -17,12 +17,8 @@ import (
 	"github.com/airlockfw/airlock/server/store"
 )
 
-// Token roles and limits.
+// Token limits.
 const (
-	// RoleAdmin may use every admin endpoint.
-	RoleAdmin = "admin"
-	// RoleViewer may use the read-only admin endpoints and /metrics.
-	RoleViewer = "viewer"
 	// TokenBytes is the entropy of admin and enrollment tokens.
 	TokenBytes = 32
 	// MaxEnrollmentTokenTTL bounds an enrollment token's lifetime.
@@ -105,45 +101,6 @@ func CreateEnrollmentToken(ctx context.Context, st store.Store, o EnrollmentToke
 		return "", store.EnrollmentToken{}, fmt.Errorf("failed to store enrollment token: %w", err)
 	}
 	return secret, rec, nil
-}
-
-// CreateAdminToken creates an admin API token (role RoleAdmin or
-// RoleViewer) and returns the secret (shown once) and the stored record.
-func CreateAdminToken(ctx context.Context, st store.Store, name, role string, now time.Time) (string, store.AdminToken, error) {
-	if role != RoleAdmin && role != RoleViewer {
-		return "", store.AdminToken{}, fmt.Errorf("%w: role %q must be %q or %q", store.ErrInvalid, role, RoleAdmin, RoleViewer)
-	}
-	secret, hash, err := newToken()
-	if err != nil {
-		return "", store.AdminToken{}, err
-	}
-	id, err := randomID("at-")
-	if err != nil {
-		return "", store.AdminToken{}, err
-	}
-	rec := store.AdminToken{ID: id, Name: name, Role: role, Hash: hash, CreatedAt: now.UTC()}
-	if err := st.CreateAdminToken(ctx, rec); err != nil {
-		return "", store.AdminToken{}, fmt.Errorf("failed to store admin token: %w", err)
-	}
-	return secret, rec, nil
-}
-
-// admin authenticates an admin API request by its bearer token; write
-// endpoints need RoleAdmin.
-func (s *Server) admin(write bool, h http.HandlerFunc) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		tok, err := s.authAdmin(r)
-		if err != nil {
-			writeError(w, r, err)
-			return
-		}
-		infoFrom(r).admin = tok.ID
-		if tok.Role != RoleAdmin && (write || tok.Role != RoleViewer) {
-			writeError(w, r, errStatus(http.StatusForbidden, "token role %q may not use this endpoint", tok.Role))
-			return
-		}
-		h(w, r)
-	}
 }
 
 func (s *Server) authAdmin(r *http.Request) (store.AdminToken, error) {

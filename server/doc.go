@@ -23,8 +23,21 @@
 // write only its own record (the API has no device ID in any device path,
 // and unknown JSON fields such as a forged "device_id" are rejected). A
 // certificate from the manufacturing CA is accepted only for enrollment.
-// Admin clients present a bearer token; tokens (admin and enrollment) are
-// 256-bit random secrets stored only as SHA-256 hashes.
+// Admin clients are users with one role each (viewer, operator,
+// release_manager, approver, admin) and present a bearer token of their
+// user; tokens (admin and enrollment) are 256-bit random secrets stored only
+// as SHA-256 hashes. Every admin route declares an [Action] and
+// [Authorize] checks the user's current role against one table, denying by
+// default. State-changing actions also need a TOTP code (RFC 6238) that is
+// accepted once per user and time step (replay state in the store). A
+// release for production is deployable only after k distinct approvers
+// other than its uploader approved it. A stolen token alone therefore reads
+// fleet state but changes nothing, and one person alone cannot push a
+// release to production. The one reversible secret the server keeps, each
+// user's TOTP seed, is stored only sealed with a key-encryption key ([KEK])
+// that lives outside the database; the server refuses to start with a KEK
+// that does not match the database. Whoever controls the server host (DATA,
+// the KEK, the CLI) controls the admin API. See docs/security.md.
 //
 // Every request body is parsed strictly: a named size limit
 // (http.MaxBytesReader, 413 when exceeded), exactly one JSON object, no

@@ -240,6 +240,7 @@ func (e *testEnv) tryDo(c *http.Client, method, path, bearer string, body any) (
 	if bearer != "" {
 		req.Header.Set("Authorization", "Bearer "+bearer)
 	}
+	e.addTOTP(req, bearer) // auth_test.go: state-changing requests of e.adminToken users
 	resp, err := c.Do(req)
 	if err != nil {
 		return nil, nil, err
@@ -255,6 +256,7 @@ func (e *testEnv) adminToken(role string) string {
 	if err != nil {
 		e.t.Fatal(err)
 	}
+	e.enrollTOTP(tok, "test-"+role)
 	return tok
 }
 

@@ -19,14 +19,16 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("POST /api/v1/status", s.device(s.handleStatus))
 	mux.HandleFunc("GET /api/v1/device", s.device(s.handleGetDevice))
 
-	mux.HandleFunc("GET /api/v1/admin/devices", s.admin(false, s.handleListDevices))
-	mux.HandleFunc("GET /api/v1/admin/devices/{id}", s.admin(false, s.handleAdminDevice))
-	mux.HandleFunc("GET /api/v1/admin/devices/{id}/events", s.admin(false, s.handleAdminEvents))
-	mux.HandleFunc("POST /api/v1/admin/enrollment-tokens", s.admin(true, s.handleCreateEnrollmentToken))
-	mux.HandleFunc("GET /api/v1/admin/stats", s.admin(false, s.handleStats))
-	mux.HandleFunc("GET /metrics", s.admin(false, func(w http.ResponseWriter, r *http.Request) {
+	// Every admin route declares its Action (auth.go: role table, TOTP).
+	mux.HandleFunc("GET /api/v1/admin/devices", s.admin(ActionFleetRead, s.handleListDevices))
+	mux.HandleFunc("GET /api/v1/admin/devices/{id}", s.admin(ActionFleetRead, s.handleAdminDevice))
+	mux.HandleFunc("GET /api/v1/admin/devices/{id}/events", s.admin(ActionFleetRead, s.handleAdminEvents))
+	mux.HandleFunc("POST /api/v1/admin/enrollment-tokens", s.admin(ActionEnrollTokenWrite, s.handleCreateEnrollmentToken))
+	mux.HandleFunc("GET /api/v1/admin/stats", s.admin(ActionFleetRead, s.handleStats))
+	mux.HandleFunc("GET /metrics", s.admin(ActionFleetRead, func(w http.ResponseWriter, r *http.Request) {
 		s.metrics.handler().ServeHTTP(w, r)
 	}))
+	s.governanceRoutes(mux)
 	return s.instrument(mux)
 }
 

@@ -83,6 +83,18 @@ type Config struct {
 	Logger *slog.Logger
 	// Now returns the current time; nil means time.Now (tests).
 	Now func() time.Time
+	// KEKFile is the key-encryption key that seals secrets at rest (TOTP
+	// seeds); empty means DataDir/kek.key, created if missing. Keep it off
+	// the database's volume in production (docs/security.md).
+	KEKFile string
+	// ProdApprovals is how many distinct approvers (not the uploader) a
+	// release for the "prod" environment needs before it can be deployed;
+	// zero means DefaultProdApprovals. 1..MaxProdApprovals.
+	ProdApprovals int
+	// Audit, when set, receives security events: logins and failed logins,
+	// releases added, approved and deployed, user changes (see the Audit*
+	// constants). actor is a user name, or "unknown". It must not block.
+	Audit func(ctx context.Context, actor, action string, details map[string]string)
 }
 
 // Errors of the server's configuration.
@@ -110,6 +122,8 @@ type Server struct {
 	metaRoot *os.Root
 	tgtRoot  *os.Root
 	metrics  *metrics
+	kek      *KEK
+	auth     *authState
 	handler  http.Handler
 	ln       net.Listener
 	mln      net.Listener
@@ -176,6 +190,9 @@ func New(cfg Config) (_ *Server, err error) {
 		return nil, fmt.Errorf("%w: repository targets directory: %w", ErrConfig, err)
 	}
 	s.metrics = newMetrics(s)
+	if err := s.initGovernance(); err != nil {
+		return nil, err
+	}
 	s.handler = s.routes()
 	if s.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
 		return nil, fmt.Errorf("failed to listen on %s: %w", cfg.Listen, err)

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/airlockfw/airlock/server"
@@ -21,13 +22,15 @@ func init() {
 			Usage: `Usage: airlock serve --data DIR --repo REPO [--listen ADDR] [--tls-cert F --tls-key F]
                      [--db DSN] [--manufacturing-ca F] [--hostname H]... [--public-url URL]
                      [--poll-interval 60s] [--metrics-listen ADDR] [--shutdown-timeout 30s]
+                     [--kek-file F] [--prod-approvals 2] [--audit-dir DIR --audit-key F]
 
 Serves, over HTTPS only (TLS 1.2+):
   /repo/metadata/, /repo/targets/   the repository's public TUF files and payloads
                                     (GET/HEAD, Range requests)
   /api/v1/enroll, checkin, status, device
                                     the device API (mTLS after enrollment)
-  /api/v1/admin/..., /metrics       the admin API (bearer token)
+  /api/v1/admin/..., /metrics       the admin API (user bearer token; a TOTP
+                                    code in X-Airlock-TOTP for every change)
 
 Without --tls-cert the server creates a local CA in DIR (ca.pem, ca.key) and a
 server certificate for localhost, 127.0.0.1, ::1 and every --hostname, and
@@ -53,6 +56,18 @@ Flags:
   --metrics-listen ADDR    also serve /metrics without a token on this loopback
                            address over plain HTTP
   --shutdown-timeout D     how long in-flight requests may take at shutdown (default 30s)
+  --kek-file F             key-encryption key sealing secrets at rest (default
+                           DIR/kek.key, created 0600); in production keep it on
+                           another volume or pass a systemd credential
+  --prod-approvals N       distinct approvers a "prod" release needs before it can
+                           be deployed (default 2)
+  --audit-dir DIR          append security events (logins, approvals, deployments)
+                           to the tamper-evident audit log in DIR
+  --audit-key F            Ed25519 key signing the audit log's checkpoints
+                           (created if missing); with --audit-dir
+
+Users and roles: 'airlock server user add', 'airlock server user totp',
+docs/security.md.
 
 Example:
   airlock serve --data /var/lib/airlock --repo /srv/airlock/repo \
@@ -73,6 +88,9 @@ Example:
 				fs.DurationVar(&cfg.PollInterval, "poll-interval", server.DefaultPollInterval, "")
 				fs.StringVar(&cfg.MetricsListen, "metrics-listen", "", "")
 				fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", server.DefaultShutdownTimeout, "")
+				fs.StringVar(&cfg.KEKFile, "kek-file", "", "")
+				fs.IntVar(&cfg.ProdApprovals, "prod-approvals", server.DefaultProdApprovals, "")
+				auditDir, auditKey := fs.String("audit-dir", "", ""), fs.String("audit-key", "", "")
 				return func(e *Env, args []string) error {
 					if len(args) != 0 {
 						return usagef("unexpected arguments %q", args)
@@ -86,8 +104,22 @@ Example:
 					if cfg.PollInterval < server.MinPollInterval || cfg.PollInterval > server.MaxPollInterval {
 						return usagef("--poll-interval must be between %v and %v", server.MinPollInterval, server.MaxPollInterval)
 					}
+					if cfg.ProdApprovals < 1 || cfg.ProdApprovals > server.MaxProdApprovals {
+						return usagef("--prod-approvals must be between 1 and %d", server.MaxProdApprovals)
+					}
+					if (*auditDir == "") != (*auditKey == "") {
+						return usagef("--audit-dir and --audit-key go together")
+					}
 					cfg.Hostnames = hostnames
 					cfg.Logger = slog.New(slog.NewJSONHandler(e.Stderr, nil))
+					if *auditDir != "" {
+						log, err := openAuditLog(*auditDir, *auditKey)
+						if err != nil {
+							return err
+						}
+						defer log.Close()
+						cfg.Audit = auditHook(log, cfg.Logger)
+					}
 					db, err := openStore(e.Ctx, cfg.DataDir, *dsn)
 					if err != nil {
 						return err
@@ -114,26 +146,33 @@ Example:
 		&command{
 			Name:    "server token create",
 			Summary: "create an admin API token (printed once)",
-			Usage: `Usage: airlock server token create --data DIR [--db DSN] --name N [--role admin|viewer]
+			Usage: `Usage: airlock server token create --data DIR [--db DSN] --user U [--name LABEL]
+       airlock server token create --data DIR [--db DSN] --name N [--role ROLE]
 
 Creates a token for the admin API and /metrics and prints it once on stdout;
 only its SHA-256 hash is stored. Send it as "Authorization: Bearer TOKEN".
-Role admin may use every admin endpoint; viewer only the read-only ones.
+With --user the token belongs to that existing user (--name labels it).
+Without --user, --name is a user name: the user is created with --role if
+it does not exist. Roles: viewer, operator, release_manager, approver, admin
+(docs/security.md).
 
 Flags:
   --data DIR               server data directory (default database DIR/airlock.db)
   --db DSN                 sqlite:///path, a path, or postgres://...
-  --name N                 label for the token, e.g. "ops-dashboard" (required)
-  --role ROLE              admin (default) or viewer
+  --user U                 the user the token is for
+  --name N                 token label with --user; else the user name (required)
+  --role ROLE              role of a new user without --user (default admin)
 
 Example:
+  airlock server token create --data /var/lib/airlock --user alice --name laptop
   airlock server token create --data /var/lib/airlock --name prometheus --role viewer
 `,
 			Flags: func(fs *flag.FlagSet) func(*Env, []string) error {
 				data := fs.String("data", "", "")
 				dsn := fs.String("db", "", "")
 				name := fs.String("name", "", "")
-				role := fs.String("role", server.RoleAdmin, "")
+				role := fs.String("role", "", "")
+				user := fs.String("user", "", "")
 				return func(e *Env, args []string) error {
 					if len(args) != 0 {
 						return usagef("unexpected arguments %q", args)
@@ -141,18 +180,37 @@ Example:
 					if *data == "" && *dsn == "" {
 						return usagef("--data or --db is required")
 					}
-					if *name == "" {
+					if *name == "" && *user == "" {
 						return usagef("--name is required")
 					}
-					if *role != server.RoleAdmin && *role != server.RoleViewer {
-						return usagef("--role must be admin or viewer")
+					if *user != "" && *role != "" {
+						return usagef("--role applies to a new user; --user names an existing one")
+					}
+					if *role == "" {
+						*role = server.RoleAdmin
+					}
+					if !server.ValidRole(*role) {
+						return usagef("--role must be one of %s", strings.Join(server.Roles, ", "))
 					}
 					db, err := openStore(e.Ctx, *data, *dsn)
 					if err != nil {
 						return err
 					}
 					defer db.Close()
-					tok, rec, err := server.CreateAdminToken(e.Ctx, db, *name, *role, time.Now())
+					var tok string
+					var rec store.AdminToken
+					if *user != "" {
+						u, uerr := db.GetUserByName(e.Ctx, *user)
+						if uerr != nil {
+							return userErr(uerr, *user)
+						}
+						if *name == "" {
+							*name = "token"
+						}
+						tok, rec, err = server.CreateUserToken(e.Ctx, db, u.ID, *name, time.Now())
+					} else {
+						tok, rec, err = server.CreateAdminToken(e.Ctx, db, *name, *role, time.Now())
+					}
 					if err != nil {
 						return err
 					}

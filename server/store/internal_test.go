@@ -1,6 +1,7 @@
 package store
 
 import (
+	"database/sql"
 	"errors"
 	"strings"
 	"testing"
@@ -116,3 +117,49 @@ func FuzzValidateDevice(f *testing.F) {
 }
 
 var timeForFuzz = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+
+// A database made by a version-1 binary keeps its admin tokens working: each
+// becomes a user of its own with the token's role.
+func TestMigrationTurnsLegacyAdminTokensIntoUsers(t *testing.T) {
+	ctx := t.Context()
+	path := t.TempDir() + "/v1.db"
+	migs, err := loadMigrations(DialectSQLite)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{
+		`CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)`,
+		migs[0].sql,
+		`INSERT INTO schema_migrations VALUES (1, 0)`,
+		`INSERT INTO admin_tokens (id, name, role, hash, created_at) VALUES ('at-1', 'ops laptop', 'viewer', x'` + strings.Repeat("ab", HashSize) + `', 1000000)`,
+	} {
+		if _, err := raw.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	raw.Close()
+	s, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	hash := make([]byte, HashSize)
+	for i := range hash {
+		hash[i] = 0xab
+	}
+	tok, err := s.GetAdminTokenByHash(ctx, hash)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := s.GetUser(ctx, tok.UserID)
+	if err != nil {
+		t.Fatalf("legacy token's user: %v", err)
+	}
+	if u.Name != "token-at-1" || u.Role != "viewer" || u.Disabled() || u.TOTPSecret != nil {
+		t.Fatalf("legacy token's user: %+v", u)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"sync"
 
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
@@ -19,14 +20,25 @@ const (
 	SQLiteBusyTimeoutMillis = 10_000
 	// SQLiteMaxReaders bounds the read-only connection pool.
 	SQLiteMaxReaders = 16
+	// SQLiteStmtCacheSize bounds the prepared statements kept per pool
+	// (reader, writer). The store's SQL is a fixed set of constant strings
+	// (plus filter combinations), so the cache fills once; statements beyond
+	// the bound run unprepared as before.
+	SQLiteStmtCacheSize = 128
 )
 
 // sqliteBackend uses two pools on one WAL-mode file: a single writer
 // connection, so writers queue in Go instead of failing with SQLITE_BUSY, and
 // a pool of query_only readers that WAL lets run alongside the writer. Write
 // transactions start with BEGIN IMMEDIATE.
+//
+// Statements run outside a transaction are prepared once per pool and kept
+// (stmtCache): SQLite's SQL compiler is a large part of a check-in's cost
+// (two statements: the device lookup and the update), and the same few
+// statements run for every device.
 type sqliteBackend struct {
-	w, r *sql.DB
+	w, r   *sql.DB
+	ws, rs *stmtCache
 }
 
 func openSQLite(ctx context.Context, path string) (Store, error) {
@@ -46,7 +58,7 @@ func openSQLite(ctx context.Context, path string) (Store, error) {
 	w.SetMaxIdleConns(1)
 	w.SetConnMaxLifetime(0)
 	w.SetConnMaxIdleTime(0)
-	b := &sqliteBackend{w: w}
+	b := &sqliteBackend{w: w, ws: newStmtCache(w)}
 	if err := w.PingContext(ctx); err != nil {
 		w.Close()
 		return nil, fmt.Errorf("failed to open sqlite database: %w", err)
@@ -63,7 +75,7 @@ func openSQLite(ctx context.Context, path string) (Store, error) {
 	n := min(SQLiteMaxReaders, max(4, 2*runtime.GOMAXPROCS(0)))
 	r.SetMaxOpenConns(n)
 	r.SetMaxIdleConns(n)
-	b.r = r
+	b.r, b.rs = r, newStmtCache(r)
 	return &sqlStore{b: b}, nil
 }
 
@@ -99,8 +111,8 @@ type sqlRows struct{ *sql.Rows }
 
 func (r sqlRows) Close() { r.Rows.Close() }
 
-func (b *sqliteBackend) reader() querier { return sqlDBQuerier{b.r} }
-func (b *sqliteBackend) writer() querier { return sqlDBQuerier{b.w} }
+func (b *sqliteBackend) reader() querier { return cachedQuerier{b.rs} }
+func (b *sqliteBackend) writer() querier { return cachedQuerier{b.ws} }
 func (b *sqliteBackend) dialect() string { return "sqlite" }
 
 func (b *sqliteBackend) inTx(ctx context.Context, fn func(querier) error) error {
@@ -135,7 +147,120 @@ func (b *sqliteBackend) sizeBytes(ctx context.Context) (int64, error) {
 func (b *sqliteBackend) close() error {
 	var rerr error
 	if b.r != nil {
-		rerr = b.r.Close()
+		rerr = errors.Join(b.rs.close(), b.r.Close())
 	}
-	return errors.Join(rerr, b.w.Close())
+	return errors.Join(rerr, b.ws.close(), b.w.Close())
 }
+
+// stmtCache keeps prepared statements of one pool by their SQL text, at most
+// SQLiteStmtCacheSize. A *sql.Stmt is safe for concurrent use; database/sql
+// prepares it again on each connection it runs on.
+type stmtCache struct {
+	db     *sql.DB
+	mu     sync.Mutex
+	m      map[string]*sql.Stmt
+	closed bool
+}
+
+func newStmtCache(db *sql.DB) *stmtCache {
+	return &stmtCache{db: db, m: make(map[string]*sql.Stmt)}
+}
+
+// stmt returns the prepared statement for q, preparing it on first use, or
+// nil when the cache is full or closed (the caller then runs q unprepared).
+func (c *stmtCache) stmt(ctx context.Context, q string) (*sql.Stmt, error) {
+	c.mu.Lock()
+	st, ok := c.m[q]
+	full := c.closed || len(c.m) >= SQLiteStmtCacheSize
+	c.mu.Unlock()
+	if ok || full {
+		return st, nil
+	}
+	// Prepare outside the lock: it takes a connection, which may be busy.
+	st, err := c.db.PrepareContext(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if prev, ok := c.m[q]; ok {
+		st.Close() // lost a race with another caller
+		return prev, nil
+	}
+	if c.closed || len(c.m) >= SQLiteStmtCacheSize {
+		st.Close()
+		return nil, nil
+	}
+	c.m[q] = st
+	return st, nil
+}
+
+func (c *stmtCache) len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.m)
+}
+
+func (c *stmtCache) close() error {
+	if c == nil {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closed = true
+	var errs []error
+	for q, st := range c.m {
+		errs = append(errs, st.Close())
+		delete(c.m, q)
+	}
+	return errors.Join(errs...)
+}
+
+// cachedQuerier runs statements through a stmtCache.
+type cachedQuerier struct{ c *stmtCache }
+
+func (q cachedQuerier) exec(ctx context.Context, s string, args ...any) (int64, error) {
+	st, err := q.c.stmt(ctx, s)
+	if err != nil {
+		return 0, err
+	}
+	if st == nil {
+		return sqlDBQuerier{q.c.db}.exec(ctx, s, args...)
+	}
+	res, err := st.ExecContext(ctx, args...)
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
+func (q cachedQuerier) queryRow(ctx context.Context, s string, args ...any) row {
+	st, err := q.c.stmt(ctx, s)
+	if err != nil {
+		return errRow{err}
+	}
+	if st == nil {
+		return q.c.db.QueryRowContext(ctx, s, args...)
+	}
+	return st.QueryRowContext(ctx, args...)
+}
+
+func (q cachedQuerier) query(ctx context.Context, s string, args ...any) (rows, error) {
+	st, err := q.c.stmt(ctx, s)
+	if err != nil {
+		return nil, err
+	}
+	if st == nil {
+		return sqlDBQuerier{q.c.db}.query(ctx, s, args...)
+	}
+	rs, err := st.QueryContext(ctx, args...)
+	if err != nil {
+		return nil, err
+	}
+	return sqlRows{rs}, nil
+}
+
+// errRow is a row whose Scan returns a preparation error.
+type errRow struct{ err error }
+
+func (r errRow) Scan(...any) error { return r.err }

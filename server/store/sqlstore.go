@@ -335,9 +335,15 @@ func (s *sqlStore) CreateAdminToken(ctx context.Context, t AdminToken) error {
 	if err := validateAdminToken(t); err != nil {
 		return err
 	}
-	_, err := s.b.writer().exec(ctx, `INSERT INTO admin_tokens (id, name, role, hash, created_at, last_used)
-		VALUES ($1, $2, $3, $4, $5, $6)`,
-		t.ID, t.Name, t.Role, t.Hash, dbTime(t.CreatedAt), dbOptTime(t.LastUsed))
+	err := s.b.inTx(ctx, func(q querier) error {
+		if err := userExists(ctx, q, t.UserID); err != nil {
+			return err
+		}
+		_, err := q.exec(ctx, `INSERT INTO admin_tokens (id, user_id, name, role, hash, created_at, last_used)
+		VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+			t.ID, t.UserID, t.Name, t.Role, t.Hash, dbTime(t.CreatedAt), dbOptTime(t.LastUsed))
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("failed to create admin token %q: %w", t.ID, s.mapErr(err))
 	}
@@ -348,18 +354,14 @@ func (s *sqlStore) GetAdminTokenByHash(ctx context.Context, hash []byte) (AdminT
 	if err := checkHash("admin token hash", hash); err != nil {
 		return AdminToken{}, err
 	}
-	var t AdminToken
-	var created int64
-	var lastUsed sql.NullInt64
-	err := s.b.reader().queryRow(ctx, `SELECT id, name, role, hash, created_at, last_used
-		FROM admin_tokens WHERE hash = $1`, hash).Scan(&t.ID, &t.Name, &t.Role, &t.Hash, &created, &lastUsed)
+	t, err := scanAdminToken(s.b.reader().queryRow(ctx, `SELECT `+adminTokenColumns+`
+		FROM admin_tokens WHERE hash = $1`, hash))
 	if isNoRows(err) {
 		return AdminToken{}, fmt.Errorf("admin token: %w", ErrNotFound)
 	}
 	if err != nil {
 		return AdminToken{}, fmt.Errorf("failed to get admin token: %w", err)
 	}
-	t.CreatedAt, t.LastUsed = fromDBTime(created), fromDBOptTime(lastUsed)
 	return t, nil
 }
 

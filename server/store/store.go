@@ -13,9 +13,12 @@
 // database cannot make a device install firmware the vendor never signed; the
 // worst it can do is misreport fleet state, deny service or admit devices.
 //
-// Secrets are never stored: enrollment and admin tokens are kept only as the
-// SHA-256 hash of the secret the holder presents ([HashSize] bytes), so a copy
-// of the database does not grant API access. A device is identified by the
+// Secrets are never stored in the clear: enrollment and admin tokens are kept
+// only as the SHA-256 hash of the secret the holder presents ([HashSize]
+// bytes), so a copy of the database does not grant API access. Reversible
+// secrets (a user's TOTP seed, server secrets) are stored only sealed by the
+// server with a key-encryption key that is never in the database; the store
+// treats them as opaque bytes of at most [MaxSealedLen]. A device is identified by the
 // serial number (and fingerprint) of the client certificate the server issued
 // to it at enrollment, both unique.
 //
@@ -36,6 +39,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -65,6 +69,15 @@ const (
 	MaxListOffset = 10_000_000
 	// MaxDSNLen bounds the data source name given to Open.
 	MaxDSNLen = 4096
+	// MaxSealedLen bounds a sealed (KEK-encrypted) secret: User.TOTPSecret
+	// and server secrets.
+	MaxSealedLen = 1024
+	// MaxUsers bounds what ListUsers returns.
+	MaxUsers = 10_000
+	// MaxTokensPerUser bounds what ListAdminTokens returns.
+	MaxTokensPerUser = 1000
+	// MaxApprovals bounds the approvals stored per release.
+	MaxApprovals = 100
 )
 
 // Errors callers branch on. Validation errors wrap ErrInvalid and name the
@@ -81,6 +94,16 @@ var (
 	ErrSchemaTooNew = errors.New("database schema is newer than this binary supports")
 	// ErrUnsupportedDSN: Open could not select an implementation for the DSN.
 	ErrUnsupportedDSN = errors.New("unsupported data source name")
+	// ErrConflict: the change conflicts with the record's current state.
+	ErrConflict = errors.New("conflicts with the current state")
+	// ErrSelfApproval: the uploader of a release tried to approve it.
+	ErrSelfApproval = fmt.Errorf("%w: the uploader of a release cannot approve it", ErrConflict)
+	// ErrNotEnoughApprovals: a release lacks the approvals its deployment needs.
+	ErrNotEnoughApprovals = fmt.Errorf("%w: not enough approvals", ErrConflict)
+	// ErrAlreadyDeployed: the release was already deployed.
+	ErrAlreadyDeployed = fmt.Errorf("%w: release already deployed", ErrConflict)
+	// ErrTOTPReplay: a TOTP time step at or before the last accepted one.
+	ErrTOTPReplay = errors.New("totp code already used (replay)")
 )
 
 // Device states reported by devices (Device.State, DeviceReport.State). An
@@ -161,12 +184,13 @@ type Event struct {
 	Message  string    // up to MaxMessageLen
 }
 
-// AdminToken authenticates the admin API. Only the SHA-256 hash of the secret
-// is stored.
+// AdminToken authenticates the admin API as one User. Only the SHA-256 hash
+// of the secret is stored.
 type AdminToken struct {
 	ID        string
+	UserID    string // the user it authenticates, required
 	Name      string // human label, required
-	Role      string // e.g. "admin", "viewer"; [a-z0-9_-], required
+	Role      string // the user's role when the token was made; [a-z0-9_-], required. Authorization uses User.Role.
 	Hash      []byte // SHA-256 of the secret, HashSize bytes, unique
 	CreatedAt time.Time
 	LastUsed  time.Time // zero until TouchAdminToken
@@ -240,6 +264,67 @@ type Store interface {
 	// TouchAdminToken sets the token's LastUsed to now. ErrNotFound if the
 	// token does not exist.
 	TouchAdminToken(ctx context.Context, id string, now time.Time) error
+
+	// CreateUser stores a new user. ErrExists if the ID or name is taken.
+	CreateUser(ctx context.Context, u User) error
+
+	// GetUser returns the user with the given ID, or ErrNotFound.
+	GetUser(ctx context.Context, id string) (User, error)
+
+	// GetUserByName returns the user with the given name, or ErrNotFound.
+	GetUserByName(ctx context.Context, name string) (User, error)
+
+	// ListUsers returns up to MaxUsers users ordered by name.
+	ListUsers(ctx context.Context) ([]User, error)
+
+	// DisableUser sets the user's DisabledAt to now (once: disabling a
+	// disabled user keeps the first time). ErrNotFound if there is no such
+	// user.
+	DisableUser(ctx context.Context, id string, now time.Time) error
+
+	// SetUserTOTP stores a user's sealed TOTP secret (nil removes it) and
+	// resets TOTPLastStep. ErrNotFound if there is no such user.
+	SetUserTOTP(ctx context.Context, id string, sealed []byte) error
+
+	// AcceptTOTPStep atomically records step as the user's last accepted TOTP
+	// time step if it is greater than the one recorded, and fails with
+	// ErrTOTPReplay otherwise (RFC 6238 section 5.2: a code is accepted at
+	// most once, and never after a later one). ErrNotFound if there is no
+	// such user.
+	AcceptTOTPStep(ctx context.Context, id string, step int64) error
+
+	// ListAdminTokens returns up to MaxTokensPerUser tokens of a user,
+	// ordered by creation time.
+	ListAdminTokens(ctx context.Context, userID string) ([]AdminToken, error)
+
+	// CreateRelease registers a release for deployment. ErrExists if the ID
+	// or (product, version, environment) is taken; ErrNotFound if the
+	// uploader does not exist. Approvals must be empty.
+	CreateRelease(ctx context.Context, r Release) error
+
+	// GetRelease returns a release with its approvals, or ErrNotFound.
+	GetRelease(ctx context.Context, id string) (Release, error)
+
+	// ListReleases returns up to limit (0 means DefaultListLimit) releases,
+	// newest first, with their approvals.
+	ListReleases(ctx context.Context, limit int) ([]Release, error)
+
+	// ApproveRelease records approver's approval of a release and returns
+	// the release after it. It fails with ErrSelfApproval when approver is
+	// the uploader, ErrExists when approver already approved it (approvals
+	// are counted per distinct user), ErrAlreadyDeployed after deployment,
+	// ErrConflict beyond MaxApprovals and ErrNotFound for an unknown release
+	// or user.
+	ApproveRelease(ctx context.Context, id, approver string, now time.Time) (Release, error)
+
+	// DeployRelease atomically marks a release deployed by by at now if it
+	// has at least minApprovals approvals from users who are not disabled.
+	// It fails with ErrNotEnoughApprovals, ErrAlreadyDeployed or ErrNotFound.
+	DeployRelease(ctx context.Context, id, by string, minApprovals int, now time.Time) (Release, error)
+
+	// PutSecretIfAbsent stores value under name unless a value is already
+	// stored, and returns the stored value (the existing one, or value).
+	PutSecretIfAbsent(ctx context.Context, name string, value []byte, now time.Time) ([]byte, error)
 
 	// Stats returns record counts and the database size.
 	Stats(ctx context.Context) (Stats, error)

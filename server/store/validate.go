@@ -268,6 +268,9 @@ func validateAdminToken(t AdminToken) error {
 	if err := checkID("admin token id", t.ID); err != nil {
 		return err
 	}
+	if err := checkID("admin token user id", t.UserID); err != nil {
+		return err
+	}
 	if err := checkString("admin token name", t.Name, true); err != nil {
 		return err
 	}

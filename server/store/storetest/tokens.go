@@ -115,14 +115,17 @@ func testConcurrentConsume(t *testing.T, newDSN NewDSN) {
 func testAdminTokens(t *testing.T, newDSN NewDSN) {
 	ctx := context.Background()
 	s := fresh(t, newDSN)
-	tok := store.AdminToken{ID: "adm-1", Name: "Alice's laptop", Role: "admin", Hash: hash("admin-secret"), CreatedAt: at(0)}
+	mustUser(t, s, user("u-alice", "alice", "admin"))
+	tok := store.AdminToken{ID: "adm-1", UserID: "u-alice", Name: "Alice's laptop", Role: "admin", Hash: hash("admin-secret"), CreatedAt: at(0)}
 	if err := s.CreateAdminToken(ctx, tok); err != nil {
 		t.Fatal(err)
 	}
-	wantErr(t, "duplicate id", s.CreateAdminToken(ctx, store.AdminToken{ID: "adm-1", Name: "x", Role: "viewer",
+	wantErr(t, "duplicate id", s.CreateAdminToken(ctx, store.AdminToken{ID: "adm-1", UserID: "u-alice", Name: "x", Role: "viewer",
 		Hash: hash("x"), CreatedAt: at(0)}), store.ErrExists)
-	wantErr(t, "duplicate hash", s.CreateAdminToken(ctx, store.AdminToken{ID: "adm-2", Name: "x", Role: "viewer",
+	wantErr(t, "duplicate hash", s.CreateAdminToken(ctx, store.AdminToken{ID: "adm-2", UserID: "u-alice", Name: "x", Role: "viewer",
 		Hash: hash("admin-secret"), CreatedAt: at(0)}), store.ErrExists)
+	wantErr(t, "unknown user", s.CreateAdminToken(ctx, store.AdminToken{ID: "adm-3", UserID: "u-nobody", Name: "x", Role: "viewer",
+		Hash: hash("nobody"), CreatedAt: at(0)}), store.ErrNotFound)
 	got, err := s.GetAdminTokenByHash(ctx, hash("admin-secret"))
 	if err != nil {
 		t.Fatal(err)
@@ -150,10 +153,11 @@ func testAdminTokens(t *testing.T, newDSN NewDSN) {
 		name string
 		tok  store.AdminToken
 	}{
-		{"no name", store.AdminToken{ID: "a", Role: "admin", Hash: hash("a"), CreatedAt: at(0)}},
-		{"bad role", store.AdminToken{ID: "a", Name: "a", Role: "Admin!", Hash: hash("a"), CreatedAt: at(0)}},
-		{"long hash", store.AdminToken{ID: "a", Name: "a", Role: "admin", Hash: make([]byte, 33), CreatedAt: at(0)}},
-		{"zero created", store.AdminToken{ID: "a", Name: "a", Role: "admin", Hash: hash("a")}},
+		{"no name", store.AdminToken{ID: "a", UserID: "u-alice", Role: "admin", Hash: hash("a"), CreatedAt: at(0)}},
+		{"no user", store.AdminToken{ID: "a", Name: "a", Role: "admin", Hash: hash("a"), CreatedAt: at(0)}},
+		{"bad role", store.AdminToken{ID: "a", UserID: "u-alice", Name: "a", Role: "Admin!", Hash: hash("a"), CreatedAt: at(0)}},
+		{"long hash", store.AdminToken{ID: "a", UserID: "u-alice", Name: "a", Role: "admin", Hash: make([]byte, 33), CreatedAt: at(0)}},
+		{"zero created", store.AdminToken{ID: "a", UserID: "u-alice", Name: "a", Role: "admin", Hash: hash("a")}},
 	} {
 		t.Run("invalid/"+tc.name, func(t *testing.T) {
 			wantErr(t, "CreateAdminToken", s.CreateAdminToken(ctx, tc.tok), store.ErrInvalid)

@@ -1,0 +1,310 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/theupdateframework/go-tuf/v2/metadata"
+
+	"github.com/airlockfw/airlock/release"
+	"github.com/airlockfw/airlock/server/store"
+)
+
+// Deployment environments and approval thresholds.
+const (
+	EnvDev     = "dev"
+	EnvStaging = "staging"
+	EnvProd    = "prod"
+	// DefaultProdApprovals is Config.ProdApprovals when zero.
+	DefaultProdApprovals = 2
+	// MaxProdApprovals bounds Config.ProdApprovals.
+	MaxProdApprovals = 20
+	// MaxServedMetadataSize bounds each repository metadata file the server
+	// reads to check that a release exists.
+	MaxServedMetadataSize = 32 << 20
+)
+
+// Environments lists the deployment environments.
+var Environments = []string{EnvDev, EnvStaging, EnvProd}
+
+// ErrReleaseNotPublished: the release is not in the served repository.
+var ErrReleaseNotPublished = errors.New("release is not published in the served repository")
+
+func (s *Server) governanceRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("GET /api/v1/admin/releases", s.admin(ActionReleaseRead, s.handleListReleases))
+	mux.HandleFunc("GET /api/v1/admin/releases/{id}", s.admin(ActionReleaseRead, s.handleGetRelease))
+	mux.HandleFunc("POST /api/v1/admin/releases", s.admin(ActionReleaseRegister, s.handleCreateRelease))
+	mux.HandleFunc("POST /api/v1/admin/releases/{id}/approve", s.admin(ActionReleaseApprove, s.handleApproveRelease))
+	mux.HandleFunc("POST /api/v1/admin/releases/{id}/deploy", s.admin(ActionReleaseDeploy, s.handleDeployRelease))
+	mux.HandleFunc("GET /api/v1/admin/users", s.admin(ActionUserRead, s.handleListUsers))
+	mux.HandleFunc("POST /api/v1/admin/users", s.admin(ActionUserWrite, s.handleCreateUser))
+	mux.HandleFunc("POST /api/v1/admin/users/{id}/tokens", s.admin(ActionUserWrite, s.handleCreateUserToken))
+	mux.HandleFunc("POST /api/v1/admin/users/{id}/disable", s.admin(ActionUserWrite, s.handleDisableUser))
+}
+
+// requiredApprovals is how many approvals a release for env needs.
+func (s *Server) requiredApprovals(env string) int {
+	if env == EnvProd {
+		return s.cfg.ProdApprovals
+	}
+	return 0
+}
+
+// readServedMetadata reads a file of REPO/public/metadata, bounded.
+func (s *Server) readServedMetadata(name string) ([]byte, error) {
+	f, err := s.metaRoot.Open(name)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrReleaseNotPublished, name, err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxServedMetadataSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("failed to read %s: %w", name, err)
+	}
+	if len(data) > MaxServedMetadataSize {
+		return nil, fmt.Errorf("%w: %s exceeds %d bytes (MaxServedMetadataSize)", ErrReleaseNotPublished, name, MaxServedMetadataSize)
+	}
+	return data, nil
+}
+
+// findPublished returns the target path of product@version in the product
+// role's newest published targets metadata, following timestamp.json to
+// the snapshot and the snapshot to the role version. Signatures are not
+// checked here: devices verify them; this only keeps operators from
+// deploying what was never published.
+func (s *Server) findPublished(p release.Product, v release.Version) (string, error) {
+	data, err := s.readServedMetadata("timestamp.json")
+	if err != nil {
+		return "", err
+	}
+	ts, err := metadata.Timestamp().FromBytes(data)
+	if err != nil {
+		return "", fmt.Errorf("%w: timestamp.json: %w", ErrReleaseNotPublished, err)
+	}
+	snapMeta, ok := ts.Signed.Meta["snapshot.json"]
+	if !ok || snapMeta == nil {
+		return "", fmt.Errorf("%w: timestamp.json names no snapshot", ErrReleaseNotPublished)
+	}
+	data, err = s.readServedMetadata(fmt.Sprintf("%d.snapshot.json", snapMeta.Version))
+	if err != nil {
+		return "", err
+	}
+	snap, err := metadata.Snapshot().FromBytes(data)
+	if err != nil {
+		return "", fmt.Errorf("%w: snapshot: %w", ErrReleaseNotPublished, err)
+	}
+	role := p.RoleName()
+	roleMeta, ok := snap.Signed.Meta[role+".json"]
+	if !ok || roleMeta == nil {
+		return "", fmt.Errorf("%w: product %q has no role in the snapshot", ErrReleaseNotPublished, p.String())
+	}
+	data, err = s.readServedMetadata(fmt.Sprintf("%d.%s.json", roleMeta.Version, role))
+	if err != nil {
+		return "", err
+	}
+	tgts, err := metadata.Targets().FromBytes(data)
+	if err != nil {
+		return "", fmt.Errorf("%w: %s: %w", ErrReleaseNotPublished, role, err)
+	}
+	var paths []string
+	for tp := range tgts.Signed.Targets {
+		tprod, tv, _, err := release.ParseTargetPath(tp)
+		if err == nil && tprod.String() == p.String() && tv.String() == v.String() {
+			paths = append(paths, tp)
+		}
+	}
+	if len(paths) == 0 {
+		return "", fmt.Errorf("%w: no target for %s@%s in %s version %d", ErrReleaseNotPublished, p.String(), v.String(), role, roleMeta.Version)
+	}
+	slices.Sort(paths)
+	return paths[0], nil
+}
+
+// Release is the JSON form of a release registered for deployment.
+type Release struct {
+	ID                string     `json:"id"`
+	Product           string     `json:"product"`
+	Version           string     `json:"version"`
+	Environment       string     `json:"environment"`
+	TargetPath        string     `json:"target_path"`
+	Uploader          string     `json:"uploader"` // user ID
+	CreatedAt         time.Time  `json:"created_at"`
+	Approvals         []Approval `json:"approvals"`
+	ActiveApprovals   int        `json:"active_approvals"`
+	RequiredApprovals int        `json:"required_approvals"`
+	DeployedAt        *time.Time `json:"deployed_at,omitempty"`
+	DeployedBy        string     `json:"deployed_by,omitempty"`
+}
+
+// Approval is the JSON form of an approval.
+type Approval struct {
+	Approver         string    `json:"approver"` // user ID
+	ApprovedAt       time.Time `json:"approved_at"`
+	ApproverDisabled bool      `json:"approver_disabled,omitempty"`
+}
+
+func (s *Server) releaseJSON(r store.Release) Release {
+	out := Release{
+		ID: r.ID, Product: r.Product, Version: r.Version, Environment: r.Environment, TargetPath: r.TargetPath,
+		Uploader: r.Uploader, CreatedAt: r.CreatedAt, Approvals: make([]Approval, 0, len(r.Approvals)),
+		ActiveApprovals: r.ActiveApprovals(), RequiredApprovals: s.requiredApprovals(r.Environment),
+		DeployedBy: r.DeployedBy,
+	}
+	for _, a := range r.Approvals {
+		out.Approvals = append(out.Approvals, Approval{Approver: a.Approver, ApprovedAt: a.ApprovedAt, ApproverDisabled: a.ApproverDisabled})
+	}
+	if !r.DeployedAt.IsZero() {
+		t := r.DeployedAt
+		out.DeployedAt = &t
+	}
+	return out
+}
+
+// ReleaseList is the 200 body of GET /api/v1/admin/releases.
+type ReleaseList struct {
+	Releases []Release `json:"releases"`
+}
+
+// CreateReleaseRequest is the body of POST /api/v1/admin/releases.
+type CreateReleaseRequest struct {
+	Product     string `json:"product"`
+	Version     string `json:"version"`
+	Environment string `json:"environment"`
+}
+
+func (s *Server) handleListReleases(w http.ResponseWriter, r *http.Request) {
+	if err := queryParams(r, "limit"); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	limit, err := intParam(r, "limit", store.MaxListLimit)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	rels, err := s.db.ListReleases(r.Context(), limit)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	out := ReleaseList{Releases: make([]Release, 0, len(rels))}
+	for _, rel := range rels {
+		out.Releases = append(out.Releases, s.releaseJSON(rel))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) handleGetRelease(w http.ResponseWriter, r *http.Request) {
+	if err := queryParams(r); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	rel, err := s.db.GetRelease(r.Context(), r.PathValue("id"))
+	if err != nil {
+		writeError(w, r, storeLookupErr(err, "release"))
+		return
+	}
+	writeJSON(w, http.StatusOK, s.releaseJSON(rel))
+}
+
+func (s *Server) handleCreateRelease(w http.ResponseWriter, r *http.Request) {
+	var req CreateReleaseRequest
+	if err := readJSON(w, r, MaxAdminBodySize, &req); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	p, err := release.ParseProduct(req.Product)
+	if err != nil {
+		writeError(w, r, errStatus(http.StatusBadRequest, "product: %w", err))
+		return
+	}
+	v, err := release.ParseVersion(req.Version)
+	if err != nil {
+		writeError(w, r, errStatus(http.StatusBadRequest, "version: %w", err))
+		return
+	}
+	if !slices.Contains(Environments, req.Environment) {
+		writeError(w, r, errStatus(http.StatusBadRequest, "environment must be one of %q", Environments))
+		return
+	}
+	tp, err := s.findPublished(p, v)
+	if errors.Is(err, ErrReleaseNotPublished) {
+		writeError(w, r, errStatus(http.StatusUnprocessableEntity, "%w", err))
+		return
+	}
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	id, err := randomID("rel-")
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	u := userFrom(r)
+	rel := store.Release{ID: id, Product: p.String(), Version: v.String(), Environment: req.Environment,
+		TargetPath: tp, Uploader: u.ID, CreatedAt: s.now().UTC()}
+	if err := s.db.CreateRelease(r.Context(), rel); err != nil {
+		writeError(w, r, badInput(err))
+		return
+	}
+	s.audit(r.Context(), u.Name, AuditReleaseAdded, map[string]string{
+		"release_id": id, "release": rel.Product + "@" + rel.Version, "environment": rel.Environment})
+	writeJSON(w, http.StatusCreated, s.releaseJSON(rel))
+}
+
+func (s *Server) handleApproveRelease(w http.ResponseWriter, r *http.Request) {
+	if err := readEmpty(w, r); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	u := userFrom(r)
+	rel, err := s.db.ApproveRelease(r.Context(), r.PathValue("id"), u.ID, s.now())
+	switch {
+	case errors.Is(err, store.ErrSelfApproval):
+		writeError(w, r, errStatus(http.StatusForbidden, "the uploader of a release cannot approve it"))
+		return
+	case errors.Is(err, store.ErrExists):
+		writeError(w, r, errStatus(http.StatusConflict, "you already approved this release; approvals count distinct users"))
+		return
+	case err != nil:
+		writeError(w, r, badInput(err))
+		return
+	}
+	s.audit(r.Context(), u.Name, AuditReleaseApproved, map[string]string{
+		"release_id": rel.ID, "release": rel.Product + "@" + rel.Version, "environment": rel.Environment,
+		"approvals": fmt.Sprint(rel.ActiveApprovals())})
+	writeJSON(w, http.StatusOK, s.releaseJSON(rel))
+}
+
+func (s *Server) handleDeployRelease(w http.ResponseWriter, r *http.Request) {
+	if err := readEmpty(w, r); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	u := userFrom(r)
+	id := r.PathValue("id")
+	cur, err := s.db.GetRelease(r.Context(), id)
+	if err != nil {
+		writeError(w, r, storeLookupErr(err, "release"))
+		return
+	}
+	need := s.requiredApprovals(cur.Environment)
+	rel, err := s.db.DeployRelease(r.Context(), id, u.ID, need, s.now())
+	if errors.Is(err, store.ErrNotEnoughApprovals) {
+		writeError(w, r, errStatus(http.StatusConflict, "release for %s needs %d approvals from distinct approvers before deployment: %w", cur.Environment, need, err))
+		return
+	}
+	if err != nil {
+		writeError(w, r, badInput(err))
+		return
+	}
+	s.audit(r.Context(), u.Name, AuditReleaseDeployed, map[string]string{
+		"release_id": rel.ID, "release": rel.Product + "@" + rel.Version, "environment": rel.Environment,
+		"approvals": fmt.Sprint(rel.ActiveApprovals())})
+	writeJSON(w, http.StatusOK, s.releaseJSON(rel))
+}
