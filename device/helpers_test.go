@@ -44,7 +44,11 @@ func genKey(t testing.TB) crypto.Signer {
 	return k
 }
 
-func newVendor(t testing.TB) *vendor {
+func newVendor(t testing.TB) *vendor { return newVendorEnv(t, "") }
+
+// newVendorEnv makes a vendor repository for a trust environment ("" = the
+// default, dev).
+func newVendorEnv(t testing.TB, env string) *vendor {
 	t.Helper()
 	v := &vendor{t: t, dir: filepath.Join(t.TempDir(), "repo")}
 	v.root = []crypto.Signer{genKey(t)}
@@ -52,7 +56,7 @@ func newVendor(t testing.TB) *vendor {
 	v.product = []crypto.Signer{genKey(t), genKey(t)}
 	r, err := repo.Init(v.dir, repo.InitOptions{
 		RootKeys: []crypto.PublicKey{v.root[0].Public()}, RootThreshold: 1, RootSigners: v.root,
-		Targets: v.targets, Snapshot: v.snapshot, Timestamp: v.tstamp,
+		Targets: v.targets, Snapshot: v.snapshot, Timestamp: v.tstamp, Environment: env,
 	})
 	if err != nil {
 		t.Fatal(err)

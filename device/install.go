@@ -151,11 +151,14 @@ func (d *Device) installInto(ctx context.Context, src trust.Source, targetPath s
 		return nil, fail(CheckMetadata, err)
 	}
 	if err := client.Refresh(ctx); err != nil {
+		return nil, fail(CheckMetadata, d.diagnoseEnvironment(ctx, src, targetPath, err))
+	}
+	if err := d.checkTrustedEnvironment(client); err != nil {
 		return nil, fail(CheckMetadata, err)
 	}
 	tf, err := client.Target(ctx, targetPath)
 	if err != nil {
-		return nil, fail(CheckMetadata, err)
+		return nil, fail(CheckMetadata, d.diagnoseEnvironment(ctx, src, targetPath, err))
 	}
 	chain, targets, delegated, err := client.Chain(targetPath)
 	if err != nil {
@@ -243,7 +246,7 @@ func (d *Device) installInto(ctx context.Context, src trust.Source, targetPath s
 // policyDevice describes the device for release.Check: the running version
 // is the version of the committed (good) slot.
 func (d *Device) policyDevice() (release.Device, error) {
-	dev := release.Device{Model: d.cfg.Model, HWRev: d.cfg.HWRev, Channel: d.cfg.Channel, Product: d.cfg.Product}
+	dev := release.Device{Model: d.cfg.Model, HWRev: d.cfg.HWRev, Channel: d.cfg.Channel, Product: d.cfg.Product, Environment: d.Environment()}
 	ctr, err := d.ctr.Read()
 	if err != nil {
 		return dev, err

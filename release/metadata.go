@@ -115,6 +115,7 @@ type Metadata struct {
 	Created         time.Time // zero: absent; marshaled in UTC
 	Notes           string    // at most MaxNotesSize bytes
 	AllowDowngrade  bool      // signed permission to reinstall or downgrade
+	Environment     string    // "", "dev", "staging" or "prod": the trust environment it was signed for
 }
 
 // ChannelOrDefault returns the release channel, DefaultChannel if unset.
@@ -202,8 +203,20 @@ func (m *Metadata) Validate() error {
 			return fe("notes", "control character %U (only newline and tab are allowed)", r)
 		}
 	}
+	switch m.Environment {
+	case "", EnvDev, EnvStaging, EnvProd:
+	default:
+		return fe("environment", "%q is not dev, staging or prod", m.Environment)
+	}
 	return nil
 }
+
+// Trust environments: separate roots, separate keys.
+const (
+	EnvDev     = "dev"
+	EnvStaging = "staging"
+	EnvProd    = "prod"
+)
 
 func isChannel(s string) bool {
 	if len(s) > MaxChannelLength {
@@ -227,6 +240,7 @@ type wireMetadata struct {
 	Created         string           `json:"created,omitempty"`
 	Notes           string           `json:"notes,omitempty"`
 	AllowDowngrade  bool             `json:"allow_downgrade,omitempty"`
+	Environment     string           `json:"environment,omitempty"`
 }
 
 type wireDependency struct {
@@ -247,7 +261,7 @@ type wireInstalled struct {
 // Exact key sets of each JSON object of the schema.
 var (
 	metadataRequired   = []string{"schema", "product", "models", "version", "security_version", "install", "installed"}
-	metadataOptional   = []string{"hw_rev", "channel", "depends", "created", "notes", "allow_downgrade"}
+	metadataOptional   = []string{"hw_rev", "channel", "depends", "created", "notes", "allow_downgrade", "environment"}
 	dependencyRequired = []string{"component", "min_version"}
 	installRequired    = []string{"kind", "compression"}
 	installedRequired  = []string{"length", "sha256"}
@@ -272,6 +286,7 @@ func MarshalCustom(m *Metadata) (json.RawMessage, error) {
 		Installed:       wireInstalled{Length: m.Installed.Length, SHA256: hex.EncodeToString(m.Installed.SHA256[:])},
 		Notes:           m.Notes,
 		AllowDowngrade:  m.AllowDowngrade,
+		Environment:     m.Environment,
 	}
 	for _, d := range m.Depends {
 		w.Depends = append(w.Depends, wireDependency{Component: d.Component, MinVersion: d.MinVersion.String()})
@@ -400,6 +415,7 @@ func (w *wireMetadata) metadata() (*Metadata, error) {
 		Installed:       Installed{Length: w.Installed.Length},
 		Notes:           w.Notes,
 		AllowDowngrade:  w.AllowDowngrade,
+		Environment:     w.Environment,
 	}
 	var err error
 	if m.Product, err = ParseProduct(w.Product); err != nil {

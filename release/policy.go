@@ -8,6 +8,7 @@ import (
 // Names of the policy checks, in the order Check runs them. They are the
 // values of PolicyError.Check.
 const (
+	CheckEnvironment     = "environment"
 	CheckProduct         = "product"
 	CheckModel           = "model"
 	CheckHWRev           = "hw_rev"
@@ -19,6 +20,7 @@ const (
 
 // Sentinels wrapped by *PolicyError, one per check.
 var (
+	ErrEnvironment     = errors.New("release is signed for another trust environment")
 	ErrProduct         = errors.New("release is for another product")
 	ErrModel           = errors.New("release is not for this device model")
 	ErrHWRev           = errors.New("release does not support this hardware revision")
@@ -42,6 +44,8 @@ func (e *PolicyError) Error() string {
 // Unwrap returns the sentinel of e.Check, or nil for an unknown check.
 func (e *PolicyError) Unwrap() error {
 	switch e.Check {
+	case CheckEnvironment:
+		return ErrEnvironment
 	case CheckProduct:
 		return ErrProduct
 	case CheckModel:
@@ -70,6 +74,7 @@ type Device struct {
 	Current         *Version           // running version, nil if none (factory-fresh)
 	SecurityCounter uint64             // anti-rollback counter value
 	Components      map[string]Version // installed versions of other components (for depends)
+	Environment     string             // the environment of the device's root ("" = not recorded)
 }
 
 // CheckOptions are the device operator's choices for one Check. The zero
@@ -99,6 +104,9 @@ func Check(m *Metadata, d Device, opt CheckOptions) error {
 	}
 	fail := func(check, format string, args ...any) error {
 		return &PolicyError{Check: check, Msg: fmt.Sprintf(format, args...)}
+	}
+	if m.Environment != "" && d.Environment != "" && m.Environment != d.Environment {
+		return fail(CheckEnvironment, "release is signed for the %s environment, this device trusts only %s", m.Environment, d.Environment)
 	}
 	if m.Product.String() != d.Product {
 		return fail(CheckProduct, "release is for product %q, device is %q", m.Product, d.Product)

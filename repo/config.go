@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/airlockfw/airlock/keys"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -127,6 +128,8 @@ func (e Expiry) withDefaults() Expiry {
 type Config struct {
 	Schema  int    `json:"schema"`
 	Expires Expiry `json:"expires"`
+	// Environment is the trust environment: dev, staging or prod.
+	Environment string `json:"environment,omitempty"`
 	// OnlineSnapshotKey and OnlineTimestampKey are paths (or pkcs11: URIs)
 	// of the keys Publish and Timestamp use by default. Empty means the
 	// operator passes the keys each time.
@@ -146,6 +149,11 @@ func parseConfig(data []byte) (Config, error) {
 	}
 	if c.Schema != ConfigSchema {
 		return Config{}, fmt.Errorf("%w: schema %d, want %d", ErrConfig, c.Schema, ConfigSchema)
+	}
+	if c.Environment != "" {
+		if err := keys.CheckEnvironment(c.Environment); err != nil {
+			return Config{}, fmt.Errorf("%w: %w", ErrConfig, err)
+		}
 	}
 	return c, nil
 }

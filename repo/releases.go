@@ -130,7 +130,7 @@ func (r *Repo) AddRelease(opts ReleaseOptions) (*ReleaseInfo, error) {
 	meta := &release.Metadata{
 		Schema: release.SchemaVersion, Product: p, Models: opts.Models, Version: v,
 		SecurityVersion: opts.SecurityVersion, Channel: opts.Channel, Notes: opts.Notes,
-		AllowDowngrade: opts.AllowDowngrade, Created: r.now(),
+		AllowDowngrade: opts.AllowDowngrade, Created: r.now(), Environment: r.Environment(),
 		Install: release.Install{Kind: release.InstallRaw, Compression: release.CompressionNone},
 	}
 	if opts.HWRev != "" {

@@ -53,6 +53,22 @@ type InitOptions struct {
 	// configuration as the default keys of Publish/Timestamp in the CLI.
 	// They must lie outside dir.
 	OnlineSnapshotKey, OnlineTimestampKey string
+	// Environment is dev (default), staging or prod. It is recorded in the
+	// signed root metadata and in every release; devices provisioned with a
+	// root of one environment refuse metadata of any other.
+	Environment string
+}
+
+// RootEnvironmentField is the field of the signed root metadata that names
+// the repository's trust environment.
+const RootEnvironmentField = "x-airlock-environment"
+
+// Environment returns the repository's trust environment.
+func (r *Repo) Environment() string {
+	if r.cfg.Environment == "" {
+		return keys.EnvDev
+	}
+	return r.cfg.Environment
 }
 
 // Init creates a repository in dir (which must not exist or be empty) with
@@ -79,12 +95,22 @@ func Init(dir string, opts InitOptions) (*Repo, error) {
 	if opts.Targets == nil || opts.Snapshot == nil || opts.Timestamp == nil {
 		return nil, fmt.Errorf("%w: targets, snapshot and timestamp signers are required", ErrInvalidOptions)
 	}
-	r := &Repo{dir: dir, cfg: Config{Schema: ConfigSchema, Expires: opts.Expires.withDefaults(),
+	if opts.Environment == "" {
+		opts.Environment = keys.EnvDev
+	}
+	if err := keys.CheckEnvironment(opts.Environment); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidOptions, err)
+	}
+	r := &Repo{dir: dir, cfg: Config{Schema: ConfigSchema, Expires: opts.Expires.withDefaults(), Environment: opts.Environment,
 		OnlineSnapshotKey: opts.OnlineSnapshotKey, OnlineTimestampKey: opts.OnlineTimestampKey}, Now: time.Now}
 	now := r.now()
 
 	root := metadata.Root(now.Add(time.Duration(r.cfg.Expires.Root)))
 	root.Signed.ConsistentSnapshot = true
+	// The environment is part of the signed root, so every device knows
+	// which trust environment its root belongs to (TUF keeps unrecognized
+	// fields; rotations copy the root and keep it).
+	root.Signed.UnrecognizedFields = map[string]any{RootEnvironmentField: opts.Environment}
 	rootIDs := map[string]bool{}
 	for _, pub := range opts.RootKeys {
 		k, err := keys.TUFKey(pub)

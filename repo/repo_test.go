@@ -354,6 +354,12 @@ func TestRootRotationChain(t *testing.T) {
 			t.Errorf("%s: %v", step.name, err)
 		}
 	}
+	// Every root version records the repository's environment.
+	for i, r := range []*metadata.Metadata[metadata.RootType]{v1, v2, v3} {
+		if env := r.Signed.UnrecognizedFields[RootEnvironmentField]; env != f.r.Environment() || env != "dev" {
+			t.Errorf("root v%d environment = %v, want %q", i+1, env, f.r.Environment())
+		}
+	}
 	// A root signed only by removed key 0 and key 1 would not verify under v2.
 	if err := v1.VerifyDelegate(metadata.ROOT, v3); err == nil {
 		t.Error("v3 verifies with v1's keys; it should need v2's")

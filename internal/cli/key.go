@@ -18,8 +18,8 @@ func init() {
 		&command{
 			Name:    "key gen",
 			Summary: "generate a signing key pair (PKCS#8 PEM, 0600)",
-			Usage: `Usage: airlock key gen --type TYPE --out PATH [--passphrase-file FILE]
-       airlock key gen --type TYPE --pkcs11 URI
+			Usage: `Usage: airlock key gen --type TYPE --out PATH [--passphrase-file FILE] [--env ENV [--keyring FILE]]
+       airlock key gen --type TYPE --pkcs11 URI [--env ENV [--keyring FILE]]
 
 Generates a private signing key and writes it to PATH (PKCS#8 PEM, created
 with mode 0600, never overwriting an existing file) and its public key to
@@ -38,6 +38,10 @@ Flags:
   --out PATH               private key file to create (PATH.pub gets the public key)
   --passphrase-file FILE   encrypt with the passphrase in FILE (first line)
   --pkcs11 URI             generate inside this PKCS#11 token instead (needs a cgo build)
+  --env ENV                register the key for one trust environment (dev, staging, prod):
+                           repositories of another environment then refuse it
+  --keyring FILE           the key environment registry (default $AIRLOCK_KEYRING or
+                           ~/.config/airlock/keyring.json)
 
 The key ID printed on stdout is the TUF key ID of the public key.
 
@@ -51,6 +55,8 @@ Examples:
 				out := fs.String("out", "", "")
 				passFile := fs.String("passphrase-file", "", "")
 				hsm := fs.String("pkcs11", "", "")
+				env := fs.String("env", "", "")
+				keyring := fs.String("keyring", "", "")
 				return func(e *Env, args []string) error {
 					if len(args) != 0 {
 						return usagef("unexpected arguments %q", args)
@@ -65,6 +71,23 @@ Examples:
 					if err != nil {
 						return &UsageError{Msg: err.Error()}
 					}
+					var kr *keys.Keyring
+					if *env != "" {
+						if err := keys.CheckEnvironment(*env); err != nil {
+							return &UsageError{Msg: err.Error()}
+						}
+						if kr, err = keyringFor(e, *keyring); err != nil {
+							return err
+						}
+					} else if *keyring != "" {
+						return usagef("--keyring needs --env")
+					}
+					register := func(pub crypto.PublicKey, label string) error {
+						if kr == nil {
+							return nil
+						}
+						return registerKeys(kr, *env, label, pub)
+					}
 					if *hsm != "" {
 						if _, err := pkcs11.ParseURI(*hsm); err != nil {
 							return &UsageError{Msg: err.Error()}
@@ -75,6 +98,9 @@ Examples:
 						}
 						id, err := keys.KeyID(pub)
 						if err != nil {
+							return err
+						}
+						if err := register(pub, *hsm); err != nil {
 							return err
 						}
 						fmt.Fprintln(e.Stdout, id)
@@ -96,6 +122,9 @@ Examples:
 					}
 					id, err := keys.KeyID(priv.Public())
 					if err != nil {
+						return err
+					}
+					if err := register(priv.Public(), *out); err != nil {
 						return err
 					}
 					fmt.Fprintln(e.Stdout, id)

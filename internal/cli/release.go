@@ -19,7 +19,7 @@ var releaseAddCmd = &command{
 	Usage: `Usage: airlock release add --dir REPO --product PRODUCT --image FILE --version SEMVER
          --security-version N --model MODEL... [--hw-rev RANGE] [--channel C]
          [--depends COMPONENT>=VERSION]... [--compress zstd] [--notes TEXT]
-         [--allow-downgrade] [--copy] --key KEY... [--passphrase-file FILE]
+         [--allow-downgrade] [--copy] --key KEY... [--keyring FILE] [--passphrase-file FILE]
 
 Streams the image once into REPO/staging (compressing it with zstd when
 asked, hashing the raw image and the file devices download), records the
@@ -56,6 +56,9 @@ Flags:
   --notes TEXT                release notes (short)
   --allow-downgrade           sign permission to install over newer versions
   --copy                      copy the image even when it could be hard-linked
+  --keyring FILE              key environment registry (default $AIRLOCK_KEYRING or
+                              ~/.config/airlock/keyring.json): a key registered for another
+                              environment than the repository's is refused
   --key KEY                   product signing key; repeatable
   --passphrase-file FILE      passphrase of encrypted private keys
 
@@ -81,6 +84,7 @@ Example:
 		notes := fs.String("notes", "", "")
 		downgrade := fs.Bool("allow-downgrade", false, "")
 		copyImage := fs.Bool("copy", false, "")
+		keyring := fs.String("keyring", "", "")
 		passFile := fs.String("passphrase-file", "", "")
 		return func(e *Env, args []string) error {
 			if err := noArgs(args); err != nil {
@@ -113,6 +117,13 @@ Example:
 			if err != nil {
 				return err
 			}
+			kr, err := keyringFor(e, *keyring)
+			if err != nil {
+				return err
+			}
+			if err := checkSigners(kr, r.Environment(), signers...); err != nil {
+				return err
+			}
 			info, err := r.AddRelease(repo.ReleaseOptions{
 				Product: *product, ImagePath: *image, Version: *version, SecurityVersion: uint32(sv),
 				Models: models, HWRev: *hwRev, Channel: *channel, Depends: depends, Compress: *compress,
@@ -138,7 +149,7 @@ var releaseSignCmd = &command{
 	Summary: "approve a pending release (in the repository or a carried file)",
 	Usage: `Usage: airlock release sign --dir REPO --product PRODUCT [--version V] --key KEY
        airlock release sign --pending FILE --key KEY
-         [--passphrase-file FILE]
+         [--keyring FILE] [--passphrase-file FILE]
 
 The first form signs the product's pending metadata in REPO with KEY, which
 must be one of the product's keys. With --version, the pending metadata must
@@ -156,6 +167,8 @@ Flags:
   --version V              the release you approve
   --pending FILE           a carried pending metadata file
   --key KEY                your signing key
+  --keyring FILE           key environment registry; with --dir, a key registered for another
+                           environment than the repository's is refused
   --passphrase-file FILE   passphrase of an encrypted private key
 
 Examples:
@@ -168,6 +181,7 @@ Examples:
 		version := fs.String("version", "", "")
 		pending := fs.String("pending", "", "")
 		key := fs.String("key", "", "")
+		keyring := fs.String("keyring", "", "")
 		passFile := fs.String("passphrase-file", "", "")
 		return func(e *Env, args []string) error {
 			if err := noArgs(args); err != nil {
@@ -200,6 +214,13 @@ Examples:
 			}
 			s, err := signerIn(*dir, *key, *passFile)
 			if err != nil {
+				return err
+			}
+			kr, err := keyringFor(e, *keyring)
+			if err != nil {
+				return err
+			}
+			if err := checkSigners(kr, r.Environment(), s); err != nil {
 				return err
 			}
 			have, need, err := r.SignPending(*product, *version, s)

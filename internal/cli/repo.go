@@ -97,7 +97,7 @@ var repoInitCmd = &command{
          [--root-expires 365d] [--targets-expires 180d] [--snapshot-expires 7d]
          [--timestamp-expires 1d] [--product-expires 180d]
          [--online-snapshot-key PATH] [--online-timestamp-key PATH]
-         [--passphrase-file FILE]
+         [--env dev|staging|prod] [--keyring FILE] [--passphrase-file FILE]
 
 Creates a new repository in REPO (which must not exist or be empty): root,
 targets, snapshot and timestamp metadata version 1, all signed, consistent
@@ -117,6 +117,13 @@ timestamp keys are the online keys a server holds.
 No key may lie inside REPO (checked after resolving symlinks): the repository
 holds public data only.
 
+Environments: development, staging and production are separate trust roots.
+--env (default dev) is recorded in the signed root metadata and in every
+release; a device provisioned with this root refuses metadata and releases of
+any other environment. With --env given, every key of the repository is
+registered for that environment in the keyring, and a key already registered
+for another environment is refused.
+
 Flags:
   --dir REPO                   repository directory to create
   --root-key KEY               root key, private (signs) or public (counts); repeatable
@@ -131,6 +138,8 @@ Flags:
   --product-expires D          product role expiry (default 180d)
   --online-snapshot-key PATH   record the default key of 'repo publish'
   --online-timestamp-key PATH  record the default key of 'repo publish' and 'repo timestamp'
+  --env ENV                    trust environment: dev (default), staging or prod
+  --keyring FILE               key environment registry (default $AIRLOCK_KEYRING or ~/.config/airlock/keyring.json)
   --passphrase-file FILE       passphrase of encrypted private keys
 
 Example (2-of-3 root, the third holder enrolled by public key):
@@ -151,6 +160,8 @@ Example (2-of-3 root, the third holder enrolled by public key):
 		tsKey := fs.String("timestamp-key", "", "")
 		onlineSnap := fs.String("online-snapshot-key", "", "")
 		onlineTS := fs.String("online-timestamp-key", "", "")
+		env := fs.String("env", "", "")
+		keyring := fs.String("keyring", "", "")
 		passFile := fs.String("passphrase-file", "", "")
 		var exp repo.Expiry
 		durationFlag(fs, "root-expires", &exp.Root)
@@ -180,7 +191,12 @@ Example (2-of-3 root, the third holder enrolled by public key):
 			if err := checkKeys(*dir, append([]string{*targetsKey, *snapKey, *tsKey, *onlineSnap, *onlineTS}, rootKeys...)...); err != nil {
 				return err
 			}
-			opts := repo.InitOptions{RootThreshold: *threshold, Expires: exp, OnlineSnapshotKey: *onlineSnap, OnlineTimestampKey: *onlineTS}
+			if *env != "" {
+				if err := keys.CheckEnvironment(*env); err != nil {
+					return &UsageError{Msg: err.Error()}
+				}
+			}
+			opts := repo.InitOptions{RootThreshold: *threshold, Expires: exp, OnlineSnapshotKey: *onlineSnap, OnlineTimestampKey: *onlineTS, Environment: *env}
 			for _, p := range rootKeys {
 				if !isPrivateKey(p) {
 					pub, err := keys.LoadPublic(p)
@@ -207,11 +223,31 @@ Example (2-of-3 root, the third holder enrolled by public key):
 			if opts.Timestamp, err = loadSigner(*tsKey, *passFile); err != nil {
 				return fmt.Errorf("timestamp key: %w", err)
 			}
+			if *env != "" {
+				kr, err := keyringFor(e, *keyring)
+				if err != nil {
+					return err
+				}
+				pubs := append([]crypto.PublicKey{}, opts.RootKeys...)
+				pubs = append(pubs, opts.Targets.Public(), opts.Snapshot.Public(), opts.Timestamp.Public())
+				for _, pub := range pubs { // check all before registering any
+					id, err := keys.KeyID(pub)
+					if err != nil {
+						return err
+					}
+					if err := kr.Check(id, *env); err != nil {
+						return err
+					}
+				}
+				if err := registerKeys(kr, *env, "repository "+*dir, pubs...); err != nil {
+					return err
+				}
+			}
 			r, err := repo.Init(*dir, opts)
 			if err != nil {
 				return err
 			}
-			e.Printf("airlock: created repository %s (root %d-of-%d); serve %s\n", *dir, *threshold, len(rootKeys), r.PublicDir())
+			e.Printf("airlock: created %s repository %s (root %d-of-%d); serve %s\n", r.Environment(), *dir, *threshold, len(rootKeys), r.PublicDir())
 			e.Printf("airlock: hint: distribute %s/metadata/1.root.json to devices as their trusted root\n", r.PublicDir())
 			return nil
 		}
@@ -222,7 +258,7 @@ var repoDelegateCmd = &command{
 	Name:    "repo delegate",
 	Summary: "delegate a product's releases to k-of-n release keys",
 	Usage: `Usage: airlock repo delegate --dir REPO --product PRODUCT --key KEY... --threshold N
-         --targets-key KEY [--passphrase-file FILE]
+         --targets-key KEY [--keyring FILE] [--passphrase-file FILE]
 
 Delegates the target paths PRODUCT/*/* to a new product role (named after the
 product with "/" replaced by ".", e.g. acme.router-x1) whose releases need N
@@ -235,6 +271,8 @@ Flags:
   --key KEY                release approver key (public .pub or private file); repeatable
   --threshold N            signatures each release needs (default 1)
   --targets-key KEY        private targets key
+  --keyring FILE           key environment registry: the product keys are registered for the
+                           repository's environment; keys of another environment are refused
   --passphrase-file FILE   passphrase of an encrypted private key
 
 Example:
@@ -249,6 +287,7 @@ Example:
 		fs.Var(&keyPaths, "key", "")
 		threshold := fs.Int("threshold", 1, "")
 		targetsKey := fs.String("targets-key", "", "")
+		keyring := fs.String("keyring", "", "")
 		passFile := fs.String("passphrase-file", "", "")
 		return func(e *Env, args []string) error {
 			if err := noArgs(args); err != nil {
@@ -276,8 +315,26 @@ Example:
 			if err != nil {
 				return err
 			}
+			kr, err := keyringFor(e, *keyring)
+			if err != nil {
+				return err
+			}
+			for _, pub := range pubs {
+				id, err := keys.KeyID(pub)
+				if err != nil {
+					return err
+				}
+				if err := kr.Check(id, r.Environment()); err != nil {
+					return err
+				}
+			}
 			if err := r.Delegate(*product, pubs, *threshold, ts); err != nil {
 				return err
+			}
+			if *keyring != "" {
+				if err := registerKeys(kr, r.Environment(), "product "+*product, pubs...); err != nil {
+					return err
+				}
 			}
 			e.Printf("airlock: delegated %s to %d-of-%d keys (staged; run 'airlock repo publish')\n", *product, *threshold, len(pubs))
 			return nil

@@ -1,0 +1,196 @@
+package keys
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+)
+
+// Environments are separate trust roots: a key belongs to exactly one.
+const (
+	EnvDev     = "dev"
+	EnvStaging = "staging"
+	EnvProd    = "prod"
+)
+
+// Environments lists the valid environment names.
+var Environments = []string{EnvDev, EnvStaging, EnvProd}
+
+// KeyringEnv names the environment variable that overrides the keyring path.
+const KeyringEnv = "AIRLOCK_KEYRING"
+
+// MaxKeyringSize bounds the keyring file.
+const MaxKeyringSize = 4 << 20
+
+// Errors of the keyring.
+var (
+	ErrEnvironment = errors.New("key environment mismatch")
+	ErrKeyring     = errors.New("invalid keyring")
+)
+
+// CheckEnvironment validates an environment name.
+func CheckEnvironment(env string) error {
+	for _, e := range Environments {
+		if env == e {
+			return nil
+		}
+	}
+	return fmt.Errorf("unknown environment %q (want dev, staging or prod)", env)
+}
+
+// Keyring records which environment each signing key (by TUF key ID) is
+// registered for, so that a key made for development can never be used to
+// sign production metadata by mistake. It holds only public information
+// (key IDs, environments, labels); it is a safety net for people, not a
+// security boundary against an attacker who can edit it — devices enforce
+// environments through their roots.
+type Keyring struct {
+	path    string
+	Entries map[string]KeyringEntry `json:"keys"`
+}
+
+// KeyringEntry is one registered key.
+type KeyringEntry struct {
+	Environment string    `json:"environment"`
+	Label       string    `json:"label,omitempty"`
+	Registered  time.Time `json:"registered"`
+}
+
+// DefaultKeyringPath returns $AIRLOCK_KEYRING, else
+// $XDG_CONFIG_HOME/airlock/keyring.json, else ~/.config/airlock/keyring.json.
+func DefaultKeyringPath() string {
+	if p := os.Getenv(KeyringEnv); p != "" {
+		return p
+	}
+	if d, err := os.UserConfigDir(); err == nil {
+		return filepath.Join(d, "airlock", "keyring.json")
+	}
+	return ""
+}
+
+// OpenKeyring reads the keyring at path; a missing file is an empty keyring.
+func OpenKeyring(path string) (*Keyring, error) {
+	k := &Keyring{path: path, Entries: map[string]KeyringEntry{}}
+	if path == "" {
+		return k, nil
+	}
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return k, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("failed to read keyring: %w", err)
+	}
+	if len(data) > MaxKeyringSize {
+		return nil, fmt.Errorf("%w: %s is larger than %d bytes (MaxKeyringSize)", ErrKeyring, path, MaxKeyringSize)
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(k); err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrKeyring, path, err)
+	}
+	if dec.More() {
+		return nil, fmt.Errorf("%w: %s: trailing data", ErrKeyring, path)
+	}
+	if k.Entries == nil {
+		k.Entries = map[string]KeyringEntry{}
+	}
+	for id, e := range k.Entries {
+		if err := CheckEnvironment(e.Environment); err != nil {
+			return nil, fmt.Errorf("%w: key %s: %v", ErrKeyring, id, err)
+		}
+	}
+	return k, nil
+}
+
+// Environment returns the environment key ID id is registered for.
+func (k *Keyring) Environment(id string) (string, bool) {
+	e, ok := k.Entries[id]
+	return e.Environment, ok
+}
+
+// Check refuses a key registered for an environment other than env. Keys
+// not in the keyring pass.
+func (k *Keyring) Check(id, env string) error {
+	if have, ok := k.Environment(id); ok && have != env {
+		return fmt.Errorf("%w: key %s is registered for the %s environment, refusing to use it for %s", ErrEnvironment, short(id), have, env)
+	}
+	return nil
+}
+
+// Register records key id for env (refusing a key registered for another
+// environment) and saves the keyring.
+func (k *Keyring) Register(id, env, label string) error {
+	if err := CheckEnvironment(env); err != nil {
+		return err
+	}
+	if err := k.Check(id, env); err != nil {
+		return err
+	}
+	if _, ok := k.Entries[id]; ok {
+		return nil
+	}
+	k.Entries[id] = KeyringEntry{Environment: env, Label: label, Registered: time.Now().UTC().Truncate(time.Second)}
+	return k.save()
+}
+
+// IDs returns the registered key IDs, sorted.
+func (k *Keyring) IDs() []string {
+	var ids []string
+	for id := range k.Entries {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	return ids
+}
+
+func (k *Keyring) save() error {
+	if k.path == "" {
+		return nil
+	}
+	data, err := json.MarshalIndent(k, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(k.path), 0o700); err != nil {
+		return fmt.Errorf("failed to create keyring directory: %w", err)
+	}
+	tmp := fmt.Sprintf("%s.tmp-%d", k.path, os.Getpid())
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("failed to write keyring: %w", err)
+	}
+	if _, err := f.Write(append(data, '\n')); err != nil {
+		f.Close()
+		os.Remove(tmp)
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		os.Remove(tmp)
+		return err
+	}
+	f.Close()
+	if err := os.Rename(tmp, k.path); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	if d, err := os.Open(filepath.Dir(k.path)); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+func short(id string) string {
+	if len(id) > 16 {
+		return id[:16]
+	}
+	return id
+}
