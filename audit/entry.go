@@ -48,7 +48,8 @@ const (
 	ReleaseApproved  Action = "release.approved"
 	ReleaseRejected  Action = "release.rejected" // an approver declined
 	ReleasePublished Action = "release.published"
-	ReleaseRevoked   Action = "release.revoked" // withdrawn from the repository
+	ReleaseRevoked   Action = "release.revoked"  // withdrawn from the repository
+	ReleaseDeployed  Action = "release.deployed" // cleared for distribution (after its approvals)
 
 	RolloutStarted   Action = "rollout.started"
 	RolloutPaused    Action = "rollout.paused"
@@ -66,15 +67,20 @@ const (
 	AuthLogin       Action = "auth.login"
 	AuthLoginFailed Action = "auth.login_failed"
 	AuthLogout      Action = "auth.logout"
+
+	UserCreated      Action = "user.created"
+	UserDisabled     Action = "user.disabled"
+	UserTokenCreated Action = "user.token_created"
 )
 
 // Actions lists every valid Action.
 var Actions = []Action{
 	KeyGenerated, KeyRotated, KeyRevoked,
-	ReleaseAdded, ReleaseSigned, ReleaseApproved, ReleaseRejected, ReleasePublished, ReleaseRevoked,
+	ReleaseAdded, ReleaseSigned, ReleaseApproved, ReleaseRejected, ReleasePublished, ReleaseRevoked, ReleaseDeployed,
 	RolloutStarted, RolloutPaused, RolloutResumed, RolloutAdvanced, RolloutCancelled, RolloutCompleted,
 	DeviceEnrolled, DeviceUpdated, DeviceRolledBack, DeviceFailed, DeviceRemoved,
 	AuthLogin, AuthLoginFailed, AuthLogout,
+	UserCreated, UserDisabled, UserTokenCreated,
 }
 
 // Valid reports whether a is one of [Actions].

@@ -107,7 +107,7 @@ type ReleaseSummary struct {
 	Signed     []Event // release.signed
 	Approved   []Event // release.approved and release.rejected
 	Published  []Event // release.published and release.revoked
-	Rollouts   []Event // rollout.*
+	Rollouts   []Event // release.deployed and rollout.*
 	Installed  []Event // device.updated
 	RolledBack []Event // device.rolled_back
 	Failed     []Event // device.failed
@@ -133,6 +133,8 @@ func Summarize(release string, entries []Entry) *ReleaseSummary {
 			s.Approved = append(s.Approved, ev)
 		case ReleasePublished, ReleaseRevoked:
 			s.Published = append(s.Published, ev)
+		case ReleaseDeployed:
+			s.Rollouts = append(s.Rollouts, ev)
 		case RolloutStarted, RolloutPaused, RolloutResumed, RolloutAdvanced, RolloutCancelled, RolloutCompleted:
 			s.Rollouts = append(s.Rollouts, ev)
 		case DeviceUpdated:
