@@ -130,6 +130,10 @@ type Config struct {
 	Expires Expiry `json:"expires"`
 	// Environment is the trust environment: dev, staging or prod.
 	Environment string `json:"environment,omitempty"`
+	// AuditKey is the path (outside the repository) of the Ed25519 key that
+	// signs the checkpoints of the repository's audit log (REPO/audit/);
+	// empty means the repository keeps no audit log.
+	AuditKey string `json:"audit_key,omitempty"`
 	// OnlineSnapshotKey and OnlineTimestampKey are paths (or pkcs11: URIs)
 	// of the keys Publish and Timestamp use by default. Empty means the
 	// operator passes the keys each time.

@@ -53,6 +53,9 @@ type InitOptions struct {
 	// configuration as the default keys of Publish/Timestamp in the CLI.
 	// They must lie outside dir.
 	OnlineSnapshotKey, OnlineTimestampKey string
+	// AuditKey is the path of the audit log's checkpoint signing key
+	// (outside dir); "" means no audit log. See AuditDir.
+	AuditKey string
 	// Environment is dev (default), staging or prod. It is recorded in the
 	// signed root metadata and in every release; devices provisioned with a
 	// root of one environment refuse metadata of any other.
@@ -62,6 +65,18 @@ type InitOptions struct {
 // RootEnvironmentField is the field of the signed root metadata that names
 // the repository's trust environment.
 const RootEnvironmentField = "x-airlock-environment"
+
+// AuditDirName is the repository's audit log directory (never served).
+const AuditDirName = "audit"
+
+// AuditDir returns the directory of the repository's audit log, or "" when
+// the repository keeps none.
+func (r *Repo) AuditDir() string {
+	if r.cfg.AuditKey == "" {
+		return ""
+	}
+	return r.path(AuditDirName)
+}
 
 // Environment returns the repository's trust environment.
 func (r *Repo) Environment() string {
@@ -78,7 +93,7 @@ func Init(dir string, opts InitOptions) (*Repo, error) {
 	if err := checkEmptyDir(dir); err != nil {
 		return nil, err
 	}
-	for _, p := range []string{opts.OnlineSnapshotKey, opts.OnlineTimestampKey} {
+	for _, p := range []string{opts.OnlineSnapshotKey, opts.OnlineTimestampKey, opts.AuditKey} {
 		if err := CheckKeyPath(dir, p); err != nil {
 			return nil, err
 		}
@@ -101,7 +116,7 @@ func Init(dir string, opts InitOptions) (*Repo, error) {
 	if err := keys.CheckEnvironment(opts.Environment); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidOptions, err)
 	}
-	r := &Repo{dir: dir, cfg: Config{Schema: ConfigSchema, Expires: opts.Expires.withDefaults(), Environment: opts.Environment,
+	r := &Repo{dir: dir, cfg: Config{Schema: ConfigSchema, Expires: opts.Expires.withDefaults(), Environment: opts.Environment, AuditKey: opts.AuditKey,
 		OnlineSnapshotKey: opts.OnlineSnapshotKey, OnlineTimestampKey: opts.OnlineTimestampKey}, Now: time.Now}
 	now := r.now()
 

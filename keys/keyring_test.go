@@ -1,0 +1,67 @@
+package keys
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func TestKeyring(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sub", "keyring.json")
+	kr, err := OpenKeyring(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := kr.Register("aa", EnvDev, "dev key"); err != nil {
+		t.Fatal(err)
+	}
+	if err := kr.Register("bb", EnvProd, "prod key"); err != nil {
+		t.Fatal(err)
+	}
+	// Persisted, 0600.
+	fi, err := os.Stat(path)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("keyring file: %v %v", fi, err)
+	}
+	kr2, err := OpenKeyring(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if env, ok := kr2.Environment("aa"); !ok || env != EnvDev {
+		t.Fatalf("aa = %q %v", env, ok)
+	}
+	if err := kr2.Check("aa", EnvProd); !errors.Is(err, ErrEnvironment) {
+		t.Fatalf("dev key for prod: %v", err)
+	}
+	if err := kr2.Register("aa", EnvProd, ""); !errors.Is(err, ErrEnvironment) {
+		t.Fatalf("re-registering a dev key for prod: %v", err)
+	}
+	if err := kr2.Check("cc", EnvProd); err != nil {
+		t.Fatalf("unregistered key: %v", err)
+	}
+	if err := kr2.Register("dd", "production", ""); err == nil {
+		t.Fatal("unknown environment accepted")
+	}
+	for name, data := range map[string]string{
+		"junk":        "nope",
+		"unknown key": `{"keys":{},"x":1}`,
+		"bad env":     `{"keys":{"aa":{"environment":"qa","registered":"2026-01-01T00:00:00Z"}}}`,
+		"trailing":    `{"keys":{}} {}`,
+	} {
+		p := filepath.Join(t.TempDir(), "k.json")
+		os.WriteFile(p, []byte(data), 0o600)
+		if _, err := OpenKeyring(p); !errors.Is(err, ErrKeyring) {
+			t.Errorf("%s: err = %v, want ErrKeyring", name, err)
+		}
+	}
+}
+
+func FuzzOpenKeyring(f *testing.F) {
+	f.Add([]byte(`{"keys":{"aa":{"environment":"dev","registered":"2026-01-01T00:00:00Z"}}}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		p := filepath.Join(t.TempDir(), "k.json")
+		os.WriteFile(p, data, 0o600)
+		OpenKeyring(p)
+	})
+}
