@@ -47,6 +47,9 @@ const (
 	ActionReleaseDeploy    Action = "release.deploy"    // POST releases/{id}/deploy
 	ActionUserRead         Action = "user.read"         // GET users
 	ActionUserWrite        Action = "user.write"        // POST users, tokens, disable
+	ActionRolloutRead      Action = "rollout.read"      // GET rollouts
+	ActionRolloutWrite     Action = "rollout.write"     // POST rollouts, start, pause, resume, cancel
+	ActionDeviceTagWrite   Action = "device.tag"        // POST devices/{id}/tags
 )
 
 // permission is one row of the authorization table.
@@ -66,11 +69,15 @@ var permissions = map[Action]permission{
 	ActionReleaseDeploy:    {roles: []string{RoleOperator, RoleAdmin}, totp: true},
 	ActionUserRead:         {roles: []string{RoleAdmin}},
 	ActionUserWrite:        {roles: []string{RoleAdmin}, totp: true},
+	ActionRolloutRead:      {roles: Roles},
+	ActionRolloutWrite:     {roles: []string{RoleOperator, RoleAdmin}, totp: true},
+	ActionDeviceTagWrite:   {roles: []string{RoleOperator, RoleAdmin}, totp: true},
 }
 
 // Actions lists every action, in table order.
 var Actions = []Action{ActionFleetRead, ActionReleaseRead, ActionEnrollTokenWrite, ActionReleaseRegister,
-	ActionReleaseApprove, ActionReleaseDeploy, ActionUserRead, ActionUserWrite}
+	ActionReleaseApprove, ActionReleaseDeploy, ActionUserRead, ActionUserWrite, ActionRolloutRead, ActionRolloutWrite,
+	ActionDeviceTagWrite}
 
 // Authorize reports whether role may perform action. Unknown roles and
 // actions are denied.
@@ -92,6 +99,11 @@ const (
 	AuditUserCreated     = "user.created"
 	AuditUserDisabled    = "user.disabled"
 	AuditUserToken       = "user.token_created"
+	// Device events (from enrollment and status reports).
+	AuditDeviceEnrolled   = "device.enrolled"
+	AuditDeviceUpdated    = "device.updated"
+	AuditDeviceRolledBack = "device.rolled_back"
+	AuditDeviceFailed     = "device.failed"
 )
 
 // authState is the in-memory part of admin authentication: TOTP failure

@@ -56,9 +56,10 @@ type CheckinResponse struct {
 	PollIntervalSeconds int64      `json:"poll_interval_seconds"`
 	Repository          Repository `json:"repository"`
 	ServerTime          time.Time  `json:"server_time"`
-	// Assignment is reserved for the director (issue 6): the release this
-	// device is assigned, as signed director metadata. Omitted when empty.
-	Assignment []byte `json:"assignment,omitempty"`
+	// Assignment names the release a staged rollout assigned to this
+	// device. It is informational: the device installs only what the
+	// signed director metadata (DirectorPath) assigns. Omitted when none.
+	Assignment *Assignment `json:"assignment,omitempty"`
 }
 
 // StatusRequest is the body of POST /api/v1/status.
@@ -300,6 +301,7 @@ func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request) {
 	if _, err := s.db.AddEvent(r.Context(), store.Event{DeviceID: deviceID, Time: now, Kind: "enrolled", Version: req.CurrentVersion}); err != nil {
 		s.log.Warn("failed to record enrollment event", "device_id", deviceID, "err", err)
 	}
+	s.audit(r.Context(), deviceID, AuditDeviceEnrolled, map[string]string{"device": deviceID, "product": req.Product, "model": req.Model, "version": req.CurrentVersion})
 	writeJSON(w, http.StatusCreated, EnrollResponse{
 		DeviceID:            deviceID,
 		Certificate:         string(certPEM),
@@ -386,10 +388,19 @@ func (s *Server) handleCheckin(w http.ResponseWriter, r *http.Request, d store.D
 		return
 	}
 	s.metrics.checkins.Inc()
+	d.CurrentVersion = req.CurrentVersion
+	asg, err := s.rollouts.checkin(r.Context(), d)
+	if err != nil {
+		// The check-in itself is recorded; a rollout problem must not cut
+		// the device off from the server.
+		s.log.Error("rollout assignment failed", "device_id", d.ID, "err", err)
+		asg = nil
+	}
 	writeJSON(w, http.StatusOK, CheckinResponse{
 		PollIntervalSeconds: int64(s.cfg.PollInterval / time.Second),
 		Repository:          s.repository(r),
 		ServerTime:          now.UTC().Truncate(time.Second),
+		Assignment:          asg,
 	})
 }
 
@@ -421,9 +432,21 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request, d store.De
 		writeError(w, r, err)
 		return
 	}
+	if err := s.rollouts.report(r.Context(), d, req.Kind, req.Version, req.Message); err != nil {
+		s.log.Error("rollout report failed", "device_id", d.ID, "err", err)
+	}
 	switch req.Kind {
 	case store.StateCommitted, store.StateRolledBack, store.StateFailed:
 		s.metrics.installs.WithLabelValues(req.Kind).Inc()
+		action := map[string]string{store.StateCommitted: AuditDeviceUpdated, store.StateRolledBack: AuditDeviceRolledBack, store.StateFailed: AuditDeviceFailed}[req.Kind]
+		details := map[string]string{"device": d.ID, "version": req.Version}
+		if req.Version != "" {
+			details["release"] = d.Product + "@" + req.Version
+		}
+		if req.Message != "" {
+			details["message"] = truncate(req.Message)
+		}
+		s.audit(r.Context(), d.ID, action, details)
 	}
 	w.WriteHeader(http.StatusNoContent)
 }

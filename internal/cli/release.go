@@ -1,9 +1,13 @@
 package cli
 
 import (
+	"crypto"
 	"flag"
 	"fmt"
+	"github.com/airlockfw/airlock/audit"
+	"github.com/airlockfw/airlock/keys"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/airlockfw/airlock/repo"
@@ -132,6 +136,10 @@ Example:
 			if err != nil {
 				return err
 			}
+			if err := recordRepo(e.Ctx, e, r, audit.Entry{Action: audit.ReleaseAdded, Release: info.Product + "@" + info.Version,
+				Details: map[string]string{"target": info.TargetPath, "sha256": info.SHA256, "keys": signerIDs(signers...)}}); err != nil {
+				return err
+			}
 			fmt.Fprintln(e.Stdout, info.TargetPath)
 			e.Printf("airlock: staged %s %s (%d bytes, sha256 %s), signatures %d/%d\n",
 				info.Product, info.Version, info.Length, info.SHA256, info.Signatures, info.Threshold)
@@ -227,6 +235,14 @@ Examples:
 			if err != nil {
 				return err
 			}
+			rel := ""
+			if *version != "" {
+				rel = *product + "@" + *version
+			}
+			if err := recordRepo(e.Ctx, e, r, audit.Entry{Action: audit.ReleaseSigned, Release: rel,
+				Details: map[string]string{"role": *product, "keys": signerIDs(s), "signatures": fmt.Sprintf("%d/%d", have, need)}}); err != nil {
+				return err
+			}
 			fmt.Fprintf(e.Stdout, "%d/%d\n", have, need)
 			e.Printf("airlock: %s has %d of %d signatures\n", *product, have, need)
 			return nil
@@ -284,4 +300,15 @@ Example:
 			return tw.Flush()
 		}
 	},
+}
+
+// signerIDs lists the TUF key IDs of signers, comma-separated.
+func signerIDs(signers ...crypto.Signer) string {
+	var ids []string
+	for _, s := range signers {
+		if id, err := keys.KeyID(s.Public()); err == nil {
+			ids = append(ids, id)
+		}
+	}
+	return strings.Join(ids, ",")
 }

@@ -6,8 +6,11 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/airlockfw/airlock/audit"
+	"github.com/airlockfw/airlock/release"
 	"io"
 	"os"
+	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -97,7 +100,8 @@ var repoInitCmd = &command{
          [--root-expires 365d] [--targets-expires 180d] [--snapshot-expires 7d]
          [--timestamp-expires 1d] [--product-expires 180d]
          [--online-snapshot-key PATH] [--online-timestamp-key PATH]
-         [--env dev|staging|prod] [--keyring FILE] [--passphrase-file FILE]
+         [--env dev|staging|prod] [--keyring FILE] [--audit-key PATH]
+         [--passphrase-file FILE]
 
 Creates a new repository in REPO (which must not exist or be empty): root,
 targets, snapshot and timestamp metadata version 1, all signed, consistent
@@ -140,6 +144,8 @@ Flags:
   --online-timestamp-key PATH  record the default key of 'repo publish' and 'repo timestamp'
   --env ENV                    trust environment: dev (default), staging or prod
   --keyring FILE               key environment registry (default $AIRLOCK_KEYRING or ~/.config/airlock/keyring.json)
+  --audit-key PATH             keep a tamper-evident audit log in REPO/audit whose checkpoints this
+                               Ed25519 key signs (created 0600 if absent; must lie outside REPO)
   --passphrase-file FILE       passphrase of encrypted private keys
 
 Example (2-of-3 root, the third holder enrolled by public key):
@@ -162,6 +168,7 @@ Example (2-of-3 root, the third holder enrolled by public key):
 		onlineTS := fs.String("online-timestamp-key", "", "")
 		env := fs.String("env", "", "")
 		keyring := fs.String("keyring", "", "")
+		auditKey := fs.String("audit-key", "", "")
 		passFile := fs.String("passphrase-file", "", "")
 		var exp repo.Expiry
 		durationFlag(fs, "root-expires", &exp.Root)
@@ -188,7 +195,7 @@ Example (2-of-3 root, the third holder enrolled by public key):
 			if *threshold < 1 || *threshold > len(rootKeys) {
 				return usagef("--root-threshold %d with %d root keys", *threshold, len(rootKeys))
 			}
-			if err := checkKeys(*dir, append([]string{*targetsKey, *snapKey, *tsKey, *onlineSnap, *onlineTS}, rootKeys...)...); err != nil {
+			if err := checkKeys(*dir, append([]string{*targetsKey, *snapKey, *tsKey, *onlineSnap, *onlineTS, *auditKey}, rootKeys...)...); err != nil {
 				return err
 			}
 			if *env != "" {
@@ -243,8 +250,25 @@ Example (2-of-3 root, the third holder enrolled by public key):
 					return err
 				}
 			}
+			if opts.AuditKey, err = ensureAuditKey(*auditKey); err != nil {
+				return err
+			}
 			r, err := repo.Init(*dir, opts)
 			if err != nil {
+				return err
+			}
+			var entries []audit.Entry
+			for role, pubs := range map[string][]crypto.PublicKey{"root": opts.RootKeys, "targets": {opts.Targets.Public()},
+				"snapshot": {opts.Snapshot.Public()}, "timestamp": {opts.Timestamp.Public()}} {
+				for _, pub := range pubs {
+					id, _ := keys.KeyID(pub)
+					entries = append(entries, audit.Entry{Action: audit.KeyGenerated, Details: map[string]string{"role": role, "key_id": id, "environment": r.Environment(), "event": "repository created"}})
+				}
+			}
+			sort.Slice(entries, func(i, j int) bool {
+				return entries[i].Details["role"]+entries[i].Details["key_id"] < entries[j].Details["role"]+entries[j].Details["key_id"]
+			})
+			if err := recordRepo(e.Ctx, e, r, entries...); err != nil {
 				return err
 			}
 			e.Printf("airlock: created %s repository %s (root %d-of-%d); serve %s\n", r.Environment(), *dir, *threshold, len(rootKeys), r.PublicDir())
@@ -331,6 +355,15 @@ Example:
 			if err := r.Delegate(*product, pubs, *threshold, ts); err != nil {
 				return err
 			}
+			var ids []string
+			for _, pub := range pubs {
+				id, _ := keys.KeyID(pub)
+				ids = append(ids, id)
+			}
+			if err := recordRepo(e.Ctx, e, r, audit.Entry{Action: audit.KeyRotated, Details: map[string]string{
+				"role": *product, "event": "delegated", "keys": strings.Join(ids, ","), "threshold": fmt.Sprint(*threshold)}}); err != nil {
+				return err
+			}
 			if *keyring != "" {
 				if err := registerKeys(kr, r.Environment(), "product "+*product, pubs...); err != nil {
 					return err
@@ -403,6 +436,16 @@ Example:
 			}
 			res, err := r.Publish(ss, ts)
 			if err != nil {
+				return err
+			}
+			var entries []audit.Entry
+			for _, p := range res.Released {
+				if prod, v, _, err := release.ParseTargetPath(p); err == nil {
+					entries = append(entries, audit.Entry{Action: audit.ReleasePublished, Release: prod.String() + "@" + v.String(),
+						Details: map[string]string{"target": p, "snapshot": fmt.Sprint(res.SnapshotVersion), "timestamp": fmt.Sprint(res.TimestampVersion)}})
+				}
+			}
+			if err := recordRepo(e.Ctx, e, r, entries...); err != nil {
 				return err
 			}
 			for _, p := range res.Released {
@@ -575,6 +618,15 @@ Examples:
 			if err != nil {
 				return err
 			}
+			var added []string
+			for _, pub := range opts.Add {
+				id, _ := keys.KeyID(pub)
+				added = append(added, id)
+			}
+			if err := recordRepo(e.Ctx, e, r, audit.Entry{Action: audit.KeyRotated, Details: map[string]string{
+				"role": opts.Role, "added": strings.Join(added, ","), "removed": strings.Join(opts.Remove, ",")}}); err != nil {
+				return err
+			}
 			for _, s := range res.Staged {
 				fmt.Fprintln(e.Stdout, s)
 			}
@@ -652,6 +704,9 @@ Example:
 				return err
 			}
 			if err := r.Revoke(*product, id, ts); err != nil {
+				return err
+			}
+			if err := recordRepo(e.Ctx, e, r, audit.Entry{Action: audit.KeyRevoked, Details: map[string]string{"role": *product, "key_id": id}}); err != nil {
 				return err
 			}
 			e.Printf("airlock: revoked key %s from %s (staged; run 'airlock repo publish', then re-sign affected releases)\n", id, *product)

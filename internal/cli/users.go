@@ -300,7 +300,7 @@ func auditHook(rec audit.Recorder, log *slog.Logger) func(context.Context, strin
 			log.LogAttrs(ctx, slog.LevelInfo, "audit", slog.String("actor", actor), slog.String("action", action), slog.Any("details", details))
 			return
 		}
-		e := audit.Entry{Actor: actor, Action: a, Release: details["release"], Details: details}
+		e := audit.Entry{Actor: actor, Action: a, Release: details["release"], Device: details["device"], Details: details}
 		if _, err := rec.Append(ctx, e); err != nil {
 			log.Error("failed to append to the audit log", "action", action, "err", err)
 		}
