@@ -119,6 +119,7 @@ Example:
 						}
 						defer log.Close()
 						cfg.Audit = auditHook(log, cfg.Logger)
+						cfg.AuditDir = *auditDir
 					}
 					db, err := openStore(e.Ctx, cfg.DataDir, *dsn)
 					if err != nil {
