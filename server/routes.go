@@ -29,6 +29,8 @@ func (s *Server) routes() http.Handler {
 		s.metrics.handler().ServeHTTP(w, r)
 	}))
 	s.governanceRoutes(mux)
+	s.rolloutRoutes(mux)
+	s.dashboardRoutes(mux)
 	return s.instrument(mux)
 }
 

@@ -95,6 +95,18 @@ type Config struct {
 	// releases added, approved and deployed, user changes (see the Audit*
 	// constants). actor is a user name, or "unknown". It must not block.
 	Audit func(ctx context.Context, actor, action string, details map[string]string)
+	// RolloutTick is how often the rollout engine re-counts running
+	// rollouts, times out silent devices and applies the health gates;
+	// zero means DefaultRolloutTick.
+	RolloutTick time.Duration
+	// DirectorTimestampExpiry and DirectorExpiry are the lifetimes of a
+	// device's director timestamp and of its snapshot and targets; zero
+	// means DefaultDirectorTimestampExpiry and DefaultDirectorExpiry.
+	DirectorTimestampExpiry, DirectorExpiry time.Duration
+	// AuditDir, when set, is the audit log directory (serve --audit-dir) the
+	// dashboard reads a release's audit trail from; empty means the
+	// dashboard shows what the store knows instead.
+	AuditDir string
 }
 
 // Errors of the server's configuration.
@@ -125,6 +137,9 @@ type Server struct {
 	kek      *KEK
 	auth     *authState
 	handler  http.Handler
+	director *director
+	images   *imageRepo
+	rollouts *rolloutEngine
 	ln       net.Listener
 	mln      net.Listener
 	served   atomic.Bool
@@ -191,6 +206,9 @@ func New(cfg Config) (_ *Server, err error) {
 	}
 	s.metrics = newMetrics(s)
 	if err := s.initGovernance(); err != nil {
+		return nil, err
+	}
+	if err := s.initRollouts(); err != nil {
 		return nil, err
 	}
 	s.handler = s.routes()
@@ -384,6 +402,9 @@ func (s *Server) Serve(ctx context.Context) error {
 		servers = append(servers, msrv)
 		go func() { errc <- msrv.Serve(s.mln) }()
 	}
+	rctx, stopRollouts := context.WithCancel(ctx)
+	defer stopRollouts()
+	go s.rollouts.run(rctx, s.cfg.RolloutTick)
 	tick := time.NewTicker(CertCheckInterval)
 	defer tick.Stop()
 	var serveErr error

@@ -23,6 +23,7 @@ func init() {
                      [--db DSN] [--manufacturing-ca F] [--hostname H]... [--public-url URL]
                      [--poll-interval 60s] [--metrics-listen ADDR] [--shutdown-timeout 30s]
                      [--kek-file F] [--prod-approvals 2] [--audit-dir DIR --audit-key F]
+                     [--rollout-tick 10s] [--director-timestamp-expiry 1h] [--director-expiry 24h]
 
 Serves, over HTTPS only (TLS 1.2+):
   /repo/metadata/, /repo/targets/   the repository's public TUF files and payloads
@@ -65,6 +66,12 @@ Flags:
                            to the tamper-evident audit log in DIR
   --audit-key F            Ed25519 key signing the audit log's checkpoints
                            (created if missing); with --audit-dir
+  --rollout-tick D         how often rollouts are re-counted, silent devices timed
+                           out and health gates applied (default 10s)
+  --director-timestamp-expiry D
+                           lifetime of a device's director timestamp (default 1h)
+  --director-expiry D      lifetime of a device's director snapshot and targets
+                           (default 24h)
 
 Users and roles: 'airlock server user add', 'airlock server user totp',
 docs/security.md.
@@ -91,6 +98,9 @@ Example:
 				fs.StringVar(&cfg.KEKFile, "kek-file", "", "")
 				fs.IntVar(&cfg.ProdApprovals, "prod-approvals", server.DefaultProdApprovals, "")
 				auditDir, auditKey := fs.String("audit-dir", "", ""), fs.String("audit-key", "", "")
+				fs.DurationVar(&cfg.RolloutTick, "rollout-tick", server.DefaultRolloutTick, "")
+				fs.DurationVar(&cfg.DirectorTimestampExpiry, "director-timestamp-expiry", server.DefaultDirectorTimestampExpiry, "")
+				fs.DurationVar(&cfg.DirectorExpiry, "director-expiry", server.DefaultDirectorExpiry, "")
 				return func(e *Env, args []string) error {
 					if len(args) != 0 {
 						return usagef("unexpected arguments %q", args)
@@ -106,6 +116,14 @@ Example:
 					}
 					if cfg.ProdApprovals < 1 || cfg.ProdApprovals > server.MaxProdApprovals {
 						return usagef("--prod-approvals must be between 1 and %d", server.MaxProdApprovals)
+					}
+					if cfg.RolloutTick < server.MinRolloutTick || cfg.RolloutTick > server.MaxRolloutTick {
+						return usagef("--rollout-tick must be between %v and %v", server.MinRolloutTick, server.MaxRolloutTick)
+					}
+					for _, d := range []time.Duration{cfg.DirectorTimestampExpiry, cfg.DirectorExpiry} {
+						if d < server.MinDirectorExpiry || d > server.MaxDirectorExpiry {
+							return usagef("director expiries must be between %v and %v", server.MinDirectorExpiry, server.MaxDirectorExpiry)
+						}
 					}
 					if (*auditDir == "") != (*auditKey == "") {
 						return usagef("--audit-dir and --audit-key go together")

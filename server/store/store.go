@@ -326,6 +326,9 @@ type Store interface {
 	// stored, and returns the stored value (the existing one, or value).
 	PutSecretIfAbsent(ctx context.Context, name string, value []byte, now time.Time) ([]byte, error)
 
+	// RolloutStore: staged rollouts, their devices and director state.
+	RolloutStore
+
 	// Stats returns record counts and the database size.
 	Stats(ctx context.Context) (Stats, error)
 

@@ -157,6 +157,24 @@ func truncate(s string) string {
 	return s
 }
 
+// validateTags checks device tags: at most MaxTags, unique, non-empty.
+func validateTags(tags []string) error {
+	if len(tags) > MaxTags {
+		return invalid("device tags", "%d tags exceeds limit %d", len(tags), MaxTags)
+	}
+	seen := make(map[string]bool, len(tags))
+	for i, tag := range tags {
+		if err := checkString(fmt.Sprintf("device tag %d", i), tag, true); err != nil {
+			return err
+		}
+		if seen[tag] {
+			return invalid(fmt.Sprintf("device tag %d", i), "duplicate tag %q", truncate(tag))
+		}
+		seen[tag] = true
+	}
+	return nil
+}
+
 func validateDevice(d *Device) error {
 	if err := checkID("device id", d.ID); err != nil {
 		return err
@@ -170,18 +188,8 @@ func validateDevice(d *Device) error {
 	if err := checkString("device channel", d.Channel, false); err != nil {
 		return err
 	}
-	if len(d.Tags) > MaxTags {
-		return invalid("device tags", "%d tags exceeds limit %d", len(d.Tags), MaxTags)
-	}
-	seen := make(map[string]bool, len(d.Tags))
-	for i, tag := range d.Tags {
-		if err := checkString(fmt.Sprintf("device tag %d", i), tag, true); err != nil {
-			return err
-		}
-		if seen[tag] {
-			return invalid(fmt.Sprintf("device tag %d", i), "duplicate tag %q", truncate(tag))
-		}
-		seen[tag] = true
+	if err := validateTags(d.Tags); err != nil {
+		return err
 	}
 	if err := checkString("device current version", d.CurrentVersion, false); err != nil {
 		return err
