@@ -190,7 +190,7 @@ func TestDeviceAPIRefusesRequestsWithoutAValidDeviceIdentity(t *testing.T) {
 	e.start()
 
 	// A certificate the real device CA signed, but for a serial never enrolled.
-	deviceCAKey, err := loadKey(filepath.Join(e.cfg.DataDir, DeviceCAKeyFile))
+	deviceCAKey, err := loadCAKey(filepath.Join(e.cfg.DataDir, DeviceCAKeyFile), e.srv.kek)
 	if err != nil {
 		t.Fatal(err)
 	}

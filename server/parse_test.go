@@ -1,8 +1,10 @@
 package server
 
 import (
+	"bytes"
 	"crypto/x509"
 	"errors"
+	"github.com/airlockfw/airlock/keys"
 	"os"
 	"path/filepath"
 	"strings"
@@ -122,7 +124,11 @@ func TestEnsureCAIsStableAndKeysArePrivate(t *testing.T) {
 
 func TestServerCertificateCoversHostnamesAndIsRenewed(t *testing.T) {
 	dir := t.TempDir()
-	c, err := loadOrCreateCA(dir, CAFile, CAKeyFile, "test CA")
+	kek, _, err := LoadOrCreateKEK(filepath.Join(dir, KEKFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := loadOrCreateCA(dir, CAFile, CAKeyFile, "test CA", kek)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,5 +156,47 @@ func TestServerCertificateCoversHostnamesAndIsRenewed(t *testing.T) {
 	more, _ := loadOrIssueServerCert(dir, c, serverNames([]string{"new.example.com"}), now)
 	if more.Leaf.VerifyHostname("new.example.com") != nil {
 		t.Fatal("a new hostname did not reissue the certificate")
+	}
+}
+
+// TestCAKeysAreSealedWithTheKEK: the CA private keys at rest are encrypted
+// with the KEK (which is not in the database); a wrong KEK fails closed; a
+// plain key from an earlier version is sealed on first load.
+func TestCAKeysAreSealedWithTheKEK(t *testing.T) {
+	dir := t.TempDir()
+	if _, _, err := EnsureCA(dir); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(filepath.Join(dir, CAKeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(data, []byte("PRIVATE KEY")) {
+		t.Fatal("CA key is stored in the clear")
+	}
+	other, err := NewKEK(bytes.Repeat([]byte{7}, KEKSize))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := loadCAKey(filepath.Join(dir, CAKeyFile), other); err == nil {
+		t.Fatal("CA key opened with the wrong KEK")
+	}
+	// Legacy plain key: accepted once, then sealed.
+	legacy := filepath.Join(dir, "legacy.key")
+	k, _ := keys.Generate(keys.ECDSAP256)
+	pemKey, _ := keys.MarshalPrivate(k, nil)
+	os.WriteFile(legacy, pemKey, 0o600)
+	kek, err := LoadKEK(filepath.Join(dir, KEKFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := loadCAKey(legacy, kek); err != nil {
+		t.Fatal(err)
+	}
+	if data, _ := os.ReadFile(legacy); bytes.Contains(data, []byte("PRIVATE KEY")) {
+		t.Fatal("legacy key was not sealed")
+	}
+	if _, err := loadCAKey(legacy, kek); err != nil {
+		t.Fatalf("sealed legacy key: %v", err)
 	}
 }

@@ -88,7 +88,14 @@ func Fingerprint(cert *x509.Certificate) string {
 // ca.key, ECDSA P-256, key 0600 created with O_EXCL) and returns its PEM
 // certificate and SHA-256 fingerprint (lowercase hex), which devices pin.
 func EnsureCA(dataDir string) (caPEM []byte, fingerprint string, err error) {
-	c, err := loadOrCreateCA(dataDir, CAFile, CAKeyFile, "Airlock server CA")
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return nil, "", fmt.Errorf("failed to create data directory: %w", err)
+	}
+	kek, _, err := LoadOrCreateKEK(filepath.Join(dataDir, KEKFile))
+	if err != nil {
+		return nil, "", err
+	}
+	c, err := loadOrCreateCA(dataDir, CAFile, CAKeyFile, "Airlock server CA", kek)
 	if err != nil {
 		return nil, "", err
 	}
@@ -98,16 +105,16 @@ func EnsureCA(dataDir string) (caPEM []byte, fingerprint string, err error) {
 // loadOrCreateCA loads the CA in dir, creating the key and/or certificate if
 // absent. Crash safety: the key is written first (O_EXCL, fsync); a key
 // without a certificate gets a new self-signed certificate.
-func loadOrCreateCA(dir, certName, keyName, cn string) (*ca, error) {
+func loadOrCreateCA(dir, certName, keyName, cn string, kek *KEK) (*ca, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("failed to create data directory: %w", err)
 	}
 	keyPath := filepath.Join(dir, keyName)
-	key, err := loadKey(keyPath)
+	key, err := loadCAKey(keyPath, kek)
 	if errors.Is(err, fs.ErrNotExist) {
-		key, err = createKey(keyPath)
+		key, err = createCAKey(keyPath, kek)
 		if errors.Is(err, fs.ErrExist) { // lost a race with another process
-			key, err = loadKey(keyPath)
+			key, err = loadCAKey(keyPath, kek)
 		}
 	}
 	if err != nil {
@@ -454,4 +461,70 @@ func issueDeviceCert(c *ca, deviceID string, pub crypto.PublicKey, now time.Time
 		return nil, nil, fmt.Errorf("internal error: parsing issued certificate: %w", err)
 	}
 	return cert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), nil
+}
+
+// caKeyPurpose binds sealed CA keys to their use (KEK additional data).
+const caKeyPurpose = "ca-key"
+
+// createCAKey generates an ECDSA P-256 CA key and writes it sealed with the
+// KEK (O_EXCL, mode 0600): a copy of the data directory without the KEK
+// does not reveal the keys that sign server and device certificates.
+func createCAKey(path string, kek *KEK) (crypto.Signer, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("failed to generate key: %w", err)
+	}
+	data, err := keys.MarshalPrivate(key, nil)
+	if err != nil {
+		return nil, err
+	}
+	sealed, err := kek.Seal(caKeyPurpose, filepath.Base(path), data)
+	clear(data)
+	if err != nil {
+		return nil, err
+	}
+	if err := writeExclusive(path, sealed, 0o600); err != nil {
+		return nil, err
+	}
+	return key, nil
+}
+
+// loadCAKey reads a CA key sealed with the KEK. A plain PKCS#8 key (written
+// by an earlier version) is accepted once and re-written sealed.
+func loadCAKey(path string, kek *KEK) (crypto.Signer, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("%w: %s has mode %v (chmod 600 it)", ErrInsecureKeyFile, path, fi.Mode().Perm())
+	}
+	data, err := readLimited(path)
+	if err != nil {
+		return nil, err
+	}
+	if bytes.HasPrefix(data, []byte("-----BEGIN")) {
+		k, err := keys.ParsePrivate(data, nil)
+		if err != nil {
+			return nil, fmt.Errorf("failed to parse %s: %w", path, err)
+		}
+		sealed, err := kek.Seal(caKeyPurpose, filepath.Base(path), data)
+		if err != nil {
+			return nil, err
+		}
+		if err := durable.WriteFile(durable.OS, path, sealed, 0o600); err != nil {
+			return nil, fmt.Errorf("failed to seal %s with the KEK: %w", path, err)
+		}
+		return k, nil
+	}
+	pemKey, err := kek.Open(caKeyPurpose, filepath.Base(path), data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	defer clear(pemKey)
+	k, err := keys.ParsePrivate(pemKey, nil)
+	if err != nil {
+		return nil, fmt.Errorf("failed to parse %s: %w", path, err)
+	}
+	return k, nil
 }

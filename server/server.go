@@ -194,6 +194,10 @@ func New(cfg Config) (_ *Server, err error) {
 			s.Close()
 		}
 	}()
+	// The KEK comes first: it seals the CA keys loadPKI reads.
+	if err := s.loadKEK(); err != nil {
+		return nil, err
+	}
 	if err := s.loadPKI(); err != nil {
 		return nil, err
 	}
@@ -229,7 +233,7 @@ func New(cfg Config) (_ *Server, err error) {
 func (s *Server) loadPKI() error {
 	var err error
 	if s.cfg.TLSCertFile == "" {
-		if s.tlsCA, err = loadOrCreateCA(s.cfg.DataDir, CAFile, CAKeyFile, "Airlock server CA"); err != nil {
+		if s.tlsCA, err = loadOrCreateCA(s.cfg.DataDir, CAFile, CAKeyFile, "Airlock server CA", s.kek); err != nil {
 			return err
 		}
 		s.caPEM, s.caFP = s.tlsCA.pem, Fingerprint(s.tlsCA.cert)
@@ -240,7 +244,7 @@ func (s *Server) loadPKI() error {
 	if s.tlsCA == nil {
 		s.caFP = Fingerprint(s.cert.Load().Leaf)
 	}
-	if s.deviceCA, err = loadOrCreateCA(s.cfg.DataDir, DeviceCAFile, DeviceCAKeyFile, "Airlock device CA"); err != nil {
+	if s.deviceCA, err = loadOrCreateCA(s.cfg.DataDir, DeviceCAFile, DeviceCAKeyFile, "Airlock device CA", s.kek); err != nil {
 		return err
 	}
 	pool := x509.NewCertPool()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -86,23 +87,11 @@ func (s *Server) initGovernance() error {
 	if s.cfg.ProdApprovals < 1 || s.cfg.ProdApprovals > MaxProdApprovals {
 		return fmt.Errorf("%w: prod approvals %d outside 1..%d", ErrConfig, s.cfg.ProdApprovals, MaxProdApprovals)
 	}
-	path := s.cfg.KEKFile
-	if path == "" {
-		path = filepath.Join(s.cfg.DataDir, KEKFile)
+	if s.kek == nil {
+		if err := s.loadKEK(); err != nil {
+			return err
+		}
 	}
-	kek, created, err := LoadOrCreateKEK(path)
-	if err != nil {
-		return err
-	}
-	if created {
-		s.log.Warn("created a new key-encryption key; back it up and keep it off the database's volume in production", "path", path)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), StoreTimeout)
-	defer cancel()
-	if err := CheckKEK(ctx, s.db, kek, s.now()); err != nil {
-		return err
-	}
-	s.kek = kek
 	s.auth = newAuthState()
 	s.metrics.reg.MustRegister(s.auth.results)
 	return nil
@@ -258,4 +247,30 @@ func readEmpty(w http.ResponseWriter, r *http.Request) error {
 	}
 	var none struct{}
 	return readJSON(w, r, MaxAdminBodySize, &none)
+}
+
+// loadKEK loads (or creates) the key-encryption key and checks it against
+// the database: a wrong KEK fails closed before anything is served.
+func (s *Server) loadKEK() error {
+	path := s.cfg.KEKFile
+	if path == "" {
+		path = filepath.Join(s.cfg.DataDir, KEKFile)
+	}
+	if err := os.MkdirAll(s.cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("failed to create data directory: %w", err)
+	}
+	kek, created, err := LoadOrCreateKEK(path)
+	if err != nil {
+		return err
+	}
+	if created {
+		s.log.Warn("created a new key-encryption key; back it up and keep it off the database's volume in production", "path", path)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), StoreTimeout)
+	defer cancel()
+	if err := CheckKEK(ctx, s.db, kek, s.now()); err != nil {
+		return err
+	}
+	s.kek = kek
+	return nil
 }
