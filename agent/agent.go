@@ -1,7 +1,9 @@
 package agent
 
 import (
+	"bytes"
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -16,6 +18,7 @@ import (
 	"time"
 
 	"github.com/airlockfw/airlock/device"
+	"github.com/airlockfw/airlock/internal/durable"
 	"github.com/airlockfw/airlock/release"
 	"github.com/airlockfw/airlock/trust"
 	"github.com/airlockfw/airlock/verify"
@@ -32,6 +35,8 @@ const (
 	Jitter = 0.10
 	// RebootCommandTimeout bounds the reboot command.
 	RebootCommandTimeout = 5 * time.Minute
+	// TLSSessionCacheSize bounds the TLS sessions kept for resumption.
+	TLSSessionCacheSize = 4
 )
 
 // Actions of a poll cycle (Result.Action).
@@ -70,6 +75,12 @@ type Options struct {
 	// (see DownloadOptions).
 	ResumeBackoff     time.Duration
 	MaxResumeAttempts int
+	// FS is the filesystem of every file the agent and its device use:
+	// the device config, state directory, slots and boot control, the
+	// identity directory, the enrollment token, the server CA and the
+	// director root (nil: durable.OS). The fleet simulator gives each
+	// simulated device its own durable.Mem.
+	FS durable.FS
 }
 
 // Agent is the device agent. It is not safe for concurrent use; run one
@@ -77,9 +88,16 @@ type Options struct {
 type Agent struct {
 	cfg      *Config
 	opts     Options
+	fs       durable.FS
 	log      *slog.Logger
 	pool     *x509.CertPool
 	interval time.Duration // the server's poll interval, else the config's
+
+	// sessions caches TLS sessions of the mTLS client across poll cycles
+	// (resumption saves a full handshake per poll); it belongs to the
+	// identity whose leaf is sessionsFor.
+	sessions    tls.ClientSessionCache
+	sessionsFor []byte
 }
 
 // Result describes one poll cycle.
@@ -94,12 +112,15 @@ func New(cfg *Config, opts Options) (*Agent, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	a := &Agent{cfg: cfg, opts: opts, log: opts.Logger, interval: cfg.PollInterval}
+	a := &Agent{cfg: cfg, opts: opts, fs: opts.FS, log: opts.Logger, interval: cfg.PollInterval}
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)
 	}
+	if a.fs == nil {
+		a.fs = durable.OS
+	}
 	if cfg.ServerCA != "" {
-		pool, err := loadCAPool(cfg.Path(cfg.ServerCA), cfg.ServerCASHA256)
+		pool, err := loadCAPool(a.fs, cfg.Path(cfg.ServerCA), cfg.ServerCASHA256)
 		if err != nil {
 			return nil, err
 		}
@@ -114,12 +135,13 @@ func (a *Agent) PollInterval() time.Duration { return a.interval }
 
 // cycle is the state of one poll cycle.
 type cycle struct {
-	dev  *device.Device
-	view *deviceView
-	api  *apiClient   // nil in repository-only mode
-	http *http.Client // for the repository
-	meta string
-	tgts string
+	dev      *device.Device
+	view     *deviceView
+	api      *apiClient   // nil in repository-only mode
+	http     *http.Client // for the repository (and the director)
+	meta     string
+	tgts     string
+	deviceID string // the server's ID of this device (its certificate's CN)
 }
 
 // RunOnce runs one poll cycle: finish a pending trial boot (health check,
@@ -128,15 +150,22 @@ type cycle struct {
 // and commit. Every step is reported to the server. It returns the error of
 // a failed step (after reporting it).
 func (a *Agent) RunOnce(ctx context.Context) (*Result, error) {
-	d, err := a.cfg.openDevice(device.Options{Now: a.opts.Now, HealthOutput: a.opts.HealthOutput})
+	d, err := a.cfg.openDevice(a.fs, device.Options{Now: a.opts.Now, HealthOutput: a.opts.HealthOutput})
 	if err != nil {
 		return nil, err
 	}
-	view, err := readDevice(d)
+	view, err := readDevice(a.fs, d)
 	if err != nil {
 		return nil, err
 	}
 	c := &cycle{dev: d, view: view, meta: a.cfg.MetadataURL, tgts: a.cfg.TargetsURL}
+	defer func() {
+		// One poll, one set of connections: a fleet of agents must not
+		// hold idle connections to the server between polls.
+		if c.http != nil {
+			c.http.CloseIdleConnections()
+		}
+	}()
 	if err := a.connect(ctx, c); err != nil {
 		return nil, err
 	}
@@ -167,7 +196,7 @@ func (a *Agent) RunOnce(ctx context.Context) (*Result, error) {
 // connect sets up the HTTP client, enrolls if needed and checks in.
 func (a *Agent) connect(ctx context.Context, c *cycle) error {
 	if a.cfg.Server == "" {
-		c.http = newHTTPClient(a.pool, a.cfg.ServerCASHA256, nil)
+		c.http = newHTTPClient(a.pool, a.cfg.ServerCASHA256, nil, nil)
 		return nil
 	}
 	base, err := url.Parse(a.cfg.Server)
@@ -175,9 +204,10 @@ func (a *Agent) connect(ctx context.Context, c *cycle) error {
 		return err
 	}
 	cfg := c.dev.Config()
-	id, err := loadIdentity(a.cfg.Path(a.cfg.IdentityDir))
+	id, err := loadIdentity(a.fs, a.cfg.Path(a.cfg.IdentityDir))
 	if errors.Is(err, ErrNotEnrolled) {
-		api := &apiClient{base: base, client: newHTTPClient(a.pool, a.cfg.ServerCASHA256, nil)}
+		api := &apiClient{base: base, client: newHTTPClient(a.pool, a.cfg.ServerCASHA256, nil, nil)}
+		defer api.client.CloseIdleConnections()
 		var resp *EnrollResponse
 		id, resp, err = a.enroll(ctx, api, EnrollRequest{
 			Model: cfg.Model, HWRev: cfg.HWRev, Product: cfg.Product, Channel: cfg.Channel,
@@ -194,7 +224,11 @@ func (a *Agent) connect(ctx context.Context, c *cycle) error {
 	if err != nil {
 		return err
 	}
-	c.http = newHTTPClient(a.pool, a.cfg.ServerCASHA256, id)
+	if a.sessions == nil || !bytes.Equal(a.sessionsFor, id.Leaf.Raw) {
+		a.sessions, a.sessionsFor = tls.NewLRUClientSessionCache(TLSSessionCacheSize), id.Leaf.Raw
+	}
+	c.deviceID = id.Leaf.Subject.CommonName
+	c.http = newHTTPClient(a.pool, a.cfg.ServerCASHA256, id, a.sessions)
 	c.api = &apiClient{base: base, client: c.http}
 	resp, iv, err := c.api.checkin(ctx, CheckinRequest{
 		CurrentVersion: c.view.currentVersion(), SecurityCounter: c.view.counter, State: c.view.state(),
@@ -205,6 +239,10 @@ func (a *Agent) connect(ctx context.Context, c *cycle) error {
 	}
 	if iv > 0 {
 		a.interval = iv
+	}
+	if asg := resp.Assignment; asg != nil {
+		a.log.Debug("check-in names an assignment (informational: the director metadata decides)",
+			"rollout", asg.RolloutID, "release", asg.Release, "target", asg.TargetPath)
 	}
 	meta, tgts, err := c.api.repositoryURLs(resp.Repository)
 	if err != nil {
@@ -239,13 +277,22 @@ func (a *Agent) report(ctx context.Context, c *cycle, kind, version, msg string)
 	}
 }
 
-// update refreshes the metadata, selects a release and installs it.
-func (a *Agent) update(ctx context.Context, c *cycle) (*Result, error) {
-	src := NewHTTPSource(c.meta, c.tgts, c.http, DownloadOptions{
+// source returns the image repository source of a cycle.
+func (a *Agent) source(c *cycle) *HTTPSource {
+	return NewHTTPSource(c.meta, c.tgts, c.http, DownloadOptions{
 		StallTimeout: a.cfg.StallTimeout, MaxResumeAttempts: a.opts.MaxResumeAttempts,
 		ResumeBackoff: a.opts.ResumeBackoff, Progress: a.opts.Progress,
 		Logf: func(format string, args ...any) { a.log.Warn(fmt.Sprintf(format, args...)) },
 	})
+}
+
+// update refreshes the metadata, selects a release and installs it. In
+// director mode the director's assignment selects it (director.go).
+func (a *Agent) update(ctx context.Context, c *cycle) (*Result, error) {
+	if a.cfg.DirectorRoot != "" {
+		return a.directorUpdate(ctx, c)
+	}
+	src := a.source(c)
 	cand, length, err := a.choose(ctx, c, src)
 	if err != nil {
 		a.report(ctx, c, StatusFailed, "", "metadata: "+err.Error())
@@ -255,11 +302,16 @@ func (a *Agent) update(ctx context.Context, c *cycle) (*Result, error) {
 		a.log.Info("up to date", "version", c.view.currentVersion())
 		return &Result{Action: ActionNone, Version: c.view.currentVersion()}, nil
 	}
-	version := cand.Version.String()
-	src.announce(cand.Path, length)
-	a.report(ctx, c, StatusDownloading, version, fmt.Sprintf("downloading %s (%d bytes)", cand.Path, length))
+	return a.install(ctx, c, src, cand.Path, cand.Version.String(), length)
+}
+
+// install downloads and installs the verified target path (of length
+// bytes), reports, reboots and runs the health check.
+func (a *Agent) install(ctx context.Context, c *cycle, src *HTTPSource, path, version string, length int64) (*Result, error) {
+	src.announce(path, length)
+	a.report(ctx, c, StatusDownloading, version, fmt.Sprintf("downloading %s (%d bytes)", path, length))
 	ictx, cancel := context.WithTimeout(ctx, a.cfg.DownloadTimeout)
-	res, err := c.dev.Install(ictx, src, cand.Path, device.InstallOptions{})
+	res, err := c.dev.Install(ictx, src, path, device.InstallOptions{})
 	cancel()
 	if err != nil {
 		msg := err.Error()
@@ -279,7 +331,7 @@ func (a *Agent) update(ctx context.Context, c *cycle) (*Result, error) {
 // that fits the device, nil if none is newer, and its signed length.
 func (a *Agent) choose(ctx context.Context, c *cycle, src trust.Source) (*verify.Candidate, int64, error) {
 	cfg := c.dev.Config()
-	client, err := trust.New(newOverlayStore(cfg), src, trust.Config{Now: a.opts.Now})
+	client, err := trust.New(newOverlayStore(a.fs, cfg), src, trust.Config{Now: a.opts.Now})
 	if err != nil {
 		return nil, 0, err
 	}

@@ -99,10 +99,32 @@ type CheckinResponse struct {
 	PollIntervalSeconds int64      `json:"poll_interval_seconds"`
 	Repository          Repository `json:"repository"`
 	ServerTime          time.Time  `json:"server_time"`
-	// Assignment is the director's signed assignment, when the server
-	// runs staged rollouts. The agent does not act on it yet: it installs
-	// the newest release the vendor-signed repository offers.
-	Assignment []byte `json:"assignment,omitempty"`
+	// Assignment names the release a staged rollout assigned to this
+	// device. It is informational (logged): in director mode the signed
+	// director metadata decides, and without it the agent installs the
+	// newest release the vendor-signed repository offers.
+	Assignment *Assignment `json:"assignment,omitempty"`
+}
+
+// Assignment is the informational assignment of a check-in response.
+type Assignment struct {
+	RolloutID  string `json:"rollout_id"`
+	Release    string `json:"release"` // "product@version"
+	TargetPath string `json:"target_path"`
+}
+
+// UnmarshalJSON decodes an assignment leniently (unknown fields are
+// ignored): it is informational, never acted on, so a newer server may add
+// fields without breaking older agents. Its size is bounded by the check-in
+// response (MaxResponseSize).
+func (as *Assignment) UnmarshalJSON(data []byte) error {
+	type plain Assignment
+	var p plain
+	if err := json.Unmarshal(data, &p); err != nil {
+		return err
+	}
+	*as = Assignment(p)
+	return nil
 }
 
 // StatusReport is the body of POST /api/v1/status (mTLS).
@@ -145,8 +167,12 @@ func pollInterval(secs int64) (time.Duration, error) {
 // or later, roots = pool (nil: system roots), the pinned CA enforced, the
 // client certificate cert (nil: none) and connection timeouts. The
 // process-wide default client is never touched.
-func newHTTPClient(pool *x509.CertPool, pin string, cert *tls.Certificate) *http.Client {
-	tc := &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool}
+//
+// sessions, if not nil, caches TLS sessions for resumption; it must be used
+// with one client certificate only (a session resumed from another
+// identity would authenticate as that identity).
+func newHTTPClient(pool *x509.CertPool, pin string, cert *tls.Certificate, sessions tls.ClientSessionCache) *http.Client {
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool, ClientSessionCache: sessions}
 	if pin != "" {
 		tc.VerifyConnection = func(cs tls.ConnectionState) error {
 			for _, chain := range cs.VerifiedChains {

@@ -9,7 +9,9 @@ import (
 	"fmt"
 	"math/big"
 	"net/http"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -22,6 +24,10 @@ type deviceAPI struct {
 	token    string
 	interval int64
 	repo     http.Handler
+	// director, if set, serves the director repository under
+	// PathDirector to enrolled devices; directorDown makes it answer 503.
+	director     http.Handler
+	directorDown atomic.Bool
 
 	mu       sync.Mutex
 	enrolls  int
@@ -33,6 +39,17 @@ type deviceAPI struct {
 func (s *deviceAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if len(r.URL.Path) > 6 && r.URL.Path[:6] == "/repo/" {
 		http.StripPrefix("/repo", s.repo).ServeHTTP(w, r)
+		return
+	}
+	if strings.HasPrefix(r.URL.Path, PathDirector) && s.director != nil {
+		switch {
+		case !s.authenticated(r):
+			http.Error(w, "client certificate required", http.StatusUnauthorized)
+		case s.directorDown.Load():
+			http.Error(w, "director offline", http.StatusServiceUnavailable)
+		default:
+			s.director.ServeHTTP(w, r)
+		}
 		return
 	}
 	if r.Method != http.MethodPost {
@@ -115,7 +132,7 @@ func (s *deviceAPI) enroll(w http.ResponseWriter, r *http.Request) {
 	}
 	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
 	tmpl := &x509.Certificate{
-		SerialNumber: serial, Subject: pkix.Name{CommonName: "device-" + serial.String()},
+		SerialNumber: serial, Subject: pkix.Name{CommonName: "dev-" + serial.String()},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, KeyUsage: x509.KeyUsageDigitalSignature,
 	}

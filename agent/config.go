@@ -98,6 +98,13 @@ type Config struct {
 	DownloadTimeout time.Duration // default DefaultDownloadTimeout
 	StallTimeout    time.Duration // default DefaultStallTimeout
 
+	// DirectorRoot is the director repository's root metadata file (the
+	// output of `airlock server director-root`); setting it enables
+	// director mode: the device installs only what the server's director
+	// assigns to it AND the image repository authorizes with the same
+	// length and hashes (docs/rollouts.md). It needs Server.
+	DirectorRoot string
+
 	// RebootCommand is run (no shell) after an install; empty means a
 	// simulated reboot: the agent plays the boot stage in-process
 	// (device.Boot), then runs the health check.
@@ -115,6 +122,7 @@ type wireConfig struct {
 	IdentityDir         string   `toml:"identity_dir"`
 	MetadataURL         string   `toml:"metadata_url"`
 	TargetsURL          string   `toml:"targets_url"`
+	DirectorRoot        string   `toml:"director_root"`
 	PollInterval        string   `toml:"poll_interval"`
 	MaxBackoff          string   `toml:"max_backoff"`
 	DownloadTimeout     string   `toml:"download_timeout"`
@@ -164,7 +172,7 @@ func ParseConfig(data []byte, dir string) (*Config, error) {
 		Dir: dir, DeviceConfig: w.DeviceConfig, Server: w.Server, ServerCA: w.ServerCA,
 		ServerCASHA256: w.ServerCASHA256, EnrollmentTokenFile: w.EnrollmentTokenFile,
 		IdentityDir: w.IdentityDir, MetadataURL: w.MetadataURL, TargetsURL: w.TargetsURL,
-		RebootCommand: w.RebootCommand, Progress: w.Progress,
+		DirectorRoot: w.DirectorRoot, RebootCommand: w.RebootCommand, Progress: w.Progress,
 	}
 	for _, d := range []struct {
 		key string
@@ -226,8 +234,8 @@ func (c *Config) Validate() error {
 		if c.MetadataURL == "" || c.TargetsURL == "" {
 			return bad("without server (repository-only mode) metadata_url and targets_url are required")
 		}
-		if c.EnrollmentTokenFile != "" || c.IdentityDir != "" {
-			return bad("enrollment_token_file and identity_dir need a server")
+		if c.EnrollmentTokenFile != "" || c.IdentityDir != "" || c.DirectorRoot != "" {
+			return bad("enrollment_token_file, identity_dir and director_root need a server")
 		}
 	} else if c.IdentityDir == "" {
 		return bad("identity_dir is required with a server")
@@ -301,8 +309,8 @@ func checkHTTPSURL(s string) (*url.URL, error) {
 
 // loadCAPool reads the server_ca file (all CERTIFICATE blocks, nothing
 // else) and checks the pin: with a pin, the pool holds only the pinned CA.
-func loadCAPool(path, pin string) (*x509.CertPool, error) {
-	data, err := durable.ReadFile(durable.OS, path, MaxCAFileSize)
+func loadCAPool(fsys durable.FS, path, pin string) (*x509.CertPool, error) {
+	data, err := durable.ReadFile(fsys, path, MaxCAFileSize)
 	if err != nil {
 		return nil, fmt.Errorf("failed to read server_ca: %w", err)
 	}
@@ -344,8 +352,8 @@ func loadCAPool(path, pin string) (*x509.CertPool, error) {
 }
 
 // readToken reads the enrollment token (trimmed, printable ASCII).
-func readToken(path string) (string, error) {
-	data, err := durable.ReadFile(durable.OS, path, MaxTokenSize)
+func readToken(fsys durable.FS, path string) (string, error) {
+	data, err := durable.ReadFile(fsys, path, MaxTokenSize)
 	if err != nil {
 		return "", fmt.Errorf("failed to read enrollment token: %w", err)
 	}
@@ -362,6 +370,6 @@ func readToken(path string) (string, error) {
 }
 
 // openDevice opens the device the config names.
-func (c *Config) openDevice(opts device.Options) (*device.Device, error) {
-	return device.OpenConfig(durable.OS, c.Path(c.DeviceConfig), opts)
+func (c *Config) openDevice(fsys durable.FS, opts device.Options) (*device.Device, error) {
+	return device.OpenConfig(fsys, c.Path(c.DeviceConfig), opts)
 }

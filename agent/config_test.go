@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/airlockfw/airlock/internal/durable"
 )
 
 const validConfig = `device_config = "device.toml"
@@ -24,6 +26,7 @@ download_timeout = "1h"
 stall_timeout = "45s"
 reboot_command = ["systemctl", "reboot"]
 progress = "log"
+director_root = "director-root.json"
 `
 
 func TestParseConfig(t *testing.T) {
@@ -36,7 +39,7 @@ func TestParseConfig(t *testing.T) {
 		ServerCA: "server-ca.pem", ServerCASHA256: "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
 		EnrollmentTokenFile: "enroll.token", IdentityDir: "/var/lib/airlock/identity",
 		PollInterval: 30 * time.Minute, MaxBackoff: 2 * time.Hour, DownloadTimeout: time.Hour, StallTimeout: 45 * time.Second,
-		RebootCommand: []string{"systemctl", "reboot"}, Progress: ProgressLog,
+		RebootCommand: []string{"systemctl", "reboot"}, Progress: ProgressLog, DirectorRoot: "director-root.json",
 	}
 	if diff := cmp.Diff(want, c); diff != "" {
 		t.Errorf("config (-want +got):\n%s", diff)
@@ -109,6 +112,10 @@ func TestParseConfigRejects(t *testing.T) {
 	if _, err := ParseConfig([]byte("device_config = \"d\"\n"), "/"); err == nil || !strings.Contains(err.Error(), "metadata_url and targets_url are required") {
 		t.Errorf("repository-only config without URLs: %v", err)
 	}
+	repoOnly := "device_config = \"d\"\nmetadata_url = \"https://cdn.example.com/m\"\ntargets_url = \"https://cdn.example.com/t\"\ndirector_root = \"r.json\"\n"
+	if _, err := ParseConfig([]byte(repoOnly), "/"); !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "director_root") {
+		t.Errorf("director_root without a server: %v", err)
+	}
 }
 
 func TestServerCAFileChecks(t *testing.T) {
@@ -136,7 +143,7 @@ func TestServerCAFileChecks(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := loadCAPool(tt.path, tt.pin)
+			_, err := loadCAPool(durable.OS, tt.path, tt.pin)
 			if (err == nil) != tt.ok {
 				t.Fatalf("loadCAPool = %v, want ok=%v", err, tt.ok)
 			}

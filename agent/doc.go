@@ -33,6 +33,25 @@
 // corrupted payloads are rejected by the pipeline's length and digest checks,
 // and a server that stalls is cut off after stall_timeout without bytes.
 //
+// # Director mode (Uptane's two-repository rule)
+//
+// With director_root set, the agent installs only what the server's
+// director assigns to this device (verified TUF metadata of the director
+// repository, rooted in the provisioned director root, refreshed into its
+// own store state/director with rollback and freeze protection, fetched
+// over mTLS from PathDirector) AND what the vendor's image repository
+// authorizes: the assigned path must be listed there with the same length
+// and the same sha256 (and every other hash both list), and the release
+// policy and security version still apply. The director key is online
+// (held by the server), so it is trusted only to choose among releases the
+// vendor signed, never to introduce one: a stolen director key can delay,
+// withhold or pick an older-but-allowed release, not install unsigned
+// firmware. An assignment naming another device ID (the CN of this
+// device's certificate) is refused. When the director is unreachable or
+// its metadata expired, the agent keeps running its release, reports
+// nothing and retries with backoff (ErrDirectorUnavailable). The
+// assignment's "forced" flag never bypasses a check.
+//
 // Response bodies of the device API are read within MaxResponseSize and
 // decoded strictly (one JSON object, no unknown fields, no trailing data).
 package agent

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/airlockfw/airlock/device"
+	"github.com/airlockfw/airlock/internal/durable"
 	"github.com/airlockfw/airlock/internal/payload"
 )
 
@@ -370,11 +371,11 @@ func TestStreamIsHandedOverOnce(t *testing.T) {
 		w.(http.Flusher).Flush()
 		panic(http.ErrAbortHandler)
 	})
-	pool, err := loadCAPool(e.caPath, "")
+	pool, err := loadCAPool(durable.OS, e.caPath, "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	src := NewHTTPSource(e.srv.URL+"/metadata", e.srv.URL+"/targets", newHTTPClient(pool, "", nil),
+	src := NewHTTPSource(e.srv.URL+"/metadata", e.srv.URL+"/targets", newHTTPClient(pool, "", nil, nil),
 		DownloadOptions{ResumeBackoff: 10 * time.Millisecond})
 	infos, err := e.v.r.Releases(testProduct)
 	if err != nil {

@@ -167,7 +167,7 @@ func fingerprint(t testing.TB, devCfg string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := readDevice(d)
+	v, err := readDevice(durable.OS, d)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,7 +195,7 @@ func deviceVersion(t testing.TB, devCfg string) (string, boot.State) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := readDevice(d)
+	v, err := readDevice(durable.OS, d)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -37,31 +37,63 @@ const (
 var ErrNotEnrolled = errors.New("device is not enrolled")
 
 // loadIdentity loads the enrolled identity from dir.
-func loadIdentity(dir string) (*tls.Certificate, error) {
-	certPEM, err := durable.ReadFile(durable.OS, filepath.Join(dir, CertFile), MaxCertFileSize)
+func loadIdentity(fsys durable.FS, dir string) (*tls.Certificate, error) {
+	certPEM, err := durable.ReadFile(fsys, filepath.Join(dir, CertFile), MaxCertFileSize)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, ErrNotEnrolled
 	}
 	if err != nil {
 		return nil, fmt.Errorf("failed to read device certificate: %w", err)
 	}
-	key, err := loadKey(dir)
+	key, err := loadKey(fsys, dir)
 	if err != nil {
 		return nil, err
 	}
 	return identityOf(certPEM, key)
 }
 
-func loadKey(dir string) (crypto.Signer, error) {
+func loadKey(fsys durable.FS, dir string) (crypto.Signer, error) {
 	p := filepath.Join(dir, KeyFile)
-	if fi, err := os.Stat(p); err == nil && fi.Mode().Perm()&0o077 != 0 {
+	if fi, err := fsys.Stat(p); err == nil && fi.Mode().Perm()&0o077 != 0 {
 		return nil, fmt.Errorf("device key %s is accessible by other users (mode %v): refusing to use it; chmod 600 it and consider re-enrolling", p, fi.Mode().Perm())
 	}
-	k, err := keys.LoadPrivate(p, nil)
+	data, err := durable.ReadFile(fsys, p, keys.MaxKeyFileSize)
 	if err != nil {
 		return nil, fmt.Errorf("failed to load device key: %w", err)
 	}
+	k, err := keys.ParsePrivate(data, nil)
+	if err != nil {
+		return nil, fmt.Errorf("failed to load device key %s: %w", p, err)
+	}
 	return k, nil
+}
+
+// writeKey stores a new device key: created with O_EXCL and mode 0600
+// (never overwriting a key), synced, then the directory synced.
+func writeKey(fsys durable.FS, dir string, k crypto.Signer) error {
+	data, err := keys.MarshalPrivate(k, nil)
+	if err != nil {
+		return err
+	}
+	p := filepath.Join(dir, KeyFile)
+	f, err := fsys.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("failed to create device key file: %w", err)
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		fsys.Remove(p)
+		return fmt.Errorf("failed to write device key: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		fsys.Remove(p)
+		return fmt.Errorf("failed to sync device key: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return fsys.SyncDir(dir)
 }
 
 // identityOf builds the TLS client certificate and checks that the leaf
@@ -103,20 +135,20 @@ func (a *Agent) enroll(ctx context.Context, api *apiClient, req EnrollRequest) (
 	if a.cfg.EnrollmentTokenFile == "" {
 		return nil, nil, fmt.Errorf("%w and no enrollment_token_file is configured", ErrNotEnrolled)
 	}
-	tok, err := readToken(a.cfg.Path(a.cfg.EnrollmentTokenFile))
+	tok, err := readToken(a.fs, a.cfg.Path(a.cfg.EnrollmentTokenFile))
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := a.fs.MkdirAll(dir, 0o700); err != nil {
 		return nil, nil, fmt.Errorf("failed to create identity directory: %w", err)
 	}
-	key, err := loadKey(dir)
+	key, err := loadKey(a.fs, dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		k, gerr := keys.Generate(keys.ECDSAP256)
 		if gerr != nil {
 			return nil, nil, gerr
 		}
-		if err := keys.WritePrivate(filepath.Join(dir, KeyFile), k, nil); err != nil {
+		if err := writeKey(a.fs, dir, k); err != nil {
 			return nil, nil, fmt.Errorf("failed to store device key: %w", err)
 		}
 		key, err = k, nil
@@ -147,12 +179,12 @@ func (a *Agent) enroll(ctx context.Context, api *apiClient, req EnrollRequest) (
 		return nil, nil, err
 	}
 	if resp.CAChain != "" {
-		if err := durable.WriteFile(durable.OS, filepath.Join(dir, CAChainFile), []byte(resp.CAChain), 0o644); err != nil {
+		if err := durable.WriteFile(a.fs, filepath.Join(dir, CAChainFile), []byte(resp.CAChain), 0o644); err != nil {
 			return nil, nil, err
 		}
 	}
 	// The certificate last: its presence means "enrolled".
-	if err := durable.WriteFile(durable.OS, filepath.Join(dir, CertFile), []byte(resp.Certificate), 0o644); err != nil {
+	if err := durable.WriteFile(a.fs, filepath.Join(dir, CertFile), []byte(resp.Certificate), 0o644); err != nil {
 		return nil, nil, err
 	}
 	return id, &resp, nil

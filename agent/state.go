@@ -32,11 +32,14 @@ const (
 // deviceView is what the agent reads from the device's state: boot
 // control, the last boot, the running release and the counter.
 type deviceView struct {
-	boot     boot.State
-	booted   *device.Booted
-	current  *release.Version // nil: factory-fresh
-	counter  uint64
-	rejected []string // target paths installed and then rolled back
+	boot    boot.State
+	booted  *device.Booted
+	current *release.Version // nil: factory-fresh
+	// currentPath is the target path of the running release ("" when
+	// factory-fresh or unknown).
+	currentPath string
+	counter     uint64
+	rejected    []string // target paths installed and then rolled back
 }
 
 func (v *deviceView) state() string {
@@ -62,21 +65,21 @@ func (v *deviceView) currentVersion() string {
 	return v.current.String()
 }
 
-func bootControl(cfg *device.Config) (boot.Control, error) {
+func bootControl(fsys durable.FS, cfg *device.Config) (boot.Control, error) {
 	rp := cfg.Boot.RedundPath
 	if rp != "" {
 		rp = cfg.Path(rp)
 	}
-	return boot.Open(durable.OS, boot.Config{
+	return boot.Open(fsys, boot.Config{
 		Backend: cfg.Boot.Backend, Path: cfg.Path(cfg.Boot.Path), RedundPath: rp,
 		Offset: cfg.Boot.Offset, RedundOffset: cfg.Boot.RedundOffset, EnvSize: cfg.Boot.EnvSize,
 	})
 }
 
 // readDevice reads the device state the agent decides on.
-func readDevice(d *device.Device) (*deviceView, error) {
+func readDevice(fsys durable.FS, d *device.Device) (*deviceView, error) {
 	cfg := d.Config()
-	ctl, err := bootControl(cfg)
+	ctl, err := bootControl(fsys, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -87,7 +90,7 @@ func readDevice(d *device.Device) (*deviceView, error) {
 	if v.booted, err = d.Booted(); err != nil {
 		return nil, err
 	}
-	ctr, err := counter.OpenFile(durable.OS, filepath.Join(cfg.Path(cfg.StateDir), deviceCounterFile))
+	ctr, err := counter.OpenFile(fsys, filepath.Join(cfg.Path(cfg.StateDir), deviceCounterFile))
 	if err != nil {
 		return nil, fmt.Errorf("failed to open anti-rollback counter: %w", err)
 	}
@@ -108,6 +111,7 @@ func readDevice(d *device.Device) (*deviceView, error) {
 				return nil, fmt.Errorf("%w: slot %s version: %v", device.ErrCorruptState, s, err)
 			}
 			v.current = &cur
+			v.currentPath = rec.TargetPath
 		}
 		// An invalid record that still names its release was installed
 		// and then failed its boot verification or health check (a
@@ -135,9 +139,9 @@ type overlayStore struct {
 	puts map[string][]byte
 }
 
-func newOverlayStore(cfg *device.Config) *overlayStore {
+func newOverlayStore(fsys durable.FS, cfg *device.Config) *overlayStore {
 	return &overlayStore{
-		base: trust.NewDirStore(durable.OS, filepath.Join(cfg.Path(cfg.StateDir), deviceTrustDir)),
+		base: trust.NewDirStore(fsys, filepath.Join(cfg.Path(cfg.StateDir), deviceTrustDir)),
 		puts: map[string][]byte{},
 	}
 }

@@ -4,10 +4,16 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base32"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,6 +25,7 @@ import (
 	"github.com/airlockfw/airlock/internal/durable"
 	"github.com/airlockfw/airlock/server"
 	"github.com/airlockfw/airlock/server/store"
+	"github.com/airlockfw/airlock/sim"
 )
 
 func init() {
@@ -40,6 +47,9 @@ no network beyond 127.0.0.1, narrating each step and the equivalent commands:
   6. a downgrade to 1.0.0 refused by the device's policy
   7. a release that fails its health check rolled back automatically
   8. a closing table of every device's state, on the device and the server
+  9. a staged rollout: a fleet of simulated devices in director mode; a bad
+     release reaches the canary group, the failure threshold pauses the
+     rollout, and the rest of the fleet is untouched
 
 It exits 0 only if every step did what it says.
 
@@ -75,7 +85,12 @@ Flags:
 	})
 }
 
-const demoProduct = "acme/router-x1"
+const (
+	demoProduct = "acme/router-x1"
+	// demoPollInterval is the server's poll interval: short, so that the
+	// rollout chapter's simulated fleet moves within seconds.
+	demoPollInterval = time.Second
+)
 
 type demo struct {
 	e       *Env
@@ -134,6 +149,7 @@ func (d *demo) run() error {
 	fmt.Fprintf(d.e.Stdout, "Airlock demo in %s (loopback only)\n", d.dir)
 	steps := []func(context.Context) error{
 		d.keysAndRepo, d.provision, d.startServer, d.update, d.tampered, d.downgrade, d.badHealth, d.table,
+		d.rollout,
 	}
 	defer d.stopServer()
 	for _, s := range steps {
@@ -187,7 +203,7 @@ func (d *demo) image(version string, broken bool) (string, error) {
 }
 
 // demoSecurity is each release's anti-rollback epoch.
-var demoSecurity = map[string]string{"1.0.0": "1", "1.1.0": "2", "1.2.0": "2", "1.3.0": "3"}
+var demoSecurity = map[string]string{"1.0.0": "1", "1.1.0": "2", "1.2.0": "2", "1.3.0": "3", "1.4.0": "2", "1.5.0": "2"}
 
 func (d *demo) release(ctx context.Context, version string, broken, show bool) error {
 	img, err := d.image(version, broken)
@@ -247,7 +263,7 @@ func (d *demo) startServer(ctx context.Context) error {
 	}
 	d.db = db
 	srv, err := server.New(server.Config{DataDir: d.path("server"), RepoDir: d.path("repo"), DB: db,
-		Listen: "127.0.0.1:0", PollInterval: time.Minute, ShutdownTimeout: 5 * time.Second})
+		Listen: "127.0.0.1:0", PollInterval: demoPollInterval, ShutdownTimeout: 5 * time.Second})
 	if err != nil {
 		return err
 	}
@@ -506,4 +522,253 @@ func short(s string) string {
 		return s[:107] + "..."
 	}
 	return s
+}
+
+// Rollout chapter settings.
+const (
+	demoFleetSize = 12
+	demoCanary    = 2
+	demoStages    = "canary:2,50%,100%"
+	// demoRolloutTimeout bounds the chapter.
+	demoRolloutTimeout = 30 * time.Second
+)
+
+// rollout is the staged-rollout chapter: a simulated fleet in director
+// mode runs 1.4.0; 1.5.0 fails its health check on every device; the
+// rollout assigns it to the canary group only, the failures cross the
+// failure threshold, the rollout pauses itself, and the rest of the fleet
+// never sees 1.5.0.
+func (d *demo) rollout(ctx context.Context) error {
+	d.title("A staged rollout stops a bad release at the canary group")
+	for _, v := range []string{"1.4.0", "1.5.0"} {
+		img := d.path("build", "firmware-"+v+".img")
+		// Small images: the simulated devices keep their slots in memory.
+		if err := os.WriteFile(img, []byte(strings.Repeat("AIRLOCK-DEMO-FIRMWARE "+v+"\n", 200)), 0o644); err != nil {
+			return err
+		}
+		if _, err := d.cli(false, "release", "add", "--dir", d.path("repo"), "--product", demoProduct, "--image", img,
+			"--version", v, "--security-version", demoSecurity[v], "--model", "x1", "--hw-rev", ">=2 <4",
+			"--key", d.path("keys", "product.pem")); err != nil {
+			return err
+		}
+	}
+	if _, err := d.cli(false, "repo", "publish", "--dir", d.path("repo"), "--snapshot-key", d.path("keys", "snapshot.pem"),
+		"--timestamp-key", d.path("keys", "timestamp.pem")); err != nil {
+		return err
+	}
+	bundlePath := d.path("router-x1-1.4.0.airlock")
+	if _, err := d.cli(false, "bundle", "create", "--dir", d.path("repo"), "--product", demoProduct, "--version", "1.4.0", "--out", bundlePath); err != nil {
+		return err
+	}
+	bundleData, err := os.ReadFile(bundlePath)
+	if err != nil {
+		return err
+	}
+	root, err := os.ReadFile(d.path("repo", "public", "metadata", "1.root.json"))
+	if err != nil {
+		return err
+	}
+	dirRoot, err := server.DirectorRoot(d.path("server"), "")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(d.path("director-root.json"), dirRoot, 0o644); err != nil {
+		return err
+	}
+	d.say("releases 1.4.0 and 1.5.0 are signed and published; 1.5.0's self-test fails on every device")
+	d.say("$ airlock server director-root --data server > director-root.json")
+	secret, _, err := server.CreateEnrollmentToken(ctx, d.db, server.EnrollmentTokenOptions{Product: demoProduct, Uses: demoFleetSize, TTL: time.Hour}, time.Now())
+	if err != nil {
+		return err
+	}
+	fleet, err := sim.New(sim.Options{
+		Server: d.url, ServerCA: d.srv.CAPEM(), Token: secret, Devices: demoFleetSize, FailRate: 1, Seed: 1,
+		Model: "x1", HWRev: 2, Product: demoProduct, FactoryRoot: root, InitialBundle: bundleData, DirectorRoot: dirRoot,
+		SlotSize: 64 << 10, PollInterval: demoPollInterval,
+	})
+	if err != nil {
+		return err
+	}
+	d.say("$ airlock sim --server %s --ca server-ca.pem --token-file fleet.token --root repo/public/metadata/1.root.json \\", d.url)
+	d.say("      --initial-bundle router-x1-1.4.0.airlock --model x1 --hw-rev 2 --devices %d --fail-rate 1 \\", demoFleetSize)
+	d.say("      --director-root director-root.json")
+	fctx, stop := context.WithTimeout(ctx, demoRolloutTimeout)
+	defer stop()
+	done := make(chan error, 1)
+	go func() { done <- fleet.Run(fctx) }()
+	defer func() { stop(); <-done }()
+	for fleet.Stats().Enrolled < demoFleetSize {
+		if err := sleepCtx(fctx, 100*time.Millisecond); err != nil {
+			return fmt.Errorf("the simulated fleet did not enroll: %v", fleet.Stats())
+		}
+	}
+	d.say("%d simulated devices (own keys, slots and state, in memory) enrolled on 1.4.0, in director mode:", demoFleetSize)
+	d.say("they install only what the director assigns AND the vendor's repository signed")
+
+	adm, err := newDemoAdmin(ctx, d, 3)
+	if err != nil {
+		return err
+	}
+	if err := adm.do(fctx, "POST", "/api/v1/admin/releases", map[string]any{"product": demoProduct, "version": "1.5.0", "environment": server.EnvDev}, nil); err != nil {
+		return err
+	}
+	var ro demoRollout
+	filter := "model=x1 hw_rev=2"
+	if err := adm.do(fctx, "POST", "/api/v1/admin/rollouts", map[string]any{
+		"release": demoProduct + "@1.5.0", "filter": filter, "stages": demoStages,
+		"success_threshold": "90%", "failure_threshold": "20%", "report_deadline": "30s",
+	}, &ro); err != nil {
+		return err
+	}
+	d.say("$ airlock rollout create --server %s --release %s@1.5.0 --filter '%s' \\", d.url, demoProduct, filter)
+	d.say("      --stages '%s' --success-threshold 90%% --failure-threshold 20%%", demoStages)
+	if err := adm.do(fctx, "POST", "/api/v1/admin/rollouts/"+ro.ID+"/start", map[string]any{}, nil); err != nil {
+		return err
+	}
+	d.say("$ airlock rollout start --server %s %s", d.url, ro.ID)
+	for ro.State != "paused" {
+		if err := sleepCtx(fctx, 200*time.Millisecond); err != nil {
+			return fmt.Errorf("rollout %s did not pause: state %q (%s); fleet %v", ro.ID, ro.State, ro.Reason, fleet.Stats())
+		}
+		if err := adm.do(fctx, "GET", "/api/v1/admin/rollouts/"+ro.ID, nil, &ro); err != nil {
+			return err
+		}
+		if ro.State == "completed" || ro.State == "cancelled" {
+			return fmt.Errorf("rollout %s ended %q, want paused", ro.ID, ro.State)
+		}
+	}
+	time.Sleep(500 * time.Millisecond) // let in-flight reports land
+	st := fleet.Stats()
+	d.say("$ airlock rollout status --server %s %s", d.url, ro.ID)
+	d.say("rollout %s: %s at stage %d: %s", ro.ID, ro.State, ro.Stage, short(ro.Reason))
+	for _, s := range ro.Stages {
+		d.say("  stage %-7s target %3d  assigned %3d  succeeded %3d  failed %3d", s.Label, s.Target, s.Assigned, s.Succeeded, s.Failed)
+	}
+	d.say("fleet: %d device(s) installed 1.5.0 and rolled back; %d still run 1.4.0, none runs 1.5.0",
+		st.RollBacks, st.Versions["1.4.0"])
+	switch {
+	case ro.Stage != 0:
+		return fmt.Errorf("the rollout paused at stage %d, want the canary stage 0", ro.Stage)
+	case st.Installs > demoCanary:
+		return fmt.Errorf("%d devices installed the bad release, want at most the canary's %d", st.Installs, demoCanary)
+	case st.Versions["1.4.0"] != demoFleetSize || st.Versions["1.5.0"] != 0:
+		return fmt.Errorf("fleet versions %v, want all %d on 1.4.0", st.Versions, demoFleetSize)
+	}
+	d.say("the failure threshold paused the rollout by itself; the other %d devices were never assigned 1.5.0", demoFleetSize-int(st.Installs))
+	return nil
+}
+
+// demoRollout is the part of GET /api/v1/admin/rollouts/{id} the demo shows.
+type demoRollout struct {
+	ID     string `json:"id"`
+	State  string `json:"state"`
+	Reason string `json:"reason"`
+	Stage  int    `json:"stage"`
+	Stages []struct {
+		Label     string `json:"label"`
+		Target    int    `json:"target"`
+		Assigned  int    `json:"assigned"`
+		Succeeded int    `json:"succeeded"`
+		Failed    int    `json:"failed"`
+	} `json:"stage_progress"`
+}
+
+// demoAdmin calls the admin API as operators with TOTP. The server refuses
+// a replayed TOTP step per user, so each state-changing call uses its own
+// user.
+type demoAdmin struct {
+	base   string
+	client *http.Client
+	users  []demoUser
+	reader demoUser
+}
+
+type demoUser struct {
+	token  string
+	secret []byte
+}
+
+func newDemoAdmin(ctx context.Context, d *demo, writers int) (*demoAdmin, error) {
+	kek, _, err := server.LoadOrCreateKEK(filepath.Join(d.path("server"), server.KEKFile))
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(d.srv.CAPEM())
+	a := &demoAdmin{base: d.url, client: &http.Client{Timeout: 30 * time.Second,
+		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}}
+	for i := range writers + 1 {
+		name := fmt.Sprintf("demo-operator-%d", i)
+		_, tok, _, err := server.CreateUser(ctx, d.db, name, server.RoleAdmin, time.Now())
+		if err != nil {
+			return nil, err
+		}
+		uri, err := server.EnrollTOTP(ctx, d.db, kek, name)
+		if err != nil {
+			return nil, err
+		}
+		u, err := url.Parse(uri)
+		if err != nil {
+			return nil, err
+		}
+		secret, err := base32.StdEncoding.WithPadding(base32.NoPadding).DecodeString(strings.ToUpper(u.Query().Get("secret")))
+		if err != nil {
+			return nil, err
+		}
+		a.users = append(a.users, demoUser{token: tok, secret: secret})
+	}
+	a.reader, a.users = a.users[0], a.users[1:]
+	return a, nil
+}
+
+func (a *demoAdmin) do(ctx context.Context, method, path string, body, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, a.base+path, rd)
+	if err != nil {
+		return err
+	}
+	u := a.reader
+	if method != http.MethodGet {
+		if len(a.users) == 0 {
+			return errors.New("internal error: out of demo operators")
+		}
+		u, a.users = a.users[0], a.users[1:]
+		req.Header.Set(server.TOTPHeader, server.TOTPCode(u.secret, time.Now()))
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Authorization", "Bearer "+u.token)
+	resp, err := a.client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("%s %s: HTTP %d: %s", method, path, resp.StatusCode, strings.TrimSpace(string(data)))
+	}
+	if out != nil {
+		return json.Unmarshal(data, out)
+	}
+	return nil
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
 }

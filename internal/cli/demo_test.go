@@ -6,7 +6,8 @@ import (
 )
 
 // TestDemo runs the README's main-job command and checks that every chapter
-// happened: the update, the tampered release, the downgrade, the rollback.
+// happened: the update, the tampered release, the downgrade, the rollback,
+// and the staged rollout that a bad release pauses at its canary group.
 func TestDemo(t *testing.T) {
 	code, out, errOut := runCLI(t, "demo", "--devices", "2")
 	if code != ExitOK {
@@ -19,7 +20,10 @@ func TestDemo(t *testing.T) {
 		"payload hash mismatch",
 		`policy check "version" failed`,
 		"dev-2: rolled_back 1.3.0",
-		"All 8 steps did what they said",
+		"A staged rollout stops a bad release at the canary group",
+		"paused at stage 0",
+		"none runs 1.5.0",
+		"All 9 steps did what they said",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("demo output lacks %q\n%s", want, out)
