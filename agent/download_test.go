@@ -177,7 +177,7 @@ func TestRefusedDownloadsInstallNothing(t *testing.T) {
 		want  []error
 	}{
 		{
-			name: "stalled server", stall: "150ms",
+			name: "stalled server", stall: "600ms",
 			fault: func(w http.ResponseWriter, r *http.Request, data []byte) bool {
 				if r.Header.Get("Range") == "" {
 					w.Header().Set("Content-Length", fmt.Sprint(len(data)))
