@@ -25,7 +25,12 @@ fi
 
 bin=$work/airlock
 go build -o "$bin" ./cmd/airlock
+# The device runs the device build: no vendor or server code (15 MB instead
+# of 35 MB), which is what a device ships and what peak RSS is measured on.
+dbin=$work/airlock-device
+go build -tags airlock_device -o "$dbin" ./cmd/airlock
 a() { "$bin" "$@" >/dev/null 2>"$work/last.err" || { cat "$work/last.err" >&2; return 1; }; }
+d() { "$dbin" "$@" >/dev/null 2>"$work/last.err" || { cat "$work/last.err" >&2; return 1; }; }
 
 # A repository with one product and throwaway keys.
 keys=$work/keys
@@ -56,27 +61,34 @@ device() {
 
 now() { date +%s.%N; }
 
-echo "== throughput: 256 MiB image"
+echo "== throughput: 256 MiB image (best of ${RUNS:=3})"
 release 1.0.0 256
-device dev256 256
-sync
-t0=$(now)
-a device install --dir "$work/dev256" --bundle "$work/1.0.0.bundle"
-t1=$(now)
-rm -f "$work/dd-slot"
-sync
-t2=$(now)
-dd if="$work/img-1.0.0" of="$work/dd-slot" bs=1M conv=fsync status=none
-t3=$(now)
-install_s=$(echo "$t1 - $t0" | bc -l)
-dd_s=$(echo "$t3 - $t2" | bc -l)
+install_s=999999
+dd_s=999999
+for i in $(seq 1 "$RUNS"); do
+	device dev256 256
+	sync
+	t0=$(now)
+	d device install --dir "$work/dev256" --bundle "$work/1.0.0.bundle"
+	t1=$(now)
+	rm -f "$work/dd-slot"
+	sync
+	t2=$(now)
+	dd if="$work/img-1.0.0" of="$work/dd-slot" bs=1M conv=fsync status=none
+	t3=$(now)
+	i_s=$(echo "$t1 - $t0" | bc -l)
+	d_s=$(echo "$t3 - $t2" | bc -l)
+	printf 'run %d: install %.3f s, dd %.3f s\n' "$i" "$i_s" "$d_s"
+	install_s=$(echo "if ($i_s < $install_s) $i_s else $install_s" | bc -l)
+	dd_s=$(echo "if ($d_s < $dd_s) $d_s else $dd_s" | bc -l)
+done
 ratio=$(echo "$install_s / $dd_s" | bc -l)
 rm -f "$work/img-1.0.0" "$work/dd-slot"
 
 echo "== memory: 64 MiB and 1 GiB images"
 rss() { # rss NAME VERSION SLOT_MIB -> peak RSS in KiB
 	device "$1" "$3"
-	/usr/bin/time -v "$bin" device install --dir "$work/$1" --bundle "$work/$2.bundle" 2>&1 >/dev/null |
+	/usr/bin/time -v "$dbin" device install --dir "$work/$1" --bundle "$work/$2.bundle" 2>&1 >/dev/null |
 		awk -F': ' '/Maximum resident set size/ {print $2}'
 }
 release 1.1.0 64

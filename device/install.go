@@ -339,12 +339,18 @@ type asyncWriter struct {
 	err  error
 }
 
+// asyncBuffers is how many chunks may wait for the slot writer besides the
+// one being filled: with 1 MiB chunks, memory stays at a few MiB.
+const asyncBuffers = 3
+
 // writeback, if not nil, is called after each chunk is written with its
 // offset and length (to start the kernel's writeback early).
 func newAsyncWriter(w io.Writer, chunk int, writeback func(off, n int64)) *asyncWriter {
-	a := &asyncWriter{full: make(chan []byte, 1), free: make(chan []byte, 2), done: make(chan struct{})}
+	a := &asyncWriter{full: make(chan []byte, asyncBuffers), free: make(chan []byte, asyncBuffers+1), done: make(chan struct{})}
 	a.cur = make([]byte, 0, chunk)
-	a.free <- make([]byte, 0, chunk)
+	for range asyncBuffers {
+		a.free <- make([]byte, 0, chunk)
+	}
 	go func() {
 		defer close(a.done)
 		var off int64
@@ -387,6 +393,30 @@ func (a *asyncWriter) Write(p []byte) (int, error) {
 		}
 	}
 	return n, nil
+}
+
+// ReadFrom reads r into the chunk buffers directly (no intermediate copy)
+// until EOF. Write errors are wrapped in errSlotIO.
+func (a *asyncWriter) ReadFrom(r io.Reader) (int64, error) {
+	var total int64
+	for {
+		if err := a.getErr(); err != nil {
+			return total, fmt.Errorf("%w: %w", errSlotIO, err)
+		}
+		n, err := io.ReadFull(r, a.cur[len(a.cur):cap(a.cur)])
+		a.cur = a.cur[:len(a.cur)+n]
+		total += int64(n)
+		if len(a.cur) == cap(a.cur) {
+			a.full <- a.cur
+			a.cur = <-a.free
+		}
+		switch {
+		case err == io.EOF || err == io.ErrUnexpectedEOF:
+			return total, nil
+		case err != nil:
+			return total, err
+		}
+	}
 }
 
 // Close writes the last partial chunk, waits for every write and returns

@@ -1,3 +1,5 @@
+//go:build !airlock_device
+
 package cli
 
 import (

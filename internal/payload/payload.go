@@ -109,7 +109,20 @@ func Copy(dst io.Writer, src io.Reader, e Expect) (Result, error) {
 		if e.InstalledLength != e.Length {
 			return res, fmt.Errorf("%w: uncompressed release declares installed length %d but transport length %d", ErrInstalledLength, e.InstalledLength, e.Length)
 		}
-		if _, err := io.CopyBuffer(iw, transport, buf); err != nil {
+		if rf, ok := dst.(io.ReaderFrom); ok && ih == nil {
+			// The destination reads into its own buffers (an asynchronous
+			// slot writer): no intermediate copy. Exactly the signed
+			// length is handed over; a byte more is endless data.
+			n, err := rf.ReadFrom(io.LimitReader(transport, e.Length))
+			iw.written = n
+			if err != nil {
+				return res, err
+			}
+			var one [1]byte
+			if m, _ := io.ReadFull(transport, one[:]); m > 0 {
+				return res, fmt.Errorf("%w: stream is longer than the %d bytes signed", ErrLength, e.Length)
+			}
+		} else if _, err := io.CopyBuffer(iw, transport, buf); err != nil {
 			if counted.n > e.Length {
 				return res, fmt.Errorf("%w: stream is longer than the %d bytes signed", ErrLength, e.Length)
 			}
