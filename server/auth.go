@@ -224,35 +224,8 @@ func (s *Server) authenticate(r *http.Request, action Action) (store.User, error
 		s.auth.results.WithLabelValues("ok").Inc()
 		return u, nil
 	}
-	now := s.now()
-	code := r.Header.Get(TOTPHeader)
-	switch {
-	case code == "":
-		return fail("totp_missing", u.Name, errStatus(http.StatusUnauthorized, "this action needs a TOTP code in the %s header", TOTPHeader))
-	case u.TOTPSecret == nil:
-		return fail("totp_missing", u.Name, errStatus(http.StatusUnauthorized, "%w: enroll with 'airlock server user totp --name %s'", ErrTOTPNotEnrolled, u.Name))
-	case s.auth.locked(u.ID, now):
-		return fail("totp_locked", u.Name, errStatus(http.StatusTooManyRequests, "too many wrong TOTP codes for user %q; try again in %v", u.Name, TOTPLockout))
-	}
-	secret, err := s.kek.Open(totpPurpose, u.ID, u.TOTPSecret)
-	if err != nil {
-		return store.User{}, err // 500: the database does not match the KEK
-	}
-	step, err := verifyTOTP(secret, code, now)
-	clear(secret)
-	if err != nil {
-		s.auth.fail(u.ID, now)
-		return fail("totp_invalid", u.Name, errStatus(http.StatusUnauthorized, "%w", err))
-	}
-	if err := s.db.AcceptTOTPStep(ctx, u.ID, step); err != nil {
-		if errors.Is(err, store.ErrTOTPReplay) {
-			s.auth.fail(u.ID, now)
-			return fail("totp_replay", u.Name, errStatus(http.StatusUnauthorized, "totp code already used; wait for the next code"))
-		}
+	if err := s.checkTOTP(r, u, r.Header.Get(TOTPHeader), action, "api"); err != nil {
 		return store.User{}, err
 	}
-	s.auth.succeed(u.ID)
-	s.auth.results.WithLabelValues("ok").Inc()
-	s.audit(ctx, u.Name, AuditLogin, map[string]string{"action": string(action), "remote": r.RemoteAddr, "mfa": "totp"})
 	return u, nil
 }

@@ -262,7 +262,7 @@ func (d *dashboard) page(action Action, h func(http.ResponseWriter, *http.Reques
 				return
 			}
 			if ActionNeedsTOTP(action) {
-				if err := d.s.checkTOTP(r, u, form.Get("totp"), action); err != nil {
+				if err := d.s.checkTOTP(r, u, form.Get("totp"), action, "dashboard"); err != nil {
 					d.sessions.setFlash(sess, "not done: "+userMessage(err))
 					http.Redirect(w, r, backTo(r), http.StatusSeeOther)
 					return

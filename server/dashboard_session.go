@@ -240,25 +240,27 @@ func (s *Server) loginUser(r *http.Request, token, code string) (store.User, err
 	if u.Disabled() {
 		return fail("disabled", u.Name, errStatus(http.StatusUnauthorized, "user %q is disabled", u.Name))
 	}
-	if err := s.checkTOTP(r, u, code, "dashboard.login"); err != nil {
+	if err := s.checkTOTP(r, u, code, "dashboard.login", "dashboard"); err != nil {
 		return store.User{}, err
 	}
 	return u, nil
 }
 
-// checkTOTP verifies a TOTP code of u exactly as the admin API does for
-// state-changing actions: the lockout after MaxTOTPFailures, the RFC 6238
+// checkTOTP verifies a TOTP code of u for the admin API and the dashboard
+// alike (via says which): the lockout after MaxTOTPFailures, the RFC 6238
 // window, and the store's refusal of a replayed or older time step. Every
-// outcome is counted and audited like the API's.
-func (s *Server) checkTOTP(r *http.Request, u store.User, code string, action Action) error {
+// outcome is counted and audited.
+func (s *Server) checkTOTP(r *http.Request, u store.User, code string, action Action, via string) error {
 	ctx := r.Context()
 	fail := func(result string, err error) error {
 		s.auth.results.WithLabelValues(result).Inc()
-		s.audit(ctx, u.Name, AuditLoginFailed, map[string]string{"reason": result, "action": string(action), "via": "dashboard", "remote": r.RemoteAddr})
+		s.audit(ctx, u.Name, AuditLoginFailed, map[string]string{"reason": result, "action": string(action), "via": via, "remote": r.RemoteAddr})
 		return err
 	}
 	now := s.now()
 	switch {
+	case code == "" && via == "api":
+		return fail("totp_missing", errStatus(http.StatusUnauthorized, "this action needs a TOTP code in the %s header", TOTPHeader))
 	case code == "":
 		return fail("totp_missing", errStatus(http.StatusUnauthorized, "this action needs a TOTP code"))
 	case u.TOTPSecret == nil:
@@ -285,7 +287,7 @@ func (s *Server) checkTOTP(r *http.Request, u store.User, code string, action Ac
 	}
 	s.auth.succeed(u.ID)
 	s.auth.results.WithLabelValues("ok").Inc()
-	s.audit(ctx, u.Name, AuditLogin, map[string]string{"action": string(action), "via": "dashboard", "remote": r.RemoteAddr, "mfa": "totp"})
+	s.audit(ctx, u.Name, AuditLogin, map[string]string{"action": string(action), "via": via, "remote": r.RemoteAddr, "mfa": "totp"})
 	return nil
 }
 
