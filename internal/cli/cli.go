@@ -165,7 +165,7 @@ func groupUsage(group string) string {
 	var b strings.Builder
 	for _, n := range sortedNames() {
 		if strings.HasPrefix(n, group+" ") {
-			fmt.Fprintf(&b, "  airlock %-22s %s\n", n, commands[n].Summary)
+			fmt.Fprintf(&b, "  airlock %-28s %s\n", n, commands[n].Summary)
 		}
 	}
 	if b.Len() == 0 {
@@ -184,11 +184,15 @@ Usage: airlock <command> [flags]
 
 Commands:
 `)
+	w := 0
 	for _, n := range sortedNames() {
-		fmt.Fprintf(&b, "  %-24s %s\n", n, commands[n].Summary)
+		w = max(w, len(n))
 	}
-	b.WriteString(`  help [command]           show help for a command
-  version                  print the version
+	for _, n := range sortedNames() {
+		fmt.Fprintf(&b, "  %-*s  %s\n", w, n, commands[n].Summary)
+	}
+	fmt.Fprintf(&b, "  %-*s  %s\n  %-*s  %s\n", w, "help [command]", "show help for a command", w, "version", "print the version")
+	b.WriteString(`
 
 Exit codes: 0 ok, 1 failure, 2 usage error. Errors go to stderr as
 "airlock: error: ...". Run 'airlock <command> --help' for details.
