@@ -193,7 +193,6 @@ Commands:
 	}
 	fmt.Fprintf(&b, "  %-*s  %s\n  %-*s  %s\n", w, "help [command]", "show help for a command", w, "version", "print the version")
 	b.WriteString(`
-
 Exit codes: 0 ok, 1 failure, 2 usage error. Errors go to stderr as
 "airlock: error: ...". Run 'airlock <command> --help' for details.
 Documentation: docs/cli.md and the other files in docs/.
