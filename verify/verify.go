@@ -308,31 +308,28 @@ func Releases(ctx context.Context, c *trust.Client, product release.Product) ([]
 }
 
 func fits(rel *release.Metadata, opts *Options) error {
+	// Only what the caller states about the device is checked: without a
+	// model or hardware revision those checks are left out (on a copy).
+	r := *rel
 	d := release.Device{Model: opts.Model, Product: rel.Product.String(), Channel: opts.Channel}
 	if opts.Model == "" {
 		d.Model = rel.Models[0]
 	}
 	if opts.HWRev != nil {
 		d.HWRev = *opts.HWRev
-	} else if !rel.HWRev.IsAny() {
-		// Without a hardware revision the check cannot fail on it: pick one
-		// that is inside the range by trying the common small revisions.
-		for r := uint32(0); r < 1<<16; r++ {
-			if rel.HWRev.Contains(r) {
-				d.HWRev = r
-				break
-			}
-		}
+	} else {
+		r.HWRev = release.HWRange{}
 	}
 	if opts.Channel == "" {
 		d.Channel = rel.ChannelOrDefault()
 	}
-	deps := map[string]release.Version{}
+	// Dependencies are the device's business: a verifier has no installed
+	// components to compare, so they are taken as satisfied.
+	d.Components = map[string]release.Version{}
 	for _, dep := range rel.Depends {
-		deps[dep.Component] = dep.MinVersion // dependencies are the device's business
+		d.Components[dep.Component] = dep.MinVersion
 	}
-	d.Components = deps
-	return release.Check(rel, d, release.CheckOptions{})
+	return release.Check(&r, d, release.CheckOptions{})
 }
 
 func checkRelease(tf *metadata.TargetFiles, opts *Options) (*Report, *release.Metadata, error) {
