@@ -1,111 +1,46 @@
 package sim
 
 import (
-	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
-	"encoding/base32"
-	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
-	"net/url"
 	"path/filepath"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/airlockfw/airlock/server"
+	"github.com/airlockfw/airlock/server/adminpool"
 )
 
-// admin drives the real server's admin API as an operator would: a bearer
-// token and a TOTP code per state-changing request. The server refuses a
-// replayed TOTP step per user, so each state-changing request uses a user
-// of its own.
+// admin drives the real server's admin API as an operator would (a token
+// and a fresh TOTP code per state-changing request), failing the test on
+// any error.
 type admin struct {
-	t      testing.TB
-	base   string
-	client *http.Client
-	users  []adminUser
-	reader adminUser
-}
-
-type adminUser struct {
-	token  string
-	secret []byte
+	t testing.TB
+	c *adminpool.Client
 }
 
 func newAdmin(t testing.TB, s *testServer, dataDir string, users int) *admin {
 	t.Helper()
-	ctx := context.Background()
 	kek, _, err := server.LoadOrCreateKEK(filepath.Join(dataDir, server.KEKFile))
 	if err != nil {
 		t.Fatal(err)
 	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(s.srv.CAPEM())
-	a := &admin{t: t, base: s.url, client: &http.Client{Timeout: 30 * time.Second,
-		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}}
-	for i := range users + 1 {
-		name := fmt.Sprintf("op%d", i)
-		_, tok, _, err := server.CreateUser(ctx, s.db, name, server.RoleAdmin, time.Now())
-		if err != nil {
-			t.Fatal(err)
-		}
-		uri, err := server.EnrollTOTP(ctx, s.db, kek, name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		u, err := url.Parse(uri)
-		if err != nil {
-			t.Fatal(err)
-		}
-		secret, err := base32.StdEncoding.WithPadding(base32.NoPadding).DecodeString(strings.ToUpper(u.Query().Get("secret")))
-		if err != nil {
-			t.Fatal(err)
-		}
-		a.users = append(a.users, adminUser{token: tok, secret: secret})
+	us, err := adminpool.CreateUsers(context.Background(), s.db, kek, "op", users+1, server.RoleAdmin)
+	if err != nil {
+		t.Fatal(err)
 	}
-	a.reader, a.users = a.users[0], a.users[1:]
-	return a
+	c, err := adminpool.New(s.url, s.srv.CAPEM(), us[0], us[1:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &admin{t: t, c: c}
 }
 
 func (a *admin) do(method, path string, body, out any) {
 	a.t.Helper()
-	var rd io.Reader
-	if body != nil {
-		b, _ := json.Marshal(body)
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequest(method, a.base+path, rd)
-	if err != nil {
+	if err := a.c.Do(context.Background(), method, path, body, out); err != nil {
 		a.t.Fatal(err)
-	}
-	u := a.reader
-	if method != http.MethodGet {
-		if len(a.users) == 0 {
-			a.t.Fatal("out of admin users")
-		}
-		u, a.users = a.users[0], a.users[1:]
-		req.Header.Set(server.TOTPHeader, server.TOTPCode(u.secret, time.Now()))
-		req.Header.Set("Content-Type", "application/json")
-	}
-	req.Header.Set("Authorization", "Bearer "+u.token)
-	resp, err := a.client.Do(req)
-	if err != nil {
-		a.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	data, _ := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
-	if resp.StatusCode/100 != 2 {
-		a.t.Fatalf("%s %s: HTTP %d: %s", method, path, resp.StatusCode, data)
-	}
-	if out != nil {
-		if err := json.Unmarshal(data, out); err != nil {
-			a.t.Fatalf("%s %s: %v: %s", method, path, err, data)
-		}
 	}
 }
 

@@ -31,6 +31,7 @@ import (
 	"github.com/airlockfw/airlock/keys"
 	"github.com/airlockfw/airlock/repo"
 	"github.com/airlockfw/airlock/server"
+	"github.com/airlockfw/airlock/server/adminpool"
 	"github.com/airlockfw/airlock/server/store"
 	"github.com/airlockfw/airlock/sim"
 )
@@ -174,20 +175,19 @@ func run() error {
 	}
 	logf("%d devices enrolled in %.1fs", c.devices, time.Since(enrollStart).Seconds())
 
-	admin, err := newAdminClient("https://"+addr, caPEM)
+	admin, err := adminpool.New("https://"+addr, caPEM, users[0], users[1:])
 	if err != nil {
 		return err
 	}
-	admin.reader, admin.users = users[0], users[1:]
 	var rel struct {
 		ID string `json:"id"`
 	}
-	if err := admin.do(ctx, "POST", "/api/v1/admin/releases",
+	if err := admin.Do(ctx, "POST", "/api/v1/admin/releases",
 		map[string]any{"product": product, "version": "1.1.0", "environment": server.EnvDev}, &rel); err != nil {
 		return err
 	}
 	var ro rolloutStatus
-	if err := admin.do(ctx, "POST", "/api/v1/admin/rollouts", map[string]any{
+	if err := admin.Do(ctx, "POST", "/api/v1/admin/rollouts", map[string]any{
 		"release": product + "@1.1.0", "filter": "model=" + model, "stages": c.stages,
 		"success_threshold": c.successThreshold, "failure_threshold": c.failureThreshold,
 		"report_deadline": c.reportDeadline.String(),
@@ -200,7 +200,7 @@ func run() error {
 	}
 	polls0 := fleet.Stats().Polls
 	start := time.Now()
-	if err := admin.do(ctx, "POST", "/api/v1/admin/rollouts/"+ro.ID+"/start", map[string]any{}, nil); err != nil {
+	if err := admin.Do(ctx, "POST", "/api/v1/admin/rollouts/"+ro.ID+"/start", map[string]any{}, nil); err != nil {
 		return err
 	}
 	logf("rollout %s started: %s", ro.ID, c.stages)
@@ -209,7 +209,7 @@ func run() error {
 		if err := sleep(ctx, time.Second); err != nil {
 			return fmt.Errorf("rollout did not reach %q: last status %s; fleet %v", c.expectState, last, fleet.Stats())
 		}
-		if err := admin.do(ctx, "GET", "/api/v1/admin/rollouts/"+ro.ID, nil, &ro); err != nil {
+		if err := admin.Do(ctx, "GET", "/api/v1/admin/rollouts/"+ro.ID, nil, &ro); err != nil {
 			return err
 		}
 		line := ro.String()
@@ -336,7 +336,7 @@ func makeRepo(dir string) (*vendorRepo, error) {
 
 // setupServerData creates the database with an enrollment token for n
 // devices and admin users with TOTP, before the server starts.
-func setupServerData(ctx context.Context, data string, n int) (string, []adminUser, error) {
+func setupServerData(ctx context.Context, data string, n int) (string, []adminpool.User, error) {
 	db, err := store.Open(ctx, filepath.Join(data, server.DBFile))
 	if err != nil {
 		return "", nil, err
@@ -354,22 +354,9 @@ func setupServerData(ctx context.Context, data string, n int) (string, []adminUs
 	if err := server.CheckKEK(ctx, db, kek, now); err != nil {
 		return "", nil, err
 	}
-	var users []adminUser
-	for i := range adminUsers {
-		name := fmt.Sprintf("bench%d", i)
-		_, secret, _, err := server.CreateUser(ctx, db, name, server.RoleAdmin, now)
-		if err != nil {
-			return "", nil, err
-		}
-		uri, err := server.EnrollTOTP(ctx, db, kek, name)
-		if err != nil {
-			return "", nil, err
-		}
-		s, err := secretFromURI(uri)
-		if err != nil {
-			return "", nil, err
-		}
-		users = append(users, adminUser{token: secret, secret: s})
+	users, err := adminpool.CreateUsers(ctx, db, kek, "bench", adminUsers, server.RoleAdmin)
+	if err != nil {
+		return "", nil, err
 	}
 	return tok, users, nil
 }

@@ -6,16 +6,10 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
-	"encoding/base32"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -26,6 +20,7 @@ import (
 	"github.com/airlockfw/airlock/device"
 	"github.com/airlockfw/airlock/internal/durable"
 	"github.com/airlockfw/airlock/server"
+	"github.com/airlockfw/airlock/server/adminpool"
 	"github.com/airlockfw/airlock/server/store"
 	"github.com/airlockfw/airlock/sim"
 )
@@ -611,12 +606,12 @@ func (d *demo) rollout(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := adm.do(fctx, "POST", "/api/v1/admin/releases", map[string]any{"product": demoProduct, "version": "1.5.0", "environment": server.EnvDev}, nil); err != nil {
+	if err := adm.Do(fctx, "POST", "/api/v1/admin/releases", map[string]any{"product": demoProduct, "version": "1.5.0", "environment": server.EnvDev}, nil); err != nil {
 		return err
 	}
 	var ro demoRollout
 	filter := "model=x1 hw_rev=2"
-	if err := adm.do(fctx, "POST", "/api/v1/admin/rollouts", map[string]any{
+	if err := adm.Do(fctx, "POST", "/api/v1/admin/rollouts", map[string]any{
 		"release": demoProduct + "@1.5.0", "filter": filter, "stages": demoStages,
 		"success_threshold": "90%", "failure_threshold": "20%", "report_deadline": "30s",
 	}, &ro); err != nil {
@@ -624,7 +619,7 @@ func (d *demo) rollout(ctx context.Context) error {
 	}
 	d.say("$ airlock rollout create --server %s --release %s@1.5.0 --filter '%s' \\", d.url, demoProduct, filter)
 	d.say("      --stages '%s' --success-threshold 90%% --failure-threshold 20%%", demoStages)
-	if err := adm.do(fctx, "POST", "/api/v1/admin/rollouts/"+ro.ID+"/start", map[string]any{}, nil); err != nil {
+	if err := adm.Do(fctx, "POST", "/api/v1/admin/rollouts/"+ro.ID+"/start", map[string]any{}, nil); err != nil {
 		return err
 	}
 	d.say("$ airlock rollout start --server %s %s", d.url, ro.ID)
@@ -632,7 +627,7 @@ func (d *demo) rollout(ctx context.Context) error {
 		if err := sleepCtx(fctx, 200*time.Millisecond); err != nil {
 			return fmt.Errorf("rollout %s did not pause: state %q (%s); fleet %v", ro.ID, ro.State, ro.Reason, fleet.Stats())
 		}
-		if err := adm.do(fctx, "GET", "/api/v1/admin/rollouts/"+ro.ID, nil, &ro); err != nil {
+		if err := adm.Do(fctx, "GET", "/api/v1/admin/rollouts/"+ro.ID, nil, &ro); err != nil {
 			return err
 		}
 		if ro.State == "completed" || ro.State == "cancelled" {
@@ -675,93 +670,18 @@ type demoRollout struct {
 	} `json:"stage_progress"`
 }
 
-// demoAdmin calls the admin API as operators with TOTP. The server refuses
-// a replayed TOTP step per user, so each state-changing call uses its own
-// user.
-type demoAdmin struct {
-	base   string
-	client *http.Client
-	users  []demoUser
-	reader demoUser
-}
-
-type demoUser struct {
-	token  string
-	secret []byte
-}
-
-func newDemoAdmin(ctx context.Context, d *demo, writers int) (*demoAdmin, error) {
+// newDemoAdmin returns an admin API client with writers operators (one per
+// state-changing call: a TOTP step is accepted once per user) and a reader.
+func newDemoAdmin(ctx context.Context, d *demo, writers int) (*adminpool.Client, error) {
 	kek, _, err := server.LoadOrCreateKEK(filepath.Join(d.path("server"), server.KEKFile))
 	if err != nil {
 		return nil, err
 	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(d.srv.CAPEM())
-	a := &demoAdmin{base: d.url, client: &http.Client{Timeout: 30 * time.Second,
-		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}}
-	for i := range writers + 1 {
-		name := fmt.Sprintf("demo-operator-%d", i)
-		_, tok, _, err := server.CreateUser(ctx, d.db, name, server.RoleAdmin, time.Now())
-		if err != nil {
-			return nil, err
-		}
-		uri, err := server.EnrollTOTP(ctx, d.db, kek, name)
-		if err != nil {
-			return nil, err
-		}
-		u, err := url.Parse(uri)
-		if err != nil {
-			return nil, err
-		}
-		secret, err := base32.StdEncoding.WithPadding(base32.NoPadding).DecodeString(strings.ToUpper(u.Query().Get("secret")))
-		if err != nil {
-			return nil, err
-		}
-		a.users = append(a.users, demoUser{token: tok, secret: secret})
-	}
-	a.reader, a.users = a.users[0], a.users[1:]
-	return a, nil
-}
-
-func (a *demoAdmin) do(ctx context.Context, method, path string, body, out any) error {
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return err
-		}
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, a.base+path, rd)
+	users, err := adminpool.CreateUsers(ctx, d.db, kek, "demo-operator", writers+1, server.RoleAdmin)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	u := a.reader
-	if method != http.MethodGet {
-		if len(a.users) == 0 {
-			return errors.New("internal error: out of demo operators")
-		}
-		u, a.users = a.users[0], a.users[1:]
-		req.Header.Set(server.TOTPHeader, server.TOTPCode(u.secret, time.Now()))
-		req.Header.Set("Content-Type", "application/json")
-	}
-	req.Header.Set("Authorization", "Bearer "+u.token)
-	resp, err := a.client.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("%s %s: HTTP %d: %s", method, path, resp.StatusCode, strings.TrimSpace(string(data)))
-	}
-	if out != nil {
-		return json.Unmarshal(data, out)
-	}
-	return nil
+	return adminpool.New(d.url, d.srv.CAPEM(), users[0], users[1:])
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {
