@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PKGS=(libubootenv-tool grub-common faketime openssl zstd time postgresql nginx softhsm2 opensc chromium)
+PKGS=(libubootenv-tool grub-common faketime openssl zstd time postgresql nginx softhsm2 opensc chromium fonts-liberation)
 need=()
 command -v fw_printenv >/dev/null || need+=(libubootenv-tool)
 command -v grub-editenv >/dev/null || need+=(grub-common)
