@@ -13,7 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/BurntSushi/toml"
+	"github.com/airlockfw/airlock/internal/strictoml"
 
 	"github.com/airlockfw/airlock/device"
 	"github.com/airlockfw/airlock/internal/durable"
@@ -153,20 +153,9 @@ func LoadConfig(path string) (*Config, error) {
 // is the directory relative paths are resolved against. It does not read
 // the files the config names.
 func ParseConfig(data []byte, dir string) (*Config, error) {
-	if len(data) > MaxConfigSize {
-		return nil, fmt.Errorf("%w: config is %d bytes, the limit is MaxConfigSize %d", ErrConfig, len(data), MaxConfigSize)
-	}
 	var w wireConfig
-	md, err := toml.NewDecoder(bytes.NewReader(data)).Decode(&w)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrConfig, err)
-	}
-	if und := md.Undecoded(); len(und) > 0 {
-		keys := make([]string, len(und))
-		for i, k := range und {
-			keys[i] = k.String()
-		}
-		return nil, fmt.Errorf("%w: unknown keys %q", ErrConfig, keys)
+	if err := strictoml.Decode(data, MaxConfigSize, "MaxConfigSize", &w); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	c := &Config{
 		Dir: dir, DeviceConfig: w.DeviceConfig, Server: w.Server, ServerCA: w.ServerCA,

@@ -1,7 +1,6 @@
 package device
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -10,6 +9,7 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+	"github.com/airlockfw/airlock/internal/strictoml"
 
 	"github.com/airlockfw/airlock/device/boot"
 	"github.com/airlockfw/airlock/internal/durable"
@@ -141,20 +141,9 @@ func LoadConfig(fsys durable.FS, path string) (*Config, error) {
 // valid TOML, no key the schema does not define, every value in range. dir
 // is the directory relative paths are resolved against.
 func ParseConfig(data []byte, dir string) (*Config, error) {
-	if len(data) > MaxConfigSize {
-		return nil, fmt.Errorf("%w: config is %d bytes, the limit is MaxConfigSize %d", ErrConfig, len(data), MaxConfigSize)
-	}
 	var w wireConfig
-	md, err := toml.NewDecoder(bytes.NewReader(data)).Decode(&w)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrConfig, err)
-	}
-	if und := md.Undecoded(); len(und) > 0 {
-		keys := make([]string, len(und))
-		for i, k := range und {
-			keys[i] = k.String()
-		}
-		return nil, fmt.Errorf("%w: unknown keys %q", ErrConfig, keys)
+	if err := strictoml.Decode(data, MaxConfigSize, "MaxConfigSize", &w); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	c := &Config{
 		Dir:        dir,

@@ -12,7 +12,7 @@ import (
 
 // RootEnvironmentField is the signed root metadata field naming the trust
 // environment (dev, staging, prod) of a repository (see repo.InitOptions).
-const RootEnvironmentField = "x-airlock-environment"
+const RootEnvironmentField = release.RootEnvironmentField
 
 // ErrEnvironment is wrapped when metadata or a release belongs to another
 // trust environment than the device's factory root.

@@ -10,17 +10,21 @@ import (
 	"path/filepath"
 	"sort"
 	"time"
+
+	"github.com/airlockfw/airlock/internal/durable"
+	"github.com/airlockfw/airlock/release"
 )
 
-// Environments are separate trust roots: a key belongs to exactly one.
+// Environments are separate trust roots: a key belongs to exactly one (the
+// names are release's).
 const (
-	EnvDev     = "dev"
-	EnvStaging = "staging"
-	EnvProd    = "prod"
+	EnvDev     = release.EnvDev
+	EnvStaging = release.EnvStaging
+	EnvProd    = release.EnvProd
 )
 
 // Environments lists the valid environment names.
-var Environments = []string{EnvDev, EnvStaging, EnvProd}
+var Environments = release.Environments
 
 // KeyringEnv names the environment variable that overrides the keyring path.
 const KeyringEnv = "AIRLOCK_KEYRING"
@@ -35,14 +39,7 @@ var (
 )
 
 // CheckEnvironment validates an environment name.
-func CheckEnvironment(env string) error {
-	for _, e := range Environments {
-		if env == e {
-			return nil
-		}
-	}
-	return fmt.Errorf("unknown environment %q (want dev, staging or prod)", env)
-}
+func CheckEnvironment(env string) error { return release.ValidEnvironment(env) }
 
 // Keyring records which environment each signing key (by TUF key ID) is
 // registered for, so that a key made for development can never be used to
@@ -80,15 +77,15 @@ func OpenKeyring(path string) (*Keyring, error) {
 	if path == "" {
 		return k, nil
 	}
-	data, err := os.ReadFile(path)
+	data, err := durable.ReadFile(durable.OS, path, MaxKeyringSize)
 	if errors.Is(err, fs.ErrNotExist) {
 		return k, nil
 	}
+	if errors.Is(err, durable.ErrTooLarge) {
+		return nil, fmt.Errorf("%w: %s is larger than %d bytes (MaxKeyringSize)", ErrKeyring, path, MaxKeyringSize)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("failed to read keyring: %w", err)
-	}
-	if len(data) > MaxKeyringSize {
-		return nil, fmt.Errorf("%w: %s is larger than %d bytes (MaxKeyringSize)", ErrKeyring, path, MaxKeyringSize)
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
@@ -161,31 +158,7 @@ func (k *Keyring) save() error {
 	if err := os.MkdirAll(filepath.Dir(k.path), 0o700); err != nil {
 		return fmt.Errorf("failed to create keyring directory: %w", err)
 	}
-	tmp := fmt.Sprintf("%s.tmp-%d", k.path, os.Getpid())
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return fmt.Errorf("failed to write keyring: %w", err)
-	}
-	if _, err := f.Write(append(data, '\n')); err != nil {
-		f.Close()
-		os.Remove(tmp)
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		os.Remove(tmp)
-		return err
-	}
-	f.Close()
-	if err := os.Rename(tmp, k.path); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	if d, err := os.Open(filepath.Dir(k.path)); err == nil {
-		d.Sync()
-		d.Close()
-	}
-	return nil
+	return durable.WriteFile(durable.OS, k.path, append(data, '\n'), 0o600)
 }
 
 func short(id string) string {

@@ -203,20 +203,36 @@ func (m *Metadata) Validate() error {
 			return fe("notes", "control character %U (only newline and tab are allowed)", r)
 		}
 	}
-	switch m.Environment {
-	case "", EnvDev, EnvStaging, EnvProd:
-	default:
+	if m.Environment != "" && ValidEnvironment(m.Environment) != nil {
 		return fe("environment", "%q is not dev, staging or prod", m.Environment)
 	}
 	return nil
 }
 
-// Trust environments: separate roots, separate keys.
+// Trust environments: separate roots, separate keys. This is the one
+// definition; keys, repo, device and server refer to it.
 const (
 	EnvDev     = "dev"
 	EnvStaging = "staging"
 	EnvProd    = "prod"
 )
+
+// Environments lists the valid environment names.
+var Environments = []string{EnvDev, EnvStaging, EnvProd}
+
+// RootEnvironmentField is the field of the signed root metadata that names
+// the repository's trust environment (TUF keeps unrecognized fields).
+const RootEnvironmentField = "x-airlock-environment"
+
+// ValidEnvironment validates an environment name.
+func ValidEnvironment(env string) error {
+	for _, e := range Environments {
+		if env == e {
+			return nil
+		}
+	}
+	return fmt.Errorf("unknown environment %q (want dev, staging or prod)", env)
+}
 
 func isChannel(s string) bool {
 	if len(s) > MaxChannelLength {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/airlockfw/airlock/keys"
+	"github.com/airlockfw/airlock/release"
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 )
 
@@ -64,7 +65,7 @@ type InitOptions struct {
 
 // RootEnvironmentField is the field of the signed root metadata that names
 // the repository's trust environment.
-const RootEnvironmentField = "x-airlock-environment"
+const RootEnvironmentField = release.RootEnvironmentField
 
 // AuditDirName is the repository's audit log directory (never served).
 const AuditDirName = "audit"

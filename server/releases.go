@@ -16,9 +16,9 @@ import (
 
 // Deployment environments and approval thresholds.
 const (
-	EnvDev     = "dev"
-	EnvStaging = "staging"
-	EnvProd    = "prod"
+	EnvDev     = release.EnvDev
+	EnvStaging = release.EnvStaging
+	EnvProd    = release.EnvProd
 	// DefaultProdApprovals is Config.ProdApprovals when zero.
 	DefaultProdApprovals = 2
 	// MaxProdApprovals bounds Config.ProdApprovals.
@@ -29,7 +29,7 @@ const (
 )
 
 // Environments lists the deployment environments.
-var Environments = []string{EnvDev, EnvStaging, EnvProd}
+var Environments = release.Environments
 
 // ErrReleaseNotPublished: the release is not in the served repository.
 var ErrReleaseNotPublished = errors.New("release is not published in the served repository")

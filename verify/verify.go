@@ -201,7 +201,7 @@ func Repo(ctx context.Context, location string, opts Options) (*Report, error) {
 		if fi, err := os.Stat(filepath.Join(dir, "public")); err == nil && fi.IsDir() {
 			dir = filepath.Join(dir, "public")
 		}
-		src = &dirSource{dir: dir}
+		src = trust.NewDirSource(dir)
 	}
 	c, err := newClient(&opts, src)
 	if err != nil {
