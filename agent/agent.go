@@ -154,7 +154,7 @@ func (a *Agent) RunOnce(ctx context.Context) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	view, err := readDevice(a.fs, d)
+	view, err := readDevice(d)
 	if err != nil {
 		return nil, err
 	}
@@ -231,7 +231,7 @@ func (a *Agent) connect(ctx context.Context, c *cycle) error {
 	c.http = newHTTPClient(a.pool, a.cfg.ServerCASHA256, id, a.sessions)
 	c.api = &apiClient{base: base, client: c.http}
 	resp, iv, err := c.api.checkin(ctx, CheckinRequest{
-		CurrentVersion: c.view.currentVersion(), SecurityCounter: c.view.counter, State: c.view.state(),
+		CurrentVersion: c.view.currentVersion(), SecurityCounter: c.view.policy.SecurityCounter, State: c.view.state(),
 		Slot: strings.ToLower(string(c.view.boot.Good)),
 	})
 	if err != nil {
@@ -331,7 +331,7 @@ func (a *Agent) install(ctx context.Context, c *cycle, src *HTTPSource, path, ve
 // that fits the device, nil if none is newer, and its signed length.
 func (a *Agent) choose(ctx context.Context, c *cycle, src trust.Source) (*verify.Candidate, int64, error) {
 	cfg := c.dev.Config()
-	client, err := trust.New(newOverlayStore(a.fs, cfg), src, trust.Config{Now: a.opts.Now})
+	client, err := trust.New(c.dev.PreviewStore(), src, trust.Config{Now: a.opts.Now})
 	if err != nil {
 		return nil, 0, err
 	}
@@ -346,7 +346,7 @@ func (a *Agent) choose(ctx context.Context, c *cycle, src trust.Source) (*verify
 	if err != nil {
 		return nil, 0, err
 	}
-	dev := c.view.policyDevice(cfg)
+	dev := c.view.policy
 	for i := range cands {
 		cand := &cands[i]
 		if slices.Contains(c.view.rejected, cand.Path) {

@@ -281,8 +281,7 @@ func (a *Agent) directorUpdate(ctx context.Context, c *cycle) (*Result, error) {
 
 	// The image repository must authorize exactly this target.
 	src := a.source(c)
-	cfg := c.dev.Config()
-	client, err := trust.New(newOverlayStore(a.fs, cfg), src, trust.Config{Now: a.opts.Now})
+	client, err := trust.New(c.dev.PreviewStore(), src, trust.Config{Now: a.opts.Now})
 	if err != nil {
 		return fail("", err)
 	}
@@ -311,7 +310,7 @@ func (a *Agent) directorUpdate(ctx context.Context, c *cycle) (*Result, error) {
 	}
 	version := rel.Version.String()
 	// The device's policy still applies (Install checks it again).
-	if err := release.Check(rel, c.view.policyDevice(cfg), release.CheckOptions{}); err != nil {
+	if err := release.Check(rel, c.view.policy, release.CheckOptions{}); err != nil {
 		return fail(version, err)
 	}
 	return a.install(ctx, c, src, path, version, img.Length)

@@ -167,7 +167,7 @@ func fingerprint(t testing.TB, devCfg string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := readDevice(durable.OS, d)
+	v, err := readDevice(d)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,7 +177,7 @@ func fingerprint(t testing.TB, devCfg string) string {
 		slot = cfg.Slots.B
 	}
 	h := sha256.New()
-	fmt.Fprintf(h, "%+v|%d|%s|", v.boot, v.counter, v.currentVersion())
+	fmt.Fprintf(h, "%+v|%d|%s|", v.boot, v.policy.SecurityCounter, v.currentVersion())
 	for _, p := range []string{cfg.Path(slot), filepath.Join(cfg.Path(cfg.StateDir), "trust", "timestamp.json")} {
 		data, err := os.ReadFile(p)
 		if err != nil && !os.IsNotExist(err) {
@@ -195,7 +195,7 @@ func deviceVersion(t testing.TB, devCfg string) (string, boot.State) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := readDevice(durable.OS, d)
+	v, err := readDevice(d)
 	if err != nil {
 		t.Fatal(err)
 	}

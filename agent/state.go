@@ -1,25 +1,11 @@
 package agent
 
 import (
-	"errors"
 	"fmt"
-	"io/fs"
-	"path/filepath"
-	"slices"
 
 	"github.com/airlockfw/airlock/device"
 	"github.com/airlockfw/airlock/device/boot"
-	"github.com/airlockfw/airlock/device/counter"
-	"github.com/airlockfw/airlock/internal/durable"
 	"github.com/airlockfw/airlock/release"
-	"github.com/airlockfw/airlock/trust"
-)
-
-// Names inside the device state directory the agent reads (package device
-// does not export them yet: see the workaround note in docs/agent.md).
-const (
-	deviceTrustDir    = "trust"
-	deviceCounterFile = "counter"
 )
 
 // Device states sent at check-in (the server's device states).
@@ -32,13 +18,14 @@ const (
 // deviceView is what the agent reads from the device's state: boot
 // control, the last boot, the running release and the counter.
 type deviceView struct {
-	boot    boot.State
-	booted  *device.Booted
-	current *release.Version // nil: factory-fresh
+	boot   boot.State
+	booted *device.Booted
+	// policy is the device as release.Check sees it (its Current is nil
+	// when factory-fresh).
+	policy release.Device
 	// currentPath is the target path of the running release ("" when
 	// factory-fresh or unknown).
 	currentPath string
-	counter     uint64
 	rejected    []string // target paths installed and then rolled back
 }
 
@@ -59,43 +46,24 @@ func (v *deviceView) trialBooted() bool {
 }
 
 func (v *deviceView) currentVersion() string {
-	if v.current == nil {
+	if v.policy.Current == nil {
 		return ""
 	}
-	return v.current.String()
-}
-
-func bootControl(fsys durable.FS, cfg *device.Config) (boot.Control, error) {
-	rp := cfg.Boot.RedundPath
-	if rp != "" {
-		rp = cfg.Path(rp)
-	}
-	return boot.Open(fsys, boot.Config{
-		Backend: cfg.Boot.Backend, Path: cfg.Path(cfg.Boot.Path), RedundPath: rp,
-		Offset: cfg.Boot.Offset, RedundOffset: cfg.Boot.RedundOffset, EnvSize: cfg.Boot.EnvSize,
-	})
+	return v.policy.Current.String()
 }
 
 // readDevice reads the device state the agent decides on.
-func readDevice(fsys durable.FS, d *device.Device) (*deviceView, error) {
-	cfg := d.Config()
-	ctl, err := bootControl(fsys, cfg)
-	if err != nil {
-		return nil, err
-	}
+func readDevice(d *device.Device) (*deviceView, error) {
 	v := &deviceView{}
-	if v.boot, err = ctl.Load(); err != nil {
+	var err error
+	if v.boot, err = d.BootState(); err != nil {
 		return nil, fmt.Errorf("failed to read boot control: %w", err)
 	}
 	if v.booted, err = d.Booted(); err != nil {
 		return nil, err
 	}
-	ctr, err := counter.OpenFile(fsys, filepath.Join(cfg.Path(cfg.StateDir), deviceCounterFile))
-	if err != nil {
-		return nil, fmt.Errorf("failed to open anti-rollback counter: %w", err)
-	}
-	if v.counter, err = ctr.Read(); err != nil {
-		return nil, fmt.Errorf("failed to read anti-rollback counter: %w", err)
+	if v.policy, err = d.PolicyDevice(); err != nil {
+		return nil, err
 	}
 	for _, s := range []boot.Slot{boot.SlotA, boot.SlotB} {
 		rec, err := d.SlotRecord(s)
@@ -106,11 +74,6 @@ func readDevice(fsys durable.FS, d *device.Device) (*deviceView, error) {
 			continue
 		}
 		if s == v.boot.Good && rec.Status != device.StatusInvalid {
-			cur, err := release.ParseVersion(rec.Version)
-			if err != nil {
-				return nil, fmt.Errorf("%w: slot %s version: %v", device.ErrCorruptState, s, err)
-			}
-			v.current = &cur
 			v.currentPath = rec.TargetPath
 		}
 		// An invalid record that still names its release was installed
@@ -121,43 +84,4 @@ func readDevice(fsys durable.FS, d *device.Device) (*deviceView, error) {
 		}
 	}
 	return v, nil
-}
-
-// policyDevice describes the device for release.Check.
-func (v *deviceView) policyDevice(cfg *device.Config) release.Device {
-	return release.Device{
-		Model: cfg.Model, HWRev: cfg.HWRev, Channel: cfg.Channel, Product: cfg.Product,
-		Current: v.current, SecurityCounter: v.counter,
-	}
-}
-
-// overlayStore reads the device's trusted metadata and keeps writes in
-// memory: the agent's own refresh (to choose a release) never changes the
-// device's trusted state; only device.Install persists metadata.
-type overlayStore struct {
-	base trust.Store
-	puts map[string][]byte
-}
-
-func newOverlayStore(fsys durable.FS, cfg *device.Config) *overlayStore {
-	return &overlayStore{
-		base: trust.NewDirStore(fsys, filepath.Join(cfg.Path(cfg.StateDir), deviceTrustDir)),
-		puts: map[string][]byte{},
-	}
-}
-
-func (o *overlayStore) Get(name string) ([]byte, error) {
-	if d, ok := o.puts[name]; ok {
-		return slices.Clone(d), nil
-	}
-	return o.base.Get(name)
-}
-
-func (o *overlayStore) Put(name string, data []byte) error {
-	// Validate the name as the real stores do.
-	if _, err := trust.NewMemStore().Get(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return err
-	}
-	o.puts[name] = slices.Clone(data)
-	return nil
 }
