@@ -14,8 +14,8 @@ func TestDecode(t *testing.T) {
 		t.Fatalf("valid: %v %+v", err, c)
 	}
 	for in, want := range map[string]string{
-		`nmae = "x"`:            `unknown keys ["nmae"]`,
-		`name = `:               "expected",
+		`nmae = "x"`:             `unknown keys ["nmae"]`,
+		`name = `:                "expected",
 		strings.Repeat("#", 101): "the limit is MaxSize 100",
 	} {
 		if err := Decode([]byte(in), 100, "MaxSize", &c); err == nil || !strings.Contains(err.Error(), want) {
