@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"io/fs"
 	"net/http"
-	"os"
 	"path/filepath"
 
 	"github.com/airlockfw/airlock/internal/durable"
@@ -75,25 +74,10 @@ func writeKey(fsys durable.FS, dir string, k crypto.Signer) error {
 	if err != nil {
 		return err
 	}
-	p := filepath.Join(dir, KeyFile)
-	f, err := fsys.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return fmt.Errorf("failed to create device key file: %w", err)
+	if err := durable.CreateFile(fsys, filepath.Join(dir, KeyFile), data, 0o600); err != nil {
+		return fmt.Errorf("failed to store the device key: %w", err)
 	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		fsys.Remove(p)
-		return fmt.Errorf("failed to write device key: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		fsys.Remove(p)
-		return fmt.Errorf("failed to sync device key: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return fsys.SyncDir(dir)
+	return nil
 }
 
 // identityOf builds the TLS client certificate and checks that the leaf

@@ -25,8 +25,9 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"strings"
+
+	"github.com/airlockfw/airlock/internal/durable"
 )
 
 // Type names a key algorithm. One signing scheme is fixed per type.
@@ -162,29 +163,11 @@ func WritePrivate(path string, priv crypto.Signer, passphrase []byte) error {
 }
 
 func writeExclusive(path string, data []byte, perm fs.FileMode) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
-	if err != nil {
+	if err := durable.CreateFile(durable.OS, path, data, perm); err != nil {
 		if errors.Is(err, fs.ErrExist) {
 			return fmt.Errorf("%w: %s (refusing to overwrite)", ErrExists, path)
 		}
-		return fmt.Errorf("failed to create key file: %w", err)
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		os.Remove(path)
 		return fmt.Errorf("failed to write key file: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		os.Remove(path)
-		return fmt.Errorf("failed to sync key file: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if d, err := os.Open(filepath.Dir(path)); err == nil {
-		d.Sync()
-		d.Close()
 	}
 	return nil
 }

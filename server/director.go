@@ -231,24 +231,8 @@ func loadOrCreateSealedKey(path string, kek *KEK, purpose string) (crypto.Signer
 	if err != nil {
 		return nil, err
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
+	if err := durable.CreateFile(durable.OS, path, sealed, 0o600); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrDirectorKeys, err)
-	}
-	if _, err := f.Write(sealed); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("%w: %w", ErrDirectorKeys, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("%w: %w", ErrDirectorKeys, err)
-	}
-	if err := f.Close(); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrDirectorKeys, err)
-	}
-	if dir, err := os.Open(filepath.Dir(path)); err == nil {
-		dir.Sync()
-		dir.Close()
 	}
 	return k, nil
 }

@@ -185,21 +185,7 @@ func createKey(path string) (crypto.Signer, error) {
 // writeExclusive creates path (O_EXCL), writes data and fsyncs file and
 // directory; on failure it removes what it created.
 func writeExclusive(path string, data []byte, perm fs.FileMode) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
-	if err != nil {
-		return fmt.Errorf("failed to create %s: %w", path, err)
-	}
-	if _, err = f.Write(data); err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(path)
-		return fmt.Errorf("failed to write %s: %w", path, err)
-	}
-	return durable.OS.SyncDir(filepath.Dir(path))
+	return durable.CreateFile(durable.OS, path, data, perm)
 }
 
 // loadKey reads an unencrypted PKCS#8 key, refusing a file readable by

@@ -6,9 +6,9 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"os"
 	"strings"
 
+	"github.com/airlockfw/airlock/internal/durable"
 	"github.com/airlockfw/airlock/keys"
 	"github.com/airlockfw/airlock/keys/pkcs11"
 )
@@ -196,12 +196,12 @@ Example:
 const MaxPassphraseFileSize = 4096
 
 func readPassphrase(path string) ([]byte, error) {
-	data, err := os.ReadFile(path)
+	data, err := durable.ReadFile(durable.OS, path, MaxPassphraseFileSize)
+	if errors.Is(err, durable.ErrTooLarge) {
+		return nil, fmt.Errorf("passphrase file is larger than %d bytes (MaxPassphraseFileSize)", MaxPassphraseFileSize)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("failed to read passphrase file: %w", err)
-	}
-	if len(data) > MaxPassphraseFileSize {
-		return nil, fmt.Errorf("passphrase file is larger than %d bytes", MaxPassphraseFileSize)
 	}
 	line, _, _ := bytes.Cut(data, []byte("\n"))
 	line = bytes.TrimSuffix(line, []byte("\r"))

@@ -272,13 +272,7 @@ Example:
 		dir := fs.String("dir", "", "")
 		product := fs.String("product", "", "")
 		return func(e *Env, args []string) error {
-			if err := noArgs(args); err != nil {
-				return err
-			}
-			if err := needFlags("--dir", *dir); err != nil {
-				return err
-			}
-			r, err := repo.Open(*dir)
+			r, err := openRepo(args, *dir)
 			if err != nil {
 				return err
 			}

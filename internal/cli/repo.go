@@ -418,13 +418,7 @@ Example:
 		tsKey := fs.String("timestamp-key", "", "")
 		passFile := fs.String("passphrase-file", "", "")
 		return func(e *Env, args []string) error {
-			if err := noArgs(args); err != nil {
-				return err
-			}
-			if err := needFlags("--dir", *dir); err != nil {
-				return err
-			}
-			r, err := repo.Open(*dir)
+			r, err := openRepo(args, *dir)
 			if err != nil {
 				return err
 			}
@@ -485,13 +479,7 @@ Example:
 		key := fs.String("key", "", "")
 		passFile := fs.String("passphrase-file", "", "")
 		return func(e *Env, args []string) error {
-			if err := noArgs(args); err != nil {
-				return err
-			}
-			if err := needFlags("--dir", *dir); err != nil {
-				return err
-			}
-			r, err := repo.Open(*dir)
+			r, err := openRepo(args, *dir)
 			if err != nil {
 				return err
 			}
@@ -778,13 +766,7 @@ Example:
 	Flags: func(fs *flag.FlagSet) func(*Env, []string) error {
 		dir := fs.String("dir", "", "")
 		return func(e *Env, args []string) error {
-			if err := noArgs(args); err != nil {
-				return err
-			}
-			if err := needFlags("--dir", *dir); err != nil {
-				return err
-			}
-			r, err := repo.Open(*dir)
+			r, err := openRepo(args, *dir)
 			if err != nil {
 				return err
 			}
@@ -819,4 +801,16 @@ Example:
 			return nil
 		}
 	},
+}
+
+// openRepo checks that a repository command got no positional arguments and
+// a --dir, and opens the repository.
+func openRepo(args []string, dir string) (*repo.Repo, error) {
+	if err := noArgs(args); err != nil {
+		return nil, err
+	}
+	if err := needFlags("--dir", dir); err != nil {
+		return nil, err
+	}
+	return repo.Open(dir)
 }
