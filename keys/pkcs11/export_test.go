@@ -19,24 +19,12 @@ type KeyProtection struct {
 // PrivateKeyProtection reads the protection attributes of the private key
 // uri names and tries to read its secret value.
 func PrivateKeyProtection(uri string) (*KeyProtection, error) {
-	u, err := parseKeyURI(uri)
+	o, err := findObject(uri, true, p11.CKO_PRIVATE_KEY)
 	if err != nil {
 		return nil, err
 	}
-	m, err := loadModule(u)
-	if err != nil {
-		return nil, err
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	_, sh, err := m.session(u, true)
-	if err != nil {
-		return nil, err
-	}
-	h, err := m.findOne(sh, p11.CKO_PRIVATE_KEY, u)
-	if err != nil {
-		return nil, err
-	}
+	defer o.unlock()
+	m, sh, h := o.m, o.sh, o.h
 	types := []uint{p11.CKA_EXTRACTABLE, p11.CKA_SENSITIVE, p11.CKA_NEVER_EXTRACTABLE, p11.CKA_ALWAYS_SENSITIVE, p11.CKA_PRIVATE, p11.CKA_TOKEN}
 	var req []*p11.Attribute
 	for _, t := range types {

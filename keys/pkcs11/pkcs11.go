@@ -276,27 +276,12 @@ func parseKeyURI(s string) (*URI, error) {
 // object of the same CKA_ID (or, when the private key has no id, the same
 // label). It logs in to the token with the URI's PIN.
 func Open(uri string) (crypto.Signer, error) {
-	u, err := parseKeyURI(uri)
+	o, err := findObject(uri, true, p11.CKO_PRIVATE_KEY)
 	if err != nil {
 		return nil, err
 	}
-	if u.Type == "public" {
-		return nil, fmt.Errorf("%w: type=public names no private key", ErrURI)
-	}
-	m, err := loadModule(u)
-	if err != nil {
-		return nil, err
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	slot, sh, err := m.session(u, true)
-	if err != nil {
-		return nil, err
-	}
-	priv, err := m.findOne(sh, p11.CKO_PRIVATE_KEY, u)
-	if err != nil {
-		return nil, err
-	}
+	defer o.unlock()
+	m, slot, sh, priv := o.m, o.slot, o.sh, o.h
 	attrs, err := m.ctx.GetAttributeValue(sh, priv, []*p11.Attribute{
 		p11.NewAttribute(p11.CKA_ID, nil),
 		p11.NewAttribute(p11.CKA_LABEL, nil),
@@ -326,25 +311,50 @@ func Open(uri string) (crypto.Signer, error) {
 // its public key object. It logs in only if the URI (or the environment)
 // gives a PIN.
 func PublicKey(uri string) (crypto.PublicKey, error) {
+	o, err := findObject(uri, false, p11.CKO_PUBLIC_KEY)
+	if err != nil {
+		return nil, err
+	}
+	defer o.unlock()
+	return o.m.publicKey(o.sh, o.h)
+}
+
+// object is one token object found through a URI, with the module locked
+// and a session open; call unlock when done with it.
+type object struct {
+	m      *module
+	slot   uint
+	sh     p11.SessionHandle
+	h      p11.ObjectHandle
+	unlock func()
+}
+
+// findObject parses uri, loads its module, locks it, opens a session
+// (logged in when login) and finds the one object of class the URI names.
+func findObject(uri string, login bool, class uint) (*object, error) {
 	u, err := parseKeyURI(uri)
 	if err != nil {
 		return nil, err
+	}
+	if class == p11.CKO_PRIVATE_KEY && u.Type == "public" {
+		return nil, fmt.Errorf("%w: type=public names no private key", ErrURI)
 	}
 	m, err := loadModule(u)
 	if err != nil {
 		return nil, err
 	}
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	_, sh, err := m.session(u, false)
+	slot, sh, err := m.session(u, login)
 	if err != nil {
+		m.mu.Unlock()
 		return nil, err
 	}
-	h, err := m.findOne(sh, p11.CKO_PUBLIC_KEY, u)
+	h, err := m.findOne(sh, class, u)
 	if err != nil {
+		m.mu.Unlock()
 		return nil, err
 	}
-	return m.publicKey(sh, h)
+	return &object{m: m, slot: slot, sh: sh, h: h, unlock: m.mu.Unlock}, nil
 }
 
 // Generate creates a key pair of type t inside the token the URI names,
