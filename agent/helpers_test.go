@@ -15,7 +15,6 @@ import (
 	"encoding/pem"
 	"fmt"
 	"math/big"
-	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -30,8 +29,8 @@ import (
 	"github.com/airlockfw/airlock/device"
 	"github.com/airlockfw/airlock/device/boot"
 	"github.com/airlockfw/airlock/internal/durable"
-	"github.com/airlockfw/airlock/keys"
 	"github.com/airlockfw/airlock/repo"
+	"github.com/airlockfw/airlock/repo/repotest"
 )
 
 const (
@@ -45,86 +44,32 @@ const (
 // vendor is a real signed repository (package repo) with one product.
 type vendor struct {
 	t                         testing.TB
+	rt                        *repotest.Vendor
 	r                         *repo.Repo
 	snapshot, tstamp, product crypto.Signer
 	factoryRoot               []byte
 }
 
-func genKey(t testing.TB) crypto.Signer {
-	t.Helper()
-	k, err := keys.Generate(keys.Ed25519)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
-
 func newVendor(t testing.TB) *vendor {
 	t.Helper()
-	dir := filepath.Join(t.TempDir(), "repo")
-	root, targets := genKey(t), genKey(t)
-	v := &vendor{t: t, snapshot: genKey(t), tstamp: genKey(t), product: genKey(t)}
-	r, err := repo.Init(dir, repo.InitOptions{
-		RootKeys: []crypto.PublicKey{root.Public()}, RootThreshold: 1, RootSigners: []crypto.Signer{root},
-		Targets: targets, Snapshot: v.snapshot, Timestamp: v.tstamp,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	v.r = r
-	if err := r.Delegate(testProduct, []crypto.PublicKey{v.product.Public()}, 1, targets); err != nil {
-		t.Fatal(err)
-	}
-	v.publish()
-	if v.factoryRoot, err = os.ReadFile(filepath.Join(r.PublicDir(), "metadata", "1.root.json")); err != nil {
-		t.Fatal(err)
-	}
-	return v
+	rt := repotest.New(t, repotest.Options{Product: testProduct, Model: testModel})
+	return &vendor{t: t, rt: rt, r: rt.Repo, snapshot: rt.Snapshot, tstamp: rt.Timestamp, product: rt.ProductSigners[0], factoryRoot: rt.FactoryRoot}
 }
 
-func (v *vendor) publish() {
-	v.t.Helper()
-	if _, err := v.r.Publish(v.snapshot, v.tstamp); err != nil {
-		v.t.Fatal(err)
-	}
-}
+func (v *vendor) publish() { v.t.Helper(); v.rt.Publish() }
 
 // testImage returns a deterministic pseudo-random image.
-func testImage(seed uint64, n int) []byte {
-	r := mrand.New(mrand.NewPCG(seed, 7))
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = byte(r.Uint32())
-	}
-	return b
-}
+func testImage(seed uint64, n int) []byte { return repotest.Image(seed, n) }
 
 // release adds and publishes a release of testImageSize bytes.
 func (v *vendor) release(version string, sv uint32) []byte {
 	v.t.Helper()
 	img := testImage(uint64(len(version))*1000+uint64(version[len(version)-1]), testImageSize)
-	p := filepath.Join(v.t.TempDir(), "firmware.img")
-	if err := os.WriteFile(p, img, 0o644); err != nil {
-		v.t.Fatal(err)
-	}
-	if _, err := v.r.AddRelease(repo.ReleaseOptions{
-		Product: testProduct, ImagePath: p, Version: version, SecurityVersion: sv,
-		Models: []string{testModel}, Compress: repo.CompressNone, Signers: []crypto.Signer{v.product},
-	}); err != nil {
-		v.t.Fatal(err)
-	}
-	v.publish()
+	v.rt.Release(version, sv, img, nil)
 	return img
 }
 
-func (v *vendor) bundle(version string) []byte {
-	v.t.Helper()
-	var b bytes.Buffer
-	if err := v.r.CreateBundle(&b, testProduct, version); err != nil {
-		v.t.Fatal(err)
-	}
-	return b.Bytes()
-}
+func (v *vendor) bundle(version string) []byte { v.t.Helper(); return v.rt.Bundle(version) }
 
 // newDevice provisions a simulated device in a new directory with the
 // vendor's release 1.0.0 committed in slot A and returns the path of its

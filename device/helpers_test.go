@@ -9,14 +9,13 @@ import (
 	"math/rand/v2"
 	"os"
 	"path"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/airlockfw/airlock/device/boot"
 	"github.com/airlockfw/airlock/internal/durable"
-	"github.com/airlockfw/airlock/keys"
 	"github.com/airlockfw/airlock/repo"
+	"github.com/airlockfw/airlock/repo/repotest"
 )
 
 const (
@@ -27,6 +26,7 @@ const (
 // vendor is a real signed repository (package repo) with one product role.
 type vendor struct {
 	t                         testing.TB
+	rt                        *repotest.Vendor
 	r                         *repo.Repo
 	dir                       string
 	root                      []crypto.Signer
@@ -35,50 +35,20 @@ type vendor struct {
 	factoryRoot               []byte
 }
 
-func genKey(t testing.TB) crypto.Signer {
-	t.Helper()
-	k, err := keys.Generate(keys.Ed25519)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
+var genKey = repotest.GenKey
 
 func newVendor(t testing.TB) *vendor { return newVendorEnv(t, "") }
 
 // newVendorEnv makes a vendor repository for a trust environment ("" = the
-// default, dev).
+// default, dev), with two product keys (threshold 1).
 func newVendorEnv(t testing.TB, env string) *vendor {
 	t.Helper()
-	v := &vendor{t: t, dir: filepath.Join(t.TempDir(), "repo")}
-	v.root = []crypto.Signer{genKey(t)}
-	v.targets, v.snapshot, v.tstamp = genKey(t), genKey(t), genKey(t)
-	v.product = []crypto.Signer{genKey(t), genKey(t)}
-	r, err := repo.Init(v.dir, repo.InitOptions{
-		RootKeys: []crypto.PublicKey{v.root[0].Public()}, RootThreshold: 1, RootSigners: v.root,
-		Targets: v.targets, Snapshot: v.snapshot, Timestamp: v.tstamp, Environment: env,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	v.r = r
-	if err := r.Delegate(testProduct, []crypto.PublicKey{v.product[0].Public(), v.product[1].Public()}, 1, v.targets); err != nil {
-		t.Fatal(err)
-	}
-	v.publish()
-	v.factoryRoot, err = os.ReadFile(filepath.Join(v.dir, "public", "metadata", "1.root.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return v
+	rt := repotest.New(t, repotest.Options{Product: testProduct, Model: testModel, ProductKeys: 2, Environment: env})
+	return &vendor{t: t, rt: rt, r: rt.Repo, dir: rt.Repo.Dir(), root: []crypto.Signer{rt.Root}, targets: rt.Targets,
+		snapshot: rt.Snapshot, tstamp: rt.Timestamp, product: rt.ProductSigners, factoryRoot: rt.FactoryRoot}
 }
 
-func (v *vendor) publish() {
-	v.t.Helper()
-	if _, err := v.r.Publish(v.snapshot, v.tstamp); err != nil {
-		v.t.Fatal(err)
-	}
-}
+func (v *vendor) publish() { v.t.Helper(); v.rt.Publish() }
 
 // testImage returns a deterministic pseudo-random image (compressible
 // second half).
@@ -94,32 +64,16 @@ func testImage(seed uint64, n int) []byte {
 // release adds and publishes a release and returns its bundle.
 func (v *vendor) release(version string, sv uint32, image []byte, mod func(*repo.ReleaseOptions)) []byte {
 	v.t.Helper()
-	p := filepath.Join(v.t.TempDir(), "firmware.img")
-	if err := os.WriteFile(p, image, 0o644); err != nil {
-		v.t.Fatal(err)
-	}
-	o := repo.ReleaseOptions{
-		Product: testProduct, ImagePath: p, Version: version, SecurityVersion: sv,
-		Models: []string{testModel}, Compress: repo.CompressNone, Signers: v.product[:1],
-	}
-	if mod != nil {
-		mod(&o)
-	}
-	if _, err := v.r.AddRelease(o); err != nil {
-		v.t.Fatal(err)
-	}
-	v.publish()
-	return v.bundle(version)
+	v.rt.Release(version, sv, image, func(o *repo.ReleaseOptions) {
+		o.Signers = v.product[:1] // tests rotate the product keys
+		if mod != nil {
+			mod(o)
+		}
+	})
+	return v.rt.Bundle(version)
 }
 
-func (v *vendor) bundle(version string) []byte {
-	v.t.Helper()
-	var b bytes.Buffer
-	if err := v.r.CreateBundle(&b, testProduct, version); err != nil {
-		v.t.Fatal(err)
-	}
-	return b.Bytes()
-}
+func (v *vendor) bundle(version string) []byte { v.t.Helper(); return v.rt.Bundle(version) }
 
 // testConfig is a device config on a Mem (or OS) filesystem rooted at dir.
 func testConfig(dir string, slotSize int64) *Config {

@@ -1,7 +1,6 @@
 package sim
 
 import (
-	"bytes"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
@@ -18,8 +17,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/airlockfw/airlock/keys"
 	"github.com/airlockfw/airlock/repo"
+	"github.com/airlockfw/airlock/repo/repotest"
 	"github.com/airlockfw/airlock/server"
 	"github.com/airlockfw/airlock/server/store"
 )
@@ -35,6 +34,7 @@ const (
 // vendor is a real image repository (package repo) with throwaway keys.
 type vendor struct {
 	t                testing.TB
+	rt               *repotest.Vendor
 	r                *repo.Repo
 	snap, ts, prod   crypto.Signer
 	factoryRoot      []byte
@@ -43,40 +43,13 @@ type vendor struct {
 	releasedVersions []string
 }
 
-func genKey(t testing.TB) crypto.Signer {
-	t.Helper()
-	k, err := keys.Generate(keys.Ed25519)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
-
 // newVendor creates the repository with release 1.0.0 (the initial bundle).
 func newVendor(t testing.TB, dir string) *vendor {
 	t.Helper()
-	root, targets := genKey(t), genKey(t)
-	v := &vendor{t: t, snap: genKey(t), ts: genKey(t), prod: genKey(t)}
-	r, err := repo.Init(dir, repo.InitOptions{
-		RootKeys: []crypto.PublicKey{root.Public()}, RootThreshold: 1, RootSigners: []crypto.Signer{root},
-		Targets: targets, Snapshot: v.snap, Timestamp: v.ts,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	v.r = r
-	if err := r.Delegate(testProduct, []crypto.PublicKey{v.prod.Public()}, 1, targets); err != nil {
-		t.Fatal(err)
-	}
+	rt := repotest.New(t, repotest.Options{Dir: dir, Product: testProduct, Model: testModel})
+	v := &vendor{t: t, rt: rt, r: rt.Repo, snap: rt.Snapshot, ts: rt.Timestamp, prod: rt.ProductSigners[0], factoryRoot: rt.FactoryRoot}
 	v.release("1.0.0")
-	var b bytes.Buffer
-	if err := r.CreateBundle(&b, testProduct, "1.0.0"); err != nil {
-		t.Fatal(err)
-	}
-	v.initialBundle, v.initialVersion = b.Bytes(), "1.0.0"
-	if v.factoryRoot, err = os.ReadFile(filepath.Join(r.PublicDir(), "metadata", "1.root.json")); err != nil {
-		t.Fatal(err)
-	}
+	v.initialBundle, v.initialVersion = rt.Bundle("1.0.0"), "1.0.0"
 	return v
 }
 
@@ -87,19 +60,7 @@ func (v *vendor) release(version string) {
 	for i := range img {
 		img[i] = byte(i*31 + len(v.releasedVersions)*7 + 1)
 	}
-	p := filepath.Join(v.t.TempDir(), "fw.img")
-	if err := os.WriteFile(p, img, 0o644); err != nil {
-		v.t.Fatal(err)
-	}
-	if _, err := v.r.AddRelease(repo.ReleaseOptions{
-		Product: testProduct, ImagePath: p, Version: version, SecurityVersion: 1,
-		Models: []string{testModel}, Compress: repo.CompressNone, Signers: []crypto.Signer{v.prod},
-	}); err != nil {
-		v.t.Fatal(err)
-	}
-	if _, err := v.r.Publish(v.snap, v.ts); err != nil {
-		v.t.Fatal(err)
-	}
+	v.rt.Release(version, 1, img, nil)
 	v.releasedVersions = append(v.releasedVersions, version)
 }
 

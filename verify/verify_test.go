@@ -20,6 +20,7 @@ import (
 	"github.com/airlockfw/airlock/keys"
 	"github.com/airlockfw/airlock/release"
 	"github.com/airlockfw/airlock/repo"
+	"github.com/airlockfw/airlock/repo/repotest"
 	"github.com/airlockfw/airlock/trust"
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 )
@@ -37,36 +38,13 @@ type fixture struct {
 	image                              []byte
 }
 
-func signer(t *testing.T) crypto.Signer {
-	t.Helper()
-	s, err := keys.Generate(keys.Ed25519)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
+func signer(t *testing.T) crypto.Signer { return repotest.GenKey(t) }
 
 func newFixture(t *testing.T, productThreshold int) *fixture {
 	t.Helper()
-	f := &fixture{t: t, dir: filepath.Join(t.TempDir(), "repo")}
-	f.root, f.targets, f.snapshot, f.timestamp = signer(t), signer(t), signer(t), signer(t)
-	f.product1, f.product2 = signer(t), signer(t)
-	r, err := repo.Init(f.dir, repo.InitOptions{
-		RootKeys:    []crypto.PublicKey{f.root.Public()},
-		RootSigners: []crypto.Signer{f.root},
-		Targets:     f.targets, Snapshot: f.snapshot, Timestamp: f.timestamp,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.r = r
-	if err := r.Delegate(product, []crypto.PublicKey{f.product1.Public(), f.product2.Public()}, productThreshold, f.targets); err != nil {
-		t.Fatal(err)
-	}
-	f.rootJSON, err = os.ReadFile(filepath.Join(f.dir, "public", "metadata", "1.root.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	rt := repotest.New(t, repotest.Options{Product: product, Model: "x1", ProductKeys: 2, ProductThreshold: productThreshold})
+	f := &fixture{t: t, dir: rt.Repo.Dir(), r: rt.Repo, root: rt.Root, targets: rt.Targets, snapshot: rt.Snapshot,
+		timestamp: rt.Timestamp, product1: rt.ProductSigners[0], product2: rt.ProductSigners[1], rootJSON: rt.FactoryRoot}
 	f.image = make([]byte, 200<<10)
 	rand.Read(f.image)
 	if productThreshold == 2 {
