@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -47,6 +49,10 @@ type Client struct {
 	// paths holds, per target path found since the last Refresh, the
 	// delegated roles from targets to the role that listed it.
 	paths map[string][]DelegatedRole
+	// floors is the rollback floor record as last read or written by
+	// Refresh, floorsRaw its stored bytes (floors.go).
+	floors    *floors
+	floorsRaw []byte
 }
 
 // DelegatedRole is the verified metadata of one delegated targets role.
@@ -107,9 +113,18 @@ func rootRole(root *metadata.Metadata[metadata.RootType], role string) roleKeys 
 // top-level targets): root rotation, timestamp, snapshot, targets. Each file
 // is persisted only after all of its checks passed; a failed Refresh leaves
 // the store with the files verified before the failure (a rotated root stays
-// rotated). Local metadata from the store is the rollback reference; local
-// metadata that no longer verifies under the current root (keys rotated,
-// 5.3.11) is ignored.
+// rotated).
+//
+// The rollback reference is the higher of two floors: the stored metadata
+// files, and the rollback floor record kept beside them (floors.go), so
+// that losing or corrupting one stored file never lowers a floor. Local
+// metadata that no longer verifies under the current root, and recorded
+// floors whose keys the current root rotated out, no longer count (5.3.11,
+// fast-forward recovery). A record that is present but corrupt fails
+// Refresh with ErrCorruptFloors before any request; a missing record is
+// rebuilt from the files. The final root must not be older than the
+// recorded root version (ErrRollback: root.json was lost or replaced by an
+// older root and the source does not offer the chain back to it).
 func (c *Client) Refresh(ctx context.Context) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -118,9 +133,24 @@ func (c *Client) Refresh(ctx context.Context) error {
 	c.delegated = map[string][]byte{}
 	c.paths = map[string][]DelegatedRole{}
 	c.refTime = c.now()
+	var err error
+	if c.floors, c.floorsRaw, err = loadFloors(c.store); err != nil {
+		return err
+	}
 
 	if err := c.updateRoot(ctx); err != nil {
 		return err
+	}
+	// 5.3.5 across losses: the chain must reach the recorded root version.
+	if v := c.root.Signed.Version; v < c.floors.root {
+		return fmt.Errorf("root: %w: trusted root version %d < recorded %d (root.json was lost or replaced by an older root, and the source does not offer the newer versions)",
+			ErrRollback, v, c.floors.root)
+	} else if v > c.floors.root {
+		nf := c.floors.clone() // rebuilt upward: a record missing or behind root.json
+		nf.root = v
+		if err := c.saveFloors(nf); err != nil {
+			return err
+		}
 	}
 	// 5.3.10: the final root must not be expired (checked after persisting it).
 	if expired(c.root.Signed.Expires, c.refTime) {
@@ -162,8 +192,14 @@ func (c *Client) updateRoot(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		// 5.3.8: persist, then trust. The history copy first: a power cut
-		// between the two Puts only means fetching this version again.
+		// 5.3.8: persist, then trust. The floor first, then the history
+		// copy: a power cut between the Puts only means fetching this
+		// version again (the source still offers it).
+		nf := c.floors.clone()
+		nf.root = max(nf.root, next)
+		if err := c.saveFloors(nf); err != nil {
+			return err
+		}
 		if err := c.store.Put(rootHistoryName(next), data); err != nil {
 			return err
 		}
@@ -201,18 +237,21 @@ func verifyNextRoot(trusted *metadata.Metadata[metadata.RootType], data []byte) 
 	return newRoot, nil
 }
 
-func (c *Client) verifyTimestamp(data []byte) (*metadata.Metadata[metadata.TimestampType], error) {
+// verifyTimestamp returns the timestamp and the fingerprints of the keys
+// whose signatures on it are valid (for the floor record).
+func (c *Client) verifyTimestamp(data []byte) (*metadata.Metadata[metadata.TimestampType], []fingerprint, error) {
 	if int64(len(data)) > c.lim.TimestampSize {
-		return nil, fmt.Errorf("timestamp: %w", ErrTooLarge)
+		return nil, nil, fmt.Errorf("timestamp: %w", ErrTooLarge)
 	}
 	md, payload, err := parseMetadata[metadata.TimestampType](data)
 	if err != nil {
-		return nil, fmt.Errorf("timestamp: %w", err)
+		return nil, nil, fmt.Errorf("timestamp: %w", err)
 	}
-	if err := verifySignatures("timestamp", rootRole(c.root, metadata.TIMESTAMP), md.Signatures, payload); err != nil {
-		return nil, err
+	rk := rootRole(c.root, metadata.TIMESTAMP)
+	if err := verifySignatures("timestamp", rk, md.Signatures, payload); err != nil {
+		return nil, nil, err
 	}
-	return md, nil
+	return md, signersOf(rk, md.Signatures, payload), nil
 }
 
 // updateTimestamp implements 5.4.
@@ -222,38 +261,50 @@ func (c *Client) updateTimestamp(ctx context.Context) error {
 		return err
 	}
 	var old *metadata.Metadata[metadata.TimestampType]
+	var oldSigners []fingerprint
 	if local != nil {
-		if md, err := c.verifyTimestamp(local); err == nil {
-			old = md // rollback reference; may be expired
+		if md, signers, err := c.verifyTimestamp(local); err == nil {
+			old, oldSigners = md, signers // rollback reference; may be expired
 		}
+	}
+	// The floors: the stored timestamp, and the record while the keys
+	// that signed the timestamp it recorded still hold (5.3.11).
+	var tsFloor, snapFloor int64
+	if old != nil {
+		tsFloor, snapFloor = old.Signed.Version, old.Signed.Meta[snapshotFile].Version
+	}
+	if f := c.floors; f.timestamp > 0 && signersHold(c.root, metadata.TIMESTAMP, f.tsSigners) {
+		tsFloor, snapFloor = max(tsFloor, f.timestamp), max(snapFloor, f.tsSnapshot)
 	}
 	data, err := c.src.FetchMetadata(ctx, metadata.TIMESTAMP, 0, c.lim.TimestampSize)
 	if err != nil {
 		return fmt.Errorf("failed to fetch timestamp: %w", err)
 	}
-	md, err := c.verifyTimestamp(data) // 5.4.1, 5.4.2
+	md, signers, err := c.verifyTimestamp(data) // 5.4.1, 5.4.2
 	if err != nil {
 		return err
 	}
-	if old != nil {
-		// 5.4.3.1: no timestamp version rollback; an equal version keeps the
-		// trusted copy (a re-signed file with the same version is ignored).
-		if md.Signed.Version < old.Signed.Version {
-			return fmt.Errorf("timestamp: %w: version %d < trusted %d", ErrRollback, md.Signed.Version, old.Signed.Version)
-		}
-		if md.Signed.Version == old.Signed.Version {
-			md, data = old, local
-		} else {
-			// 5.4.3.2: no snapshot version rollback.
-			nv, ov := md.Signed.Meta[snapshotFile].Version, old.Signed.Meta[snapshotFile].Version
-			if nv < ov {
-				return fmt.Errorf("timestamp: %w: snapshot version %d < trusted %d", ErrRollback, nv, ov)
-			}
-		}
+	// 5.4.3.1: no timestamp version rollback; an equal version keeps the
+	// trusted copy (a re-signed file with the same version is ignored).
+	if md.Signed.Version < tsFloor {
+		return fmt.Errorf("timestamp: %w: version %d < trusted %d", ErrRollback, md.Signed.Version, tsFloor)
+	}
+	if old != nil && md.Signed.Version == old.Signed.Version {
+		md, data, signers = old, local, oldSigners
+	}
+	// 5.4.3.2: no snapshot version rollback.
+	if nv := md.Signed.Meta[snapshotFile].Version; nv < snapFloor {
+		return fmt.Errorf("timestamp: %w: snapshot version %d < trusted %d", ErrRollback, nv, snapFloor)
 	}
 	// 5.4.4: freeze attack.
 	if expired(md.Signed.Expires, c.refTime) {
 		return fmt.Errorf("timestamp version %d: %w (expired %s)", md.Signed.Version, ErrExpired, md.Signed.Expires.UTC().Format(time.RFC3339))
+	}
+	// The floor first, then the file it covers (5.4.5).
+	nf := c.floors.clone()
+	nf.timestamp, nf.tsSnapshot, nf.tsSigners = md.Signed.Version, md.Signed.Meta[snapshotFile].Version, signers
+	if err := c.saveFloors(nf); err != nil {
+		return err
 	}
 	if old == nil || md != old {
 		if err := c.store.Put(timestampFile, data); err != nil { // 5.4.5
@@ -264,18 +315,46 @@ func (c *Client) updateTimestamp(ctx context.Context) error {
 	return nil
 }
 
-func (c *Client) verifySnapshot(data []byte) (*metadata.Metadata[metadata.SnapshotType], error) {
+// verifySnapshot returns the snapshot and the fingerprints of the keys
+// whose signatures on it are valid (for the floor record).
+func (c *Client) verifySnapshot(data []byte) (*metadata.Metadata[metadata.SnapshotType], []fingerprint, error) {
 	if int64(len(data)) > c.lim.SnapshotSize {
-		return nil, fmt.Errorf("snapshot: %w", ErrTooLarge)
+		return nil, nil, fmt.Errorf("snapshot: %w", ErrTooLarge)
 	}
 	md, payload, err := parseMetadata[metadata.SnapshotType](data)
 	if err != nil {
-		return nil, fmt.Errorf("snapshot: %w", err)
+		return nil, nil, fmt.Errorf("snapshot: %w", err)
 	}
-	if err := verifySignatures("snapshot", rootRole(c.root, metadata.SNAPSHOT), md.Signatures, payload); err != nil {
-		return nil, err
+	rk := rootRole(c.root, metadata.SNAPSHOT)
+	if err := verifySignatures("snapshot", rk, md.Signatures, payload); err != nil {
+		return nil, nil, err
 	}
-	return md, nil
+	return md, signersOf(rk, md.Signatures, payload), nil
+}
+
+// snapshotFloors are the rollback floors a new snapshot must meet: the
+// trusted snapshot's version and the version of every file it lists
+// (5.5.5), from the stored snapshot and from the record.
+type snapshotFloors struct {
+	version int64
+	meta    map[string]int64
+}
+
+// check implements 5.5.5 against the floors.
+func (f snapshotFloors) check(md *metadata.Metadata[metadata.SnapshotType]) error {
+	if md.Signed.Version < f.version {
+		return fmt.Errorf("snapshot: %w: version %d < trusted %d", ErrRollback, md.Signed.Version, f.version)
+	}
+	for _, name := range slices.Sorted(maps.Keys(f.meta)) {
+		n, ok := md.Signed.Meta[name]
+		if !ok {
+			return fmt.Errorf("snapshot: %w: %q removed from snapshot", ErrRollback, name)
+		}
+		if n.Version < f.meta[name] {
+			return fmt.Errorf("snapshot: %w: %q version %d < trusted %d", ErrRollback, name, n.Version, f.meta[name])
+		}
+	}
+	return nil
 }
 
 // updateSnapshot implements 5.5.
@@ -286,14 +365,34 @@ func (c *Client) updateSnapshot(ctx context.Context) error {
 		return err
 	}
 	var old *metadata.Metadata[metadata.SnapshotType]
+	var oldSigners []fingerprint
 	if local != nil {
-		if md, err := c.verifySnapshot(local); err == nil {
-			old = md // rollback reference; may be expired or outdated
-			if md.Signed.Version == pin.Version && !expired(md.Signed.Expires, c.refTime) {
-				c.snap, c.snapRaw = md, local // already have the pinned version
-				return nil
-			}
+		if md, signers, err := c.verifySnapshot(local); err == nil {
+			old, oldSigners = md, signers // rollback reference; may be expired or outdated
 		}
+	}
+	// The floors: the stored snapshot, and the record while the keys that
+	// signed the snapshot it recorded still hold (5.3.11).
+	floor := snapshotFloors{meta: map[string]int64{}}
+	if old != nil {
+		floor.version = old.Signed.Version
+		for name, info := range old.Signed.Meta {
+			floor.meta[name] = info.Version
+		}
+	}
+	if f := c.floors; f.snapshot > 0 && signersHold(c.root, metadata.SNAPSHOT, f.snapSigners) {
+		floor.version = max(floor.version, f.snapshot)
+		for name, v := range f.meta {
+			floor.meta[name] = max(floor.meta[name], v)
+		}
+	}
+	if old != nil && old.Signed.Version == pin.Version && !expired(old.Signed.Expires, c.refTime) && floor.check(old) == nil {
+		// Already have the pinned version; make sure the record covers it.
+		if err := c.saveSnapshotFloors(old, oldSigners); err != nil {
+			return err
+		}
+		c.snap, c.snapRaw = old, local
+		return nil
 	}
 	var version int64
 	if c.root.Signed.ConsistentSnapshot {
@@ -306,32 +405,40 @@ func (c *Client) updateSnapshot(ctx context.Context) error {
 	if err := checkMetaFile("snapshot", pin, data); err != nil { // 5.5.2
 		return err
 	}
-	md, err := c.verifySnapshot(data) // 5.5.3
+	md, signers, err := c.verifySnapshot(data) // 5.5.3
 	if err != nil {
 		return err
 	}
 	if md.Signed.Version != pin.Version { // 5.5.4
 		return fmt.Errorf("snapshot: %w: version %d, timestamp pins %d", ErrMixAndMatch, md.Signed.Version, pin.Version)
 	}
-	if old != nil { // 5.5.5
-		for name, info := range old.Signed.Meta {
-			n, ok := md.Signed.Meta[name]
-			if !ok {
-				return fmt.Errorf("snapshot: %w: %q removed from snapshot", ErrRollback, name)
-			}
-			if n.Version < info.Version {
-				return fmt.Errorf("snapshot: %w: %q version %d < trusted %d", ErrRollback, name, n.Version, info.Version)
-			}
-		}
+	if err := floor.check(md); err != nil { // 5.5.5
+		return err
 	}
 	if expired(md.Signed.Expires, c.refTime) { // 5.5.6
 		return fmt.Errorf("snapshot version %d: %w (expired %s)", md.Signed.Version, ErrExpired, md.Signed.Expires.UTC().Format(time.RFC3339))
+	}
+	// The floor first, then the file it covers (5.5.7).
+	if err := c.saveSnapshotFloors(md, signers); err != nil {
+		return err
 	}
 	if err := c.store.Put(snapshotFile, data); err != nil { // 5.5.7
 		return err
 	}
 	c.snap, c.snapRaw = md, data
 	return nil
+}
+
+// saveSnapshotFloors records md as the trusted snapshot: its version and
+// the versions it lists, vouched for by signers.
+func (c *Client) saveSnapshotFloors(md *metadata.Metadata[metadata.SnapshotType], signers []fingerprint) error {
+	nf := c.floors.clone()
+	nf.snapshot, nf.snapSigners = md.Signed.Version, signers
+	nf.meta = make(map[string]int64, len(md.Signed.Meta))
+	for name, info := range md.Signed.Meta {
+		nf.meta[name] = info.Version
+	}
+	return c.saveFloors(nf)
 }
 
 // verifyTargetsRole checks targets or delegated targets bytes against the

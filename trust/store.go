@@ -21,7 +21,8 @@ const MaxStoreFileSize = 16 << 20
 // roles (every byte of the role name except ASCII letters, digits and "_.-~"
 // escaped as %XX, like Python's urllib.parse.quote(name, safe="")), plus
 // "root.<version>" copies of every root version the client rotated through
-// (for Client.Chain).
+// (for Client.Chain), and "floors", the rollback floor record (floors.go)
+// that keeps every rollback floor when one of the other files is lost.
 type Store interface {
 	// Get returns the stored bytes; an error wrapping fs.ErrNotExist if absent.
 	Get(name string) ([]byte, error)

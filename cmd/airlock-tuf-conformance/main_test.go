@@ -221,3 +221,67 @@ func TestUsageErrorsExitOne(t *testing.T) {
 		}
 	}
 }
+
+// TestMetadataDirHoldsOnlyRoleFilesAsJSON: the suite reads every "*.json"
+// file of the metadata directory as a trusted role (client_runner.py,
+// trusted_roles); the client's other files, the root history copies and
+// the rollback floor record, have no ".json" suffix.
+func TestMetadataDirHoldsOnlyRoleFilesAsJSON(t *testing.T) {
+	e := setup(t)
+	e.repo.Root.Signed.Version = 2
+	e.repo.PublishRoot()
+	k := trusttest.NewKey()
+	e.repo.Delegate("targets", metadata.DelegatedRole{Name: "deleg", Paths: []string{"d/*"}}, time.Now().AddDate(0, 0, 30), k)
+	e.repo.AddTarget("deleg", "d/fw.bin", []byte("fw"))
+	e.repo.SignRole("deleg")
+	e.repo.BumpTargets("targets")
+	e.repo.UpdateSnapshot()
+	if e.init(t) != 0 || e.download(t, "d/fw.bin") != 0 {
+		t.Fatal("init or download failed")
+	}
+	entries, err := os.ReadDir(e.mdDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var roles, others []string
+	for _, ent := range entries {
+		if n := ent.Name(); strings.HasSuffix(n, ".json") {
+			roles = append(roles, n)
+		} else {
+			others = append(others, n)
+		}
+	}
+	if want := []string{"deleg.json", "root.json", "snapshot.json", "targets.json", "timestamp.json"}; strings.Join(roles, " ") != strings.Join(want, " ") {
+		t.Errorf("*.json files %v, want %v", roles, want)
+	}
+	if want := []string{"floors", "root.2"}; strings.Join(others, " ") != strings.Join(want, " ") {
+		t.Errorf("other files %v, want %v", others, want)
+	}
+}
+
+// TestRollbackAfterLocalTimestampDeleted: deleting the trusted
+// timestamp.json does not let a replayed older timestamp and snapshot in
+// (the floor record keeps the floors), while the current ones still are.
+func TestRollbackAfterLocalTimestampDeleted(t *testing.T) {
+	e := setup(t)
+	if e.init(t) != 0 || e.refresh(t) != 0 {
+		t.Fatal("init or refresh failed")
+	}
+	old := e.repo.File("timestamp.json")
+	e.repo.UpdateSnapshot() // snapshot and timestamp v2
+	if e.refresh(t) != 0 {
+		t.Fatal("refresh to v2 failed")
+	}
+	if err := os.Remove(filepath.Join(e.mdDir, "timestamp.json")); err != nil {
+		t.Fatal(err)
+	}
+	current := e.repo.File("timestamp.json")
+	e.repo.SetFile("timestamp.json", old)
+	if code := e.refresh(t); code != 1 {
+		t.Fatalf("refresh with a replayed older timestamp: exit %d, want 1", code)
+	}
+	e.repo.SetFile("timestamp.json", current)
+	if code := e.refresh(t); code != 0 {
+		t.Fatalf("refresh with the current timestamp: exit %d, want 0", code)
+	}
+}
