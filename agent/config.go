@@ -16,7 +16,9 @@ import (
 	"github.com/airlockfw/airlock/internal/strictoml"
 
 	"github.com/airlockfw/airlock/device"
+	"github.com/airlockfw/airlock/deviceapi"
 	"github.com/airlockfw/airlock/internal/durable"
+	"github.com/airlockfw/airlock/trust"
 )
 
 // Config limits and defaults.
@@ -39,17 +41,25 @@ const (
 	DefaultPollInterval = time.Hour
 	// MinPollInterval and MaxPollInterval bound poll_interval and the
 	// interval the server asks for.
-	MinPollInterval = time.Second
-	MaxPollInterval = 7 * 24 * time.Hour
+	MinPollInterval = deviceapi.MinPollInterval
+	MaxPollInterval = deviceapi.MaxPollInterval
 	// DefaultMaxBackoff is max_backoff when unset: the cap of the
 	// exponential backoff after failed polls.
 	DefaultMaxBackoff = 6 * time.Hour
 	// DefaultDownloadTimeout is download_timeout when unset: the deadline
 	// of one whole install attempt (metadata, payload, slot write).
 	DefaultDownloadTimeout = 2 * time.Hour
-	// DefaultStallTimeout is stall_timeout when unset: a download without
-	// a single byte for this long is cut and resumed (then failed).
+	// DefaultStallTimeout is stall_timeout when unset: the window of the
+	// minimum-throughput rule. A response (metadata or payload) without a
+	// single byte, or with fewer than min_throughput × stall_timeout
+	// bytes, for this long is cut; a payload is resumed (then failed).
 	DefaultStallTimeout = 60 * time.Second
+	// DefaultMinThroughput is min_throughput when unset, in bytes per
+	// second (trust.DefaultMinThroughput).
+	DefaultMinThroughput = trust.DefaultMinThroughput
+	// MaxMinThroughput bounds min_throughput (bytes per second); the
+	// smallest value, 1, leaves only the stall rule in effect.
+	MaxMinThroughput = 1 << 30
 	// MinTimeout and MaxTimeout bound download_timeout and stall_timeout.
 	MinTimeout = 10 * time.Millisecond
 	MaxTimeout = 7 * 24 * time.Hour
@@ -97,6 +107,10 @@ type Config struct {
 	MaxBackoff      time.Duration // default DefaultMaxBackoff
 	DownloadTimeout time.Duration // default DefaultDownloadTimeout
 	StallTimeout    time.Duration // default DefaultStallTimeout
+	// MinThroughput is the minimum rate, in bytes per second averaged
+	// over StallTimeout, of every response: metadata and payload
+	// (default DefaultMinThroughput).
+	MinThroughput int64
 
 	// DirectorRoot is the director repository's root metadata file (the
 	// output of `airlock server director-root`); setting it enables
@@ -127,6 +141,7 @@ type wireConfig struct {
 	MaxBackoff          string   `toml:"max_backoff"`
 	DownloadTimeout     string   `toml:"download_timeout"`
 	StallTimeout        string   `toml:"stall_timeout"`
+	MinThroughput       int64    `toml:"min_throughput"`
 	RebootCommand       []string `toml:"reboot_command"`
 	Progress            string   `toml:"progress"`
 }
@@ -162,6 +177,7 @@ func ParseConfig(data []byte, dir string) (*Config, error) {
 		ServerCASHA256: w.ServerCASHA256, EnrollmentTokenFile: w.EnrollmentTokenFile,
 		IdentityDir: w.IdentityDir, MetadataURL: w.MetadataURL, TargetsURL: w.TargetsURL,
 		DirectorRoot: w.DirectorRoot, RebootCommand: w.RebootCommand, Progress: w.Progress,
+		MinThroughput: w.MinThroughput,
 	}
 	for _, d := range []struct {
 		key string
@@ -204,6 +220,9 @@ func (c *Config) Validate() error {
 	}
 	if c.StallTimeout == 0 {
 		c.StallTimeout = DefaultStallTimeout
+	}
+	if c.MinThroughput == 0 {
+		c.MinThroughput = DefaultMinThroughput
 	}
 	if c.Progress == "" {
 		c.Progress = ProgressAuto
@@ -250,6 +269,9 @@ func (c *Config) Validate() error {
 		if d.v < d.min || d.v > d.max {
 			return bad("%s %v out of range [%v, %v]", d.key, d.v, d.min, d.max)
 		}
+	}
+	if c.MinThroughput < 1 || c.MinThroughput > MaxMinThroughput {
+		return bad("min_throughput %d bytes/s out of range [1, %d]", c.MinThroughput, MaxMinThroughput)
 	}
 	if len(c.RebootCommand) > MaxRebootArgs {
 		return bad("reboot_command has more than %d words", MaxRebootArgs)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/airlockfw/airlock/deviceapi"
 	"github.com/airlockfw/airlock/internal/durable"
 )
 
@@ -24,6 +25,7 @@ poll_interval = "30m"
 max_backoff = "2h"
 download_timeout = "1h"
 stall_timeout = "45s"
+min_throughput = 4096
 reboot_command = ["systemctl", "reboot"]
 progress = "log"
 director_root = "director-root.json"
@@ -39,7 +41,7 @@ func TestParseConfig(t *testing.T) {
 		ServerCA: "server-ca.pem", ServerCASHA256: "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
 		EnrollmentTokenFile: "enroll.token", IdentityDir: "/var/lib/airlock/identity",
 		PollInterval: 30 * time.Minute, MaxBackoff: 2 * time.Hour, DownloadTimeout: time.Hour, StallTimeout: 45 * time.Second,
-		RebootCommand: []string{"systemctl", "reboot"}, Progress: ProgressLog, DirectorRoot: "director-root.json",
+		MinThroughput: 4096, RebootCommand: []string{"systemctl", "reboot"}, Progress: ProgressLog, DirectorRoot: "director-root.json",
 	}
 	if diff := cmp.Diff(want, c); diff != "" {
 		t.Errorf("config (-want +got):\n%s", diff)
@@ -58,7 +60,7 @@ func TestParseConfigDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.PollInterval != DefaultPollInterval || c.MaxBackoff != DefaultMaxBackoff || c.DownloadTimeout != DefaultDownloadTimeout ||
-		c.StallTimeout != DefaultStallTimeout || c.Progress != ProgressAuto {
+		c.StallTimeout != DefaultStallTimeout || c.MinThroughput != DefaultMinThroughput || c.Progress != ProgressAuto {
 		t.Errorf("defaults not applied: %+v", c)
 	}
 }
@@ -79,6 +81,9 @@ func TestParseConfigRejects(t *testing.T) {
 		{"bad duration", `stall_timeout = "soon"`, "stall_timeout"},
 		{"empty reboot command", `reboot_command = [""]`, "reboot_command[0]"},
 		{"bad progress", `progress = "fancy"`, "progress"},
+		{"negative min throughput", `min_throughput = -1`, "min_throughput"},
+		{"huge min throughput", `min_throughput = 2147483648`, "min_throughput"},
+		{"min throughput with a unit", `min_throughput = "1KiB"`, "min_throughput"},
 		{"no device config", `device_config = ""`, "device_config is required"},
 		{"no identity dir", `identity_dir = ""`, "identity_dir is required"},
 		{"duplicate key", "server = \"https://a.example\"\nserver = \"https://b.example\"", "server"},
@@ -175,7 +180,7 @@ func FuzzDecodeCheckin(f *testing.F) {
 	f.Add([]byte(`{"poll_interval_seconds":60,"repository":{"metadata_url":"/repo/metadata","targets_url":"/repo/targets"},"server_time":"2026-01-02T03:04:05Z"}`))
 	f.Add([]byte(`{"poll_interval_seconds":0,"repository":{"metadata_url":"","targets_url":""},"server_time":"2026-01-02T03:04:05Z"}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		var resp CheckinResponse
+		var resp deviceapi.CheckinResponse
 		if err := DecodeResponse(data, &resp); err != nil {
 			if !errors.Is(err, ErrResponse) {
 				t.Fatalf("error %v does not wrap ErrResponse", err)
@@ -211,7 +216,7 @@ func TestDecodeResponseIsStrict(t *testing.T) {
 		`[]`,
 		``,
 	} {
-		var resp CheckinResponse
+		var resp deviceapi.CheckinResponse
 		if err := DecodeResponse([]byte(in), &resp); !errors.Is(err, ErrResponse) {
 			t.Errorf("DecodeResponse(%q) = %v, want ErrResponse", in, err)
 		}

@@ -18,7 +18,8 @@ import (
 // Download limits and defaults.
 const (
 	// DefaultMaxResumeAttempts bounds consecutive failed attempts to resume
-	// one download (an attempt that delivers bytes resets the count).
+	// one download (an attempt that delivers bytes resets the count, unless
+	// it was cut as too slow without meeting the minimum rate once).
 	DefaultMaxResumeAttempts = 5
 	// MaxResumes bounds the resumes of one download in total.
 	MaxResumes = 100
@@ -32,19 +33,35 @@ const (
 
 var (
 	// ErrResume is wrapped when a dropped download cannot be resumed safely
-	// (the server answered 200 or a mismatching Content-Range, the file
-	// changed, or the resume attempts are exhausted). The install attempt
-	// fails; the next poll starts over.
+	// (the server answered 200 after bytes were received, or a mismatching
+	// Content-Range, the file changed, or the resume attempts are
+	// exhausted). The install attempt fails; the next poll starts over.
 	ErrResume = errors.New("download cannot be resumed")
-	// ErrStalled is wrapped when no byte arrived within the stall timeout.
+	// ErrStalled is wrapped, together with trust.ErrSlowRetrieval, when a
+	// response broke the minimum-throughput rule: no byte, or fewer than
+	// MinThroughput×StallTimeout bytes, within a StallTimeout.
 	ErrStalled = errors.New("download stalled")
+	// ErrDeadline is wrapped, together with context.DeadlineExceeded, when
+	// the deadline of the download's context (the agent's
+	// download_timeout) passed while the payload was being read.
+	ErrDeadline = errors.New("download deadline passed")
 )
 
-// DownloadOptions tune the resumable downloads of an HTTPSource.
+// DownloadOptions tune the resumable downloads of an HTTPSource and the
+// limits of its metadata reads.
 type DownloadOptions struct {
-	// StallTimeout cuts a response that delivers no byte for this long
-	// (0: DefaultStallTimeout).
+	// StallTimeout is the window of the minimum-throughput rule of every
+	// response, metadata and payload (trust.Throughput): a response that
+	// delivers no byte, or fewer than MinThroughput×StallTimeout bytes,
+	// within a StallTimeout is cut; a payload is then resumed (0 or
+	// negative: DefaultStallTimeout).
 	StallTimeout time.Duration
+	// MinThroughput is the minimum rate in bytes per second (0:
+	// trust.DefaultMinThroughput; negative: none, only the stall rule).
+	MinThroughput int64
+	// MetadataTimeout bounds the retrieval of one metadata file (0 or
+	// negative: trust.DefaultMetadataTimeout).
+	MetadataTimeout time.Duration
 	// MaxResumeAttempts bounds consecutive failed resume attempts (0:
 	// DefaultMaxResumeAttempts; negative: never resume).
 	MaxResumeAttempts int
@@ -59,9 +76,13 @@ type DownloadOptions struct {
 
 // HTTPSource is a trust.Source over HTTPS whose target downloads resume
 // with Range requests after a dropped connection or a server restart.
-// Metadata is fetched by trust.NewHTTPSource over the same client.
+// Metadata is fetched by trust.NewHTTPSourceWithOptions over the same
+// client. Every response, metadata and payload, is under the same
+// minimum-throughput rule (trust.Watchdog); each metadata file also under
+// MetadataTimeout.
 type HTTPSource struct {
 	meta       trust.Source
+	metaErr    error // from trust.NewHTTPSourceWithOptions (cannot happen: opts are normalized)
 	targetsURL string
 	client     *http.Client
 	opts       DownloadOptions
@@ -75,8 +96,11 @@ var _ trust.Source = (*HTTPSource)(nil)
 // NewHTTPSource returns a source fetching metadata from metadataURL and
 // targets from targetsURL with client.
 func NewHTTPSource(metadataURL, targetsURL string, client *http.Client, opts DownloadOptions) *HTTPSource {
-	if opts.StallTimeout == 0 {
+	if opts.StallTimeout <= 0 {
 		opts.StallTimeout = DefaultStallTimeout
+	}
+	if opts.MetadataTimeout <= 0 {
+		opts.MetadataTimeout = trust.DefaultMetadataTimeout
 	}
 	if opts.MaxResumeAttempts == 0 {
 		opts.MaxResumeAttempts = DefaultMaxResumeAttempts
@@ -87,14 +111,32 @@ func NewHTTPSource(metadataURL, targetsURL string, client *http.Client, opts Dow
 	if targetsURL != "" && !strings.HasSuffix(targetsURL, "/") {
 		targetsURL += "/"
 	}
-	return &HTTPSource{
-		meta: trust.NewHTTPSource(metadataURL, targetsURL, client), targetsURL: targetsURL,
-		client: client, opts: opts, totals: map[string]int64{},
-	}
+	s := &HTTPSource{targetsURL: targetsURL, client: client, opts: opts, totals: map[string]int64{}}
+	s.meta, s.metaErr = s.metadataAt(metadataURL)
+	return s
+}
+
+// throughput is the minimum-throughput rule of every response: the window
+// is the stall timeout, so that a silent response is cut after it, from
+// the request on (no grace beyond it).
+func (o DownloadOptions) throughput() trust.Throughput {
+	return trust.Throughput{MinRate: o.MinThroughput, Window: o.StallTimeout, Grace: -1}
+}
+
+// metadataAt returns a source of the metadata at metadataURL (the image
+// repository, or the director's) with this source's client, metadata
+// deadline and throughput rule.
+func (s *HTTPSource) metadataAt(metadataURL string) (trust.Source, error) {
+	return trust.NewHTTPSourceWithOptions(metadataURL, s.targetsURL, trust.HTTPOptions{
+		Client: s.client, MetadataTimeout: s.opts.MetadataTimeout, Throughput: s.opts.throughput(),
+	})
 }
 
 // FetchMetadata implements trust.Source.
 func (s *HTTPSource) FetchMetadata(ctx context.Context, role string, version int64, maxLength int64) ([]byte, error) {
+	if s.metaErr != nil {
+		return nil, s.metaErr
+	}
 	return s.meta.FetchMetadata(ctx, role, version, maxLength)
 }
 
@@ -158,22 +200,24 @@ type resumableReader struct {
 	url       string
 	announced int64
 
-	body      io.ReadCloser
-	cancel    context.CancelFunc
-	stall     *time.Timer
-	stalled   chan struct{}
-	off       int64
-	total     int64 // from the first response: Content-Length, -1 if unknown
-	validator string
-	resumes   int
-	failures  int
-	closed    bool
+	body       io.ReadCloser
+	wd         *trust.Watchdog // of the current request
+	off        int64
+	progressed bool  // the current response delivered bytes
+	total      int64 // from the first response: Content-Length, -1 if unknown
+	validator  string
+	resumes    int
+	failures   int
+	closed     bool
 }
 
 // open sends the first request (no Range).
 func (r *resumableReader) open() error {
 	resp, err := r.do(0)
 	if err != nil {
+		if r.ctx.Err() != nil {
+			return r.interrupted()
+		}
 		return err
 	}
 	if resp.StatusCode != http.StatusOK {
@@ -184,25 +228,27 @@ func (r *resumableReader) open() error {
 		}
 		return fmt.Errorf("failed to fetch %q: HTTP status %d", r.url, resp.StatusCode)
 	}
+	r.start(resp)
+	return nil
+}
+
+// start takes a 200 response as the whole file from byte 0.
+func (r *resumableReader) start(resp *http.Response) {
 	r.total = resp.ContentLength
 	// If-Range needs a strong validator: a strong ETag, else Last-Modified.
+	r.validator = ""
 	if et := resp.Header.Get("ETag"); et != "" && !strings.HasPrefix(et, "W/") {
 		r.validator = et
 	} else if lm := resp.Header.Get("Last-Modified"); lm != "" {
 		r.validator = lm
 	}
 	r.body = resp.Body
-	return nil
 }
 
-// do sends a GET for the bytes from off on, with the stall watchdog armed.
+// do sends a GET for the bytes from off on, under the throughput watchdog.
 func (r *resumableReader) do(off int64) (*http.Response, error) {
-	ctx, cancel := context.WithCancel(r.ctx)
-	r.cancel = cancel
-	r.stalled = make(chan struct{})
-	stalled := r.stalled
-	var once sync.Once
-	r.stall = time.AfterFunc(r.src.opts.StallTimeout, func() { once.Do(func() { close(stalled) }); cancel() })
+	ctx, wd := trust.NewWatchdog(r.ctx, r.src.opts.throughput())
+	r.wd = wd
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.url, nil)
 	if err != nil {
 		r.stop()
@@ -220,28 +266,36 @@ func (r *resumableReader) do(off int64) (*http.Response, error) {
 		r.stop()
 		return nil, fmt.Errorf("failed to fetch %q: %w", r.url, err)
 	}
-	// The watchdog runs only while Read waits for the network, not while
-	// the pipeline writes the slot.
-	r.stall.Stop()
+	// The watchdog's clock runs only while Read waits for the network,
+	// not while the pipeline writes the slot.
+	wd.Pause()
 	return resp, nil
 }
 
-// why turns a cancellation by the watchdog into ErrStalled.
+// why turns a cancellation by the watchdog into ErrStalled (wrapping
+// trust.ErrSlowRetrieval).
 func (r *resumableReader) why(err error) error {
-	select {
-	case <-r.stalled:
-		return fmt.Errorf("%w: no data for %v: %w", ErrStalled, r.src.opts.StallTimeout, err)
-	default:
-		return err
+	if r.wd != nil {
+		if werr := r.wd.Err(); werr != nil {
+			return fmt.Errorf("%w: %w", ErrStalled, werr)
+		}
 	}
+	return err
+}
+
+// interrupted is the error once r.ctx is done: ErrDeadline if its
+// deadline passed.
+func (r *resumableReader) interrupted() error {
+	err := r.ctx.Err()
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("%w: download of %q stopped at byte %d: %w", ErrDeadline, r.url, r.off, err)
+	}
+	return fmt.Errorf("download of %q interrupted at byte %d: %w", r.url, r.off, err)
 }
 
 func (r *resumableReader) stop() {
-	if r.stall != nil {
-		r.stall.Stop()
-	}
-	if r.cancel != nil {
-		r.cancel()
+	if r.wd != nil {
+		r.wd.Stop()
 	}
 }
 
@@ -266,12 +320,18 @@ func (r *resumableReader) Read(p []byte) (int, error) {
 				return 0, err
 			}
 		}
-		r.stall.Reset(r.src.opts.StallTimeout)
+		r.wd.Resume()
 		n, err := r.body.Read(p)
-		r.stall.Stop()
+		r.wd.Add(n)
+		r.wd.Pause()
+		if err == io.EOF && (r.wd.Err() != nil || r.ctx.Err() != nil) {
+			// The transport can end a response cancelled by the watchdog
+			// or the deadline with what looks like a clean io.EOF.
+			err = io.ErrUnexpectedEOF
+		}
 		if n > 0 {
 			r.off += int64(n)
-			r.failures = 0
+			r.progressed = true
 			if r.src.opts.Progress != nil {
 				r.src.opts.Progress.Update(r.off)
 			}
@@ -284,10 +344,17 @@ func (r *resumableReader) Read(p []byte) (int, error) {
 		}
 		// A transport error: the bytes so far were handed over; resume
 		// after them on the next call (or now, if nothing was read).
+		// Progress resets the failures, unless the attempt was cut for
+		// being too slow without ever meeting the minimum rate: a trickle
+		// must not buy endless resumes.
+		if r.progressed && (r.wd.Err() == nil || r.wd.MetWindows() > 0) {
+			r.failures = 0
+		}
+		r.progressed = false
 		err = r.why(err)
 		r.closeBody()
-		if cerr := r.ctx.Err(); cerr != nil {
-			return n, fmt.Errorf("download of %q interrupted: %w", r.url, cerr)
+		if r.ctx.Err() != nil {
+			return n, r.interrupted()
 		}
 		if r.src.opts.MaxResumeAttempts < 0 {
 			return n, fmt.Errorf("download of %q failed at byte %d: %w", r.url, r.off, err)
@@ -307,7 +374,8 @@ func (r *resumableReader) Read(p []byte) (int, error) {
 
 // resume waits (backoff), then asks for the bytes from r.off on. It
 // accepts only 206 with a Content-Range starting at r.off whose total
-// matches the first response.
+// matches the first response, or, when no byte was received yet (r.off is
+// 0, so no Range was asked for), a 200: the download restarts.
 func (r *resumableReader) resume() error {
 	for {
 		if r.resumes >= MaxResumes {
@@ -319,7 +387,7 @@ func (r *resumableReader) resume() error {
 		select {
 		case <-r.ctx.Done():
 			t.Stop()
-			return fmt.Errorf("download of %q interrupted: %w", r.url, r.ctx.Err())
+			return r.interrupted()
 		case <-t.C:
 		}
 		r.resumes++
@@ -327,8 +395,8 @@ func (r *resumableReader) resume() error {
 		if err == nil {
 			return r.accept(resp)
 		}
-		if cerr := r.ctx.Err(); cerr != nil {
-			return fmt.Errorf("download of %q interrupted: %w", r.url, cerr)
+		if r.ctx.Err() != nil {
+			return r.interrupted()
 		}
 		r.failures++
 		if r.src.opts.Logf != nil {
@@ -349,6 +417,11 @@ func (r *resumableReader) accept(resp *http.Response) error {
 	switch resp.StatusCode {
 	case http.StatusPartialContent:
 	case http.StatusOK:
+		if r.off == 0 {
+			// Nothing was handed over yet: this is simply a new start.
+			r.start(resp)
+			return nil
+		}
 		return fail("the server sent the whole file again (no range support, or the file changed); the stream cannot continue")
 	default:
 		return fail("HTTP status %d", resp.StatusCode)

@@ -1,6 +1,9 @@
 package trust
 
-import "fmt"
+import (
+	"fmt"
+	"time"
+)
 
 // Default limits. Every read of untrusted data is bounded by one of them.
 const (
@@ -27,6 +30,22 @@ const (
 	MaxRootChainLength = 1024
 	// MaxTargetPathLength bounds target paths (bytes).
 	MaxTargetPathLength = 4096
+
+	// DefaultMetadataTimeout bounds the retrieval of one metadata file by
+	// an HTTP source, from the request to the last byte.
+	DefaultMetadataTimeout = 10 * time.Minute
+	// DefaultMinThroughput is the minimum rate, in bytes per second
+	// averaged over DefaultThroughputWindow, of every HTTP response
+	// (metadata and targets): a slower mirror is cut with
+	// ErrSlowRetrieval. With the size limits above it bounds how long one
+	// file can take (MaxTimestampSize: 16 s).
+	DefaultMinThroughput = 1 << 10
+	// DefaultThroughputWindow is the period the minimum rate is averaged
+	// over; a response silent for this long is cut.
+	DefaultThroughputWindow = 30 * time.Second
+	// DefaultThroughputGrace lengthens the first window, which also covers
+	// connection set-up, the TLS handshake and the response headers.
+	DefaultThroughputGrace = 30 * time.Second
 )
 
 // Limits overrides the default limits. A zero field means the default.
@@ -58,3 +77,16 @@ func (l Limits) withDefaults() (Limits, error) {
 	l.Delegations = int(def(int64(l.Delegations), MaxDelegations))
 	return l, nil
 }
+
+// Limits of the rollback floor record (floors.go).
+const (
+	// MaxFloorsSize bounds the rollback floor record. A name escaped in
+	// the record takes at most three times its bytes in the snapshot, and
+	// two lines of MaxFloorSigners fingerprints take under 256 KiB, so the
+	// record of any snapshot within MaxSnapshotSize fits.
+	MaxFloorsSize = 3*MaxSnapshotSize + 256<<10
+	// MaxFloorSigners bounds the key fingerprints kept per floor: a floor
+	// of a role whose threshold is higher is not kept in the record (only
+	// in its metadata file).
+	MaxFloorSigners = 1024
+)

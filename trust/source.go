@@ -3,6 +3,7 @@ package trust
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -25,7 +26,9 @@ type Source interface {
 	OpenTarget(ctx context.Context, targetPath string, hashPrefix string) (io.ReadCloser, error)
 }
 
-// HTTP client defaults of NewHTTPSource. There is no overall request timeout:
+// HTTP client defaults of NewHTTPSource. There is no overall request
+// timeout on the client: every response is under the minimum-throughput
+// rule (Throughput) and every metadata file under HTTPOptions.MetadataTimeout;
 // target downloads may be long, so callers bound them with the context.
 const (
 	HTTPDialTimeout           = 30 * time.Second
@@ -34,16 +37,50 @@ const (
 	HTTPIdleConnTimeout       = 90 * time.Second
 )
 
+// HTTPOptions configure NewHTTPSourceWithOptions. The zero value is what
+// NewHTTPSource uses.
+type HTTPOptions struct {
+	// Client sends the requests (nil: a new client with the HTTP*
+	// connection timeouts above and TLS 1.2 or later; the process-wide
+	// http.DefaultClient is never used or modified).
+	Client *http.Client
+	// MetadataTimeout bounds the retrieval of one metadata file, from the
+	// request to its last byte (0: DefaultMetadataTimeout).
+	MetadataTimeout time.Duration
+	// Throughput is the minimum-throughput rule of every response,
+	// metadata and targets (the zero value is the default rule).
+	Throughput Throughput
+}
+
 type httpSource struct {
 	metadataURL, targetsURL string
 	client                  *http.Client
+	opts                    HTTPOptions
 }
 
 // NewHTTPSource returns a Source fetching "<metadataURL>/[<version>.]<role>.json"
-// and "<targetsURL>/<target path>". A nil client means a new client with
-// connection timeouts and TLS 1.2 or later; the process-wide
-// http.DefaultClient is never modified.
+// and "<targetsURL>/<target path>" with the default HTTPOptions and client
+// (nil: a new client, see HTTPOptions.Client).
 func NewHTTPSource(metadataURL, targetsURL string, client *http.Client) Source {
+	s, err := NewHTTPSourceWithOptions(metadataURL, targetsURL, HTTPOptions{Client: client})
+	if err != nil {
+		panic("internal error: default HTTP options refused: " + err.Error())
+	}
+	return s
+}
+
+// NewHTTPSourceWithOptions returns a Source like NewHTTPSource's, whose
+// reads are bounded as opts says: each metadata file by a deadline, every
+// response by a minimum-throughput rule. A file that breaks either fails
+// with an error wrapping ErrSlowRetrieval.
+func NewHTTPSourceWithOptions(metadataURL, targetsURL string, opts HTTPOptions) (Source, error) {
+	if opts.MetadataTimeout < 0 || opts.Throughput.Window < 0 {
+		return nil, fmt.Errorf("invalid HTTP options: negative metadata timeout %v or throughput window %v", opts.MetadataTimeout, opts.Throughput.Window)
+	}
+	if opts.MetadataTimeout == 0 {
+		opts.MetadataTimeout = DefaultMetadataTimeout
+	}
+	client := opts.Client
 	if client == nil {
 		client = &http.Client{Transport: &http.Transport{
 			Proxy:                 http.ProxyFromEnvironment,
@@ -55,7 +92,7 @@ func NewHTTPSource(metadataURL, targetsURL string, client *http.Client) Source {
 			ForceAttemptHTTP2:     true,
 		}}
 	}
-	return &httpSource{metadataURL: withSlash(metadataURL), targetsURL: withSlash(targetsURL), client: client}
+	return &httpSource{metadataURL: withSlash(metadataURL), targetsURL: withSlash(targetsURL), client: client, opts: opts}, nil
 }
 
 func withSlash(u string) string {
@@ -65,24 +102,91 @@ func withSlash(u string) string {
 	return u + "/"
 }
 
-func (s *httpSource) get(ctx context.Context, u string) (*http.Response, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+// watchedBody is one response read under a Watchdog (whose clock runs only
+// inside Read) and, for metadata, a deadline.
+type watchedBody struct {
+	parent context.Context // the caller's context
+	ctx    context.Context // parent with the file's deadline, if any
+	stop   context.CancelFunc
+	wd     *Watchdog
+	body   io.ReadCloser
+
+	contentLength int64 // the server's claim, -1 if unknown
+}
+
+// open GETs u with the throughput rule and, if timeout > 0, a deadline
+// for the whole file. The returned body must be closed.
+func (s *httpSource) open(ctx context.Context, u string, timeout time.Duration) (*watchedBody, error) {
+	b := &watchedBody{parent: ctx, ctx: ctx, stop: func() {}}
+	if timeout > 0 {
+		b.ctx, b.stop = context.WithTimeoutCause(ctx, timeout,
+			fmt.Errorf("%w: %q took longer than %v: %w", ErrSlowRetrieval, u, timeout, context.DeadlineExceeded))
+	}
+	rctx, wd := NewWatchdog(b.ctx, s.opts.Throughput)
+	b.wd = wd
+	req, err := http.NewRequestWithContext(rctx, http.MethodGet, u, nil)
 	if err != nil {
+		b.Close()
 		return nil, fmt.Errorf("failed to build request: %w", err)
 	}
 	resp, err := s.client.Do(req)
+	wd.Pause()
 	if err != nil {
+		err = b.why(err)
+		b.Close()
 		return nil, fmt.Errorf("failed to fetch %q: %w", u, err)
 	}
+	b.body = resp.Body
 	switch {
 	case resp.StatusCode == http.StatusNotFound:
-		resp.Body.Close()
+		b.Close()
 		return nil, fmt.Errorf("failed to fetch %q: %w (HTTP 404)", u, ErrNotFound)
 	case resp.StatusCode != http.StatusOK:
-		resp.Body.Close()
+		b.Close()
 		return nil, fmt.Errorf("failed to fetch %q: HTTP status %d", u, resp.StatusCode)
 	}
-	return resp, nil
+	b.contentLength = resp.ContentLength
+	return b, nil
+}
+
+// why says that a read failed because it was too slow, if it was.
+func (b *watchedBody) why(err error) error {
+	if werr := b.wd.Err(); werr != nil {
+		return werr
+	}
+	if perr := b.parent.Err(); perr == nil {
+		if c := context.Cause(b.ctx); errors.Is(c, ErrSlowRetrieval) {
+			return c
+		}
+	} else if err == io.EOF {
+		// The transport can end a cancelled response with io.EOF: the
+		// caller's cancellation or deadline is the real reason.
+		return fmt.Errorf("response cut short: %w", perr)
+	}
+	return err
+}
+
+func (b *watchedBody) Read(p []byte) (int, error) {
+	b.wd.Resume()
+	n, err := b.body.Read(p)
+	b.wd.Add(n)
+	b.wd.Pause()
+	if err != nil {
+		// A response cut by the watchdog or the deadline can end in what
+		// looks like a clean io.EOF: ask why for every error.
+		err = b.why(err)
+	}
+	return n, err
+}
+
+func (b *watchedBody) Close() error {
+	var err error
+	if b.body != nil {
+		err = b.body.Close()
+	}
+	b.wd.Stop()
+	b.stop()
+	return err
 }
 
 func (s *httpSource) FetchMetadata(ctx context.Context, role string, version int64, maxLength int64) ([]byte, error) {
@@ -93,15 +197,15 @@ func (s *httpSource) FetchMetadata(ctx context.Context, role string, version int
 	if version > 0 {
 		name = strconv.FormatInt(version, 10) + "." + name
 	}
-	resp, err := s.get(ctx, s.metadataURL+name)
+	b, err := s.open(ctx, s.metadataURL+name, s.opts.MetadataTimeout)
 	if err != nil {
 		return nil, err
 	}
-	defer resp.Body.Close()
-	if resp.ContentLength > maxLength {
-		return nil, fmt.Errorf("%s: %w: Content-Length %d > %d", name, ErrTooLarge, resp.ContentLength, maxLength)
+	defer b.Close()
+	if cl := b.contentLength; cl > maxLength {
+		return nil, fmt.Errorf("%s: %w: Content-Length %d > %d", name, ErrTooLarge, cl, maxLength)
 	}
-	return readLimited(name, resp.Body, maxLength)
+	return readLimited(name, b, maxLength)
 }
 
 // readLimited reads at most maxLength bytes, failing with ErrTooLarge when r
@@ -143,11 +247,7 @@ func (s *httpSource) OpenTarget(ctx context.Context, targetPath string, hashPref
 	if err != nil {
 		return nil, err
 	}
-	resp, err := s.get(ctx, s.targetsURL+p)
-	if err != nil {
-		return nil, err
-	}
-	return resp.Body, nil
+	return s.open(ctx, s.targetsURL+p, 0)
 }
 
 // MapSource serves metadata and targets from memory, e.g. an offline bundle.
