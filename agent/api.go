@@ -15,15 +15,12 @@ import (
 	"net/http"
 	"net/url"
 	"time"
+
+	"github.com/airlockfw/airlock/deviceapi"
 )
 
-// Device API limits and timeouts.
+// Device API timeouts (its size limits are in package deviceapi).
 const (
-	// MaxResponseSize bounds a device API response body.
-	MaxResponseSize = 1 << 20
-	// MaxMessageLength bounds the message of a status report (longer
-	// messages are cut).
-	MaxMessageLength = 4 << 10
 	// APITimeout bounds one device API request.
 	APITimeout = 30 * time.Second
 	// DialTimeout, TLSHandshakeTimeout and ResponseHeaderTimeout bound
@@ -31,24 +28,6 @@ const (
 	DialTimeout           = 30 * time.Second
 	TLSHandshakeTimeout   = 15 * time.Second
 	ResponseHeaderTimeout = 30 * time.Second
-)
-
-// Device API paths (docs/server.md).
-const (
-	PathEnroll  = "/api/v1/enroll"
-	PathCheckin = "/api/v1/checkin"
-	PathStatus  = "/api/v1/status"
-)
-
-// Status report kinds, in the order a successful update reports them.
-const (
-	StatusDownloading = "downloading"
-	StatusVerified    = "verified"
-	StatusInstalled   = "installed"
-	StatusRebooted    = "rebooted"
-	StatusCommitted   = "committed"
-	StatusRolledBack  = "rolled_back"
-	StatusFailed      = "failed"
 )
 
 var (
@@ -59,108 +38,25 @@ var (
 	ErrResponse = fmt.Errorf("%w: invalid response", ErrAPI)
 )
 
-// EnrollRequest is the body of POST /api/v1/enroll. The CSR carries the
-// device's public key; the private key never leaves the device.
-type EnrollRequest struct {
-	Token          string `json:"token"`
-	CSR            string `json:"csr"`
-	Model          string `json:"model"`
-	HWRev          uint32 `json:"hw_rev"`
-	Product        string `json:"product"`
-	Channel        string `json:"channel"`
-	CurrentVersion string `json:"current_version"`
-}
-
-// EnrollResponse is the 201 answer to an enrollment.
-type EnrollResponse struct {
-	DeviceID            string `json:"device_id"`
-	Certificate         string `json:"certificate"`
-	CAChain             string `json:"ca_chain"`
-	PollIntervalSeconds int64  `json:"poll_interval_seconds"`
-}
-
-// CheckinRequest is the body of POST /api/v1/checkin (mTLS).
-type CheckinRequest struct {
-	CurrentVersion  string `json:"current_version"`
-	SecurityCounter uint64 `json:"security_counter"`
-	State           string `json:"state"` // one of the State* constants
-	Slot            string `json:"slot,omitempty"`
-	LastError       string `json:"last_error,omitempty"`
-}
-
-// Repository locates the TUF repository.
-type Repository struct {
-	MetadataURL string `json:"metadata_url"`
-	TargetsURL  string `json:"targets_url"`
-}
-
-// CheckinResponse is the answer to a check-in.
-type CheckinResponse struct {
-	PollIntervalSeconds int64      `json:"poll_interval_seconds"`
-	Repository          Repository `json:"repository"`
-	ServerTime          time.Time  `json:"server_time"`
-	// Assignment names the release a staged rollout assigned to this
-	// device. It is informational (logged): in director mode the signed
-	// director metadata decides, and without it the agent installs the
-	// newest release the vendor-signed repository offers.
-	Assignment *Assignment `json:"assignment,omitempty"`
-}
-
-// Assignment is the informational assignment of a check-in response.
-type Assignment struct {
-	RolloutID  string `json:"rollout_id"`
-	Release    string `json:"release"` // "product@version"
-	TargetPath string `json:"target_path"`
-}
-
-// UnmarshalJSON decodes an assignment leniently (unknown fields are
-// ignored): it is informational, never acted on, so a newer server may add
-// fields without breaking older agents. Its size is bounded by the check-in
-// response (MaxResponseSize).
-func (as *Assignment) UnmarshalJSON(data []byte) error {
-	type plain Assignment
-	var p plain
-	if err := json.Unmarshal(data, &p); err != nil {
-		return err
-	}
-	*as = Assignment(p)
-	return nil
-}
-
-// StatusReport is the body of POST /api/v1/status (mTLS).
-type StatusReport struct {
-	Kind    string `json:"kind"`
-	Version string `json:"version,omitempty"`
-	Message string `json:"message,omitempty"`
-}
-
-// DecodeResponse decodes a device API response strictly: exactly one JSON
-// object within MaxResponseSize, no unknown fields, no trailing data.
+// DecodeResponse decodes a device API response with
+// deviceapi.DecodeResponse (one JSON object within
+// deviceapi.MaxResponseSize, no unknown or duplicate keys, no trailing
+// data). Errors wrap ErrResponse.
 func DecodeResponse(data []byte, v any) error {
-	if len(data) > MaxResponseSize {
-		return fmt.Errorf("%w: body is larger than MaxResponseSize %d", ErrResponse, MaxResponseSize)
-	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return fmt.Errorf("%w: %v", ErrResponse, err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return fmt.Errorf("%w: trailing data after the JSON object", ErrResponse)
+	if err := deviceapi.DecodeResponse(data, v); err != nil {
+		return fmt.Errorf("%w: %w", ErrResponse, err)
 	}
 	return nil
 }
 
-// pollInterval validates a server's poll interval (0: none sent).
+// pollInterval validates a server's poll interval (0: none sent) with
+// deviceapi.PollInterval. Errors wrap ErrResponse.
 func pollInterval(secs int64) (time.Duration, error) {
-	if secs == 0 {
-		return 0, nil
+	iv, err := deviceapi.PollInterval(secs)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %w", ErrResponse, err)
 	}
-	if secs < int64(MinPollInterval/time.Second) || secs > int64(MaxPollInterval/time.Second) {
-		return 0, fmt.Errorf("%w: poll_interval_seconds %d out of range [%d, %d]", ErrResponse, secs,
-			int64(MinPollInterval/time.Second), int64(MaxPollInterval/time.Second))
-	}
-	return time.Duration(secs) * time.Second, nil
+	return iv, nil
 }
 
 // newHTTPClient returns the client for the API and the repository: TLS 1.2
@@ -229,7 +125,7 @@ func (a *apiClient) post(ctx context.Context, path string, v any, want int, out 
 		return fmt.Errorf("%w: POST %s: %w", ErrAPI, path, err)
 	}
 	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, MaxResponseSize+1))
+	data, err := io.ReadAll(io.LimitReader(resp.Body, deviceapi.MaxResponseSize+1))
 	if err != nil {
 		return fmt.Errorf("%w: POST %s: reading response: %w", ErrAPI, path, err)
 	}
@@ -245,9 +141,15 @@ func (a *apiClient) post(ctx context.Context, path string, v any, want int, out 
 	return nil
 }
 
-func (a *apiClient) checkin(ctx context.Context, req CheckinRequest) (*CheckinResponse, time.Duration, error) {
-	var resp CheckinResponse
-	if err := a.post(ctx, PathCheckin, req, http.StatusOK, &resp); err != nil {
+// checkin sends a check-in (its last error cleaned with
+// deviceapi.CleanMessage) after checking it as the server will.
+func (a *apiClient) checkin(ctx context.Context, req deviceapi.CheckinRequest) (*deviceapi.CheckinResponse, time.Duration, error) {
+	req.LastError = deviceapi.CleanMessage(req.LastError)
+	if err := req.Validate(); err != nil {
+		return nil, 0, fmt.Errorf("%w: refusing to send a check-in the server would refuse: %w", ErrAPI, err)
+	}
+	var resp deviceapi.CheckinResponse
+	if err := a.post(ctx, deviceapi.PathCheckin, req, http.StatusOK, &resp); err != nil {
 		return nil, 0, err
 	}
 	iv, err := pollInterval(resp.PollIntervalSeconds)
@@ -257,16 +159,20 @@ func (a *apiClient) checkin(ctx context.Context, req CheckinRequest) (*CheckinRe
 	return &resp, iv, nil
 }
 
-func (a *apiClient) status(ctx context.Context, r StatusReport) error {
-	if len(r.Message) > MaxMessageLength {
-		r.Message = r.Message[:MaxMessageLength]
+// status sends a status report: its message, often a command's output, is
+// cleaned with deviceapi.CleanMessage (control characters, invalid UTF-8,
+// cut at a character boundary) so that the server does not refuse it.
+func (a *apiClient) status(ctx context.Context, r deviceapi.StatusReport) error {
+	r.Message = deviceapi.CleanMessage(r.Message)
+	if err := r.Validate(); err != nil {
+		return fmt.Errorf("%w: refusing to send a status report the server would refuse: %w", ErrAPI, err)
 	}
-	return a.post(ctx, PathStatus, r, http.StatusNoContent, nil)
+	return a.post(ctx, deviceapi.PathStatus, r, http.StatusNoContent, nil)
 }
 
 // repositoryURLs resolves the repository URLs of a check-in (absolute, or
 // relative to the server) and checks them.
-func (a *apiClient) repositoryURLs(r Repository) (meta, targets string, err error) {
+func (a *apiClient) repositoryURLs(r deviceapi.Repository) (meta, targets string, err error) {
 	resolve := func(key, s string) (string, error) {
 		if s == "" {
 			return "", nil

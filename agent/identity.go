@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"path/filepath"
 
+	"github.com/airlockfw/airlock/deviceapi"
 	"github.com/airlockfw/airlock/internal/durable"
 	"github.com/airlockfw/airlock/keys"
 )
@@ -114,7 +115,7 @@ func identityOf(certPEM []byte, key crypto.Signer) (*tls.Certificate, error) {
 
 // enroll creates the device key if needed (0600, O_EXCL), sends a CSR with
 // the enrollment token and stores the issued certificate.
-func (a *Agent) enroll(ctx context.Context, api *apiClient, req EnrollRequest) (*tls.Certificate, *EnrollResponse, error) {
+func (a *Agent) enroll(ctx context.Context, api *apiClient, req deviceapi.EnrollRequest) (*tls.Certificate, *deviceapi.EnrollResponse, error) {
 	dir := a.cfg.Path(a.cfg.IdentityDir)
 	if a.cfg.EnrollmentTokenFile == "" {
 		return nil, nil, fmt.Errorf("%w and no enrollment_token_file is configured", ErrNotEnrolled)
@@ -148,8 +149,11 @@ func (a *Agent) enroll(ctx context.Context, api *apiClient, req EnrollRequest) (
 	}
 	req.Token = tok
 	req.CSR = string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csr}))
-	var resp EnrollResponse
-	if err := api.post(ctx, PathEnroll, req, http.StatusCreated, &resp); err != nil {
+	if err := req.Validate(); err != nil {
+		return nil, nil, fmt.Errorf("refusing to send an invalid enrollment: %w", err)
+	}
+	var resp deviceapi.EnrollResponse
+	if err := api.post(ctx, deviceapi.PathEnroll, req, http.StatusCreated, &resp); err != nil {
 		return nil, nil, fmt.Errorf("enrollment failed: %w", err)
 	}
 	if len(resp.Certificate) > MaxCertFileSize || len(resp.CAChain) > MaxCertFileSize {

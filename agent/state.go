@@ -5,14 +5,8 @@ import (
 
 	"github.com/airlockfw/airlock/device"
 	"github.com/airlockfw/airlock/device/boot"
+	"github.com/airlockfw/airlock/deviceapi"
 	"github.com/airlockfw/airlock/release"
-)
-
-// Device states sent at check-in (the server's device states).
-const (
-	StateIdle          = "idle"      // running a committed slot
-	StateRebootPending = "installed" // installed, waiting for the reboot
-	StateTrial         = "rebooted"  // booted the new slot, health check pending
 )
 
 // deviceView is what the agent reads from the device's state: boot
@@ -29,14 +23,30 @@ type deviceView struct {
 	rejected    []string // target paths installed and then rolled back
 }
 
+// state is the device state the agent reports at check-in:
+// deviceapi.StateRebooted (booted the new slot on trial, health check
+// pending), deviceapi.StateInstalled (installed, waiting for the reboot) or
+// deviceapi.StateIdle (running its committed slot).
 func (v *deviceView) state() string {
 	switch {
 	case v.trialBooted():
-		return StateTrial
+		return deviceapi.StateRebooted
 	case v.boot.Trial != "":
-		return StateRebootPending
+		return deviceapi.StateInstalled
 	}
-	return StateIdle
+	return deviceapi.StateIdle
+}
+
+// slot is the committed slot the agent reports at check-in
+// (deviceapi.SlotA or SlotB), "" if boot control names neither.
+func (v *deviceView) slot() string {
+	switch v.boot.Good {
+	case boot.SlotA:
+		return deviceapi.SlotA
+	case boot.SlotB:
+		return deviceapi.SlotB
+	}
+	return ""
 }
 
 // trialBooted is true when the device booted a trial slot that was

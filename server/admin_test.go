@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/airlockfw/airlock/deviceapi"
 )
 
 func TestAdminAPIRequiresAValidToken(t *testing.T) {
@@ -59,7 +61,7 @@ func TestAdminAPIListsDevicesEventsStatsAndCreatesTokens(t *testing.T) {
 	_, csr := newCSR(t, false)
 	resp, data = e.do(c, "POST", "/api/v1/enroll", "", enrollBody(tr.Token, csr))
 	wantStatus(t, resp, data, http.StatusCreated)
-	var er EnrollResponse
+	var er deviceapi.EnrollResponse
 	json.Unmarshal(data, &er)
 	e.enroll()
 

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/airlockfw/airlock/deviceapi"
 	"github.com/airlockfw/airlock/server/internal/cdp"
 	"github.com/airlockfw/airlock/server/store"
 )
@@ -158,7 +159,7 @@ func TestDashboardEndToEndInChromium(t *testing.T) {
 	for range fleet {
 		cert, _ := e.enroll()
 		c := e.client(&cert)
-		resp, data := e.do(c, "POST", "/api/v1/checkin", "", CheckinRequest{CurrentVersion: versions[0], State: store.StateIdle, Slot: "a"})
+		resp, data := e.do(c, "POST", "/api/v1/checkin", "", deviceapi.CheckinRequest{CurrentVersion: versions[0], State: store.StateIdle, Slot: "a"})
 		wantStatus(t, resp, data, http.StatusOK)
 		devices = append(devices, c)
 	}
@@ -206,7 +207,7 @@ func TestDashboardEndToEndInChromium(t *testing.T) {
 	// The devices check in; the canary ones get the assignment and report.
 	var assigned []*http.Client
 	for _, c := range devices {
-		resp, data := e.do(c, "POST", "/api/v1/checkin", "", CheckinRequest{CurrentVersion: versions[0], State: store.StateIdle, Slot: "a"})
+		resp, data := e.do(c, "POST", "/api/v1/checkin", "", deviceapi.CheckinRequest{CurrentVersion: versions[0], State: store.StateIdle, Slot: "a"})
 		wantStatus(t, resp, data, http.StatusOK)
 		var cr struct {
 			Assignment json.RawMessage `json:"assignment"`
@@ -221,10 +222,10 @@ func TestDashboardEndToEndInChromium(t *testing.T) {
 	}
 	// One canary device commits, the other is still downloading.
 	for _, k := range []string{store.StateDownloading, store.StateInstalled, store.StateRebooted, store.StateCommitted} {
-		resp, data := e.do(assigned[0], "POST", "/api/v1/status", "", StatusRequest{Kind: k, Version: versions[1]})
+		resp, data := e.do(assigned[0], "POST", "/api/v1/status", "", deviceapi.StatusReport{Kind: k, Version: versions[1]})
 		wantStatus(t, resp, data, http.StatusNoContent)
 	}
-	resp, data = e.do(assigned[1], "POST", "/api/v1/status", "", StatusRequest{Kind: store.StateDownloading, Version: versions[1]})
+	resp, data = e.do(assigned[1], "POST", "/api/v1/status", "", deviceapi.StatusReport{Kind: store.StateDownloading, Version: versions[1]})
 	wantStatus(t, resp, data, http.StatusNoContent)
 	u.open("/dashboard/rollouts/" + created.ID)
 	txt := u.waitText("1 succeeded", "1 in progress")

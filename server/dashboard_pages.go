@@ -9,6 +9,7 @@ import (
 	"slices"
 
 	"github.com/airlockfw/airlock/audit"
+	"github.com/airlockfw/airlock/deviceapi"
 	"github.com/airlockfw/airlock/release"
 	"github.com/airlockfw/airlock/server/store"
 )
@@ -126,8 +127,7 @@ func (d *dashboard) handleOverview(w http.ResponseWriter, r *http.Request, pd *p
 	}
 	states := map[string]int{}
 	capped := map[string]bool{}
-	for _, st := range []string{store.StateIdle, store.StateDownloading, store.StateVerified, store.StateInstalled,
-		store.StateRebooted, store.StateCommitted, store.StateRolledBack, store.StateFailed} {
+	for _, st := range deviceapi.States() {
 		devs, err := d.s.db.ListDevices(ctx, store.DeviceFilter{State: st, Limit: DashboardStateCountLimit})
 		if err != nil {
 			d.internalError(w, r, pd, err)
@@ -271,8 +271,8 @@ func (d *dashboard) handleRelease(w http.ResponseWriter, r *http.Request, pd *pa
 		return
 	}
 	body.RunningMax = len(body.Running) == DashboardListLimit
-	if body.RolledBack, err = d.devicesWithOutcome(ctx, rel, store.StateRolledBack); err == nil {
-		body.Failed, err = d.devicesWithOutcome(ctx, rel, store.StateFailed)
+	if body.RolledBack, err = d.devicesWithOutcome(ctx, rel, deviceapi.StateRolledBack); err == nil {
+		body.Failed, err = d.devicesWithOutcome(ctx, rel, deviceapi.StateFailed)
 	}
 	if err != nil {
 		d.internalError(w, r, pd, err)

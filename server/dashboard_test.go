@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/airlockfw/airlock/deviceapi"
 	"github.com/airlockfw/airlock/server/store"
 )
 
@@ -411,7 +412,7 @@ func TestDashboardEscapesDeviceSuppliedText(t *testing.T) {
 	cert, _ := e.enroll()
 	dc := e.client(&cert)
 	const evil = `<script>alert(1)</script><img src=x onerror=alert(2)>`
-	resp, data = e.do(dc, "POST", "/api/v1/status", "", StatusRequest{Kind: store.StateFailed, Version: versions[0], Message: evil})
+	resp, data = e.do(dc, "POST", "/api/v1/status", "", deviceapi.StatusReport{Kind: store.StateFailed, Version: versions[0], Message: evil})
 	wantStatus(t, resp, data, http.StatusNoContent)
 
 	b := e.browser()

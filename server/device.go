@@ -10,64 +10,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/airlockfw/airlock/deviceapi"
 	"github.com/airlockfw/airlock/server/store"
 )
-
-// EnrollRequest is the body of POST /api/v1/enroll.
-type EnrollRequest struct {
-	// Token is an enrollment token; omit it to enroll with a factory
-	// certificate presented in the TLS handshake.
-	Token string `json:"token,omitempty"`
-	// CSR is a PEM PKCS#10 request for the device's own key (ECDSA P-256 or
-	// Ed25519); the private key never leaves the device.
-	CSR            string `json:"csr"`
-	Model          string `json:"model"`
-	HWRev          uint32 `json:"hw_rev"`
-	Product        string `json:"product"`
-	Channel        string `json:"channel,omitempty"`
-	CurrentVersion string `json:"current_version,omitempty"`
-}
-
-// EnrollResponse is the 201 body of POST /api/v1/enroll.
-type EnrollResponse struct {
-	DeviceID            string `json:"device_id"`
-	Certificate         string `json:"certificate"` // PEM client certificate
-	CAChain             string `json:"ca_chain"`    // PEM device CA (issuer of Certificate)
-	PollIntervalSeconds int64  `json:"poll_interval_seconds"`
-}
-
-// CheckinRequest is the body of POST /api/v1/checkin.
-type CheckinRequest struct {
-	CurrentVersion  string `json:"current_version"`
-	SecurityCounter uint64 `json:"security_counter"`
-	State           string `json:"state"` // a store State constant
-	Slot            string `json:"slot,omitempty"`
-	LastError       string `json:"last_error,omitempty"`
-}
-
-// Repository tells a device where the image repository is.
-type Repository struct {
-	MetadataURL string `json:"metadata_url"`
-	TargetsURL  string `json:"targets_url"`
-}
-
-// CheckinResponse is the 200 body of POST /api/v1/checkin.
-type CheckinResponse struct {
-	PollIntervalSeconds int64      `json:"poll_interval_seconds"`
-	Repository          Repository `json:"repository"`
-	ServerTime          time.Time  `json:"server_time"`
-	// Assignment names the release a staged rollout assigned to this
-	// device. It is informational: the device installs only what the
-	// signed director metadata (DirectorPath) assigns. Omitted when none.
-	Assignment *Assignment `json:"assignment,omitempty"`
-}
-
-// StatusRequest is the body of POST /api/v1/status.
-type StatusRequest struct {
-	Kind    string `json:"kind"`
-	Version string `json:"version,omitempty"`
-	Message string `json:"message,omitempty"`
-}
 
 // Device is the JSON form of a device record (GET /api/v1/device and the
 // admin API).
@@ -80,7 +25,8 @@ type Device struct {
 	Tags            []string   `json:"tags"`
 	CurrentVersion  string     `json:"current_version"`
 	SecurityCounter uint64     `json:"security_counter"`
-	State           string     `json:"state"`
+	State           string     `json:"state"` // a deviceapi State constant
+	Slot            string     `json:"slot"`  // committed slot the device last reported: "a", "b" or "" (unknown)
 	LastError       string     `json:"last_error"`
 	CertSerial      string     `json:"cert_serial"`
 	CertFingerprint string     `json:"cert_fingerprint"`
@@ -92,7 +38,7 @@ func deviceJSON(d store.Device) Device {
 	out := Device{
 		ID: d.ID, Model: d.Model, Product: d.Product, Channel: d.Channel, HWRev: d.HWRev,
 		Tags: d.Tags, CurrentVersion: d.CurrentVersion, SecurityCounter: d.SecurityCounter,
-		State: d.State, LastError: d.LastError, CertSerial: d.CertSerial,
+		State: d.State, Slot: d.Slot, LastError: d.LastError, CertSerial: d.CertSerial,
 		CertFingerprint: d.CertFingerprint, EnrolledAt: d.EnrolledAt,
 	}
 	if out.Tags == nil {
@@ -105,16 +51,8 @@ func deviceJSON(d store.Device) Device {
 	return out
 }
 
-// statusKinds are the kinds a device may report; installs counts outcomes.
-var statusKinds = map[string]bool{
-	store.StateDownloading: true, store.StateVerified: true, store.StateInstalled: true,
-	store.StateRebooted: true, store.StateCommitted: true, store.StateRolledBack: true,
-	store.StateFailed: true,
-}
-
-// checkField validates a short device-supplied string: at most
-// store.MaxStringLen bytes (or max), printable ASCII or UTF-8 without
-// control characters, required or not.
+// checkField validates a short admin-supplied string: at most max bytes of
+// text without control characters (deviceapi.ValidText), required or not.
 func checkField(name, v string, max int, required bool) error {
 	if v == "" {
 		if required {
@@ -125,13 +63,8 @@ func checkField(name, v string, max int, required bool) error {
 	if len(v) > max {
 		return errStatus(http.StatusBadRequest, "%s: %d bytes exceeds limit %d", name, len(v), max)
 	}
-	for _, r := range v {
-		if r < 0x20 || r == 0x7f || r == 0xfffd || (r >= 0x80 && r < 0xa0) {
-			if max == store.MaxMessageLen && (r == '\n' || r == '\t') {
-				continue
-			}
-			return errStatus(http.StatusBadRequest, "%s: control or invalid character", name)
-		}
+	if !deviceapi.ValidText(v, false) {
+		return errStatus(http.StatusBadRequest, "%s: control or invalid character", name)
 	}
 	return nil
 }
@@ -211,22 +144,14 @@ func (s *Server) mfgChainLeaf(r *http.Request) *x509.Certificate {
 const EnrollmentTokenLen = 43
 
 func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request) {
-	var req EnrollRequest
-	if err := readJSON(w, r, MaxEnrollBodySize, &req); err != nil {
+	var req deviceapi.EnrollRequest
+	if err := readJSON(w, r, deviceapi.MaxEnrollRequestSize, &req); err != nil {
 		writeError(w, r, err)
 		return
 	}
-	for _, f := range []struct {
-		name, v  string
-		required bool
-	}{
-		{"model", req.Model, true}, {"product", req.Product, true},
-		{"channel", req.Channel, false}, {"current_version", req.CurrentVersion, false},
-	} {
-		if err := checkField(f.name, f.v, store.MaxStringLen, f.required); err != nil {
-			writeError(w, r, err)
-			return
-		}
+	if err := req.Validate(); err != nil {
+		writeError(w, r, errStatus(http.StatusBadRequest, "%w", err))
+		return
 	}
 	csr, err := ParseCSR([]byte(req.CSR))
 	if err != nil {
@@ -287,7 +212,7 @@ func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request) {
 	} else {
 		err = s.db.CreateDevice(r.Context(), store.Device{
 			ID: deviceID, Model: req.Model, Product: req.Product, Channel: req.Channel, HWRev: req.HWRev,
-			CurrentVersion: req.CurrentVersion, State: store.StateIdle,
+			CurrentVersion: req.CurrentVersion, State: deviceapi.StateIdle,
 			CertSerial: serialHex(cert), CertFingerprint: Fingerprint(cert), EnrolledAt: now,
 		})
 	}
@@ -302,7 +227,7 @@ func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request) {
 		s.log.Warn("failed to record enrollment event", "device_id", deviceID, "err", err)
 	}
 	s.audit(r.Context(), deviceID, AuditDeviceEnrolled, map[string]string{"device": deviceID, "product": req.Product, "model": req.Model, "version": req.CurrentVersion})
-	writeJSON(w, http.StatusCreated, EnrollResponse{
+	writeJSON(w, http.StatusCreated, deviceapi.EnrollResponse{
 		DeviceID:            deviceID,
 		Certificate:         string(certPEM),
 		CAChain:             string(s.deviceCA.pem),
@@ -320,7 +245,7 @@ type CertRebinder interface {
 
 // rebindDevice re-enrolls a device that already exists (same factory
 // certificate): the new certificate replaces the old one.
-func (s *Server) rebindDevice(r *http.Request, d store.Device, cert *x509.Certificate, req EnrollRequest) error {
+func (s *Server) rebindDevice(r *http.Request, d store.Device, cert *x509.Certificate, req deviceapi.EnrollRequest) error {
 	if d.Product != req.Product || d.Model != req.Model {
 		return errStatus(http.StatusConflict, "device %s is enrolled as product %q model %q", d.ID, d.Product, d.Model)
 	}
@@ -341,44 +266,28 @@ func factoryDeviceID(c *x509.Certificate) string {
 	return "dev-" + hex.EncodeToString(h.Sum(nil)[:16])
 }
 
-func (s *Server) repository(r *http.Request) Repository {
+func (s *Server) repository(r *http.Request) deviceapi.Repository {
 	base := strings.TrimSuffix(s.cfg.PublicURL, "/")
 	if base == "" {
 		base = "https://" + r.Host
 	}
-	return Repository{MetadataURL: base + "/repo/metadata/", TargetsURL: base + "/repo/targets/"}
+	return deviceapi.Repository{MetadataURL: base + deviceapi.PathRepoMetadata, TargetsURL: base + deviceapi.PathRepoTargets}
 }
 
 func (s *Server) handleCheckin(w http.ResponseWriter, r *http.Request, d store.Device) {
-	var req CheckinRequest
-	if err := readJSON(w, r, MaxCheckinBodySize, &req); err != nil {
+	var req deviceapi.CheckinRequest
+	if err := readJSON(w, r, deviceapi.MaxCheckinRequestSize, &req); err != nil {
 		writeError(w, r, err)
 		return
 	}
-	if !store.ValidState(req.State) {
-		writeError(w, r, errStatus(http.StatusBadRequest, "state %q is not one of the device states", truncate(req.State)))
-		return
-	}
-	if req.Slot != "" && req.Slot != "a" && req.Slot != "b" {
-		writeError(w, r, errStatus(http.StatusBadRequest, "slot %q must be \"a\" or \"b\"", truncate(req.Slot)))
-		return
-	}
-	if req.SecurityCounter > store.MaxSecurityCounter {
-		writeError(w, r, errStatus(http.StatusBadRequest, "security_counter exceeds %d", uint64(store.MaxSecurityCounter)))
-		return
-	}
-	if err := checkField("current_version", req.CurrentVersion, store.MaxStringLen, false); err != nil {
-		writeError(w, r, err)
-		return
-	}
-	if err := checkField("last_error", req.LastError, store.MaxMessageLen, false); err != nil {
-		writeError(w, r, err)
+	if err := req.Validate(); err != nil {
+		writeError(w, r, errStatus(http.StatusBadRequest, "%w", err))
 		return
 	}
 	now := s.now()
 	err := s.db.Checkin(r.Context(), d.ID, store.DeviceReport{
 		CurrentVersion: req.CurrentVersion, SecurityCounter: req.SecurityCounter,
-		State: req.State, LastError: req.LastError,
+		State: req.State, Slot: req.Slot, LastError: req.LastError,
 	}, now)
 	if errors.Is(err, store.ErrInvalid) {
 		err = errStatus(http.StatusBadRequest, "%w", err)
@@ -396,7 +305,7 @@ func (s *Server) handleCheckin(w http.ResponseWriter, r *http.Request, d store.D
 		s.log.Error("rollout assignment failed", "device_id", d.ID, "err", err)
 		asg = nil
 	}
-	writeJSON(w, http.StatusOK, CheckinResponse{
+	writeJSON(w, http.StatusOK, deviceapi.CheckinResponse{
 		PollIntervalSeconds: int64(s.cfg.PollInterval / time.Second),
 		Repository:          s.repository(r),
 		ServerTime:          now.UTC().Truncate(time.Second),
@@ -405,21 +314,13 @@ func (s *Server) handleCheckin(w http.ResponseWriter, r *http.Request, d store.D
 }
 
 func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request, d store.Device) {
-	var req StatusRequest
-	if err := readJSON(w, r, MaxStatusBodySize, &req); err != nil {
+	var req deviceapi.StatusReport
+	if err := readJSON(w, r, deviceapi.MaxStatusRequestSize, &req); err != nil {
 		writeError(w, r, err)
 		return
 	}
-	if !statusKinds[req.Kind] {
-		writeError(w, r, errStatus(http.StatusBadRequest, "unknown status kind %q", truncate(req.Kind)))
-		return
-	}
-	if err := checkField("version", req.Version, store.MaxStringLen, false); err != nil {
-		writeError(w, r, err)
-		return
-	}
-	if err := checkField("message", req.Message, store.MaxMessageLen, false); err != nil {
-		writeError(w, r, err)
+	if err := req.Validate(); err != nil {
+		writeError(w, r, errStatus(http.StatusBadRequest, "%w", err))
 		return
 	}
 	_, err := s.db.AddEvent(r.Context(), store.Event{
@@ -436,9 +337,9 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request, d store.De
 		s.log.Error("rollout report failed", "device_id", d.ID, "err", err)
 	}
 	switch req.Kind {
-	case store.StateCommitted, store.StateRolledBack, store.StateFailed:
+	case deviceapi.StateCommitted, deviceapi.StateRolledBack, deviceapi.StateFailed:
 		s.metrics.installs.WithLabelValues(req.Kind).Inc()
-		action := map[string]string{store.StateCommitted: AuditDeviceUpdated, store.StateRolledBack: AuditDeviceRolledBack, store.StateFailed: AuditDeviceFailed}[req.Kind]
+		action := map[string]string{deviceapi.StateCommitted: AuditDeviceUpdated, deviceapi.StateRolledBack: AuditDeviceRolledBack, deviceapi.StateFailed: AuditDeviceFailed}[req.Kind]
 		details := map[string]string{"device": d.ID, "version": req.Version}
 		if req.Version != "" {
 			details["release"] = d.Product + "@" + req.Version

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/airlockfw/airlock/deviceapi"
 	"github.com/airlockfw/airlock/keys"
 	"github.com/airlockfw/airlock/server/store"
 )
@@ -20,7 +21,7 @@ func TestEnrolledDeviceChecksInReportsStatusAndReadsOwnRecord(t *testing.T) {
 		key, csr := newCSR(t, ed)
 		resp, data := e.do(e.client(nil), "POST", "/api/v1/enroll", "", enrollBody(e.enrollToken(EnrollmentTokenOptions{}), csr))
 		wantStatus(t, resp, data, http.StatusCreated)
-		var er EnrollResponse
+		var er deviceapi.EnrollResponse
 		if err := json.Unmarshal(data, &er); err != nil {
 			t.Fatal(err)
 		}
@@ -35,9 +36,9 @@ func TestEnrolledDeviceChecksInReportsStatusAndReadsOwnRecord(t *testing.T) {
 		}
 		c := e.client(&cert)
 
-		resp, data = e.do(c, "POST", "/api/v1/checkin", "", CheckinRequest{CurrentVersion: "1.0.0", SecurityCounter: 3, State: "idle", Slot: "a"})
+		resp, data = e.do(c, "POST", "/api/v1/checkin", "", deviceapi.CheckinRequest{CurrentVersion: "1.0.0", SecurityCounter: 3, State: "idle", Slot: "a"})
 		wantStatus(t, resp, data, http.StatusOK)
-		var cr CheckinResponse
+		var cr deviceapi.CheckinResponse
 		if err := json.Unmarshal(data, &cr); err != nil {
 			t.Fatal(err)
 		}
@@ -46,9 +47,9 @@ func TestEnrolledDeviceChecksInReportsStatusAndReadsOwnRecord(t *testing.T) {
 			t.Fatalf("checkin response: %s", data)
 		}
 
-		resp, data = e.do(c, "POST", "/api/v1/status", "", StatusRequest{Kind: "committed", Version: "1.1.0", Message: "ok"})
+		resp, data = e.do(c, "POST", "/api/v1/status", "", deviceapi.StatusReport{Kind: "committed", Version: "1.1.0", Message: "ok"})
 		wantStatus(t, resp, data, http.StatusNoContent)
-		resp, data = e.do(c, "POST", "/api/v1/status", "", StatusRequest{Kind: "exploded"})
+		resp, data = e.do(c, "POST", "/api/v1/status", "", deviceapi.StatusReport{Kind: "exploded"})
 		wantStatus(t, resp, data, http.StatusBadRequest)
 
 		resp, data = e.do(c, "GET", "/api/v1/device", "", nil)
@@ -78,7 +79,7 @@ func TestEnrollmentTokenRefusals(t *testing.T) {
 	tests := []struct {
 		name  string
 		token string
-		mod   func(*EnrollRequest)
+		mod   func(*deviceapi.EnrollRequest)
 		code  int
 	}{
 		{"single-use token reused", used, nil, http.StatusUnauthorized},
@@ -87,10 +88,10 @@ func TestEnrollmentTokenRefusals(t *testing.T) {
 		{"malformed token", "hunter2", nil, http.StatusUnauthorized},
 		{"token for another product", restricted, nil, http.StatusForbidden},
 		{"no token and no factory certificate", "", nil, http.StatusUnauthorized},
-		{"CSR signed by another key", valid, func(r *EnrollRequest) { r.CSR = tamperedCSR(t) }, http.StatusBadRequest},
-		{"CSR with a P-384 key", valid, func(r *EnrollRequest) { r.CSR = p384CSR(t) }, http.StatusBadRequest},
-		{"missing model", valid, func(r *EnrollRequest) { r.Model = "" }, http.StatusBadRequest},
-		{"control character in product", valid, func(r *EnrollRequest) { r.Product = "a\x00b" }, http.StatusBadRequest},
+		{"CSR signed by another key", valid, func(r *deviceapi.EnrollRequest) { r.CSR = tamperedCSR(t) }, http.StatusBadRequest},
+		{"CSR with a P-384 key", valid, func(r *deviceapi.EnrollRequest) { r.CSR = p384CSR(t) }, http.StatusBadRequest},
+		{"missing model", valid, func(r *deviceapi.EnrollRequest) { r.Model = "" }, http.StatusBadRequest},
+		{"control character in product", valid, func(r *deviceapi.EnrollRequest) { r.Product = "a\x00b" }, http.StatusBadRequest},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -141,14 +142,14 @@ func TestEnrollByManufacturingCertificate(t *testing.T) {
 	key, csr := newCSR(t, false)
 	resp, data := e.do(fc, "POST", "/api/v1/enroll", "", enrollBody("", csr))
 	wantStatus(t, resp, data, http.StatusCreated)
-	var er EnrollResponse
+	var er deviceapi.EnrollResponse
 	json.Unmarshal(data, &er)
 	if er.DeviceID != factoryDeviceID(factory.Leaf) {
 		t.Fatalf("device ID %q, want one derived from the factory certificate", er.DeviceID)
 	}
 
 	t.Run("factory certificate is refused on the device API", func(t *testing.T) {
-		resp, data := e.do(fc, "POST", "/api/v1/checkin", "", CheckinRequest{State: "idle"})
+		resp, data := e.do(fc, "POST", "/api/v1/checkin", "", deviceapi.CheckinRequest{State: "idle"})
 		wantStatus(t, resp, data, http.StatusForbidden)
 	})
 	t.Run("issued certificate works", func(t *testing.T) {
@@ -165,7 +166,7 @@ func TestEnrollByManufacturingCertificate(t *testing.T) {
 			return
 		}
 		wantStatus(t, resp, data, http.StatusCreated)
-		var er2 EnrollResponse
+		var er2 deviceapi.EnrollResponse
 		json.Unmarshal(data, &er2)
 		if er2.DeviceID != er.DeviceID {
 			t.Fatalf("re-enrolled as %q, want %q", er2.DeviceID, er.DeviceID)
@@ -200,11 +201,11 @@ func TestDeviceAPIRefusesRequestsWithoutAValidDeviceIdentity(t *testing.T) {
 	factory := mfg.issue(t, "factory-1", 7)
 
 	for _, path := range []string{"/api/v1/checkin", "/api/v1/status", "/api/v1/device"} {
-		method, body := "POST", any(CheckinRequest{State: "idle"})
+		method, body := "POST", any(deviceapi.CheckinRequest{State: "idle"})
 		if path == "/api/v1/device" {
 			method, body = "GET", nil
 		} else if path == "/api/v1/status" {
-			body = StatusRequest{Kind: "failed"}
+			body = deviceapi.StatusReport{Kind: "failed"}
 		}
 		t.Run(path+"/no client certificate", func(t *testing.T) {
 			resp, data := e.do(e.client(nil), method, path, "", body)
@@ -259,7 +260,7 @@ func TestDeviceCannotReadOrWriteAnotherDevicesRecords(t *testing.T) {
 		}
 	})
 	t.Run("A's reports change only A", func(t *testing.T) {
-		resp, data := e.do(a, "POST", "/api/v1/status", "", StatusRequest{Kind: "failed", Message: "boom"})
+		resp, data := e.do(a, "POST", "/api/v1/status", "", deviceapi.StatusReport{Kind: "failed", Message: "boom"})
 		wantStatus(t, resp, data, http.StatusNoContent)
 		resp, data = e.do(a, "GET", "/api/v1/device", "", nil)
 		wantStatus(t, resp, data, http.StatusOK)
@@ -307,9 +308,9 @@ func TestOversizeBodiesAreRefusedWith413(t *testing.T) {
 		device       bool
 		body         []byte
 	}{
-		{"/api/v1/enroll", "", false, big(MaxEnrollBodySize)},
-		{"/api/v1/checkin", "", true, big(MaxCheckinBodySize)},
-		{"/api/v1/status", "", true, big(MaxStatusBodySize)},
+		{"/api/v1/enroll", "", false, big(deviceapi.MaxEnrollRequestSize)},
+		{"/api/v1/checkin", "", true, big(deviceapi.MaxCheckinRequestSize)},
+		{"/api/v1/status", "", true, big(deviceapi.MaxStatusRequestSize)},
 		{"/api/v1/admin/enrollment-tokens", admin, false, big(MaxAdminBodySize)},
 	}
 	for _, tt := range tests {

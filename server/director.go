@@ -21,6 +21,7 @@ import (
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
+	"github.com/airlockfw/airlock/deviceapi"
 	"github.com/airlockfw/airlock/internal/durable"
 	"github.com/airlockfw/airlock/keys"
 	"github.com/airlockfw/airlock/server/store"
@@ -44,7 +45,7 @@ const (
 	DirectorRootKeyFile   = "root.key"
 	DirectorOnlineKeyFile = "online.key"
 	// DirectorPath is where devices fetch their director metadata (mTLS).
-	DirectorPath = "/api/v1/director/"
+	DirectorPath = deviceapi.PathDirector
 	// DirectorCustomKey is the key of the director's object in the custom
 	// field of an assigned target.
 	DirectorCustomKey = "airlock_director"

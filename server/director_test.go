@@ -16,6 +16,7 @@ import (
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
+	"github.com/airlockfw/airlock/deviceapi"
 	"github.com/airlockfw/airlock/keys"
 	"github.com/airlockfw/airlock/repo"
 	"github.com/airlockfw/airlock/rollout"
@@ -132,13 +133,13 @@ func (re *rolloutEnv) device() testDevice {
 	return testDevice{id: er.DeviceID, client: re.client(&cert)}
 }
 
-func (re *rolloutEnv) checkin(d testDevice) CheckinResponse {
+func (re *rolloutEnv) checkin(d testDevice) deviceapi.CheckinResponse {
 	re.t.Helper()
-	resp, data := re.do(d.client, "POST", "/api/v1/checkin", "", CheckinRequest{CurrentVersion: "1.0.0", State: store.StateIdle})
+	resp, data := re.do(d.client, "POST", "/api/v1/checkin", "", deviceapi.CheckinRequest{CurrentVersion: "1.0.0", State: store.StateIdle})
 	if resp.StatusCode != http.StatusOK {
 		re.t.Fatalf("checkin: %d %s", resp.StatusCode, data)
 	}
-	var cr CheckinResponse
+	var cr deviceapi.CheckinResponse
 	if err := json.Unmarshal(data, &cr); err != nil {
 		re.t.Fatal(err)
 	}
@@ -147,7 +148,7 @@ func (re *rolloutEnv) checkin(d testDevice) CheckinResponse {
 
 func (re *rolloutEnv) report(d testDevice, kind, version, msg string) {
 	re.t.Helper()
-	resp, data := re.do(d.client, "POST", "/api/v1/status", "", StatusRequest{Kind: kind, Version: version, Message: msg})
+	resp, data := re.do(d.client, "POST", "/api/v1/status", "", deviceapi.StatusReport{Kind: kind, Version: version, Message: msg})
 	if resp.StatusCode != http.StatusNoContent {
 		re.t.Fatalf("status: %d %s", resp.StatusCode, data)
 	}

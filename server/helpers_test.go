@@ -26,6 +26,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/airlockfw/airlock/deviceapi"
 	"github.com/airlockfw/airlock/server/store"
 )
 
@@ -289,19 +290,19 @@ func newCSR(t *testing.T, ed bool) (crypto.Signer, string) {
 	return key, string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}))
 }
 
-func enrollBody(token, csr string) EnrollRequest {
-	return EnrollRequest{Token: token, CSR: csr, Model: "x1", HWRev: 2, Product: "acme/router-x1", Channel: "stable", CurrentVersion: "1.0.0"}
+func enrollBody(token, csr string) deviceapi.EnrollRequest {
+	return deviceapi.EnrollRequest{Token: token, CSR: csr, Model: "x1", HWRev: 2, Product: "acme/router-x1", Channel: "stable", CurrentVersion: "1.0.0"}
 }
 
 // enroll enrolls a device with a fresh token and returns its TLS identity.
-func (e *testEnv) enroll() (tls.Certificate, EnrollResponse) {
+func (e *testEnv) enroll() (tls.Certificate, deviceapi.EnrollResponse) {
 	e.t.Helper()
 	key, csr := newCSR(e.t, false)
 	resp, data := e.do(e.client(nil), "POST", "/api/v1/enroll", "", enrollBody(e.enrollToken(EnrollmentTokenOptions{}), csr))
 	if resp.StatusCode != http.StatusCreated {
 		e.t.Fatalf("enroll: %d %s", resp.StatusCode, data)
 	}
-	var er EnrollResponse
+	var er deviceapi.EnrollResponse
 	if err := json.Unmarshal(data, &er); err != nil {
 		e.t.Fatal(err)
 	}

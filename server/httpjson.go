@@ -11,14 +11,9 @@ import (
 	"net/http"
 )
 
-// Request body limits (413 when exceeded).
+// Request body limits (413 when exceeded). Device API requests are bounded
+// by the deviceapi limits (MaxEnrollRequestSize, ...).
 const (
-	// MaxEnrollBodySize bounds POST /api/v1/enroll (it carries a CSR).
-	MaxEnrollBodySize = 16 << 10
-	// MaxCheckinBodySize bounds POST /api/v1/checkin.
-	MaxCheckinBodySize = 8 << 10
-	// MaxStatusBodySize bounds POST /api/v1/status (message up to store.MaxMessageLen).
-	MaxStatusBodySize = 16 << 10
 	// MaxAdminBodySize bounds admin API request bodies.
 	MaxAdminBodySize = 4 << 10
 	// MaxJSONKeys bounds the number of keys in a request object.

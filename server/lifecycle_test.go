@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/airlockfw/airlock/deviceapi"
 )
 
 // metricValue extracts one sample from Prometheus text output.
@@ -43,11 +45,11 @@ func TestMetricsCountRequestsCheckinsInstallsAndBytes(t *testing.T) {
 	cert, _ := e.enroll()
 	c := e.client(&cert)
 	for range 3 {
-		resp, data := e.do(c, "POST", "/api/v1/checkin", "", CheckinRequest{State: "idle"})
+		resp, data := e.do(c, "POST", "/api/v1/checkin", "", deviceapi.CheckinRequest{State: "idle"})
 		wantStatus(t, resp, data, http.StatusOK)
 	}
 	for _, k := range []string{"committed", "failed", "failed", "downloading"} {
-		resp, data := e.do(c, "POST", "/api/v1/status", "", StatusRequest{Kind: k})
+		resp, data := e.do(c, "POST", "/api/v1/status", "", deviceapi.StatusReport{Kind: k})
 		wantStatus(t, resp, data, http.StatusNoContent)
 	}
 	resp, data := e.do(c, "GET", "/repo/metadata/timestamp.json", "", nil)

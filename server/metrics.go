@@ -8,6 +8,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/airlockfw/airlock/deviceapi"
 )
 
 // metrics are the server's Prometheus metrics, in a private registry.
@@ -39,7 +41,7 @@ func newMetrics(s *Server) *metrics {
 			Help: "Bytes of repository metadata and payloads served.",
 		}),
 	}
-	for _, o := range []string{"committed", "rolled_back", "failed"} {
+	for _, o := range []string{deviceapi.StateCommitted, deviceapi.StateRolledBack, deviceapi.StateFailed} {
 		m.installs.WithLabelValues(o) // export zeros
 	}
 	m.reg.MustRegister(m.requests, m.checkins, m.installs, m.bytes, &deviceCollector{s: s},

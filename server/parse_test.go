@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"crypto/x509"
 	"errors"
-	"github.com/airlockfw/airlock/keys"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/airlockfw/airlock/deviceapi"
+	"github.com/airlockfw/airlock/keys"
 )
 
 func TestDecodeJSONIsStrict(t *testing.T) {
@@ -31,7 +33,7 @@ func TestDecodeJSONIsStrict(t *testing.T) {
 		{``, false},
 		{`{"kind":1}`, false},
 	} {
-		var req StatusRequest
+		var req deviceapi.StatusReport
 		err := DecodeJSON([]byte(tt.in), &req)
 		if (err == nil) != tt.ok {
 			t.Errorf("DecodeJSON(%q) = %v, want ok=%v", tt.in, err, tt.ok)
@@ -47,8 +49,8 @@ func FuzzDecodeJSON(f *testing.F) {
 	f.Add([]byte(`{"token":"x","csr":"y","model":"m","hw_rev":1,"product":"p"}`))
 	f.Add([]byte(`{"kind":"failed","kind":"x"}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		var a CheckinRequest
-		var b EnrollRequest
+		var a deviceapi.CheckinRequest
+		var b deviceapi.EnrollRequest
 		DecodeJSON(data, &a)
 		DecodeJSON(data, &b)
 	})

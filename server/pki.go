@@ -22,6 +22,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/airlockfw/airlock/deviceapi"
 	"github.com/airlockfw/airlock/internal/durable"
 	"github.com/airlockfw/airlock/keys"
 )
@@ -56,7 +57,7 @@ const (
 	// operator-provided files.
 	MaxPEMFileSize = 1 << 20
 	// MaxCSRSize bounds the PEM-encoded certificate request in an enrollment.
-	MaxCSRSize = 8 << 10
+	MaxCSRSize = deviceapi.MaxCSRSize
 	// MaxCACerts bounds the number of certificates in a manufacturing CA file.
 	MaxCACerts = 64
 )

@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/airlockfw/airlock/deviceapi"
 	"github.com/airlockfw/airlock/release"
 	"github.com/airlockfw/airlock/rollout"
 	"github.com/airlockfw/airlock/server/store"
@@ -309,7 +310,7 @@ func (e *rolloutEngine) evaluate(ctx context.Context, lr *liveRollout) error {
 
 // checkin assigns device d to a running rollout if it is eligible and not
 // held by one, and returns its current assignment (nil if none).
-func (e *rolloutEngine) checkin(ctx context.Context, d store.Device) (*Assignment, error) {
+func (e *rolloutEngine) checkin(ctx context.Context, d store.Device) (*deviceapi.Assignment, error) {
 	rd, ro, err := e.s.db.DeviceAssignment(ctx, d.ID)
 	switch {
 	case err == nil && ro.Active():
@@ -330,7 +331,7 @@ func (e *rolloutEngine) checkin(ctx context.Context, d store.Device) (*Assignmen
 	return nil, nil
 }
 
-func (e *rolloutEngine) tryAssign(ctx context.Context, lr *liveRollout, d store.Device) (*Assignment, error) {
+func (e *rolloutEngine) tryAssign(ctx context.Context, lr *liveRollout, d store.Device) (*deviceapi.Assignment, error) {
 	lr.mu.Lock()
 	defer lr.mu.Unlock()
 	if lr.gone || lr.r.State != rollout.Running || !eligibleDevice(lr, d) {
@@ -355,8 +356,8 @@ func (e *rolloutEngine) tryAssign(ctx context.Context, lr *liveRollout, d store.
 	return assignmentOf(lr.rec), e.evaluate(ctx, lr)
 }
 
-func assignmentOf(ro store.Rollout) *Assignment {
-	return &Assignment{RolloutID: ro.ID, Release: ro.Product + "@" + ro.Version, TargetPath: ro.TargetPath}
+func assignmentOf(ro store.Rollout) *deviceapi.Assignment {
+	return &deviceapi.Assignment{RolloutID: ro.ID, Release: ro.Product + "@" + ro.Version, TargetPath: ro.TargetPath}
 }
 
 // report applies a device's status report to its rollout.

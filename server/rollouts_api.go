@@ -19,14 +19,6 @@ var ErrRolloutInput = errors.New("invalid rollout request")
 // release has the approvals production needs.
 var ErrApprovalsMissing = fmt.Errorf("%w: the release lacks the approvals its environment needs", store.ErrConflict)
 
-// Assignment is the informational assignment of a check-in response: the
-// signed director metadata is authoritative.
-type Assignment struct {
-	RolloutID  string `json:"rollout_id"`
-	Release    string `json:"release"` // "product@version"
-	TargetPath string `json:"target_path"`
-}
-
 // CreateRolloutRequest is the body of POST /api/v1/admin/rollouts. The
 // optional fields default to rollout.DefaultSuccessThreshold,
 // rollout.DefaultFailureThreshold, no parallelism limit, no window and

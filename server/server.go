@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/airlockfw/airlock/deviceapi"
 	"github.com/airlockfw/airlock/server/store"
 )
 
@@ -26,8 +27,8 @@ const (
 	// DefaultPollInterval is the check-in interval told to devices.
 	DefaultPollInterval = 60 * time.Second
 	// MinPollInterval and MaxPollInterval bound Config.PollInterval.
-	MinPollInterval = time.Second
-	MaxPollInterval = 7 * 24 * time.Hour
+	MinPollInterval = deviceapi.MinPollInterval
+	MaxPollInterval = deviceapi.MaxPollInterval
 	// DefaultShutdownTimeout bounds how long Serve waits for in-flight
 	// requests after its context is cancelled.
 	DefaultShutdownTimeout = 30 * time.Second

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/airlockfw/airlock/deviceapi"
 	"github.com/airlockfw/airlock/server/store"
 )
 
@@ -23,8 +24,8 @@ func TestFleetUpdatesAndInjectedFailuresRollBack(t *testing.T) {
 		wantVersion string
 		wantEvent   string
 	}{
-		{"healthy", 0, "1.1.0", store.StateCommitted},
-		{"every install fails", 1, "1.0.0", store.StateRolledBack},
+		{"healthy", 0, "1.1.0", deviceapi.StateCommitted},
+		{"every install fails", 1, "1.0.0", deviceapi.StateRolledBack},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -58,6 +59,11 @@ func TestFleetUpdatesAndInjectedFailuresRollBack(t *testing.T) {
 				t.Errorf("server: devices by version %v, %v; want %d on %s", byVersion, err, n, tt.wantVersion)
 			}
 			for _, d := range devs {
+				// Every real agent checked in with its committed slot.
+				if !deviceapi.ValidSlot(d.Slot) || !deviceapi.ValidState(d.State) {
+					t.Errorf("server: device %s stored slot %q state %q", d.ID, d.Slot, d.State)
+					break
+				}
 				evs, err := s.db.ListEvents(context.Background(), d.ID, 0)
 				if err != nil {
 					t.Fatal(err)

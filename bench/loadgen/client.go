@@ -17,14 +17,13 @@ import (
 	"net"
 	"net/http"
 	"time"
+
+	"github.com/airlockfw/airlock/deviceapi"
 )
 
-// Limits on what the load generator reads from the servers it measures.
+// Limits on what the load generator reads from the servers it measures
+// (device API responses: deviceapi.MaxResponseSize).
 const (
-	// MaxEnrollResponseSize bounds the body of POST /api/v1/enroll.
-	MaxEnrollResponseSize = 64 << 10
-	// MaxCheckinResponseSize bounds the body of POST /api/v1/checkin.
-	MaxCheckinResponseSize = 16 << 10
 	// MaxFileSize bounds a fetched repository file (timestamp.json).
 	MaxFileSize = 1 << 20
 	// DialTimeout, HandshakeTimeout and ResponseTimeout bound each step of a
@@ -84,21 +83,6 @@ type device struct {
 	client *http.Client
 }
 
-type enrollRequest struct {
-	Token          string `json:"token"`
-	CSR            string `json:"csr"`
-	Model          string `json:"model"`
-	HWRev          uint32 `json:"hw_rev"`
-	Product        string `json:"product"`
-	Channel        string `json:"channel"`
-	CurrentVersion string `json:"current_version"`
-}
-
-type enrollResponse struct {
-	DeviceID    string `json:"device_id"`
-	Certificate string `json:"certificate"`
-}
-
 // enroll generates a P-256 key and CSR and enrolls with token over a fresh
 // connection (full TLS handshake, no client certificate).
 func enroll(ctx context.Context, base string, roots *x509.CertPool, token string) (*device, error) {
@@ -110,7 +94,7 @@ func enroll(ctx context.Context, base string, roots *x509.CertPool, token string
 	if err != nil {
 		return nil, fmt.Errorf("failed to create csr: %w", err)
 	}
-	body, err := json.Marshal(enrollRequest{
+	body, err := json.Marshal(deviceapi.EnrollRequest{
 		Token: token, CSR: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csrDER})),
 		Model: "bench", HWRev: 1, Product: "acme/bench", Channel: "stable", CurrentVersion: "1.0.0",
 	})
@@ -119,8 +103,8 @@ func enroll(ctx context.Context, base string, roots *x509.CertPool, token string
 	}
 	tr := newTransport(roots, nil, false)
 	defer tr.CloseIdleConnections()
-	var er enrollResponse
-	if err := postJSON(ctx, &http.Client{Transport: tr}, base+"/api/v1/enroll", body, http.StatusCreated, MaxEnrollResponseSize, &er); err != nil {
+	var er deviceapi.EnrollResponse
+	if err := postJSON(ctx, &http.Client{Transport: tr}, base+deviceapi.PathEnroll, body, http.StatusCreated, &er); err != nil {
 		return nil, fmt.Errorf("failed to enroll: %w", err)
 	}
 	blk, rest := pem.Decode([]byte(er.Certificate))
@@ -139,14 +123,19 @@ func enroll(ctx context.Context, base string, roots *x509.CertPool, token string
 	return d, nil
 }
 
-var checkinBody = []byte(`{"current_version":"1.0.0","security_counter":1,"state":"idle","slot":"a"}`)
+// checkinBody is the check-in every simulated device sends.
+var checkinBody = func() []byte {
+	b, err := json.Marshal(deviceapi.CheckinRequest{CurrentVersion: "1.0.0", SecurityCounter: 1, State: deviceapi.StateIdle, Slot: deviceapi.SlotA})
+	if err != nil {
+		panic("internal error: " + err.Error())
+	}
+	return b
+}()
 
 // checkin posts one check-in and reports whether the TLS session was resumed.
 func (d *device) checkin(ctx context.Context, base string) (resumed bool, err error) {
-	var out struct {
-		PollIntervalSeconds int64 `json:"poll_interval_seconds"`
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/api/v1/checkin", bytes.NewReader(checkinBody))
+	var out deviceapi.CheckinResponse
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+deviceapi.PathCheckin, bytes.NewReader(checkinBody))
 	if err != nil {
 		return false, err
 	}
@@ -157,10 +146,10 @@ func (d *device) checkin(ctx context.Context, base string) (resumed bool, err er
 	}
 	defer resp.Body.Close()
 	resumed = resp.TLS != nil && resp.TLS.DidResume
-	if err := decodeResponse(resp, http.StatusOK, MaxCheckinResponseSize, &out); err != nil {
+	if err := decodeResponse(resp, http.StatusOK, &out); err != nil {
 		return resumed, err
 	}
-	if out.PollIntervalSeconds <= 0 {
+	if iv, err := deviceapi.PollInterval(out.PollIntervalSeconds); err != nil || iv == 0 {
 		return resumed, fmt.Errorf("%w: poll_interval_seconds %d", ErrResponse, out.PollIntervalSeconds)
 	}
 	return resumed, nil
@@ -194,7 +183,7 @@ func (f *fetcher) fetch(ctx context.Context, url string, size int64) (resumed bo
 	return resumed, nil
 }
 
-func postJSON(ctx context.Context, c *http.Client, url string, body []byte, want int, limit int64, out any) error {
+func postJSON(ctx context.Context, c *http.Client, url string, body []byte, want int, out any) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
 		return err
@@ -205,23 +194,21 @@ func postJSON(ctx context.Context, c *http.Client, url string, body []byte, want
 		return err
 	}
 	defer resp.Body.Close()
-	return decodeResponse(resp, want, limit, out)
+	return decodeResponse(resp, want, out)
 }
 
-// decodeResponse checks the status and decodes a JSON body of at most limit
-// bytes into out; the body is drained so the connection can be reused.
-func decodeResponse(resp *http.Response, want int, limit int64, out any) error {
-	b, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
+// decodeResponse checks the status and decodes a device API response into
+// out with deviceapi.DecodeResponse (at most deviceapi.MaxResponseSize,
+// strict); the body is drained so the connection can be reused.
+func decodeResponse(resp *http.Response, want int, out any) error {
+	b, err := io.ReadAll(io.LimitReader(resp.Body, deviceapi.MaxResponseSize+1))
 	if err != nil {
 		return fmt.Errorf("failed to read response: %w", err)
 	}
 	if resp.StatusCode != want {
 		return fmt.Errorf("%w: %s: %q", ErrStatus, resp.Status, truncate(b))
 	}
-	if int64(len(b)) > limit {
-		return fmt.Errorf("%w: body exceeds %d bytes", ErrResponse, limit)
-	}
-	if err := json.Unmarshal(b, out); err != nil {
+	if err := deviceapi.DecodeResponse(b, out); err != nil {
 		return fmt.Errorf("%w: %w", ErrResponse, err)
 	}
 	return nil

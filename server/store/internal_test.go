@@ -3,6 +3,7 @@ package store
 import (
 	"database/sql"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -161,5 +162,51 @@ func TestMigrationTurnsLegacyAdminTokensIntoUsers(t *testing.T) {
 	}
 	if u.Name != "token-at-1" || u.Role != "viewer" || u.Disabled() || u.TOTPSecret != nil {
 		t.Fatalf("legacy token's user: %+v", u)
+	}
+}
+
+// A database made before the slot column (schema 3) keeps its devices: their
+// slot is unknown until their next check-in reports it.
+func TestMigrationKeepsDevicesWithAnUnknownSlot(t *testing.T) {
+	ctx := t.Context()
+	path := t.TempDir() + "/v3.db"
+	migs, err := loadMigrations(DialectSQLite)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stmts := []string{`CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)`}
+	for _, m := range migs[:3] {
+		stmts = append(stmts, m.sql, fmt.Sprintf(`INSERT INTO schema_migrations VALUES (%d, 0)`, m.version))
+	}
+	stmts = append(stmts, `INSERT INTO devices (id, model, product, channel, hw_rev, tags, current_version,
+		security_counter, state, last_error, cert_serial, cert_fingerprint, enrolled_at, last_seen)
+		VALUES ('dev-old', 'x1', 'acme/router', '', 1, '[]', '1.0.0', 1, 'idle', '', '01', '`+strings.Repeat("ab", HashSize)+`', 1000000, NULL)`)
+	for _, q := range stmts {
+		if _, err := raw.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	raw.Close()
+	s, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	d, err := s.GetDevice(ctx, "dev-old")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Slot != "" || d.State != StateIdle || d.CurrentVersion != "1.0.0" {
+		t.Fatalf("migrated device: %+v", d)
+	}
+	if err := s.Checkin(ctx, "dev-old", DeviceReport{CurrentVersion: "1.0.0", State: StateIdle, Slot: "b"}, timeForFuzz); err != nil {
+		t.Fatal(err)
+	}
+	if d, err = s.GetDevice(ctx, "dev-old"); err != nil || d.Slot != "b" {
+		t.Fatalf("slot after check-in: %+v, %v", d, err)
 	}
 }

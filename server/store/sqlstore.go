@@ -70,7 +70,7 @@ func (s *sqlStore) ConsumeEnrollmentToken(ctx context.Context, hash []byte, now 
 }
 
 const deviceColumns = `id, model, product, channel, hw_rev, tags, current_version,
-	security_counter, state, last_error, cert_serial, cert_fingerprint, enrolled_at, last_seen`
+	security_counter, state, slot, last_error, cert_serial, cert_fingerprint, enrolled_at, last_seen`
 
 func scanDevice(r row) (Device, error) {
 	var d Device
@@ -78,7 +78,7 @@ func scanDevice(r row) (Device, error) {
 	var tags string
 	var lastSeen sql.NullInt64
 	if err := r.Scan(&d.ID, &d.Model, &d.Product, &d.Channel, &hwrev, &tags, &d.CurrentVersion,
-		&counter, &d.State, &d.LastError, &d.CertSerial, &d.CertFingerprint, &enrolled, &lastSeen); err != nil {
+		&counter, &d.State, &d.Slot, &d.LastError, &d.CertSerial, &d.CertFingerprint, &enrolled, &lastSeen); err != nil {
 		return Device{}, err
 	}
 	if hwrev < 0 || hwrev > 1<<32-1 || counter < 0 {
@@ -108,9 +108,9 @@ func (s *sqlStore) CreateDevice(ctx context.Context, d Device) error {
 		return fmt.Errorf("failed to encode device tags: %w", err)
 	}
 	_, err = s.b.writer().exec(ctx, `INSERT INTO devices (`+deviceColumns+`)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
 		d.ID, d.Model, d.Product, d.Channel, int64(d.HWRev), string(tagsJSON), d.CurrentVersion,
-		int64(d.SecurityCounter), d.State, d.LastError, d.CertSerial, d.CertFingerprint,
+		int64(d.SecurityCounter), d.State, d.Slot, d.LastError, d.CertSerial, d.CertFingerprint,
 		dbTime(d.EnrolledAt), dbOptTime(d.LastSeen))
 	if err != nil {
 		return fmt.Errorf("failed to create device %q: %w", d.ID, s.mapErr(err))
@@ -239,8 +239,8 @@ func (s *sqlStore) Checkin(ctx context.Context, id string, r DeviceReport, now t
 		return err
 	}
 	n, err := s.b.writer().exec(ctx, `UPDATE devices SET current_version = $1, security_counter = $2,
-		state = $3, last_error = $4, last_seen = $5 WHERE id = $6`,
-		r.CurrentVersion, int64(r.SecurityCounter), r.State, r.LastError, dbTime(now), id)
+		state = $3, slot = $4, last_error = $5, last_seen = $6 WHERE id = $7`,
+		r.CurrentVersion, int64(r.SecurityCounter), r.State, r.Slot, r.LastError, dbTime(now), id)
 	if err != nil {
 		return fmt.Errorf("failed to record check-in of device %q: %w", id, err)
 	}

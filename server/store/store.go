@@ -41,6 +41,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/airlockfw/airlock/deviceapi"
 )
 
 // Limits enforced at the store boundary.
@@ -106,28 +108,22 @@ var (
 	ErrTOTPReplay = errors.New("totp code already used (replay)")
 )
 
-// Device states reported by devices (Device.State, DeviceReport.State). An
-// event whose Kind is one of them moves the device to that state.
+// Device states reported by devices (Device.State, DeviceReport.State): the
+// device API's states (package deviceapi), which the store keeps. An event
+// whose Kind is one of them moves the device to that state.
 const (
-	StateIdle        = "idle"
-	StateDownloading = "downloading"
-	StateVerified    = "verified"
-	StateInstalled   = "installed"
-	StateRebooted    = "rebooted"
-	StateCommitted   = "committed"
-	StateRolledBack  = "rolled_back"
-	StateFailed      = "failed"
+	StateIdle        = deviceapi.StateIdle
+	StateDownloading = deviceapi.StateDownloading
+	StateVerified    = deviceapi.StateVerified
+	StateInstalled   = deviceapi.StateInstalled
+	StateRebooted    = deviceapi.StateRebooted
+	StateCommitted   = deviceapi.StateCommitted
+	StateRolledBack  = deviceapi.StateRolledBack
+	StateFailed      = deviceapi.StateFailed
 )
 
 // ValidState reports whether s is one of the State constants.
-func ValidState(s string) bool {
-	switch s {
-	case StateIdle, StateDownloading, StateVerified, StateInstalled,
-		StateRebooted, StateCommitted, StateRolledBack, StateFailed:
-		return true
-	}
-	return false
-}
+func ValidState(s string) bool { return deviceapi.ValidState(s) }
 
 // Device is an enrolled device and what it last reported about itself.
 type Device struct {
@@ -140,6 +136,7 @@ type Device struct {
 	CurrentVersion  string
 	SecurityCounter uint64 // at most MaxSecurityCounter
 	State           string // one of the State constants; empty means StateIdle at CreateDevice
+	Slot            string // committed A/B slot last reported (deviceapi.SlotA or SlotB), "" if unknown
 	LastError       string
 	CertSerial      string    // lowercase hex serial of the issued client certificate, unique
 	CertFingerprint string    // lowercase hex SHA-256 of the certificate DER, unique
@@ -152,6 +149,7 @@ type DeviceReport struct {
 	CurrentVersion  string
 	SecurityCounter uint64
 	State           string // one of the State constants
+	Slot            string // deviceapi.SlotA or SlotB, "" if unknown; replaces the stored slot
 	LastError       string // replaces the stored last error (empty clears it)
 }
 
@@ -237,7 +235,7 @@ type Store interface {
 	CountDevicesByVersion(ctx context.Context, product string) (map[string]int, error)
 
 	// Checkin records what a device reports about itself at check-in: its
-	// current version, security counter, state and last error, and sets
+	// current version, security counter, state, slot and last error, and sets
 	// LastSeen to now. ErrNotFound if the device does not exist.
 	Checkin(ctx context.Context, id string, r DeviceReport, now time.Time) error
 

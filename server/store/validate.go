@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"time"
 	"unicode/utf8"
+
+	"github.com/airlockfw/airlock/deviceapi"
 )
 
 // invalid returns an error wrapping ErrInvalid that names the field and check.
@@ -129,6 +131,14 @@ func checkState(field, s string) error {
 	return nil
 }
 
+// checkSlot accepts "" (unknown) and the device API's slot names.
+func checkSlot(field, s string) error {
+	if s != "" && !deviceapi.ValidSlot(s) {
+		return invalid(field, "%q is not %q or %q", truncate(s), deviceapi.SlotA, deviceapi.SlotB)
+	}
+	return nil
+}
+
 func checkCounter(field string, c uint64) error {
 	if c > MaxSecurityCounter {
 		return invalid(field, "%d exceeds limit %d", c, uint64(MaxSecurityCounter))
@@ -203,6 +213,9 @@ func validateDevice(d *Device) error {
 	if err := checkState("device state", d.State); err != nil {
 		return err
 	}
+	if err := checkSlot("device slot", d.Slot); err != nil {
+		return err
+	}
 	if err := checkMessage("device last error", d.LastError); err != nil {
 		return err
 	}
@@ -226,6 +239,9 @@ func validateReport(r DeviceReport) error {
 		return err
 	}
 	if err := checkState("report state", r.State); err != nil {
+		return err
+	}
+	if err := checkSlot("report slot", r.Slot); err != nil {
 		return err
 	}
 	return checkMessage("report last error", r.LastError)

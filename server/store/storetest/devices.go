@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/airlockfw/airlock/deviceapi"
 	"github.com/airlockfw/airlock/server/store"
 )
 
@@ -20,6 +21,7 @@ func testDeviceRoundTrip(t *testing.T, newDSN NewDSN) {
 	full.LastError = "line one\nline two\ttabbed — ünïcode"
 	full.HWRev = 1<<32 - 1
 	full.SecurityCounter = store.MaxSecurityCounter
+	full.Slot = deviceapi.SlotB
 	full.Tags = []string{"a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l", "m", "n", "o", "p"}
 	minimal := store.Device{ID: "dev-min", Model: "m", Product: "p", CertSerial: "01",
 		CertFingerprint: strings.Repeat("ab", 32), EnrolledAt: at(0)}
@@ -101,6 +103,8 @@ func testDeviceValidation(t *testing.T, newDSN NewDSN) {
 		{"duplicate tag", func(d *store.Device) { d.Tags = []string{"a", "a"} }},
 		{"long tag", func(d *store.Device) { d.Tags = []string{long} }},
 		{"unknown state", func(d *store.Device) { d.State = "pwned" }},
+		{"unknown slot", func(d *store.Device) { d.Slot = "c" }},
+		{"uppercase slot", func(d *store.Device) { d.Slot = "A" }},
 		{"long last error", func(d *store.Device) { d.LastError = strings.Repeat("e", store.MaxMessageLen+1) }},
 		{"counter too large", func(d *store.Device) { d.SecurityCounter = store.MaxSecurityCounter + 1 }},
 		{"empty cert serial", func(d *store.Device) { d.CertSerial = "" }},
@@ -247,19 +251,33 @@ func testCheckin(t *testing.T, newDSN NewDSN) {
 	s := fresh(t, newDSN)
 	d := device(1)
 	mustCreate(t, s, d)
-	r := store.DeviceReport{CurrentVersion: "1.2.0", SecurityCounter: 7, State: store.StateDownloading, LastError: "retrying"}
+	// A report without a slot leaves it unknown; the next one stores it.
+	for _, slot := range []string{"", deviceapi.SlotB} {
+		r := store.DeviceReport{CurrentVersion: "1.2.0", SecurityCounter: 7, State: store.StateRebooted, Slot: slot, LastError: "retrying"}
+		if err := s.Checkin(ctx, d.ID, r, at(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		want := d
+		want.CurrentVersion, want.SecurityCounter, want.State, want.Slot, want.LastError = "1.2.0", 7, store.StateRebooted, slot, "retrying"
+		want.LastSeen = at(time.Hour)
+		got, err := s.GetDevice(ctx, d.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(want, got, cmpOpts...); diff != "" {
+			t.Errorf("after check-in with slot %q (-want +got):\n%s", slot, diff)
+		}
+	}
+	r := store.DeviceReport{CurrentVersion: "1.2.0", SecurityCounter: 7, State: store.StateDownloading, Slot: deviceapi.SlotA, LastError: "retrying"}
 	if err := s.Checkin(ctx, d.ID, r, at(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	want := d
-	want.CurrentVersion, want.SecurityCounter, want.State, want.LastError = "1.2.0", 7, store.StateDownloading, "retrying"
-	want.LastSeen = at(time.Hour)
 	got, err := s.GetDevice(ctx, d.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff(want, got, cmpOpts...); diff != "" {
-		t.Errorf("after check-in (-want +got):\n%s", diff)
+	if got.State != store.StateDownloading || got.Slot != deviceapi.SlotA {
+		t.Errorf("after check-in: state %q slot %q, want %q %q", got.State, got.Slot, store.StateDownloading, deviceapi.SlotA)
 	}
 	wantErr(t, "unknown device", s.Checkin(ctx, "dev-unknown", r, at(time.Hour)), store.ErrNotFound)
 	for _, tc := range []struct {
@@ -271,6 +289,8 @@ func testCheckin(t *testing.T, newDSN NewDSN) {
 		{"bad id", "dev 1", r, at(0)},
 		{"unknown state", d.ID, store.DeviceReport{State: "hacked"}, at(0)},
 		{"empty state", d.ID, store.DeviceReport{}, at(0)},
+		{"unknown slot", d.ID, store.DeviceReport{State: store.StateIdle, Slot: "c"}, at(0)},
+		{"uppercase slot", d.ID, store.DeviceReport{State: store.StateIdle, Slot: "B"}, at(0)},
 		{"long version", d.ID, store.DeviceReport{State: store.StateIdle, CurrentVersion: strings.Repeat("1", store.MaxStringLen+1)}, at(0)},
 		{"counter too large", d.ID, store.DeviceReport{State: store.StateIdle, SecurityCounter: 1 << 63}, at(0)},
 		{"long error", d.ID, store.DeviceReport{State: store.StateIdle, LastError: strings.Repeat("e", store.MaxMessageLen+1)}, at(0)},
