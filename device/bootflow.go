@@ -40,10 +40,17 @@ type BootResult struct {
 // falls back when verification fails or the trial attempts are exhausted,
 // marking the failed slot bad. Booting the committed slot also repairs an
 // interrupted commit (raises the counter to its security version,
-// idempotently). It records what booted in booted.json.
+// idempotently). It records what booted in booted.json, and a failed boot
+// there too (Booted.Failed), so status never shows an earlier boot as the
+// last one.
 func (d *Device) Boot(ctx context.Context) (*BootResult, error) {
 	res, err := d.boot(ctx)
 	if err != nil {
+		b := &Booted{Failed: true, Reason: err.Error()}
+		if res != nil {
+			b.Fallbacks = res.Fallbacks
+		}
+		_ = d.writeBooted(b) // best effort, as recordResult: the boot failed either way
 		d.recordResult("boot", "", "", err, "")
 		return res, err
 	}
@@ -84,7 +91,7 @@ func (d *Device) boot(ctx context.Context) (*BootResult, error) {
 				return res, fmt.Errorf("%w: %s", ErrNoBootableSlot, strings.Join(res.Fallbacks, "; "))
 			}
 			res.Slot, res.Version, res.Reason = slot, m.Version.String(), "both A and B failed; booting recovery"
-			return res, d.writeBooted(&Booted{Slot: slot, Version: res.Version, Reason: res.Reason})
+			return res, d.writeBooted(&Booted{Slot: slot, Version: res.Version, Reason: res.Reason, Fallbacks: res.Fallbacks})
 		}
 		trial := slot == st.Trial
 		if trial {
@@ -126,7 +133,7 @@ func (d *Device) boot(ctx context.Context) (*BootResult, error) {
 				return nil, err
 			}
 		}
-		if err := d.writeBooted(&Booted{Slot: slot, Trial: trial, Version: res.Version, Reason: res.Reason}); err != nil {
+		if err := d.writeBooted(&Booted{Slot: slot, Trial: trial, Version: res.Version, Reason: res.Reason, Fallbacks: res.Fallbacks}); err != nil {
 			return nil, err
 		}
 		return res, nil
@@ -225,11 +232,7 @@ func (d *Device) verifySlot(slot boot.Slot) (*release.Metadata, error) {
 	if err != nil {
 		return nil, err
 	}
-	name, err := d.slotPath(slot)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrVerify, err)
-	}
-	f, err := d.fsys.OpenFile(name, os.O_RDONLY, 0)
+	f, err := openSlot(d.fsys, d.cfg, slot, os.O_RDONLY) // the slot rule (slots.go)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrVerify, err)
 	}

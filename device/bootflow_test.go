@@ -13,6 +13,7 @@ import (
 	"github.com/airlockfw/airlock/internal/durable"
 	"github.com/airlockfw/airlock/keys"
 	"github.com/airlockfw/airlock/repo"
+	"github.com/airlockfw/airlock/verify"
 )
 
 // flipSlotByte flips one byte of a slot file, as flash corruption or an
@@ -178,7 +179,7 @@ func TestBootSurvivesRotationAndExpiry(t *testing.T) {
 	b12 := v.release("1.2.0", 1, testImage(3, imgSize), nil)
 
 	// The device learns the rotation (a refresh, as a polling agent does).
-	src, err := OpenBundle(bytes.NewReader(b12), 0)
+	src, err := verify.OpenBundle(bytes.NewReader(b12), 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -39,6 +39,8 @@ const (
 	MaxHealthArgs = 64
 	// MaxSlotSize bounds a slot (1 TiB).
 	MaxSlotSize = 1 << 40
+	// MaxComponents bounds the [components] table.
+	MaxComponents = 64
 )
 
 // ErrConfig is wrapped by every config error.
@@ -62,6 +64,13 @@ type Config struct {
 	Slots  SlotsConfig
 	Boot   BootConfig
 	Health HealthConfig
+
+	// Components are the installed versions of the device's other
+	// components (bootloader, modem firmware, another product), which a
+	// release's depends entries are checked against. Names are those a
+	// release's depends may use (a product ID or a simple name); at most
+	// MaxComponents; nil if none.
+	Components map[string]release.Version
 }
 
 // SlotsConfig locates the slots: files or block devices.
@@ -90,16 +99,17 @@ type HealthConfig struct {
 }
 
 type wireConfig struct {
-	Model      string      `toml:"model"`
-	HWRev      *int64      `toml:"hw_rev"`
-	Product    string      `toml:"product"`
-	Channel    string      `toml:"channel,omitempty"`
-	Root       string      `toml:"root"`
-	StateDir   string      `toml:"state_dir"`
-	WriteChunk int64       `toml:"write_chunk,omitempty"`
-	Slots      wireSlots   `toml:"slots"`
-	Boot       wireBoot    `toml:"boot"`
-	Health     *wireHealth `toml:"health,omitempty"`
+	Model      string            `toml:"model"`
+	HWRev      *int64            `toml:"hw_rev"`
+	Product    string            `toml:"product"`
+	Channel    string            `toml:"channel,omitempty"`
+	Root       string            `toml:"root"`
+	StateDir   string            `toml:"state_dir"`
+	WriteChunk int64             `toml:"write_chunk,omitempty"`
+	Slots      wireSlots         `toml:"slots"`
+	Boot       wireBoot          `toml:"boot"`
+	Health     *wireHealth       `toml:"health,omitempty"`
+	Components map[string]string `toml:"components,omitempty"`
 }
 
 type wireSlots struct {
@@ -164,6 +174,19 @@ func ParseConfig(data []byte, dir string) (*Config, error) {
 		return nil, fmt.Errorf("%w: hw_rev %d is not a uint32", ErrConfig, *w.HWRev)
 	}
 	c.HWRev = uint32(*w.HWRev)
+	if len(w.Components) > MaxComponents {
+		return nil, fmt.Errorf("%w: components has %d entries, the limit is MaxComponents %d", ErrConfig, len(w.Components), MaxComponents)
+	}
+	for name, ver := range w.Components {
+		v, err := release.ParseVersion(ver)
+		if err != nil {
+			return nil, fmt.Errorf("%w: components.%q: %v", ErrConfig, name, err)
+		}
+		if c.Components == nil {
+			c.Components = map[string]release.Version{}
+		}
+		c.Components[name] = v
+	}
 	if w.Health != nil {
 		c.Health.Command = w.Health.Command
 		if w.Health.Timeout != "" {
@@ -240,10 +263,52 @@ func (c *Config) Validate() error {
 	if c.Health.Timeout < time.Millisecond || c.Health.Timeout > MaxHealthTimeout {
 		return bad("health.timeout %v out of range [1ms, %v]", c.Health.Timeout, MaxHealthTimeout)
 	}
+	if err := validateComponents(c.Components, c.Product); err != nil {
+		return fmt.Errorf("%w: %w", ErrConfig, err)
+	}
 	if _, err := boot.Open(durable.OS, c.bootConfig()); err != nil {
 		return bad("boot: %v", err)
 	}
 	return nil
+}
+
+// validateComponents checks a components table: at most MaxComponents,
+// each name one a release's depends may use (release.ParseDependency
+// decides, so the two can never disagree), each version set, and not the
+// device's own product (its version is the installed release's).
+func validateComponents(comps map[string]release.Version, product string) error {
+	if len(comps) > MaxComponents {
+		return fmt.Errorf("components has %d entries, the limit is MaxComponents %d", len(comps), MaxComponents)
+	}
+	for name, v := range comps {
+		if v.IsZero() {
+			return fmt.Errorf("components.%q has no version", name)
+		}
+		if _, err := release.ParseDependency(name + ">=" + v.String()); err != nil {
+			return fmt.Errorf("components.%q: not a component name a release can depend on (a product ID or a name matching ^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$)", name)
+		}
+		if name == product {
+			return fmt.Errorf("components.%q is the device's own product: its version is the installed release's", name)
+		}
+	}
+	return nil
+}
+
+// ParseComponent parses a NAME=VERSION component assignment (the form of
+// `airlock device init --component`).
+func ParseComponent(s string) (string, release.Version, error) {
+	name, ver, ok := strings.Cut(s, "=")
+	if !ok {
+		return "", release.Version{}, fmt.Errorf("component %q: want NAME=VERSION", s)
+	}
+	v, err := release.ParseVersion(ver)
+	if err != nil {
+		return "", release.Version{}, fmt.Errorf("component %q: %w", name, err)
+	}
+	if err := validateComponents(map[string]release.Version{name: v}, ""); err != nil {
+		return "", release.Version{}, err
+	}
+	return name, v, nil
 }
 
 // Path resolves a path of the config: relative paths are relative to Dir.
@@ -274,6 +339,12 @@ func (c *Config) Marshal() ([]byte, error) {
 		Slots: wireSlots{A: c.Slots.A, B: c.Slots.B, Recovery: c.Slots.Recovery, Size: c.Slots.Size},
 		Boot: wireBoot{Backend: c.Boot.Backend, Path: c.Boot.Path, RedundPath: c.Boot.RedundPath,
 			Offset: c.Boot.Offset, RedundOffset: c.Boot.RedundOffset, EnvSize: c.Boot.EnvSize, BootLimit: c.Boot.BootLimit},
+	}
+	for name, v := range c.Components {
+		if w.Components == nil {
+			w.Components = map[string]string{}
+		}
+		w.Components[name] = v.String()
 	}
 	if len(c.Health.Command) > 0 || c.Health.Timeout != 0 {
 		w.Health = &wireHealth{Command: c.Health.Command}

@@ -58,6 +58,9 @@ func (d *Device) health(ctx context.Context) (*HealthResult, error) {
 	if b == nil {
 		return nil, errors.New("the device has not booted: run `airlock device boot` first")
 	}
+	if b.Failed {
+		return nil, fmt.Errorf("the last boot failed (%s): boot a slot first", b.Reason)
+	}
 	st, err := d.ctl.Load()
 	if err != nil {
 		return nil, fmt.Errorf("failed to read boot control: %w", err)

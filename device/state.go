@@ -70,14 +70,21 @@ type SlotRecord struct {
 	Time            time.Time `json:"time"`
 }
 
-// Booted records what the last Boot booted.
+// Booted records the outcome of the last Boot: what it booted, or, when
+// Failed, that no slot booted (Slot is then empty and Reason says why), so
+// that a failed boot never leaves an earlier successful one on record.
 type Booted struct {
 	Format  int       `json:"format"`
 	Slot    boot.Slot `json:"slot"`
 	Trial   bool      `json:"trial"`
 	Version string    `json:"version,omitempty"`
 	Reason  string    `json:"reason"`
-	Time    time.Time `json:"time"`
+	// Failed is set when the boot failed: no slot verified (or the boot
+	// control could not be read or written).
+	Failed bool `json:"failed,omitempty"`
+	// Fallbacks lists, in order, the slots the boot skipped and why.
+	Fallbacks []string  `json:"fallbacks,omitempty"`
+	Time      time.Time `json:"time"`
 }
 
 // Result is the outcome of the last device operation, for status.
@@ -167,7 +174,8 @@ func (d *Device) invalidateSlot(s boot.Slot, reason string) error {
 	return d.writeSlotRecord(&SlotRecord{Slot: s, Status: StatusInvalid, Reason: reason})
 }
 
-// Booted returns what the last Boot booted, nil if the device never booted.
+// Booted returns the outcome of the last Boot (see Booted.Failed), nil if
+// the device never booted.
 func (d *Device) Booted() (*Booted, error) {
 	var b Booted
 	err := readRecord(d.fsys, d.statePath(bootedFile), MaxSmallRecordSize, &b)

@@ -18,6 +18,7 @@ import (
 	"github.com/airlockfw/airlock/internal/durable"
 	"github.com/airlockfw/airlock/release"
 	"github.com/airlockfw/airlock/trust"
+	"github.com/airlockfw/airlock/verify"
 )
 
 const deviceConfigFlags = `  --dir DIR                the device directory (its config is DIR/device.toml)
@@ -32,6 +33,7 @@ func init() {
 			Usage: `Usage: airlock device init --dir DIR --root ROOT.json --model M --hw-rev R
        --slot-size BYTES [--product P] [--image INITIAL.bundle] [--boot BACKEND]
        [--channel C] [--health-cmd CMD] [--health-timeout D] [--write-chunk BYTES]
+       [--component NAME=VERSION]...
 
 Creates a simulated device in DIR: DIR/device.toml, the factory root
 (DIR/root.json, a copy of ROOT.json: the device's trust anchor), slots A and
@@ -54,6 +56,10 @@ Flags:
                            default: none (always healthy)
   --health-timeout D       health check deadline (default 60s)
   --write-chunk BYTES      slot write size (default 1048576)
+  --component NAME=VERSION an installed component the device states, for
+                           releases that depend on it (repeatable; NAME a
+                           product ID or a simple name, VERSION semver),
+                           e.g. --component bootloader=2.1.0
 
 Example:
   airlock device init --dir dev1 --root repo/public/metadata/1.root.json \
@@ -105,11 +111,7 @@ Example:
 						return err
 					}
 					defer f.Close()
-					src, err := device.OpenBundle(bufio.NewReaderSize(f, 1<<20), d.Config().Slots.Size)
-					if err != nil {
-						return err
-					}
-					res, err := d.Install(e.Ctx, src, src.TargetPath(), device.InstallOptions{AllowDowngrade: *allow})
+					res, err := d.InstallBundle(e.Ctx, bufio.NewReaderSize(f, 1<<20), device.InstallOptions{AllowDowngrade: *allow})
 					if err != nil {
 						return err
 					}
@@ -245,6 +247,26 @@ Example:
 	)
 }
 
+// componentFlag collects repeated --component NAME=VERSION flags.
+type componentFlag map[string]release.Version
+
+func (c componentFlag) String() string { return "" }
+
+func (c componentFlag) Set(s string) error {
+	name, v, err := device.ParseComponent(s)
+	if err != nil {
+		return err
+	}
+	if _, dup := c[name]; dup {
+		return fmt.Errorf("component %q given twice", name)
+	}
+	if len(c) >= device.MaxComponents {
+		return fmt.Errorf("more than %d components", device.MaxComponents)
+	}
+	c[name] = v
+	return nil
+}
+
 type deviceConfigFlag struct{ dir, config *string }
 
 func deviceFlags(fs *flag.FlagSet) deviceConfigFlag {
@@ -301,8 +323,17 @@ func printStatus(e *Env, s *device.Status) {
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", sl.Slot, sl.Role, sl.Status, sl.Version, sv, sl.Reason)
 	}
 	w.Flush()
-	if s.Booted != nil {
-		fmt.Fprintf(e.Stdout, "\nlast boot: slot %s (%s) at %s: %s\n", s.Booted.Slot, s.Booted.Version, s.Booted.Time.Format(time.RFC3339), s.Booted.Reason)
+	if b := s.Booted; b != nil {
+		at := b.Time.Format(time.RFC3339)
+		if b.Failed {
+			fmt.Fprintf(e.Stdout, "\nlast boot: FAILED at %s: %s\n", at, b.Reason)
+		} else {
+			kind := "committed"
+			if b.Trial {
+				kind = "trial"
+			}
+			fmt.Fprintf(e.Stdout, "\nlast boot: slot %s (version %s, %s) at %s: %s\n", b.Slot, b.Version, kind, at, b.Reason)
+		}
 	}
 	if s.Last != nil {
 		res := "ok"
@@ -329,6 +360,8 @@ func deviceInitFlags(fs *flag.FlagSet) func(*Env, []string) error {
 	healthCmd := fs.String("health-cmd", "", "")
 	healthTimeout := fs.Duration("health-timeout", 0, "")
 	writeChunk := fs.Int64("write-chunk", 0, "")
+	comps := componentFlag{}
+	fs.Var(comps, "component", "")
 	return func(e *Env, args []string) error {
 		if len(args) != 0 {
 			return usagef("unexpected arguments %q", args)
@@ -352,14 +385,14 @@ func deviceInitFlags(fs *flag.FlagSet) func(*Env, []string) error {
 		if err != nil {
 			return err
 		}
-		var src *device.BundleSource
+		var src *verify.BundleSource
 		var bundleFile *os.File
 		if *image != "" {
 			if bundleFile, err = os.Open(*image); err != nil {
 				return err
 			}
 			defer bundleFile.Close()
-			if src, err = device.OpenBundle(bufio.NewReaderSize(bundleFile, 1<<20), *slotSize); err != nil {
+			if src, err = verify.OpenBundle(bufio.NewReaderSize(bundleFile, 1<<20), *slotSize); err != nil {
 				return err
 			}
 			if *product == "" {
@@ -388,6 +421,9 @@ func deviceInitFlags(fs *flag.FlagSet) func(*Env, []string) error {
 			cfg.Boot.Path, cfg.Boot.RedundPath = "uboot.env", "uboot-redund.env"
 		default:
 			return usagef("--boot %q: want sim, uboot-env or grubenv", *backend)
+		}
+		if len(comps) > 0 {
+			cfg.Components = comps
 		}
 		if *healthCmd != "" {
 			cfg.Health.Command = strings.Fields(*healthCmd)

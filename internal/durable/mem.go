@@ -49,8 +49,9 @@ import (
 // state and op counting.
 //
 // Paths are slash-separated; relative and absolute paths both resolve from
-// the root, so "a/b" and "/a/b" are the same file. Mem is safe for concurrent
-// use.
+// the root, so "a/b" and "/a/b" are the same file. Mem has regular files and
+// directories only: no symbolic links and no devices (tests of those use the
+// OS filesystem). Mem is safe for concurrent use.
 type Mem struct {
 	mu     sync.Mutex
 	root   *inode
@@ -208,8 +209,9 @@ func (d *inode) unlink(name string) {
 }
 
 // OpenFile opens name. It supports os.O_RDONLY, os.O_WRONLY, os.O_RDWR,
-// os.O_CREATE, os.O_EXCL, os.O_TRUNC, os.O_APPEND and os.O_SYNC. Directories
-// cannot be opened (use ReadDir and SyncDir).
+// os.O_CREATE, os.O_EXCL, os.O_TRUNC, os.O_APPEND, os.O_SYNC and NoFollow
+// (which never matters: Mem has no symbolic links). Directories cannot be
+// opened (use ReadDir and SyncDir).
 func (m *Mem) OpenFile(name string, flag int, perm fs.FileMode) (File, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -385,6 +387,10 @@ func (m *Mem) Stat(name string) (fs.FileInfo, error) {
 	}
 	return ino.info(name), nil
 }
+
+// Lstat returns a FileInfo for name. Mem has no symbolic links, so it is
+// Stat.
+func (m *Mem) Lstat(name string) (fs.FileInfo, error) { return m.Stat(name) }
 
 // MkdirAll creates path and any missing parents. Unlike every other change,
 // it is durable immediately (see Mem) and is not a write-boundary op.
