@@ -18,9 +18,8 @@ import (
 	"time"
 
 	"github.com/airlockfw/airlock/device"
+	"github.com/airlockfw/airlock/deviceapi"
 	"github.com/airlockfw/airlock/internal/durable"
-	"github.com/airlockfw/airlock/release"
-	"github.com/airlockfw/airlock/trust"
 	"github.com/airlockfw/airlock/verify"
 )
 
@@ -170,15 +169,15 @@ func (a *Agent) RunOnce(ctx context.Context) (*Result, error) {
 		return nil, err
 	}
 	switch view.state() {
-	case StateTrial:
+	case deviceapi.StateRebooted:
 		// The device rebooted into the new slot: health check, commit.
 		version := ""
 		if view.booted != nil {
 			version = view.booted.Version
 		}
-		a.report(ctx, c, StatusRebooted, version, fmt.Sprintf("booted slot %s on trial", view.booted.Slot))
+		a.report(ctx, c, deviceapi.StateRebooted, version, fmt.Sprintf("booted slot %s on trial", view.booted.Slot))
 		return a.health(ctx, c, version)
-	case StateRebootPending:
+	case deviceapi.StateInstalled:
 		rec, err := d.SlotRecord(view.boot.Trial)
 		if err != nil {
 			return nil, err
@@ -208,8 +207,8 @@ func (a *Agent) connect(ctx context.Context, c *cycle) error {
 	if errors.Is(err, ErrNotEnrolled) {
 		api := &apiClient{base: base, client: newHTTPClient(a.pool, a.cfg.ServerCASHA256, nil, nil)}
 		defer api.client.CloseIdleConnections()
-		var resp *EnrollResponse
-		id, resp, err = a.enroll(ctx, api, EnrollRequest{
+		var resp *deviceapi.EnrollResponse
+		id, resp, err = a.enroll(ctx, api, deviceapi.EnrollRequest{
 			Model: cfg.Model, HWRev: cfg.HWRev, Product: cfg.Product, Channel: cfg.Channel,
 			CurrentVersion: c.view.currentVersion(),
 		})
@@ -230,9 +229,9 @@ func (a *Agent) connect(ctx context.Context, c *cycle) error {
 	c.deviceID = id.Leaf.Subject.CommonName
 	c.http = newHTTPClient(a.pool, a.cfg.ServerCASHA256, id, a.sessions)
 	c.api = &apiClient{base: base, client: c.http}
-	resp, iv, err := c.api.checkin(ctx, CheckinRequest{
+	resp, iv, err := c.api.checkin(ctx, deviceapi.CheckinRequest{
 		CurrentVersion: c.view.currentVersion(), SecurityCounter: c.view.policy.SecurityCounter, State: c.view.state(),
-		Slot: strings.ToLower(string(c.view.boot.Good)),
+		Slot: c.view.slot(),
 	})
 	if err != nil {
 		return fmt.Errorf("check-in failed: %w", err)
@@ -265,14 +264,14 @@ func (a *Agent) connect(ctx context.Context, c *cycle) error {
 // that fails to send never fails the update).
 func (a *Agent) report(ctx context.Context, c *cycle, kind, version, msg string) {
 	lvl := slog.LevelInfo
-	if kind == StatusFailed || kind == StatusRolledBack {
+	if kind == deviceapi.StateFailed || kind == deviceapi.StateRolledBack {
 		lvl = slog.LevelError
 	}
 	a.log.Log(ctx, lvl, "update "+kind, "version", version, "message", msg)
 	if c.api == nil {
 		return
 	}
-	if err := c.api.status(ctx, StatusReport{Kind: kind, Version: version, Message: msg}); err != nil {
+	if err := c.api.status(ctx, deviceapi.StatusReport{Kind: kind, Version: version, Message: msg}); err != nil {
 		a.log.Warn("failed to report status to the server", "kind", kind, "error", err)
 	}
 }
@@ -280,90 +279,71 @@ func (a *Agent) report(ctx context.Context, c *cycle, kind, version, msg string)
 // source returns the image repository source of a cycle.
 func (a *Agent) source(c *cycle) *HTTPSource {
 	return NewHTTPSource(c.meta, c.tgts, c.http, DownloadOptions{
-		StallTimeout: a.cfg.StallTimeout, MaxResumeAttempts: a.opts.MaxResumeAttempts,
+		StallTimeout: a.cfg.StallTimeout, MinThroughput: a.cfg.MinThroughput,
+		MetadataTimeout: a.cfg.DownloadTimeout, MaxResumeAttempts: a.opts.MaxResumeAttempts,
 		ResumeBackoff: a.opts.ResumeBackoff, Progress: a.opts.Progress,
 		Logf: func(format string, args ...any) { a.log.Warn(fmt.Sprintf(format, args...)) },
 	})
 }
 
-// update refreshes the metadata, selects a release and installs it. In
-// director mode the director's assignment selects it (director.go).
+// update runs the check pipeline once against the image repository,
+// selects the newest release that passes for this device and installs it.
+// In director mode the director's assignment selects it (director.go).
 func (a *Agent) update(ctx context.Context, c *cycle) (*Result, error) {
 	if a.cfg.DirectorRoot != "" {
 		return a.directorUpdate(ctx, c)
 	}
 	src := a.source(c)
-	cand, length, err := a.choose(ctx, c, src)
+	u, err := c.dev.Begin(ctx, src, device.InstallOptions{})
 	if err != nil {
-		a.report(ctx, c, StatusFailed, "", "metadata: "+err.Error())
-		return &Result{Action: ActionFailed, Message: err.Error()}, err
+		return a.failed(ctx, c, "", err)
 	}
-	if cand == nil {
+	t, err := u.Select(ctx, func(path string) bool {
+		if slices.Contains(c.view.rejected, path) {
+			a.log.Info("skipping a release that was rolled back on this device", "path", path)
+			return true
+		}
+		return false
+	})
+	if err != nil {
+		return a.failed(ctx, c, "", err)
+	}
+	if t == nil {
+		if err := u.Keep(); err != nil {
+			a.log.Warn("failed to store verified metadata", "error", err)
+		}
 		a.log.Info("up to date", "version", c.view.currentVersion())
 		return &Result{Action: ActionNone, Version: c.view.currentVersion()}, nil
 	}
-	return a.install(ctx, c, src, cand.Path, cand.Version.String(), length)
+	return a.install(ctx, c, src, u, t)
 }
 
-// install downloads and installs the verified target path (of length
-// bytes), reports, reboots and runs the health check.
-func (a *Agent) install(ctx context.Context, c *cycle, src *HTTPSource, path, version string, length int64) (*Result, error) {
-	src.announce(path, length)
-	a.report(ctx, c, StatusDownloading, version, fmt.Sprintf("downloading %s (%d bytes)", path, length))
+// failed reports a refused or failed step and returns it as the cycle's
+// result.
+func (a *Agent) failed(ctx context.Context, c *cycle, version string, err error) (*Result, error) {
+	msg := err.Error()
+	if ie, ok := err.(*device.InstallError); ok {
+		msg = ie.Check + ": " + ie.Err.Error()
+	}
+	a.report(ctx, c, deviceapi.StateFailed, version, msg)
+	return &Result{Action: ActionFailed, Version: version, Message: msg}, err
+}
+
+// install downloads and installs t (checked by u), reports, reboots and
+// runs the health check.
+func (a *Agent) install(ctx context.Context, c *cycle, src *HTTPSource, u *device.Update, t *verify.Target) (*Result, error) {
+	version := t.Release.Version.String()
+	src.announce(t.Path, t.File.Length)
+	a.report(ctx, c, deviceapi.StateDownloading, version, fmt.Sprintf("downloading %s (%d bytes)", t.Path, t.File.Length))
 	ictx, cancel := context.WithTimeout(ctx, a.cfg.DownloadTimeout)
-	res, err := c.dev.Install(ictx, src, path, device.InstallOptions{})
+	res, err := u.Install(ictx, t)
 	cancel()
 	if err != nil {
-		msg := err.Error()
-		var ie *device.InstallError
-		if errors.As(err, &ie) {
-			msg = ie.Check + ": " + ie.Err.Error()
-		}
-		a.report(ctx, c, StatusFailed, version, msg)
-		return &Result{Action: ActionFailed, Version: version, Message: msg}, err
+		return a.failed(ctx, c, version, err)
 	}
-	a.report(ctx, c, StatusVerified, version, fmt.Sprintf("payload verified: %d bytes transported, %d bytes installed", res.TransportBytes, res.InstalledBytes))
-	a.report(ctx, c, StatusInstalled, version, fmt.Sprintf("installed into slot %s", res.Slot))
+	a.report(ctx, c, deviceapi.StateVerified, version, fmt.Sprintf("payload verified: %d bytes transported, %d bytes installed", res.TransportBytes, res.InstalledBytes))
+	a.report(ctx, c, deviceapi.StateInstalled, version, fmt.Sprintf("installed into slot %s", res.Slot))
 	return a.reboot(ctx, c, version)
-}
-
-// choose refreshes the metadata (in memory) and returns the newest release
-// that fits the device, nil if none is newer, and its signed length.
-func (a *Agent) choose(ctx context.Context, c *cycle, src trust.Source) (*verify.Candidate, int64, error) {
-	cfg := c.dev.Config()
-	client, err := trust.New(c.dev.PreviewStore(), src, trust.Config{Now: a.opts.Now})
-	if err != nil {
-		return nil, 0, err
-	}
-	if err := client.Refresh(ctx); err != nil {
-		return nil, 0, err
-	}
-	product, err := release.ParseProduct(cfg.Product)
-	if err != nil {
-		return nil, 0, err
-	}
-	cands, err := verify.Releases(ctx, client, product)
-	if err != nil {
-		return nil, 0, err
-	}
-	dev := c.view.policy
-	for i := range cands {
-		cand := &cands[i]
-		if slices.Contains(c.view.rejected, cand.Path) {
-			a.log.Info("skipping a release that was rolled back on this device", "version", cand.Version.String())
-			continue
-		}
-		if err := release.Check(cand.Release, dev, release.CheckOptions{}); err != nil {
-			continue
-		}
-		tf, err := client.Target(ctx, cand.Path)
-		if err != nil {
-			a.log.Warn("skipping a release whose target does not verify", "path", cand.Path, "error", err)
-			continue
-		}
-		return cand, tf.Length, nil
-	}
-	return nil, 0, nil
 }
 
 // reboot runs the reboot command, or simulates the reboot: the boot stage
@@ -377,22 +357,22 @@ func (a *Agent) reboot(ctx context.Context, c *cycle, version string) (*Result, 
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			err = fmt.Errorf("%w: %q: %w: %s", ErrReboot, a.cfg.RebootCommand[0], err, truncate(strings.TrimSpace(string(out)), 500))
-			a.report(ctx, c, StatusFailed, version, err.Error())
+			a.report(ctx, c, deviceapi.StateFailed, version, err.Error())
 			return &Result{Action: ActionFailed, Version: version, Message: err.Error()}, err
 		}
 		return &Result{Action: ActionReboot, Version: version, Message: "reboot command run"}, nil
 	}
 	br, err := c.dev.Boot(ctx)
 	if err != nil {
-		a.report(ctx, c, StatusFailed, version, "boot: "+err.Error())
+		a.report(ctx, c, deviceapi.StateFailed, version, "boot: "+err.Error())
 		return &Result{Action: ActionFailed, Version: version, Message: err.Error()}, err
 	}
 	if !br.Trial {
 		msg := fmt.Sprintf("the new release did not boot: %s; running slot %s (%s)", strings.Join(br.Fallbacks, "; "), br.Slot, br.Version)
-		a.report(ctx, c, StatusRolledBack, version, msg)
+		a.report(ctx, c, deviceapi.StateRolledBack, version, msg)
 		return &Result{Action: ActionRolledBack, Version: version, Message: msg}, fmt.Errorf("%w: %s", ErrRolledBack, msg)
 	}
-	a.report(ctx, c, StatusRebooted, br.Version, fmt.Sprintf("booted slot %s on trial", br.Slot))
+	a.report(ctx, c, deviceapi.StateRebooted, br.Version, fmt.Sprintf("booted slot %s on trial", br.Slot))
 	return a.health(ctx, c, br.Version)
 }
 
@@ -402,14 +382,14 @@ func (a *Agent) health(ctx context.Context, c *cycle, version string) (*Result, 
 	switch {
 	case hr != nil && hr.Committed:
 		msg := fmt.Sprintf("health check passed; slot %s committed", hr.Slot)
-		a.report(ctx, c, StatusCommitted, version, msg)
+		a.report(ctx, c, deviceapi.StateCommitted, version, msg)
 		return &Result{Action: ActionCommitted, Version: version, Message: msg}, nil
 	case hr != nil && hr.Rollback:
 		msg := err.Error()
-		a.report(ctx, c, StatusRolledBack, version, msg)
+		a.report(ctx, c, deviceapi.StateRolledBack, version, msg)
 		return &Result{Action: ActionRolledBack, Version: version, Message: msg}, fmt.Errorf("%w: %w", ErrRolledBack, err)
 	case err != nil:
-		a.report(ctx, c, StatusFailed, version, "health: "+err.Error())
+		a.report(ctx, c, deviceapi.StateFailed, version, "health: "+err.Error())
 		return &Result{Action: ActionFailed, Version: version, Message: err.Error()}, err
 	}
 	return &Result{Action: ActionNone, Version: version, Message: "no trial to commit"}, nil

@@ -16,6 +16,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/airlockfw/airlock/device"
+	"github.com/airlockfw/airlock/deviceapi"
 	"github.com/airlockfw/airlock/internal/durable"
 )
 
@@ -96,7 +97,7 @@ func TestEnrollCheckinUpdateCommitAndRollback(t *testing.T) {
 	if e.api.enrolls != 1 || len(e.api.checkins) != 1 {
 		t.Errorf("enrolls = %d, check-ins = %d; want 1, 1", e.api.enrolls, len(e.api.checkins))
 	}
-	if got := e.api.checkins[0]; got.CurrentVersion != "1.0.0" || got.State != StateIdle || got.SecurityCounter != 1 {
+	if got := e.api.checkins[0]; got.CurrentVersion != "1.0.0" || got.State != deviceapi.StateIdle || got.SecurityCounter != 1 {
 		t.Errorf("check-in = %+v", got)
 	}
 	if a.PollInterval() != 60*time.Second {
@@ -200,8 +201,8 @@ func TestRebootCommandThenHealthAfterBoot(t *testing.T) {
 	if res, err := a.RunOnce(ctx); err != nil || res.Action != ActionReboot || res.Version != "1.1.0" {
 		t.Fatalf("RunOnce = %+v, %v; want reboot 1.1.0 again", res, err)
 	}
-	if got := e.api.checkins[len(e.api.checkins)-1].State; got != StateRebootPending {
-		t.Errorf("check-in state = %q, want %q", got, StateRebootPending)
+	if got := e.api.checkins[len(e.api.checkins)-1].State; got != deviceapi.StateInstalled {
+		t.Errorf("check-in state = %q, want %q", got, deviceapi.StateInstalled)
 	}
 	// The boot stage runs at boot (the bootloader / `airlock device boot`).
 	d, err := device.OpenConfig(durable.OS, e.devCfg, device.Options{})

@@ -15,9 +15,11 @@ import (
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
+	"github.com/airlockfw/airlock/device"
+	"github.com/airlockfw/airlock/deviceapi"
 	"github.com/airlockfw/airlock/internal/durable"
-	"github.com/airlockfw/airlock/release"
 	"github.com/airlockfw/airlock/trust"
+	"github.com/airlockfw/airlock/verify"
 )
 
 // Director mode (Uptane's two-repository rule): the server's director signs,
@@ -59,7 +61,7 @@ var (
 	// assigned target with the same length and hashes: the director (its
 	// online key) assigned an image the vendor never signed. Either the
 	// server is compromised, or the repositories are out of sync.
-	ErrNotAuthorized = fmt.Errorf("%w: the image repository does not authorize the assigned target", ErrDirector)
+	ErrNotAuthorized = verify.ErrNotAuthorized
 )
 
 // DirectorAssignment is a verified director assignment.
@@ -142,7 +144,7 @@ var directorLimits = trust.Limits{SnapshotSize: MaxDirectorMetadataSize, Targets
 func (a *Agent) directorStore(c *cycle) (trust.Store, error) {
 	cfg := c.dev.Config()
 	dir := filepath.Join(cfg.Path(cfg.StateDir), DirectorStoreDir)
-	st := trust.NewDirStore(a.fs, dir)
+	st := trust.NewDirStore(durable.Confine(a.fs, cfg.Path(cfg.StateDir)), dir)
 	if _, err := st.Get("root.json"); err == nil {
 		return st, nil
 	} else if !errors.Is(err, fs.ErrNotExist) {
@@ -174,17 +176,23 @@ func (a *Agent) refreshDirector(ctx context.Context, c *cycle) (*DirectorAssignm
 	if err != nil {
 		return nil, err
 	}
-	base := strings.TrimSuffix(a.cfg.Server, "/") + PathDirector
-	client, err := trust.New(st, trust.NewHTTPSource(base, "", c.http), trust.Config{Now: a.opts.Now, Limits: directorLimits})
+	root, err := st.Get("root.json")
 	if err != nil {
 		return nil, err
 	}
-	if err := client.Refresh(ctx); err != nil {
-		if isVerificationError(err) && !errors.Is(err, trust.ErrExpired) {
+	base := strings.TrimSuffix(a.cfg.Server, "/") + PathDirector
+	// The metadata stage of the pipeline, anchored at the director's
+	// trusted root, with the director's limits.
+	s, err := verify.Open(ctx, verify.Config{
+		Root: root, Store: st, Source: a.directorSource(c, base), Now: a.opts.Now, Limits: directorLimits,
+	})
+	if err != nil {
+		if errors.Is(err, verify.ErrVerification) && !errors.Is(err, trust.ErrExpired) {
 			return nil, fmt.Errorf("%w: director metadata: %w", ErrDirector, err)
 		}
 		return nil, fmt.Errorf("%w: %w", ErrDirectorUnavailable, err)
 	}
+	client := s.Client()
 	tg := client.Trusted().Targets
 	switch n := len(tg.Signed.Targets); {
 	case n == 0:
@@ -208,47 +216,19 @@ func (a *Agent) refreshDirector(ctx context.Context, c *cycle) (*DirectorAssignm
 	return &DirectorAssignment{Target: tf, Device: dev, Rollout: rollout, Forced: forced}, nil
 }
 
-// isVerificationError reports whether err is a TUF verification failure
-// (as opposed to a failure to fetch).
-func isVerificationError(err error) bool {
-	for _, s := range []error{trust.ErrMalformed, trust.ErrSignature, trust.ErrExpired, trust.ErrRollback,
-		trust.ErrMixAndMatch, trust.ErrLength, trust.ErrHash, trust.ErrUnsupportedHash, trust.ErrInvalidName} {
-		if errors.Is(err, s) {
-			return true
-		}
-	}
-	return false
-}
-
-// SameTarget checks the two-repository rule for one target: the image
-// repository's description img authorizes the director's dir when both
-// have the same path and length, both list sha256 with the same digest,
-// and every other algorithm both list has the same digest.
-func SameTarget(dir, img *metadata.TargetFiles) error {
-	if dir == nil || img == nil {
-		return fmt.Errorf("%w: missing target description", ErrNotAuthorized)
-	}
-	if dir.Path != img.Path {
-		return fmt.Errorf("%w: path %q, image repository %q", ErrNotAuthorized, dir.Path, img.Path)
-	}
-	if dir.Length != img.Length {
-		return fmt.Errorf("%w: %q: director length %d, image repository length %d", ErrNotAuthorized, dir.Path, dir.Length, img.Length)
-	}
-	if len(dir.Hashes["sha256"]) == 0 || len(img.Hashes["sha256"]) == 0 {
-		return fmt.Errorf("%w: %q: both repositories must list a sha256 hash", ErrNotAuthorized, dir.Path)
-	}
-	for alg, d := range dir.Hashes {
-		if i, ok := img.Hashes[alg]; ok && !bytes.Equal(d, i) {
-			return fmt.Errorf("%w: %q: %s differs between the director and the image repository", ErrNotAuthorized, dir.Path, alg)
-		}
-	}
-	return nil
+// directorSource is the director repository's metadata source: the image
+// repository's source settings (deadlines, throughput) at the director's
+// URL.
+func (a *Agent) directorSource(c *cycle, base string) trust.Source {
+	d := *c
+	d.meta, d.tgts = base, ""
+	return a.source(&d)
 }
 
 // directorUpdate is update in director mode.
 func (a *Agent) directorUpdate(ctx context.Context, c *cycle) (*Result, error) {
 	fail := func(version string, err error) (*Result, error) {
-		a.report(ctx, c, StatusFailed, version, "director: "+err.Error())
+		a.report(ctx, c, deviceapi.StateFailed, version, "director: "+err.Error())
 		return &Result{Action: ActionFailed, Version: version, Message: err.Error()}, err
 	}
 	asg, err := a.refreshDirector(ctx, c)
@@ -279,39 +259,22 @@ func (a *Agent) directorUpdate(ctx context.Context, c *cycle) (*Result, error) {
 	}
 	a.log.Info("director assignment", "target", path, "rollout", asg.Rollout, "forced", asg.Forced)
 
-	// The image repository must authorize exactly this target.
+	// The image repository must authorize exactly this target: the
+	// pipeline runs once on it, then the two-repository rule.
 	src := a.source(c)
-	client, err := trust.New(c.dev.PreviewStore(), src, trust.Config{Now: a.opts.Now})
+	u, err := c.dev.Begin(ctx, src, device.InstallOptions{})
 	if err != nil {
-		return fail("", err)
+		return a.failed(ctx, c, "", err)
 	}
-	if err := client.Refresh(ctx); err != nil {
-		return fail("", fmt.Errorf("image repository: %w", err))
-	}
-	img, err := client.Target(ctx, path)
-	if errors.Is(err, trust.ErrTargetNotFound) {
-		return fail("", fmt.Errorf("%w: %q is not in the image repository", ErrNotAuthorized, path))
-	}
+	t, err := u.Check(ctx, path)
 	if err != nil {
-		return fail("", fmt.Errorf("image repository: %w", err))
+		if errors.Is(err, trust.ErrTargetNotFound) {
+			err = fmt.Errorf("%w: %w: %q is not in the image repository: %w", ErrDirector, ErrNotAuthorized, path, err)
+		}
+		return a.failed(ctx, c, "", err)
 	}
-	if err := SameTarget(asg.Target, img); err != nil {
-		return fail("", err)
+	if err := verify.SameTarget(asg.Target, t.File); err != nil {
+		return fail(t.Release.Version.String(), fmt.Errorf("%w: %w", ErrDirector, err))
 	}
-	if img.Custom == nil {
-		return fail("", fmt.Errorf("%w: %q carries no release metadata", ErrNotAuthorized, path))
-	}
-	rel, err := release.ParseCustom(*img.Custom)
-	if err != nil {
-		return fail("", fmt.Errorf("image repository: %q: %w", path, err))
-	}
-	if err := release.CheckTargetPath(rel, path); err != nil {
-		return fail("", fmt.Errorf("image repository: %w", err))
-	}
-	version := rel.Version.String()
-	// The device's policy still applies (Install checks it again).
-	if err := release.Check(rel, c.view.policy, release.CheckOptions{}); err != nil {
-		return fail(version, err)
-	}
-	return a.install(ctx, c, src, path, version, img.Length)
+	return a.install(ctx, c, src, u, t)
 }

@@ -14,8 +14,10 @@ import (
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
+	"github.com/airlockfw/airlock/deviceapi"
 	"github.com/airlockfw/airlock/trust"
 	"github.com/airlockfw/airlock/trust/trusttest"
+	"github.com/airlockfw/airlock/verify"
 )
 
 // directorRepo is a director repository as the server keeps it for one
@@ -186,10 +188,10 @@ func TestStolenDirectorKeyCannotInstallUnsignedImage(t *testing.T) {
 			if after := fingerprint(t, e.devCfg); after != before {
 				t.Error("a refused assignment changed the device (active slot, boot control, counter or trusted metadata)")
 			}
-			if k := e.api.kinds(); slices.ContainsFunc(k, func(s string) bool { return strings.HasPrefix(s, StatusDownloading) }) {
+			if k := e.api.kinds(); slices.ContainsFunc(k, func(s string) bool { return strings.HasPrefix(s, deviceapi.StateDownloading) }) {
 				t.Errorf("reports %q: the device started a download", k)
 			}
-			if r := e.api.lastReport(); r.Kind != StatusFailed || !strings.Contains(r.Message, "image repository") {
+			if r := e.api.lastReport(); r.Kind != deviceapi.StateFailed || !strings.Contains(r.Message, "image repository") {
 				t.Errorf("last report = %+v, want a failure naming the image repository", r)
 			}
 		})
@@ -227,7 +229,7 @@ func TestDirectorOfflineDeviceKeepsRunningAndRetries(t *testing.T) {
 	time.Sleep(100 * time.Millisecond)
 	e.api.directorDown.Store(false)
 	for ctx.Err() == nil {
-		if slices.Contains(e.api.kinds(), StatusCommitted+" 1.1.0") {
+		if slices.Contains(e.api.kinds(), deviceapi.StateCommitted+" 1.1.0") {
 			break
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -380,7 +382,7 @@ func TestSameTarget(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := SameTarget(tt.dir, base)
+			err := verify.SameTarget(tt.dir, base)
 			if (err == nil) != tt.ok {
 				t.Fatalf("SameTarget = %v, want ok=%v", err, tt.ok)
 			}
@@ -395,13 +397,13 @@ func TestSameTarget(t *testing.T) {
 // decodes (new fields from a newer server are ignored), and a malformed
 // one fails the response like any other invalid field.
 func TestCheckinAssignmentIsInformational(t *testing.T) {
-	var resp CheckinResponse
+	var resp deviceapi.CheckinResponse
 	in := `{"poll_interval_seconds":60,"repository":{"metadata_url":"/m","targets_url":"/t"},"server_time":"2024-01-01T00:00:00Z",` +
 		`"assignment":{"rollout_id":"r-1","release":"acme/router-x1@1.1.0","target_path":"acme/router-x1/1.1.0/fw.img","stage":1}}`
 	if err := DecodeResponse([]byte(in), &resp); err != nil {
 		t.Fatal(err)
 	}
-	want := &Assignment{RolloutID: "r-1", Release: "acme/router-x1@1.1.0", TargetPath: "acme/router-x1/1.1.0/fw.img"}
+	want := &deviceapi.Assignment{RolloutID: "r-1", Release: "acme/router-x1@1.1.0", TargetPath: "acme/router-x1/1.1.0/fw.img"}
 	if resp.Assignment == nil || *resp.Assignment != *want {
 		t.Errorf("assignment = %+v, want %+v", resp.Assignment, want)
 	}

@@ -31,7 +31,10 @@
 // the first response; anything else fails the attempt (the slot stays
 // invalid, the next poll starts over). Over-long, endless, truncated or
 // corrupted payloads are rejected by the pipeline's length and digest checks,
-// and a server that stalls is cut off after stall_timeout without bytes.
+// and a server that stalls or trickles — metadata or payload — is cut off
+// once it delivers less than min_throughput over a stall_timeout window
+// (trust.ErrSlowRetrieval); every metadata file is also under
+// download_timeout.
 //
 // # Director mode (Uptane's two-repository rule)
 //
@@ -52,6 +55,8 @@
 // nothing and retries with backoff (ErrDirectorUnavailable). The
 // assignment's "forced" flag never bypasses a check.
 //
-// Response bodies of the device API are read within MaxResponseSize and
-// decoded strictly (one JSON object, no unknown fields, no trailing data).
+// The device API's wire types, state names and limits are package
+// deviceapi, shared with the server. Response bodies are read within
+// deviceapi.MaxResponseSize and decoded strictly (deviceapi.DecodeResponse:
+// one JSON object, no unknown fields, no trailing data).
 package agent

@@ -31,6 +31,7 @@ import (
 	"github.com/airlockfw/airlock/internal/durable"
 	"github.com/airlockfw/airlock/repo"
 	"github.com/airlockfw/airlock/repo/repotest"
+	"github.com/airlockfw/airlock/verify"
 )
 
 const (
@@ -84,7 +85,7 @@ func newDevice(t testing.TB, v *vendor, initial []byte) string {
 		Boot:       device.BootConfig{Backend: boot.BackendSim, Path: "bootstate"},
 		Health:     device.HealthConfig{Command: []string{"sh", "-c", "test ! -e fail-health"}, Timeout: 10 * time.Second},
 	}
-	src, err := device.OpenBundle(bytes.NewReader(initial), 0)
+	src, err := verify.OpenBundle(bytes.NewReader(initial), 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/airlockfw/airlock/repo"
 	"github.com/airlockfw/airlock/server"
 	"github.com/airlockfw/airlock/server/store"
+	"github.com/airlockfw/airlock/verify"
 )
 
 // TestAgentWithRealServer runs the agent against the real update server
@@ -85,7 +86,7 @@ func TestAgentWithRealServer(t *testing.T) {
 		Boot:   device.BootConfig{Backend: boot.BackendSim, Path: "bootstate"},
 		Health: device.HealthConfig{Command: []string{"sh", "-c", "test ! -e fail-health"}, Timeout: 10 * time.Second},
 	}
-	src, err := device.OpenBundle(strings.NewReader(bundle.String()), 0)
+	src, err := verify.OpenBundle(strings.NewReader(bundle.String()), 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -278,13 +278,26 @@ func (h *headerReader) readHeader() (*Metadata, error) {
 // magic and length and the end of input are still checked.
 func (r *Reader) SkipPayloadDigest() { r.p.h = nil }
 
+// TrailerDigest returns the payload SHA-256 that the trailer carries, once
+// the payload was read to its end and the trailer passed its checks (ok is
+// false before). With SkipPayloadDigest the caller compares it with the
+// payload digest it verified itself, so that a damaged trailer is still
+// refused without hashing the payload twice.
+func (r *Reader) TrailerDigest() (sum []byte, ok bool) {
+	if r.p.err != io.EOF {
+		return nil, false
+	}
+	return append([]byte(nil), r.p.trailer...), true
+}
+
 // payloadReader streams the payload, hashing it, then checks the trailer.
 type payloadReader struct {
 	r         io.Reader
 	h         hash.Hash
 	length    int64
 	remaining int64
-	err       error // sticky; io.EOF after a good trailer
+	err       error  // sticky; io.EOF after a good trailer
+	trailer   []byte // the trailer's payload SHA-256, once read
 }
 
 func (p *payloadReader) Read(b []byte) (int, error) {
@@ -333,6 +346,7 @@ func (p *payloadReader) finish() error {
 	if n := binary.BigEndian.Uint64(t[len(TrailerMagic):]); n != uint64(p.length) {
 		return fmt.Errorf("bundle: trailer payload length is %d, header says %d: %w", n, p.length, ErrTrailer)
 	}
+	p.trailer = append([]byte(nil), t[len(TrailerMagic)+8:]...)
 	if p.h != nil && subtle.ConstantTimeCompare(t[len(TrailerMagic)+8:], p.h.Sum(nil)) != 1 {
 		return fmt.Errorf("bundle: payload SHA-256 does not match the trailer; the payload is damaged: %w", ErrTrailer)
 	}

@@ -52,6 +52,9 @@ func Open(fsys durable.FS, cfg *Config, opts Options) (*Device, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	// State files are never reached through a symbolic link planted in
+	// the state directory (durable.Confine).
+	fsys = durable.Confine(fsys, cfg.Path(cfg.StateDir))
 	d := &Device{fsys: fsys, cfg: cfg, opts: opts}
 	root, err := durable.ReadFile(fsys, cfg.Path(cfg.Root), trust.MaxRootSize)
 	if err != nil {
@@ -116,15 +119,18 @@ func (d *Device) now() time.Time {
 	return time.Now().UTC()
 }
 
-func (d *Device) slotPath(s boot.Slot) (string, error) {
+func (d *Device) slotPath(s boot.Slot) (string, error) { return d.cfg.slotPath(s) }
+
+// slotPath returns the path of slot s, resolved against Dir.
+func (c *Config) slotPath(s boot.Slot) (string, error) {
 	switch s {
 	case boot.SlotA:
-		return d.cfg.Path(d.cfg.Slots.A), nil
+		return c.Path(c.Slots.A), nil
 	case boot.SlotB:
-		return d.cfg.Path(d.cfg.Slots.B), nil
+		return c.Path(c.Slots.B), nil
 	case boot.SlotRecovery:
-		if d.cfg.Slots.Recovery != "" {
-			return d.cfg.Path(d.cfg.Slots.Recovery), nil
+		if c.Slots.Recovery != "" {
+			return c.Path(c.Slots.Recovery), nil
 		}
 	}
 	return "", fmt.Errorf("no slot %q on this device", s)
@@ -173,6 +179,7 @@ func Provision(ctx context.Context, fsys durable.FS, cfg *Config, po ProvisionOp
 		return nil, fmt.Errorf("factory root: %w", err)
 	}
 	stateDir := cfg.Path(cfg.StateDir)
+	fsys = durable.Confine(fsys, stateDir)
 	trustStore := path.Join(stateDir, trustDir)
 	if _, err := fsys.Stat(path.Join(trustStore, "root.json")); err == nil {
 		return nil, fmt.Errorf("device state %s already holds trusted metadata; refusing to provision over it", stateDir)
@@ -197,6 +204,14 @@ func Provision(ctx context.Context, fsys durable.FS, cfg *Config, po ProvisionOp
 			}
 		}
 	}
+	for _, s := range []boot.Slot{boot.SlotA, boot.SlotB, boot.SlotRecovery} {
+		if s == boot.SlotRecovery && cfg.Slots.Recovery == "" {
+			continue
+		}
+		if err := checkSlot(fsys, cfg, s); err != nil {
+			return nil, err
+		}
+	}
 	if err := boot.Init(fsys, cfg.bootConfig(), boot.State{Good: boot.SlotA, BootLimit: cfg.Boot.BootLimit}); err != nil {
 		return nil, fmt.Errorf("failed to initialize boot control: %w", err)
 	}
@@ -211,11 +226,18 @@ func Provision(ctx context.Context, fsys durable.FS, cfg *Config, po ProvisionOp
 		d.recordResult("init", "", "", nil, "provisioned without an image")
 		return d, nil
 	}
-	in, err := d.installInto(ctx, po.Initial, po.InitialTarget, boot.SlotA, InstallOptions{})
+	u, err := d.Begin(ctx, po.Initial, InstallOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("failed to install the initial image: %w", err)
 	}
-	if err := d.ctr.Raise(uint64(in.meta.SecurityVersion)); err != nil {
+	in, err := u.Check(ctx, po.InitialTarget)
+	if err != nil {
+		return nil, fmt.Errorf("failed to install the initial image: %w", err)
+	}
+	if _, err := u.installInto(ctx, in, boot.SlotA); err != nil {
+		return nil, fmt.Errorf("failed to install the initial image: %w", err)
+	}
+	if err := d.ctr.Raise(uint64(in.Release.SecurityVersion)); err != nil {
 		return nil, err
 	}
 	rec, err := d.SlotRecord(boot.SlotA)
@@ -226,7 +248,7 @@ func Provision(ctx context.Context, fsys durable.FS, cfg *Config, po ProvisionOp
 	if err := d.writeSlotRecord(rec); err != nil {
 		return nil, err
 	}
-	d.recordResult("init", boot.SlotA, in.meta.Version.String(), nil, "provisioned with "+in.targetPath)
+	d.recordResult("init", boot.SlotA, in.Release.Version.String(), nil, "provisioned with "+in.Path)
 	return d, nil
 }
 

@@ -33,6 +33,12 @@ func TestDevReleaseRefusedByProdDevice(t *testing.T) {
 	if !strings.Contains(err.Error(), "signed for the dev environment") || !strings.Contains(err.Error(), "prod") {
 		t.Fatalf("message does not say which environments: %v", err)
 	}
+	// The refusal names the environment, not the failure it caused.
+	for _, stale := range []string{"target not found", "signature threshold"} {
+		if strings.Contains(err.Error(), stale) {
+			t.Fatalf("environment refusal ends in %q: %v", stale, err)
+		}
+	}
 	var ie *InstallError
 	if !errors.As(err, &ie) || ie.Check != CheckMetadata {
 		t.Fatalf("err = %#v, want the metadata check", err)

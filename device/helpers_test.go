@@ -16,6 +16,7 @@ import (
 	"github.com/airlockfw/airlock/internal/durable"
 	"github.com/airlockfw/airlock/repo"
 	"github.com/airlockfw/airlock/repo/repotest"
+	"github.com/airlockfw/airlock/verify"
 )
 
 const (
@@ -91,7 +92,7 @@ func provision(t testing.TB, fsys durable.FS, cfg *Config, factoryRoot, initial 
 	t.Helper()
 	po := ProvisionOptions{FactoryRoot: factoryRoot, CreateSlots: true}
 	if initial != nil {
-		src, err := OpenBundle(bytes.NewReader(initial), 0)
+		src, err := verify.OpenBundle(bytes.NewReader(initial), 0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -105,11 +106,7 @@ func provision(t testing.TB, fsys durable.FS, cfg *Config, factoryRoot, initial 
 }
 
 func installBundle(d *Device, b []byte, opt InstallOptions) (*InstallResult, error) {
-	src, err := OpenBundle(bytes.NewReader(b), 0)
-	if err != nil {
-		return nil, err
-	}
-	return d.Install(context.Background(), src, src.TargetPath(), opt)
+	return d.InstallBundle(context.Background(), bytes.NewReader(b), opt)
 }
 
 // fingerprint hashes what a refused install must leave unchanged: the

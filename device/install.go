@@ -7,28 +7,31 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"slices"
 	"sync"
-
-	"github.com/theupdateframework/go-tuf/v2/metadata"
 
 	"github.com/airlockfw/airlock/device/boot"
 	"github.com/airlockfw/airlock/internal/durable"
 	"github.com/airlockfw/airlock/internal/payload"
 	"github.com/airlockfw/airlock/release"
 	"github.com/airlockfw/airlock/trust"
+	"github.com/airlockfw/airlock/verify"
 )
 
-// Names of the install checks, in pipeline order: the values of
+// Names of the install checks: the check names of the one pipeline
+// (package verify), which `airlock verify` reports too. The values of
 // InstallError.Check.
 const (
-	CheckState    = "state"    // the device can install now (no trial pending, state readable)
-	CheckMetadata = "metadata" // TUF verification with the device's trusted state
-	CheckRelease  = "release"  // the target carries valid Airlock metadata for its path
-	CheckPolicy   = "policy"   // model, hw_rev, channel, dependencies, version, security version
-	CheckSlot     = "slot"     // the image fits the inactive slot, the slot can be written
-	CheckPayload  = "payload"  // length and digests of the streamed payload and installed image
+	CheckFormat   = verify.CheckFormat   // the bundle's framing
+	CheckState    = verify.CheckState    // the device can install now (no trial pending, state readable)
+	CheckMetadata = verify.CheckMetadata // TUF verification with the device's trusted state
+	CheckTarget   = verify.CheckTarget   // target lookup through the delegations, hash policy
+	CheckRelease  = verify.CheckRelease  // the target carries valid Airlock metadata for its path
+	CheckPolicy   = verify.CheckPolicy   // model, hw_rev, channel, dependencies, version, security version
+	CheckSlot     = verify.CheckSlot     // the image fits the inactive slot, the slot can be written
+	CheckPayload  = verify.CheckPayload  // length and digests of the streamed payload and installed image
 )
 
 var (
@@ -37,11 +40,16 @@ var (
 	ErrTrialPending = errors.New("a trial boot is pending")
 	// ErrInstall is wrapped by every *InstallError.
 	ErrInstall = errors.New("install refused")
+	// ErrEnvironment is wrapped when metadata or a release belongs to
+	// another trust environment than the factory root.
+	ErrEnvironment = verify.ErrEnvironment
 )
 
-// InstallError is a failed install: Check names the step that refused it
-// and Err is the cause (for example a *release.PolicyError, an error
-// wrapping trust.ErrRollback or payload.ErrHash).
+// InstallError is a failed install: Check names the pipeline stage that
+// refused it and Err is the cause (for example a *release.PolicyError, an
+// error wrapping trust.ErrRollback or payload.ErrHash). For the same inputs
+// and device facts, `airlock verify` fails with a *verify.Error of the same
+// Check and Err text.
 type InstallError struct {
 	Check string
 	Slot  boot.Slot // the inactive slot, "" if it was not touched
@@ -56,8 +64,28 @@ func (e *InstallError) Error() string {
 	return msg
 }
 
-// Unwrap returns ErrInstall and the cause.
-func (e *InstallError) Unwrap() []error { return []error{ErrInstall, e.Err} }
+// Unwrap returns ErrInstall and the pipeline's *verify.Error of the same
+// Check and cause (which wraps verify.ErrVerification when the input was
+// refused, as opposed to a device or source failure).
+func (e *InstallError) Unwrap() []error {
+	return []error{ErrInstall, &verify.Error{Check: e.Check, Err: e.Err}}
+}
+
+// refused converts an error of the pipeline into an *InstallError.
+func refused(err error, slot boot.Slot) error {
+	var ve *verify.Error
+	if errors.As(err, &ve) {
+		check := ve.Check
+		if errors.Is(ve.Err, errSlotIO) {
+			check = CheckSlot
+		}
+		return &InstallError{Check: check, Slot: slot, Err: ve.Err}
+	}
+	if errors.Is(err, errSlotIO) {
+		return &InstallError{Check: CheckSlot, Slot: slot, Err: err}
+	}
+	return err
+}
 
 // InstallOptions are the operator's choices for one install.
 type InstallOptions struct {
@@ -78,42 +106,106 @@ type InstallResult struct {
 	TransportBytes  int64
 }
 
-// installed is what installInto verified.
-type installed struct {
-	targetPath string
-	meta       *release.Metadata
-	res        payload.Result
+// Update is one run of the check pipeline (package verify) from one source
+// against the device: the metadata verified once, with the device's trusted
+// state as the rollback reference, into an in-memory overlay that is
+// persisted only by Install (after the payload passed) or Keep. The agent
+// selects and installs through one Update per poll, so it refreshes once
+// and checks policy once.
+type Update struct {
+	d       *Device
+	ov      *overlay
+	s       *verify.Session
+	facts   verify.Facts
+	checked bool // a release was checked (an install was attempted)
 }
 
-// Install runs the install pipeline for the target at targetPath offered by
-// src (an offline bundle: OpenBundle; an online repository: a trust.Source):
-//
-//  1. verify the metadata with the device's TUF state (in an in-memory
-//     overlay: nothing is persisted yet);
-//  2. check the release policy before reading any payload byte;
-//  3. mark the inactive slot invalid, stream the payload into it
-//     (length-limited, hashed, decompressed, constant memory);
-//  4. on any digest mismatch the slot stays invalid and nothing else changes;
-//  5. persist the verified metadata and the slot record, then switch the
-//     boot control to try the new slot once.
-//
-// The active slot is never opened for writing. A refused install returns an
-// *InstallError.
-func (d *Device) Install(ctx context.Context, src trust.Source, targetPath string, opt InstallOptions) (*InstallResult, error) {
-	res, slot, err := d.install(ctx, src, targetPath, opt)
+// Begin runs the metadata stage from src against the device's trusted
+// state and factory root. Refusals are *InstallError.
+func (d *Device) Begin(ctx context.Context, src trust.Source, opt InstallOptions) (*Update, error) {
+	facts, err := d.Facts()
+	if err != nil {
+		return nil, &InstallError{Check: CheckState, Err: err}
+	}
+	facts.AllowDowngrade = opt.AllowDowngrade
+	ov := newOverlay(trust.NewDirStore(d.fsys, d.statePath(trustDir)))
+	s, err := verify.Open(ctx, verify.Config{Root: d.factoryRoot, Store: ov, Source: src, Now: d.opts.Now})
+	if err != nil {
+		return nil, refused(err, "")
+	}
+	return &Update{d: d, ov: ov, s: s, facts: facts}, nil
+}
+
+// Session returns the verified metadata of the update.
+func (u *Update) Session() *verify.Session { return u.s }
+
+// Facts returns the device facts the update checks policy with.
+func (u *Update) Facts() verify.Facts { return u.facts }
+
+// Check runs the target, release and policy stages for targetPath.
+// Refusals are *InstallError and are recorded as the last install result.
+func (u *Update) Check(ctx context.Context, targetPath string) (*verify.Target, error) {
+	u.checked = true
+	t, err := u.s.Check(ctx, targetPath, u.facts)
+	if err != nil {
+		err = refused(err, "")
+		u.d.recordResult("install", "", "", err, "")
+		return nil, err
+	}
+	return t, nil
+}
+
+// Select returns the newest release of the device's product that passes
+// the target, release and policy stages, nil when none does (the device is
+// up to date), skipping the paths skip reports.
+func (u *Update) Select(ctx context.Context, skip func(path string) bool) (*verify.Target, error) {
+	t, err := u.s.Select(ctx, u.facts, verify.Selection{Skip: skip})
+	if errors.Is(err, verify.ErrNoRelease) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, refused(err, "")
+	}
+	return t, nil
+}
+
+// Keep persists the metadata verified by Begin without installing anything
+// (what a polling agent does when nothing is new): rollback and freeze
+// floors advance as the TUF client workflow says. Slots and boot control are
+// not touched.
+func (u *Update) Keep() error {
+	if err := u.ov.commit(); err != nil {
+		return fmt.Errorf("failed to store verified metadata: %w", err)
+	}
+	return nil
+}
+
+// Install runs the rest of the install for t, a target this update's Check
+// or Select returned: it streams the payload into the inactive slot (the
+// payload stage; the active slot is never opened for writing), then
+// persists the verified metadata and the slot record and switches the boot
+// control to try the new slot once. On any payload mismatch the slot stays
+// invalid and nothing else changes. Refusals are *InstallError; the result
+// is recorded for `device status`.
+func (u *Update) Install(ctx context.Context, t *verify.Target) (*InstallResult, error) {
+	res, slot, err := u.install(ctx, t)
 	version := ""
 	if res != nil {
 		version = res.Version
 	}
 	msg := ""
 	if err == nil {
-		msg = fmt.Sprintf("installed %s into slot %s; boot to try it", targetPath, slot)
+		msg = fmt.Sprintf("installed %s into slot %s; boot to try it", t.Path, slot)
 	}
-	d.recordResult("install", slot, version, err, msg)
+	u.d.recordResult("install", slot, version, err, msg)
 	return res, err
 }
 
-func (d *Device) install(ctx context.Context, src trust.Source, targetPath string, opt InstallOptions) (*InstallResult, boot.Slot, error) {
+func (u *Update) install(ctx context.Context, t *verify.Target) (*InstallResult, boot.Slot, error) {
+	d := u.d
+	if t == nil || t.Session() != u.s {
+		return nil, "", errors.New("internal error: target was not checked by this update")
+	}
 	st, err := d.ctl.Load()
 	if err != nil {
 		return nil, "", &InstallError{Check: CheckState, Err: fmt.Errorf("failed to read boot control: %w", err)}
@@ -121,179 +213,172 @@ func (d *Device) install(ctx context.Context, src trust.Source, targetPath strin
 	if st.Trial != "" {
 		return nil, "", &InstallError{Check: CheckState, Err: fmt.Errorf("%w on slot %s: run `airlock device boot` and `airlock device health` first", ErrTrialPending, st.Trial)}
 	}
-	inactive := otherSlot(st.Good)
-	in, err := d.installInto(ctx, src, targetPath, inactive, opt)
+	s := otherSlot(st.Good)
+	res, err := u.installInto(ctx, t, s)
 	if err != nil {
-		return nil, "", err
+		return nil, s, err
 	}
-	// Step 5, last part: try the new slot once.
-	st.Trial = inactive
+	// Try the new slot once.
+	st.Trial = s
 	st.BootCount = 0
 	st.BootLimit = d.cfg.Boot.BootLimit
-	st.Bad = slices.DeleteFunc(st.Bad, func(s boot.Slot) bool { return s == inactive })
+	st.Bad = slices.DeleteFunc(st.Bad, func(b boot.Slot) bool { return b == s })
 	if err := d.ctl.Store(st); err != nil {
-		return nil, inactive, fmt.Errorf("failed to switch boot control to slot %s: %w", inactive, err)
+		return nil, s, fmt.Errorf("failed to switch boot control to slot %s: %w", s, err)
 	}
+	m := t.Release
 	return &InstallResult{
-		Slot: inactive, TargetPath: targetPath, Version: in.meta.Version.String(),
-		SecurityVersion: in.meta.SecurityVersion, InstalledBytes: in.res.InstalledBytes, TransportBytes: in.res.TransportBytes,
-	}, inactive, nil
+		Slot: s, TargetPath: t.Path, Version: m.Version.String(), SecurityVersion: m.SecurityVersion,
+		InstalledBytes: res.InstalledBytes, TransportBytes: res.TransportBytes,
+	}, s, nil
 }
 
-// installInto runs steps 1 to 5 (without the boot switch) into slot s.
-func (d *Device) installInto(ctx context.Context, src trust.Source, targetPath string, s boot.Slot, opt InstallOptions) (*installed, error) {
-	fail := func(check string, err error) error { return &InstallError{Check: check, Err: err} }
-
-	// 1. Metadata, verified against an overlay of the trusted store.
-	ov := newOverlay(trust.NewDirStore(d.fsys, d.statePath(trustDir)))
-	client, err := trust.New(ov, src, trust.Config{Now: d.opts.Now})
-	if err != nil {
-		return nil, fail(CheckMetadata, err)
-	}
-	if err := client.Refresh(ctx); err != nil {
-		return nil, fail(CheckMetadata, d.diagnoseEnvironment(ctx, src, targetPath, err))
-	}
-	if err := d.checkTrustedEnvironment(client); err != nil {
-		return nil, fail(CheckMetadata, err)
-	}
-	tf, err := client.Target(ctx, targetPath)
-	if err != nil {
-		return nil, fail(CheckMetadata, d.diagnoseEnvironment(ctx, src, targetPath, err))
-	}
-	chain, targets, delegated, err := client.Chain(targetPath)
-	if err != nil {
-		return nil, fail(CheckMetadata, err)
-	}
-	// The record must be bootable: verify it exactly as boot will, from
-	// the factory root.
-	if _, err := trust.VerifyBootChain(d.factoryRoot, chain, targets, delegated, targetPath); err != nil {
-		return nil, fail(CheckMetadata, fmt.Errorf("release does not verify from the factory root: %w", err))
-	}
-	if tf.Custom == nil {
-		return nil, fail(CheckRelease, release.ErrNoMetadata)
-	}
-	custom := []byte(*tf.Custom)
-	m, err := release.ParseCustom(custom)
-	if err != nil {
-		return nil, fail(CheckRelease, err)
-	}
-	if err := release.CheckTargetPath(m, targetPath); err != nil {
-		return nil, fail(CheckRelease, err)
-	}
-
-	// 2. Policy, before any payload byte.
-	dev, err := d.policyDevice()
-	if err != nil {
-		return nil, fail(CheckState, err)
-	}
-	if err := release.Check(m, dev, release.CheckOptions{AllowReinstallOrDowngrade: opt.AllowDowngrade}); err != nil {
-		return nil, fail(CheckPolicy, err)
-	}
-	if m.Install.Kind != release.InstallRaw {
-		return nil, fail(CheckRelease, fmt.Errorf("unsupported install kind %q", m.Install.Kind))
-	}
-	if m.Installed.Length > d.cfg.Slots.Size {
-		return nil, fail(CheckSlot, fmt.Errorf("installed image is %d bytes, slot %s holds %d", m.Installed.Length, s, d.cfg.Slots.Size))
-	}
+// installInto streams t's payload into slot s (the payload stage), then
+// persists the verified metadata and the slot record. The boot control is
+// not touched.
+func (u *Update) installInto(ctx context.Context, t *verify.Target, s boot.Slot) (payload.Result, error) {
+	d := u.d
 	slotFile, err := d.slotPath(s)
 	if err != nil {
-		return nil, fail(CheckSlot, err)
+		return payload.Result{}, &InstallError{Check: CheckSlot, Err: err}
 	}
-
-	// 3. Invalidate the slot record durably, then stream into the slot.
-	if err := d.invalidateSlot(s, "being written by install of "+targetPath); err != nil {
-		return nil, fail(CheckSlot, err)
+	// The slot rule (slots.go) before anything is written.
+	if err := checkSlot(d.fsys, d.cfg, s); err != nil {
+		return payload.Result{}, &InstallError{Check: CheckSlot, Err: err}
 	}
-	prefix, err := hashPrefix(client, tf)
+	// Invalidate the slot record durably, then stream into the slot.
+	if err := d.invalidateSlot(s, "being written by install of "+t.Path); err != nil {
+		return payload.Result{}, &InstallError{Check: CheckSlot, Err: err}
+	}
+	p, err := verify.OpenPayload(ctx, t)
 	if err != nil {
-		return nil, &InstallError{Check: CheckPayload, Slot: s, Err: err}
+		return payload.Result{}, refused(err, s)
 	}
-	rc, err := src.OpenTarget(ctx, targetPath, prefix)
+	res, err := d.writeSlot(slotFile, p)
+	p.Close()
 	if err != nil {
-		return nil, &InstallError{Check: CheckPayload, Slot: s, Err: fmt.Errorf("failed to open payload: %w", err)}
+		// Mismatch: the slot stays invalid, nothing else changes.
+		_ = d.invalidateSlot(s, fmt.Sprintf("install of %s failed: %v", t.Path, err))
+		return res, refused(err, s)
 	}
-	res, err := d.writeSlot(slotFile, rc, expectOf(tf, m))
-	rc.Close()
-	if err != nil {
-		// 4. Mismatch: the slot stays invalid, nothing else changes.
-		_ = d.invalidateSlot(s, fmt.Sprintf("install of %s failed: %v", targetPath, err))
-		check := CheckPayload
-		if errors.Is(err, errSlotIO) {
-			check = CheckSlot
-		}
-		return nil, &InstallError{Check: check, Slot: s, Err: err}
+	// Persist the verified metadata, then the slot record.
+	if err := u.ov.commit(); err != nil {
+		return res, fmt.Errorf("failed to store verified metadata: %w", err)
 	}
-
-	// 5. Persist the verified metadata, then the slot record.
-	if err := ov.commit(); err != nil {
-		return nil, fmt.Errorf("failed to store verified metadata: %w", err)
-	}
+	m := t.Release
 	rec := &SlotRecord{
-		Slot: s, Status: StatusInstalled, TargetPath: targetPath, Version: m.Version.String(),
+		Slot: s, Status: StatusInstalled, TargetPath: t.Path, Version: m.Version.String(),
 		SecurityVersion: m.SecurityVersion, InstalledLength: m.Installed.Length,
-		InstalledSHA256: hex.EncodeToString(m.Installed.SHA256[:]), Custom: custom,
-		RootChain: chain, Targets: targets,
+		InstalledSHA256: hex.EncodeToString(m.Installed.SHA256[:]), Custom: t.Custom,
+		RootChain: t.RootChain, Targets: t.Targets,
 	}
-	for _, r := range delegated {
+	for _, r := range t.Delegated {
 		rec.Delegated = append(rec.Delegated, Role{Name: r.Name, Data: r.Data})
 	}
 	if err := d.writeSlotRecord(rec); err != nil {
-		return nil, err
+		return res, err
 	}
-	return &installed{targetPath: targetPath, meta: m, res: res}, nil
+	return res, nil
 }
 
-// policyDevice describes the device for release.Check: the running version
-// is the version of the committed (good) slot.
-func (d *Device) policyDevice() (release.Device, error) {
-	dev := release.Device{Model: d.cfg.Model, HWRev: d.cfg.HWRev, Channel: d.cfg.Channel, Product: d.cfg.Product, Environment: d.Environment()}
+// Install runs the whole pipeline for the target at targetPath offered by
+// src (an offline bundle: verify.OpenBundle, or InstallBundle; an online
+// repository: a trust.Source) and installs it into the inactive slot:
+// Begin, Check and Update.Install. A refused install returns an
+// *InstallError and changes neither the active slot, nor the trusted
+// metadata, nor the counter.
+func (d *Device) Install(ctx context.Context, src trust.Source, targetPath string, opt InstallOptions) (*InstallResult, error) {
+	if err := d.installable(); err != nil {
+		d.recordResult("install", "", "", err, "")
+		return nil, err
+	}
+	u, err := d.Begin(ctx, src, opt)
+	if err != nil {
+		d.recordResult("install", "", "", err, "")
+		return nil, err
+	}
+	t, err := u.Check(ctx, targetPath)
+	if err != nil {
+		return nil, err
+	}
+	return u.Install(ctx, t)
+}
+
+// InstallBundle reads the offline bundle in r (its payload limited to the
+// slot size) and installs it with Install.
+func (d *Device) InstallBundle(ctx context.Context, r io.Reader, opt InstallOptions) (*InstallResult, error) {
+	src, err := verify.OpenBundle(r, d.cfg.Slots.Size)
+	if err != nil {
+		err = refused(err, "")
+		d.recordResult("install", "", "", err, "")
+		return nil, err
+	}
+	return d.Install(ctx, src, src.TargetPath(), opt)
+}
+
+// installable refuses an install before any input is read when the device
+// cannot take one (a trial boot is pending).
+func (d *Device) installable() error {
+	st, err := d.ctl.Load()
+	if err != nil {
+		return &InstallError{Check: CheckState, Err: fmt.Errorf("failed to read boot control: %w", err)}
+	}
+	if st.Trial != "" {
+		return &InstallError{Check: CheckState, Err: fmt.Errorf("%w on slot %s: run `airlock device boot` and `airlock device health` first", ErrTrialPending, st.Trial)}
+	}
+	return nil
+}
+
+// Facts describes the device to the pipeline's policy stage: model,
+// hardware revision, channel, product, trust environment, installed
+// components, the running (committed) version, the anti-rollback counter and
+// the slot size — every fact stated.
+func (d *Device) Facts() (verify.Facts, error) {
+	dev := release.Device{
+		Model: d.cfg.Model, HWRev: d.cfg.HWRev, Channel: d.cfg.Channel, Product: d.cfg.Product,
+		Environment: d.Environment(), Components: maps.Clone(d.cfg.Components),
+	}
+	f := verify.Facts{SlotSize: d.cfg.Slots.Size}
 	ctr, err := d.ctr.Read()
 	if err != nil {
-		return dev, err
+		return f, err
 	}
 	dev.SecurityCounter = ctr
 	st, err := d.ctl.Load()
 	if err != nil {
-		return dev, err
+		return f, err
 	}
 	rec, err := d.SlotRecord(st.Good)
 	if err != nil {
-		return dev, err
+		return f, err
 	}
 	if rec != nil && rec.Status != StatusInvalid {
 		v, err := release.ParseVersion(rec.Version)
 		if err != nil {
-			return dev, fmt.Errorf("%w: slot %s version: %v", ErrCorruptState, st.Good, err)
+			return f, fmt.Errorf("%w: slot %s version: %v", ErrCorruptState, st.Good, err)
 		}
 		dev.Current = &v
 	}
-	return dev, nil
+	f.Device = dev
+	return f, nil
 }
 
-func expectOf(tf *metadata.TargetFiles, m *release.Metadata) payload.Expect {
-	e := payload.Expect{
-		Length: tf.Length, Hashes: map[string][]byte{}, Compression: string(m.Install.Compression),
-		InstalledLength: m.Installed.Length, InstalledSHA256: m.Installed.SHA256[:],
-	}
-	for alg, h := range tf.Hashes {
-		e.Hashes[alg] = []byte(h)
-	}
-	return e
-}
+// FactoryRoot returns a copy of the device's factory root, its trust anchor.
+func (d *Device) FactoryRoot() []byte { return slices.Clone(d.factoryRoot) }
 
-// hashPrefix returns the file name prefix of a target under consistent
-// snapshots (TUF 5.7.3), "" otherwise.
-func hashPrefix(c *trust.Client, tf *metadata.TargetFiles) (string, error) {
-	root := c.Trusted().Root
-	if root == nil || !root.Signed.ConsistentSnapshot {
-		return "", nil
+// Environment returns the trust environment of the device's factory root.
+func (d *Device) Environment() string { return verify.RootEnvironment(d.factoryRoot) }
+
+// Refresh updates the device's trusted metadata from src without installing
+// anything: the metadata stage of the pipeline, then Keep. Rollback, freeze
+// and bad signatures are refused as in Install. Slots and boot control are
+// not touched.
+func (d *Device) Refresh(ctx context.Context, src trust.Source) error {
+	u, err := d.Begin(ctx, src, InstallOptions{})
+	if err != nil {
+		return err
 	}
-	for _, alg := range []string{"sha256", "sha512"} {
-		if h, ok := tf.Hashes[alg]; ok {
-			return hex.EncodeToString(h), nil
-		}
-	}
-	return "", trust.ErrUnsupportedHash
+	return u.Keep()
 }
 
 // errSlotIO marks errors writing the slot (as opposed to payload errors).
@@ -303,14 +388,18 @@ var errSlotIO = errors.New("slot write failed")
 // from a second goroutine (so that hashing and decompressing overlap the
 // writes; memory is two chunks), and syncs it. The slot is opened for
 // writing only, without truncation (a block device keeps its size).
-func (d *Device) writeSlot(name string, src io.Reader, e payload.Expect) (payload.Result, error) {
-	f, err := d.fsys.OpenFile(name, os.O_WRONLY, 0)
+func (d *Device) writeSlot(name string, p *verify.Payload) (payload.Result, error) {
+	s, err := d.slotAt(name)
 	if err != nil {
-		return payload.Result{}, fmt.Errorf("%w: failed to open slot: %w", errSlotIO, err)
+		return payload.Result{}, &InstallError{Check: CheckSlot, Err: err}
+	}
+	f, err := openSlot(d.fsys, d.cfg, s, os.O_WRONLY) // the slot rule (slots.go); the error wraps ErrSlot
+	if err != nil {
+		return payload.Result{}, &InstallError{Check: CheckSlot, Slot: s, Err: err}
 	}
 	defer f.Close()
 	aw := newAsyncWriter(f, int(d.cfg.WriteChunk), func(off, n int64) { durable.StartWriteback(f, off, n) })
-	res, err := payload.Copy(aw, src, e)
+	res, err := verify.CopyPayload(aw, p)
 	if werr := aw.Close(); err == nil && werr != nil {
 		err = fmt.Errorf("%w: %w", errSlotIO, werr)
 	}
@@ -472,22 +561,6 @@ func (o *overlay) commit() error {
 		if err := o.base.Put(name, o.puts[name]); err != nil {
 			return err
 		}
-	}
-	return nil
-}
-
-// Refresh updates the device's trusted metadata from src without installing
-// anything (what a polling agent does when nothing is assigned to it): the
-// TUF client workflow runs against the trusted store and persists each file
-// once verified. Rollback, freeze and bad signatures are refused as in
-// Install. Slots and boot control are not touched.
-func (d *Device) Refresh(ctx context.Context, src trust.Source) error {
-	client, err := trust.New(trust.NewDirStore(d.fsys, d.statePath(trustDir)), src, trust.Config{Now: d.opts.Now})
-	if err != nil {
-		return &InstallError{Check: CheckMetadata, Err: err}
-	}
-	if err := client.Refresh(ctx); err != nil {
-		return &InstallError{Check: CheckMetadata, Err: err}
 	}
 	return nil
 }

@@ -19,7 +19,10 @@ func (d *Device) Counter() (uint64, error) { return d.ctr.Read() }
 // PolicyDevice describes the device as release.Check sees it: model,
 // hardware revision, channel, product, environment, the running (committed)
 // version and the anti-rollback counter — exactly what Install checks.
-func (d *Device) PolicyDevice() (release.Device, error) { return d.policyDevice() }
+func (d *Device) PolicyDevice() (release.Device, error) {
+	f, err := d.Facts()
+	return f.Device, err
+}
 
 // PreviewStore returns a trust.Store that reads the device's trusted
 // metadata and keeps writes in memory, so a caller can refresh metadata to

@@ -25,10 +25,15 @@
 //     verified through another delegator);
 //   - following the root rotation chain one version at a time, each new root
 //     signed by a threshold of the old AND the new root keys (5.3.4);
-//   - refusing version rollback of timestamp, snapshot and every role listed
-//     in snapshot, and checking snapshot and targets against the versions,
+//   - refusing version rollback of root, timestamp, snapshot and every role
+//     listed in snapshot — the floors are kept in the metadata files and in
+//     a second floor record (floors.go), so losing or corrupting one file
+//     never lowers a floor — and checking snapshot and targets against the versions,
 //     lengths and hashes that the timestamp and snapshot pin (5.4 to 5.6);
 //   - refusing expired metadata when refreshing (freeze attack);
+//   - cutting off a source that is too slow (slow retrieval): over HTTP every
+//     metadata file is under a deadline and every response under a
+//     minimum-throughput rule (watchdog.go, ErrSlowRetrieval);
 //   - bounding every read (named limits below), the number of root rotations
 //     per refresh, and the number of delegated roles visited per lookup;
 //   - parsing strictly: one JSON value, valid UTF-8, no duplicate object keys,

@@ -111,6 +111,54 @@ func (c *Client) Target(ctx context.Context, targetPath string) (*metadata.Targe
 	return nil, fmt.Errorf("%q: %w", targetPath, ErrTargetNotFound)
 }
 
+// Role returns the verified metadata of a role that the top-level targets
+// role delegates to directly (a product role): verified against the keys
+// and threshold targets gives it, the snapshot's pin and expiry, like a
+// lookup would (spec 5.6.7.2). Listing a role's targets does not authorize
+// them: each path must still be looked up with Target, which applies the
+// delegations' path patterns and terminating flags. Refresh must have
+// succeeded first. The result is a copy.
+func (c *Client) Role(ctx context.Context, name string) (*metadata.Metadata[metadata.TargetsType], error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.refreshed {
+		return nil, ErrNotRefreshed
+	}
+	rk, err := delegationKeys(c.targets, name)
+	if err != nil {
+		return nil, err
+	}
+	pin, ok := c.snap.Signed.Meta[name+".json"]
+	if !ok {
+		return nil, fmt.Errorf("role %q: %w: snapshot does not list it", name, ErrMalformed)
+	}
+	_, raw, err := c.loadTargetsRole(ctx, name, rk, pin)
+	if err != nil {
+		return nil, err
+	}
+	c.delegated[name] = raw
+	return (&metadata.Metadata[metadata.TargetsType]{}).FromBytes(raw)
+}
+
+// DelegatedRoles returns the names of the roles the top-level targets role
+// delegates to, in its order. Refresh must have succeeded first.
+func (c *Client) DelegatedRoles() ([]string, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.refreshed {
+		return nil, ErrNotRefreshed
+	}
+	d := c.targets.Signed.Delegations
+	if d == nil {
+		return nil, nil
+	}
+	names := make([]string, 0, len(d.Roles))
+	for _, r := range d.Roles {
+		names = append(names, r.Name)
+	}
+	return names, nil
+}
+
 func cloneTargetFiles(path string, tf *metadata.TargetFiles) *metadata.TargetFiles {
 	out := *tf
 	out.Path = path

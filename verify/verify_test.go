@@ -30,6 +30,7 @@ const product = "acme/router-x1"
 // fixture is a real repository in a temp dir with one published release.
 type fixture struct {
 	t                                  *testing.T
+	rt                                 *repotest.Vendor
 	dir                                string
 	r                                  *repo.Repo
 	root, targets, snapshot, timestamp crypto.Signer
@@ -43,7 +44,7 @@ func signer(t *testing.T) crypto.Signer { return repotest.GenKey(t) }
 func newFixture(t *testing.T, productThreshold int) *fixture {
 	t.Helper()
 	rt := repotest.New(t, repotest.Options{Product: product, Model: "x1", ProductKeys: 2, ProductThreshold: productThreshold})
-	f := &fixture{t: t, dir: rt.Repo.Dir(), r: rt.Repo, root: rt.Root, targets: rt.Targets, snapshot: rt.Snapshot,
+	f := &fixture{t: t, rt: rt, dir: rt.Repo.Dir(), r: rt.Repo, root: rt.Root, targets: rt.Targets, snapshot: rt.Snapshot,
 		timestamp: rt.Timestamp, product1: rt.ProductSigners[0], product2: rt.ProductSigners[1], rootJSON: rt.FactoryRoot}
 	f.image = make([]byte, 200<<10)
 	rand.Read(f.image)
@@ -83,99 +84,10 @@ func (f *fixture) bundle(version string) []byte {
 }
 
 func (f *fixture) opts() Options {
-	rev := uint32(3)
-	return Options{Root: f.rootJSON, Model: "x1", HWRev: &rev, Product: product}
-}
-
-// parse splits a bundle into its metadata and payload.
-func parse(t *testing.T, b []byte) (*bundle.Metadata, []byte) {
-	t.Helper()
-	br, err := bundle.NewReader(bytes.NewReader(b), bundle.Limits{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := *br.Metadata()
-	var p bytes.Buffer
-	if _, err := p.ReadFrom(br.Payload()); err != nil {
-		t.Fatal(err)
-	}
-	return &m, p.Bytes()
-}
-
-func build(t *testing.T, m *bundle.Metadata, p []byte) []byte {
-	t.Helper()
-	var b bytes.Buffer
-	if err := bundle.Write(&b, m, bytes.NewReader(p)); err != nil {
-		t.Fatal(err)
-	}
-	return b.Bytes()
-}
-
-// resign re-signs metadata of type T in raw with signers (an attacker holding
-// those keys), after applying edit.
-func resign[T metadata.Roles](t *testing.T, raw []byte, edit func(*metadata.Metadata[T]), signers ...crypto.Signer) []byte {
-	t.Helper()
-	md, err := (&metadata.Metadata[T]{}).FromBytes(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if edit != nil {
-		edit(md)
-	}
-	md.Signatures = nil
-	for _, s := range signers {
-		if err := keys.Sign(md, s); err != nil {
-			t.Fatal(err)
-		}
-	}
-	out, err := md.ToBytes(false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
-func metaFile(version int64, data []byte) *metadata.MetaFiles {
-	h := sha256.Sum256(data)
-	return &metadata.MetaFiles{Version: version, Length: int64(len(data)), Hashes: metadata.Hashes{"sha256": h[:]}}
-}
-
-// reSnapshot is what an attacker who stole the online snapshot and timestamp
-// keys can do: pin whatever targets and product role bytes the bundle has.
-func (f *fixture) reSnapshot(t *testing.T, m *bundle.Metadata) {
-	t.Helper()
-	m.Snapshot = resign(t, m.Snapshot, func(md *metadata.Metadata[metadata.SnapshotType]) {
-		md.Signed.Version++
-		tv := versionOf[metadata.TargetsType](t, m.Targets)
-		md.Signed.Meta["targets.json"] = metaFile(tv, m.Targets)
-		for _, d := range m.Delegated {
-			md.Signed.Meta[d.Name+".json"] = metaFile(versionOf[metadata.TargetsType](t, d.Data), d.Data)
-		}
-	}, f.snapshot)
-	m.Timestamp = resign(t, m.Timestamp, func(md *metadata.Metadata[metadata.TimestampType]) {
-		md.Signed.Version++
-		md.Signed.Meta["snapshot.json"] = metaFile(versionOf[metadata.SnapshotType](t, m.Snapshot), m.Snapshot)
-	}, f.timestamp)
-}
-
-func versionOf[T metadata.Roles](t *testing.T, raw []byte) int64 {
-	t.Helper()
-	md, err := (&metadata.Metadata[T]{}).FromBytes(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	switch s := any(md.Signed).(type) {
-	case metadata.TargetsType:
-		return s.Version
-	case metadata.SnapshotType:
-		return s.Version
-	case metadata.TimestampType:
-		return s.Version
-	case metadata.RootType:
-		return s.Version
-	}
-	t.Fatal("unknown type")
-	return 0
+	return Options{Root: f.rootJSON, Facts: Facts{
+		Device:   release.Device{Model: "x1", HWRev: 3, Product: product},
+		Unstated: []string{release.CheckChannel, release.CheckDependency, release.CheckDowngrade, release.CheckSecurityVersion},
+	}}
 }
 
 func expectErr(t *testing.T, err error, check string, target error) {
@@ -257,23 +169,25 @@ func TestVerifyRepoDirAndHTTPS(t *testing.T) {
 		t.Fatalf("over HTTPS: newest = %s", rep.Version)
 	}
 	// A hardware revision outside every release's range selects nothing.
-	rev := uint32(9)
-	o.HWRev = &rev
+	o.Facts.Device.HWRev = 9
 	_, err = Repo(context.Background(), srv.URL, o)
-	expectErr(t, err, CheckPolicy, release.ErrHWRev)
+	expectErr(t, err, CheckSelection, ErrNoRelease)
+	if !errors.Is(err, release.ErrHWRev) {
+		t.Fatalf("err = %v, want it to say why (hw_rev)", err)
+	}
 }
 
 func TestTamperedPayload(t *testing.T) {
 	f := newFixture(t, 1)
-	m, p := parse(t, f.bundle("1.0.0"))
+	m, p := repotest.ParseBundle(t, f.bundle("1.0.0"))
 	p[len(p)/2] ^= 1
-	_, err := Bundle(context.Background(), bytes.NewReader(build(t, m, p)), f.opts())
+	_, err := Bundle(context.Background(), bytes.NewReader(repotest.BuildBundle(t, m, p)), f.opts())
 	expectErr(t, err, CheckPayload, payload.ErrHash)
 }
 
 func TestTamperedMetadata(t *testing.T) {
 	f := newFixture(t, 1)
-	m, p := parse(t, f.bundle("1.0.0"))
+	m, p := repotest.ParseBundle(t, f.bundle("1.0.0"))
 	// Extend the timestamp's expiry without its key: the signature breaks.
 	md, err := (&metadata.Metadata[metadata.TimestampType]{}).FromBytes(m.Timestamp)
 	if err != nil {
@@ -283,16 +197,16 @@ func TestTamperedMetadata(t *testing.T) {
 	if m.Timestamp, err = md.ToBytes(false); err != nil {
 		t.Fatal(err)
 	}
-	_, err = Bundle(context.Background(), bytes.NewReader(build(t, m, p)), f.opts())
+	_, err = Bundle(context.Background(), bytes.NewReader(repotest.BuildBundle(t, m, p)), f.opts())
 	expectErr(t, err, CheckMetadata, trust.ErrSignature)
 }
 
 func TestSignatureByUnknownKey(t *testing.T) {
 	f := newFixture(t, 1)
-	m, p := parse(t, f.bundle("1.0.0"))
+	m, p := repotest.ParseBundle(t, f.bundle("1.0.0"))
 	attacker := signer(t)
-	m.Timestamp = resign(t, m.Timestamp, func(md *metadata.Metadata[metadata.TimestampType]) { md.Signed.Version++ }, attacker)
-	_, err := Bundle(context.Background(), bytes.NewReader(build(t, m, p)), f.opts())
+	m.Timestamp = repotest.Resign(t, m.Timestamp, func(md *metadata.Metadata[metadata.TimestampType]) { md.Signed.Version++ }, attacker)
+	_, err := Bundle(context.Background(), bytes.NewReader(repotest.BuildBundle(t, m, p)), f.opts())
 	expectErr(t, err, CheckMetadata, trust.ErrThreshold)
 }
 
@@ -302,11 +216,11 @@ func TestSignatureByUnknownKey(t *testing.T) {
 func TestBelowThresholdSignatures(t *testing.T) {
 	f := newFixture(t, 2)
 	f.release("1.1.0", "", f.product1, f.product2)
-	m, p := parse(t, f.bundle("1.1.0"))
-	m.Delegated[0].Data = resign[metadata.TargetsType](t, m.Delegated[0].Data, nil, f.product1)
-	f.reSnapshot(t, m)
-	_, err := Bundle(context.Background(), bytes.NewReader(build(t, m, p)), f.opts())
-	expectErr(t, err, CheckTarget, trust.ErrThreshold)
+	m, p := repotest.ParseBundle(t, f.bundle("1.1.0"))
+	m.Delegated[0].Data = repotest.Resign[metadata.TargetsType](t, m.Delegated[0].Data, nil, f.product1)
+	f.rt.Repin(t, m)
+	_, err := Bundle(context.Background(), bytes.NewReader(repotest.BuildBundle(t, m, p)), f.opts())
+	expectErr(t, err, CheckMetadata, trust.ErrThreshold)
 }
 
 func TestExpiredMetadata(t *testing.T) {
@@ -319,33 +233,33 @@ func TestExpiredMetadata(t *testing.T) {
 
 func TestMixAndMatch(t *testing.T) {
 	f := newFixture(t, 1)
-	old, _ := parse(t, f.bundle("1.0.0"))
+	old, _ := repotest.ParseBundle(t, f.bundle("1.0.0"))
 	f.release("1.1.0", "", f.product1)
-	m, p := parse(t, f.bundle("1.1.0"))
+	m, p := repotest.ParseBundle(t, f.bundle("1.1.0"))
 	// New targets and product role, old snapshot and timestamp.
 	m.Timestamp, m.Snapshot = old.Timestamp, old.Snapshot
-	_, err := Bundle(context.Background(), bytes.NewReader(build(t, m, p)), f.opts())
+	_, err := Bundle(context.Background(), bytes.NewReader(repotest.BuildBundle(t, m, p)), f.opts())
 	if err == nil {
 		t.Fatal("mix-and-match accepted")
 	}
 	// The product role is newer than the version the old snapshot pins.
-	expectErr(t, err, CheckTarget, trust.ErrMixAndMatch)
+	expectErr(t, err, CheckMetadata, trust.ErrMixAndMatch)
 }
 
 func TestEndlessData(t *testing.T) {
 	f := newFixture(t, 1)
 	t.Run("PayloadLongerThanDeclared", func(t *testing.T) {
-		m, p := parse(t, f.bundle("1.0.0"))
+		m, p := repotest.ParseBundle(t, f.bundle("1.0.0"))
 		p = append(p, make([]byte, 4096)...)
 		m.PayloadLength = int64(len(p))
-		_, err := Bundle(context.Background(), bytes.NewReader(build(t, m, p)), f.opts())
+		_, err := Bundle(context.Background(), bytes.NewReader(repotest.BuildBundle(t, m, p)), f.opts())
 		expectErr(t, err, CheckPayload, payload.ErrLength)
 	})
 	t.Run("OversizedMetadata", func(t *testing.T) {
-		m, p := parse(t, f.bundle("1.0.0"))
+		m, p := repotest.ParseBundle(t, f.bundle("1.0.0"))
 		huge := append([]byte(`{"signatures":[],"signed":{"_type":"timestamp","version":2,"pad":"`), bytes.Repeat([]byte("A"), trust.MaxTimestampSize)...)
 		m.Timestamp = append(huge, []byte(`"}}`)...)
-		_, err := Bundle(context.Background(), bytes.NewReader(build(t, m, p)), f.opts())
+		_, err := Bundle(context.Background(), bytes.NewReader(repotest.BuildBundle(t, m, p)), f.opts())
 		expectErr(t, err, CheckMetadata, trust.ErrTooLarge)
 	})
 }
@@ -355,18 +269,21 @@ func TestEndlessData(t *testing.T) {
 // refuses it.
 func TestProductKeyCannotSignOtherProduct(t *testing.T) {
 	f := newFixture(t, 1)
-	m, p := parse(t, f.bundle("1.0.0"))
+	m, p := repotest.ParseBundle(t, f.bundle("1.0.0"))
 	other := "acme/other-y2/1.0.0/firmware.img"
-	m.Delegated[0].Data = resign(t, m.Delegated[0].Data, func(md *metadata.Metadata[metadata.TargetsType]) {
+	m.Delegated[0].Data = repotest.Resign(t, m.Delegated[0].Data, func(md *metadata.Metadata[metadata.TargetsType]) {
 		tf := md.Signed.Targets[m.TargetPath]
 		tf.Path = other
 		md.Signed.Targets[other] = tf
 		md.Signed.Version++
 	}, f.product1)
 	m.TargetPath = other
-	f.reSnapshot(t, m)
-	_, err := Bundle(context.Background(), bytes.NewReader(build(t, m, p)), f.opts())
-	expectErr(t, err, CheckTarget, trust.ErrTargetNotFound)
+	f.rt.Repin(t, m)
+	_, err := Bundle(context.Background(), bytes.NewReader(repotest.BuildBundle(t, m, p)), f.opts())
+	expectErr(t, err, CheckTarget, trust.ErrOutsideDelegation)
+	if !strings.Contains(err.Error(), "outside") || strings.Contains(err.Error(), "target not found") {
+		t.Fatalf("err = %v, want it to say the path is outside the signer's delegation", err)
+	}
 }
 
 // TestRevokedKey: a release signed only by a key that was later revoked no
@@ -381,13 +298,13 @@ func TestRevokedKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := Bundle(context.Background(), bytes.NewReader(f.bundle("1.0.0")), f.opts())
-	expectErr(t, err, CheckTarget, trust.ErrThreshold)
+	expectErr(t, err, CheckMetadata, trust.ErrThreshold)
 }
 
 func TestWrongModel(t *testing.T) {
 	f := newFixture(t, 1)
 	o := f.opts()
-	o.Model = "x2"
+	o.Facts.Device.Model = "x2"
 	_, err := Bundle(context.Background(), bytes.NewReader(f.bundle("1.0.0")), o)
 	expectErr(t, err, CheckPolicy, release.ErrModel)
 }
@@ -395,8 +312,7 @@ func TestWrongModel(t *testing.T) {
 func TestHardwareRevisionOutOfRange(t *testing.T) {
 	f := newFixture(t, 1)
 	o := f.opts()
-	rev := uint32(4) // range is '>=2 <4'
-	o.HWRev = &rev
+	o.Facts.Device.HWRev = 4 // range is '>=2 <4'
 	_, err := Bundle(context.Background(), bytes.NewReader(f.bundle("1.0.0")), o)
 	expectErr(t, err, CheckPolicy, release.ErrHWRev)
 }

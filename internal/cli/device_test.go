@@ -120,7 +120,7 @@ func TestDeviceCommandsEndToEnd(t *testing.T) {
 	data, _ := os.ReadFile(v.bundle("1.2.0", 3))
 	trunc := filepath.Join(t.TempDir(), "trunc.bundle")
 	os.WriteFile(trunc, data[:len(data)-100], 0o644)
-	must(ExitFailure, "payload check failed", "device", "install", "--dir", dir, "--bundle", trunc)
+	must(ExitFailure, "format check failed", "device", "install", "--dir", dir, "--bundle", trunc)
 
 }
 
@@ -143,5 +143,67 @@ func TestDeviceHealthFailureRollsBackFromCLI(t *testing.T) {
 	code, out, errOut := runCLI(t, "device", "health", "--dir", dir)
 	if code != ExitFailure || !strings.Contains(out, "booted slot A (version 1.0.0") || !strings.Contains(errOut, "health check failed") {
 		t.Fatalf("health: exit %d\nstdout: %s\nstderr: %s", code, out, errOut)
+	}
+}
+
+// TestVerifyDeviceGivesTheDevicesVerdict: `airlock verify --device DIR`
+// refuses what `airlock device install` refuses, with the same check and
+// words, and accepts what it accepts — including what plain `verify --root`
+// cannot know: the device's components (dependencies), its running version
+// and its trusted metadata.
+func TestVerifyDeviceGivesTheDevicesVerdict(t *testing.T) {
+	v := newDeviceVendor(t)
+	b10 := v.bundle("1.0.0", 1)
+	dir := filepath.Join(t.TempDir(), "dev")
+	root := filepath.Join(v.dir, "public", "metadata", "1.root.json")
+	if code, _, errOut := runCLI(t, "device", "init", "--dir", dir, "--root", root, "--model", "x1", "--hw-rev", "3",
+		"--slot-size", "1048576", "--image", b10); code != ExitOK {
+		t.Fatal(errOut)
+	}
+	// A release that needs a component the device lacks.
+	img := filepath.Join(t.TempDir(), "img")
+	os.WriteFile(img, bytes.Repeat([]byte{7}, 4096), 0o644)
+	if _, err := v.r.AddRelease(repo.ReleaseOptions{Product: "acme/router-x1", ImagePath: img, Version: "1.1.0", SecurityVersion: 1,
+		Models: []string{"x1"}, Depends: []string{"bootloader>=2.0.0"}, Compress: repo.CompressNone, Signers: []crypto.Signer{v.product}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.r.Publish(v.snap, v.ts); err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	if err := v.r.CreateBundle(&b, "acme/router-x1", "1.1.0"); err != nil {
+		t.Fatal(err)
+	}
+	dep := filepath.Join(t.TempDir(), "dep.bundle")
+	os.WriteFile(dep, b.Bytes(), 0o644)
+
+	// verify --root without device facts leaves the dependency check out,
+	// and says so.
+	code, out, errOut := runCLI(t, "verify", "--root", root, "--bundle", dep, "--model", "x1")
+	if code != ExitOK || !strings.Contains(out, "skipped") || !strings.Contains(out, "dependency") {
+		t.Fatalf("verify --root: exit %d\n%s%s", code, out, errOut)
+	}
+	vcode, _, verr := runCLI(t, "verify", "--device", dir, "--bundle", dep)
+	dcode, _, derr := runCLI(t, "device", "install", "--dir", dir, "--bundle", dep)
+	if vcode != ExitFailure || dcode != ExitFailure {
+		t.Fatalf("want both refused: verify exit %d %s; install exit %d %s", vcode, verr, dcode, derr)
+	}
+	const why = `policy check failed: policy check "dependency" failed: release requires "bootloader" >= "2.0.0", device has no such component`
+	if !strings.Contains(verr, why) || !strings.Contains(derr, why) {
+		t.Fatalf("verdicts differ from %q:\nverify:  %s\ninstall: %s", why, verr, derr)
+	}
+	// The same bundle, once the device states its bootloader, passes both.
+	if code, out, errOut := runCLI(t, "verify", "--root", root, "--bundle", dep, "--model", "x1", "--component", "bootloader=2.1.0"); code != ExitOK || strings.Contains(out, "dependency") {
+		t.Fatalf("verify with the component: exit %d\n%s%s", code, out, errOut)
+	}
+	// verify --device refuses the already-installed release as the device
+	// does (not newer than the running version).
+	vcode, _, verr = runCLI(t, "verify", "--device", dir, "--bundle", b10)
+	dcode, _, derr = runCLI(t, "device", "install", "--dir", dir, "--bundle", b10)
+	if vcode != ExitFailure || dcode != ExitFailure || !strings.Contains(verr, `policy check "version" failed`) || !strings.Contains(derr, `policy check "version" failed`) {
+		t.Fatalf("reinstall: verify exit %d %s; install exit %d %s", vcode, verr, dcode, derr)
+	}
+	if code, _, errOut := runCLI(t, "verify", "--device", dir, "--root", root, "--bundle", dep); code != ExitUsage || !strings.Contains(errOut, "--device takes every fact") {
+		t.Fatalf("--device with --root: exit %d %s", code, errOut)
 	}
 }

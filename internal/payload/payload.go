@@ -77,6 +77,8 @@ func Copy(dst io.Writer, src io.Reader, e Expect) (Result, error) {
 			hashers[alg] = sha256.New()
 		case "sha512":
 			hashers[alg] = sha512.New()
+		default:
+			return res, fmt.Errorf("%w: unknown hash algorithm %q (every listed hash must be verified)", ErrNoHash, alg)
 		}
 	}
 	if len(hashers) == 0 {
@@ -119,12 +121,15 @@ func Copy(dst io.Writer, src io.Reader, e Expect) (Result, error) {
 				return res, err
 			}
 			var one [1]byte
-			if m, _ := io.ReadFull(transport, one[:]); m > 0 {
-				return res, fmt.Errorf("%w: stream is longer than the %d bytes signed", ErrLength, e.Length)
+			switch m, err := io.ReadFull(transport, one[:]); {
+			case m > 0:
+				return res, tooLong(e.Length)
+			case err != io.EOF:
+				return res, err // the source failed at its end (a bundle's trailer)
 			}
 		} else if _, err := io.CopyBuffer(iw, transport, buf); err != nil {
 			if counted.n > e.Length {
-				return res, fmt.Errorf("%w: stream is longer than the %d bytes signed", ErrLength, e.Length)
+				return res, tooLong(e.Length)
 			}
 			return res, err
 		}
@@ -139,19 +144,34 @@ func Copy(dst io.Writer, src io.Reader, e Expect) (Result, error) {
 		_, err = io.CopyBuffer(iw, dec, buf)
 		dec.Close()
 		if err != nil {
-			if errors.Is(err, ErrInstalledLength) || isWriteErr(err) {
+			if isWriteErr(err) {
 				return res, err
 			}
-			if counted.n > e.Length {
-				return res, fmt.Errorf("%w: stream is longer than the %d bytes signed", ErrLength, e.Length)
+			if counted.err != nil {
+				// The source failed (a deadline, a dropped connection, a
+				// bundle's framing): report that, not its effect on the
+				// decoder.
+				return res, counted.err
 			}
-			// The transport hash is the authority: read the rest of the
-			// signed length so that a tampered payload is reported as such.
-			io.CopyBuffer(io.Discard, transport, buf)
-			if counted.n == e.Length && !hashesMatch(hashers, e.Hashes) {
-				return res, fmt.Errorf("%w: the payload does not match the signed target (tampered or corrupted payload; decompression also failed: %v)", ErrHash, err)
+			// The signed transport digest is the authority on unverified
+			// bytes: read the rest of the signed length and judge the
+			// payload before repeating the decoder's complaint.
+			if _, rerr := io.CopyBuffer(io.Discard, transport, buf); rerr != nil {
+				return res, rerr
 			}
-			return res, fmt.Errorf("%w: %v", ErrCompression, err)
+			switch {
+			case counted.n > e.Length:
+				return res, tooLong(e.Length)
+			case counted.n < e.Length:
+				return res, tooShort(counted.n, e.Length)
+			case !hashesMatch(hashers, e.Hashes):
+				return res, fmt.Errorf("%w: the payload does not match the signed target (tampered or corrupted payload; it also failed to decompress)", ErrHash)
+			}
+			// The bytes are the signed ones: the release itself is broken.
+			if errors.Is(err, ErrInstalledLength) {
+				return res, err
+			}
+			return res, fmt.Errorf("%w: the signed payload does not decompress (a broken release): %v", ErrCompression, err)
 		}
 		// Drain trailing transport bytes (they are hashed and counted).
 		if _, err := io.CopyBuffer(io.Discard, transport, buf); err != nil {
@@ -164,9 +184,9 @@ func Copy(dst io.Writer, src io.Reader, e Expect) (Result, error) {
 	res.InstalledBytes = iw.written
 	if counted.n != e.Length {
 		if counted.n > e.Length {
-			return res, fmt.Errorf("%w: stream is longer than the %d bytes signed", ErrLength, e.Length)
+			return res, tooLong(e.Length)
 		}
-		return res, fmt.Errorf("%w: got %d bytes, signed length is %d (truncated)", ErrLength, counted.n, e.Length)
+		return res, tooShort(counted.n, e.Length)
 	}
 	if !hashesMatch(hashers, e.Hashes) {
 		return res, fmt.Errorf("%w: the payload does not match the signed target (tampered or corrupted payload)", ErrHash)
@@ -182,6 +202,14 @@ func Copy(dst io.Writer, src io.Reader, e Expect) (Result, error) {
 		return res, fmt.Errorf("%w: sha256 of the installed image does not match the release metadata", ErrInstalledHash)
 	}
 	return res, nil
+}
+
+func tooLong(signed int64) error {
+	return fmt.Errorf("%w: the payload does not match the signed target: the stream is longer than the %d bytes signed", ErrLength, signed)
+}
+
+func tooShort(got, signed int64) error {
+	return fmt.Errorf("%w: the payload does not match the signed target: got %d bytes, signed length is %d (truncated)", ErrLength, got, signed)
 }
 
 // HashInstalled hashes the first length bytes of r (a slot may be larger
@@ -205,14 +233,20 @@ func HashInstalled(r io.Reader, length int64, sum []byte) error {
 // DecodeHex decodes a lowercase hex digest.
 func DecodeHex(s string) ([]byte, error) { return hex.DecodeString(s) }
 
+// countingReader counts the bytes read and records the first error other
+// than io.EOF.
 type countingReader struct {
-	r io.Reader
-	n int64
+	r   io.Reader
+	n   int64
+	err error
 }
 
 func (c *countingReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.n += int64(n)
+	if err != nil && err != io.EOF && c.err == nil {
+		c.err = err
+	}
 	return n, err
 }
 

@@ -1,4 +1,4 @@
-package device
+package verify
 
 import (
 	"context"
@@ -13,9 +13,10 @@ import (
 
 // BundleSource is a trust.Source over an offline bundle: the metadata
 // section serves the TUF metadata, and the payload is served once, as a
-// stream, for the bundle's target path. Nothing in it is trusted: the install
-// pipeline verifies the metadata with the device's TUF state and the payload
-// against the verified target.
+// stream, for the bundle's target path. Nothing in it is trusted: the
+// pipeline verifies the metadata with the trusted state and the payload
+// against the verified target, and reads the bundle to the end of its
+// trailer (CopyPayload).
 type BundleSource struct {
 	br     *bundle.Reader
 	m      *bundle.Metadata
@@ -25,17 +26,15 @@ type BundleSource struct {
 
 var _ trust.Source = (*BundleSource)(nil)
 
-// OpenBundle reads the metadata section of the bundle in r (no payload byte
-// is consumed) within the bundle format limits, with the payload limited to
-// maxPayload bytes (0: the format limit).
+// OpenBundle runs the format stage on the bundle in r: it reads the metadata
+// section (no payload byte is consumed) within the bundle format limits,
+// with the payload limited to maxPayload bytes (0: the format limit; a
+// device passes its slot size). Failures are *Error with CheckFormat.
 func OpenBundle(r io.Reader, maxPayload int64) (*BundleSource, error) {
 	br, err := bundle.NewReader(r, bundle.Limits{MaxPayloadSize: maxPayload})
 	if err != nil {
-		return nil, fmt.Errorf("failed to read bundle: %w", err)
+		return nil, fail(CheckFormat, err)
 	}
-	// The device verifies the payload against the signed TUF target hashes;
-	// the bundle's own framing digest would be a redundant SHA-256 pass.
-	br.SkipPayloadDigest()
 	m := br.Metadata()
 	b := &BundleSource{br: br, m: m, src: trust.MapSource{Roots: map[int64][]byte{}, Metadata: map[string][]byte{}}}
 	for i, raw := range m.RootChain {
@@ -45,7 +44,7 @@ func OpenBundle(r io.Reader, maxPayload int64) (*BundleSource, error) {
 			} `json:"signed"`
 		}
 		if err := json.Unmarshal(raw, &v); err != nil {
-			return nil, fmt.Errorf("failed to read bundle: root chain entry %d: %w", i, err)
+			return nil, fail(CheckFormat, fmt.Errorf("bundle: root chain entry %d: %v: %w", i, err, bundle.ErrMalformed))
 		}
 		b.src.Roots[v.Signed.Version] = raw
 	}

@@ -1,0 +1,89 @@
+package verify
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/airlockfw/airlock/release"
+)
+
+// Facts are what the policy stage knows about the device. A device states
+// every fact (device.Device.Facts); `airlock verify` states those it was
+// given (or all of a device directory's with --device) and the checks of the
+// others are left out and reported as such.
+type Facts struct {
+	// Device is the device as release.Check sees it. Its Environment, when
+	// empty, is the session anchor's.
+	Device release.Device
+	// Unstated names the facts the caller did not state, as release check
+	// names: release.CheckProduct, CheckModel, CheckHWRev, CheckChannel,
+	// CheckDependency, CheckDowngrade (no running version known) and
+	// CheckSecurityVersion (no counter known). Their checks are left out.
+	Unstated []string
+	// SlotSize is the usable size of the slot the image would land in; 0
+	// means unstated.
+	SlotSize int64
+	// AllowDowngrade is the operator's request to install a version that is
+	// not newer than the running one (honoured only when the signed release
+	// metadata also allows it; never past the security version).
+	AllowDowngrade bool
+}
+
+// States reports whether the fact named by a release check name is stated.
+func (f Facts) States(check string) bool { return !slices.Contains(f.Unstated, check) }
+
+// Skipped returns the checks left out for unstated facts, in check order.
+func (f Facts) Skipped() []string {
+	var out []string
+	for _, c := range []string{release.CheckProduct, release.CheckModel, release.CheckHWRev, release.CheckChannel,
+		release.CheckDependency, release.CheckDowngrade, release.CheckSecurityVersion} {
+		if !f.States(c) {
+			out = append(out, c)
+		}
+	}
+	if f.SlotSize == 0 {
+		out = append(out, CheckSlot)
+	}
+	return out
+}
+
+// check runs the policy stage for release m (verified) on these facts:
+// release.Check with the checks of unstated facts left out (on copies), then
+// the slot size.
+func (f Facts) check(m *release.Metadata, env string) error {
+	r, d := *m, f.Device
+	if d.Environment == "" {
+		d.Environment = env
+	}
+	if !f.States(release.CheckProduct) {
+		d.Product = r.Product.String()
+	}
+	if !f.States(release.CheckModel) && len(r.Models) > 0 {
+		d.Model = r.Models[0]
+	}
+	if !f.States(release.CheckHWRev) {
+		r.HWRev = release.HWRange{}
+	}
+	if !f.States(release.CheckChannel) {
+		d.Channel = r.ChannelOrDefault()
+	}
+	if !f.States(release.CheckDependency) {
+		d.Components = map[string]release.Version{}
+		for _, dep := range r.Depends {
+			d.Components[dep.Component] = dep.MinVersion
+		}
+	}
+	if !f.States(release.CheckDowngrade) {
+		d.Current = nil
+	}
+	if !f.States(release.CheckSecurityVersion) {
+		d.SecurityCounter = 0
+	}
+	if err := release.Check(&r, d, release.CheckOptions{AllowReinstallOrDowngrade: f.AllowDowngrade}); err != nil {
+		return fail(CheckPolicy, err)
+	}
+	if f.SlotSize > 0 && m.Installed.Length > f.SlotSize {
+		return fail(CheckSlot, fmt.Errorf("%w: installed image is %d bytes, the slot holds %d", ErrSlotTooSmall, m.Installed.Length, f.SlotSize))
+	}
+	return nil
+}
