@@ -10,10 +10,10 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
+	"github.com/airlockfw/airlock/server/internal/httpx"
 	"github.com/airlockfw/airlock/server/store"
 )
 
@@ -107,24 +107,24 @@ func (s *Server) authAdmin(r *http.Request) (store.AdminToken, error) {
 	const prefix = "Bearer "
 	auth := r.Header.Get("Authorization")
 	if auth == "" {
-		return store.AdminToken{}, errStatus(http.StatusUnauthorized, "admin token required (Authorization: Bearer …)")
+		return store.AdminToken{}, httpx.Status(http.StatusUnauthorized, "admin token required (Authorization: Bearer …)")
 	}
 	if len(auth) < len(prefix) || !strings.EqualFold(auth[:len(prefix)], prefix) {
-		return store.AdminToken{}, errStatus(http.StatusUnauthorized, "authorization scheme must be Bearer")
+		return store.AdminToken{}, httpx.Status(http.StatusUnauthorized, "authorization scheme must be Bearer")
 	}
 	hash, err := tokenHash(auth[len(prefix):])
 	if err != nil {
-		return store.AdminToken{}, errStatus(http.StatusUnauthorized, "invalid admin token")
+		return store.AdminToken{}, httpx.Status(http.StatusUnauthorized, "invalid admin token")
 	}
 	tok, err := s.db.GetAdminTokenByHash(r.Context(), hash)
 	if errors.Is(err, store.ErrNotFound) {
-		return store.AdminToken{}, errStatus(http.StatusUnauthorized, "invalid admin token")
+		return store.AdminToken{}, httpx.Status(http.StatusUnauthorized, "invalid admin token")
 	}
 	if err != nil {
 		return store.AdminToken{}, err
 	}
 	if subtle.ConstantTimeCompare(tok.Hash, hash) != 1 {
-		return store.AdminToken{}, errStatus(http.StatusUnauthorized, "invalid admin token")
+		return store.AdminToken{}, httpx.Status(http.StatusUnauthorized, "invalid admin token")
 	}
 	if now := s.now(); now.Sub(tok.LastUsed) > AdminTouchInterval {
 		if err := s.db.TouchAdminToken(r.Context(), tok.ID, now); err != nil {
@@ -134,28 +134,9 @@ func (s *Server) authAdmin(r *http.Request) (store.AdminToken, error) {
 	return tok, nil
 }
 
-// DeviceList is the 200 body of GET /api/v1/admin/devices.
-type DeviceList struct {
-	Devices []Device `json:"devices"`
-	Limit   int      `json:"limit"`
-	Offset  int      `json:"offset"`
-}
-
-func intParam(r *http.Request, name string, max int) (int, error) {
-	v := r.URL.Query().Get(name)
-	if v == "" {
-		return 0, nil
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n < 0 || n > max {
-		return 0, errStatus(http.StatusBadRequest, "query parameter %s must be an integer in 0..%d", name, max)
-	}
-	return n, nil
-}
-
 func (s *Server) handleListDevices(w http.ResponseWriter, r *http.Request) {
-	if err := queryParams(r, "product", "model", "channel", "state", "version", "limit", "offset"); err != nil {
-		writeError(w, r, err)
+	if err := httpx.QueryParams(r, "product", "model", "channel", "state", "version", "limit", "offset"); err != nil {
+		httpx.WriteError(w, r, err)
 		return
 	}
 	q := r.URL.Query()
@@ -164,20 +145,20 @@ func (s *Server) handleListDevices(w http.ResponseWriter, r *http.Request) {
 		State: q.Get("state"), Version: q.Get("version"),
 	}
 	var err error
-	if f.Limit, err = intParam(r, "limit", store.MaxListLimit); err != nil {
-		writeError(w, r, err)
+	if f.Limit, err = httpx.IntParam(r, "limit", store.MaxListLimit); err != nil {
+		httpx.WriteError(w, r, err)
 		return
 	}
-	if f.Offset, err = intParam(r, "offset", store.MaxListOffset); err != nil {
-		writeError(w, r, err)
+	if f.Offset, err = httpx.IntParam(r, "offset", store.MaxListOffset); err != nil {
+		httpx.WriteError(w, r, err)
 		return
 	}
 	devs, err := s.db.ListDevices(r.Context(), f)
 	if errors.Is(err, store.ErrInvalid) {
-		err = errStatus(http.StatusBadRequest, "%w", err)
+		err = httpx.Status(http.StatusBadRequest, "%w", err)
 	}
 	if err != nil {
-		writeError(w, r, err)
+		httpx.WriteError(w, r, err)
 		return
 	}
 	out := DeviceList{Devices: make([]Device, 0, len(devs)), Limit: f.Limit, Offset: f.Offset}
@@ -187,142 +168,90 @@ func (s *Server) handleListDevices(w http.ResponseWriter, r *http.Request) {
 	for _, d := range devs {
 		out.Devices = append(out.Devices, deviceJSON(d))
 	}
-	writeJSON(w, http.StatusOK, out)
-}
-
-// storeLookupErr maps ErrNotFound to 404 and ErrInvalid to 400.
-func storeLookupErr(err error, what string) error {
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		return errStatus(http.StatusNotFound, "no such %s", what)
-	case errors.Is(err, store.ErrInvalid):
-		return errStatus(http.StatusBadRequest, "%w", err)
-	}
-	return err
+	httpx.WriteJSON(w, http.StatusOK, out)
 }
 
 func (s *Server) handleAdminDevice(w http.ResponseWriter, r *http.Request) {
-	if err := queryParams(r); err != nil {
-		writeError(w, r, err)
+	if err := httpx.QueryParams(r); err != nil {
+		httpx.WriteError(w, r, err)
 		return
 	}
 	d, err := s.db.GetDevice(r.Context(), r.PathValue("id"))
 	if err != nil {
-		writeError(w, r, storeLookupErr(err, "device"))
+		httpx.WriteError(w, r, httpx.LookupError(err, "device"))
 		return
 	}
-	writeJSON(w, http.StatusOK, deviceJSON(d))
-}
-
-// Event is the JSON form of a device event.
-type Event struct {
-	ID       int64     `json:"id"`
-	DeviceID string    `json:"device_id"`
-	Time     time.Time `json:"time"`
-	Kind     string    `json:"kind"`
-	Version  string    `json:"version"`
-	Message  string    `json:"message"`
-}
-
-// EventList is the 200 body of GET /api/v1/admin/devices/{id}/events.
-type EventList struct {
-	Events []Event `json:"events"`
+	httpx.WriteJSON(w, http.StatusOK, deviceJSON(d))
 }
 
 func (s *Server) handleAdminEvents(w http.ResponseWriter, r *http.Request) {
-	if err := queryParams(r, "limit"); err != nil {
-		writeError(w, r, err)
+	if err := httpx.QueryParams(r, "limit"); err != nil {
+		httpx.WriteError(w, r, err)
 		return
 	}
-	limit, err := intParam(r, "limit", store.MaxListLimit)
+	limit, err := httpx.IntParam(r, "limit", store.MaxListLimit)
 	if err != nil {
-		writeError(w, r, err)
+		httpx.WriteError(w, r, err)
 		return
 	}
 	evs, err := s.db.ListEvents(r.Context(), r.PathValue("id"), limit)
 	if err != nil {
-		writeError(w, r, storeLookupErr(err, "device"))
+		httpx.WriteError(w, r, httpx.LookupError(err, "device"))
 		return
 	}
 	out := EventList{Events: make([]Event, 0, len(evs))}
 	for _, e := range evs {
 		out.Events = append(out.Events, Event{ID: e.ID, DeviceID: e.DeviceID, Time: e.Time, Kind: e.Kind, Version: e.Version, Message: e.Message})
 	}
-	writeJSON(w, http.StatusOK, out)
-}
-
-// CreateEnrollmentTokenRequest is the body of POST /api/v1/admin/enrollment-tokens.
-type CreateEnrollmentTokenRequest struct {
-	Product    string `json:"product,omitempty"`
-	Model      string `json:"model,omitempty"`
-	Uses       int    `json:"uses"`
-	TTLSeconds int64  `json:"ttl_seconds"`
-}
-
-// CreateEnrollmentTokenResponse is its 201 body. Token is shown only here.
-type CreateEnrollmentTokenResponse struct {
-	Token     string    `json:"token"`
-	ID        string    `json:"id"`
-	ExpiresAt time.Time `json:"expires_at"`
-	Uses      int       `json:"uses"`
-	Product   string    `json:"product,omitempty"`
-	Model     string    `json:"model,omitempty"`
+	httpx.WriteJSON(w, http.StatusOK, out)
 }
 
 func (s *Server) handleCreateEnrollmentToken(w http.ResponseWriter, r *http.Request) {
 	var req CreateEnrollmentTokenRequest
-	if err := readJSON(w, r, MaxAdminBodySize, &req); err != nil {
-		writeError(w, r, err)
+	if err := httpx.ReadJSON(w, r, MaxAdminBodySize, &req); err != nil {
+		httpx.WriteError(w, r, err)
 		return
 	}
 	if req.Uses < 1 || req.Uses > store.MaxTokenUses {
-		writeError(w, r, errStatus(http.StatusBadRequest, "uses must be in 1..%d", store.MaxTokenUses))
+		httpx.WriteError(w, r, httpx.Status(http.StatusBadRequest, "uses must be in 1..%d", store.MaxTokenUses))
 		return
 	}
 	if maxTTL := int64(MaxEnrollmentTokenTTL / time.Second); req.TTLSeconds < 1 || req.TTLSeconds > maxTTL {
-		writeError(w, r, errStatus(http.StatusBadRequest, "ttl_seconds must be in 1..%d", maxTTL))
+		httpx.WriteError(w, r, httpx.Status(http.StatusBadRequest, "ttl_seconds must be in 1..%d", maxTTL))
 		return
 	}
 	secret, rec, err := CreateEnrollmentToken(r.Context(), s.db, EnrollmentTokenOptions{
 		Product: req.Product, Model: req.Model, Uses: req.Uses, TTL: time.Duration(req.TTLSeconds) * time.Second,
 	}, s.now())
 	if errors.Is(err, store.ErrInvalid) {
-		err = errStatus(http.StatusBadRequest, "%w", err)
+		err = httpx.Status(http.StatusBadRequest, "%w", err)
 	}
 	if err != nil {
-		writeError(w, r, err)
+		httpx.WriteError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, CreateEnrollmentTokenResponse{
+	httpx.WriteJSON(w, http.StatusCreated, CreateEnrollmentTokenResponse{
 		Token: secret, ID: rec.ID, ExpiresAt: rec.ExpiresAt, Uses: rec.UsesLeft, Product: rec.Product, Model: rec.Model,
 	})
 }
 
-// StatsResponse is the 200 body of GET /api/v1/admin/stats.
-type StatsResponse struct {
-	Devices     int64          `json:"devices"`
-	Events      int64          `json:"events"`
-	DBSizeBytes int64          `json:"db_size_bytes"`
-	Versions    map[string]int `json:"versions"`
-}
-
 func (s *Server) handleStats(w http.ResponseWriter, r *http.Request) {
-	if err := queryParams(r, "product"); err != nil {
-		writeError(w, r, err)
+	if err := httpx.QueryParams(r, "product"); err != nil {
+		httpx.WriteError(w, r, err)
 		return
 	}
 	st, err := s.db.Stats(r.Context())
 	if err != nil {
-		writeError(w, r, err)
+		httpx.WriteError(w, r, err)
 		return
 	}
 	vers, err := s.db.CountDevicesByVersion(r.Context(), r.URL.Query().Get("product"))
 	if err != nil {
-		writeError(w, r, storeLookupErr(err, "product"))
+		httpx.WriteError(w, r, httpx.LookupError(err, "product"))
 		return
 	}
 	if vers == nil {
 		vers = map[string]int{}
 	}
-	writeJSON(w, http.StatusOK, StatsResponse{Devices: st.Devices, Events: st.Events, DBSizeBytes: st.SizeBytes, Versions: vers})
+	httpx.WriteJSON(w, http.StatusOK, StatsResponse{Devices: st.Devices, Events: st.Events, DBSizeBytes: st.SizeBytes, Versions: vers})
 }

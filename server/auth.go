@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/airlockfw/airlock/server/internal/httpx"
 	"github.com/airlockfw/airlock/server/store"
 )
 
@@ -179,7 +180,7 @@ func (s *Server) admin(action Action, h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		u, err := s.authenticate(r, action)
 		if err != nil {
-			writeError(w, r, err)
+			httpx.WriteError(w, r, err)
 			return
 		}
 		h(w, r.WithContext(context.WithValue(r.Context(), userKey{}, u)))
@@ -197,28 +198,28 @@ func (s *Server) authenticate(r *http.Request, action Action) (store.User, error
 	}
 	tok, err := s.authAdmin(r)
 	if err != nil {
-		var he *httpError
+		var he *httpx.Error
 		if errors.As(err, &he) {
 			return fail("bad_token", "unknown", err)
 		}
 		return store.User{}, err
 	}
-	infoFrom(r).admin = tok.ID
+	httpx.InfoFrom(r).Admin = tok.ID
 	if tok.UserID == "" {
-		return fail("bad_token", "unknown", errStatus(http.StatusUnauthorized, "invalid admin token"))
+		return fail("bad_token", "unknown", httpx.Status(http.StatusUnauthorized, "invalid admin token"))
 	}
 	u, err := s.db.GetUser(ctx, tok.UserID)
 	if errors.Is(err, store.ErrNotFound) {
-		return fail("bad_token", "unknown", errStatus(http.StatusUnauthorized, "invalid admin token"))
+		return fail("bad_token", "unknown", httpx.Status(http.StatusUnauthorized, "invalid admin token"))
 	}
 	if err != nil {
 		return store.User{}, err
 	}
 	if u.Disabled() {
-		return fail("disabled", u.Name, errStatus(http.StatusUnauthorized, "user %q is disabled", u.Name))
+		return fail("disabled", u.Name, httpx.Status(http.StatusUnauthorized, "user %q is disabled", u.Name))
 	}
 	if !Authorize(u.Role, action) {
-		return fail("forbidden", u.Name, errStatus(http.StatusForbidden, "role %q may not %s", u.Role, action))
+		return fail("forbidden", u.Name, httpx.Status(http.StatusForbidden, "role %q may not %s", u.Role, action))
 	}
 	if !ActionNeedsTOTP(action) {
 		s.auth.results.WithLabelValues("ok").Inc()

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/airlockfw/airlock/server/internal/httpx"
 	"github.com/airlockfw/airlock/server/store"
 )
 
@@ -244,7 +245,7 @@ func (d *dashboard) page(action Action, h func(http.ResponseWriter, *http.Reques
 			d.renderError(w, r, pd, http.StatusUnauthorized, "your user is disabled; the session has ended")
 			return
 		}
-		infoFrom(r).admin = "session:" + u.Name
+		httpx.InfoFrom(r).Admin = "session:" + u.Name
 		pd.User, pd.CSRF, pd.Flash = u, sess.csrf, d.sessions.takeFlash(sess)
 		pd.Can = map[string]bool{"approve": Authorize(u.Role, ActionReleaseApprove), "rollout": Authorize(u.Role, rolloutWriteAction)}
 		if !Authorize(u.Role, action) {
@@ -314,7 +315,7 @@ func parseDashboardForm(body string) (url.Values, error) {
 	}
 	for k, vs := range form {
 		if k == "" || strings.Trim(k, "abcdefghijklmnopqrstuvwxyz_") != "" {
-			return nil, fmt.Errorf("%w: field name %q", ErrDashboardForm, truncate(k))
+			return nil, fmt.Errorf("%w: field name %q", ErrDashboardForm, httpx.Truncate(k))
 		}
 		if len(vs) != 1 {
 			return nil, fmt.Errorf("%w: field %q given %d times", ErrDashboardForm, k, len(vs))
@@ -346,8 +347,8 @@ func (d *dashboard) render(w http.ResponseWriter, r *http.Request, code int, nam
 	}
 	var buf bytes.Buffer
 	if err := t.ExecuteTemplate(&buf, "layout.html", pd); err != nil {
-		if info := infoFrom(r); info != nil {
-			info.err = fmt.Errorf("failed to render %s: %w", name, err)
+		if info := httpx.InfoFrom(r); info != nil {
+			info.Err = fmt.Errorf("failed to render %s: %w", name, err)
 		}
 		http.Error(w, "internal error", http.StatusInternalServerError)
 		return
@@ -358,8 +359,8 @@ func (d *dashboard) render(w http.ResponseWriter, r *http.Request, code int, nam
 }
 
 func (d *dashboard) renderError(w http.ResponseWriter, r *http.Request, pd *pageData, code int, msg string) {
-	if info := infoFrom(r); info != nil && info.err == nil {
-		info.err = errors.New(msg)
+	if info := httpx.InfoFrom(r); info != nil && info.Err == nil {
+		info.Err = errors.New(msg)
 	}
 	pd.Title, pd.Error = http.StatusText(code), msg
 	d.render(w, r, code, "error", pd)

@@ -11,13 +11,14 @@ import (
 	"github.com/airlockfw/airlock/audit"
 	"github.com/airlockfw/airlock/deviceapi"
 	"github.com/airlockfw/airlock/release"
+	"github.com/airlockfw/airlock/server/internal/httpx"
 	"github.com/airlockfw/airlock/server/store"
 )
 
 // internalError logs err and shows a generic error page.
 func (d *dashboard) internalError(w http.ResponseWriter, r *http.Request, pd *pageData, err error) {
-	if info := infoFrom(r); info != nil {
-		info.err = err
+	if info := httpx.InfoFrom(r); info != nil {
+		info.Err = err
 	}
 	code, msg := http.StatusInternalServerError, "internal error"
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
@@ -26,12 +27,12 @@ func (d *dashboard) internalError(w http.ResponseWriter, r *http.Request, pd *pa
 	d.renderError(w, r, pd, code, msg)
 }
 
-// userMessage is what a form's failure shows: the message of an httpError
+// userMessage is what a form's failure shows: the message of an httpx.Error
 // (written for users), else "internal error".
 func userMessage(err error) string {
-	var he *httpError
+	var he *httpx.Error
 	if errors.As(err, &he) {
-		return he.msg
+		return he.Error()
 	}
 	return "internal error"
 }

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/airlockfw/airlock/server/internal/httpx"
 	"github.com/airlockfw/airlock/server/store"
 )
 
@@ -184,13 +185,13 @@ func (d *dashboard) handleLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	u, err := d.s.loginUser(r, form.Get("token"), form.Get("totp"))
 	if err != nil {
-		var he *httpError
+		var he *httpx.Error
 		msg := errLoginFailed.Error()
-		if errors.As(err, &he) && he.code == http.StatusTooManyRequests {
-			msg = he.msg
+		if errors.As(err, &he) && he.Code == http.StatusTooManyRequests {
+			msg = he.Error()
 		} else if !errors.As(err, &he) {
-			if info := infoFrom(r); info != nil {
-				info.err = err
+			if info := httpx.InfoFrom(r); info != nil {
+				info.Err = err
 			}
 			msg = "internal error"
 		}
@@ -218,27 +219,27 @@ func (s *Server) loginUser(r *http.Request, token, code string) (store.User, err
 	ar.Header = http.Header{"Authorization": {"Bearer " + token}}
 	tok, err := s.authAdmin(ar)
 	if err != nil {
-		var he *httpError
+		var he *httpx.Error
 		if errors.As(err, &he) {
 			return fail("bad_token", "unknown", err)
 		}
 		return store.User{}, err
 	}
-	if info := infoFrom(r); info != nil {
-		info.admin = tok.ID
+	if info := httpx.InfoFrom(r); info != nil {
+		info.Admin = tok.ID
 	}
 	if tok.UserID == "" {
-		return fail("bad_token", "unknown", errStatus(http.StatusUnauthorized, "invalid admin token"))
+		return fail("bad_token", "unknown", httpx.Status(http.StatusUnauthorized, "invalid admin token"))
 	}
 	u, err := s.db.GetUser(ctx, tok.UserID)
 	if errors.Is(err, store.ErrNotFound) {
-		return fail("bad_token", "unknown", errStatus(http.StatusUnauthorized, "invalid admin token"))
+		return fail("bad_token", "unknown", httpx.Status(http.StatusUnauthorized, "invalid admin token"))
 	}
 	if err != nil {
 		return store.User{}, err
 	}
 	if u.Disabled() {
-		return fail("disabled", u.Name, errStatus(http.StatusUnauthorized, "user %q is disabled", u.Name))
+		return fail("disabled", u.Name, httpx.Status(http.StatusUnauthorized, "user %q is disabled", u.Name))
 	}
 	if err := s.checkTOTP(r, u, code, "dashboard.login", "dashboard"); err != nil {
 		return store.User{}, err
@@ -260,13 +261,13 @@ func (s *Server) checkTOTP(r *http.Request, u store.User, code string, action Ac
 	now := s.now()
 	switch {
 	case code == "" && via == "api":
-		return fail("totp_missing", errStatus(http.StatusUnauthorized, "this action needs a TOTP code in the %s header", TOTPHeader))
+		return fail("totp_missing", httpx.Status(http.StatusUnauthorized, "this action needs a TOTP code in the %s header", TOTPHeader))
 	case code == "":
-		return fail("totp_missing", errStatus(http.StatusUnauthorized, "this action needs a TOTP code"))
+		return fail("totp_missing", httpx.Status(http.StatusUnauthorized, "this action needs a TOTP code"))
 	case u.TOTPSecret == nil:
-		return fail("totp_missing", errStatus(http.StatusUnauthorized, "%w: enroll with 'airlock server user totp --name %s'", ErrTOTPNotEnrolled, u.Name))
+		return fail("totp_missing", httpx.Status(http.StatusUnauthorized, "%w: enroll with 'airlock server user totp --name %s'", ErrTOTPNotEnrolled, u.Name))
 	case s.auth.locked(u.ID, now):
-		return fail("totp_locked", errStatus(http.StatusTooManyRequests, "too many wrong TOTP codes for user %q; try again in %v", u.Name, TOTPLockout))
+		return fail("totp_locked", httpx.Status(http.StatusTooManyRequests, "too many wrong TOTP codes for user %q; try again in %v", u.Name, TOTPLockout))
 	}
 	secret, err := s.kek.Open(totpPurpose, u.ID, u.TOTPSecret)
 	if err != nil {
@@ -276,12 +277,12 @@ func (s *Server) checkTOTP(r *http.Request, u store.User, code string, action Ac
 	clear(secret)
 	if err != nil {
 		s.auth.fail(u.ID, now)
-		return fail("totp_invalid", errStatus(http.StatusUnauthorized, "%w", err))
+		return fail("totp_invalid", httpx.Status(http.StatusUnauthorized, "%w", err))
 	}
 	if err := s.db.AcceptTOTPStep(ctx, u.ID, step); err != nil {
 		if errors.Is(err, store.ErrTOTPReplay) {
 			s.auth.fail(u.ID, now)
-			return fail("totp_replay", errStatus(http.StatusUnauthorized, "totp code already used; wait for the next code"))
+			return fail("totp_replay", httpx.Status(http.StatusUnauthorized, "totp code already used; wait for the next code"))
 		}
 		return err
 	}

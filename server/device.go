@@ -11,28 +11,9 @@ import (
 	"time"
 
 	"github.com/airlockfw/airlock/deviceapi"
+	"github.com/airlockfw/airlock/server/internal/httpx"
 	"github.com/airlockfw/airlock/server/store"
 )
-
-// Device is the JSON form of a device record (GET /api/v1/device and the
-// admin API).
-type Device struct {
-	ID              string     `json:"id"`
-	Model           string     `json:"model"`
-	Product         string     `json:"product"`
-	Channel         string     `json:"channel"`
-	HWRev           uint32     `json:"hw_rev"`
-	Tags            []string   `json:"tags"`
-	CurrentVersion  string     `json:"current_version"`
-	SecurityCounter uint64     `json:"security_counter"`
-	State           string     `json:"state"` // a deviceapi State constant
-	Slot            string     `json:"slot"`  // committed slot the device last reported: "a", "b" or "" (unknown)
-	LastError       string     `json:"last_error"`
-	CertSerial      string     `json:"cert_serial"`
-	CertFingerprint string     `json:"cert_fingerprint"`
-	EnrolledAt      time.Time  `json:"enrolled_at"`
-	LastSeen        *time.Time `json:"last_seen,omitempty"`
-}
 
 func deviceJSON(d store.Device) Device {
 	out := Device{
@@ -56,15 +37,15 @@ func deviceJSON(d store.Device) Device {
 func checkField(name, v string, max int, required bool) error {
 	if v == "" {
 		if required {
-			return errStatus(http.StatusBadRequest, "%s is required", name)
+			return httpx.Status(http.StatusBadRequest, "%s is required", name)
 		}
 		return nil
 	}
 	if len(v) > max {
-		return errStatus(http.StatusBadRequest, "%s: %d bytes exceeds limit %d", name, len(v), max)
+		return httpx.Status(http.StatusBadRequest, "%s: %d bytes exceeds limit %d", name, len(v), max)
 	}
 	if !deviceapi.ValidText(v, false) {
-		return errStatus(http.StatusBadRequest, "%s: control or invalid character", name)
+		return httpx.Status(http.StatusBadRequest, "%s: control or invalid character", name)
 	}
 	return nil
 }
@@ -79,31 +60,31 @@ func (s *Server) device(h deviceHandler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		d, err := s.authDevice(r)
 		if err != nil {
-			writeError(w, r, err)
+			httpx.WriteError(w, r, err)
 			return
 		}
-		infoFrom(r).deviceID = d.ID
+		httpx.InfoFrom(r).DeviceID = d.ID
 		h(w, r, d)
 	}
 }
 
 func (s *Server) authDevice(r *http.Request) (store.Device, error) {
 	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
-		return store.Device{}, errStatus(http.StatusUnauthorized, "client certificate required (enroll first)")
+		return store.Device{}, httpx.Status(http.StatusUnauthorized, "client certificate required (enroll first)")
 	}
 	leaf := s.deviceChainLeaf(r)
 	if leaf == nil {
-		return store.Device{}, errStatus(http.StatusForbidden, "client certificate is not issued by this server's device CA")
+		return store.Device{}, httpx.Status(http.StatusForbidden, "client certificate is not issued by this server's device CA")
 	}
 	d, err := s.db.GetDeviceByCertSerial(r.Context(), serialHex(leaf))
 	if errors.Is(err, store.ErrNotFound) {
-		return store.Device{}, errStatus(http.StatusForbidden, "client certificate is unknown or revoked")
+		return store.Device{}, httpx.Status(http.StatusForbidden, "client certificate is unknown or revoked")
 	}
 	if err != nil {
 		return store.Device{}, err
 	}
 	if d.CertFingerprint != Fingerprint(leaf) || d.ID != leaf.Subject.CommonName {
-		return store.Device{}, errStatus(http.StatusForbidden, "client certificate is unknown or revoked")
+		return store.Device{}, httpx.Status(http.StatusForbidden, "client certificate is unknown or revoked")
 	}
 	return d, nil
 }
@@ -145,17 +126,17 @@ const EnrollmentTokenLen = 43
 
 func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request) {
 	var req deviceapi.EnrollRequest
-	if err := readJSON(w, r, deviceapi.MaxEnrollRequestSize, &req); err != nil {
-		writeError(w, r, err)
+	if err := httpx.ReadJSON(w, r, deviceapi.MaxEnrollRequestSize, &req); err != nil {
+		httpx.WriteError(w, r, err)
 		return
 	}
 	if err := req.Validate(); err != nil {
-		writeError(w, r, errStatus(http.StatusBadRequest, "%w", err))
+		httpx.WriteError(w, r, httpx.Status(http.StatusBadRequest, "%w", err))
 		return
 	}
 	csr, err := ParseCSR([]byte(req.CSR))
 	if err != nil {
-		writeError(w, r, errStatus(http.StatusBadRequest, "%w", err))
+		httpx.WriteError(w, r, httpx.Status(http.StatusBadRequest, "%w", err))
 		return
 	}
 	now := s.now()
@@ -165,30 +146,30 @@ func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request) {
 	case req.Token != "":
 		hash, err := tokenHash(req.Token)
 		if err != nil {
-			writeError(w, r, errStatus(http.StatusUnauthorized, "enrollment token is invalid, expired or used up"))
+			httpx.WriteError(w, r, httpx.Status(http.StatusUnauthorized, "enrollment token is invalid, expired or used up"))
 			return
 		}
 		tok, err := s.db.ConsumeEnrollmentToken(r.Context(), hash, now)
 		if errors.Is(err, store.ErrNotFound) {
-			writeError(w, r, errStatus(http.StatusUnauthorized, "enrollment token is invalid, expired or used up"))
+			httpx.WriteError(w, r, httpx.Status(http.StatusUnauthorized, "enrollment token is invalid, expired or used up"))
 			return
 		}
 		if err != nil {
-			writeError(w, r, err)
+			httpx.WriteError(w, r, err)
 			return
 		}
 		if (tok.Product != "" && tok.Product != req.Product) || (tok.Model != "" && tok.Model != req.Model) {
-			writeError(w, r, errStatus(http.StatusForbidden, "enrollment token is restricted to product %q model %q", tok.Product, tok.Model))
+			httpx.WriteError(w, r, httpx.Status(http.StatusForbidden, "enrollment token is restricted to product %q model %q", tok.Product, tok.Model))
 			return
 		}
 		if deviceID, err = randomID("dev-"); err != nil {
-			writeError(w, r, err)
+			httpx.WriteError(w, r, err)
 			return
 		}
 	default:
 		leaf := s.mfgChainLeaf(r)
 		if leaf == nil {
-			writeError(w, r, errStatus(http.StatusUnauthorized, "enrollment needs a token or a factory certificate from a trusted manufacturing CA"))
+			httpx.WriteError(w, r, httpx.Status(http.StatusUnauthorized, "enrollment needs a token or a factory certificate from a trusted manufacturing CA"))
 			return
 		}
 		deviceID = factoryDeviceID(leaf)
@@ -197,14 +178,14 @@ func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request) {
 		case err == nil:
 			existing = &d
 		case !errors.Is(err, store.ErrNotFound):
-			writeError(w, r, err)
+			httpx.WriteError(w, r, err)
 			return
 		}
 	}
-	infoFrom(r).deviceID = deviceID
+	httpx.InfoFrom(r).DeviceID = deviceID
 	cert, certPEM, err := issueDeviceCert(s.deviceCA, deviceID, csr.PublicKey, now)
 	if err != nil {
-		writeError(w, r, err)
+		httpx.WriteError(w, r, err)
 		return
 	}
 	if existing != nil {
@@ -217,17 +198,17 @@ func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request) {
 		})
 	}
 	if errors.Is(err, store.ErrInvalid) {
-		err = errStatus(http.StatusBadRequest, "%w", err)
+		err = httpx.Status(http.StatusBadRequest, "%w", err)
 	}
 	if err != nil {
-		writeError(w, r, err)
+		httpx.WriteError(w, r, err)
 		return
 	}
 	if _, err := s.db.AddEvent(r.Context(), store.Event{DeviceID: deviceID, Time: now, Kind: "enrolled", Version: req.CurrentVersion}); err != nil {
 		s.log.Warn("failed to record enrollment event", "device_id", deviceID, "err", err)
 	}
 	s.audit(r.Context(), deviceID, AuditDeviceEnrolled, map[string]string{"device": deviceID, "product": req.Product, "model": req.Model, "version": req.CurrentVersion})
-	writeJSON(w, http.StatusCreated, deviceapi.EnrollResponse{
+	httpx.WriteJSON(w, http.StatusCreated, deviceapi.EnrollResponse{
 		DeviceID:            deviceID,
 		Certificate:         string(certPEM),
 		CAChain:             string(s.deviceCA.pem),
@@ -247,11 +228,11 @@ type CertRebinder interface {
 // certificate): the new certificate replaces the old one.
 func (s *Server) rebindDevice(r *http.Request, d store.Device, cert *x509.Certificate, req deviceapi.EnrollRequest) error {
 	if d.Product != req.Product || d.Model != req.Model {
-		return errStatus(http.StatusConflict, "device %s is enrolled as product %q model %q", d.ID, d.Product, d.Model)
+		return httpx.Status(http.StatusConflict, "device %s is enrolled as product %q model %q", d.ID, d.Product, d.Model)
 	}
 	rb, ok := s.db.(CertRebinder)
 	if !ok {
-		return errStatus(http.StatusConflict, "device %s is already enrolled and this store cannot replace its certificate", d.ID)
+		return httpx.Status(http.StatusConflict, "device %s is already enrolled and this store cannot replace its certificate", d.ID)
 	}
 	return rb.ReplaceDeviceCert(r.Context(), d.ID, serialHex(cert), Fingerprint(cert))
 }
@@ -276,12 +257,12 @@ func (s *Server) repository(r *http.Request) deviceapi.Repository {
 
 func (s *Server) handleCheckin(w http.ResponseWriter, r *http.Request, d store.Device) {
 	var req deviceapi.CheckinRequest
-	if err := readJSON(w, r, deviceapi.MaxCheckinRequestSize, &req); err != nil {
-		writeError(w, r, err)
+	if err := httpx.ReadJSON(w, r, deviceapi.MaxCheckinRequestSize, &req); err != nil {
+		httpx.WriteError(w, r, err)
 		return
 	}
 	if err := req.Validate(); err != nil {
-		writeError(w, r, errStatus(http.StatusBadRequest, "%w", err))
+		httpx.WriteError(w, r, httpx.Status(http.StatusBadRequest, "%w", err))
 		return
 	}
 	now := s.now()
@@ -290,10 +271,10 @@ func (s *Server) handleCheckin(w http.ResponseWriter, r *http.Request, d store.D
 		State: req.State, Slot: req.Slot, LastError: req.LastError,
 	}, now)
 	if errors.Is(err, store.ErrInvalid) {
-		err = errStatus(http.StatusBadRequest, "%w", err)
+		err = httpx.Status(http.StatusBadRequest, "%w", err)
 	}
 	if err != nil {
-		writeError(w, r, err)
+		httpx.WriteError(w, r, err)
 		return
 	}
 	s.metrics.checkins.Inc()
@@ -305,7 +286,7 @@ func (s *Server) handleCheckin(w http.ResponseWriter, r *http.Request, d store.D
 		s.log.Error("rollout assignment failed", "device_id", d.ID, "err", err)
 		asg = nil
 	}
-	writeJSON(w, http.StatusOK, deviceapi.CheckinResponse{
+	httpx.WriteJSON(w, http.StatusOK, deviceapi.CheckinResponse{
 		PollIntervalSeconds: int64(s.cfg.PollInterval / time.Second),
 		Repository:          s.repository(r),
 		ServerTime:          now.UTC().Truncate(time.Second),
@@ -315,22 +296,22 @@ func (s *Server) handleCheckin(w http.ResponseWriter, r *http.Request, d store.D
 
 func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request, d store.Device) {
 	var req deviceapi.StatusReport
-	if err := readJSON(w, r, deviceapi.MaxStatusRequestSize, &req); err != nil {
-		writeError(w, r, err)
+	if err := httpx.ReadJSON(w, r, deviceapi.MaxStatusRequestSize, &req); err != nil {
+		httpx.WriteError(w, r, err)
 		return
 	}
 	if err := req.Validate(); err != nil {
-		writeError(w, r, errStatus(http.StatusBadRequest, "%w", err))
+		httpx.WriteError(w, r, httpx.Status(http.StatusBadRequest, "%w", err))
 		return
 	}
 	_, err := s.db.AddEvent(r.Context(), store.Event{
 		DeviceID: d.ID, Time: s.now(), Kind: req.Kind, Version: req.Version, Message: req.Message,
 	})
 	if errors.Is(err, store.ErrInvalid) {
-		err = errStatus(http.StatusBadRequest, "%w", err)
+		err = httpx.Status(http.StatusBadRequest, "%w", err)
 	}
 	if err != nil {
-		writeError(w, r, err)
+		httpx.WriteError(w, r, err)
 		return
 	}
 	if err := s.rollouts.report(r.Context(), d, req.Kind, req.Version, req.Message); err != nil {
@@ -345,7 +326,7 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request, d store.De
 			details["release"] = d.Product + "@" + req.Version
 		}
 		if req.Message != "" {
-			details["message"] = truncate(req.Message)
+			details["message"] = httpx.Truncate(req.Message)
 		}
 		s.audit(r.Context(), d.ID, action, details)
 	}
@@ -353,5 +334,5 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request, d store.De
 }
 
 func (s *Server) handleGetDevice(w http.ResponseWriter, r *http.Request, d store.Device) {
-	writeJSON(w, http.StatusOK, deviceJSON(d))
+	httpx.WriteJSON(w, http.StatusOK, deviceJSON(d))
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/airlockfw/airlock/deviceapi"
 	"github.com/airlockfw/airlock/internal/durable"
 	"github.com/airlockfw/airlock/keys"
+	"github.com/airlockfw/airlock/server/internal/httpx"
 	"github.com/airlockfw/airlock/server/store"
 	"github.com/airlockfw/airlock/trust"
 )
@@ -478,7 +479,7 @@ func (s *Server) handleDirector(w http.ResponseWriter, r *http.Request, dev stor
 	name := r.PathValue("file")
 	version, role, ok := parseMetadataName(name)
 	if !ok {
-		writeError(w, r, errStatus(http.StatusNotFound, "no such director metadata file"))
+		httpx.WriteError(w, r, httpx.Status(http.StatusNotFound, "no such director metadata file"))
 		return
 	}
 	var data []byte
@@ -489,22 +490,22 @@ func (s *Server) handleDirector(w http.ResponseWriter, r *http.Request, dev stor
 			version = int64(len(s.director.roots))
 		}
 		if version < 1 || version > int64(len(s.director.roots)) {
-			writeError(w, r, errStatus(http.StatusNotFound, "no director root version %d", version))
+			httpx.WriteError(w, r, httpx.Status(http.StatusNotFound, "no director root version %d", version))
 			return
 		}
 		data = s.director.roots[version-1]
 	case metadata.TIMESTAMP, metadata.SNAPSHOT, metadata.TARGETS:
 		if role == metadata.TIMESTAMP && version != 0 {
-			writeError(w, r, errStatus(http.StatusNotFound, "timestamp.json is not versioned"))
+			httpx.WriteError(w, r, httpx.Status(http.StatusNotFound, "timestamp.json is not versioned"))
 			return
 		}
 		st, a, err2 := s.directorState(r.Context(), dev)
 		if err2 != nil {
-			writeError(w, r, err2)
+			httpx.WriteError(w, r, err2)
 			return
 		}
 		if version != 0 && version != st.Version {
-			writeError(w, r, errStatus(http.StatusNotFound, "%s version %d is not current (%d); refresh from timestamp.json", role, version, st.Version))
+			httpx.WriteError(w, r, httpx.Status(http.StatusNotFound, "%s version %d is not current (%d); refresh from timestamp.json", role, version, st.Version))
 			return
 		}
 		switch role {
@@ -516,11 +517,11 @@ func (s *Server) handleDirector(w http.ResponseWriter, r *http.Request, dev stor
 			data, err = s.director.signTargets(st, a)
 		}
 	default:
-		writeError(w, r, errStatus(http.StatusNotFound, "no such director role"))
+		httpx.WriteError(w, r, httpx.Status(http.StatusNotFound, "no such director role"))
 		return
 	}
 	if err != nil {
-		writeError(w, r, err)
+		httpx.WriteError(w, r, err)
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")

@@ -6,11 +6,11 @@ import (
 	"io"
 	"net/http"
 	"slices"
-	"time"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
 	"github.com/airlockfw/airlock/release"
+	"github.com/airlockfw/airlock/server/internal/httpx"
 	"github.com/airlockfw/airlock/server/store"
 )
 
@@ -124,29 +124,6 @@ func (s *Server) findPublished(p release.Product, v release.Version) (string, er
 	return paths[0], nil
 }
 
-// Release is the JSON form of a release registered for deployment.
-type Release struct {
-	ID                string     `json:"id"`
-	Product           string     `json:"product"`
-	Version           string     `json:"version"`
-	Environment       string     `json:"environment"`
-	TargetPath        string     `json:"target_path"`
-	Uploader          string     `json:"uploader"` // user ID
-	CreatedAt         time.Time  `json:"created_at"`
-	Approvals         []Approval `json:"approvals"`
-	ActiveApprovals   int        `json:"active_approvals"`
-	RequiredApprovals int        `json:"required_approvals"`
-	DeployedAt        *time.Time `json:"deployed_at,omitempty"`
-	DeployedBy        string     `json:"deployed_by,omitempty"`
-}
-
-// Approval is the JSON form of an approval.
-type Approval struct {
-	Approver         string    `json:"approver"` // user ID
-	ApprovedAt       time.Time `json:"approved_at"`
-	ApproverDisabled bool      `json:"approver_disabled,omitempty"`
-}
-
 func (s *Server) releaseJSON(r store.Release) Release {
 	out := Release{
 		ID: r.ID, Product: r.Product, Version: r.Version, Environment: r.Environment, TargetPath: r.TargetPath,
@@ -164,147 +141,135 @@ func (s *Server) releaseJSON(r store.Release) Release {
 	return out
 }
 
-// ReleaseList is the 200 body of GET /api/v1/admin/releases.
-type ReleaseList struct {
-	Releases []Release `json:"releases"`
-}
-
-// CreateReleaseRequest is the body of POST /api/v1/admin/releases.
-type CreateReleaseRequest struct {
-	Product     string `json:"product"`
-	Version     string `json:"version"`
-	Environment string `json:"environment"`
-}
-
 func (s *Server) handleListReleases(w http.ResponseWriter, r *http.Request) {
-	if err := queryParams(r, "limit"); err != nil {
-		writeError(w, r, err)
+	if err := httpx.QueryParams(r, "limit"); err != nil {
+		httpx.WriteError(w, r, err)
 		return
 	}
-	limit, err := intParam(r, "limit", store.MaxListLimit)
+	limit, err := httpx.IntParam(r, "limit", store.MaxListLimit)
 	if err != nil {
-		writeError(w, r, err)
+		httpx.WriteError(w, r, err)
 		return
 	}
 	rels, err := s.db.ListReleases(r.Context(), limit)
 	if err != nil {
-		writeError(w, r, err)
+		httpx.WriteError(w, r, err)
 		return
 	}
 	out := ReleaseList{Releases: make([]Release, 0, len(rels))}
 	for _, rel := range rels {
 		out.Releases = append(out.Releases, s.releaseJSON(rel))
 	}
-	writeJSON(w, http.StatusOK, out)
+	httpx.WriteJSON(w, http.StatusOK, out)
 }
 
 func (s *Server) handleGetRelease(w http.ResponseWriter, r *http.Request) {
-	if err := queryParams(r); err != nil {
-		writeError(w, r, err)
+	if err := httpx.QueryParams(r); err != nil {
+		httpx.WriteError(w, r, err)
 		return
 	}
 	rel, err := s.db.GetRelease(r.Context(), r.PathValue("id"))
 	if err != nil {
-		writeError(w, r, storeLookupErr(err, "release"))
+		httpx.WriteError(w, r, httpx.LookupError(err, "release"))
 		return
 	}
-	writeJSON(w, http.StatusOK, s.releaseJSON(rel))
+	httpx.WriteJSON(w, http.StatusOK, s.releaseJSON(rel))
 }
 
 func (s *Server) handleCreateRelease(w http.ResponseWriter, r *http.Request) {
 	var req CreateReleaseRequest
-	if err := readJSON(w, r, MaxAdminBodySize, &req); err != nil {
-		writeError(w, r, err)
+	if err := httpx.ReadJSON(w, r, MaxAdminBodySize, &req); err != nil {
+		httpx.WriteError(w, r, err)
 		return
 	}
 	p, err := release.ParseProduct(req.Product)
 	if err != nil {
-		writeError(w, r, errStatus(http.StatusBadRequest, "product: %w", err))
+		httpx.WriteError(w, r, httpx.Status(http.StatusBadRequest, "product: %w", err))
 		return
 	}
 	v, err := release.ParseVersion(req.Version)
 	if err != nil {
-		writeError(w, r, errStatus(http.StatusBadRequest, "version: %w", err))
+		httpx.WriteError(w, r, httpx.Status(http.StatusBadRequest, "version: %w", err))
 		return
 	}
 	if !slices.Contains(Environments, req.Environment) {
-		writeError(w, r, errStatus(http.StatusBadRequest, "environment must be one of %q", Environments))
+		httpx.WriteError(w, r, httpx.Status(http.StatusBadRequest, "environment must be one of %q", Environments))
 		return
 	}
 	tp, err := s.findPublished(p, v)
 	if errors.Is(err, ErrReleaseNotPublished) {
-		writeError(w, r, errStatus(http.StatusUnprocessableEntity, "%w", err))
+		httpx.WriteError(w, r, httpx.Status(http.StatusUnprocessableEntity, "%w", err))
 		return
 	}
 	if err != nil {
-		writeError(w, r, err)
+		httpx.WriteError(w, r, err)
 		return
 	}
 	id, err := randomID("rel-")
 	if err != nil {
-		writeError(w, r, err)
+		httpx.WriteError(w, r, err)
 		return
 	}
 	u := userFrom(r)
 	rel := store.Release{ID: id, Product: p.String(), Version: v.String(), Environment: req.Environment,
 		TargetPath: tp, Uploader: u.ID, CreatedAt: s.now().UTC()}
 	if err := s.db.CreateRelease(r.Context(), rel); err != nil {
-		writeError(w, r, badInput(err))
+		httpx.WriteError(w, r, httpx.InputError(err))
 		return
 	}
 	s.audit(r.Context(), u.Name, AuditReleaseAdded, map[string]string{
 		"release_id": id, "release": rel.Product + "@" + rel.Version, "environment": rel.Environment})
-	writeJSON(w, http.StatusCreated, s.releaseJSON(rel))
+	httpx.WriteJSON(w, http.StatusCreated, s.releaseJSON(rel))
 }
 
 func (s *Server) handleApproveRelease(w http.ResponseWriter, r *http.Request) {
-	if err := readEmpty(w, r); err != nil {
-		writeError(w, r, err)
+	if err := httpx.ReadEmpty(w, r); err != nil {
+		httpx.WriteError(w, r, err)
 		return
 	}
 	u := userFrom(r)
 	rel, err := s.db.ApproveRelease(r.Context(), r.PathValue("id"), u.ID, s.now())
 	switch {
 	case errors.Is(err, store.ErrSelfApproval):
-		writeError(w, r, errStatus(http.StatusForbidden, "the uploader of a release cannot approve it"))
+		httpx.WriteError(w, r, httpx.Status(http.StatusForbidden, "the uploader of a release cannot approve it"))
 		return
 	case errors.Is(err, store.ErrExists):
-		writeError(w, r, errStatus(http.StatusConflict, "you already approved this release; approvals count distinct users"))
+		httpx.WriteError(w, r, httpx.Status(http.StatusConflict, "you already approved this release; approvals count distinct users"))
 		return
 	case err != nil:
-		writeError(w, r, badInput(err))
+		httpx.WriteError(w, r, httpx.InputError(err))
 		return
 	}
 	s.audit(r.Context(), u.Name, AuditReleaseApproved, map[string]string{
 		"release_id": rel.ID, "release": rel.Product + "@" + rel.Version, "environment": rel.Environment,
 		"approvals": fmt.Sprint(rel.ActiveApprovals())})
-	writeJSON(w, http.StatusOK, s.releaseJSON(rel))
+	httpx.WriteJSON(w, http.StatusOK, s.releaseJSON(rel))
 }
 
 func (s *Server) handleDeployRelease(w http.ResponseWriter, r *http.Request) {
-	if err := readEmpty(w, r); err != nil {
-		writeError(w, r, err)
+	if err := httpx.ReadEmpty(w, r); err != nil {
+		httpx.WriteError(w, r, err)
 		return
 	}
 	u := userFrom(r)
 	id := r.PathValue("id")
 	cur, err := s.db.GetRelease(r.Context(), id)
 	if err != nil {
-		writeError(w, r, storeLookupErr(err, "release"))
+		httpx.WriteError(w, r, httpx.LookupError(err, "release"))
 		return
 	}
 	need := s.requiredApprovals(cur.Environment)
 	rel, err := s.db.DeployRelease(r.Context(), id, u.ID, need, s.now())
 	if errors.Is(err, store.ErrNotEnoughApprovals) {
-		writeError(w, r, errStatus(http.StatusConflict, "release for %s needs %d approvals from distinct approvers before deployment: %w", cur.Environment, need, err))
+		httpx.WriteError(w, r, httpx.Status(http.StatusConflict, "release for %s needs %d approvals from distinct approvers before deployment: %w", cur.Environment, need, err))
 		return
 	}
 	if err != nil {
-		writeError(w, r, badInput(err))
+		httpx.WriteError(w, r, httpx.InputError(err))
 		return
 	}
 	s.audit(r.Context(), u.Name, AuditReleaseDeployed, map[string]string{
 		"release_id": rel.ID, "release": rel.Product + "@" + rel.Version, "environment": rel.Environment,
 		"approvals": fmt.Sprint(rel.ActiveApprovals())})
-	writeJSON(w, http.StatusOK, s.releaseJSON(rel))
+	httpx.WriteJSON(w, http.StatusOK, s.releaseJSON(rel))
 }

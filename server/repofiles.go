@@ -9,6 +9,8 @@ import (
 	"path"
 	"regexp"
 	"strings"
+
+	"github.com/airlockfw/airlock/server/internal/httpx"
 )
 
 // MaxRepoPathLen bounds a repository file path in a request.
@@ -34,16 +36,16 @@ func CleanRepoPath(p string) error {
 		return fmt.Errorf("path length %d outside 1..%d", len(p), MaxRepoPathLen)
 	}
 	if path.Clean("/"+p) != "/"+p {
-		return fmt.Errorf("path %q is not clean", truncate(p))
+		return fmt.Errorf("path %q is not clean", httpx.Truncate(p))
 	}
 	for seg := range strings.SplitSeq(p, "/") {
 		if seg == "" || seg[0] == '.' {
-			return fmt.Errorf("path %q has an empty or dot segment", truncate(p))
+			return fmt.Errorf("path %q has an empty or dot segment", httpx.Truncate(p))
 		}
 	}
 	for i := 0; i < len(p); i++ {
 		if c := p[i]; c < 0x20 || c == 0x7f || c == '\\' {
-			return fmt.Errorf("path %q has a forbidden character", truncate(p))
+			return fmt.Errorf("path %q has a forbidden character", httpx.Truncate(p))
 		}
 	}
 	return nil
@@ -57,7 +59,7 @@ func (s *Server) repoFile(root func() rootOpener, contentType string) http.Handl
 	return func(w http.ResponseWriter, r *http.Request) {
 		name := r.PathValue("path")
 		if err := CleanRepoPath(name); err != nil {
-			writeError(w, r, errStatus(http.StatusNotFound, "not found: %w", err))
+			httpx.WriteError(w, r, httpx.Status(http.StatusNotFound, "not found: %w", err))
 			return
 		}
 		f, err := root().Open(name)
@@ -65,13 +67,13 @@ func (s *Server) repoFile(root func() rootOpener, contentType string) http.Handl
 			if !errors.Is(err, fs.ErrNotExist) { // e.g. a symlink escaping the root
 				s.log.Debug("repository file refused", "path", name, "err", err)
 			}
-			writeError(w, r, errStatus(http.StatusNotFound, "not found"))
+			httpx.WriteError(w, r, httpx.Status(http.StatusNotFound, "not found"))
 			return
 		}
 		defer f.Close()
 		fi, err := f.Stat()
 		if err != nil || !fi.Mode().IsRegular() {
-			writeError(w, r, errStatus(http.StatusNotFound, "not found"))
+			httpx.WriteError(w, r, httpx.Status(http.StatusNotFound, "not found"))
 			return
 		}
 		h := w.Header()

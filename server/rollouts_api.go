@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/airlockfw/airlock/rollout"
+	"github.com/airlockfw/airlock/server/internal/httpx"
 	"github.com/airlockfw/airlock/server/store"
 )
 
@@ -18,69 +19,6 @@ var ErrRolloutInput = errors.New("invalid rollout request")
 // ErrApprovalsMissing: a production rollout cannot start before its
 // release has the approvals production needs.
 var ErrApprovalsMissing = fmt.Errorf("%w: the release lacks the approvals its environment needs", store.ErrConflict)
-
-// CreateRolloutRequest is the body of POST /api/v1/admin/rollouts. The
-// optional fields default to rollout.DefaultSuccessThreshold,
-// rollout.DefaultFailureThreshold, no parallelism limit, no window and
-// rollout.DefaultReportDeadline.
-type CreateRolloutRequest struct {
-	Release          string `json:"release"`               // "product@version", registered with POST /api/v1/admin/releases
-	Environment      string `json:"environment,omitempty"` // needed when the release is registered for several
-	Filter           string `json:"filter"`                // rollout.ParseFilter; "" selects every device of the product
-	Stages           string `json:"stages"`                // rollout.ParseStages, e.g. "canary:10,5%,25%,100%"
-	SuccessThreshold string `json:"success_threshold,omitempty"`
-	FailureThreshold string `json:"failure_threshold,omitempty"`
-	MaxParallel      int    `json:"max_parallel,omitempty"`
-	Window           string `json:"window,omitempty"` // rollout.ParseWindow, e.g. "0 2 * * *,4h,Europe/Berlin"
-	Forced           bool   `json:"forced,omitempty"`
-	ReportDeadline   string `json:"report_deadline,omitempty"` // Go duration, e.g. "2h"
-}
-
-// RolloutView is the read model of a rollout: the admin API's JSON and
-// what the dashboard shows.
-type RolloutView struct {
-	ID               string         `json:"id"`
-	Release          string         `json:"release"` // "product@version"
-	ReleaseID        string         `json:"release_id"`
-	TargetPath       string         `json:"target_path"`
-	Filter           string         `json:"filter"`
-	Stages           string         `json:"stages"`
-	SuccessThreshold string         `json:"success_threshold"`
-	FailureThreshold string         `json:"failure_threshold"`
-	MaxParallel      int            `json:"max_parallel"`
-	Window           string         `json:"window"`
-	Forced           bool           `json:"forced"`
-	ReportDeadline   string         `json:"report_deadline"`
-	State            string         `json:"state"`
-	Stage            int            `json:"stage"` // index of the current stage
-	Reason           string         `json:"reason"`
-	CreatedBy        string         `json:"created_by"` // user ID
-	CreatedAt        time.Time      `json:"created_at"`
-	UpdatedAt        time.Time      `json:"updated_at"`
-	Eligible         int            `json:"eligible"`
-	StageViews       []StageView    `json:"stage_progress"`
-	Total            StageCounts    `json:"total"`
-	FailureReasons   map[string]int `json:"failure_reasons"`
-	// AssignBlocked says why no device is being assigned now ("" when
-	// devices are being assigned).
-	AssignBlocked string `json:"assign_blocked,omitempty"`
-}
-
-// StageView is one stage of a rollout with its devices by outcome.
-type StageView struct {
-	Label  string `json:"label"`
-	Spec   string `json:"spec"`   // as ParseStages accepts it, e.g. "canary:10"
-	Target int    `json:"target"` // cumulative device target
-	StageCounts
-}
-
-// StageCounts are devices by outcome.
-type StageCounts struct {
-	Assigned   int `json:"assigned"`
-	Succeeded  int `json:"succeeded"`
-	Failed     int `json:"failed"`
-	InProgress int `json:"in_progress"`
-}
 
 func stageCounts(c rollout.Counts) StageCounts {
 	return StageCounts{Assigned: c.Assigned, Succeeded: c.Succeeded, Failed: c.Failed, InProgress: c.InProgress()}
@@ -326,7 +264,7 @@ func (s *Server) EvaluateRollouts(ctx context.Context) { s.rollouts.tick(ctx) }
 func (s *Server) SetDeviceTags(ctx context.Context, actor store.User, deviceID string, tags []string) error {
 	for _, t := range tags {
 		if !rollout.ValidTag(t) {
-			return fmt.Errorf("%w: tag %q does not match ^[a-z0-9][a-z0-9-]{0,63}$", ErrRolloutInput, truncate(t))
+			return fmt.Errorf("%w: tag %q does not match ^[a-z0-9][a-z0-9-]{0,63}$", ErrRolloutInput, httpx.Truncate(t))
 		}
 	}
 	if err := s.db.SetDeviceTags(ctx, deviceID, tags); err != nil {
@@ -342,29 +280,13 @@ func rolloutHTTPErr(err error) error {
 	case errors.Is(err, ErrRolloutInput), errors.Is(err, rollout.ErrInvalidStages), errors.Is(err, rollout.ErrInvalidFilter),
 		errors.Is(err, rollout.ErrInvalidThreshold), errors.Is(err, rollout.ErrInvalidWindow), errors.Is(err, rollout.ErrInvalidSpec),
 		errors.Is(err, store.ErrInvalid):
-		return errStatus(http.StatusBadRequest, "%w", err)
+		return httpx.Status(http.StatusBadRequest, "%w", err)
 	case errors.Is(err, store.ErrNotFound):
-		return errStatus(http.StatusNotFound, "%w", err)
+		return httpx.Status(http.StatusNotFound, "%w", err)
 	case errors.Is(err, rollout.ErrInvalidTransition), errors.Is(err, store.ErrConflict), errors.Is(err, store.ErrExists):
-		return errStatus(http.StatusConflict, "%w", err)
+		return httpx.Status(http.StatusConflict, "%w", err)
 	}
 	return err
-}
-
-// RolloutList is the 200 body of GET /api/v1/admin/rollouts.
-type RolloutList struct {
-	Rollouts []RolloutView `json:"rollouts"`
-}
-
-// RolloutActionRequest is the optional body of the rollout actions.
-type RolloutActionRequest struct {
-	Reason string `json:"reason,omitempty"`
-}
-
-// TagsRequest is the body of POST /api/v1/admin/devices/{id}/tags: the
-// device's new tags, comma-separated ("" removes them all).
-type TagsRequest struct {
-	Tags string `json:"tags"`
 }
 
 // MaxRolloutReasonLen bounds an operator's reason for an action.
@@ -382,80 +304,80 @@ func (s *Server) rolloutRoutes(mux *http.ServeMux) {
 }
 
 func (s *Server) handleListRollouts(w http.ResponseWriter, r *http.Request) {
-	if err := queryParams(r, "limit"); err != nil {
-		writeError(w, r, err)
+	if err := httpx.QueryParams(r, "limit"); err != nil {
+		httpx.WriteError(w, r, err)
 		return
 	}
-	limit, err := intParam(r, "limit", store.MaxListLimit)
+	limit, err := httpx.IntParam(r, "limit", store.MaxListLimit)
 	if err != nil {
-		writeError(w, r, err)
+		httpx.WriteError(w, r, err)
 		return
 	}
 	views, err := s.ListRolloutViews(r.Context(), limit)
 	if err != nil {
-		writeError(w, r, rolloutHTTPErr(err))
+		httpx.WriteError(w, r, rolloutHTTPErr(err))
 		return
 	}
-	writeJSON(w, http.StatusOK, RolloutList{Rollouts: views})
+	httpx.WriteJSON(w, http.StatusOK, RolloutList{Rollouts: views})
 }
 
 func (s *Server) handleGetRollout(w http.ResponseWriter, r *http.Request) {
-	if err := queryParams(r); err != nil {
-		writeError(w, r, err)
+	if err := httpx.QueryParams(r); err != nil {
+		httpx.WriteError(w, r, err)
 		return
 	}
 	v, err := s.RolloutView(r.Context(), r.PathValue("id"))
 	if err != nil {
-		writeError(w, r, rolloutHTTPErr(err))
+		httpx.WriteError(w, r, rolloutHTTPErr(err))
 		return
 	}
-	writeJSON(w, http.StatusOK, v)
+	httpx.WriteJSON(w, http.StatusOK, v)
 }
 
 func (s *Server) handleCreateRollout(w http.ResponseWriter, r *http.Request) {
 	var req CreateRolloutRequest
-	if err := readJSON(w, r, MaxAdminBodySize, &req); err != nil {
-		writeError(w, r, err)
+	if err := httpx.ReadJSON(w, r, MaxAdminBodySize, &req); err != nil {
+		httpx.WriteError(w, r, err)
 		return
 	}
 	v, err := s.CreateRollout(r.Context(), userFrom(r), req)
 	if err != nil {
-		writeError(w, r, rolloutHTTPErr(err))
+		httpx.WriteError(w, r, rolloutHTTPErr(err))
 		return
 	}
-	writeJSON(w, http.StatusCreated, v)
+	httpx.WriteJSON(w, http.StatusCreated, v)
 }
 
 func (s *Server) handleRolloutAction(a rollout.Action) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		var req RolloutActionRequest
 		if r.ContentLength != 0 {
-			if err := readJSON(w, r, MaxAdminBodySize, &req); err != nil {
-				writeError(w, r, err)
+			if err := httpx.ReadJSON(w, r, MaxAdminBodySize, &req); err != nil {
+				httpx.WriteError(w, r, err)
 				return
 			}
 		}
 		if err := checkField("reason", req.Reason, MaxRolloutReasonLen, false); err != nil {
-			writeError(w, r, err)
+			httpx.WriteError(w, r, err)
 			return
 		}
 		v, err := s.ApplyRollout(r.Context(), r.PathValue("id"), a, userFrom(r), req.Reason)
 		if errors.Is(err, ErrApprovalsMissing) {
-			writeError(w, r, errStatus(http.StatusConflict, "%w", err))
+			httpx.WriteError(w, r, httpx.Status(http.StatusConflict, "%w", err))
 			return
 		}
 		if err != nil {
-			writeError(w, r, rolloutHTTPErr(err))
+			httpx.WriteError(w, r, rolloutHTTPErr(err))
 			return
 		}
-		writeJSON(w, http.StatusOK, v)
+		httpx.WriteJSON(w, http.StatusOK, v)
 	}
 }
 
 func (s *Server) handleSetTags(w http.ResponseWriter, r *http.Request) {
 	var req TagsRequest
-	if err := readJSON(w, r, MaxAdminBodySize, &req); err != nil {
-		writeError(w, r, err)
+	if err := httpx.ReadJSON(w, r, MaxAdminBodySize, &req); err != nil {
+		httpx.WriteError(w, r, err)
 		return
 	}
 	id := r.PathValue("id")
@@ -464,13 +386,13 @@ func (s *Server) handleSetTags(w http.ResponseWriter, r *http.Request) {
 		tags = strings.Split(req.Tags, ",")
 	}
 	if err := s.SetDeviceTags(r.Context(), userFrom(r), id, tags); err != nil {
-		writeError(w, r, rolloutHTTPErr(err))
+		httpx.WriteError(w, r, rolloutHTTPErr(err))
 		return
 	}
 	d, err := s.db.GetDevice(r.Context(), id)
 	if err != nil {
-		writeError(w, r, storeLookupErr(err, "device"))
+		httpx.WriteError(w, r, httpx.LookupError(err, "device"))
 		return
 	}
-	writeJSON(w, http.StatusOK, deviceJSON(d))
+	httpx.WriteJSON(w, http.StatusOK, deviceJSON(d))
 }

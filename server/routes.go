@@ -1,10 +1,11 @@
 package server
 
 import (
-	"context"
 	"log/slog"
 	"net/http"
 	"time"
+
+	"github.com/airlockfw/airlock/server/internal/httpx"
 )
 
 // routes builds the HTTPS handler. Route patterns double as the "route"
@@ -49,15 +50,14 @@ func (s *Server) metricsOnlyHandler() http.Handler {
 func (s *Server) instrument(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		info := &reqInfo{}
-		r = r.WithContext(context.WithValue(r.Context(), infoKey{}, info))
-		sw := &statusWriter{ResponseWriter: w}
+		r, info := httpx.WithInfo(r)
+		sw := &httpx.StatusWriter{ResponseWriter: w}
 		next.ServeHTTP(sw, r)
 		route := r.Pattern
 		if route == "" {
 			route = "unmatched"
 		}
-		code := sw.code
+		code := sw.Code
 		if code == 0 {
 			code = http.StatusOK
 		}
@@ -66,19 +66,19 @@ func (s *Server) instrument(next http.Handler) http.Handler {
 			slog.String("method", r.Method),
 			slog.String("route", route),
 			slog.Int("status", code),
-			slog.Int64("bytes", sw.bytes),
+			slog.Int64("bytes", sw.Bytes),
 			slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000),
 			slog.String("remote", r.RemoteAddr),
 		}
-		if info.deviceID != "" {
-			attrs = append(attrs, slog.String("device_id", info.deviceID))
+		if info.DeviceID != "" {
+			attrs = append(attrs, slog.String("device_id", info.DeviceID))
 		}
-		if info.admin != "" {
-			attrs = append(attrs, slog.String("admin_token_id", info.admin))
+		if info.Admin != "" {
+			attrs = append(attrs, slog.String("admin_token_id", info.Admin))
 		}
 		level := slog.LevelInfo
-		if info.err != nil {
-			attrs = append(attrs, slog.String("err", info.err.Error()))
+		if info.Err != nil {
+			attrs = append(attrs, slog.String("err", info.Err.Error()))
 			if code >= 500 {
 				level = slog.LevelError
 			}

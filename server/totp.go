@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/airlockfw/airlock/adminapi"
 	"github.com/airlockfw/airlock/server/store"
 )
 
@@ -20,7 +21,7 @@ import (
 // supports). They are fixed: a user cannot choose a weaker algorithm.
 const (
 	// TOTPHeader carries the code on state-changing admin requests.
-	TOTPHeader = "X-Airlock-TOTP"
+	TOTPHeader = adminapi.TOTPHeader
 	// TOTPDigits is the code length.
 	TOTPDigits = 6
 	// TOTPPeriod is the time step X of RFC 6238 section 4.1.

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/airlockfw/airlock/server/internal/httpx"
 	"github.com/airlockfw/airlock/server/store"
 )
 
@@ -97,16 +98,6 @@ func (s *Server) initGovernance() error {
 	return nil
 }
 
-// User is the JSON form of a user.
-type User struct {
-	ID           string     `json:"id"`
-	Name         string     `json:"name"`
-	Role         string     `json:"role"`
-	CreatedAt    time.Time  `json:"created_at"`
-	DisabledAt   *time.Time `json:"disabled_at,omitempty"`
-	TOTPEnrolled bool       `json:"totp_enrolled"`
-}
-
 func userJSON(u store.User) User {
 	out := User{ID: u.ID, Name: u.Name, Role: u.Role, CreatedAt: u.CreatedAt, TOTPEnrolled: u.TOTPSecret != nil}
 	if u.Disabled() {
@@ -116,137 +107,85 @@ func userJSON(u store.User) User {
 	return out
 }
 
-// UserList is the 200 body of GET /api/v1/admin/users.
-type UserList struct {
-	Users []User `json:"users"`
-}
-
-// CreateUserRequest is the body of POST /api/v1/admin/users.
-type CreateUserRequest struct {
-	Name string `json:"name"`
-	Role string `json:"role"`
-}
-
-// CreateTokenRequest is the body of POST /api/v1/admin/users/{id}/tokens.
-type CreateTokenRequest struct {
-	Name string `json:"name"`
-}
-
-// TokenResponse is the 201 body of token creation. Token is shown only here.
-type TokenResponse struct {
-	Token  string `json:"token"`
-	ID     string `json:"id"`
-	UserID string `json:"user_id"`
-	Name   string `json:"name"`
-}
-
-// CreateUserResponse is the 201 body of POST /api/v1/admin/users.
-type CreateUserResponse struct {
-	User  User          `json:"user"`
-	Token TokenResponse `json:"token"`
-}
-
-// badInput maps store validation and uniqueness errors to 400 and 409.
-func badInput(err error) error {
-	switch {
-	case errors.Is(err, store.ErrInvalid):
-		return errStatus(http.StatusBadRequest, "%w", err)
-	case errors.Is(err, store.ErrExists), errors.Is(err, store.ErrConflict):
-		return errStatus(http.StatusConflict, "%w", err)
-	case errors.Is(err, store.ErrNotFound):
-		return errStatus(http.StatusNotFound, "%w", err)
-	}
-	return err
-}
-
 func (s *Server) handleListUsers(w http.ResponseWriter, r *http.Request) {
-	if err := queryParams(r); err != nil {
-		writeError(w, r, err)
+	if err := httpx.QueryParams(r); err != nil {
+		httpx.WriteError(w, r, err)
 		return
 	}
 	users, err := s.db.ListUsers(r.Context())
 	if err != nil {
-		writeError(w, r, err)
+		httpx.WriteError(w, r, err)
 		return
 	}
 	out := UserList{Users: make([]User, 0, len(users))}
 	for _, u := range users {
 		out.Users = append(out.Users, userJSON(u))
 	}
-	writeJSON(w, http.StatusOK, out)
+	httpx.WriteJSON(w, http.StatusOK, out)
 }
 
 func (s *Server) handleCreateUser(w http.ResponseWriter, r *http.Request) {
 	var req CreateUserRequest
-	if err := readJSON(w, r, MaxAdminBodySize, &req); err != nil {
-		writeError(w, r, err)
+	if err := httpx.ReadJSON(w, r, MaxAdminBodySize, &req); err != nil {
+		httpx.WriteError(w, r, err)
 		return
 	}
 	if !ValidRole(req.Role) {
-		writeError(w, r, errStatus(http.StatusBadRequest, "role must be one of %q", Roles))
+		httpx.WriteError(w, r, httpx.Status(http.StatusBadRequest, "role must be one of %q", Roles))
 		return
 	}
 	u, tok, rec, err := CreateUser(r.Context(), s.db, req.Name, req.Role, s.now())
 	if err != nil {
-		writeError(w, r, badInput(err))
+		httpx.WriteError(w, r, httpx.InputError(err))
 		return
 	}
 	s.audit(r.Context(), userFrom(r).Name, AuditUserCreated, map[string]string{"user": u.Name, "role": u.Role})
-	writeJSON(w, http.StatusCreated, CreateUserResponse{
+	httpx.WriteJSON(w, http.StatusCreated, CreateUserResponse{
 		User: userJSON(u), Token: TokenResponse{Token: tok, ID: rec.ID, UserID: u.ID, Name: rec.Name},
 	})
 }
 
 func (s *Server) handleCreateUserToken(w http.ResponseWriter, r *http.Request) {
 	var req CreateTokenRequest
-	if err := readJSON(w, r, MaxAdminBodySize, &req); err != nil {
-		writeError(w, r, err)
+	if err := httpx.ReadJSON(w, r, MaxAdminBodySize, &req); err != nil {
+		httpx.WriteError(w, r, err)
 		return
 	}
 	u, err := s.db.GetUser(r.Context(), r.PathValue("id"))
 	if err != nil {
-		writeError(w, r, storeLookupErr(err, "user"))
+		httpx.WriteError(w, r, httpx.LookupError(err, "user"))
 		return
 	}
 	if u.Disabled() {
-		writeError(w, r, errStatus(http.StatusConflict, "user %q is disabled", u.Name))
+		httpx.WriteError(w, r, httpx.Status(http.StatusConflict, "user %q is disabled", u.Name))
 		return
 	}
 	tok, rec, err := CreateUserToken(r.Context(), s.db, u.ID, req.Name, s.now())
 	if err != nil {
-		writeError(w, r, badInput(err))
+		httpx.WriteError(w, r, httpx.InputError(err))
 		return
 	}
 	s.audit(r.Context(), userFrom(r).Name, AuditUserToken, map[string]string{"user": u.Name, "token_id": rec.ID})
-	writeJSON(w, http.StatusCreated, TokenResponse{Token: tok, ID: rec.ID, UserID: u.ID, Name: rec.Name})
+	httpx.WriteJSON(w, http.StatusCreated, TokenResponse{Token: tok, ID: rec.ID, UserID: u.ID, Name: rec.Name})
 }
 
 func (s *Server) handleDisableUser(w http.ResponseWriter, r *http.Request) {
-	if err := readEmpty(w, r); err != nil {
-		writeError(w, r, err)
+	if err := httpx.ReadEmpty(w, r); err != nil {
+		httpx.WriteError(w, r, err)
 		return
 	}
 	id := r.PathValue("id")
 	if err := s.db.DisableUser(r.Context(), id, s.now()); err != nil {
-		writeError(w, r, storeLookupErr(err, "user"))
+		httpx.WriteError(w, r, httpx.LookupError(err, "user"))
 		return
 	}
 	u, err := s.db.GetUser(r.Context(), id)
 	if err != nil {
-		writeError(w, r, err)
+		httpx.WriteError(w, r, err)
 		return
 	}
 	s.audit(r.Context(), userFrom(r).Name, AuditUserDisabled, map[string]string{"user": u.Name})
-	writeJSON(w, http.StatusOK, userJSON(u))
-}
-
-// readEmpty accepts a POST body that is empty or the JSON object {}.
-func readEmpty(w http.ResponseWriter, r *http.Request) error {
-	if r.ContentLength == 0 {
-		return nil
-	}
-	var none struct{}
-	return readJSON(w, r, MaxAdminBodySize, &none)
+	httpx.WriteJSON(w, http.StatusOK, userJSON(u))
 }
 
 // loadKEK loads (or creates) the key-encryption key and checks it against

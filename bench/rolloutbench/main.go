@@ -28,6 +28,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/airlockfw/airlock/adminapi"
 	"github.com/airlockfw/airlock/keys"
 	"github.com/airlockfw/airlock/repo"
 	"github.com/airlockfw/airlock/server"
@@ -179,28 +180,25 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	var rel struct {
-		ID string `json:"id"`
-	}
-	if err := admin.Do(ctx, "POST", "/api/v1/admin/releases",
-		map[string]any{"product": product, "version": "1.1.0", "environment": server.EnvDev}, &rel); err != nil {
+	if _, err := admin.CreateRelease(ctx, adminapi.CreateReleaseRequest{Product: product, Version: "1.1.0", Environment: server.EnvDev}); err != nil {
 		return err
 	}
-	var ro rolloutStatus
-	if err := admin.Do(ctx, "POST", "/api/v1/admin/rollouts", map[string]any{
-		"release": product + "@1.1.0", "filter": "model=" + model, "stages": c.stages,
-		"success_threshold": c.successThreshold, "failure_threshold": c.failureThreshold,
-		"report_deadline": c.reportDeadline.String(),
-	}, &ro); err != nil {
+	created, err := admin.CreateRollout(ctx, adminapi.CreateRolloutRequest{
+		Release: product + "@1.1.0", Filter: "model=" + model, Stages: c.stages,
+		SuccessThreshold: c.successThreshold, FailureThreshold: c.failureThreshold,
+		ReportDeadline: c.reportDeadline.String(),
+	})
+	if err != nil {
 		return err
 	}
+	ro := rolloutStatus(created)
 	cpu0, err := cpuTicks(srv.Process.Pid)
 	if err != nil {
 		return err
 	}
 	polls0 := fleet.Stats().Polls
 	start := time.Now()
-	if err := admin.Do(ctx, "POST", "/api/v1/admin/rollouts/"+ro.ID+"/start", map[string]any{}, nil); err != nil {
+	if _, err := admin.RolloutAction(ctx, ro.ID, adminapi.RolloutStart, adminapi.RolloutActionRequest{}); err != nil {
 		return err
 	}
 	logf("rollout %s started: %s", ro.ID, c.stages)
@@ -209,9 +207,11 @@ func run() error {
 		if err := sleep(ctx, time.Second); err != nil {
 			return fmt.Errorf("rollout did not reach %q: last status %s; fleet %v", c.expectState, last, fleet.Stats())
 		}
-		if err := admin.Do(ctx, "GET", "/api/v1/admin/rollouts/"+ro.ID, nil, &ro); err != nil {
+		v, err := admin.GetRollout(ctx, ro.ID)
+		if err != nil {
 			return err
 		}
+		ro = rolloutStatus(v)
 		line := ro.String()
 		if line != last {
 			fmt.Fprintf(os.Stderr, "   t=%4.0fs %s\n", time.Since(start).Seconds(), line)
@@ -254,26 +254,13 @@ func run() error {
 	return nil
 }
 
-// rolloutStatus is the part of GET /api/v1/admin/rollouts/{id} printed.
-type rolloutStatus struct {
-	ID     string `json:"id"`
-	State  string `json:"state"`
-	Reason string `json:"reason"`
-	Stage  int    `json:"stage"`
-	Stages []struct {
-		Label      string `json:"label"`
-		Target     int    `json:"target"`
-		Assigned   int    `json:"assigned"`
-		Succeeded  int    `json:"succeeded"`
-		Failed     int    `json:"failed"`
-		InProgress int    `json:"in_progress"`
-	} `json:"stage_progress"`
-}
+// rolloutStatus prints a rollout's progress on one line.
+type rolloutStatus adminapi.RolloutView
 
 func (r rolloutStatus) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s stage %d:", r.State, r.Stage)
-	for _, s := range r.Stages {
+	for _, s := range r.StageViews {
 		fmt.Fprintf(&b, " [%s assigned %d/%d ok %d fail %d]", s.Label, s.Assigned, s.Target, s.Succeeded, s.Failed)
 	}
 	return b.String()

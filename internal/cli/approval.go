@@ -7,11 +7,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/url"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/airlockfw/airlock/adminapi"
 	"github.com/airlockfw/airlock/server"
 )
 
@@ -60,9 +60,8 @@ Example:
 					if err != nil {
 						return err
 					}
-					var r server.Release
-					if err := c.do(e.Ctx, "POST", "/api/v1/admin/releases",
-						server.CreateReleaseRequest{Product: product, Version: version, Environment: *env}, &r); err != nil {
+					r, err := c.CreateRelease(e.Ctx, adminapi.CreateReleaseRequest{Product: product, Version: version, Environment: *env})
+					if err != nil {
 						return err
 					}
 					fmt.Fprintln(e.Stdout, r.ID)
@@ -139,8 +138,8 @@ Example:
 					if err != nil {
 						return err
 					}
-					var l server.ReleaseList
-					if err := c.do(e.Ctx, "GET", "/api/v1/admin/releases", nil, &l); err != nil {
+					l, err := c.ListReleases(e.Ctx)
+					if err != nil {
 						return err
 					}
 					if *asJSON {
@@ -173,8 +172,12 @@ func approvalAction(e *Env, af adminFlags, args []string, verb string) error {
 	if err != nil {
 		return err
 	}
-	var r server.Release
-	if err := c.do(e.Ctx, "POST", "/api/v1/admin/releases/"+url.PathEscape(args[0])+"/"+verb, nil, &r); err != nil {
+	release := c.ApproveRelease
+	if verb == "deploy" {
+		release = c.DeployRelease
+	}
+	r, err := release(e.Ctx, args[0])
+	if err != nil {
 		return err
 	}
 	printApproval(e.Stdout, r)

@@ -16,6 +16,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/airlockfw/airlock/adminapi"
 	"github.com/airlockfw/airlock/agent"
 	"github.com/airlockfw/airlock/device"
 	"github.com/airlockfw/airlock/internal/durable"
@@ -606,20 +607,20 @@ func (d *demo) rollout(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := adm.Do(fctx, "POST", "/api/v1/admin/releases", map[string]any{"product": demoProduct, "version": "1.5.0", "environment": server.EnvDev}, nil); err != nil {
+	if _, err := adm.CreateRelease(fctx, adminapi.CreateReleaseRequest{Product: demoProduct, Version: "1.5.0", Environment: server.EnvDev}); err != nil {
 		return err
 	}
-	var ro demoRollout
 	filter := "model=x1 hw_rev=2"
-	if err := adm.Do(fctx, "POST", "/api/v1/admin/rollouts", map[string]any{
-		"release": demoProduct + "@1.5.0", "filter": filter, "stages": demoStages,
-		"success_threshold": "90%", "failure_threshold": "20%", "report_deadline": "30s",
-	}, &ro); err != nil {
+	ro, err := adm.CreateRollout(fctx, adminapi.CreateRolloutRequest{
+		Release: demoProduct + "@1.5.0", Filter: filter, Stages: demoStages,
+		SuccessThreshold: "90%", FailureThreshold: "20%", ReportDeadline: "30s",
+	})
+	if err != nil {
 		return err
 	}
 	d.say("$ airlock rollout create --server %s --release %s@1.5.0 --filter '%s' \\", d.url, demoProduct, filter)
 	d.say("      --stages '%s' --success-threshold 90%% --failure-threshold 20%%", demoStages)
-	if err := adm.Do(fctx, "POST", "/api/v1/admin/rollouts/"+ro.ID+"/start", map[string]any{}, nil); err != nil {
+	if _, err := adm.RolloutAction(fctx, ro.ID, adminapi.RolloutStart, adminapi.RolloutActionRequest{}); err != nil {
 		return err
 	}
 	d.say("$ airlock rollout start --server %s %s", d.url, ro.ID)
@@ -627,7 +628,7 @@ func (d *demo) rollout(ctx context.Context) error {
 		if err := sleepCtx(fctx, 200*time.Millisecond); err != nil {
 			return fmt.Errorf("rollout %s did not pause: state %q (%s); fleet %v", ro.ID, ro.State, ro.Reason, fleet.Stats())
 		}
-		if err := adm.Do(fctx, "GET", "/api/v1/admin/rollouts/"+ro.ID, nil, &ro); err != nil {
+		if ro, err = adm.GetRollout(fctx, ro.ID); err != nil {
 			return err
 		}
 		if ro.State == "completed" || ro.State == "cancelled" {
@@ -638,7 +639,7 @@ func (d *demo) rollout(ctx context.Context) error {
 	st := fleet.Stats()
 	d.say("$ airlock rollout status --server %s %s", d.url, ro.ID)
 	d.say("rollout %s: %s at stage %d: %s", ro.ID, ro.State, ro.Stage, short(ro.Reason))
-	for _, s := range ro.Stages {
+	for _, s := range ro.StageViews {
 		d.say("  stage %-7s target %3d  assigned %3d  succeeded %3d  failed %3d", s.Label, s.Target, s.Assigned, s.Succeeded, s.Failed)
 	}
 	d.say("fleet: %d device(s) installed 1.5.0 and rolled back; %d still run 1.4.0, none runs 1.5.0",
@@ -653,21 +654,6 @@ func (d *demo) rollout(ctx context.Context) error {
 	}
 	d.say("the failure threshold paused the rollout by itself; the other %d devices were never assigned 1.5.0", demoFleetSize-int(st.Installs))
 	return nil
-}
-
-// demoRollout is the part of GET /api/v1/admin/rollouts/{id} the demo shows.
-type demoRollout struct {
-	ID     string `json:"id"`
-	State  string `json:"state"`
-	Reason string `json:"reason"`
-	Stage  int    `json:"stage"`
-	Stages []struct {
-		Label     string `json:"label"`
-		Target    int    `json:"target"`
-		Assigned  int    `json:"assigned"`
-		Succeeded int    `json:"succeeded"`
-		Failed    int    `json:"failed"`
-	} `json:"stage_progress"`
 }
 
 // newDemoAdmin returns an admin API client with writers operators (one per

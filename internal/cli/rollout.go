@@ -3,21 +3,18 @@
 package cli
 
 import (
-	"bytes"
 	"context"
-	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
 	"net/url"
 	"os"
 	"strings"
 	"text/tabwriter"
-	"time"
 
+	"github.com/airlockfw/airlock/adminapi"
 	"github.com/airlockfw/airlock/internal/durable"
 	"github.com/airlockfw/airlock/server"
 )
@@ -27,9 +24,9 @@ const (
 	// MaxTokenFileSize bounds --token-file.
 	MaxTokenFileSize = 4 << 10
 	// MaxAdminResponseSize bounds an admin API response.
-	MaxAdminResponseSize = 16 << 20
+	MaxAdminResponseSize = adminapi.MaxResponseSize
 	// AdminRequestTimeout bounds one admin API request.
-	AdminRequestTimeout = 60 * time.Second
+	AdminRequestTimeout = adminapi.RequestTimeout
 )
 
 const adminFlagsUsage = `  --server URL             update server (https://HOST:PORT)
@@ -39,10 +36,16 @@ const adminFlagsUsage = `  --server URL             update server (https://HOST:
   --ca F                   PEM CA to trust for the server (default: system roots)
 `
 
-// adminClient calls the admin API.
-type adminClient struct {
-	base, token, totp string
-	http              *http.Client
+// adminCreds are the token and TOTP code of the admin flags.
+type adminCreds struct{ token, totp string }
+
+// Credentials implements adminapi.Credentials: a change without a TOTP code
+// is a usage error.
+func (a adminCreds) Credentials(_ context.Context, write bool) (string, string, error) {
+	if write && a.totp == "" {
+		return "", "", usagef("this change needs a TOTP code: --totp CODE or AIRLOCK_TOTP")
+	}
+	return a.token, a.totp, nil
 }
 
 type adminFlags struct{ server, tokenFile, totp, ca *string }
@@ -51,7 +54,7 @@ func defineAdminFlags(fs *flag.FlagSet) adminFlags {
 	return adminFlags{fs.String("server", "", ""), fs.String("token-file", "", ""), fs.String("totp", "", ""), fs.String("ca", "", "")}
 }
 
-func (f adminFlags) client() (*adminClient, error) {
+func (f adminFlags) client() (*adminapi.Client, error) {
 	if *f.server == "" || *f.tokenFile == "" {
 		return nil, usagef("--server and --token-file are required")
 	}
@@ -63,7 +66,7 @@ func (f adminFlags) client() (*adminClient, error) {
 	if err != nil {
 		return nil, fmt.Errorf("failed to read --token-file: %w", err)
 	}
-	conf := &tls.Config{MinVersion: tls.VersionTLS12}
+	var roots *x509.CertPool
 	if *f.ca != "" {
 		pem, err := durable.ReadFile(durable.OS, *f.ca, 1<<20)
 		if err != nil {
@@ -73,67 +76,13 @@ func (f adminFlags) client() (*adminClient, error) {
 		if !pool.AppendCertsFromPEM(pem) {
 			return nil, fmt.Errorf("--ca %s holds no PEM certificate", *f.ca)
 		}
-		conf.RootCAs = pool
+		roots = pool
 	}
 	totp := *f.totp
 	if totp == "" {
 		totp = os.Getenv("AIRLOCK_TOTP")
 	}
-	return &adminClient{base: strings.TrimSuffix(*f.server, "/"), token: strings.TrimSpace(string(tok)), totp: totp,
-		http: &http.Client{Timeout: AdminRequestTimeout, Transport: &http.Transport{TLSClientConfig: conf}}}, nil
-}
-
-// do sends a request to the admin API and decodes a 2xx JSON answer.
-func (c *adminClient) do(ctx context.Context, method, path string, body, out any) error {
-	var rd io.Reader
-	if body != nil {
-		data, err := json.Marshal(body)
-		if err != nil {
-			return err
-		}
-		rd = bytes.NewReader(data)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", "Bearer "+c.token)
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if method != http.MethodGet {
-		if c.totp == "" {
-			return usagef("this change needs a TOTP code: --totp CODE or AIRLOCK_TOTP")
-		}
-		req.Header.Set(server.TOTPHeader, c.totp)
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, MaxAdminResponseSize+1))
-	if err != nil {
-		return err
-	}
-	if len(data) > MaxAdminResponseSize {
-		return fmt.Errorf("%s %s: response exceeds %d bytes", method, path, MaxAdminResponseSize)
-	}
-	if resp.StatusCode/100 != 2 {
-		var eb struct {
-			Error string `json:"error"`
-		}
-		if json.Unmarshal(data, &eb) == nil && eb.Error != "" {
-			return fmt.Errorf("%s %s: HTTP %d: %s", method, path, resp.StatusCode, eb.Error)
-		}
-		return fmt.Errorf("%s %s: HTTP %d", method, path, resp.StatusCode)
-	}
-	if out != nil {
-		if err := json.Unmarshal(data, out); err != nil {
-			return fmt.Errorf("%s %s: bad response: %w", method, path, err)
-		}
-	}
-	return nil
+	return adminapi.New(*f.server, roots, adminCreds{token: strings.TrimSpace(string(tok)), totp: totp}), nil
 }
 
 // printRollout writes a rollout's status.
@@ -261,8 +210,8 @@ Example:
 					if err != nil {
 						return err
 					}
-					var v server.RolloutView
-					if err := c.do(e.Ctx, "POST", "/api/v1/admin/rollouts", req, &v); err != nil {
+					v, err := c.CreateRollout(e.Ctx, req)
+					if err != nil {
 						return err
 					}
 					fmt.Fprintln(e.Stdout, v.ID)
@@ -303,9 +252,8 @@ Example:
 					if err != nil {
 						return err
 					}
-					var v server.RolloutView
-					if err := c.do(e.Ctx, "POST", "/api/v1/admin/rollouts/"+url.PathEscape(args[0])+"/"+verb,
-						server.RolloutActionRequest{Reason: *reason}, &v); err != nil {
+					v, err := c.RolloutAction(e.Ctx, args[0], verb, adminapi.RolloutActionRequest{Reason: *reason})
+					if err != nil {
 						return err
 					}
 					printRollout(e.Stdout, v)
@@ -341,8 +289,8 @@ Example:
 					if err != nil {
 						return err
 					}
-					var v server.RolloutView
-					if err := c.do(e.Ctx, "GET", "/api/v1/admin/rollouts/"+url.PathEscape(args[0]), nil, &v); err != nil {
+					v, err := c.GetRollout(e.Ctx, args[0])
+					if err != nil {
 						return err
 					}
 					if *asJSON {
@@ -375,8 +323,8 @@ Example:
 					if err != nil {
 						return err
 					}
-					var l server.RolloutList
-					if err := c.do(e.Ctx, "GET", "/api/v1/admin/rollouts", nil, &l); err != nil {
+					l, err := c.ListRollouts(e.Ctx)
+					if err != nil {
 						return err
 					}
 					tw := tabwriter.NewWriter(e.Stdout, 0, 0, 2, ' ', 0)

@@ -20,7 +20,7 @@ func TestRolloutCommandsAgainstARealServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.do(ctx, "POST", "/api/v1/admin/releases", server.CreateReleaseRequest{Product: "acme/router-x1", Version: "1.1.0", Environment: "dev"}, nil); err != nil {
+	if _, err := c.CreateRelease(ctx, server.CreateReleaseRequest{Product: "acme/router-x1", Version: "1.1.0", Environment: "dev"}); err != nil {
 		t.Fatal(err)
 	}
 

@@ -15,21 +15,17 @@
 package adminpool
 
 import (
-	"bytes"
 	"context"
-	"crypto/tls"
 	"crypto/x509"
 	"encoding/base32"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"net/url"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/airlockfw/airlock/adminapi"
 	"github.com/airlockfw/airlock/server"
 	"github.com/airlockfw/airlock/server/store"
 )
@@ -37,9 +33,9 @@ import (
 // Limits.
 const (
 	// MaxResponseSize bounds one admin API response.
-	MaxResponseSize = 8 << 20
+	MaxResponseSize = adminapi.MaxResponseSize
 	// RequestTimeout bounds one request.
-	RequestTimeout = 60 * time.Second
+	RequestTimeout = adminapi.RequestTimeout
 )
 
 // ErrNoUsers means the pool has no user left for a state-changing request.
@@ -83,82 +79,49 @@ func SecretFromURI(uri string) ([]byte, error) {
 	return base32.StdEncoding.WithPadding(base32.NoPadding).DecodeString(strings.ToUpper(u.Query().Get("secret")))
 }
 
-// Client calls the admin API of the server at base (https://host:port).
+// Client calls the admin API of one server: the typed methods of
+// [adminapi.Client], with credentials drawn from a pool of users.
 type Client struct {
-	base   string
-	http   *http.Client
-	reader User
-	mu     sync.Mutex
-	users  []User
+	*adminapi.Client
+	pool *pool
 }
 
 // New returns a client that trusts caPEM, reads as reader and spends one of
 // writers per state-changing request.
 func New(base string, caPEM []byte, reader User, writers []User) (*Client, error) {
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(caPEM) {
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(caPEM) {
 		return nil, errors.New("adminpool: no CA certificate given")
 	}
-	return &Client{base: base, reader: reader, users: writers, http: &http.Client{
-		Timeout:   RequestTimeout,
-		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}},
-	}}, nil
+	p := &pool{reader: reader, users: writers}
+	return &Client{Client: adminapi.New(base, roots, p), pool: p}, nil
 }
 
 // Left returns how many state-changing requests the pool can still make.
 func (c *Client) Left() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.users)
+	c.pool.mu.Lock()
+	defer c.pool.mu.Unlock()
+	return len(c.pool.users)
 }
 
-// Do sends a request with body as JSON (nil: none) and decodes a 2xx JSON
-// response into out (nil: discarded).
-func (c *Client) Do(ctx context.Context, method, path string, body, out any) error {
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return err
-		}
-		rd = bytes.NewReader(b)
+// pool implements adminapi.Credentials: reads as the reader, each
+// state-changing request as the next unused writer with its current code.
+type pool struct {
+	reader User
+	mu     sync.Mutex
+	users  []User
+}
+
+func (p *pool) Credentials(_ context.Context, write bool) (string, string, error) {
+	if !write {
+		return p.reader.Token, "", nil
 	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
-	if err != nil {
-		return err
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.users) == 0 {
+		return "", "", ErrNoUsers
 	}
-	u := c.reader
-	if method != http.MethodGet {
-		c.mu.Lock()
-		if len(c.users) == 0 {
-			c.mu.Unlock()
-			return ErrNoUsers
-		}
-		u, c.users = c.users[0], c.users[1:]
-		c.mu.Unlock()
-		req.Header.Set(server.TOTPHeader, server.TOTPCode(u.Secret, time.Now()))
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	req.Header.Set("Authorization", "Bearer "+u.Token)
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, MaxResponseSize+1))
-	if err != nil {
-		return err
-	}
-	if len(data) > MaxResponseSize {
-		return fmt.Errorf("%s %s: response exceeds %d bytes (MaxResponseSize)", method, path, MaxResponseSize)
-	}
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("%s %s: HTTP %d: %s", method, path, resp.StatusCode, strings.TrimSpace(string(data)))
-	}
-	if out != nil {
-		return json.Unmarshal(data, out)
-	}
-	return nil
+	u := p.users[0]
+	p.users = p.users[1:]
+	return u.Token, server.TOTPCode(u.Secret, time.Now()), nil
 }

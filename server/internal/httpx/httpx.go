@@ -1,4 +1,17 @@
-package server
+// Package httpx holds the HTTP plumbing every server handler shares: strict
+// JSON request decoding, error responses, the per-request log record and the
+// mapping of store errors to status codes.
+//
+// # Threat model
+//
+// Everything it parses comes from the network and is untrusted: request
+// bodies are bounded (http.MaxBytesReader, 413), must be exactly one flat
+// JSON object with unique lowercase keys and no unknown fields, and query
+// strings may carry only the parameters a route names, once each. Error
+// responses never carry the detail of a 500 (it is logged instead), and
+// untrusted values quoted in errors are truncated. It holds no keys and
+// makes no authorization decisions.
+package httpx
 
 import (
 	"bytes"
@@ -9,6 +22,9 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"strconv"
+
+	"github.com/airlockfw/airlock/server/store"
 )
 
 // Request body limits (413 when exceeded). Device API requests are bounded
@@ -65,7 +81,7 @@ func checkFlatObject(data []byte) error {
 		}
 		key := tok.(string) // object keys are always strings
 		if !isWord(key) {
-			return fmt.Errorf("key %q: keys are lowercase [a-z0-9_]", truncate(key))
+			return fmt.Errorf("key %q: keys are lowercase [a-z0-9_]", Truncate(key))
 		}
 		if seen[key] {
 			return fmt.Errorf("duplicate key %q", key)
@@ -104,8 +120,8 @@ func isWord(s string) bool {
 	return true
 }
 
-// truncate shortens untrusted values before they are quoted in errors.
-func truncate(s string) string {
+// Truncate shortens untrusted values before they are quoted in errors.
+func Truncate(s string) string {
 	const n = 64
 	if len(s) > n {
 		return s[:n] + "..."
@@ -113,9 +129,9 @@ func truncate(s string) string {
 	return s
 }
 
-// readJSON reads a request body of at most limit bytes and decodes it with
+// ReadJSON reads a request body of at most limit bytes and decodes it with
 // DecodeJSON.
-func readJSON(w http.ResponseWriter, r *http.Request, limit int64, v any) error {
+func ReadJSON(w http.ResponseWriter, r *http.Request, limit int64, v any) error {
 	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil || mt != "application/json" {
 		return ErrContentType
@@ -132,36 +148,37 @@ func readJSON(w http.ResponseWriter, r *http.Request, limit int64, v any) error 
 	return DecodeJSON(data, v)
 }
 
-// errorBody is the JSON body of every error response.
-type errorBody struct {
+// ErrorBody is the JSON body of every error response.
+type ErrorBody struct {
 	Error string `json:"error"`
 }
 
-// httpError is an error with the status code to answer it with.
-type httpError struct {
-	code int
+// Error is an error with the status code to answer it with.
+type Error struct {
+	Code int
 	msg  string
 	err  error
 }
 
-func (e *httpError) Error() string { return e.msg }
-func (e *httpError) Unwrap() error { return e.err }
+func (e *Error) Error() string { return e.msg }
+func (e *Error) Unwrap() error { return e.err }
 
-func errStatus(code int, format string, args ...any) error {
+// Status returns an error answered with code and the formatted message.
+func Status(code int, format string, args ...any) error {
 	err := fmt.Errorf(format, args...)
-	return &httpError{code: code, msg: err.Error(), err: errors.Unwrap(err)}
+	return &Error{Code: code, msg: err.Error(), err: errors.Unwrap(err)}
 }
 
-// writeError answers with the status err carries (400 for ErrBadRequest,
+// WriteError answers with the status err carries (400 for ErrBadRequest,
 // 413, 415, 500 otherwise) and a JSON {"error": …}. A 500's detail is logged,
 // not sent.
-func writeError(w http.ResponseWriter, r *http.Request, err error) {
+func WriteError(w http.ResponseWriter, r *http.Request, err error) {
 	code := http.StatusInternalServerError
 	msg := "internal error"
-	var he *httpError
+	var he *Error
 	switch {
 	case errors.As(err, &he):
-		code, msg = he.code, he.msg
+		code, msg = he.Code, he.msg
 	case errors.Is(err, ErrBodyTooLarge):
 		code, msg = http.StatusRequestEntityTooLarge, err.Error()
 	case errors.Is(err, ErrContentType):
@@ -171,17 +188,17 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		code, msg = http.StatusServiceUnavailable, "request cancelled"
 	}
-	if info := infoFrom(r); info != nil {
-		info.err = err
+	if info := InfoFrom(r); info != nil {
+		info.Err = err
 	}
 	if code == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="airlock"`)
 	}
-	writeJSON(w, code, errorBody{Error: msg})
+	WriteJSON(w, code, ErrorBody{Error: msg})
 }
 
-// writeJSON answers with v as JSON.
-func writeJSON(w http.ResponseWriter, code int, v any) {
+// WriteJSON answers with v as JSON.
+func WriteJSON(w http.ResponseWriter, code int, v any) {
 	data, err := json.Marshal(v)
 	if err != nil {
 		code, data = http.StatusInternalServerError, []byte(`{"error":"internal error"}`)
@@ -193,47 +210,54 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Write(append(data, '\n'))
 }
 
-// reqInfo is filled in by handlers for the request log line.
-type reqInfo struct {
-	deviceID string
-	admin    string // admin token ID
-	err      error
+// Info is filled in by handlers for the request log line.
+type Info struct {
+	DeviceID string
+	Admin    string // admin token ID, or "session:" + user name
+	Err      error
 }
 
 type infoKey struct{}
 
-func infoFrom(r *http.Request) *reqInfo {
-	i, _ := r.Context().Value(infoKey{}).(*reqInfo)
+// WithInfo returns r carrying a new Info, and the Info.
+func WithInfo(r *http.Request) (*http.Request, *Info) {
+	info := &Info{}
+	return r.WithContext(context.WithValue(r.Context(), infoKey{}, info)), info
+}
+
+// InfoFrom returns the Info of r (nil outside an instrumented handler).
+func InfoFrom(r *http.Request) *Info {
+	i, _ := r.Context().Value(infoKey{}).(*Info)
 	return i
 }
 
-// statusWriter records the status code and bytes of a response.
-type statusWriter struct {
+// StatusWriter records the status code and bytes of a response.
+type StatusWriter struct {
 	http.ResponseWriter
-	code  int
-	bytes int64
+	Code  int
+	Bytes int64
 }
 
-func (w *statusWriter) WriteHeader(code int) {
-	if w.code == 0 {
-		w.code = code
+func (w *StatusWriter) WriteHeader(code int) {
+	if w.Code == 0 {
+		w.Code = code
 	}
 	w.ResponseWriter.WriteHeader(code)
 }
 
-func (w *statusWriter) Write(p []byte) (int, error) {
-	if w.code == 0 {
-		w.code = http.StatusOK
+func (w *StatusWriter) Write(p []byte) (int, error) {
+	if w.Code == 0 {
+		w.Code = http.StatusOK
 	}
 	n, err := w.ResponseWriter.Write(p)
-	w.bytes += int64(n)
+	w.Bytes += int64(n)
 	return n, err
 }
 
-func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+func (w *StatusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-// queryParams checks that q has only the allowed keys, each at most once.
-func queryParams(r *http.Request, allowed ...string) error {
+// QueryParams checks that q has only the allowed keys, each at most once.
+func QueryParams(r *http.Request, allowed ...string) error {
 	q := r.URL.Query()
 	for k, vs := range q {
 		ok := false
@@ -241,11 +265,59 @@ func queryParams(r *http.Request, allowed ...string) error {
 			ok = ok || a == k
 		}
 		if !ok {
-			return errStatus(http.StatusBadRequest, "unknown query parameter %q", truncate(k))
+			return Status(http.StatusBadRequest, "unknown query parameter %q", Truncate(k))
 		}
 		if len(vs) != 1 {
-			return errStatus(http.StatusBadRequest, "query parameter %q given %d times", k, len(vs))
+			return Status(http.StatusBadRequest, "query parameter %q given %d times", k, len(vs))
 		}
 	}
 	return nil
+}
+
+// IntParam returns the query parameter name as an integer in 0..max (0 when
+// absent).
+func IntParam(r *http.Request, name string, max int) (int, error) {
+	v := r.URL.Query().Get(name)
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 || n > max {
+		return 0, Status(http.StatusBadRequest, "query parameter %s must be an integer in 0..%d", name, max)
+	}
+	return n, nil
+}
+
+// LookupError maps store.ErrNotFound to 404 ("no such what") and
+// store.ErrInvalid to 400.
+func LookupError(err error, what string) error {
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return Status(http.StatusNotFound, "no such %s", what)
+	case errors.Is(err, store.ErrInvalid):
+		return Status(http.StatusBadRequest, "%w", err)
+	}
+	return err
+}
+
+// InputError maps store validation and uniqueness errors to 400, 409 and 404.
+func InputError(err error) error {
+	switch {
+	case errors.Is(err, store.ErrInvalid):
+		return Status(http.StatusBadRequest, "%w", err)
+	case errors.Is(err, store.ErrExists), errors.Is(err, store.ErrConflict):
+		return Status(http.StatusConflict, "%w", err)
+	case errors.Is(err, store.ErrNotFound):
+		return Status(http.StatusNotFound, "%w", err)
+	}
+	return err
+}
+
+// ReadEmpty accepts a POST body that is empty or the JSON object {}.
+func ReadEmpty(w http.ResponseWriter, r *http.Request) error {
+	if r.ContentLength == 0 {
+		return nil
+	}
+	var none struct{}
+	return ReadJSON(w, r, MaxAdminBodySize, &none)
 }
