@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/airlockfw/airlock/server/auth"
 	"github.com/airlockfw/airlock/server/internal/httpx"
 	"github.com/airlockfw/airlock/server/store"
 )
@@ -220,7 +221,7 @@ func securityHeaders(w http.ResponseWriter) string {
 // re-read from the store, authorization of action with the admin API's
 // table, and for POST the form, CSRF and (when action needs it) TOTP checks.
 func (d *dashboard) page(action Action, h func(http.ResponseWriter, *http.Request, *pageData)) http.HandlerFunc {
-	if _, ok := permissions[action]; !ok {
+	if !auth.KnownAction(action) {
 		panic("internal error: dashboard route declares unknown action " + string(action))
 	}
 	return func(w http.ResponseWriter, r *http.Request) {
@@ -249,7 +250,7 @@ func (d *dashboard) page(action Action, h func(http.ResponseWriter, *http.Reques
 		pd.User, pd.CSRF, pd.Flash = u, sess.csrf, d.sessions.takeFlash(sess)
 		pd.Can = map[string]bool{"approve": Authorize(u.Role, ActionReleaseApprove), "rollout": Authorize(u.Role, rolloutWriteAction)}
 		if !Authorize(u.Role, action) {
-			d.s.auth.results.WithLabelValues("forbidden").Inc()
+			d.s.auth.CountForbidden()
 			d.renderError(w, r, pd, http.StatusForbidden, fmt.Sprintf("role %q may not %s", u.Role, action))
 			return
 		}
@@ -263,7 +264,7 @@ func (d *dashboard) page(action Action, h func(http.ResponseWriter, *http.Reques
 				return
 			}
 			if ActionNeedsTOTP(action) {
-				if err := d.s.checkTOTP(r, u, form.Get("totp"), action, "dashboard"); err != nil {
+				if err := d.s.auth.CheckTOTP(r, u, form.Get("totp"), action, "dashboard"); err != nil {
 					d.sessions.setFlash(sess, "not done: "+userMessage(err))
 					http.Redirect(w, r, backTo(r), http.StatusSeeOther)
 					return

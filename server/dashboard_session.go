@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/airlockfw/airlock/server/internal/httpx"
-	"github.com/airlockfw/airlock/server/store"
 )
 
 // session is a logged-in dashboard user. The store keeps it under the
@@ -183,7 +182,7 @@ func (d *dashboard) handleLogin(w http.ResponseWriter, r *http.Request) {
 		d.renderLogin(w, r, pd, http.StatusBadRequest, ErrDashboardCSRF.Error()+"; reload the login page")
 		return
 	}
-	u, err := d.s.loginUser(r, form.Get("token"), form.Get("totp"))
+	u, err := d.s.auth.Login(r, form.Get("token"), form.Get("totp"))
 	if err != nil {
 		var he *httpx.Error
 		msg := errLoginFailed.Error()
@@ -203,93 +202,6 @@ func (d *dashboard) handleLogin(w http.ResponseWriter, r *http.Request) {
 	setCookie(w, DashboardCookie, id, int(DashboardSessionMax/time.Second))
 	setCookie(w, dashboardLoginCookie, "", -1)
 	http.Redirect(w, r, dashboardPrefix, http.StatusSeeOther)
-}
-
-// loginUser authenticates a dashboard login: the admin token exactly as
-// the admin API's bearer token (authAdmin), the user (enabled), and a TOTP
-// code (checkTOTP), whatever the role.
-func (s *Server) loginUser(r *http.Request, token, code string) (store.User, error) {
-	ctx := r.Context()
-	fail := func(result, actor string, err error) (store.User, error) {
-		s.auth.results.WithLabelValues(result).Inc()
-		s.audit(ctx, actor, AuditLoginFailed, map[string]string{"reason": result, "via": "dashboard", "remote": r.RemoteAddr})
-		return store.User{}, err
-	}
-	ar := r.Clone(ctx)
-	ar.Header = http.Header{"Authorization": {"Bearer " + token}}
-	tok, err := s.authAdmin(ar)
-	if err != nil {
-		var he *httpx.Error
-		if errors.As(err, &he) {
-			return fail("bad_token", "unknown", err)
-		}
-		return store.User{}, err
-	}
-	if info := httpx.InfoFrom(r); info != nil {
-		info.Admin = tok.ID
-	}
-	if tok.UserID == "" {
-		return fail("bad_token", "unknown", httpx.Status(http.StatusUnauthorized, "invalid admin token"))
-	}
-	u, err := s.db.GetUser(ctx, tok.UserID)
-	if errors.Is(err, store.ErrNotFound) {
-		return fail("bad_token", "unknown", httpx.Status(http.StatusUnauthorized, "invalid admin token"))
-	}
-	if err != nil {
-		return store.User{}, err
-	}
-	if u.Disabled() {
-		return fail("disabled", u.Name, httpx.Status(http.StatusUnauthorized, "user %q is disabled", u.Name))
-	}
-	if err := s.checkTOTP(r, u, code, "dashboard.login", "dashboard"); err != nil {
-		return store.User{}, err
-	}
-	return u, nil
-}
-
-// checkTOTP verifies a TOTP code of u for the admin API and the dashboard
-// alike (via says which): the lockout after MaxTOTPFailures, the RFC 6238
-// window, and the store's refusal of a replayed or older time step. Every
-// outcome is counted and audited.
-func (s *Server) checkTOTP(r *http.Request, u store.User, code string, action Action, via string) error {
-	ctx := r.Context()
-	fail := func(result string, err error) error {
-		s.auth.results.WithLabelValues(result).Inc()
-		s.audit(ctx, u.Name, AuditLoginFailed, map[string]string{"reason": result, "action": string(action), "via": via, "remote": r.RemoteAddr})
-		return err
-	}
-	now := s.now()
-	switch {
-	case code == "" && via == "api":
-		return fail("totp_missing", httpx.Status(http.StatusUnauthorized, "this action needs a TOTP code in the %s header", TOTPHeader))
-	case code == "":
-		return fail("totp_missing", httpx.Status(http.StatusUnauthorized, "this action needs a TOTP code"))
-	case u.TOTPSecret == nil:
-		return fail("totp_missing", httpx.Status(http.StatusUnauthorized, "%w: enroll with 'airlock server user totp --name %s'", ErrTOTPNotEnrolled, u.Name))
-	case s.auth.locked(u.ID, now):
-		return fail("totp_locked", httpx.Status(http.StatusTooManyRequests, "too many wrong TOTP codes for user %q; try again in %v", u.Name, TOTPLockout))
-	}
-	secret, err := s.kek.Open(totpPurpose, u.ID, u.TOTPSecret)
-	if err != nil {
-		return err
-	}
-	step, err := verifyTOTP(secret, code, now)
-	clear(secret)
-	if err != nil {
-		s.auth.fail(u.ID, now)
-		return fail("totp_invalid", httpx.Status(http.StatusUnauthorized, "%w", err))
-	}
-	if err := s.db.AcceptTOTPStep(ctx, u.ID, step); err != nil {
-		if errors.Is(err, store.ErrTOTPReplay) {
-			s.auth.fail(u.ID, now)
-			return fail("totp_replay", httpx.Status(http.StatusUnauthorized, "totp code already used; wait for the next code"))
-		}
-		return err
-	}
-	s.auth.succeed(u.ID)
-	s.auth.results.WithLabelValues("ok").Inc()
-	s.audit(ctx, u.Name, AuditLogin, map[string]string{"action": string(action), "via": via, "remote": r.RemoteAddr, "mfa": "totp"})
-	return nil
 }
 
 func (d *dashboard) handleLogout(w http.ResponseWriter, r *http.Request, _ *pageData) {

@@ -11,7 +11,9 @@ import (
 	"time"
 
 	"github.com/airlockfw/airlock/deviceapi"
+	"github.com/airlockfw/airlock/server/auth"
 	"github.com/airlockfw/airlock/server/internal/httpx"
+	"github.com/airlockfw/airlock/server/pki"
 	"github.com/airlockfw/airlock/server/store"
 )
 
@@ -76,7 +78,7 @@ func (s *Server) authDevice(r *http.Request) (store.Device, error) {
 	if leaf == nil {
 		return store.Device{}, httpx.Status(http.StatusForbidden, "client certificate is not issued by this server's device CA")
 	}
-	d, err := s.db.GetDeviceByCertSerial(r.Context(), serialHex(leaf))
+	d, err := s.db.GetDeviceByCertSerial(r.Context(), pki.SerialHex(leaf))
 	if errors.Is(err, store.ErrNotFound) {
 		return store.Device{}, httpx.Status(http.StatusForbidden, "client certificate is unknown or revoked")
 	}
@@ -93,7 +95,7 @@ func (s *Server) authDevice(r *http.Request) (store.Device, error) {
 // the device CA.
 func (s *Server) deviceChainLeaf(r *http.Request) *x509.Certificate {
 	for _, chain := range r.TLS.VerifiedChains {
-		if len(chain) > 1 && chain[len(chain)-1].Equal(s.deviceCA.cert) {
+		if len(chain) > 1 && chain[len(chain)-1].Equal(s.deviceCA.Cert) {
 			return chain[0]
 		}
 	}
@@ -120,10 +122,6 @@ func (s *Server) mfgChainLeaf(r *http.Request) *x509.Certificate {
 	return nil
 }
 
-// EnrollmentTokenLen is the length of an encoded token (32 random bytes,
-// unpadded base64url).
-const EnrollmentTokenLen = 43
-
 func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request) {
 	var req deviceapi.EnrollRequest
 	if err := httpx.ReadJSON(w, r, deviceapi.MaxEnrollRequestSize, &req); err != nil {
@@ -144,7 +142,7 @@ func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request) {
 	var existing *store.Device
 	switch {
 	case req.Token != "":
-		hash, err := tokenHash(req.Token)
+		hash, err := auth.TokenHash(req.Token)
 		if err != nil {
 			httpx.WriteError(w, r, httpx.Status(http.StatusUnauthorized, "enrollment token is invalid, expired or used up"))
 			return
@@ -162,7 +160,7 @@ func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request) {
 			httpx.WriteError(w, r, httpx.Status(http.StatusForbidden, "enrollment token is restricted to product %q model %q", tok.Product, tok.Model))
 			return
 		}
-		if deviceID, err = randomID("dev-"); err != nil {
+		if deviceID, err = auth.RandomID("dev-"); err != nil {
 			httpx.WriteError(w, r, err)
 			return
 		}
@@ -183,7 +181,7 @@ func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	httpx.InfoFrom(r).DeviceID = deviceID
-	cert, certPEM, err := issueDeviceCert(s.deviceCA, deviceID, csr.PublicKey, now)
+	cert, certPEM, err := pki.IssueDeviceCert(s.deviceCA, deviceID, csr.PublicKey, now)
 	if err != nil {
 		httpx.WriteError(w, r, err)
 		return
@@ -194,7 +192,7 @@ func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request) {
 		err = s.db.CreateDevice(r.Context(), store.Device{
 			ID: deviceID, Model: req.Model, Product: req.Product, Channel: req.Channel, HWRev: req.HWRev,
 			CurrentVersion: req.CurrentVersion, State: deviceapi.StateIdle,
-			CertSerial: serialHex(cert), CertFingerprint: Fingerprint(cert), EnrolledAt: now,
+			CertSerial: pki.SerialHex(cert), CertFingerprint: Fingerprint(cert), EnrolledAt: now,
 		})
 	}
 	if errors.Is(err, store.ErrInvalid) {
@@ -211,7 +209,7 @@ func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request) {
 	httpx.WriteJSON(w, http.StatusCreated, deviceapi.EnrollResponse{
 		DeviceID:            deviceID,
 		Certificate:         string(certPEM),
-		CAChain:             string(s.deviceCA.pem),
+		CAChain:             string(s.deviceCA.PEM),
 		PollIntervalSeconds: int64(s.cfg.PollInterval / time.Second),
 	})
 }
@@ -234,7 +232,7 @@ func (s *Server) rebindDevice(r *http.Request, d store.Device, cert *x509.Certif
 	if !ok {
 		return httpx.Status(http.StatusConflict, "device %s is already enrolled and this store cannot replace its certificate", d.ID)
 	}
-	return rb.ReplaceDeviceCert(r.Context(), d.ID, serialHex(cert), Fingerprint(cert))
+	return rb.ReplaceDeviceCert(r.Context(), d.ID, pki.SerialHex(cert), Fingerprint(cert))
 }
 
 // factoryDeviceID derives a stable device ID from a factory certificate's

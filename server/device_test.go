@@ -12,6 +12,7 @@ import (
 
 	"github.com/airlockfw/airlock/deviceapi"
 	"github.com/airlockfw/airlock/keys"
+	"github.com/airlockfw/airlock/server/pki"
 	"github.com/airlockfw/airlock/server/store"
 )
 
@@ -191,11 +192,11 @@ func TestDeviceAPIRefusesRequestsWithoutAValidDeviceIdentity(t *testing.T) {
 	e.start()
 
 	// A certificate the real device CA signed, but for a serial never enrolled.
-	deviceCAKey, err := loadCAKey(filepath.Join(e.cfg.DataDir, DeviceCAKeyFile), e.srv.kek)
+	deviceCAKey, err := pki.LoadCAKey(filepath.Join(e.cfg.DataDir, DeviceCAKeyFile), e.srv.kek)
 	if err != nil {
 		t.Fatal(err)
 	}
-	realCA := &testCA{cert: e.srv.deviceCA.cert, key: deviceCAKey}
+	realCA := &testCA{cert: e.srv.deviceCA.Cert, key: deviceCAKey}
 	unknown := realCA.issue(t, "dev-00000000000000000000000000000000", 99)
 	attacker := newTestCA(t, "Airlock device CA").issue(t, "dev-00000000000000000000000000000000", 1)
 	factory := mfg.issue(t, "factory-1", 7)

@@ -20,6 +20,7 @@ import (
 	"github.com/airlockfw/airlock/keys"
 	"github.com/airlockfw/airlock/repo"
 	"github.com/airlockfw/airlock/rollout"
+	"github.com/airlockfw/airlock/server/director"
 	"github.com/airlockfw/airlock/server/store"
 	"github.com/airlockfw/airlock/trust"
 
@@ -269,7 +270,7 @@ func TestDirectorServesEachDeviceOnlyItsOwnAssignment(t *testing.T) {
 			t.Errorf("hash %s: director %x, image repository %x", alg, got.Hashes[alg], h)
 		}
 	}
-	var custom map[string]directorCustom
+	var custom map[string]director.Custom
 	if err := json.Unmarshal(*got.Custom, &custom); err != nil {
 		t.Fatal(err)
 	}

@@ -2,16 +2,15 @@ package server
 
 import (
 	"bytes"
-	"crypto/x509"
 	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/airlockfw/airlock/deviceapi"
 	"github.com/airlockfw/airlock/keys"
+	"github.com/airlockfw/airlock/server/pki"
 )
 
 func TestDecodeJSONIsStrict(t *testing.T) {
@@ -124,43 +123,6 @@ func TestEnsureCAIsStableAndKeysArePrivate(t *testing.T) {
 	}
 }
 
-func TestServerCertificateCoversHostnamesAndIsRenewed(t *testing.T) {
-	dir := t.TempDir()
-	kek, _, err := LoadOrCreateKEK(filepath.Join(dir, KEKFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := loadOrCreateCA(dir, CAFile, CAKeyFile, "test CA", kek)
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now()
-	names := serverNames([]string{"updates.example.com", "10.0.0.5"})
-	cert, err := loadOrIssueServerCert(dir, c, names, now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(c.cert)
-	for _, n := range names {
-		if _, err := cert.Leaf.Verify(x509.VerifyOptions{DNSName: n, Roots: pool}); err != nil {
-			t.Errorf("%s: %v", n, err)
-		}
-	}
-	same, _ := loadOrIssueServerCert(dir, c, names, now)
-	if !same.Leaf.Equal(cert.Leaf) {
-		t.Fatal("a valid server certificate was replaced")
-	}
-	renewed, _ := loadOrIssueServerCert(dir, c, names, now.Add(ServerCertValidity-ServerCertRenewBefore/2))
-	if renewed.Leaf.Equal(cert.Leaf) {
-		t.Fatal("an expiring server certificate was not renewed")
-	}
-	more, _ := loadOrIssueServerCert(dir, c, serverNames([]string{"new.example.com"}), now)
-	if more.Leaf.VerifyHostname("new.example.com") != nil {
-		t.Fatal("a new hostname did not reissue the certificate")
-	}
-}
-
 // TestCAKeysAreSealedWithTheKEK: the CA private keys at rest are encrypted
 // with the KEK (which is not in the database); a wrong KEK fails closed; a
 // plain key from an earlier version is sealed on first load.
@@ -180,7 +142,7 @@ func TestCAKeysAreSealedWithTheKEK(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := loadCAKey(filepath.Join(dir, CAKeyFile), other); err == nil {
+	if _, err := pki.LoadCAKey(filepath.Join(dir, CAKeyFile), other); err == nil {
 		t.Fatal("CA key opened with the wrong KEK")
 	}
 	// Legacy plain key: accepted once, then sealed.
@@ -192,13 +154,13 @@ func TestCAKeysAreSealedWithTheKEK(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := loadCAKey(legacy, kek); err != nil {
+	if _, err := pki.LoadCAKey(legacy, kek); err != nil {
 		t.Fatal(err)
 	}
 	if data, _ := os.ReadFile(legacy); bytes.Contains(data, []byte("PRIVATE KEY")) {
 		t.Fatal("legacy key was not sealed")
 	}
-	if _, err := loadCAKey(legacy, kek); err != nil {
+	if _, err := pki.LoadCAKey(legacy, kek); err != nil {
 		t.Fatalf("sealed legacy key: %v", err)
 	}
 }

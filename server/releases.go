@@ -10,6 +10,7 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
 	"github.com/airlockfw/airlock/release"
+	"github.com/airlockfw/airlock/server/auth"
 	"github.com/airlockfw/airlock/server/internal/httpx"
 	"github.com/airlockfw/airlock/server/store"
 )
@@ -35,15 +36,15 @@ var Environments = release.Environments
 var ErrReleaseNotPublished = errors.New("release is not published in the served repository")
 
 func (s *Server) governanceRoutes(mux *http.ServeMux) {
-	mux.HandleFunc("GET /api/v1/admin/releases", s.admin(ActionReleaseRead, s.handleListReleases))
-	mux.HandleFunc("GET /api/v1/admin/releases/{id}", s.admin(ActionReleaseRead, s.handleGetRelease))
-	mux.HandleFunc("POST /api/v1/admin/releases", s.admin(ActionReleaseRegister, s.handleCreateRelease))
-	mux.HandleFunc("POST /api/v1/admin/releases/{id}/approve", s.admin(ActionReleaseApprove, s.handleApproveRelease))
-	mux.HandleFunc("POST /api/v1/admin/releases/{id}/deploy", s.admin(ActionReleaseDeploy, s.handleDeployRelease))
-	mux.HandleFunc("GET /api/v1/admin/users", s.admin(ActionUserRead, s.handleListUsers))
-	mux.HandleFunc("POST /api/v1/admin/users", s.admin(ActionUserWrite, s.handleCreateUser))
-	mux.HandleFunc("POST /api/v1/admin/users/{id}/tokens", s.admin(ActionUserWrite, s.handleCreateUserToken))
-	mux.HandleFunc("POST /api/v1/admin/users/{id}/disable", s.admin(ActionUserWrite, s.handleDisableUser))
+	mux.HandleFunc("GET /api/v1/admin/releases", s.auth.Admin(ActionReleaseRead, s.handleListReleases))
+	mux.HandleFunc("GET /api/v1/admin/releases/{id}", s.auth.Admin(ActionReleaseRead, s.handleGetRelease))
+	mux.HandleFunc("POST /api/v1/admin/releases", s.auth.Admin(ActionReleaseRegister, s.handleCreateRelease))
+	mux.HandleFunc("POST /api/v1/admin/releases/{id}/approve", s.auth.Admin(ActionReleaseApprove, s.handleApproveRelease))
+	mux.HandleFunc("POST /api/v1/admin/releases/{id}/deploy", s.auth.Admin(ActionReleaseDeploy, s.handleDeployRelease))
+	mux.HandleFunc("GET /api/v1/admin/users", s.auth.Admin(ActionUserRead, s.handleListUsers))
+	mux.HandleFunc("POST /api/v1/admin/users", s.auth.Admin(ActionUserWrite, s.handleCreateUser))
+	mux.HandleFunc("POST /api/v1/admin/users/{id}/tokens", s.auth.Admin(ActionUserWrite, s.handleCreateUserToken))
+	mux.HandleFunc("POST /api/v1/admin/users/{id}/disable", s.auth.Admin(ActionUserWrite, s.handleDisableUser))
 }
 
 // requiredApprovals is how many approvals a release for env needs.
@@ -205,12 +206,12 @@ func (s *Server) handleCreateRelease(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteError(w, r, err)
 		return
 	}
-	id, err := randomID("rel-")
+	id, err := auth.RandomID("rel-")
 	if err != nil {
 		httpx.WriteError(w, r, err)
 		return
 	}
-	u := userFrom(r)
+	u := auth.UserFrom(r)
 	rel := store.Release{ID: id, Product: p.String(), Version: v.String(), Environment: req.Environment,
 		TargetPath: tp, Uploader: u.ID, CreatedAt: s.now().UTC()}
 	if err := s.db.CreateRelease(r.Context(), rel); err != nil {
@@ -227,7 +228,7 @@ func (s *Server) handleApproveRelease(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteError(w, r, err)
 		return
 	}
-	u := userFrom(r)
+	u := auth.UserFrom(r)
 	rel, err := s.db.ApproveRelease(r.Context(), r.PathValue("id"), u.ID, s.now())
 	switch {
 	case errors.Is(err, store.ErrSelfApproval):
@@ -251,7 +252,7 @@ func (s *Server) handleDeployRelease(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteError(w, r, err)
 		return
 	}
-	u := userFrom(r)
+	u := auth.UserFrom(r)
 	id := r.PathValue("id")
 	cur, err := s.db.GetRelease(r.Context(), id)
 	if err != nil {

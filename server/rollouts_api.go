@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/airlockfw/airlock/rollout"
+	"github.com/airlockfw/airlock/server/auth"
 	"github.com/airlockfw/airlock/server/internal/httpx"
 	"github.com/airlockfw/airlock/server/store"
 )
@@ -136,7 +137,7 @@ func (s *Server) CreateRollout(ctx context.Context, actor store.User, req Create
 	if err := spec.Validate(); err != nil {
 		return RolloutView{}, err
 	}
-	id, err := randomID("ro-")
+	id, err := auth.RandomID("ro-")
 	if err != nil {
 		return RolloutView{}, err
 	}
@@ -293,13 +294,13 @@ func rolloutHTTPErr(err error) error {
 const MaxRolloutReasonLen = 512
 
 func (s *Server) rolloutRoutes(mux *http.ServeMux) {
-	mux.HandleFunc("GET /api/v1/admin/rollouts", s.admin(ActionRolloutRead, s.handleListRollouts))
-	mux.HandleFunc("GET /api/v1/admin/rollouts/{id}", s.admin(ActionRolloutRead, s.handleGetRollout))
-	mux.HandleFunc("POST /api/v1/admin/rollouts", s.admin(ActionRolloutWrite, s.handleCreateRollout))
+	mux.HandleFunc("GET /api/v1/admin/rollouts", s.auth.Admin(ActionRolloutRead, s.handleListRollouts))
+	mux.HandleFunc("GET /api/v1/admin/rollouts/{id}", s.auth.Admin(ActionRolloutRead, s.handleGetRollout))
+	mux.HandleFunc("POST /api/v1/admin/rollouts", s.auth.Admin(ActionRolloutWrite, s.handleCreateRollout))
 	for _, a := range []rollout.Action{rollout.ActionStart, rollout.ActionPause, rollout.ActionResume, rollout.ActionCancel} {
-		mux.HandleFunc("POST /api/v1/admin/rollouts/{id}/"+string(a), s.admin(ActionRolloutWrite, s.handleRolloutAction(a)))
+		mux.HandleFunc("POST /api/v1/admin/rollouts/{id}/"+string(a), s.auth.Admin(ActionRolloutWrite, s.handleRolloutAction(a)))
 	}
-	mux.HandleFunc("POST /api/v1/admin/devices/{id}/tags", s.admin(ActionDeviceTagWrite, s.handleSetTags))
+	mux.HandleFunc("POST /api/v1/admin/devices/{id}/tags", s.auth.Admin(ActionDeviceTagWrite, s.handleSetTags))
 	mux.HandleFunc("GET "+DirectorPath+"{file}", s.device(s.handleDirector))
 }
 
@@ -340,7 +341,7 @@ func (s *Server) handleCreateRollout(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteError(w, r, err)
 		return
 	}
-	v, err := s.CreateRollout(r.Context(), userFrom(r), req)
+	v, err := s.CreateRollout(r.Context(), auth.UserFrom(r), req)
 	if err != nil {
 		httpx.WriteError(w, r, rolloutHTTPErr(err))
 		return
@@ -361,7 +362,7 @@ func (s *Server) handleRolloutAction(a rollout.Action) http.HandlerFunc {
 			httpx.WriteError(w, r, err)
 			return
 		}
-		v, err := s.ApplyRollout(r.Context(), r.PathValue("id"), a, userFrom(r), req.Reason)
+		v, err := s.ApplyRollout(r.Context(), r.PathValue("id"), a, auth.UserFrom(r), req.Reason)
 		if errors.Is(err, ErrApprovalsMissing) {
 			httpx.WriteError(w, r, httpx.Status(http.StatusConflict, "%w", err))
 			return
@@ -385,7 +386,7 @@ func (s *Server) handleSetTags(w http.ResponseWriter, r *http.Request) {
 	if req.Tags != "" {
 		tags = strings.Split(req.Tags, ",")
 	}
-	if err := s.SetDeviceTags(r.Context(), userFrom(r), id, tags); err != nil {
+	if err := s.SetDeviceTags(r.Context(), auth.UserFrom(r), id, tags); err != nil {
 		httpx.WriteError(w, r, rolloutHTTPErr(err))
 		return
 	}

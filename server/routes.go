@@ -21,12 +21,12 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /api/v1/device", s.device(s.handleGetDevice))
 
 	// Every admin route declares its Action (auth.go: role table, TOTP).
-	mux.HandleFunc("GET /api/v1/admin/devices", s.admin(ActionFleetRead, s.handleListDevices))
-	mux.HandleFunc("GET /api/v1/admin/devices/{id}", s.admin(ActionFleetRead, s.handleAdminDevice))
-	mux.HandleFunc("GET /api/v1/admin/devices/{id}/events", s.admin(ActionFleetRead, s.handleAdminEvents))
-	mux.HandleFunc("POST /api/v1/admin/enrollment-tokens", s.admin(ActionEnrollTokenWrite, s.handleCreateEnrollmentToken))
-	mux.HandleFunc("GET /api/v1/admin/stats", s.admin(ActionFleetRead, s.handleStats))
-	mux.HandleFunc("GET /metrics", s.admin(ActionFleetRead, func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("GET /api/v1/admin/devices", s.auth.Admin(ActionFleetRead, s.handleListDevices))
+	mux.HandleFunc("GET /api/v1/admin/devices/{id}", s.auth.Admin(ActionFleetRead, s.handleAdminDevice))
+	mux.HandleFunc("GET /api/v1/admin/devices/{id}/events", s.auth.Admin(ActionFleetRead, s.handleAdminEvents))
+	mux.HandleFunc("POST /api/v1/admin/enrollment-tokens", s.auth.Admin(ActionEnrollTokenWrite, s.handleCreateEnrollmentToken))
+	mux.HandleFunc("GET /api/v1/admin/stats", s.auth.Admin(ActionFleetRead, s.handleStats))
+	mux.HandleFunc("GET /metrics", s.auth.Admin(ActionFleetRead, func(w http.ResponseWriter, r *http.Request) {
 		s.metrics.handler().ServeHTTP(w, r)
 	}))
 	s.governanceRoutes(mux)

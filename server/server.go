@@ -17,6 +17,9 @@ import (
 	"time"
 
 	"github.com/airlockfw/airlock/deviceapi"
+	"github.com/airlockfw/airlock/server/auth"
+	"github.com/airlockfw/airlock/server/director"
+	"github.com/airlockfw/airlock/server/pki"
 	"github.com/airlockfw/airlock/server/store"
 )
 
@@ -124,8 +127,8 @@ type Server struct {
 	log      *slog.Logger
 	now      func() time.Time
 	db       store.Store
-	tlsCA    *ca // nil with an operator certificate
-	deviceCA *ca
+	tlsCA    *pki.CA // nil with an operator certificate
+	deviceCA *pki.CA
 	mfgCAs   []*x509.Certificate
 	caPEM    []byte
 	caFP     string
@@ -136,9 +139,9 @@ type Server struct {
 	tgtRoot  *os.Root
 	metrics  *metrics
 	kek      *KEK
-	auth     *authState
+	auth     *auth.Authenticator
 	handler  http.Handler
-	director *director
+	director *director.Director
 	images   *imageRepo
 	rollouts *rolloutEngine
 	ln       net.Listener
@@ -234,10 +237,10 @@ func New(cfg Config) (_ *Server, err error) {
 func (s *Server) loadPKI() error {
 	var err error
 	if s.cfg.TLSCertFile == "" {
-		if s.tlsCA, err = loadOrCreateCA(s.cfg.DataDir, CAFile, CAKeyFile, "Airlock server CA", s.kek); err != nil {
+		if s.tlsCA, err = pki.LoadOrCreateCA(s.cfg.DataDir, CAFile, CAKeyFile, "Airlock server CA", s.kek); err != nil {
 			return err
 		}
-		s.caPEM, s.caFP = s.tlsCA.pem, Fingerprint(s.tlsCA.cert)
+		s.caPEM, s.caFP = s.tlsCA.PEM, Fingerprint(s.tlsCA.Cert)
 	}
 	if err := s.refreshCert(); err != nil {
 		return err
@@ -245,11 +248,11 @@ func (s *Server) loadPKI() error {
 	if s.tlsCA == nil {
 		s.caFP = Fingerprint(s.cert.Load().Leaf)
 	}
-	if s.deviceCA, err = loadOrCreateCA(s.cfg.DataDir, DeviceCAFile, DeviceCAKeyFile, "Airlock device CA", s.kek); err != nil {
+	if s.deviceCA, err = pki.LoadOrCreateCA(s.cfg.DataDir, DeviceCAFile, DeviceCAKeyFile, "Airlock device CA", s.kek); err != nil {
 		return err
 	}
 	pool := x509.NewCertPool()
-	pool.AddCert(s.deviceCA.cert)
+	pool.AddCert(s.deviceCA.Cert)
 	mfgPath := s.cfg.ManufacturingCAFile
 	if mfgPath == "" {
 		mfgPath = filepath.Join(s.cfg.DataDir, ManufacturingCAFile)
@@ -258,7 +261,7 @@ func (s *Server) loadPKI() error {
 		}
 	}
 	if mfgPath != "" {
-		certs, _, err := readCertFile(mfgPath)
+		certs, _, err := pki.ReadCertFile(mfgPath)
 		if err != nil {
 			return err
 		}
@@ -266,7 +269,7 @@ func (s *Server) loadPKI() error {
 			if !c.IsCA {
 				return fmt.Errorf("%w: %s: certificate %q is not a CA", ErrBadCAFile, mfgPath, c.Subject.String())
 			}
-			if c.Equal(s.deviceCA.cert) {
+			if c.Equal(s.deviceCA.Cert) {
 				return fmt.Errorf("%w: %s: the device CA cannot also be a manufacturing CA", ErrBadCAFile, mfgPath)
 			}
 			pool.AddCert(c)
@@ -296,7 +299,7 @@ func (s *Server) refreshCert() error {
 		if cur != nil && s.now().Add(ServerCertRenewBefore).Before(cur.Leaf.NotAfter) {
 			return nil
 		}
-		c, err := loadOrIssueServerCert(s.cfg.DataDir, s.tlsCA, serverNames(s.cfg.Hostnames), s.now())
+		c, err := pki.LoadOrIssueServerCert(s.cfg.DataDir, s.tlsCA, pki.ServerNames(s.cfg.Hostnames), s.now())
 		if err != nil {
 			return err
 		}
@@ -310,7 +313,7 @@ func (s *Server) refreshCert() error {
 	if !fi.ModTime().After(s.certMod) && s.cert.Load() != nil {
 		return nil
 	}
-	c, err := loadKeyPair(s.cfg.TLSCertFile, s.cfg.TLSKeyFile)
+	c, err := pki.LoadKeyPair(s.cfg.TLSCertFile, s.cfg.TLSKeyFile)
 	if err != nil {
 		return err
 	}
@@ -338,7 +341,7 @@ func (s *Server) CAFingerprint() string { return s.caFP }
 func (s *Server) CAPEM() []byte { return s.caPEM }
 
 // DeviceCAPEM returns the device CA certificate that issues client certificates.
-func (s *Server) DeviceCAPEM() []byte { return s.deviceCA.pem }
+func (s *Server) DeviceCAPEM() []byte { return s.deviceCA.PEM }
 
 // Handler returns the HTTP handler of the HTTPS listener (for embedding).
 // Device authentication needs r.TLS with verified chains, so it must be

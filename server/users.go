@@ -2,82 +2,15 @@ package server
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
-	"time"
 
+	"github.com/airlockfw/airlock/server/auth"
 	"github.com/airlockfw/airlock/server/internal/httpx"
 	"github.com/airlockfw/airlock/server/store"
 )
-
-// CreateUser creates a user with a role and its first API token, and
-// returns the user, the token secret (shown once; only its hash is stored)
-// and the token record. The name is 1..store.MaxIDLen of [A-Za-z0-9._-].
-func CreateUser(ctx context.Context, st store.Store, name, role string, now time.Time) (store.User, string, store.AdminToken, error) {
-	if !ValidRole(role) {
-		return store.User{}, "", store.AdminToken{}, fmt.Errorf("%w: role %q is not one of %q", store.ErrInvalid, role, Roles)
-	}
-	id, err := randomID("u-")
-	if err != nil {
-		return store.User{}, "", store.AdminToken{}, err
-	}
-	u := store.User{ID: id, Name: name, Role: role, CreatedAt: now.UTC()}
-	if err := st.CreateUser(ctx, u); err != nil {
-		return store.User{}, "", store.AdminToken{}, err
-	}
-	tok, rec, err := CreateUserToken(ctx, st, u.ID, "initial", now)
-	if err != nil {
-		return store.User{}, "", store.AdminToken{}, err
-	}
-	return u, tok, rec, nil
-}
-
-// CreateUserToken creates another API token for an existing user and
-// returns the secret (shown once) and the stored record. label names the
-// token (e.g. "laptop", "ci").
-func CreateUserToken(ctx context.Context, st store.Store, userID, label string, now time.Time) (string, store.AdminToken, error) {
-	u, err := st.GetUser(ctx, userID)
-	if err != nil {
-		return "", store.AdminToken{}, err
-	}
-	secret, hash, err := newToken()
-	if err != nil {
-		return "", store.AdminToken{}, err
-	}
-	id, err := randomID("at-")
-	if err != nil {
-		return "", store.AdminToken{}, err
-	}
-	rec := store.AdminToken{ID: id, UserID: u.ID, Name: label, Role: u.Role, Hash: hash, CreatedAt: now.UTC()}
-	if err := st.CreateAdminToken(ctx, rec); err != nil {
-		return "", store.AdminToken{}, fmt.Errorf("failed to store admin token: %w", err)
-	}
-	return secret, rec, nil
-}
-
-// CreateAdminToken creates an API token for the user called name, creating
-// the user with role if it does not exist (an existing user must have that
-// role). It returns the secret (shown once) and the stored record.
-func CreateAdminToken(ctx context.Context, st store.Store, name, role string, now time.Time) (string, store.AdminToken, error) {
-	u, err := st.GetUserByName(ctx, name)
-	if errors.Is(err, store.ErrNotFound) {
-		_, tok, rec, err := CreateUser(ctx, st, name, role, now)
-		return tok, rec, err
-	}
-	if err != nil {
-		return "", store.AdminToken{}, err
-	}
-	if u.Role != role {
-		return "", store.AdminToken{}, fmt.Errorf("%w: user %q has role %q, not %q", store.ErrConflict, name, u.Role, role)
-	}
-	if u.Disabled() {
-		return "", store.AdminToken{}, fmt.Errorf("%w: user %q is disabled", store.ErrConflict, name)
-	}
-	return CreateUserToken(ctx, st, u.ID, "token", now)
-}
 
 // initGovernance loads the KEK (checking it against the database) and
 // prepares authentication state and the approval threshold.
@@ -93,8 +26,8 @@ func (s *Server) initGovernance() error {
 			return err
 		}
 	}
-	s.auth = newAuthState()
-	s.metrics.reg.MustRegister(s.auth.results)
+	s.auth = auth.New(auth.Config{DB: s.db, KEK: s.kek, Now: s.now, Log: s.log, Audit: s.cfg.Audit})
+	s.metrics.reg.MustRegister(s.auth.Collector())
 	return nil
 }
 
@@ -139,7 +72,7 @@ func (s *Server) handleCreateUser(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteError(w, r, httpx.InputError(err))
 		return
 	}
-	s.audit(r.Context(), userFrom(r).Name, AuditUserCreated, map[string]string{"user": u.Name, "role": u.Role})
+	s.audit(r.Context(), auth.UserFrom(r).Name, AuditUserCreated, map[string]string{"user": u.Name, "role": u.Role})
 	httpx.WriteJSON(w, http.StatusCreated, CreateUserResponse{
 		User: userJSON(u), Token: TokenResponse{Token: tok, ID: rec.ID, UserID: u.ID, Name: rec.Name},
 	})
@@ -165,7 +98,7 @@ func (s *Server) handleCreateUserToken(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteError(w, r, httpx.InputError(err))
 		return
 	}
-	s.audit(r.Context(), userFrom(r).Name, AuditUserToken, map[string]string{"user": u.Name, "token_id": rec.ID})
+	s.audit(r.Context(), auth.UserFrom(r).Name, AuditUserToken, map[string]string{"user": u.Name, "token_id": rec.ID})
 	httpx.WriteJSON(w, http.StatusCreated, TokenResponse{Token: tok, ID: rec.ID, UserID: u.ID, Name: rec.Name})
 }
 
@@ -184,7 +117,7 @@ func (s *Server) handleDisableUser(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteError(w, r, err)
 		return
 	}
-	s.audit(r.Context(), userFrom(r).Name, AuditUserDisabled, map[string]string{"user": u.Name})
+	s.audit(r.Context(), auth.UserFrom(r).Name, AuditUserDisabled, map[string]string{"user": u.Name})
 	httpx.WriteJSON(w, http.StatusOK, userJSON(u))
 }
 

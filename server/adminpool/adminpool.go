@@ -26,7 +26,7 @@ import (
 	"time"
 
 	"github.com/airlockfw/airlock/adminapi"
-	"github.com/airlockfw/airlock/server"
+	"github.com/airlockfw/airlock/server/auth"
 	"github.com/airlockfw/airlock/server/store"
 )
 
@@ -49,15 +49,15 @@ type User struct {
 
 // CreateUsers creates n users named prefix-0 … prefix-(n-1) with role in db,
 // each with an enrolled TOTP secret (sealed with kek, as the server does).
-func CreateUsers(ctx context.Context, db store.Store, kek *server.KEK, prefix string, n int, role string) ([]User, error) {
+func CreateUsers(ctx context.Context, db store.Store, kek *auth.KEK, prefix string, n int, role string) ([]User, error) {
 	var out []User
 	for i := range n {
 		name := fmt.Sprintf("%s-%d", prefix, i)
-		_, tok, _, err := server.CreateUser(ctx, db, name, role, time.Now())
+		_, tok, _, err := auth.CreateUser(ctx, db, name, role, time.Now())
 		if err != nil {
 			return nil, err
 		}
-		uri, err := server.EnrollTOTP(ctx, db, kek, name)
+		uri, err := auth.EnrollTOTP(ctx, db, kek, name)
 		if err != nil {
 			return nil, err
 		}
@@ -123,5 +123,5 @@ func (p *pool) Credentials(_ context.Context, write bool) (string, string, error
 	}
 	u := p.users[0]
 	p.users = p.users[1:]
-	return u.Token, server.TOTPCode(u.Secret, time.Now()), nil
+	return u.Token, auth.TOTPCode(u.Secret, time.Now()), nil
 }

@@ -1,4 +1,4 @@
-package server
+package auth
 
 import (
 	"context"
@@ -92,7 +92,7 @@ func LoadOrCreateKEK(path string) (k *KEK, created bool, err error) {
 	// Write a temporary file, then link it into place: the KEK file appears
 	// complete or not at all, and an existing one is never replaced.
 	tmp := fmt.Sprintf("%s.tmp-%d", path, os.Getpid())
-	if err := writeExclusive(tmp, []byte(hex.EncodeToString(key)+"\n"), 0o600); err != nil {
+	if err := durable.CreateFile(durable.OS, tmp, []byte(hex.EncodeToString(key)+"\n"), 0o600); err != nil {
 		return nil, false, err
 	}
 	defer os.Remove(tmp)

@@ -1,18 +1,6 @@
-package server
+package auth
 
-import (
-	"context"
-	"errors"
-	"net/http"
-	"slices"
-	"sync"
-	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/airlockfw/airlock/server/internal/httpx"
-	"github.com/airlockfw/airlock/server/store"
-)
+import "slices"
 
 // Roles of admin API users, least privileged first. A user has exactly one.
 const (
@@ -87,6 +75,12 @@ func Authorize(role string, a Action) bool {
 	return ok && slices.Contains(p.roles, role)
 }
 
+// KnownAction reports whether a is in the authorization table.
+func KnownAction(a Action) bool {
+	_, ok := permissions[a]
+	return ok
+}
+
 // ActionNeedsTOTP reports whether action needs a TOTP code.
 func ActionNeedsTOTP(a Action) bool { return permissions[a].totp }
 
@@ -106,127 +100,3 @@ const (
 	AuditDeviceRolledBack = "device.rolled_back"
 	AuditDeviceFailed     = "device.failed"
 )
-
-// authState is the in-memory part of admin authentication: TOTP failure
-// counting (brute-force lockout) and the metrics.
-type authState struct {
-	mu       sync.Mutex
-	failures map[string]totpFailures // by user ID
-	results  *prometheus.CounterVec
-}
-
-type totpFailures struct {
-	n     int
-	first time.Time
-}
-
-func newAuthState() *authState {
-	return &authState{
-		failures: map[string]totpFailures{},
-		results: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "airlock_admin_auth_total",
-			Help: "Admin API authentications by result (ok, bad_token, disabled, forbidden, totp_missing, totp_invalid, totp_replay, totp_locked).",
-		}, []string{"result"}),
-	}
-}
-
-// locked reports whether user's TOTP is locked out at now.
-func (a *authState) locked(user string, now time.Time) bool {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	f := a.failures[user]
-	return f.n >= MaxTOTPFailures && now.Sub(f.first) < TOTPLockout
-}
-
-func (a *authState) fail(user string, now time.Time) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	f := a.failures[user]
-	if now.Sub(f.first) >= TOTPLockout {
-		f = totpFailures{first: now}
-	}
-	f.n++
-	a.failures[user] = f
-}
-
-func (a *authState) succeed(user string) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	delete(a.failures, user)
-}
-
-type userKey struct{}
-
-// userFrom returns the authenticated user of an admin request.
-func userFrom(r *http.Request) store.User {
-	u, _ := r.Context().Value(userKey{}).(store.User)
-	return u
-}
-
-// audit reports an event to Config.Audit, if set.
-func (s *Server) audit(ctx context.Context, actor, action string, details map[string]string) {
-	if s.cfg.Audit != nil {
-		s.cfg.Audit(ctx, actor, action, details)
-	}
-}
-
-// admin authenticates an admin API request (bearer token of an enabled
-// user), authorizes the user's role for action, and for state-changing
-// actions verifies a fresh TOTP code.
-func (s *Server) admin(action Action, h http.HandlerFunc) http.HandlerFunc {
-	if _, ok := permissions[action]; !ok {
-		panic("internal error: route declares unknown action " + string(action))
-	}
-	return func(w http.ResponseWriter, r *http.Request) {
-		u, err := s.authenticate(r, action)
-		if err != nil {
-			httpx.WriteError(w, r, err)
-			return
-		}
-		h(w, r.WithContext(context.WithValue(r.Context(), userKey{}, u)))
-	}
-}
-
-func (s *Server) authenticate(r *http.Request, action Action) (store.User, error) {
-	ctx := r.Context()
-	fail := func(result, actor string, err error) (store.User, error) {
-		s.auth.results.WithLabelValues(result).Inc()
-		if result != "forbidden" {
-			s.audit(ctx, actor, AuditLoginFailed, map[string]string{"reason": result, "action": string(action), "remote": r.RemoteAddr})
-		}
-		return store.User{}, err
-	}
-	tok, err := s.authAdmin(r)
-	if err != nil {
-		var he *httpx.Error
-		if errors.As(err, &he) {
-			return fail("bad_token", "unknown", err)
-		}
-		return store.User{}, err
-	}
-	httpx.InfoFrom(r).Admin = tok.ID
-	if tok.UserID == "" {
-		return fail("bad_token", "unknown", httpx.Status(http.StatusUnauthorized, "invalid admin token"))
-	}
-	u, err := s.db.GetUser(ctx, tok.UserID)
-	if errors.Is(err, store.ErrNotFound) {
-		return fail("bad_token", "unknown", httpx.Status(http.StatusUnauthorized, "invalid admin token"))
-	}
-	if err != nil {
-		return store.User{}, err
-	}
-	if u.Disabled() {
-		return fail("disabled", u.Name, httpx.Status(http.StatusUnauthorized, "user %q is disabled", u.Name))
-	}
-	if !Authorize(u.Role, action) {
-		return fail("forbidden", u.Name, httpx.Status(http.StatusForbidden, "role %q may not %s", u.Role, action))
-	}
-	if !ActionNeedsTOTP(action) {
-		s.auth.results.WithLabelValues("ok").Inc()
-		return u, nil
-	}
-	if err := s.checkTOTP(r, u, r.Header.Get(TOTPHeader), action, "api"); err != nil {
-		return store.User{}, err
-	}
-	return u, nil
-}

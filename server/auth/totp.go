@@ -1,4 +1,4 @@
-package server
+package auth
 
 import (
 	"context"
@@ -38,8 +38,8 @@ const (
 	MaxTOTPFailures = 5
 	// TOTPLockout is the window of MaxTOTPFailures.
 	TOTPLockout = 5 * time.Minute
-	// totpPurpose is the KEK seal purpose of TOTP seeds.
-	totpPurpose = "totp"
+	// TOTPPurpose is the KEK seal purpose of TOTP seeds.
+	TOTPPurpose = "totp"
 )
 
 // Errors of TOTP verification.
@@ -128,7 +128,7 @@ func EnrollTOTP(ctx context.Context, st store.Store, kek *KEK, name string) (uri
 	if err != nil {
 		return "", err
 	}
-	sealed, err := kek.Seal(totpPurpose, u.ID, secret)
+	sealed, err := kek.Seal(TOTPPurpose, u.ID, secret)
 	if err != nil {
 		return "", err
 	}

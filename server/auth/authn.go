@@ -1,0 +1,306 @@
+package auth
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/airlockfw/airlock/server/internal/httpx"
+	"github.com/airlockfw/airlock/server/store"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Config configures an Authenticator.
+type Config struct {
+	// DB holds users, tokens and the TOTP replay state. Required.
+	DB store.Store
+	// KEK opens the users' sealed TOTP seeds. Required.
+	KEK *KEK
+	// Now returns the current time; nil means time.Now.
+	Now func() time.Time
+	// Log receives warnings; nil means discard.
+	Log *slog.Logger
+	// Audit, when set, receives the Audit* events of logins and failed
+	// logins. It must not block.
+	Audit func(ctx context.Context, actor, action string, details map[string]string)
+}
+
+// Authenticator authenticates admin API requests and dashboard logins and
+// authorizes them with the role table. Its lockout state is in memory; the
+// TOTP replay state is in the store, so replicas share it.
+type Authenticator struct {
+	db      store.Store
+	kek     *KEK
+	now     func() time.Time
+	log     *slog.Logger
+	auditFn func(ctx context.Context, actor, action string, details map[string]string)
+	authState
+}
+
+// New returns an Authenticator.
+func New(cfg Config) *Authenticator {
+	a := &Authenticator{db: cfg.DB, kek: cfg.KEK, now: cfg.Now, log: cfg.Log, auditFn: cfg.Audit, authState: newAuthState()}
+	if a.now == nil {
+		a.now = time.Now
+	}
+	if a.log == nil {
+		a.log = slog.New(slog.DiscardHandler)
+	}
+	return a
+}
+
+// Collector returns the airlock_admin_auth_total counter, to register.
+func (a *Authenticator) Collector() prometheus.Collector { return a.results }
+
+// CountForbidden counts an authorization refusal made outside Authenticate
+// (the dashboard's pages).
+func (a *Authenticator) CountForbidden() { a.results.WithLabelValues("forbidden").Inc() }
+
+func (a *Authenticator) audit(ctx context.Context, actor, action string, details map[string]string) {
+	if a.auditFn != nil {
+		a.auditFn(ctx, actor, action, details)
+	}
+}
+
+// authState is the in-memory part of admin authentication: TOTP failure
+// counting (brute-force lockout) and the metrics.
+type authState struct {
+	mu       sync.Mutex
+	failures map[string]totpFailures // by user ID
+	results  *prometheus.CounterVec
+}
+
+type totpFailures struct {
+	n     int
+	first time.Time
+}
+
+func newAuthState() authState {
+	return authState{
+		failures: map[string]totpFailures{},
+		results: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "airlock_admin_auth_total",
+			Help: "Admin API authentications by result (ok, bad_token, disabled, forbidden, totp_missing, totp_invalid, totp_replay, totp_locked).",
+		}, []string{"result"}),
+	}
+}
+
+// locked reports whether user's TOTP is locked out at now.
+func (a *authState) locked(user string, now time.Time) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	f := a.failures[user]
+	return f.n >= MaxTOTPFailures && now.Sub(f.first) < TOTPLockout
+}
+
+func (a *authState) fail(user string, now time.Time) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	f := a.failures[user]
+	if now.Sub(f.first) >= TOTPLockout {
+		f = totpFailures{first: now}
+	}
+	f.n++
+	a.failures[user] = f
+}
+
+func (a *authState) succeed(user string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	delete(a.failures, user)
+}
+
+type userKey struct{}
+
+// UserFrom returns the authenticated user of an admin request.
+func UserFrom(r *http.Request) store.User {
+	u, _ := r.Context().Value(userKey{}).(store.User)
+	return u
+}
+
+// Admin wraps h: it authenticates an admin API request (bearer token of an enabled
+// user), authorizes the user's role for action, and for state-changing
+// actions verifies a fresh TOTP code.
+func (a *Authenticator) Admin(action Action, h http.HandlerFunc) http.HandlerFunc {
+	if _, ok := permissions[action]; !ok {
+		panic("internal error: route declares unknown action " + string(action))
+	}
+	return func(w http.ResponseWriter, r *http.Request) {
+		u, err := a.Authenticate(r, action)
+		if err != nil {
+			httpx.WriteError(w, r, err)
+			return
+		}
+		h(w, r.WithContext(context.WithValue(r.Context(), userKey{}, u)))
+	}
+}
+
+// Authenticate authenticates an admin API request for action: the bearer
+// token of an enabled user whose role may perform action, and for
+// state-changing actions a fresh TOTP code in TOTPHeader.
+func (a *Authenticator) Authenticate(r *http.Request, action Action) (store.User, error) {
+	ctx := r.Context()
+	fail := func(result, actor string, err error) (store.User, error) {
+		a.results.WithLabelValues(result).Inc()
+		if result != "forbidden" {
+			a.audit(ctx, actor, AuditLoginFailed, map[string]string{"reason": result, "action": string(action), "remote": r.RemoteAddr})
+		}
+		return store.User{}, err
+	}
+	tok, err := a.bearer(r)
+	if err != nil {
+		var he *httpx.Error
+		if errors.As(err, &he) {
+			return fail("bad_token", "unknown", err)
+		}
+		return store.User{}, err
+	}
+	httpx.InfoFrom(r).Admin = tok.ID
+	if tok.UserID == "" {
+		return fail("bad_token", "unknown", httpx.Status(http.StatusUnauthorized, "invalid admin token"))
+	}
+	u, err := a.db.GetUser(ctx, tok.UserID)
+	if errors.Is(err, store.ErrNotFound) {
+		return fail("bad_token", "unknown", httpx.Status(http.StatusUnauthorized, "invalid admin token"))
+	}
+	if err != nil {
+		return store.User{}, err
+	}
+	if u.Disabled() {
+		return fail("disabled", u.Name, httpx.Status(http.StatusUnauthorized, "user %q is disabled", u.Name))
+	}
+	if !Authorize(u.Role, action) {
+		return fail("forbidden", u.Name, httpx.Status(http.StatusForbidden, "role %q may not %s", u.Role, action))
+	}
+	if !ActionNeedsTOTP(action) {
+		a.results.WithLabelValues("ok").Inc()
+		return u, nil
+	}
+	if err := a.CheckTOTP(r, u, r.Header.Get(TOTPHeader), action, "api"); err != nil {
+		return store.User{}, err
+	}
+	return u, nil
+}
+
+func (a *Authenticator) bearer(r *http.Request) (store.AdminToken, error) {
+	const prefix = "Bearer "
+	auth := r.Header.Get("Authorization")
+	if auth == "" {
+		return store.AdminToken{}, httpx.Status(http.StatusUnauthorized, "admin token required (Authorization: Bearer …)")
+	}
+	if len(auth) < len(prefix) || !strings.EqualFold(auth[:len(prefix)], prefix) {
+		return store.AdminToken{}, httpx.Status(http.StatusUnauthorized, "authorization scheme must be Bearer")
+	}
+	hash, err := TokenHash(auth[len(prefix):])
+	if err != nil {
+		return store.AdminToken{}, httpx.Status(http.StatusUnauthorized, "invalid admin token")
+	}
+	tok, err := a.db.GetAdminTokenByHash(r.Context(), hash)
+	if errors.Is(err, store.ErrNotFound) {
+		return store.AdminToken{}, httpx.Status(http.StatusUnauthorized, "invalid admin token")
+	}
+	if err != nil {
+		return store.AdminToken{}, err
+	}
+	if subtle.ConstantTimeCompare(tok.Hash, hash) != 1 {
+		return store.AdminToken{}, httpx.Status(http.StatusUnauthorized, "invalid admin token")
+	}
+	if now := a.now(); now.Sub(tok.LastUsed) > AdminTouchInterval {
+		if err := a.db.TouchAdminToken(r.Context(), tok.ID, now); err != nil {
+			a.log.Warn("failed to update admin token last use", "admin_token_id", tok.ID, "err", err)
+		}
+	}
+	return tok, nil
+}
+
+// Login authenticates a dashboard login: the admin token exactly as
+// the admin API's bearer token, the user (enabled), and a TOTP
+// code (CheckTOTP), whatever the role.
+func (a *Authenticator) Login(r *http.Request, token, code string) (store.User, error) {
+	ctx := r.Context()
+	fail := func(result, actor string, err error) (store.User, error) {
+		a.results.WithLabelValues(result).Inc()
+		a.audit(ctx, actor, AuditLoginFailed, map[string]string{"reason": result, "via": "dashboard", "remote": r.RemoteAddr})
+		return store.User{}, err
+	}
+	ar := r.Clone(ctx)
+	ar.Header = http.Header{"Authorization": {"Bearer " + token}}
+	tok, err := a.bearer(ar)
+	if err != nil {
+		var he *httpx.Error
+		if errors.As(err, &he) {
+			return fail("bad_token", "unknown", err)
+		}
+		return store.User{}, err
+	}
+	if info := httpx.InfoFrom(r); info != nil {
+		info.Admin = tok.ID
+	}
+	if tok.UserID == "" {
+		return fail("bad_token", "unknown", httpx.Status(http.StatusUnauthorized, "invalid admin token"))
+	}
+	u, err := a.db.GetUser(ctx, tok.UserID)
+	if errors.Is(err, store.ErrNotFound) {
+		return fail("bad_token", "unknown", httpx.Status(http.StatusUnauthorized, "invalid admin token"))
+	}
+	if err != nil {
+		return store.User{}, err
+	}
+	if u.Disabled() {
+		return fail("disabled", u.Name, httpx.Status(http.StatusUnauthorized, "user %q is disabled", u.Name))
+	}
+	if err := a.CheckTOTP(r, u, code, "dashboard.login", "dashboard"); err != nil {
+		return store.User{}, err
+	}
+	return u, nil
+}
+
+// CheckTOTP verifies a TOTP code of u for the admin API and the dashboard
+// alike (via says which): the lockout after MaxTOTPFailures, the RFC 6238
+// window, and the store's refusal of a replayed or older time step. Every
+// outcome is counted and audited.
+func (a *Authenticator) CheckTOTP(r *http.Request, u store.User, code string, action Action, via string) error {
+	ctx := r.Context()
+	fail := func(result string, err error) error {
+		a.results.WithLabelValues(result).Inc()
+		a.audit(ctx, u.Name, AuditLoginFailed, map[string]string{"reason": result, "action": string(action), "via": via, "remote": r.RemoteAddr})
+		return err
+	}
+	now := a.now()
+	switch {
+	case code == "" && via == "api":
+		return fail("totp_missing", httpx.Status(http.StatusUnauthorized, "this action needs a TOTP code in the %s header", TOTPHeader))
+	case code == "":
+		return fail("totp_missing", httpx.Status(http.StatusUnauthorized, "this action needs a TOTP code"))
+	case u.TOTPSecret == nil:
+		return fail("totp_missing", httpx.Status(http.StatusUnauthorized, "%w: enroll with 'airlock server user totp --name %s'", ErrTOTPNotEnrolled, u.Name))
+	case a.locked(u.ID, now):
+		return fail("totp_locked", httpx.Status(http.StatusTooManyRequests, "too many wrong TOTP codes for user %q; try again in %v", u.Name, TOTPLockout))
+	}
+	secret, err := a.kek.Open(TOTPPurpose, u.ID, u.TOTPSecret)
+	if err != nil {
+		return err
+	}
+	step, err := verifyTOTP(secret, code, now)
+	clear(secret)
+	if err != nil {
+		a.fail(u.ID, now)
+		return fail("totp_invalid", httpx.Status(http.StatusUnauthorized, "%w", err))
+	}
+	if err := a.db.AcceptTOTPStep(ctx, u.ID, step); err != nil {
+		if errors.Is(err, store.ErrTOTPReplay) {
+			a.fail(u.ID, now)
+			return fail("totp_replay", httpx.Status(http.StatusUnauthorized, "totp code already used; wait for the next code"))
+		}
+		return err
+	}
+	a.succeed(u.ID)
+	a.results.WithLabelValues("ok").Inc()
+	a.audit(ctx, u.Name, AuditLogin, map[string]string{"action": string(action), "via": via, "remote": r.RemoteAddr, "mfa": "totp"})
+	return nil
+}
