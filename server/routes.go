@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/airlockfw/airlock/server/dashboard"
 	"github.com/airlockfw/airlock/server/internal/httpx"
 )
 
@@ -31,7 +32,8 @@ func (s *Server) routes() http.Handler {
 	}))
 	s.governanceRoutes(mux)
 	s.rolloutRoutes(mux)
-	s.dashboardRoutes(mux)
+	dashboard.Routes(mux, dashboard.Config{DB: s.db, Auth: s.auth, Rollouts: s, ReleaseView: s.releaseJSON,
+		Now: s.now, Audit: s.cfg.Audit, AuditDir: s.cfg.AuditDir})
 	return s.instrument(mux)
 }
 

@@ -1,4 +1,4 @@
-package server
+package dashboard
 
 import (
 	"cmp"
@@ -9,14 +9,16 @@ import (
 	"slices"
 	"time"
 
+	"github.com/airlockfw/airlock/adminapi"
 	"github.com/airlockfw/airlock/rollout"
+	"github.com/airlockfw/airlock/server/auth"
 	"github.com/airlockfw/airlock/server/store"
 )
 
 // The actions that guard the rollout pages: the admin API's.
 const (
-	rolloutReadAction  = ActionRolloutRead
-	rolloutWriteAction = ActionRolloutWrite
+	rolloutReadAction  = auth.ActionRolloutRead
+	rolloutWriteAction = auth.ActionRolloutWrite
 )
 
 // rolloutVerbs are the operator actions the rollout page offers, as URL
@@ -81,13 +83,8 @@ type rolloutView interface {
 	apply(ctx context.Context, id string, a rollout.Action, actor store.User) error
 }
 
-// dashboardRollouts returns the dashboard's view of the server's rollouts:
-// the admin API's read model (RolloutView) and operator actions
-// (ApplyRollout: state machine, governance, audit log).
-func (s *Server) dashboardRollouts() rolloutView { return engineRollouts{s} }
-
 // engineRollouts is the rolloutView of the server's rollout engine.
-type engineRollouts struct{ s *Server }
+type engineRollouts struct{ s Rollouts }
 
 func (v engineRollouts) list(ctx context.Context, limit int) ([]dashRollout, error) {
 	views, err := v.s.ListRolloutViews(ctx, limit)
@@ -115,7 +112,7 @@ func (v engineRollouts) apply(ctx context.Context, id string, a rollout.Action, 
 }
 
 // dashView converts the admin API's read model.
-func dashView(rv RolloutView) dashRollout {
+func dashView(rv adminapi.RolloutView) dashRollout {
 	dr := dashRollout{
 		ID: rv.ID, Release: rv.Release, ReleaseID: rv.ReleaseID, State: rollout.State(rv.State), Reason: rv.Reason,
 		UpdatedAt: rv.UpdatedAt, CreatedAt: rv.CreatedAt, Filter: rv.Filter, Success: rv.SuccessThreshold,
@@ -140,7 +137,7 @@ func (d *dashboard) handleRollouts(w http.ResponseWriter, r *http.Request, pd *p
 	body := rolloutsPage{Available: d.rollouts != nil}
 	if d.rollouts != nil {
 		var err error
-		if body.Rollouts, err = d.rollouts.list(r.Context(), DashboardListLimit); err != nil {
+		if body.Rollouts, err = d.rollouts.list(r.Context(), ListLimit); err != nil {
 			d.internalError(w, r, pd, err)
 			return
 		}

@@ -1,4 +1,4 @@
-package server
+package dashboard
 
 import (
 	"crypto/rand"
@@ -48,14 +48,14 @@ func constantTimeEqual(a, b string) bool {
 
 // create starts a session for user and returns it with the cookie value.
 func (st *sessionStore) create(userID string, now time.Time) (*session, string) {
-	id := randomToken(DashboardSessionIDSize)
+	id := randomToken(SessionIDSize)
 	s := &session{key: sha256.Sum256([]byte(id)), userID: userID, csrf: randomToken(32), created: now, lastSeen: now}
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if len(st.byID) >= MaxDashboardSessions {
+	if len(st.byID) >= MaxSessions {
 		st.sweepLocked(now)
 	}
-	for len(st.byID) >= MaxDashboardSessions {
+	for len(st.byID) >= MaxSessions {
 		var oldest *session
 		for _, o := range st.byID {
 			if oldest == nil || o.lastSeen.Before(oldest.lastSeen) {
@@ -69,7 +69,7 @@ func (st *sessionStore) create(userID string, now time.Time) (*session, string) 
 }
 
 func (s *session) expired(now time.Time) bool {
-	return now.Sub(s.lastSeen) >= DashboardSessionIdle || now.Sub(s.created) >= DashboardSessionMax || now.Before(s.created)
+	return now.Sub(s.lastSeen) >= SessionIdle || now.Sub(s.created) >= SessionMax || now.Before(s.created)
 }
 
 func (st *sessionStore) sweepLocked(now time.Time) {
@@ -83,8 +83,8 @@ func (st *sessionStore) sweepLocked(now time.Time) {
 // fromRequest returns the live session of the request's cookie and marks
 // it used, or nil. An expired session is deleted.
 func (st *sessionStore) fromRequest(r *http.Request, now time.Time) *session {
-	c, err := r.Cookie(DashboardCookie)
-	if err != nil || len(c.Value) != base64.RawURLEncoding.EncodedLen(DashboardSessionIDSize) {
+	c, err := r.Cookie(Cookie)
+	if err != nil || len(c.Value) != base64.RawURLEncoding.EncodedLen(SessionIDSize) {
 		return nil
 	}
 	key := sha256.Sum256([]byte(c.Value))
@@ -147,7 +147,7 @@ type loginPage struct {
 
 func (d *dashboard) handleLoginPage(w http.ResponseWriter, r *http.Request) {
 	pd := &pageData{Nonce: securityHeaders(w), Title: "Log in"}
-	if d.sessions.fromRequest(r, d.s.now()) != nil {
+	if d.sessions.fromRequest(r, d.now()) != nil {
 		http.Redirect(w, r, dashboardPrefix, http.StatusSeeOther)
 		return
 	}
@@ -158,7 +158,7 @@ func (d *dashboard) handleLoginPage(w http.ResponseWriter, r *http.Request) {
 func (d *dashboard) renderLogin(w http.ResponseWriter, r *http.Request, pd *pageData, code int, msg string) {
 	pd.Title, pd.Error = "Log in", msg
 	pd.CSRF = randomToken(32)
-	setCookie(w, dashboardLoginCookie, pd.CSRF, int(DashboardSessionIdle/time.Second))
+	setCookie(w, dashboardLoginCookie, pd.CSRF, int(SessionIdle/time.Second))
 	pd.Body = loginPage{}
 	d.render(w, r, code, "login", pd)
 }
@@ -179,10 +179,10 @@ func (d *dashboard) handleLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	c, cerr := r.Cookie(dashboardLoginCookie)
 	if cerr != nil || checkCSRF(r, form, c.Value) != nil {
-		d.renderLogin(w, r, pd, http.StatusBadRequest, ErrDashboardCSRF.Error()+"; reload the login page")
+		d.renderLogin(w, r, pd, http.StatusBadRequest, ErrCSRF.Error()+"; reload the login page")
 		return
 	}
-	u, err := d.s.auth.Login(r, form.Get("token"), form.Get("totp"))
+	u, err := d.auth.Login(r, form.Get("token"), form.Get("totp"))
 	if err != nil {
 		var he *httpx.Error
 		msg := errLoginFailed.Error()
@@ -197,15 +197,15 @@ func (d *dashboard) handleLogin(w http.ResponseWriter, r *http.Request) {
 		d.renderLogin(w, r, pd, http.StatusUnauthorized, msg)
 		return
 	}
-	now := d.s.now()
+	now := d.now()
 	_, id := d.sessions.create(u.ID, now)
-	setCookie(w, DashboardCookie, id, int(DashboardSessionMax/time.Second))
+	setCookie(w, Cookie, id, int(SessionMax/time.Second))
 	setCookie(w, dashboardLoginCookie, "", -1)
 	http.Redirect(w, r, dashboardPrefix, http.StatusSeeOther)
 }
 
 func (d *dashboard) handleLogout(w http.ResponseWriter, r *http.Request, _ *pageData) {
 	d.sessions.delete(reqFrom(r).sess)
-	setCookie(w, DashboardCookie, "", -1)
+	setCookie(w, Cookie, "", -1)
 	http.Redirect(w, r, dashboardPrefix+"login", http.StatusSeeOther)
 }

@@ -1,4 +1,4 @@
-package server
+package dashboard
 
 import (
 	"cmp"
@@ -8,9 +8,11 @@ import (
 	"net/http"
 	"slices"
 
+	"github.com/airlockfw/airlock/adminapi"
 	"github.com/airlockfw/airlock/audit"
 	"github.com/airlockfw/airlock/deviceapi"
 	"github.com/airlockfw/airlock/release"
+	"github.com/airlockfw/airlock/server/auth"
 	"github.com/airlockfw/airlock/server/internal/httpx"
 	"github.com/airlockfw/airlock/server/store"
 )
@@ -57,7 +59,7 @@ type countBar struct {
 	Label   string
 	Count   int
 	Pct     int
-	AtLeast bool // the count was capped at DashboardStateCountLimit
+	AtLeast bool // the count was capped at StateCountLimit
 }
 
 func bars(counts map[string]int) ([]countBar, int) {
@@ -93,11 +95,11 @@ func (d *dashboard) handleOverview(w http.ResponseWriter, r *http.Request, pd *p
 	pd.Title, pd.Nav = "Fleet", "overview"
 	var body overviewPage
 	var err error
-	if body.Stats, err = d.s.db.Stats(ctx); err != nil {
+	if body.Stats, err = d.db.Stats(ctx); err != nil {
 		d.internalError(w, r, pd, err)
 		return
 	}
-	rels, err := d.s.db.ListReleases(ctx, store.MaxListLimit)
+	rels, err := d.db.ListReleases(ctx, store.MaxListLimit)
 	if err != nil {
 		d.internalError(w, r, pd, err)
 		return
@@ -111,7 +113,7 @@ func (d *dashboard) handleOverview(w http.ResponseWriter, r *http.Request, pd *p
 	slices.Sort(products)
 	products = append(products, "") // every product together
 	for _, p := range products {
-		vers, err := d.s.db.CountDevicesByVersion(ctx, p)
+		vers, err := d.db.CountDevicesByVersion(ctx, p)
 		if err != nil {
 			d.internalError(w, r, pd, err)
 			return
@@ -129,14 +131,14 @@ func (d *dashboard) handleOverview(w http.ResponseWriter, r *http.Request, pd *p
 	states := map[string]int{}
 	capped := map[string]bool{}
 	for _, st := range deviceapi.States() {
-		devs, err := d.s.db.ListDevices(ctx, store.DeviceFilter{State: st, Limit: DashboardStateCountLimit})
+		devs, err := d.db.ListDevices(ctx, store.DeviceFilter{State: st, Limit: StateCountLimit})
 		if err != nil {
 			d.internalError(w, r, pd, err)
 			return
 		}
 		if len(devs) > 0 {
 			states[st] = len(devs)
-			capped[st] = len(devs) == DashboardStateCountLimit
+			capped[st] = len(devs) == StateCountLimit
 		}
 	}
 	body.States, _ = bars(states)
@@ -145,7 +147,7 @@ func (d *dashboard) handleOverview(w http.ResponseWriter, r *http.Request, pd *p
 	}
 	slices.SortFunc(body.States, func(a, b countBar) int { return cmp.Compare(b.Count, a.Count) })
 	if d.rollouts != nil {
-		all, err := d.rollouts.list(ctx, DashboardListLimit)
+		all, err := d.rollouts.list(ctx, ListLimit)
 		if err != nil {
 			d.internalError(w, r, pd, err)
 			return
@@ -166,7 +168,7 @@ type releasesPage struct {
 }
 
 type releaseRow struct {
-	Release
+	adminapi.Release
 	UploaderName string
 }
 
@@ -193,12 +195,12 @@ func (n *userNames) name(id string) string {
 }
 
 func (d *dashboard) names(ctx context.Context) *userNames {
-	return &userNames{ctx: ctx, db: d.s.db, cache: map[string]string{}}
+	return &userNames{ctx: ctx, db: d.db, cache: map[string]string{}}
 }
 
 func (d *dashboard) handleReleases(w http.ResponseWriter, r *http.Request, pd *pageData) {
 	pd.Title, pd.Nav = "Releases", "releases"
-	rels, err := d.s.db.ListReleases(r.Context(), DashboardListLimit)
+	rels, err := d.db.ListReleases(r.Context(), ListLimit)
 	if err != nil {
 		d.internalError(w, r, pd, err)
 		return
@@ -206,7 +208,7 @@ func (d *dashboard) handleReleases(w http.ResponseWriter, r *http.Request, pd *p
 	n := d.names(r.Context())
 	var body releasesPage
 	for _, rel := range rels {
-		body.Releases = append(body.Releases, releaseRow{Release: d.s.releaseJSON(rel), UploaderName: n.name(rel.Uploader)})
+		body.Releases = append(body.Releases, releaseRow{Release: d.releaseView(rel), UploaderName: n.name(rel.Uploader)})
 	}
 	pd.Body = body
 	d.render(w, r, http.StatusOK, "releases", pd)
@@ -215,7 +217,7 @@ func (d *dashboard) handleReleases(w http.ResponseWriter, r *http.Request, pd *p
 // releasePage is the body of a release's page: its approvals and its
 // audit trail.
 type releasePage struct {
-	Rel            Release
+	Rel            adminapi.Release
 	Name           string // "product@version"
 	UploaderName   string
 	DeployedByName string
@@ -236,13 +238,13 @@ type releasePage struct {
 
 type approvalRow struct {
 	Name     string
-	Approval Approval
+	Approval adminapi.Approval
 }
 
 func (d *dashboard) handleRelease(w http.ResponseWriter, r *http.Request, pd *pageData) {
 	ctx := r.Context()
 	pd.Nav = "releases"
-	rel, err := d.s.db.GetRelease(ctx, r.PathValue("id"))
+	rel, err := d.db.GetRelease(ctx, r.PathValue("id"))
 	if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrInvalid) {
 		d.renderError(w, r, pd, http.StatusNotFound, "no such release")
 		return
@@ -252,13 +254,13 @@ func (d *dashboard) handleRelease(w http.ResponseWriter, r *http.Request, pd *pa
 		return
 	}
 	n := d.names(ctx)
-	body := releasePage{Rel: d.s.releaseJSON(rel), Name: rel.Product + "@" + rel.Version,
+	body := releasePage{Rel: d.releaseView(rel), Name: rel.Product + "@" + rel.Version,
 		UploaderName: n.name(rel.Uploader), DeployedByName: n.name(rel.DeployedBy),
 		CanApprove: rel.DeployedAt.IsZero()}
 	for _, a := range body.Rel.Approvals {
 		body.Approvals = append(body.Approvals, approvalRow{Name: n.name(a.Approver), Approval: a})
 	}
-	if dir := d.s.cfg.AuditDir; dir != "" {
+	if dir := d.auditDir; dir != "" {
 		entries, err := audit.Query(dir, audit.Filter{Release: body.Name})
 		if err != nil {
 			body.AuditError = err.Error()
@@ -266,12 +268,12 @@ func (d *dashboard) handleRelease(w http.ResponseWriter, r *http.Request, pd *pa
 			body.Audit = audit.Summarize(body.Name, entries)
 		}
 	}
-	body.Running, err = d.s.db.ListDevices(ctx, store.DeviceFilter{Product: rel.Product, Version: rel.Version, Limit: DashboardListLimit})
+	body.Running, err = d.db.ListDevices(ctx, store.DeviceFilter{Product: rel.Product, Version: rel.Version, Limit: ListLimit})
 	if err != nil {
 		d.internalError(w, r, pd, err)
 		return
 	}
-	body.RunningMax = len(body.Running) == DashboardListLimit
+	body.RunningMax = len(body.Running) == ListLimit
 	if body.RolledBack, err = d.devicesWithOutcome(ctx, rel, deviceapi.StateRolledBack); err == nil {
 		body.Failed, err = d.devicesWithOutcome(ctx, rel, deviceapi.StateFailed)
 	}
@@ -280,7 +282,7 @@ func (d *dashboard) handleRelease(w http.ResponseWriter, r *http.Request, pd *pa
 		return
 	}
 	if d.rollouts != nil {
-		all, err := d.rollouts.list(ctx, DashboardListLimit)
+		all, err := d.rollouts.list(ctx, ListLimit)
 		if err != nil {
 			d.internalError(w, r, pd, err)
 			return
@@ -295,17 +297,17 @@ func (d *dashboard) handleRelease(w http.ResponseWriter, r *http.Request, pd *pa
 	d.render(w, r, http.StatusOK, "release", pd)
 }
 
-// devicesWithOutcome returns up to DashboardListLimit devices of the
+// devicesWithOutcome returns up to ListLimit devices of the
 // release's product in state whose latest event of that kind is about
 // the release's version.
 func (d *dashboard) devicesWithOutcome(ctx context.Context, rel store.Release, state string) ([]store.Device, error) {
-	devs, err := d.s.db.ListDevices(ctx, store.DeviceFilter{Product: rel.Product, State: state, Limit: DashboardListLimit})
+	devs, err := d.db.ListDevices(ctx, store.DeviceFilter{Product: rel.Product, State: state, Limit: ListLimit})
 	if err != nil {
 		return nil, err
 	}
 	var out []store.Device
 	for _, dev := range devs {
-		evs, err := d.s.db.ListEvents(ctx, dev.ID, 10)
+		evs, err := d.db.ListEvents(ctx, dev.ID, 10)
 		if err != nil {
 			return nil, err
 		}
@@ -326,11 +328,11 @@ func (d *dashboard) devicesWithOutcome(ctx context.Context, rel store.Release, s
 func (d *dashboard) handleApprove(w http.ResponseWriter, r *http.Request, pd *pageData) {
 	dr := reqFrom(r)
 	id := r.PathValue("id")
-	rel, err := d.s.db.ApproveRelease(r.Context(), id, dr.user.ID, d.s.now())
+	rel, err := d.db.ApproveRelease(r.Context(), id, dr.user.ID, d.now())
 	var msg string
 	switch {
 	case err == nil:
-		d.s.audit(r.Context(), dr.user.Name, AuditReleaseApproved, map[string]string{
+		d.audit(r.Context(), dr.user.Name, auth.AuditReleaseApproved, map[string]string{
 			"release_id": rel.ID, "release": rel.Product + "@" + rel.Version, "environment": rel.Environment,
 			"approvals": fmt.Sprint(rel.ActiveApprovals()), "via": "dashboard"})
 		msg = fmt.Sprintf("approved %s@%s (%d approvals)", rel.Product, rel.Version, rel.ActiveApprovals())
