@@ -277,7 +277,7 @@ func (s *Server) handleCheckin(w http.ResponseWriter, r *http.Request, d store.D
 	}
 	s.metrics.checkins.Inc()
 	d.CurrentVersion = req.CurrentVersion
-	asg, err := s.rollouts.checkin(r.Context(), d)
+	asg, err := s.rollouts.Checkin(r.Context(), d)
 	if err != nil {
 		// The check-in itself is recorded; a rollout problem must not cut
 		// the device off from the server.
@@ -312,7 +312,7 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request, d store.De
 		httpx.WriteError(w, r, err)
 		return
 	}
-	if err := s.rollouts.report(r.Context(), d, req.Kind, req.Version, req.Message); err != nil {
+	if err := s.rollouts.Report(r.Context(), d, req.Kind, req.Version, req.Message); err != nil {
 		s.log.Error("rollout report failed", "device_id", d.ID, "err", err)
 	}
 	switch req.Kind {

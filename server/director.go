@@ -18,6 +18,7 @@ import (
 	"github.com/airlockfw/airlock/server/auth"
 	"github.com/airlockfw/airlock/server/director"
 	"github.com/airlockfw/airlock/server/internal/httpx"
+	"github.com/airlockfw/airlock/server/rollouts"
 	"github.com/airlockfw/airlock/server/store"
 	"github.com/airlockfw/airlock/trust"
 )
@@ -293,8 +294,9 @@ func (s *Server) initRollouts() error {
 	}
 	s.director = d
 	s.images = &imageRepo{s: s}
-	s.rollouts = newRolloutEngine(s)
+	s.rollouts = rollouts.New(rollouts.Config{DB: s.db, RequiredApprovals: s.requiredApprovals, Now: s.now, Log: s.log,
+		Audit: s.cfg.Audit, Metrics: s.metrics.reg})
 	ctx, cancel := context.WithTimeout(context.Background(), StoreTimeout)
 	defer cancel()
-	return s.rollouts.load(ctx)
+	return s.rollouts.Load(ctx)
 }

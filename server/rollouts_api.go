@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/http"
 	"strings"
 	"time"
@@ -11,268 +10,69 @@ import (
 	"github.com/airlockfw/airlock/rollout"
 	"github.com/airlockfw/airlock/server/auth"
 	"github.com/airlockfw/airlock/server/internal/httpx"
+	"github.com/airlockfw/airlock/server/rollouts"
 	"github.com/airlockfw/airlock/server/store"
 )
 
-// ErrRolloutInput is wrapped by errors about a rollout request's fields.
-var ErrRolloutInput = errors.New("invalid rollout request")
+// Rollout engine settings.
+const (
+	// DefaultRolloutTick is how often the engine re-counts running
+	// rollouts from the store, recomputes their eligible fleet, times out
+	// silent devices and applies the health gates (they are also applied
+	// after every report).
+	DefaultRolloutTick = 10 * time.Second
+	// MinRolloutTick and MaxRolloutTick bound Config.RolloutTick.
+	MinRolloutTick = 10 * time.Millisecond
+	MaxRolloutTick = time.Hour
+	// MaxOverduePerTick bounds the devices timed out per rollout and tick.
+	MaxOverduePerTick = rollouts.MaxOverduePerTick
+)
 
-// ErrApprovalsMissing: a production rollout cannot start before its
-// release has the approvals production needs.
-var ErrApprovalsMissing = fmt.Errorf("%w: the release lacks the approvals its environment needs", store.ErrConflict)
+// Audit actions of rollouts.
+const (
+	AuditRolloutCreated    = rollouts.AuditRolloutCreated
+	AuditRolloutTransition = rollouts.AuditRolloutTransition
+	AuditDeviceTags        = rollouts.AuditDeviceTags
+)
 
-func stageCounts(c rollout.Counts) StageCounts {
-	return StageCounts{Assigned: c.Assigned, Succeeded: c.Succeeded, Failed: c.Failed, InProgress: c.InProgress()}
-}
-
-// view builds the read model of rec with status and reasons.
-func (s *Server) view(rec store.Rollout, r rollout.Rollout, st rollout.Status, reasons map[string]int) RolloutView {
-	v := RolloutView{
-		ID: rec.ID, Release: rec.Product + "@" + rec.Version, ReleaseID: rec.ReleaseID, TargetPath: rec.TargetPath,
-		Filter: rec.Filter, Stages: rec.Stages, SuccessThreshold: r.Success.String(), FailureThreshold: r.Failure.String(),
-		MaxParallel: rec.MaxParallel, Window: rec.Window, Forced: rec.Forced, ReportDeadline: rec.ReportDeadline.String(),
-		State: rec.State, Stage: rec.Stage, Reason: rec.Reason, CreatedBy: rec.CreatedBy, CreatedAt: rec.CreatedAt,
-		UpdatedAt: rec.UpdatedAt, Eligible: st.Eligible, Total: stageCounts(st.Total()), FailureReasons: map[string]int{},
-	}
-	for i, stg := range r.Stages {
-		var c rollout.Counts
-		if i < len(st.Stages) {
-			c = st.Stages[i]
-		}
-		v.StageViews = append(v.StageViews, StageView{Label: stg.Label(i), Spec: stg.String(),
-			Target: rollout.Target(r.Stages, i, st.Eligible), StageCounts: stageCounts(c)})
-	}
-	for k, n := range reasons {
-		v.FailureReasons[k] = n
-	}
-	_, v.AssignBlocked = rollout.Assignable(r, st, s.now())
-	return v
-}
+// Errors of rollout requests (see package server/rollouts).
+var (
+	ErrRolloutInput     = rollouts.ErrInput
+	ErrApprovalsMissing = rollouts.ErrApprovalsMissing
+)
 
 // RolloutView returns the read model of a rollout (store.ErrNotFound if
 // there is none).
 func (s *Server) RolloutView(ctx context.Context, id string) (RolloutView, error) {
-	if lr := s.rollouts.get(id); lr != nil {
-		lr.mu.Lock()
-		defer lr.mu.Unlock()
-		if !lr.gone {
-			return s.view(lr.rec, lr.r, lr.status, lr.reasons), nil
-		}
-	}
-	rec, err := s.db.GetRollout(ctx, id)
-	if err != nil {
-		return RolloutView{}, err
-	}
-	return s.storedView(ctx, rec)
-}
-
-// storedView builds the read model of an untracked rollout from the store.
-func (s *Server) storedView(ctx context.Context, rec store.Rollout) (RolloutView, error) {
-	r, err := specOf(rec)
-	if err != nil {
-		return RolloutView{}, err
-	}
-	cs, err := s.db.RolloutCounts(ctx, rec.ID)
-	if err != nil {
-		return RolloutView{}, err
-	}
-	stages, reasons := countsFrom(len(r.Stages), cs)
-	st := rollout.Status{Stages: stages}
-	st.Eligible = st.Total().Assigned
-	return s.view(rec, r, st, reasons), nil
+	return s.rollouts.RolloutView(ctx, id)
 }
 
 // ListRolloutViews returns up to limit rollouts (0: store.DefaultListLimit),
 // newest first.
 func (s *Server) ListRolloutViews(ctx context.Context, limit int) ([]RolloutView, error) {
-	recs, err := s.db.ListRollouts(ctx, "", false, limit)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]RolloutView, 0, len(recs))
-	for _, rec := range recs {
-		v, err := s.RolloutView(ctx, rec.ID)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, v)
-	}
-	return out, nil
+	return s.rollouts.ListRolloutViews(ctx, limit)
 }
 
-// CreateRollout creates a draft rollout of a registered release as actor.
-// Errors wrap ErrRolloutInput or a rollout parser's sentinel for bad
-// fields, and store.ErrNotFound for an unregistered release.
+// CreateRollout creates a draft rollout of a registered release as actor
+// (see rollouts.Engine.CreateRollout).
 func (s *Server) CreateRollout(ctx context.Context, actor store.User, req CreateRolloutRequest) (RolloutView, error) {
-	rel, err := s.findRelease(ctx, req.Release, req.Environment)
-	if err != nil {
-		return RolloutView{}, err
-	}
-	spec := rollout.Spec{Success: rollout.DefaultSuccessThreshold, Failure: rollout.DefaultFailureThreshold,
-		ReportDeadline: rollout.DefaultReportDeadline, MaxParallel: req.MaxParallel, Forced: req.Forced}
-	if spec.Stages, err = rollout.ParseStages(req.Stages); err != nil {
-		return RolloutView{}, err
-	}
-	if spec.Filter, err = rollout.ParseFilter(req.Filter); err != nil {
-		return RolloutView{}, err
-	}
-	if spec.Window, err = rollout.ParseWindow(req.Window); err != nil {
-		return RolloutView{}, err
-	}
-	if req.SuccessThreshold != "" {
-		if spec.Success, err = rollout.ParseThreshold(req.SuccessThreshold); err != nil {
-			return RolloutView{}, fmt.Errorf("success_threshold: %w", err)
-		}
-	}
-	if req.FailureThreshold != "" {
-		if spec.Failure, err = rollout.ParseThreshold(req.FailureThreshold); err != nil {
-			return RolloutView{}, fmt.Errorf("failure_threshold: %w", err)
-		}
-	}
-	if req.ReportDeadline != "" {
-		if spec.ReportDeadline, err = time.ParseDuration(req.ReportDeadline); err != nil {
-			return RolloutView{}, fmt.Errorf("%w: report_deadline: %w", ErrRolloutInput, err)
-		}
-	}
-	if err := spec.Validate(); err != nil {
-		return RolloutView{}, err
-	}
-	id, err := auth.RandomID("ro-")
-	if err != nil {
-		return RolloutView{}, err
-	}
-	now := s.now().UTC()
-	rec := store.Rollout{ID: id, ReleaseID: rel.ID, Product: rel.Product, Version: rel.Version, TargetPath: rel.TargetPath,
-		Filter: spec.Filter.String(), Stages: rollout.FormatStages(spec.Stages), SuccessThreshold: int(spec.Success),
-		FailureThreshold: int(spec.Failure), MaxParallel: spec.MaxParallel, Window: spec.Window.String(), Forced: spec.Forced,
-		ReportDeadline: spec.ReportDeadline, State: store.RolloutDraft, Reason: "created by " + actor.Name,
-		CreatedBy: actor.ID, CreatedAt: now, UpdatedAt: now}
-	if err := s.db.CreateRollout(ctx, rec); err != nil {
-		return RolloutView{}, err
-	}
-	s.audit(ctx, actor.Name, AuditRolloutCreated, map[string]string{"rollout": id, "release": rec.Product + "@" + rec.Version,
-		"environment": rel.Environment, "filter": rec.Filter, "stages": rec.Stages, "success_threshold": spec.Success.String(),
-		"failure_threshold": spec.Failure.String(), "forced": fmt.Sprint(rec.Forced)})
-	return s.RolloutView(ctx, id)
+	return s.rollouts.CreateRollout(ctx, actor, req)
 }
 
-// ApplyRollout performs an operator action (start, pause, resume, cancel)
-// on a rollout as actor; reason is recorded with the transition. Starting
-// a rollout deploys its release, which for production needs the release's
-// approvals (ErrApprovalsMissing). An action the state does not allow
-// wraps rollout.ErrInvalidTransition.
+// ApplyRollout performs an operator action on a rollout as actor (see
+// rollouts.Engine.ApplyRollout).
 func (s *Server) ApplyRollout(ctx context.Context, id string, a rollout.Action, actor store.User, reason string) (RolloutView, error) {
-	e := s.rollouts
-	lr := e.get(id)
-	if lr == nil {
-		rec, err := s.db.GetRollout(ctx, id)
-		if err != nil {
-			return RolloutView{}, err
-		}
-		r, err := specOf(rec)
-		if err != nil {
-			return RolloutView{}, err
-		}
-		lr = &liveRollout{rec: rec, r: r, status: rollout.Status{Stages: make([]rollout.Counts, len(r.Stages))}, reasons: map[string]int{}}
-		if rec.Active() && a != rollout.ActionCancel {
-			// Count before the state machine decides (resume acknowledges
-			// the failures so far).
-			if err := e.recount(ctx, lr); err != nil {
-				return RolloutView{}, err
-			}
-		}
-	}
-	lr.mu.Lock()
-	err := s.applyLocked(ctx, lr, a, actor, reason)
-	lr.mu.Unlock()
-	if err != nil {
-		return RolloutView{}, err
-	}
-	if lr.r.State == rollout.Running || lr.r.State == rollout.Paused {
-		tracked, err := e.track(ctx, lr.rec)
-		if err != nil {
-			return RolloutView{}, err
-		}
-		tracked.mu.Lock()
-		tracked.rec, tracked.r = lr.rec, lr.r
-		err = e.evaluate(ctx, tracked)
-		tracked.mu.Unlock()
-		if err != nil {
-			return RolloutView{}, err
-		}
-	}
-	return s.RolloutView(ctx, id)
-}
-
-func (s *Server) applyLocked(ctx context.Context, lr *liveRollout, a rollout.Action, actor store.User, reason string) error {
-	if lr.gone {
-		return fmt.Errorf("%w: rollout %s changed concurrently; retry", store.ErrConflict, lr.rec.ID)
-	}
-	fromState, fromStage := lr.r.State, lr.r.Stage
-	next, step, err := rollout.Apply(lr.r, a, lr.status, reason)
-	if err != nil {
-		return err
-	}
-	if a == rollout.ActionStart {
-		if err := s.deployForRollout(ctx, lr.rec, actor); err != nil {
-			return err
-		}
-	}
-	prev := lr.r
-	lr.r = next
-	if err := s.rollouts.persist(ctx, lr, fromState, fromStage, []rollout.Transition{step}, actor.Name); err != nil {
-		lr.r = prev
-		return err
-	}
-	return nil
-}
-
-// deployForRollout deploys the rollout's release (governance): a release
-// for an environment that needs approvals must have them.
-func (s *Server) deployForRollout(ctx context.Context, rec store.Rollout, actor store.User) error {
-	rel, err := s.db.GetRelease(ctx, rec.ReleaseID)
-	if err != nil {
-		return err
-	}
-	need := s.requiredApprovals(rel.Environment)
-	if !rel.DeployedAt.IsZero() {
-		if rel.ActiveApprovals() < need {
-			return fmt.Errorf("%w: %s release %s@%s has %d of %d approvals (an approver was disabled since its deployment)",
-				ErrApprovalsMissing, rel.Environment, rel.Product, rel.Version, rel.ActiveApprovals(), need)
-		}
-		return nil
-	}
-	rel, err = s.db.DeployRelease(ctx, rel.ID, actor.ID, need, s.now())
-	if errors.Is(err, store.ErrNotEnoughApprovals) {
-		return fmt.Errorf("%w: %s release %s@%s needs %d approvals from distinct approvers: %w",
-			ErrApprovalsMissing, rel.Environment, rec.Product, rec.Version, need, err)
-	}
-	if err != nil {
-		return err
-	}
-	s.audit(ctx, actor.Name, AuditReleaseDeployed, map[string]string{
-		"release_id": rel.ID, "release": rel.Product + "@" + rel.Version, "environment": rel.Environment,
-		"approvals": fmt.Sprint(rel.ActiveApprovals()), "rollout": rec.ID})
-	return nil
+	return s.rollouts.ApplyRollout(ctx, id, a, actor, reason)
 }
 
 // EvaluateRollouts runs one round of the rollout engine now: re-count,
 // time out silent devices, apply the health gates (it also runs every
 // Config.RolloutTick).
-func (s *Server) EvaluateRollouts(ctx context.Context) { s.rollouts.tick(ctx) }
+func (s *Server) EvaluateRollouts(ctx context.Context) { s.rollouts.Tick(ctx) }
 
 // SetDeviceTags replaces a device's tags (rollout filters select on them).
 func (s *Server) SetDeviceTags(ctx context.Context, actor store.User, deviceID string, tags []string) error {
-	for _, t := range tags {
-		if !rollout.ValidTag(t) {
-			return fmt.Errorf("%w: tag %q does not match ^[a-z0-9][a-z0-9-]{0,63}$", ErrRolloutInput, httpx.Truncate(t))
-		}
-	}
-	if err := s.db.SetDeviceTags(ctx, deviceID, tags); err != nil {
-		return err
-	}
-	s.audit(ctx, actor.Name, AuditDeviceTags, map[string]string{"device": deviceID, "tags": fmt.Sprint(tags)})
-	return nil
+	return s.rollouts.SetDeviceTags(ctx, actor, deviceID, tags)
 }
 
 // rolloutHTTPErr maps the errors of the rollout functions to statuses.

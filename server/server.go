@@ -20,6 +20,7 @@ import (
 	"github.com/airlockfw/airlock/server/auth"
 	"github.com/airlockfw/airlock/server/director"
 	"github.com/airlockfw/airlock/server/pki"
+	"github.com/airlockfw/airlock/server/rollouts"
 	"github.com/airlockfw/airlock/server/store"
 )
 
@@ -143,7 +144,7 @@ type Server struct {
 	handler  http.Handler
 	director *director.Director
 	images   *imageRepo
-	rollouts *rolloutEngine
+	rollouts *rollouts.Engine
 	ln       net.Listener
 	mln      net.Listener
 	served   atomic.Bool
@@ -412,7 +413,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	rctx, stopRollouts := context.WithCancel(ctx)
 	defer stopRollouts()
-	go s.rollouts.run(rctx, s.cfg.RolloutTick)
+	go s.rollouts.Run(rctx, s.cfg.RolloutTick)
 	tick := time.NewTicker(CertCheckInterval)
 	defer tick.Stop()
 	var serveErr error

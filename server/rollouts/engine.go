@@ -1,35 +1,23 @@
-package server
+package rollouts
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/airlockfw/airlock/deviceapi"
-	"github.com/airlockfw/airlock/release"
 	"github.com/airlockfw/airlock/rollout"
 	"github.com/airlockfw/airlock/server/store"
 )
 
-// Rollout engine settings.
-const (
-	// DefaultRolloutTick is how often the engine re-counts running
-	// rollouts from the store, recomputes their eligible fleet, times out
-	// silent devices and applies the health gates (they are also applied
-	// after every report).
-	DefaultRolloutTick = 10 * time.Second
-	// MinRolloutTick and MaxRolloutTick bound Config.RolloutTick.
-	MinRolloutTick = 10 * time.Millisecond
-	MaxRolloutTick = time.Hour
-	// MaxOverduePerTick bounds the devices timed out per rollout and tick.
-	MaxOverduePerTick = store.MaxListLimit
-)
+// MaxOverduePerTick bounds the devices timed out per rollout and tick.
+const MaxOverduePerTick = store.MaxListLimit
 
 // Audit actions of rollouts.
 const (
@@ -41,16 +29,20 @@ const (
 // systemActor is the actor of automatic transitions in the audit log.
 const systemActor = "airlock"
 
-// rolloutEngine keeps the running and paused rollouts in memory, with
+// Engine keeps the running and paused rollouts in memory, with
 // their device counts, and applies the state machine of package rollout.
 // All changes of rollout devices go through it, so the counts stay exact
 // between the periodic re-counts from the store. The store's unique index
 // keeps a device in one active rollout per product even across processes.
-type rolloutEngine struct {
-	s       *Server
-	mu      sync.Mutex
-	live    map[string]*liveRollout
-	devices *prometheus.GaugeVec
+type Engine struct {
+	db                store.Store
+	now               func() time.Time
+	log               *slog.Logger
+	auditFn           func(ctx context.Context, actor, action string, details map[string]string)
+	requiredApprovals func(env string) int
+	mu                sync.Mutex
+	live              map[string]*liveRollout
+	devices           *prometheus.GaugeVec
 }
 
 // liveRollout is one tracked rollout; mu serializes its changes.
@@ -64,14 +56,48 @@ type liveRollout struct {
 	gone     bool      // no longer tracked (final state)
 }
 
-func newRolloutEngine(s *Server) *rolloutEngine {
-	e := &rolloutEngine{s: s, live: map[string]*liveRollout{},
+// Config configures an Engine.
+type Config struct {
+	// DB holds rollouts, their devices and releases. Required.
+	DB store.Store
+	// RequiredApprovals is how many approvals a release for an environment
+	// needs before it can be deployed. Required.
+	RequiredApprovals func(env string) int
+	// Now returns the current time; nil means time.Now.
+	Now func() time.Time
+	// Log receives transitions and errors; nil means discard.
+	Log *slog.Logger
+	// Audit, when set, receives rollout, tag and deployment events. It
+	// must not block.
+	Audit func(ctx context.Context, actor, action string, details map[string]string)
+	// Metrics, when set, registers airlock_rollout_devices.
+	Metrics prometheus.Registerer
+}
+
+// New returns an Engine; Load it before use.
+func New(cfg Config) *Engine {
+	e := &Engine{db: cfg.DB, now: cfg.Now, log: cfg.Log, auditFn: cfg.Audit, requiredApprovals: cfg.RequiredApprovals,
+		live: map[string]*liveRollout{},
 		devices: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "airlock_rollout_devices",
 			Help: "Devices of running and paused rollouts by state (assigned, in_progress, succeeded, failed).",
 		}, []string{"rollout", "state"})}
-	s.metrics.reg.MustRegister(e.devices)
+	if e.now == nil {
+		e.now = time.Now
+	}
+	if e.log == nil {
+		e.log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Metrics != nil {
+		cfg.Metrics.MustRegister(e.devices)
+	}
 	return e
+}
+
+func (e *Engine) audit(ctx context.Context, actor, action string, details map[string]string) {
+	if e.auditFn != nil {
+		e.auditFn(ctx, actor, action, details)
+	}
 }
 
 // specOf parses a stored rollout's settings.
@@ -100,9 +126,9 @@ func specOf(rec store.Rollout) (rollout.Rollout, error) {
 	return r, nil
 }
 
-// load tracks the store's running and paused rollouts (at start).
-func (e *rolloutEngine) load(ctx context.Context) error {
-	recs, err := e.s.db.ListRollouts(ctx, "", true, store.MaxListLimit)
+// Load tracks the store's running and paused rollouts (at start).
+func (e *Engine) Load(ctx context.Context) error {
+	recs, err := e.db.ListRollouts(ctx, "", true, store.MaxListLimit)
 	if err != nil {
 		return err
 	}
@@ -117,7 +143,7 @@ func (e *rolloutEngine) load(ctx context.Context) error {
 }
 
 // track starts tracking rec (or returns the tracked copy).
-func (e *rolloutEngine) track(ctx context.Context, rec store.Rollout) (*liveRollout, error) {
+func (e *Engine) track(ctx context.Context, rec store.Rollout) (*liveRollout, error) {
 	e.mu.Lock()
 	if lr := e.live[rec.ID]; lr != nil {
 		e.mu.Unlock()
@@ -144,13 +170,13 @@ func (e *rolloutEngine) track(ctx context.Context, rec store.Rollout) (*liveRoll
 	return lr, nil
 }
 
-func (e *rolloutEngine) get(id string) *liveRollout {
+func (e *Engine) get(id string) *liveRollout {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.live[id]
 }
 
-func (e *rolloutEngine) untrack(lr *liveRollout) {
+func (e *Engine) untrack(lr *liveRollout) {
 	lr.gone = true
 	e.mu.Lock()
 	delete(e.live, lr.rec.ID)
@@ -158,7 +184,7 @@ func (e *rolloutEngine) untrack(lr *liveRollout) {
 }
 
 // running returns the tracked running rollouts of product, oldest first.
-func (e *rolloutEngine) running(product string) []*liveRollout {
+func (e *Engine) running(product string) []*liveRollout {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	var out []*liveRollout
@@ -195,8 +221,8 @@ func countsFrom(n int, cs []store.RolloutCount) ([]rollout.Counts, map[string]in
 
 // recount reloads lr's counts from the store. lr.mu must be held or lr
 // not yet shared.
-func (e *rolloutEngine) recount(ctx context.Context, lr *liveRollout) error {
-	cs, err := e.s.db.RolloutCounts(ctx, lr.rec.ID)
+func (e *Engine) recount(ctx context.Context, lr *liveRollout) error {
+	cs, err := e.db.RolloutCounts(ctx, lr.rec.ID)
 	if err != nil {
 		return err
 	}
@@ -206,7 +232,7 @@ func (e *rolloutEngine) recount(ctx context.Context, lr *liveRollout) error {
 }
 
 // observe exports lr's counts as airlock_rollout_devices.
-func (e *rolloutEngine) observe(lr *liveRollout) {
+func (e *Engine) observe(lr *liveRollout) {
 	t := lr.status.Total()
 	e.devices.WithLabelValues(lr.rec.ID, store.RolloutDeviceAssigned).Set(float64(t.Assigned))
 	e.devices.WithLabelValues(lr.rec.ID, store.RolloutDeviceInProgress).Set(float64(t.InProgress()))
@@ -228,14 +254,14 @@ func eligibleDevice(lr *liveRollout, d store.Device) bool {
 
 // computeEligible counts the devices lr may reach: its own devices plus
 // the eligible devices no other active rollout holds.
-func (e *rolloutEngine) computeEligible(ctx context.Context, lr *liveRollout) error {
-	held, err := e.s.db.HeldDevices(ctx, lr.rec.Product)
+func (e *Engine) computeEligible(ctx context.Context, lr *liveRollout) error {
+	held, err := e.db.HeldDevices(ctx, lr.rec.Product)
 	if err != nil {
 		return err
 	}
 	n := 0
 	for off := 0; off <= store.MaxListOffset; off += store.MaxListLimit {
-		devs, err := e.s.db.ListDevices(ctx, store.DeviceFilter{Product: lr.rec.Product, Limit: store.MaxListLimit, Offset: off})
+		devs, err := e.db.ListDevices(ctx, store.DeviceFilter{Product: lr.rec.Product, Limit: store.MaxListLimit, Offset: off})
 		if err != nil {
 			return err
 		}
@@ -252,21 +278,21 @@ func (e *rolloutEngine) computeEligible(ctx context.Context, lr *liveRollout) er
 		}
 	}
 	lr.status.Eligible = max(n, lr.status.Total().Assigned)
-	lr.eligible = e.s.now()
+	lr.eligible = e.now()
 	return nil
 }
 
 // persist stores the transitions from (fromState, fromStage) that led to
 // lr.r, audits each, and stops tracking a rollout that reached a final
 // state. lr.mu must be held.
-func (e *rolloutEngine) persist(ctx context.Context, lr *liveRollout, fromState rollout.State, fromStage int, steps []rollout.Transition, actor string) error {
+func (e *Engine) persist(ctx context.Context, lr *liveRollout, fromState rollout.State, fromStage int, steps []rollout.Transition, actor string) error {
 	if len(steps) == 0 {
 		return nil
 	}
 	to := lr.rec
 	to.State, to.Stage, to.AckFailed, to.Reason = string(lr.r.State), lr.r.Stage, lr.r.AckFailed, steps[len(steps)-1].Reason
-	now := e.s.now().UTC()
-	if err := e.s.db.UpdateRollout(ctx, lr.rec.ID, string(fromState), fromStage, to, now); err != nil {
+	now := e.now().UTC()
+	if err := e.db.UpdateRollout(ctx, lr.rec.ID, string(fromState), fromStage, to, now); err != nil {
 		return err
 	}
 	to.UpdatedAt = now
@@ -280,8 +306,8 @@ func (e *rolloutEngine) persist(ctx context.Context, lr *liveRollout, fromState 
 		if st.Action != "" {
 			details["operator_action"] = string(st.Action)
 		}
-		e.s.audit(ctx, actor, AuditRolloutTransition, details)
-		e.s.log.Info("rollout transition", "rollout", lr.rec.ID, "from", st.From, "to", st.To, "stage", st.ToStage, "reason", st.Reason)
+		e.audit(ctx, actor, AuditRolloutTransition, details)
+		e.log.Info("rollout transition", "rollout", lr.rec.ID, "from", st.From, "to", st.To, "stage", st.ToStage, "reason", st.Reason)
 	}
 	if lr.r.State.Final() {
 		e.untrack(lr)
@@ -290,12 +316,12 @@ func (e *rolloutEngine) persist(ctx context.Context, lr *liveRollout, fromState 
 }
 
 // evaluate applies the health gates to lr. lr.mu must be held.
-func (e *rolloutEngine) evaluate(ctx context.Context, lr *liveRollout) error {
+func (e *Engine) evaluate(ctx context.Context, lr *liveRollout) error {
 	if lr.gone || lr.r.State != rollout.Running {
 		return nil
 	}
 	fromState, fromStage := lr.r.State, lr.r.Stage
-	next, steps := rollout.Evaluate(lr.r, lr.status, e.s.now())
+	next, steps := rollout.Evaluate(lr.r, lr.status, e.now())
 	if len(steps) == 0 {
 		return nil
 	}
@@ -308,10 +334,10 @@ func (e *rolloutEngine) evaluate(ctx context.Context, lr *liveRollout) error {
 	return nil
 }
 
-// checkin assigns device d to a running rollout if it is eligible and not
+// Checkin assigns device d to a running rollout if it is eligible and not
 // held by one, and returns its current assignment (nil if none).
-func (e *rolloutEngine) checkin(ctx context.Context, d store.Device) (*deviceapi.Assignment, error) {
-	rd, ro, err := e.s.db.DeviceAssignment(ctx, d.ID)
+func (e *Engine) Checkin(ctx context.Context, d store.Device) (*deviceapi.Assignment, error) {
+	rd, ro, err := e.db.DeviceAssignment(ctx, d.ID)
 	switch {
 	case err == nil && ro.Active():
 		return assignmentOf(ro), nil
@@ -331,17 +357,17 @@ func (e *rolloutEngine) checkin(ctx context.Context, d store.Device) (*deviceapi
 	return nil, nil
 }
 
-func (e *rolloutEngine) tryAssign(ctx context.Context, lr *liveRollout, d store.Device) (*deviceapi.Assignment, error) {
+func (e *Engine) tryAssign(ctx context.Context, lr *liveRollout, d store.Device) (*deviceapi.Assignment, error) {
 	lr.mu.Lock()
 	defer lr.mu.Unlock()
 	if lr.gone || lr.r.State != rollout.Running || !eligibleDevice(lr, d) {
 		return nil, nil
 	}
-	if n, _ := rollout.Assignable(lr.r, lr.status, e.s.now()); n <= 0 {
+	if n, _ := rollout.Assignable(lr.r, lr.status, e.now()); n <= 0 {
 		return nil, nil
 	}
-	now := e.s.now().UTC()
-	err := e.s.db.AssignRolloutDevice(ctx, store.RolloutDevice{RolloutID: lr.rec.ID, DeviceID: d.ID, Stage: lr.r.Stage,
+	now := e.now().UTC()
+	err := e.db.AssignRolloutDevice(ctx, store.RolloutDevice{RolloutID: lr.rec.ID, DeviceID: d.ID, Stage: lr.r.Stage,
 		State: store.RolloutDeviceAssigned, AssignedAt: now})
 	if errors.Is(err, store.ErrExists) || errors.Is(err, store.ErrConflict) {
 		return nil, nil // another rollout (or process) was faster
@@ -352,7 +378,7 @@ func (e *rolloutEngine) tryAssign(ctx context.Context, lr *liveRollout, d store.
 	lr.status.Stages[lr.r.Stage].Assigned++
 	lr.status.Eligible = max(lr.status.Eligible, lr.status.Total().Assigned)
 	e.observe(lr)
-	e.s.log.Info("rollout assigned a device", "rollout", lr.rec.ID, "device_id", d.ID, "stage", lr.r.Stage)
+	e.log.Info("rollout assigned a device", "rollout", lr.rec.ID, "device_id", d.ID, "stage", lr.r.Stage)
 	return assignmentOf(lr.rec), e.evaluate(ctx, lr)
 }
 
@@ -360,13 +386,13 @@ func assignmentOf(ro store.Rollout) *deviceapi.Assignment {
 	return &deviceapi.Assignment{RolloutID: ro.ID, Release: ro.Product + "@" + ro.Version, TargetPath: ro.TargetPath}
 }
 
-// report applies a device's status report to its rollout.
-func (e *rolloutEngine) report(ctx context.Context, d store.Device, kind, version, msg string) error {
+// Report applies a device's status report to its rollout.
+func (e *Engine) Report(ctx context.Context, d store.Device, kind, version, msg string) error {
 	state, reason, ok := rollout.Classify(kind, msg)
 	if !ok {
 		return nil
 	}
-	_, ro, err := e.s.db.DeviceAssignment(ctx, d.ID)
+	_, ro, err := e.db.DeviceAssignment(ctx, d.ID)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil
 	}
@@ -384,7 +410,7 @@ func (e *rolloutEngine) report(ctx context.Context, d store.Device, kind, versio
 		lr.mu.Lock()
 		defer lr.mu.Unlock()
 	}
-	rd, ro, err := e.s.db.DeviceAssignment(ctx, d.ID) // re-read under the lock
+	rd, ro, err := e.db.DeviceAssignment(ctx, d.ID) // re-read under the lock
 	if err != nil {
 		return err
 	}
@@ -397,7 +423,7 @@ func (e *rolloutEngine) report(ctx context.Context, d store.Device, kind, versio
 	if next == rollout.DeviceFailed {
 		r = string(reason)
 	}
-	if err := e.s.db.UpdateRolloutDevice(ctx, ro.ID, d.ID, string(next), r, e.s.now().UTC()); err != nil {
+	if err := e.db.UpdateRolloutDevice(ctx, ro.ID, d.ID, string(next), r, e.now().UTC()); err != nil {
 		return err
 	}
 	if lr == nil || lr.gone || lr.rec.ID != ro.ID || next == cur {
@@ -416,25 +442,25 @@ func (e *rolloutEngine) report(ctx context.Context, d store.Device, kind, versio
 	return e.evaluate(ctx, lr)
 }
 
-// tick re-counts every tracked rollout, recomputes the eligible fleet,
+// Tick re-counts every tracked rollout, recomputes the eligible fleet,
 // times out silent devices and applies the health gates.
-func (e *rolloutEngine) tick(ctx context.Context) {
+func (e *Engine) Tick(ctx context.Context) {
 	for _, lr := range e.running("") {
 		if err := e.tickOne(ctx, lr); err != nil && ctx.Err() == nil {
-			e.s.log.Error("rollout evaluation failed", "rollout", lr.rec.ID, "err", err)
+			e.log.Error("rollout evaluation failed", "rollout", lr.rec.ID, "err", err)
 		}
 	}
 }
 
-func (e *rolloutEngine) tickOne(ctx context.Context, lr *liveRollout) error {
+func (e *Engine) tickOne(ctx context.Context, lr *liveRollout) error {
 	lr.mu.Lock()
 	defer lr.mu.Unlock()
 	if lr.gone {
 		return nil
 	}
-	now := e.s.now().UTC()
+	now := e.now().UTC()
 	if lr.r.State == rollout.Running {
-		over, err := e.s.db.OverdueRolloutDevices(ctx, lr.rec.ID, now.Add(-lr.r.ReportDeadline), MaxOverduePerTick)
+		over, err := e.db.OverdueRolloutDevices(ctx, lr.rec.ID, now.Add(-lr.r.ReportDeadline), MaxOverduePerTick)
 		if err != nil {
 			return err
 		}
@@ -442,10 +468,10 @@ func (e *rolloutEngine) tickOne(ctx context.Context, lr *liveRollout) error {
 			if !rollout.TimedOut(rollout.DeviceState(d.State), d.UpdatedAt, lr.r.ReportDeadline, now) {
 				continue
 			}
-			if err := e.s.db.UpdateRolloutDevice(ctx, lr.rec.ID, d.DeviceID, store.RolloutDeviceFailed, string(rollout.ReasonTimedOut), now); err != nil {
+			if err := e.db.UpdateRolloutDevice(ctx, lr.rec.ID, d.DeviceID, store.RolloutDeviceFailed, string(rollout.ReasonTimedOut), now); err != nil {
 				return err
 			}
-			e.s.log.Info("rollout device timed out", "rollout", lr.rec.ID, "device_id", d.DeviceID, "silent_since", d.UpdatedAt)
+			e.log.Info("rollout device timed out", "rollout", lr.rec.ID, "device_id", d.DeviceID, "silent_since", d.UpdatedAt)
 		}
 	}
 	if err := e.recount(ctx, lr); err != nil {
@@ -457,8 +483,8 @@ func (e *rolloutEngine) tickOne(ctx context.Context, lr *liveRollout) error {
 	return e.evaluate(ctx, lr)
 }
 
-// run ticks until ctx is done.
-func (e *rolloutEngine) run(ctx context.Context, every time.Duration) {
+// Run ticks until ctx is done.
+func (e *Engine) Run(ctx context.Context, every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -466,41 +492,14 @@ func (e *rolloutEngine) run(ctx context.Context, every time.Duration) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			e.tick(ctx)
+			e.Tick(ctx)
 		}
 	}
 }
 
-// findRelease resolves "product@version" (and an optional environment) to
-// the registered release.
-func (s *Server) findRelease(ctx context.Context, name, env string) (store.Release, error) {
-	p, v, ok := strings.Cut(name, "@")
-	if !ok {
-		return store.Release{}, fmt.Errorf("%w: release %q: want PRODUCT@VERSION", ErrRolloutInput, name)
-	}
-	prod, err := release.ParseProduct(p)
-	if err != nil {
-		return store.Release{}, fmt.Errorf("%w: release: %w", ErrRolloutInput, err)
-	}
-	ver, err := release.ParseVersion(v)
-	if err != nil {
-		return store.Release{}, fmt.Errorf("%w: release: %w", ErrRolloutInput, err)
-	}
-	rels, err := s.db.ListReleases(ctx, store.MaxListLimit)
-	if err != nil {
-		return store.Release{}, err
-	}
-	var found []store.Release
-	for _, r := range rels {
-		if r.Product == prod.String() && r.Version == ver.String() && (env == "" || r.Environment == env) {
-			found = append(found, r)
-		}
-	}
-	switch len(found) {
-	case 0:
-		return store.Release{}, fmt.Errorf("release %s (environment %q) is not registered: %w", name, env, store.ErrNotFound)
-	case 1:
-		return found[0], nil
-	}
-	return store.Release{}, fmt.Errorf("%w: release %s is registered for several environments; give the environment", ErrRolloutInput, name)
-}
+// ErrInput is wrapped by errors about a rollout request's fields.
+var ErrInput = errors.New("invalid rollout request")
+
+// ErrApprovalsMissing: a production rollout cannot start before its
+// release has the approvals production needs.
+var ErrApprovalsMissing = fmt.Errorf("%w: the release lacks the approvals its environment needs", store.ErrConflict)
