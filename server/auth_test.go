@@ -225,12 +225,14 @@ func TestRoleEndpointMatrix(t *testing.T) {
 	}
 }
 
-// adminRoutes lists the admin routes registered in routes.go and
-// releases.go, read from the source so a new route cannot skip the matrix.
+// adminRoutes lists the admin routes registered in routes.go and users.go
+// (governanceRoutes: releases and users), read from the source so a new
+// route cannot skip the matrix. The rollout routes (rollouts_api.go) are
+// not in the matrix yet.
 func adminRoutes(t *testing.T) []string {
 	t.Helper()
 	var out []string
-	for _, f := range []string{"routes.go", "releases.go"} {
+	for _, f := range []string{"routes.go", "users.go"} {
 		data, err := os.ReadFile(f)
 		if err != nil {
 			t.Fatal(err)

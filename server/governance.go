@@ -4,7 +4,9 @@ import (
 	"context"
 	"time"
 
+	"github.com/airlockfw/airlock/release"
 	"github.com/airlockfw/airlock/server/auth"
+	"github.com/airlockfw/airlock/server/releases"
 	"github.com/airlockfw/airlock/server/store"
 )
 
@@ -163,3 +165,26 @@ func (s *Server) audit(ctx context.Context, actor, action string, details map[st
 		s.cfg.Audit(ctx, actor, action, details)
 	}
 }
+
+// Deployment environments and approval thresholds (see package
+// server/releases).
+const (
+	EnvDev                = release.EnvDev
+	EnvStaging            = release.EnvStaging
+	EnvProd               = release.EnvProd
+	DefaultProdApprovals  = releases.DefaultProdApprovals
+	MaxProdApprovals      = releases.MaxProdApprovals
+	MaxServedMetadataSize = releases.MaxServedMetadataSize
+)
+
+// Environments lists the deployment environments.
+var Environments = release.Environments
+
+// ErrReleaseNotPublished: the release is not in the served repository.
+var ErrReleaseNotPublished = releases.ErrReleaseNotPublished
+
+// requiredApprovals is how many approvals a release for env needs.
+func (s *Server) requiredApprovals(env string) int { return s.releases.RequiredApprovals(env) }
+
+// releaseJSON is the admin API's view of a release.
+func (s *Server) releaseJSON(r store.Release) Release { return s.releases.View(r) }

@@ -32,7 +32,7 @@ func (s *Server) routes() http.Handler {
 	}))
 	s.governanceRoutes(mux)
 	s.rolloutRoutes(mux)
-	dashboard.Routes(mux, dashboard.Config{DB: s.db, Auth: s.auth, Rollouts: s, ReleaseView: s.releaseJSON,
+	dashboard.Routes(mux, dashboard.Config{DB: s.db, Auth: s.auth, Rollouts: s, Releases: s.releases,
 		Now: s.now, Audit: s.cfg.Audit, AuditDir: s.cfg.AuditDir})
 	return s.instrument(mux)
 }

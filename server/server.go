@@ -20,6 +20,7 @@ import (
 	"github.com/airlockfw/airlock/server/auth"
 	"github.com/airlockfw/airlock/server/director"
 	"github.com/airlockfw/airlock/server/pki"
+	"github.com/airlockfw/airlock/server/releases"
 	"github.com/airlockfw/airlock/server/rollouts"
 	"github.com/airlockfw/airlock/server/store"
 )
@@ -145,6 +146,7 @@ type Server struct {
 	director *director.Director
 	images   *imageRepo
 	rollouts *rollouts.Engine
+	releases *releases.Registry
 	ln       net.Listener
 	mln      net.Listener
 	served   atomic.Bool

@@ -9,8 +9,22 @@ import (
 
 	"github.com/airlockfw/airlock/server/auth"
 	"github.com/airlockfw/airlock/server/internal/httpx"
+	"github.com/airlockfw/airlock/server/releases"
 	"github.com/airlockfw/airlock/server/store"
 )
+
+// governanceRoutes mounts the release registry and user management.
+func (s *Server) governanceRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("GET /api/v1/admin/releases", s.auth.Admin(ActionReleaseRead, s.releases.HandleList))
+	mux.HandleFunc("GET /api/v1/admin/releases/{id}", s.auth.Admin(ActionReleaseRead, s.releases.HandleGet))
+	mux.HandleFunc("POST /api/v1/admin/releases", s.auth.Admin(ActionReleaseRegister, s.releases.HandleCreate))
+	mux.HandleFunc("POST /api/v1/admin/releases/{id}/approve", s.auth.Admin(ActionReleaseApprove, s.releases.HandleApprove))
+	mux.HandleFunc("POST /api/v1/admin/releases/{id}/deploy", s.auth.Admin(ActionReleaseDeploy, s.releases.HandleDeploy))
+	mux.HandleFunc("GET /api/v1/admin/users", s.auth.Admin(ActionUserRead, s.handleListUsers))
+	mux.HandleFunc("POST /api/v1/admin/users", s.auth.Admin(ActionUserWrite, s.handleCreateUser))
+	mux.HandleFunc("POST /api/v1/admin/users/{id}/tokens", s.auth.Admin(ActionUserWrite, s.handleCreateUserToken))
+	mux.HandleFunc("POST /api/v1/admin/users/{id}/disable", s.auth.Admin(ActionUserWrite, s.handleDisableUser))
+}
 
 // initGovernance loads the KEK (checking it against the database) and
 // prepares authentication state and the approval threshold.
@@ -25,6 +39,11 @@ func (s *Server) initGovernance() error {
 		if err := s.loadKEK(); err != nil {
 			return err
 		}
+	}
+	var err error
+	if s.releases, err = releases.New(releases.Config{DB: s.db, Metadata: s.metaRoot.FS(), ProdApprovals: s.cfg.ProdApprovals,
+		Now: s.now, Audit: s.cfg.Audit}); err != nil {
+		return err
 	}
 	s.auth = auth.New(auth.Config{DB: s.db, KEK: s.kek, Now: s.now, Log: s.log, Audit: s.cfg.Audit})
 	s.metrics.reg.MustRegister(s.auth.Collector())

@@ -116,6 +116,14 @@ type Rollouts interface {
 	ApplyRollout(ctx context.Context, id string, a rollout.Action, actor store.User, reason string) (adminapi.RolloutView, error)
 }
 
+// Releases is what the dashboard needs of the release registry
+// (releases.Registry), so that an approval from a page and from the admin
+// API run the same code.
+type Releases interface {
+	View(store.Release) adminapi.Release
+	Approve(ctx context.Context, actor store.User, id, via string) (store.Release, error)
+}
+
 // Config configures the dashboard.
 type Config struct {
 	// DB is the server's store. Required.
@@ -126,9 +134,9 @@ type Config struct {
 	// Rollouts is the rollout engine; nil shows the rollout pages as
 	// unavailable.
 	Rollouts Rollouts
-	// ReleaseView returns the admin API's view of a release (with the
-	// approvals its environment needs). Required.
-	ReleaseView func(store.Release) adminapi.Release
+	// Releases is the release registry (views with the approvals each
+	// environment needs, and approvals). Required.
+	Releases Releases
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
 	// Audit, when set, receives security events (auth.Audit*).
@@ -140,15 +148,15 @@ type Config struct {
 
 // dashboard serves the pages.
 type dashboard struct {
-	db          store.Store
-	auth        *auth.Authenticator
-	now         func() time.Time
-	auditFn     func(ctx context.Context, actor, action string, details map[string]string)
-	auditDir    string
-	releaseView func(store.Release) adminapi.Release
-	sessions    *sessionStore
-	pages       map[string]*template.Template
-	rollouts    rolloutView // nil when the server has no rollout engine
+	db       store.Store
+	auth     *auth.Authenticator
+	now      func() time.Time
+	auditFn  func(ctx context.Context, actor, action string, details map[string]string)
+	auditDir string
+	releases Releases
+	sessions *sessionStore
+	pages    map[string]*template.Template
+	rollouts rolloutView // nil when the server has no rollout engine
 }
 
 func (d *dashboard) audit(ctx context.Context, actor, action string, details map[string]string) {
@@ -196,15 +204,15 @@ func parseDashboardTemplates() (map[string]*template.Template, error) {
 
 // Routes mounts the dashboard on mux.
 func Routes(mux *http.ServeMux, cfg Config) {
-	if cfg.DB == nil || cfg.Auth == nil || cfg.ReleaseView == nil {
-		panic("internal error: dashboard needs DB, Auth and ReleaseView")
+	if cfg.DB == nil || cfg.Auth == nil || cfg.Releases == nil {
+		panic("internal error: dashboard needs DB, Auth and Releases")
 	}
 	pages, err := parseDashboardTemplates()
 	if err != nil {
 		panic("internal error: dashboard templates: " + err.Error()) // embedded, checked by tests
 	}
 	d := &dashboard{db: cfg.DB, auth: cfg.Auth, now: cfg.Now, auditFn: cfg.Audit, auditDir: cfg.AuditDir,
-		releaseView: cfg.ReleaseView, sessions: newSessionStore(), pages: pages}
+		releases: cfg.Releases, sessions: newSessionStore(), pages: pages}
 	if d.now == nil {
 		d.now = time.Now
 	}

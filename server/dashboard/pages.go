@@ -12,7 +12,6 @@ import (
 	"github.com/airlockfw/airlock/audit"
 	"github.com/airlockfw/airlock/deviceapi"
 	"github.com/airlockfw/airlock/release"
-	"github.com/airlockfw/airlock/server/auth"
 	"github.com/airlockfw/airlock/server/internal/httpx"
 	"github.com/airlockfw/airlock/server/store"
 )
@@ -208,7 +207,7 @@ func (d *dashboard) handleReleases(w http.ResponseWriter, r *http.Request, pd *p
 	n := d.names(r.Context())
 	var body releasesPage
 	for _, rel := range rels {
-		body.Releases = append(body.Releases, releaseRow{Release: d.releaseView(rel), UploaderName: n.name(rel.Uploader)})
+		body.Releases = append(body.Releases, releaseRow{Release: d.releases.View(rel), UploaderName: n.name(rel.Uploader)})
 	}
 	pd.Body = body
 	d.render(w, r, http.StatusOK, "releases", pd)
@@ -254,7 +253,7 @@ func (d *dashboard) handleRelease(w http.ResponseWriter, r *http.Request, pd *pa
 		return
 	}
 	n := d.names(ctx)
-	body := releasePage{Rel: d.releaseView(rel), Name: rel.Product + "@" + rel.Version,
+	body := releasePage{Rel: d.releases.View(rel), Name: rel.Product + "@" + rel.Version,
 		UploaderName: n.name(rel.Uploader), DeployedByName: n.name(rel.DeployedBy),
 		CanApprove: rel.DeployedAt.IsZero()}
 	for _, a := range body.Rel.Approvals {
@@ -328,13 +327,10 @@ func (d *dashboard) devicesWithOutcome(ctx context.Context, rel store.Release, s
 func (d *dashboard) handleApprove(w http.ResponseWriter, r *http.Request, pd *pageData) {
 	dr := reqFrom(r)
 	id := r.PathValue("id")
-	rel, err := d.db.ApproveRelease(r.Context(), id, dr.user.ID, d.now())
+	rel, err := d.releases.Approve(r.Context(), dr.user, id, "dashboard")
 	var msg string
 	switch {
 	case err == nil:
-		d.audit(r.Context(), dr.user.Name, auth.AuditReleaseApproved, map[string]string{
-			"release_id": rel.ID, "release": rel.Product + "@" + rel.Version, "environment": rel.Environment,
-			"approvals": fmt.Sprint(rel.ActiveApprovals()), "via": "dashboard"})
 		msg = fmt.Sprintf("approved %s@%s (%d approvals)", rel.Product, rel.Version, rel.ActiveApprovals())
 	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrInvalid):
 		d.renderError(w, r, pd, http.StatusNotFound, "no such release")
