@@ -187,7 +187,7 @@ func (re *rolloutEnv) imageTarget(path string) *metadata.TargetFiles {
 	}
 	st := trust.NewMemStore()
 	st.Put("root.json", root)
-	c, err := trust.New(st, metaRootSource{re.srv}, trust.Config{})
+	c, err := trust.New(st, director.MetadataSource{Root: re.srv.metaRoot}, trust.Config{})
 	if err != nil {
 		re.t.Fatal(err)
 	}

@@ -101,7 +101,7 @@ func (s *Server) rolloutRoutes(mux *http.ServeMux) {
 		mux.HandleFunc("POST /api/v1/admin/rollouts/{id}/"+string(a), s.auth.Admin(ActionRolloutWrite, s.handleRolloutAction(a)))
 	}
 	mux.HandleFunc("POST /api/v1/admin/devices/{id}/tags", s.auth.Admin(ActionDeviceTagWrite, s.handleSetTags))
-	mux.HandleFunc("GET "+DirectorPath+"{file}", s.device(s.handleDirector))
+	mux.HandleFunc("GET "+DirectorPath+"{file}", s.device(s.director.ServeMetadata))
 }
 
 func (s *Server) handleListRollouts(w http.ResponseWriter, r *http.Request) {

@@ -143,8 +143,7 @@ type Server struct {
 	kek      *KEK
 	auth     *auth.Authenticator
 	handler  http.Handler
-	director *director.Director
-	images   *imageRepo
+	director *director.Service
 	rollouts *rollouts.Engine
 	releases *releases.Registry
 	ln       net.Listener
