@@ -275,7 +275,7 @@ func (s *Server) handleCheckin(w http.ResponseWriter, r *http.Request, d store.D
 		httpx.WriteError(w, r, err)
 		return
 	}
-	s.metrics.checkins.Inc()
+	s.metrics.Checkins.Inc()
 	d.CurrentVersion = req.CurrentVersion
 	asg, err := s.rollouts.Checkin(r.Context(), d)
 	if err != nil {
@@ -317,7 +317,7 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request, d store.De
 	}
 	switch req.Kind {
 	case deviceapi.StateCommitted, deviceapi.StateRolledBack, deviceapi.StateFailed:
-		s.metrics.installs.WithLabelValues(req.Kind).Inc()
+		s.metrics.Installs.WithLabelValues(req.Kind).Inc()
 		action := map[string]string{deviceapi.StateCommitted: AuditDeviceUpdated, deviceapi.StateRolledBack: AuditDeviceRolledBack, deviceapi.StateFailed: AuditDeviceFailed}[req.Kind]
 		details := map[string]string{"device": d.ID, "version": req.Version}
 		if req.Version != "" {

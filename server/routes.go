@@ -7,14 +7,15 @@ import (
 
 	"github.com/airlockfw/airlock/server/dashboard"
 	"github.com/airlockfw/airlock/server/internal/httpx"
+	"github.com/airlockfw/airlock/server/repofiles"
 )
 
 // routes builds the HTTPS handler. Route patterns double as the "route"
 // label of airlock_http_requests_total.
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /repo/metadata/{path...}", s.repoFile(s.metaRootFn, "application/json"))
-	mux.HandleFunc("GET /repo/targets/{path...}", s.repoFile(s.tgtRootFn, "application/octet-stream"))
+	mux.HandleFunc("GET /repo/metadata/{path...}", repofiles.Handler(s.metaRootFn, "application/json", s.log, s.countServed))
+	mux.HandleFunc("GET /repo/targets/{path...}", repofiles.Handler(s.tgtRootFn, "application/octet-stream", s.log, s.countServed))
 
 	mux.HandleFunc("POST /api/v1/enroll", s.handleEnroll)
 	mux.HandleFunc("POST /api/v1/checkin", s.device(s.handleCheckin))
@@ -28,7 +29,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("POST /api/v1/admin/enrollment-tokens", s.auth.Admin(ActionEnrollTokenWrite, s.handleCreateEnrollmentToken))
 	mux.HandleFunc("GET /api/v1/admin/stats", s.auth.Admin(ActionFleetRead, s.handleStats))
 	mux.HandleFunc("GET /metrics", s.auth.Admin(ActionFleetRead, func(w http.ResponseWriter, r *http.Request) {
-		s.metrics.handler().ServeHTTP(w, r)
+		s.metrics.Handler().ServeHTTP(w, r)
 	}))
 	s.governanceRoutes(mux)
 	s.rolloutRoutes(mux)
@@ -37,14 +38,24 @@ func (s *Server) routes() http.Handler {
 	return s.instrument(mux)
 }
 
-func (s *Server) metaRootFn() rootOpener { return s.metaRoot }
-func (s *Server) tgtRootFn() rootOpener  { return s.tgtRoot }
+func (s *Server) metaRootFn() repofiles.Opener { return s.metaRoot }
+func (s *Server) tgtRootFn() repofiles.Opener  { return s.tgtRoot }
+
+// countServed counts repository bytes served.
+func (s *Server) countServed(n int64) { s.metrics.Bytes.Add(float64(n)) }
+
+// MaxRepoPathLen bounds a repository file path in a request.
+const MaxRepoPathLen = repofiles.MaxRepoPathLen
+
+// CleanRepoPath checks a repository path taken from a URL; see
+// [repofiles.CleanRepoPath].
+func CleanRepoPath(p string) error { return repofiles.CleanRepoPath(p) }
 
 // metricsOnlyHandler serves /metrics without authentication (plain-HTTP
 // loopback listener).
 func (s *Server) metricsOnlyHandler() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", s.metrics.handler())
+	mux.Handle("GET /metrics", s.metrics.Handler())
 	return mux
 }
 
@@ -63,7 +74,7 @@ func (s *Server) instrument(next http.Handler) http.Handler {
 		if code == 0 {
 			code = http.StatusOK
 		}
-		s.metrics.observe(route, code)
+		s.metrics.Observe(route, code)
 		attrs := []slog.Attr{
 			slog.String("method", r.Method),
 			slog.String("route", route),

@@ -19,6 +19,7 @@ import (
 	"github.com/airlockfw/airlock/deviceapi"
 	"github.com/airlockfw/airlock/server/auth"
 	"github.com/airlockfw/airlock/server/director"
+	"github.com/airlockfw/airlock/server/internal/metrics"
 	"github.com/airlockfw/airlock/server/pki"
 	"github.com/airlockfw/airlock/server/releases"
 	"github.com/airlockfw/airlock/server/rollouts"
@@ -139,7 +140,7 @@ type Server struct {
 	tlsConf  *tls.Config
 	metaRoot *os.Root
 	tgtRoot  *os.Root
-	metrics  *metrics
+	metrics  *metrics.Metrics
 	kek      *KEK
 	auth     *auth.Authenticator
 	handler  http.Handler
@@ -214,7 +215,7 @@ func New(cfg Config) (_ *Server, err error) {
 	if s.tgtRoot, err = os.OpenRoot(filepath.Join(pub, "targets")); err != nil {
 		return nil, fmt.Errorf("%w: repository targets directory: %w", ErrConfig, err)
 	}
-	s.metrics = newMetrics(s)
+	s.metrics = metrics.New(s.db, StoreTimeout)
 	if err := s.initGovernance(); err != nil {
 		return nil, err
 	}

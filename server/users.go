@@ -46,7 +46,7 @@ func (s *Server) initGovernance() error {
 		return err
 	}
 	s.auth = auth.New(auth.Config{DB: s.db, KEK: s.kek, Now: s.now, Log: s.log, Audit: s.cfg.Audit})
-	s.metrics.reg.MustRegister(s.auth.Collector())
+	s.metrics.Reg.MustRegister(s.auth.Collector())
 	return nil
 }
 

@@ -1,9 +1,24 @@
-package server
+// Package repofiles serves the image repository's static files (TUF
+// metadata and payloads under REPO/public) to devices and anyone else.
+//
+// # Threat model
+//
+// Everything served is public and signed offline by the vendor; devices
+// verify it, so the server is not trusted for its content and this package
+// adds no authentication. What it must prevent is reading anything else:
+// request paths are untrusted and checked by [CleanRepoPath] (relative,
+// clean, no dot segments, no control characters or backslashes, bounded),
+// files are opened through an [os.Root] (no "..", no symlink leaving the
+// directory), only regular files are served, and there are no listings.
+// Consistent-snapshot names are immutable and cached for a year; everything
+// else is revalidated.
+package repofiles
 
 import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"net/http"
 	"os"
 	"path"
@@ -16,7 +31,8 @@ import (
 // MaxRepoPathLen bounds a repository file path in a request.
 const MaxRepoPathLen = 1024
 
-type rootOpener interface {
+// Opener opens a file of a confined directory (an *os.Root).
+type Opener interface {
 	Open(name string) (*os.File, error)
 }
 
@@ -51,10 +67,15 @@ func CleanRepoPath(p string) error {
 	return nil
 }
 
-// repoFile serves a regular file under the root: GET and HEAD, Range and
-// If-Range through http.ServeContent, no listings. The root (os.Root)
-// refuses ".." and symlinks that leave the directory.
-func (s *Server) repoFile(root func() rootOpener, contentType string) http.HandlerFunc {
+// Handler serves a regular file under the root root returns: GET and HEAD,
+// Range and If-Range through http.ServeContent, no listings. The root
+// (os.Root) refuses ".." and symlinks that leave the directory. served, if
+// not nil, is told the bytes of each response body; log (nil: discard)
+// gets refusals other than missing files.
+func Handler(root func() Opener, contentType string, log *slog.Logger, served func(n int64)) http.HandlerFunc {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	isMeta := contentType == "application/json"
 	return func(w http.ResponseWriter, r *http.Request) {
 		name := r.PathValue("path")
@@ -65,7 +86,7 @@ func (s *Server) repoFile(root func() rootOpener, contentType string) http.Handl
 		f, err := root().Open(name)
 		if err != nil {
 			if !errors.Is(err, fs.ErrNotExist) { // e.g. a symlink escaping the root
-				s.log.Debug("repository file refused", "path", name, "err", err)
+				log.Debug("repository file refused", "path", name, "err", err)
 			}
 			httpx.WriteError(w, r, httpx.Status(http.StatusNotFound, "not found"))
 			return
@@ -88,7 +109,9 @@ func (s *Server) repoFile(root func() rootOpener, contentType string) http.Handl
 		}
 		cw := &countWriter{ResponseWriter: w}
 		http.ServeContent(cw, r, base, fi.ModTime(), f)
-		s.metrics.bytes.Add(float64(cw.n))
+		if served != nil {
+			served(cw.n)
+		}
 	}
 }
 
