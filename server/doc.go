@@ -53,6 +53,26 @@
 // resumption (tickets) is on so the check-in path of a large fleet costs one
 // full handshake per device and one database write per check-in.
 //
+// # Rooms
+//
+// This package is the wiring: configuration, TLS, listeners, routes and the
+// device API handlers. Each concern lives in its own package, which never
+// imports this one (TestNoSubPackageImportsTheServer):
+//
+//   - server/auth: users, roles and the authorization table, tokens, TOTP,
+//     the KEK, and the Authenticator the admin API and dashboard share
+//   - server/pki: the TLS and device CAs, server and device certificates
+//   - server/director: per-device director metadata, its keys and signing,
+//     checked against the image repository
+//   - server/releases: the release registry and its approvals
+//   - server/rollouts: the rollout engine and rollout operations
+//   - server/dashboard: the web dashboard and its templates
+//   - server/repofiles: the static repository files
+//   - server/store: SQLite and PostgreSQL state
+//   - server/internal/httpx, server/internal/metrics: shared HTTP plumbing
+//     and the Prometheus registry
+//   - adminapi (top level): the admin API's wire types and typed client
+//
 // See docs/server.md for configuration, every endpoint's request and
 // response shapes, and operation.
 package server
