@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/airlockfw/airlock/internal/durable"
 	"github.com/airlockfw/airlock/keys"
 	"github.com/airlockfw/airlock/release"
 	"github.com/theupdateframework/go-tuf/v2/metadata"
@@ -249,32 +250,32 @@ func (r *Repo) Publish(snapshotSigner, timestampSigner crypto.Signer) (*PublishR
 
 	// Everything checked: write.
 	for _, m := range moves {
-		if err := renameDurable(m[0], m[1]); err != nil {
+		if err := durable.Rename(fsys, m[0], m[1], DirMode); err != nil {
 			return nil, err
 		}
 	}
 	for _, w := range writes {
-		if err := writeFileAtomic(r.metaPath(w.name), w.data); err != nil {
+		if err := writeFile(r.metaPath(w.name), w.data); err != nil {
 			return nil, err
 		}
 	}
 	if rootWrite != nil {
-		if err := writeFileAtomic(r.metaPath(rootWrite.name), rootWrite.data); err != nil {
+		if err := writeFile(r.metaPath(rootWrite.name), rootWrite.data); err != nil {
 			return nil, err
 		}
-		if err := writeFileAtomic(r.metaPath("root.json"), rootWrite.data); err != nil {
+		if err := writeFile(r.metaPath("root.json"), rootWrite.data); err != nil {
 			return nil, err
 		}
 		stagedFiles = append(stagedFiles, r.stagedPath(metadata.ROOT))
 	}
-	if err := writeFileAtomic(r.metaPath("timestamp.json"), tsData); err != nil {
+	if err := writeFile(r.metaPath("timestamp.json"), tsData); err != nil {
 		return nil, err
 	}
 	if stagedTargets != nil {
 		stagedFiles = append(stagedFiles, r.stagedPath(metadata.TARGETS))
 	}
 	for _, f := range stagedFiles {
-		if err := removeDurable(f); err != nil {
+		if err := durable.Remove(fsys, f); err != nil {
 			return nil, err
 		}
 	}
@@ -308,7 +309,7 @@ func (r *Repo) Timestamp(signer crypto.Signer) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	if err := writeFileAtomic(r.metaPath("timestamp.json"), data); err != nil {
+	if err := writeFile(r.metaPath("timestamp.json"), data); err != nil {
 		return 0, err
 	}
 	return ts.Signed.Version, nil

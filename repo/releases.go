@@ -20,6 +20,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/airlockfw/airlock/internal/durable"
 	"github.com/airlockfw/airlock/internal/payload"
 	"github.com/airlockfw/airlock/keys"
 	"github.com/airlockfw/airlock/release"
@@ -188,7 +189,7 @@ func (r *Repo) AddRelease(opts ReleaseOptions) (*ReleaseInfo, error) {
 	ok := false
 	defer func() {
 		if !ok {
-			removeDurable(st.path)
+			durable.Remove(fsys, st.path)
 		}
 	}()
 	meta.Installed = release.Installed{Length: st.rawLength, SHA256: st.rawSHA256}
@@ -249,7 +250,7 @@ func (r *Repo) streamImage(src, dir, fileName string, compress, forceCopy bool) 
 		return nil, fmt.Errorf("%w: image %s is not a regular file", ErrInvalidOptions, src)
 	}
 	outDir := r.path(StagingDir, TargetsDir, filepath.FromSlash(dir))
-	if err := os.MkdirAll(outDir, DirMode); err != nil {
+	if err := fsys.MkdirAll(outDir, DirMode); err != nil {
 		return nil, fmt.Errorf("failed to create %s: %w", outDir, err)
 	}
 	if !compress && !forceCopy {
@@ -259,12 +260,12 @@ func (r *Repo) streamImage(src, dir, fileName string, compress, forceCopy bool) 
 			return nil, err
 		}
 	}
-	f, tmp, err := createTemp(outDir)
+	f, err := durable.CreateTemp(fsys, outDir, FileMode)
 	if err != nil {
 		return nil, err
 	}
-	defer os.Remove(tmp)
-	fail := func(err error) (*streamed, error) { f.Close(); return nil, err }
+	defer f.Abort() // no-op after the commit
+	fail := func(err error) (*streamed, error) { return nil, err }
 
 	outHash := sha256.New()
 	bw := bufio.NewWriterSize(f, CopyBufferSize)
@@ -301,7 +302,7 @@ func (r *Repo) streamImage(src, dir, fileName string, compress, forceCopy bool) 
 	copy(st.sha256[:], outHash.Sum(nil))
 	copy(st.rawSHA256[:], sumOf(rawHash))
 	st.path = filepath.Join(outDir, hex.EncodeToString(st.sha256[:])+"."+fileName)
-	if err := commitTemp(f, tmp, st.path); err != nil {
+	if err := f.Commit(st.path); err != nil {
 		return nil, err
 	}
 	return st, nil
@@ -353,13 +354,10 @@ func linkImage(in *os.File, before fs.FileInfo, src, outDir, fileName string) (*
 	copy(st.sha256[:], h.Sum(nil))
 	st.rawSHA256 = st.sha256
 	st.path = filepath.Join(outDir, hex.EncodeToString(st.sha256[:])+"."+fileName)
-	if err := os.Rename(tmp, st.path); err != nil {
+	if err := durable.Rename(fsys, tmp, st.path, DirMode); err != nil {
 		return nil, fmt.Errorf("failed to stage image: %w", err)
 	}
 	keep = true
-	if err := syncDir(outDir); err != nil {
-		return nil, err
-	}
 	return st, nil
 }
 
@@ -502,7 +500,7 @@ func SignPendingFile(path string, signer crypto.Signer) (keyID string, err error
 	default:
 		return "", fmt.Errorf("%w: %s metadata is signed by online keys at publish, not as a pending file", ErrInvalidMetadata, typ)
 	}
-	if err := writeFileAtomic(path, out); err != nil {
+	if err := writeFile(path, out); err != nil {
 		return "", err
 	}
 	return keys.KeyID(signer.Public())

@@ -215,7 +215,7 @@ func Init(dir string, opts InitOptions) (*Repo, error) {
 		{"1.root.json", rootData}, {"root.json", rootData}, {"1.targets.json", targetsData},
 		{"1.snapshot.json", snapData}, {"timestamp.json", tsData},
 	} {
-		if err := writeFileAtomic(r.metaPath(f.name), f.data); err != nil {
+		if err := writeFile(r.metaPath(f.name), f.data); err != nil {
 			return nil, err
 		}
 	}
@@ -270,7 +270,7 @@ func (r *Repo) saveConfig() error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(r.path(ConfigFile), append(data, '\n'))
+	return writeFile(r.path(ConfigFile), append(data, '\n'))
 }
 
 func (r *Repo) now() time.Time {
@@ -459,7 +459,7 @@ func writeStaged[T metadata.Roles](r *Repo, role string, md *metadata.Metadata[T
 	if err != nil {
 		return fmt.Errorf("failed to encode %s metadata: %w", role, err)
 	}
-	return writeFileAtomic(r.stagedPath(role), data)
+	return writeFile(r.stagedPath(role), data)
 }
 
 func rootKeysOf(root *metadata.Metadata[metadata.RootType]) roleKeys {

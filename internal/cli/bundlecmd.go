@@ -3,11 +3,7 @@
 package cli
 
 import (
-	"errors"
 	"flag"
-	"fmt"
-	"os"
-	"path/filepath"
 
 	"github.com/airlockfw/airlock/repo"
 )
@@ -52,47 +48,15 @@ Example:
 			if err := needFlags("--dir", *dir, "--product", *product, "--version", *version, "--out", *out); err != nil {
 				return err
 			}
-			if _, err := os.Lstat(*out); err == nil {
-				return fmt.Errorf("%s already exists; refusing to overwrite it", *out)
-			}
 			r, err := repo.Open(*dir)
 			if err != nil {
 				return err
 			}
-			f, err := os.CreateTemp(filepath.Dir(*out), ".bundle-*")
+			n, err := r.CreateBundleFile(*out, *product, *version)
 			if err != nil {
-				return fmt.Errorf("failed to create temp file: %w", err)
-			}
-			tmp := f.Name()
-			defer os.Remove(tmp)
-			if err := r.CreateBundle(f, *product, *version); err != nil {
-				f.Close()
 				return err
 			}
-			if err := f.Chmod(0o644); err != nil {
-				f.Close()
-				return err
-			}
-			if err := f.Sync(); err != nil {
-				f.Close()
-				return fmt.Errorf("failed to sync bundle: %w", err)
-			}
-			if err := f.Close(); err != nil {
-				return err
-			}
-			// Link fails if out appeared meanwhile: never overwrite.
-			if err := os.Link(tmp, *out); err != nil {
-				if errors.Is(err, os.ErrExist) {
-					return fmt.Errorf("%s already exists; refusing to overwrite it", *out)
-				}
-				return fmt.Errorf("failed to create %s: %w", *out, err)
-			}
-			if d, err := os.Open(filepath.Dir(*out)); err == nil {
-				d.Sync()
-				d.Close()
-			}
-			fi, _ := os.Stat(*out)
-			e.Printf("airlock: wrote %s (%d bytes)\n", *out, fi.Size())
+			e.Printf("airlock: wrote %s (%d bytes)\n", *out, n)
 			return nil
 		}
 	},
