@@ -7,7 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -278,7 +277,7 @@ func (c deviceConfigFlag) path() (string, error) {
 	case *c.dir != "" && *c.config != "":
 		return "", usagef("--dir and --config are mutually exclusive")
 	case *c.dir != "":
-		return filepath.Join(*c.dir, device.ConfigFileName), nil
+		return device.Layout{Dir: *c.dir}.ConfigPath(), nil
 	case *c.config != "":
 		return *c.config, nil
 	}
@@ -378,9 +377,6 @@ func deviceInitFlags(fs *flag.FlagSet) func(*Env, []string) error {
 		if err != nil {
 			return usagef("--hw-rev %q is not a uint32", *hwRev)
 		}
-		if ents, err := os.ReadDir(*dir); err == nil && len(ents) > 0 {
-			return fmt.Errorf("%s is not empty; refusing to create a device over it", *dir)
-		}
 		root, err := durable.ReadFile(durable.OS, *rootPath, trust.MaxRootSize)
 		if err != nil {
 			return err
@@ -406,22 +402,12 @@ func deviceInitFlags(fs *flag.FlagSet) func(*Env, []string) error {
 		if *product == "" {
 			return usagef("--product is required without --image")
 		}
-		cfg := &device.Config{
-			Model: *model, HWRev: uint32(rev), Product: *product, Channel: *channel,
-			Root: "root.json", StateDir: "state", WriteChunk: *writeChunk,
-			Slots: device.SlotsConfig{A: "slot-a.img", B: "slot-b.img", Size: *slotSize},
-			Boot:  device.BootConfig{Backend: *backend},
+		layout := device.Layout{Dir: *dir}
+		cfg, err := layout.Config(*backend, *slotSize)
+		if err != nil {
+			return &UsageError{Msg: err.Error()}
 		}
-		switch *backend {
-		case boot.BackendSim:
-			cfg.Boot.Path = "bootstate"
-		case boot.BackendGrubEnv:
-			cfg.Boot.Path = "grubenv"
-		case boot.BackendUBootEnv:
-			cfg.Boot.Path, cfg.Boot.RedundPath = "uboot.env", "uboot-redund.env"
-		default:
-			return usagef("--boot %q: want sim, uboot-env or grubenv", *backend)
-		}
+		cfg.Model, cfg.HWRev, cfg.Product, cfg.Channel, cfg.WriteChunk = *model, uint32(rev), *product, *channel, *writeChunk
 		if len(comps) > 0 {
 			cfg.Components = comps
 		}
@@ -429,32 +415,15 @@ func deviceInitFlags(fs *flag.FlagSet) func(*Env, []string) error {
 			cfg.Health.Command = strings.Fields(*healthCmd)
 		}
 		cfg.Health.Timeout = *healthTimeout
-		abs, err := filepath.Abs(*dir)
-		if err != nil {
-			return err
-		}
-		cfg.Dir = abs
 		if err := cfg.Validate(); err != nil {
 			return &UsageError{Msg: err.Error()}
 		}
-		if err := os.MkdirAll(abs, 0o755); err != nil {
-			return err
-		}
-		po := device.ProvisionOptions{FactoryRoot: root, CreateSlots: true}
+		po := device.ProvisionOptions{FactoryRoot: root}
 		if src != nil {
 			po.Initial, po.InitialTarget = src, src.TargetPath()
 		}
-		d, err := device.Provision(e.Ctx, durable.OS, cfg, po, device.Options{})
+		d, err := layout.Create(e.Ctx, durable.OS, cfg, po, device.Options{})
 		if err != nil {
-			return err
-		}
-		data, err := cfg.Marshal()
-		if err != nil {
-			return err
-		}
-		// The config goes last: a directory without device.toml is an
-		// unfinished init.
-		if err := durable.WriteFile(durable.OS, filepath.Join(abs, device.ConfigFileName), data, 0o644); err != nil {
 			return err
 		}
 		msg := "without an image (install one with 'airlock device install')"
