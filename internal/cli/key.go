@@ -1,14 +1,11 @@
 package cli
 
 import (
-	"bytes"
+	"context"
 	"crypto"
-	"errors"
 	"flag"
 	"fmt"
-	"strings"
 
-	"github.com/airlockfw/airlock/internal/durable"
 	"github.com/airlockfw/airlock/keys"
 	"github.com/airlockfw/airlock/keys/pkcs11"
 )
@@ -109,7 +106,7 @@ Examples:
 					}
 					var pass []byte
 					if *passFile != "" {
-						if pass, err = readPassphrase(*passFile); err != nil {
+						if pass, err = keys.ReadPassphrase(*passFile); err != nil {
 							return err
 						}
 					}
@@ -192,78 +189,20 @@ Example:
 	)
 }
 
-// MaxPassphraseFileSize bounds a passphrase file.
-const MaxPassphraseFileSize = 4096
-
-func readPassphrase(path string) ([]byte, error) {
-	data, err := durable.ReadFile(durable.OS, path, MaxPassphraseFileSize)
-	if errors.Is(err, durable.ErrTooLarge) {
-		return nil, fmt.Errorf("passphrase file is larger than %d bytes (MaxPassphraseFileSize)", MaxPassphraseFileSize)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("failed to read passphrase file: %w", err)
-	}
-	line, _, _ := bytes.Cut(data, []byte("\n"))
-	line = bytes.TrimSuffix(line, []byte("\r"))
-	if len(line) == 0 {
-		return nil, errors.New("passphrase file is empty")
-	}
-	return line, nil
-}
-
 // loadSigner opens a signing key named on the command line: a key file or
-// a pkcs11: URI (RFC 7512) naming a private key in an HSM token. passFile
-// may be empty; it is read only if a key file is encrypted, and never for
-// an HSM key (the URI names its PIN source).
+// a pkcs11: URI (keys.OpenSigner). passFile may be empty; it is read only
+// if a key file is encrypted.
 func loadSigner(path, passFile string) (crypto.Signer, error) {
-	if isPKCS11(path) {
-		s, err := pkcs11.Open(path)
-		if err != nil {
-			return nil, fmt.Errorf("failed to open HSM key: %w", err)
-		}
-		return s, nil
-	}
-	return keys.LoadPrivate(path, func() ([]byte, error) {
-		if passFile == "" {
-			return nil, errors.New("key is encrypted: give --passphrase-file")
-		}
-		return readPassphrase(passFile)
-	})
+	return keys.OpenSigner(context.Background(), path, keys.OpenOptions{Passphrase: keys.PassphraseFile(passFile)})
 }
 
 // loadSigners opens several signing keys.
 func loadSigners(paths []string, passFile string) ([]crypto.Signer, error) {
-	var out []crypto.Signer
-	for _, p := range paths {
-		s, err := loadSigner(p, passFile)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, s)
-	}
-	return out, nil
+	return keys.OpenSigners(context.Background(), paths, keys.OpenOptions{Passphrase: keys.PassphraseFile(passFile)})
 }
 
-// isPKCS11 reports whether a key argument is a pkcs11: URI.
-func isPKCS11(path string) bool { return strings.HasPrefix(path, "pkcs11:") }
-
 // loadPublic reads a public key from a .pub file, a private key file or a
-// pkcs11: URI (the token's public key object; no PIN needed).
+// pkcs11: URI (keys.OpenPublic).
 func loadPublic(path, passFile string) (crypto.PublicKey, error) {
-	if isPKCS11(path) {
-		pub, err := pkcs11.PublicKey(path)
-		if err != nil {
-			return nil, fmt.Errorf("failed to read HSM public key: %w", err)
-		}
-		return pub, nil
-	}
-	pub, err := keys.LoadPublic(path)
-	if err == nil {
-		return pub, nil
-	}
-	s, err2 := loadSigner(path, passFile)
-	if err2 != nil {
-		return nil, err
-	}
-	return s.Public(), nil
+	return keys.OpenPublic(context.Background(), path, keys.OpenOptions{Passphrase: keys.PassphraseFile(passFile)})
 }

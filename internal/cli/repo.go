@@ -3,14 +3,12 @@
 package cli
 
 import (
-	"bytes"
 	"crypto"
 	"errors"
 	"flag"
 	"fmt"
 	"github.com/airlockfw/airlock/audit"
 	"github.com/airlockfw/airlock/release"
-	"io"
 	"os"
 	"sort"
 	"strings"
@@ -49,22 +47,6 @@ func signerIn(dir, path, passFile string) (crypto.Signer, error) {
 		return nil, err
 	}
 	return s[0], nil
-}
-
-// isPrivateKey reports whether path names a private key (a pkcs11: URI or
-// a PEM file with a private key block) rather than a public key file.
-func isPrivateKey(path string) bool {
-	if strings.HasPrefix(path, "pkcs11:") {
-		return true
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		return true // let loadSigner report the error
-	}
-	defer f.Close()
-	head := make([]byte, 64)
-	n, _ := io.ReadFull(f, head)
-	return bytes.Contains(head[:n], []byte("PRIVATE KEY-----"))
 }
 
 func needFlags(pairs ...string) error {
@@ -207,7 +189,7 @@ Example (2-of-3 root, the third holder enrolled by public key):
 			}
 			opts := repo.InitOptions{RootThreshold: *threshold, Expires: exp, OnlineSnapshotKey: *onlineSnap, OnlineTimestampKey: *onlineTS, Environment: *env}
 			for _, p := range rootKeys {
-				if !isPrivateKey(p) {
+				if !keys.IsPrivate(p) {
 					pub, err := keys.LoadPublic(p)
 					if err != nil {
 						return fmt.Errorf("root key %s: %w", p, err)
@@ -499,7 +481,7 @@ Example:
 
 // keyIDArg accepts a key ID or a key file and returns the key ID.
 func keyIDArg(v, passFile string) (string, error) {
-	if _, err := os.Stat(v); err == nil || strings.HasPrefix(v, "pkcs11:") {
+	if _, err := os.Stat(v); err == nil || keys.IsURI(v) {
 		pub, err := loadPublic(v, passFile)
 		if err != nil {
 			return "", err
