@@ -41,17 +41,9 @@ type pendingWrite struct {
 	data []byte
 }
 
-// Publish makes everything staged public in one consistent snapshot: a
-// staged root, targets and product roles (each must reach its threshold,
-// otherwise nothing is written and a *ThresholdError says what is missing),
-// their payloads, a new snapshot signed by snapshotSigner and a new
-// timestamp signed by timestampSigner. Publishing with nothing staged
-// refreshes snapshot and timestamp.
-//
-// Files are written in the order a client cannot trip over: payloads,
-// product roles, targets, snapshot, root, timestamp (the timestamp is what
-// makes the new snapshot visible).
-func (r *Repo) Publish(snapshotSigner, timestampSigner crypto.Signer) (*PublishResult, error) {
+// publish is Publish without the repository lock, the environment rule and the
+// audit entry.
+func (r *Repo) publish(snapshotSigner, timestampSigner crypto.Signer) (*PublishResult, error) {
 	if snapshotSigner == nil || timestampSigner == nil {
 		return nil, fmt.Errorf("%w: snapshot and timestamp keys are required", ErrInvalidOptions)
 	}
@@ -283,10 +275,9 @@ func (r *Repo) Publish(snapshotSigner, timestampSigner crypto.Signer) (*PublishR
 	return res, nil
 }
 
-// Timestamp signs a new timestamp for the current snapshot with a fresh
-// expiry. Run it more often than the timestamp expiry (default 1 day), e.g.
-// from cron on the server holding the online key.
-func (r *Repo) Timestamp(signer crypto.Signer) (int64, error) {
+// timestamp is Timestamp without the repository lock, the environment rule and the
+// audit entry.
+func (r *Repo) timestamp(signer crypto.Signer) (int64, error) {
 	root, err := r.PublishedRoot()
 	if err != nil {
 		return 0, err

@@ -100,11 +100,9 @@ func (r *Repo) delegation(p release.Product) (roleKeys, error) {
 	return rk, nil
 }
 
-// AddRelease streams the image into staging (compressing it when asked),
-// adds its target to the product role's staged metadata and signs that with
-// opts.Signers. The release is published by Publish once the role's
-// threshold of signatures is reached.
-func (r *Repo) AddRelease(opts ReleaseOptions) (*ReleaseInfo, error) {
+// addRelease is AddRelease without the repository lock, the environment rule and the
+// audit entry.
+func (r *Repo) addRelease(opts ReleaseOptions) (*ReleaseInfo, error) {
 	p, role, err := productRole(opts.Product)
 	if err != nil {
 		return nil, err
@@ -386,12 +384,9 @@ func (r *Repo) payloadPath(targetPath string, tf *metadata.TargetFiles) (string,
 	return pub, false, nil
 }
 
-// SignPending adds signer's approval to the product role's staged
-// metadata. If version is not empty, the staged metadata must contain that
-// release (so an approver signs what they mean to). If nothing is staged,
-// the published role is re-signed as a new version (after a revocation):
-// then the threshold must be collected again.
-func (r *Repo) SignPending(product, version string, signer crypto.Signer) (have, need int, err error) {
+// signPending is SignPending without the repository lock, the environment rule and the
+// audit entry.
+func (r *Repo) signPending(product, version string, signer crypto.Signer) (have, need int, err error) {
 	p, role, err := productRole(product)
 	if err != nil {
 		return 0, 0, err
@@ -518,12 +513,9 @@ func metadataType(data []byte) (string, error) {
 	return env.Signed.Type, nil
 }
 
-// ImportPending merges the signatures of a carried pending file (signed on
-// another machine with SignPendingFile) into the staged metadata whose
-// signed content is byte-for-byte identical. Only signatures that verify with
-// a key of the role are merged; anything else in the file is ignored. It
-// returns the role and its signature count after the merge.
-func (r *Repo) ImportPending(path string) (role string, have, need int, err error) {
+// importPending is ImportPending without the repository lock, the environment rule and the
+// audit entry.
+func (r *Repo) importPending(path string) (role string, have, need int, err error) {
 	data, err := readLimited(path, MaxMetadataSize)
 	if err != nil {
 		return "", 0, 0, err

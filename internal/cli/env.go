@@ -1,9 +1,6 @@
 package cli
 
 import (
-	"crypto"
-	"fmt"
-
 	"github.com/airlockfw/airlock/keys"
 )
 
@@ -19,37 +16,4 @@ func keyringFor(e *Env, flagPath string) (*keys.Keyring, error) {
 		}
 	}
 	return keys.OpenKeyring(p)
-}
-
-// registerKeys records pubs under env in the keyring, refusing keys
-// registered for another environment.
-func registerKeys(kr *keys.Keyring, env, label string, pubs ...crypto.PublicKey) error {
-	for _, pub := range pubs {
-		id, err := keys.KeyID(pub)
-		if err != nil {
-			return err
-		}
-		if err := kr.Register(id, env, label); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// checkSigners refuses signers whose keys are registered for another
-// environment than env.
-func checkSigners(kr *keys.Keyring, env string, signers ...crypto.Signer) error {
-	for _, s := range signers {
-		if s == nil {
-			continue
-		}
-		id, err := keys.KeyID(s.Public())
-		if err != nil {
-			return err
-		}
-		if err := kr.Check(id, env); err != nil {
-			return fmt.Errorf("%w (see 'airlock key gen --env' and docs/keys.md)", err)
-		}
-	}
-	return nil
 }

@@ -83,7 +83,7 @@ Examples:
 						if kr == nil {
 							return nil
 						}
-						return registerKeys(kr, *env, label, pub)
+						return kr.RegisterKeys(*env, label, pub)
 					}
 					if *hsm != "" {
 						if _, err := pkcs11.ParseURI(*hsm); err != nil {

@@ -3,13 +3,9 @@
 package cli
 
 import (
-	"crypto"
 	"flag"
 	"fmt"
-	"github.com/airlockfw/airlock/audit"
-	"github.com/airlockfw/airlock/keys"
 	"strconv"
-	"strings"
 	"text/tabwriter"
 
 	"github.com/airlockfw/airlock/repo"
@@ -115,19 +111,16 @@ Example:
 			if *compress == "none" {
 				*compress = ""
 			}
-			r, err := repo.Open(*dir)
+			kr, err := keyringFor(e, *keyring)
+			if err != nil {
+				return err
+			}
+			r, err := repo.OpenWith(*dir, repoOptions(e, kr))
 			if err != nil {
 				return err
 			}
 			signers, err := signersIn(*dir, keyPaths, *passFile)
 			if err != nil {
-				return err
-			}
-			kr, err := keyringFor(e, *keyring)
-			if err != nil {
-				return err
-			}
-			if err := checkSigners(kr, r.Environment(), signers...); err != nil {
 				return err
 			}
 			info, err := r.AddRelease(repo.ReleaseOptions{
@@ -136,10 +129,6 @@ Example:
 				Notes: *notes, AllowDowngrade: *downgrade, Copy: *copyImage, Signers: signers,
 			})
 			if err != nil {
-				return err
-			}
-			if err := recordRepo(e.Ctx, e, r, audit.Entry{Action: audit.ReleaseAdded, Release: info.Product + "@" + info.Version,
-				Details: map[string]string{"target": info.TargetPath, "sha256": info.SHA256, "keys": signerIDs(signers...)}}); err != nil {
 				return err
 			}
 			fmt.Fprintln(e.Stdout, info.TargetPath)
@@ -218,7 +207,11 @@ Examples:
 			if err := needFlags("--dir", *dir, "--product", *product); err != nil {
 				return err
 			}
-			r, err := repo.Open(*dir)
+			kr, err := keyringFor(e, *keyring)
+			if err != nil {
+				return err
+			}
+			r, err := repo.OpenWith(*dir, repoOptions(e, kr))
 			if err != nil {
 				return err
 			}
@@ -226,23 +219,8 @@ Examples:
 			if err != nil {
 				return err
 			}
-			kr, err := keyringFor(e, *keyring)
-			if err != nil {
-				return err
-			}
-			if err := checkSigners(kr, r.Environment(), s); err != nil {
-				return err
-			}
 			have, need, err := r.SignPending(*product, *version, s)
 			if err != nil {
-				return err
-			}
-			rel := ""
-			if *version != "" {
-				rel = *product + "@" + *version
-			}
-			if err := recordRepo(e.Ctx, e, r, audit.Entry{Action: audit.ReleaseSigned, Release: rel,
-				Details: map[string]string{"role": *product, "keys": signerIDs(s), "signatures": fmt.Sprintf("%d/%d", have, need)}}); err != nil {
 				return err
 			}
 			fmt.Fprintf(e.Stdout, "%d/%d\n", have, need)
@@ -272,7 +250,7 @@ Example:
 		dir := fs.String("dir", "", "")
 		product := fs.String("product", "", "")
 		return func(e *Env, args []string) error {
-			r, err := openRepo(args, *dir)
+			r, err := openRepo(e, args, *dir)
 			if err != nil {
 				return err
 			}
@@ -296,15 +274,4 @@ Example:
 			return tw.Flush()
 		}
 	},
-}
-
-// signerIDs lists the TUF key IDs of signers, comma-separated.
-func signerIDs(signers ...crypto.Signer) string {
-	var ids []string
-	for _, s := range signers {
-		if id, err := keys.KeyID(s.Public()); err == nil {
-			ids = append(ids, id)
-		}
-	}
-	return strings.Join(ids, ",")
 }

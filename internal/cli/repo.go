@@ -7,10 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/airlockfw/airlock/audit"
-	"github.com/airlockfw/airlock/release"
 	"os"
-	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -214,45 +211,15 @@ Example (2-of-3 root, the third holder enrolled by public key):
 			if opts.Timestamp, err = loadSigner(*tsKey, *passFile); err != nil {
 				return fmt.Errorf("timestamp key: %w", err)
 			}
+			opts.Options = repoOptions(e, nil)
 			if *env != "" {
-				kr, err := keyringFor(e, *keyring)
-				if err != nil {
-					return err
-				}
-				pubs := append([]crypto.PublicKey{}, opts.RootKeys...)
-				pubs = append(pubs, opts.Targets.Public(), opts.Snapshot.Public(), opts.Timestamp.Public())
-				for _, pub := range pubs { // check all before registering any
-					id, err := keys.KeyID(pub)
-					if err != nil {
-						return err
-					}
-					if err := kr.Check(id, *env); err != nil {
-						return err
-					}
-				}
-				if err := registerKeys(kr, *env, "repository "+*dir, pubs...); err != nil {
+				if opts.Keyring, err = keyringFor(e, *keyring); err != nil {
 					return err
 				}
 			}
-			if opts.AuditKey, err = ensureAuditKey(*auditKey); err != nil {
-				return err
-			}
+			opts.AuditKey = *auditKey
 			r, err := repo.Init(*dir, opts)
 			if err != nil {
-				return err
-			}
-			var entries []audit.Entry
-			for role, pubs := range map[string][]crypto.PublicKey{"root": opts.RootKeys, "targets": {opts.Targets.Public()},
-				"snapshot": {opts.Snapshot.Public()}, "timestamp": {opts.Timestamp.Public()}} {
-				for _, pub := range pubs {
-					id, _ := keys.KeyID(pub)
-					entries = append(entries, audit.Entry{Action: audit.KeyGenerated, Details: map[string]string{"role": role, "key_id": id, "environment": r.Environment(), "event": "repository created"}})
-				}
-			}
-			sort.Slice(entries, func(i, j int) bool {
-				return entries[i].Details["role"]+entries[i].Details["key_id"] < entries[j].Details["role"]+entries[j].Details["key_id"]
-			})
-			if err := recordRepo(e.Ctx, e, r, entries...); err != nil {
 				return err
 			}
 			e.Printf("airlock: created %s repository %s (root %d-of-%d); serve %s\n", r.Environment(), *dir, *threshold, len(rootKeys), r.PublicDir())
@@ -307,7 +274,11 @@ Example:
 			if len(keyPaths) == 0 {
 				return usagef("--key is required")
 			}
-			r, err := repo.Open(*dir)
+			kr, err := keyringFor(e, *keyring)
+			if err != nil {
+				return err
+			}
+			r, err := repo.OpenWith(*dir, repoOptions(e, kr))
 			if err != nil {
 				return err
 			}
@@ -323,35 +294,8 @@ Example:
 			if err != nil {
 				return err
 			}
-			kr, err := keyringFor(e, *keyring)
-			if err != nil {
-				return err
-			}
-			for _, pub := range pubs {
-				id, err := keys.KeyID(pub)
-				if err != nil {
-					return err
-				}
-				if err := kr.Check(id, r.Environment()); err != nil {
-					return err
-				}
-			}
 			if err := r.Delegate(*product, pubs, *threshold, ts); err != nil {
 				return err
-			}
-			var ids []string
-			for _, pub := range pubs {
-				id, _ := keys.KeyID(pub)
-				ids = append(ids, id)
-			}
-			if err := recordRepo(e.Ctx, e, r, audit.Entry{Action: audit.KeyRotated, Details: map[string]string{
-				"role": *product, "event": "delegated", "keys": strings.Join(ids, ","), "threshold": fmt.Sprint(*threshold)}}); err != nil {
-				return err
-			}
-			if *keyring != "" {
-				if err := registerKeys(kr, r.Environment(), "product "+*product, pubs...); err != nil {
-					return err
-				}
 			}
 			e.Printf("airlock: delegated %s to %d-of-%d keys (staged; run 'airlock repo publish')\n", *product, *threshold, len(pubs))
 			return nil
@@ -400,7 +344,7 @@ Example:
 		tsKey := fs.String("timestamp-key", "", "")
 		passFile := fs.String("passphrase-file", "", "")
 		return func(e *Env, args []string) error {
-			r, err := openRepo(args, *dir)
+			r, err := openRepo(e, args, *dir)
 			if err != nil {
 				return err
 			}
@@ -414,16 +358,6 @@ Example:
 			}
 			res, err := r.Publish(ss, ts)
 			if err != nil {
-				return err
-			}
-			var entries []audit.Entry
-			for _, p := range res.Released {
-				if prod, v, _, err := release.ParseTargetPath(p); err == nil {
-					entries = append(entries, audit.Entry{Action: audit.ReleasePublished, Release: prod.String() + "@" + v.String(),
-						Details: map[string]string{"target": p, "snapshot": fmt.Sprint(res.SnapshotVersion), "timestamp": fmt.Sprint(res.TimestampVersion)}})
-				}
-			}
-			if err := recordRepo(e.Ctx, e, r, entries...); err != nil {
 				return err
 			}
 			for _, p := range res.Released {
@@ -461,7 +395,7 @@ Example:
 		key := fs.String("key", "", "")
 		passFile := fs.String("passphrase-file", "", "")
 		return func(e *Env, args []string) error {
-			r, err := openRepo(args, *dir)
+			r, err := openRepo(e, args, *dir)
 			if err != nil {
 				return err
 			}
@@ -561,7 +495,7 @@ Examples:
 			if len(add) == 0 && len(remove) == 0 && *threshold == 0 && len(newKeys) == 0 {
 				return usagef("nothing to change: give --add, --remove, --threshold or --new-key")
 			}
-			r, err := repo.Open(*dir)
+			r, err := repo.OpenWith(*dir, repoOptions(e, nil))
 			if err != nil {
 				return err
 			}
@@ -588,15 +522,6 @@ Examples:
 			}
 			res, err := r.Rotate(opts)
 			if err != nil {
-				return err
-			}
-			var added []string
-			for _, pub := range opts.Add {
-				id, _ := keys.KeyID(pub)
-				added = append(added, id)
-			}
-			if err := recordRepo(e.Ctx, e, r, audit.Entry{Action: audit.KeyRotated, Details: map[string]string{
-				"role": opts.Role, "added": strings.Join(added, ","), "removed": strings.Join(opts.Remove, ",")}}); err != nil {
 				return err
 			}
 			for _, s := range res.Staged {
@@ -667,7 +592,7 @@ Example:
 			} else if _, err := keyIDArg(id, ""); err != nil {
 				return err
 			}
-			r, err := repo.Open(*dir)
+			r, err := repo.OpenWith(*dir, repoOptions(e, nil))
 			if err != nil {
 				return err
 			}
@@ -676,9 +601,6 @@ Example:
 				return err
 			}
 			if err := r.Revoke(*product, id, ts); err != nil {
-				return err
-			}
-			if err := recordRepo(e.Ctx, e, r, audit.Entry{Action: audit.KeyRevoked, Details: map[string]string{"role": *product, "key_id": id}}); err != nil {
 				return err
 			}
 			e.Printf("airlock: revoked key %s from %s (staged; run 'airlock repo publish', then re-sign affected releases)\n", id, *product)
@@ -715,7 +637,7 @@ Example:
 			if err := needFlags("--dir", *dir, "--pending", *pending); err != nil {
 				return err
 			}
-			r, err := repo.Open(*dir)
+			r, err := repo.OpenWith(*dir, repoOptions(e, nil))
 			if err != nil {
 				return err
 			}
@@ -748,7 +670,7 @@ Example:
 	Flags: func(fs *flag.FlagSet) func(*Env, []string) error {
 		dir := fs.String("dir", "", "")
 		return func(e *Env, args []string) error {
-			r, err := openRepo(args, *dir)
+			r, err := openRepo(e, args, *dir)
 			if err != nil {
 				return err
 			}
@@ -787,12 +709,23 @@ Example:
 
 // openRepo checks that a repository command got no positional arguments and
 // a --dir, and opens the repository.
-func openRepo(args []string, dir string) (*repo.Repo, error) {
+func openRepo(e *Env, args []string, dir string) (*repo.Repo, error) {
 	if err := noArgs(args); err != nil {
 		return nil, err
 	}
 	if err := needFlags("--dir", dir); err != nil {
 		return nil, err
 	}
-	return repo.Open(dir)
+	return repo.OpenWith(dir, repoOptions(e, nil))
+}
+
+// repoOptions are the options of a repository operation: the actor the
+// audit log records ($AIRLOCK_ACTOR, else the login name) and the key
+// environment registry, if the command checks one.
+func repoOptions(e *Env, kr *keys.Keyring) repo.Options {
+	actor := e.Getenv("AIRLOCK_ACTOR")
+	if actor == "" {
+		actor = os.Getenv("AIRLOCK_ACTOR")
+	}
+	return repo.Options{Actor: actor, Keyring: kr}
 }
