@@ -313,7 +313,7 @@ func (d *demo) startServer(ctx context.Context) error {
 	d.say("$ airlock server enroll-token create --data server --uses %d --product %s", d.n, demoProduct)
 	for _, dev := range d.devices {
 		cfg := fmt.Sprintf("device_config = %q\nserver = %q\nserver_ca = %q\nenrollment_token_file = %q\nidentity_dir = %q\nprogress = \"none\"\nstall_timeout = \"10s\"\n",
-			filepath.Join(dev.dir, "device.toml"), d.url, d.path("server-ca.pem"), d.path("enroll.token"), filepath.Join(dev.dir, "identity"))
+			device.Layout{Dir: dev.dir}.ConfigPath(), d.url, d.path("server-ca.pem"), d.path("enroll.token"), filepath.Join(dev.dir, "identity"))
 		p := filepath.Join(dev.dir, "agent.toml")
 		if err := os.WriteFile(p, []byte(cfg), 0o644); err != nil {
 			return err
@@ -502,7 +502,7 @@ type demoStatus struct {
 }
 
 func (d *demo) status(dev *demoDevice) (*demoStatus, error) {
-	dv, err := device.OpenConfig(durable.OS, filepath.Join(dev.dir, "device.toml"), device.Options{HealthOutput: io.Discard})
+	dv, err := device.OpenConfig(durable.OS, device.Layout{Dir: dev.dir}.ConfigPath(), device.Options{HealthOutput: io.Discard})
 	if err != nil {
 		return nil, err
 	}
