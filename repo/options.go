@@ -44,9 +44,6 @@ func OpenWith(dir string, opts Options) (*Repo, error) {
 	return r, nil
 }
 
-// SetOptions replaces the repository's options.
-func (r *Repo) SetOptions(opts Options) { r.opts = opts }
-
 // ErrAudit is wrapped when an operation was done but its audit entry could
 // not be appended; the error cannot go unnoticed.
 var ErrAudit = errors.New("done, but the audit log could not be written")
