@@ -25,10 +25,10 @@ fi
 
 bin=$work/airlock
 go build -o "$bin" ./cmd/airlock
-# The device runs the device build: no vendor or server code (15 MB instead
-# of 35 MB), which is what a device ships and what peak RSS is measured on.
+# The device runs cmd/airlock-device: no vendor or server code, which is
+# what a device ships and what peak RSS is measured on.
 dbin=$work/airlock-device
-go build -tags airlock_device -o "$dbin" ./cmd/airlock
+go build -o "$dbin" ./cmd/airlock-device
 a() { "$bin" "$@" >/dev/null 2>"$work/last.err" || { cat "$work/last.err" >&2; return 1; }; }
 d() { "$dbin" "$@" >/dev/null 2>"$work/last.err" || { cat "$work/last.err" >&2; return 1; }; }
 

@@ -2,6 +2,7 @@ package keys
 
 import (
 	"bytes"
+	"crypto"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -166,4 +167,56 @@ func short(id string) string {
 		return id[:16]
 	}
 	return id
+}
+
+// CheckSigners enforces the environment rule when signing: it refuses a
+// signer whose key is registered for an environment other than env. Nil
+// signers and keys not in the keyring pass.
+func (k *Keyring) CheckSigners(env string, signers ...crypto.Signer) error {
+	for _, s := range signers {
+		if s == nil {
+			continue
+		}
+		id, err := KeyID(s.Public())
+		if err != nil {
+			return err
+		}
+		if err := k.Check(id, env); err != nil {
+			return fmt.Errorf("%w (see 'airlock key gen --env' and docs/keys.md)", err)
+		}
+	}
+	return nil
+}
+
+// CheckKeys refuses public keys registered for an environment other than
+// env, without registering any.
+func (k *Keyring) CheckKeys(env string, pubs ...crypto.PublicKey) error {
+	for _, pub := range pubs {
+		id, err := KeyID(pub)
+		if err != nil {
+			return err
+		}
+		if err := k.Check(id, env); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// RegisterKeys records pubs for env under label, after checking that none
+// is registered for another environment (so it registers all or none).
+func (k *Keyring) RegisterKeys(env, label string, pubs ...crypto.PublicKey) error {
+	if err := k.CheckKeys(env, pubs...); err != nil {
+		return err
+	}
+	for _, pub := range pubs {
+		id, err := KeyID(pub)
+		if err != nil {
+			return err
+		}
+		if err := k.Register(id, env, label); err != nil {
+			return err
+		}
+	}
+	return nil
 }

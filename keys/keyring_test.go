@@ -65,3 +65,30 @@ func FuzzOpenKeyring(f *testing.F) {
 		OpenKeyring(p)
 	})
 }
+
+// TestKeyringEnvironmentRuleWhenSigning: a key registered for dev may not
+// sign for prod; RegisterKeys registers all or none.
+func TestKeyringEnvironmentRuleWhenSigning(t *testing.T) {
+	kr, err := OpenKeyring(filepath.Join(t.TempDir(), "keyring.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	devKey, _ := Generate(Ed25519)
+	newKey, _ := Generate(Ed25519)
+	if err := kr.RegisterKeys(EnvDev, "dev repo", devKey.Public()); err != nil {
+		t.Fatal(err)
+	}
+	if err := kr.CheckSigners(EnvDev, devKey, nil); err != nil {
+		t.Errorf("dev key signing for dev: %v", err)
+	}
+	if err := kr.CheckSigners(EnvProd, newKey, devKey); !errors.Is(err, ErrEnvironment) {
+		t.Errorf("dev key signing for prod: err = %v, want ErrEnvironment", err)
+	}
+	if err := kr.RegisterKeys(EnvProd, "prod repo", newKey.Public(), devKey.Public()); !errors.Is(err, ErrEnvironment) {
+		t.Errorf("registering a dev key for prod: err = %v, want ErrEnvironment", err)
+	}
+	id, _ := KeyID(newKey.Public())
+	if _, ok := kr.Environment(id); ok {
+		t.Error("a refused RegisterKeys registered some keys")
+	}
+}

@@ -1,11 +1,15 @@
 package repo
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"path/filepath"
 
 	"github.com/airlockfw/airlock/bundle"
+	"github.com/airlockfw/airlock/internal/durable"
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 )
 
@@ -80,4 +84,31 @@ func (r *Repo) CreateBundle(w io.Writer, product, version string) error {
 	m.TargetPath = tp
 	m.PayloadLength = tf.Length
 	return bundle.Write(w, &m, f)
+}
+
+// CreateBundleFile writes an offline bundle of a published release to a new
+// file at path and returns its size. The file appears only when complete
+// (temp file, fsync, then a hard link into place) and is never replaced:
+// if path exists, even if it appeared meanwhile, it fails with an error
+// wrapping fs.ErrExist.
+func (r *Repo) CreateBundleFile(path, product, version string) (int64, error) {
+	if _, err := fsys.Lstat(path); err == nil {
+		return 0, fmt.Errorf("%s already exists; refusing to overwrite it: %w", path, fs.ErrExist)
+	}
+	f, err := durable.CreateTemp(fsys, filepath.Dir(path), FileMode)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Abort()
+	cw := &countingWriter{w: f}
+	if err := r.CreateBundle(cw, product, version); err != nil {
+		return 0, err
+	}
+	if err := f.CommitNew(path); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return 0, fmt.Errorf("%s already exists; refusing to overwrite it: %w", path, fs.ErrExist)
+		}
+		return 0, err
+	}
+	return cw.n, nil
 }

@@ -37,11 +37,32 @@
 // Layout of a repository directory (docs/repository.md):
 //
 //	REPO/airlock-repo.json        configuration (expiry, online key paths)
+//	REPO/airlock-repo.lock        the repository lock (see below)
+//	REPO/audit/                   the audit log, if the repository keeps one
 //	REPO/public/metadata/         N.root.json, root.json, timestamp.json,
 //	                              N.snapshot.json, N.targets.json, N.<role>.json
 //	REPO/public/targets/          <product>/<version>/<sha256>.<file>
 //	REPO/staging/                 root.json, targets.json, <role>.json (pending),
 //	                              targets/<product>/<version>/<sha256>.<file>
 //
-// Every file is written atomically (temp file, fsync, rename, fsync dir).
+// Every file is written atomically (temp file, fsync, rename, fsync dir,
+// through internal/durable).
+//
+// # Concurrency, audit and environments
+//
+// Every mutating operation (Init, Delegate, AddRelease, SignPending,
+// ImportPending, Rotate, Revoke, Publish, Timestamp) holds an exclusive
+// flock on REPO/airlock-repo.lock for its whole duration, so a cron
+// `repo timestamp` cannot interleave with a `repo publish` (both would
+// write the same timestamp version, and the timestamp could name the
+// snapshot before a new release). A second mutator waits up to
+// Options.LockWait (DefaultLockWait) and then fails with a *LockedError
+// naming the holder's pid, command line, operation and start time, which
+// the holder writes into the lock file. Read-only calls take no lock.
+//
+// Each mutating operation appends its own entry to the audit log (when the
+// repository was created with an audit key), with Options.Actor, after it
+// acted and under the lock. With Options.Keyring, every signer and every
+// enrolled key is checked against the key environment registry: a key
+// registered for one trust environment never signs for another.
 package repo

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/airlockfw/airlock/internal/durable"
 	"github.com/airlockfw/airlock/keys"
 	"github.com/airlockfw/airlock/release"
 	"github.com/theupdateframework/go-tuf/v2/metadata"
@@ -40,17 +41,9 @@ type pendingWrite struct {
 	data []byte
 }
 
-// Publish makes everything staged public in one consistent snapshot: a
-// staged root, targets and product roles (each must reach its threshold,
-// otherwise nothing is written and a *ThresholdError says what is missing),
-// their payloads, a new snapshot signed by snapshotSigner and a new
-// timestamp signed by timestampSigner. Publishing with nothing staged
-// refreshes snapshot and timestamp.
-//
-// Files are written in the order a client cannot trip over: payloads,
-// product roles, targets, snapshot, root, timestamp (the timestamp is what
-// makes the new snapshot visible).
-func (r *Repo) Publish(snapshotSigner, timestampSigner crypto.Signer) (*PublishResult, error) {
+// publish is Publish without the repository lock, the environment rule and the
+// audit entry.
+func (r *Repo) publish(snapshotSigner, timestampSigner crypto.Signer) (*PublishResult, error) {
 	if snapshotSigner == nil || timestampSigner == nil {
 		return nil, fmt.Errorf("%w: snapshot and timestamp keys are required", ErrInvalidOptions)
 	}
@@ -249,32 +242,32 @@ func (r *Repo) Publish(snapshotSigner, timestampSigner crypto.Signer) (*PublishR
 
 	// Everything checked: write.
 	for _, m := range moves {
-		if err := renameDurable(m[0], m[1]); err != nil {
+		if err := durable.Rename(fsys, m[0], m[1], DirMode); err != nil {
 			return nil, err
 		}
 	}
 	for _, w := range writes {
-		if err := writeFileAtomic(r.metaPath(w.name), w.data); err != nil {
+		if err := writeFile(r.metaPath(w.name), w.data); err != nil {
 			return nil, err
 		}
 	}
 	if rootWrite != nil {
-		if err := writeFileAtomic(r.metaPath(rootWrite.name), rootWrite.data); err != nil {
+		if err := writeFile(r.metaPath(rootWrite.name), rootWrite.data); err != nil {
 			return nil, err
 		}
-		if err := writeFileAtomic(r.metaPath("root.json"), rootWrite.data); err != nil {
+		if err := writeFile(r.metaPath("root.json"), rootWrite.data); err != nil {
 			return nil, err
 		}
 		stagedFiles = append(stagedFiles, r.stagedPath(metadata.ROOT))
 	}
-	if err := writeFileAtomic(r.metaPath("timestamp.json"), tsData); err != nil {
+	if err := writeFile(r.metaPath("timestamp.json"), tsData); err != nil {
 		return nil, err
 	}
 	if stagedTargets != nil {
 		stagedFiles = append(stagedFiles, r.stagedPath(metadata.TARGETS))
 	}
 	for _, f := range stagedFiles {
-		if err := removeDurable(f); err != nil {
+		if err := durable.Remove(fsys, f); err != nil {
 			return nil, err
 		}
 	}
@@ -282,10 +275,9 @@ func (r *Repo) Publish(snapshotSigner, timestampSigner crypto.Signer) (*PublishR
 	return res, nil
 }
 
-// Timestamp signs a new timestamp for the current snapshot with a fresh
-// expiry. Run it more often than the timestamp expiry (default 1 day), e.g.
-// from cron on the server holding the online key.
-func (r *Repo) Timestamp(signer crypto.Signer) (int64, error) {
+// timestamp is Timestamp without the repository lock, the environment rule and the
+// audit entry.
+func (r *Repo) timestamp(signer crypto.Signer) (int64, error) {
 	root, err := r.PublishedRoot()
 	if err != nil {
 		return 0, err
@@ -308,7 +300,7 @@ func (r *Repo) Timestamp(signer crypto.Signer) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	if err := writeFileAtomic(r.metaPath("timestamp.json"), data); err != nil {
+	if err := writeFile(r.metaPath("timestamp.json"), data); err != nil {
 		return 0, err
 	}
 	return ts.Signed.Version, nil

@@ -20,6 +20,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/airlockfw/airlock/internal/durable"
 	"github.com/airlockfw/airlock/internal/payload"
 	"github.com/airlockfw/airlock/keys"
 	"github.com/airlockfw/airlock/release"
@@ -99,11 +100,9 @@ func (r *Repo) delegation(p release.Product) (roleKeys, error) {
 	return rk, nil
 }
 
-// AddRelease streams the image into staging (compressing it when asked),
-// adds its target to the product role's staged metadata and signs that with
-// opts.Signers. The release is published by Publish once the role's
-// threshold of signatures is reached.
-func (r *Repo) AddRelease(opts ReleaseOptions) (*ReleaseInfo, error) {
+// addRelease is AddRelease without the repository lock, the environment rule and the
+// audit entry.
+func (r *Repo) addRelease(opts ReleaseOptions) (*ReleaseInfo, error) {
 	p, role, err := productRole(opts.Product)
 	if err != nil {
 		return nil, err
@@ -188,7 +187,7 @@ func (r *Repo) AddRelease(opts ReleaseOptions) (*ReleaseInfo, error) {
 	ok := false
 	defer func() {
 		if !ok {
-			removeDurable(st.path)
+			durable.Remove(fsys, st.path)
 		}
 	}()
 	meta.Installed = release.Installed{Length: st.rawLength, SHA256: st.rawSHA256}
@@ -249,7 +248,7 @@ func (r *Repo) streamImage(src, dir, fileName string, compress, forceCopy bool) 
 		return nil, fmt.Errorf("%w: image %s is not a regular file", ErrInvalidOptions, src)
 	}
 	outDir := r.path(StagingDir, TargetsDir, filepath.FromSlash(dir))
-	if err := os.MkdirAll(outDir, DirMode); err != nil {
+	if err := fsys.MkdirAll(outDir, DirMode); err != nil {
 		return nil, fmt.Errorf("failed to create %s: %w", outDir, err)
 	}
 	if !compress && !forceCopy {
@@ -259,12 +258,12 @@ func (r *Repo) streamImage(src, dir, fileName string, compress, forceCopy bool) 
 			return nil, err
 		}
 	}
-	f, tmp, err := createTemp(outDir)
+	f, err := durable.CreateTemp(fsys, outDir, FileMode)
 	if err != nil {
 		return nil, err
 	}
-	defer os.Remove(tmp)
-	fail := func(err error) (*streamed, error) { f.Close(); return nil, err }
+	defer f.Abort() // no-op after the commit
+	fail := func(err error) (*streamed, error) { return nil, err }
 
 	outHash := sha256.New()
 	bw := bufio.NewWriterSize(f, CopyBufferSize)
@@ -301,7 +300,7 @@ func (r *Repo) streamImage(src, dir, fileName string, compress, forceCopy bool) 
 	copy(st.sha256[:], outHash.Sum(nil))
 	copy(st.rawSHA256[:], sumOf(rawHash))
 	st.path = filepath.Join(outDir, hex.EncodeToString(st.sha256[:])+"."+fileName)
-	if err := commitTemp(f, tmp, st.path); err != nil {
+	if err := f.Commit(st.path); err != nil {
 		return nil, err
 	}
 	return st, nil
@@ -353,13 +352,10 @@ func linkImage(in *os.File, before fs.FileInfo, src, outDir, fileName string) (*
 	copy(st.sha256[:], h.Sum(nil))
 	st.rawSHA256 = st.sha256
 	st.path = filepath.Join(outDir, hex.EncodeToString(st.sha256[:])+"."+fileName)
-	if err := os.Rename(tmp, st.path); err != nil {
+	if err := durable.Rename(fsys, tmp, st.path, DirMode); err != nil {
 		return nil, fmt.Errorf("failed to stage image: %w", err)
 	}
 	keep = true
-	if err := syncDir(outDir); err != nil {
-		return nil, err
-	}
 	return st, nil
 }
 
@@ -388,12 +384,9 @@ func (r *Repo) payloadPath(targetPath string, tf *metadata.TargetFiles) (string,
 	return pub, false, nil
 }
 
-// SignPending adds signer's approval to the product role's staged
-// metadata. If version is not empty, the staged metadata must contain that
-// release (so an approver signs what they mean to). If nothing is staged,
-// the published role is re-signed as a new version (after a revocation):
-// then the threshold must be collected again.
-func (r *Repo) SignPending(product, version string, signer crypto.Signer) (have, need int, err error) {
+// signPending is SignPending without the repository lock, the environment rule and the
+// audit entry.
+func (r *Repo) signPending(product, version string, signer crypto.Signer) (have, need int, err error) {
 	p, role, err := productRole(product)
 	if err != nil {
 		return 0, 0, err
@@ -502,7 +495,7 @@ func SignPendingFile(path string, signer crypto.Signer) (keyID string, err error
 	default:
 		return "", fmt.Errorf("%w: %s metadata is signed by online keys at publish, not as a pending file", ErrInvalidMetadata, typ)
 	}
-	if err := writeFileAtomic(path, out); err != nil {
+	if err := writeFile(path, out); err != nil {
 		return "", err
 	}
 	return keys.KeyID(signer.Public())
@@ -520,12 +513,9 @@ func metadataType(data []byte) (string, error) {
 	return env.Signed.Type, nil
 }
 
-// ImportPending merges the signatures of a carried pending file (signed on
-// another machine with SignPendingFile) into the staged metadata whose
-// signed content is byte-for-byte identical. Only signatures that verify with
-// a key of the role are merged; anything else in the file is ignored. It
-// returns the role and its signature count after the merge.
-func (r *Repo) ImportPending(path string) (role string, have, need int, err error) {
+// importPending is ImportPending without the repository lock, the environment rule and the
+// audit entry.
+func (r *Repo) importPending(path string) (role string, have, need int, err error) {
 	data, err := readLimited(path, MaxMetadataSize)
 	if err != nil {
 		return "", 0, 0, err

@@ -6,12 +6,15 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/airlockfw/airlock/audit"
 	"github.com/airlockfw/airlock/keys"
 	"github.com/airlockfw/airlock/release"
 	"github.com/theupdateframework/go-tuf/v2/metadata"
@@ -25,14 +28,16 @@ const (
 	TargetsDir  = "targets"  // under public/ and staging/
 )
 
-// Repo is an open repository directory. It is not safe for concurrent use,
-// and two processes must not work on one repository at the same time.
+// Repo is an open repository directory. A Repo is not safe for concurrent
+// use, but several Repos (in one or several processes) may work on one
+// directory: every mutating operation holds the repository lock (LockFile).
 type Repo struct {
 	dir string
 	cfg Config
 	// Now returns the current time; it defaults to time.Now and tests
 	// replace it.
-	Now func() time.Time
+	Now  func() time.Time
+	opts Options
 }
 
 // InitOptions configures a new repository.
@@ -61,6 +66,9 @@ type InitOptions struct {
 	// signed root metadata and in every release; devices provisioned with a
 	// root of one environment refuse metadata of any other.
 	Environment string
+	// Options configures the returned Repo; its Keyring also checks and
+	// registers every key of the new repository for Environment.
+	Options
 }
 
 // RootEnvironmentField is the field of the signed root metadata that names
@@ -117,8 +125,26 @@ func Init(dir string, opts InitOptions) (*Repo, error) {
 	if err := keys.CheckEnvironment(opts.Environment); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidOptions, err)
 	}
+	// Every key of the repository, by role, for the environment rule and
+	// the audit log.
+	roleKeyList := map[string][]crypto.PublicKey{metadata.ROOT: opts.RootKeys, metadata.TARGETS: {opts.Targets.Public()},
+		metadata.SNAPSHOT: {opts.Snapshot.Public()}, metadata.TIMESTAMP: {opts.Timestamp.Public()}}
+	var allKeys []crypto.PublicKey
+	for _, role := range []string{metadata.ROOT, metadata.TARGETS, metadata.SNAPSHOT, metadata.TIMESTAMP} {
+		allKeys = append(allKeys, roleKeyList[role]...)
+	}
+	if kr := opts.Keyring; kr != nil {
+		if err := kr.CheckKeys(opts.Environment, allKeys...); err != nil {
+			return nil, err
+		}
+	}
+	auditKey, err := ensureAuditKey(opts.AuditKey)
+	if err != nil {
+		return nil, err
+	}
+	opts.AuditKey = auditKey
 	r := &Repo{dir: dir, cfg: Config{Schema: ConfigSchema, Expires: opts.Expires.withDefaults(), Environment: opts.Environment, AuditKey: opts.AuditKey,
-		OnlineSnapshotKey: opts.OnlineSnapshotKey, OnlineTimestampKey: opts.OnlineTimestampKey}, Now: time.Now}
+		OnlineSnapshotKey: opts.OnlineSnapshotKey, OnlineTimestampKey: opts.OnlineTimestampKey}, Now: time.Now, opts: opts.Options}
 	now := r.now()
 
 	root := metadata.Root(now.Add(time.Duration(r.cfg.Expires.Root)))
@@ -203,6 +229,15 @@ func Init(dir string, opts InitOptions) (*Repo, error) {
 		return nil, err
 	}
 
+	unlock, err := r.lock("init")
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	// Another Init may have won the race for the empty directory.
+	if ents, err := os.ReadDir(dir); err != nil || len(ents) != 1 {
+		return nil, fmt.Errorf("%w: %s is not empty", ErrExists, dir)
+	}
 	for _, d := range []string{r.path(PublicDir, MetadataDir), r.path(PublicDir, TargetsDir), r.path(StagingDir, TargetsDir)} {
 		if err := os.MkdirAll(d, DirMode); err != nil {
 			return nil, fmt.Errorf("failed to create %s: %w", d, err)
@@ -215,11 +250,30 @@ func Init(dir string, opts InitOptions) (*Repo, error) {
 		{"1.root.json", rootData}, {"root.json", rootData}, {"1.targets.json", targetsData},
 		{"1.snapshot.json", snapData}, {"timestamp.json", tsData},
 	} {
-		if err := writeFileAtomic(r.metaPath(f.name), f.data); err != nil {
+		if err := writeFile(r.metaPath(f.name), f.data); err != nil {
 			return nil, err
 		}
 	}
 	if err := r.saveConfig(); err != nil {
+		return nil, err
+	}
+	if kr := opts.Keyring; kr != nil {
+		if err := kr.RegisterKeys(opts.Environment, "repository "+dir, allKeys...); err != nil {
+			return nil, err
+		}
+	}
+	var entries []audit.Entry
+	for _, role := range []string{metadata.ROOT, metadata.SNAPSHOT, metadata.TARGETS, metadata.TIMESTAMP} {
+		ids := map[string]bool{}
+		for _, pub := range roleKeyList[role] {
+			id, _ := keys.KeyID(pub)
+			ids[id] = true
+		}
+		for _, id := range slices.Sorted(maps.Keys(ids)) {
+			entries = append(entries, audit.Entry{Action: audit.KeyGenerated, Details: map[string]string{"role": role, "key_id": id, "environment": opts.Environment, "event": "repository created"}})
+		}
+	}
+	if err := r.record(entries...); err != nil {
 		return nil, err
 	}
 	return r, nil
@@ -270,7 +324,7 @@ func (r *Repo) saveConfig() error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(r.path(ConfigFile), append(data, '\n'))
+	return writeFile(r.path(ConfigFile), append(data, '\n'))
 }
 
 func (r *Repo) now() time.Time {
@@ -459,7 +513,7 @@ func writeStaged[T metadata.Roles](r *Repo, role string, md *metadata.Metadata[T
 	if err != nil {
 		return fmt.Errorf("failed to encode %s metadata: %w", role, err)
 	}
-	return writeFileAtomic(r.stagedPath(role), data)
+	return writeFile(r.stagedPath(role), data)
 }
 
 func rootKeysOf(root *metadata.Metadata[metadata.RootType]) roleKeys {

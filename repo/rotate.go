@@ -12,10 +12,9 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 )
 
-// Delegate delegates the product's paths (release.Product.PathPattern) to a
-// new product role with the given keys and threshold, in a new (staged)
-// targets version signed by targetsSigners. Publish makes it effective.
-func (r *Repo) Delegate(product string, pubs []crypto.PublicKey, threshold int, targetsSigners ...crypto.Signer) error {
+// delegate is Delegate without the repository lock, the environment rule and the
+// audit entry.
+func (r *Repo) delegate(product string, pubs []crypto.PublicKey, threshold int, targetsSigners ...crypto.Signer) error {
 	p, role, err := productRole(product)
 	if err != nil {
 		return err
@@ -96,13 +95,9 @@ type RotateResult struct {
 
 var topLevel = []string{metadata.ROOT, metadata.TARGETS, metadata.SNAPSHOT, metadata.TIMESTAMP}
 
-// Rotate changes the keys or threshold of a role. A top-level role's keys
-// live in root, so rotating one stages the next root version, signed by a
-// threshold of the old root keys and (for root itself) of the new ones; the
-// next Publish makes it effective. A product role's keys live in targets, so
-// rotating one stages the next targets version (signed by the targets key)
-// and re-signs the product role with the new keys.
-func (r *Repo) Rotate(opts RotateOptions) (*RotateResult, error) {
+// rotate is Rotate without the repository lock, the environment rule and the
+// audit entry.
+func (r *Repo) rotate(opts RotateOptions) (*RotateResult, error) {
 	if slices.Contains(topLevel, opts.Role) {
 		return r.rotateTopLevel(opts)
 	}
@@ -314,13 +309,10 @@ func (r *Repo) rotateProduct(opts RotateOptions) (*RotateResult, error) {
 	return res, nil
 }
 
-// Revoke removes a key from a product role's delegation, in a new staged
-// targets version signed by targetsSigner. Once published, signatures by the
-// revoked key no longer count: releases that lack a threshold without them
-// stop verifying on devices until re-signed with the remaining keys
-// (SignPending with an empty staging re-signs the published role).
-func (r *Repo) Revoke(product, keyID string, targetsSigner crypto.Signer) error {
-	_, err := r.Rotate(RotateOptions{Role: product, Remove: []string{keyID}, OldSigners: []crypto.Signer{targetsSigner}})
+// revoke is Revoke without the repository lock, the environment rule and the
+// audit entry.
+func (r *Repo) revoke(product, keyID string, targetsSigner crypto.Signer) error {
+	_, err := r.rotate(RotateOptions{Role: product, Remove: []string{keyID}, OldSigners: []crypto.Signer{targetsSigner}})
 	return err
 }
 

@@ -39,10 +39,10 @@ bad=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
 if [ -n "$bad" ]; then echo "gofmt needed:"; echo "$bad"; exit 1; fi
 echo "== go vet"
 go vet ./...
-echo "== go build (cgo off; device build)"
+echo "== go build (cgo off; the device binary is cmd/airlock-device)"
 CGO_ENABLED=0 go build -o /dev/null ./cmd/...
-go vet -tags airlock_device ./cmd/airlock ./internal/cli
-go build -tags airlock_device -o /dev/null ./cmd/airlock
+echo "== dependency lists (cmd/*/depaware.txt; refresh: sh scripts/depaware.sh)"
+go test -count=1 -run '^TestDependencies$' ./cmd/airlock ./cmd/airlock-device
 
 echo "== go test"
 go test -count=1 -timeout 20m "$@" ./...

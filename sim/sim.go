@@ -180,9 +180,12 @@ type simDevice struct {
 	err      string
 }
 
+// devConfigPath is the device config in each device's in-memory filesystem
+// (a device.Layout at its root).
+var devConfigPath = device.Layout{Dir: "/"}.ConfigPath()
+
 // Paths inside each device's in-memory filesystem.
 const (
-	devConfigPath   = "/device.toml"
 	agentDir        = "/agent"
 	caFile          = "/agent/server-ca.pem"
 	tokenFile       = "/agent/token"
@@ -209,12 +212,14 @@ func New(opts Options) (*Fleet, error) {
 // the failing health check.
 func (f *Fleet) deviceConfig(fail bool) *device.Config {
 	o := &f.opts
-	cfg := &device.Config{
-		Dir: "/", Model: o.Model, HWRev: o.HWRev, Product: o.Product, Channel: o.Channel,
-		Root: factoryRootFile, StateDir: "state", WriteChunk: DefaultWriteChunk,
-		Slots: device.SlotsConfig{A: "slot-a.img", B: "slot-b.img", Size: o.SlotSize},
-		Boot:  device.BootConfig{Backend: boot.BackendSim, Path: "bootstate"},
+	// A simulated device is a device directory (device.Layout) at the root
+	// of its own filesystem, with the factory root under its own name.
+	cfg, err := device.Layout{Dir: "/"}.Config(boot.BackendSim, o.SlotSize)
+	if err != nil {
+		panic("internal error: " + err.Error())
 	}
+	cfg.Model, cfg.HWRev, cfg.Product, cfg.Channel = o.Model, o.HWRev, o.Product, o.Channel
+	cfg.Root, cfg.WriteChunk = factoryRootFile, DefaultWriteChunk
 	if fail {
 		cfg.Health = device.HealthConfig{Command: FailCommand, Timeout: DefaultHealthTimeout}
 	}

@@ -1,15 +1,27 @@
-// Command airlock is the single binary of the Airlock secure firmware update
-// system: vendor tooling (keys, repository, releases, bundles), the device
-// side (install, boot verification, health) and verification. Run
-// `airlock help` for the commands.
+// Command airlock is the full Airlock command line: vendor tooling (keys,
+// repository, releases, bundles), the server side (update server, users,
+// rollouts, approvals, audit, fleet simulator, demo), the device side
+// (install, boot verification, health, agent) and verification. Run
+// `airlock help` for the commands. Devices run cmd/airlock-device, which
+// carries only the device side.
 package main
 
 import (
 	"os"
 
 	"github.com/airlockfw/airlock/internal/cli"
+	"github.com/airlockfw/airlock/internal/cli/devicecmd"
+	"github.com/airlockfw/airlock/internal/cli/servercmd"
+	"github.com/airlockfw/airlock/internal/cli/vendorcmd"
 )
 
+//go:generate sh ../../scripts/depaware.sh
+
 func main() {
-	os.Exit(cli.Run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+	os.Exit(program().Run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+// program is airlock with every command group.
+func program() *cli.Program {
+	return cli.New("airlock", devicecmd.Commands(), vendorcmd.Commands(), servercmd.Commands())
 }

@@ -1,44 +1,22 @@
 package main
 
 import (
-	"os/exec"
-	"strings"
 	"testing"
+
+	"github.com/airlockfw/airlock/internal/depaware"
 )
 
-// TestDeviceBuildCarriesNoVendorOrServerCode checks the architecture rule
-// that a device carries verification code only: the device build of
-// airlock (-tags airlock_device) imports neither the vendor side (repo,
-// audit), nor the server side (server, rollout, store drivers), nor the
-// simulator.
-func TestDeviceBuildCarriesNoVendorOrServerCode(t *testing.T) {
+// TestDependencies fails when airlock gains or loses a dependency against
+// the committed cmd/airlock/depaware.txt.
+func TestDependencies(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs go list")
 	}
-	out, err := exec.Command("go", "list", "-tags", "airlock_device", "-deps", ".").CombinedOutput()
+	d, err := depaware.Diff("../..", "airlock")
 	if err != nil {
-		t.Fatalf("go list: %v\n%s", err, out)
+		t.Fatal(err)
 	}
-	forbidden := []string{
-		"github.com/airlockfw/airlock/repo", "github.com/airlockfw/airlock/server", "github.com/airlockfw/airlock/rollout",
-		"github.com/airlockfw/airlock/audit", "github.com/airlockfw/airlock/sim",
-		"github.com/jackc/pgx", "modernc.org/sqlite", "github.com/prometheus/",
-	}
-	deps := strings.Fields(string(out))
-	for _, d := range deps {
-		for _, f := range forbidden {
-			if d == f || strings.HasPrefix(d, f+"/") || (strings.HasSuffix(f, "/") && strings.HasPrefix(d, f)) {
-				t.Errorf("the device build imports %s", d)
-			}
-		}
-	}
-	for _, want := range []string{"github.com/airlockfw/airlock/device", "github.com/airlockfw/airlock/agent", "github.com/airlockfw/airlock/trust"} {
-		found := false
-		for _, d := range deps {
-			found = found || d == want
-		}
-		if !found {
-			t.Errorf("the device build lacks %s", want)
-		}
+	if d != "" {
+		t.Fatal(d)
 	}
 }

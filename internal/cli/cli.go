@@ -1,6 +1,10 @@
-// Package cli implements the airlock command line: argument parsing, help
-// text and output. It holds no logic a library user would need; every
-// command is a thin layer over the library packages.
+// Package cli is the core of the Airlock command lines: the Env a command
+// runs with, the Command type, a Program (a name and an explicit list of
+// commands), argument dispatch, help text and exit codes. It holds no
+// commands and no logic a library user would need: the command groups live
+// in sub-packages (devicecmd, vendorcmd, servercmd) and each binary lists
+// the groups it carries (cmd/airlock: all; cmd/airlock-device: the device
+// side only).
 //
 // Conventions: data goes to stdout, everything else to stderr as
 // "airlock: error: …" or "airlock: hint: …". Exit codes: 0 ok, 1 failure,
@@ -36,13 +40,16 @@ type Env struct {
 	Stderr io.Writer
 	// Getenv reads the environment (os.Getenv by default; tests replace it).
 	Getenv func(string) string
+	// Program is the program running the command (set by RunEnv), for a
+	// command that runs others, such as demo.
+	Program *Program
 }
 
 // Printf writes informational output to stderr.
 func (e *Env) Printf(format string, args ...any) { fmt.Fprintf(e.Stderr, format, args...) }
 
-// command is one leaf command, such as "repo init".
-type command struct {
+// Command is one leaf command, such as "repo init".
+type Command struct {
 	Name    string // space-separated words, e.g. "repo init"
 	Summary string // one line for `airlock help`
 	Usage   string // full help text: synopsis, description, flags, examples
@@ -51,17 +58,35 @@ type command struct {
 	Flags func(fs *flag.FlagSet) func(e *Env, args []string) error
 }
 
-var commands = map[string]*command{}
+// Program is a command line: a name and its commands.
+type Program struct {
+	// Name is the binary's name, used in help text.
+	Name     string
+	commands map[string]*Command
+}
 
-// register adds commands; it is called from init functions, one file per
-// command group.
-func register(cmds ...*command) {
-	for _, c := range cmds {
-		if _, dup := commands[c.Name]; dup {
-			panic("internal error: duplicate command " + c.Name)
+// New returns the program name with the commands of groups. A command name
+// given twice is a programming error (panic).
+func New(name string, groups ...[]*Command) *Program {
+	p := &Program{Name: name, commands: map[string]*Command{}}
+	for _, g := range groups {
+		for _, c := range g {
+			if _, dup := p.commands[c.Name]; dup {
+				panic("internal error: duplicate command " + c.Name)
+			}
+			p.commands[c.Name] = c
 		}
-		commands[c.Name] = c
 	}
+	return p
+}
+
+// Commands returns the program's commands sorted by name.
+func (p *Program) Commands() []*Command {
+	var cs []*Command
+	for _, n := range p.sortedNames() {
+		cs = append(cs, p.commands[n])
+	}
+	return cs
 }
 
 // UsageError is an error in how the command was called (exit 2).
@@ -69,46 +94,52 @@ type UsageError struct{ Msg string }
 
 func (e *UsageError) Error() string { return e.Msg }
 
-func usagef(format string, args ...any) error {
+// Usagef returns a UsageError.
+func Usagef(format string, args ...any) error {
 	return &UsageError{Msg: fmt.Sprintf(format, args...)}
 }
 
-// Run runs the airlock command line and returns the exit code.
-func Run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+// Run runs the program with the process's signals (SIGINT, SIGTERM cancel
+// the context) and environment and returns the exit code.
+func (p *Program) Run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	e := &Env{Ctx: ctx, Stdin: stdin, Stdout: stdout, Stderr: stderr, Getenv: os.Getenv}
-	return run(e, args)
+	return p.RunEnv(e, args)
 }
 
-func run(e *Env, args []string) int {
+// RunEnv runs the program in e and returns the exit code.
+func (p *Program) RunEnv(e *Env, args []string) int {
+	if e.Program == nil {
+		e.Program = p
+	}
 	if len(args) == 0 {
-		fmt.Fprint(e.Stderr, mainUsage())
+		fmt.Fprint(e.Stderr, p.mainUsage())
 		return ExitUsage
 	}
 	switch args[0] {
 	case "help", "-h", "-help", "--help":
 		if len(args) > 1 {
-			if c, _ := lookup(args[1:]); c != nil {
+			if c, _ := p.lookup(args[1:]); c != nil {
 				fmt.Fprint(e.Stdout, c.Usage)
 				return ExitOK
 			}
-			if g := groupUsage(args[1]); g != "" {
+			if g := p.groupUsage(args[1]); g != "" {
 				fmt.Fprint(e.Stdout, g)
 				return ExitOK
 			}
 			fmt.Fprintf(e.Stderr, "airlock: error: unknown command %q\n", strings.Join(args[1:], " "))
 			return ExitUsage
 		}
-		fmt.Fprint(e.Stdout, mainUsage())
+		fmt.Fprint(e.Stdout, p.mainUsage())
 		return ExitOK
 	case "version", "-version", "--version":
-		fmt.Fprintln(e.Stdout, "airlock", Version())
+		fmt.Fprintln(e.Stdout, p.Name, Version())
 		return ExitOK
 	}
-	c, rest := lookup(args)
+	c, rest := p.lookup(args)
 	if c == nil {
-		if g := groupUsage(args[0]); g != "" {
+		if g := p.groupUsage(args[0]); g != "" {
 			if len(args) == 1 {
 				fmt.Fprint(e.Stderr, g)
 			} else {
@@ -116,7 +147,7 @@ func run(e *Env, args []string) int {
 			}
 			return ExitUsage
 		}
-		fmt.Fprintf(e.Stderr, "airlock: error: unknown command %q\nRun 'airlock help' for the list of commands.\n", args[0])
+		fmt.Fprintf(e.Stderr, "airlock: error: unknown command %q\nRun '%s help' for the list of commands.\n", args[0], p.Name)
 		return ExitUsage
 	}
 	fs := flag.NewFlagSet("airlock "+c.Name, flag.ContinueOnError)
@@ -127,13 +158,13 @@ func run(e *Env, args []string) int {
 			fmt.Fprint(e.Stdout, c.Usage)
 			return ExitOK
 		}
-		fmt.Fprintf(e.Stderr, "airlock: error: %v\nRun 'airlock %s --help' for usage.\n", err, c.Name)
+		fmt.Fprintf(e.Stderr, "airlock: error: %v\nRun '%s %s --help' for usage.\n", err, p.Name, c.Name)
 		return ExitUsage
 	}
 	if err := runFn(e, fs.Args()); err != nil {
 		var ue *UsageError
 		if errors.As(err, &ue) {
-			fmt.Fprintf(e.Stderr, "airlock: error: %v\nRun 'airlock %s --help' for usage.\n", err, c.Name)
+			fmt.Fprintf(e.Stderr, "airlock: error: %v\nRun '%s %s --help' for usage.\n", err, p.Name, c.Name)
 			return ExitUsage
 		}
 		fmt.Fprintf(e.Stderr, "airlock: error: %v\n", err)
@@ -143,60 +174,60 @@ func run(e *Env, args []string) int {
 }
 
 // lookup finds the longest registered command name that prefixes args.
-func lookup(args []string) (*command, []string) {
+func (p *Program) lookup(args []string) (*Command, []string) {
 	for n := min(len(args), 3); n > 0; n-- {
-		if c, ok := commands[strings.Join(args[:n], " ")]; ok {
+		if c, ok := p.commands[strings.Join(args[:n], " ")]; ok {
 			return c, args[n:]
 		}
 	}
 	return nil, nil
 }
 
-func sortedNames() []string {
+func (p *Program) sortedNames() []string {
 	var names []string
-	for n := range commands {
+	for n := range p.commands {
 		names = append(names, n)
 	}
 	sort.Strings(names)
 	return names
 }
 
-func groupUsage(group string) string {
+func (p *Program) groupUsage(group string) string {
 	var b strings.Builder
-	for _, n := range sortedNames() {
+	for _, n := range p.sortedNames() {
 		if strings.HasPrefix(n, group+" ") {
-			fmt.Fprintf(&b, "  airlock %-28s %s\n", n, commands[n].Summary)
+			fmt.Fprintf(&b, "  %s %-28s %s\n", p.Name, n, p.commands[n].Summary)
 		}
 	}
 	if b.Len() == 0 {
 		return ""
 	}
-	return fmt.Sprintf("Usage: airlock %s <command> [flags]\n\nCommands:\n%s\nRun 'airlock %s <command> --help' for details.\n", group, b.String(), group)
+	return fmt.Sprintf("Usage: %s %s <command> [flags]\n\nCommands:\n%s\nRun '%s %s <command> --help' for details.\n", p.Name, group, b.String(), p.Name, group)
 }
 
-func mainUsage() string {
+func (p *Program) mainUsage() string {
 	var b strings.Builder
-	b.WriteString(`Airlock: secure firmware updates. Vendors sign releases with offline or HSM
+	fmt.Fprintf(&b, `Airlock: secure firmware updates. Vendors sign releases with offline or HSM
 keys (TUF), devices install only authentic, authorized, fresh firmware for
 their model into an inactive A/B slot, verify it at boot and fall back.
 
-Usage: airlock <command> [flags]
+Usage: %s <command> [flags]
 
 Commands:
-`)
+`, p.Name)
 	w := 0
-	for _, n := range sortedNames() {
+	for _, n := range p.sortedNames() {
 		w = max(w, len(n))
 	}
-	for _, n := range sortedNames() {
-		fmt.Fprintf(&b, "  %-*s  %s\n", w, n, commands[n].Summary)
+	for _, n := range p.sortedNames() {
+		fmt.Fprintf(&b, "  %-*s  %s\n", w, n, p.commands[n].Summary)
 	}
 	fmt.Fprintf(&b, "  %-*s  %s\n  %-*s  %s\n", w, "help [command]", "show help for a command", w, "version", "print the version")
-	b.WriteString(`
+	fmt.Fprintf(&b, `
 Exit codes: 0 ok, 1 failure, 2 usage error. Errors go to stderr as
-"airlock: error: ...". Run 'airlock <command> --help' for details.
+"airlock: error: ...". Run '%s <command> --help' for details.
 Documentation: docs/cli.md and the other files in docs/.
-`)
+`, p.Name)
 	return b.String()
 }
 
@@ -208,8 +239,27 @@ func Version() string {
 	return "(devel)"
 }
 
-// stringList is a repeatable string flag.
-type stringList []string
+// StringList is a repeatable string flag.
+type StringList []string
 
-func (s *stringList) String() string     { return strings.Join(*s, ",") }
-func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
+func (s *StringList) String() string     { return strings.Join(*s, ",") }
+func (s *StringList) Set(v string) error { *s = append(*s, v); return nil }
+
+// NeedFlags returns a usage error naming the first flag, of (name, value)
+// pairs, whose value is empty.
+func NeedFlags(pairs ...string) error {
+	for i := 0; i+1 < len(pairs); i += 2 {
+		if pairs[i+1] == "" {
+			return Usagef("%s is required", pairs[i])
+		}
+	}
+	return nil
+}
+
+// NoArgs returns a usage error if a command got positional arguments.
+func NoArgs(args []string) error {
+	if len(args) != 0 {
+		return Usagef("unexpected arguments %q", args)
+	}
+	return nil
+}

@@ -1,12 +1,14 @@
-//go:build !airlock_device
-
-package cli
+package cli_test
 
 import (
 	"bytes"
 	"context"
+	"flag"
 	"strings"
 	"testing"
+
+	. "github.com/airlockfw/airlock/internal/cli"
+	"github.com/airlockfw/airlock/internal/cli/vendorcmd"
 )
 
 // runCLI runs the command line in-process and returns the exit code and output.
@@ -14,7 +16,7 @@ func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	var out, errb bytes.Buffer
 	e := &Env{Ctx: context.Background(), Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errb, Getenv: func(string) string { return "" }}
-	code = run(e, args)
+	code = New("airlock", vendorcmd.Commands()).RunEnv(e, args)
 	return code, out.String(), errb.String()
 }
 
@@ -49,21 +51,31 @@ func TestExitCodes(t *testing.T) {
 	}
 }
 
-func TestKeyGenAndPub(t *testing.T) {
-	dir := t.TempDir()
-	for _, typ := range []string{"ed25519", "ecdsa-p256", "ecdsa-p384", "rsa-3072"} {
-		path := dir + "/" + typ + ".pem"
-		code, id, errOut := runCLI(t, "key", "gen", "--type", typ, "--out", path)
-		if code != 0 {
-			t.Fatalf("%s: exit %d: %s", typ, code, errOut)
-		}
-		code, pemOut, errOut := runCLI(t, "key", "pub", "--key", path+".pub")
-		if code != 0 || !strings.Contains(pemOut, "PUBLIC KEY") || !strings.Contains(errOut, strings.TrimSpace(id)) {
-			t.Fatalf("%s: key pub: exit %d\n%s\n%s", typ, code, pemOut, errOut)
-		}
-		// Refuses to overwrite.
-		if code, _, errOut := runCLI(t, "key", "gen", "--type", typ, "--out", path); code != ExitFailure || !strings.Contains(errOut, "refusing to overwrite") {
-			t.Fatalf("%s: overwrite: exit %d: %s", typ, code, errOut)
-		}
+// TestProgramRunsOnlyItsCommands: a program knows only the commands it was
+// built with, and a name given twice is refused.
+func TestProgramRunsOnlyItsCommands(t *testing.T) {
+	var ran []string
+	cmd := func(name string) *Command {
+		return &Command{Name: name, Summary: name, Usage: "Usage: x " + name + "\n", Flags: func(*flag.FlagSet) func(*Env, []string) error {
+			return func(*Env, []string) error { ran = append(ran, name); return nil }
+		}}
 	}
+	p := New("x", []*Command{cmd("a b")}, []*Command{cmd("c")})
+	var out, errb bytes.Buffer
+	e := &Env{Ctx: context.Background(), Stdout: &out, Stderr: &errb}
+	if code := p.RunEnv(e, []string{"a", "b"}); code != ExitOK {
+		t.Fatalf("a b: exit %d: %s", code, errb.String())
+	}
+	if code := p.RunEnv(e, []string{"key", "gen"}); code != ExitUsage {
+		t.Errorf("a command of another program: exit %d, want %d", code, ExitUsage)
+	}
+	if len(p.Commands()) != 2 || len(ran) != 1 {
+		t.Errorf("commands %d, ran %q", len(p.Commands()), ran)
+	}
+	defer func() {
+		if recover() == nil {
+			t.Error("a duplicate command did not panic")
+		}
+	}()
+	New("x", []*Command{cmd("c")}, []*Command{cmd("c")})
 }

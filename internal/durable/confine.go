@@ -95,6 +95,16 @@ func (c *confined) Rename(oldpath, newpath string) error {
 	return c.fsys.Rename(oldpath, newpath)
 }
 
+func (c *confined) Link(oldname, newname string) error {
+	if err := c.check("link", oldname, true); err != nil {
+		return err
+	}
+	if err := c.check("link", newname, true); err != nil {
+		return err
+	}
+	return c.fsys.Link(oldname, newname)
+}
+
 func (c *confined) Remove(name string) error {
 	if err := c.check("remove", name, false); err != nil {
 		return err

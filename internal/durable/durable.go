@@ -49,6 +49,10 @@ type FS interface {
 	// Rename atomically replaces newpath with oldpath (durable only after
 	// SyncDir of the directories involved).
 	Rename(oldpath, newpath string) error
+	// Link creates newname as a hard link to the file oldname, failing
+	// (with an error wrapping fs.ErrExist) if newname exists. Durable
+	// only after SyncDir.
+	Link(oldname, newname string) error
 	// Remove removes a file or empty directory.
 	Remove(name string) error
 	// SyncDir makes creates, renames and removes in dir durable.
@@ -85,6 +89,7 @@ func (osFS) OpenFile(name string, flag int, perm fs.FileMode) (File, error) {
 
 func (osFS) Rename(oldpath, newpath string) error   { return os.Rename(oldpath, newpath) }
 func (osFS) Remove(name string) error               { return os.Remove(name) }
+func (osFS) Link(oldname, newname string) error     { return os.Link(oldname, newname) }
 func (osFS) Stat(name string) (fs.FileInfo, error)  { return os.Stat(name) }
 func (osFS) Lstat(name string) (fs.FileInfo, error) { return os.Lstat(name) }
 func (osFS) MkdirAll(path string, perm fs.FileMode) error {

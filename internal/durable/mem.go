@@ -310,6 +310,33 @@ func (m *Mem) Rename(oldpath, newpath string) error {
 	return nil
 }
 
+// Link makes newname a second name of the file oldname; it fails with
+// fs.ErrExist if newname exists. Visible at once, durable after SyncDir of
+// newname's parent.
+func (m *Mem) Link(oldname, newname string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.boundary("link", newname); err != nil {
+		return err
+	}
+	src, err := m.lookup("link", oldname)
+	if err != nil {
+		return err
+	}
+	if src.dir {
+		return &os.LinkError{Op: "link", Old: oldname, New: newname, Err: errIsDir}
+	}
+	nd, nb, err := m.lookupParent("link", newname)
+	if err != nil {
+		return err
+	}
+	if _, ok := nd.entries[nb]; ok {
+		return &os.LinkError{Op: "link", Old: oldname, New: newname, Err: fs.ErrExist}
+	}
+	nd.link(nb, src)
+	return nil
+}
+
 // parentOf returns the visible parent directory of ino, or nil for the root.
 func (m *Mem) parentOf(ino *inode) *inode {
 	var find func(d *inode) *inode

@@ -1,0 +1,71 @@
+package main
+
+import (
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/airlockfw/airlock/internal/depaware"
+	"github.com/google/go-cmp/cmp"
+)
+
+// TestDeviceCommandSet: the device binary carries exactly these commands;
+// no key generation (least of all in an HSM), no repository, no server.
+func TestDeviceCommandSet(t *testing.T) {
+	var got []string
+	for _, c := range program().Commands() {
+		got = append(got, c.Name)
+	}
+	want := []string{"agent", "device boot", "device health", "device init", "device install", "device status", "verify"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("airlock-device commands (-want +got):\n%s", diff)
+	}
+}
+
+// TestDeviceBuildCarriesNoVendorOrServerCode checks the architecture rule
+// that a device carries verification code only: airlock-device imports
+// neither the vendor side (repo, audit, key generation, PKCS#11), nor the
+// server side (server, rollout, store drivers), nor the simulator.
+func TestDeviceBuildCarriesNoVendorOrServerCode(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs go list")
+	}
+	deps, err := depaware.List("../..", "airlock-device")
+	if err != nil {
+		t.Fatal(err)
+	}
+	forbidden := []string{
+		"github.com/airlockfw/airlock/repo", "github.com/airlockfw/airlock/server", "github.com/airlockfw/airlock/rollout",
+		"github.com/airlockfw/airlock/audit", "github.com/airlockfw/airlock/sim", "github.com/airlockfw/airlock/keys/pkcs11",
+		"github.com/airlockfw/airlock/internal/cli/vendorcmd", "github.com/airlockfw/airlock/internal/cli/servercmd",
+		"github.com/airlockfw/airlock/internal/demo",
+		"github.com/miekg/pkcs11", "github.com/jackc/pgx", "modernc.org/sqlite", "github.com/prometheus/",
+	}
+	for _, d := range deps {
+		for _, f := range forbidden {
+			if d == f || strings.HasPrefix(d, f+"/") || (strings.HasSuffix(f, "/") && strings.HasPrefix(d, f)) {
+				t.Errorf("the device build imports %s", d)
+			}
+		}
+	}
+	for _, want := range []string{"github.com/airlockfw/airlock/device", "github.com/airlockfw/airlock/agent", "github.com/airlockfw/airlock/trust"} {
+		if !slices.Contains(deps, want) {
+			t.Errorf("the device build lacks %s", want)
+		}
+	}
+}
+
+// TestDependencies fails when airlock-device gains or loses a dependency
+// against the committed cmd/airlock-device/depaware.txt.
+func TestDependencies(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs go list")
+	}
+	d, err := depaware.Diff("../..", "airlock-device")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d != "" {
+		t.Fatal(d)
+	}
+}

@@ -1,0 +1,74 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/airlockfw/airlock/internal/cli/devicecmd"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files (docs/cli.md)")
+
+// cliReference renders docs/cli.md from the registered commands, so the
+// reference can never drift from `airlock <cmd> --help`.
+func cliReference() string {
+	var b strings.Builder
+	b.WriteString("# airlock command reference\n\n")
+	b.WriteString("Generated from `airlock help` by `go test ./cmd/airlock -run TestCLIReference -update`; do not edit by hand.\n\n")
+	b.WriteString("Exit codes: 0 ok, 1 failure, 2 usage error. Errors go to stderr as `airlock: error: …`.\n\n")
+	b.WriteString("Devices run `airlock-device` (cmd/airlock-device), which carries only the commands marked *(device)*, with the same names and flags.\n\n")
+	b.WriteString("## Commands\n\n")
+	device := map[string]bool{}
+	for _, c := range devicecmd.Commands() {
+		device[c.Name] = true
+	}
+	for _, c := range program().Commands() {
+		mark := ""
+		if device[c.Name] {
+			mark = " *(device)*"
+		}
+		fmt.Fprintf(&b, "- [`airlock %s`](#airlock-%s)%s: %s\n", c.Name, strings.ReplaceAll(c.Name, " ", "-"), mark, c.Summary)
+	}
+	for _, c := range program().Commands() {
+		fmt.Fprintf(&b, "\n## airlock %s\n\n```\n%s```\n", c.Name, c.Usage)
+	}
+	return b.String()
+}
+
+func TestCLIReference(t *testing.T) {
+	const path = "../../docs/cli.md"
+	want := cliReference()
+	if *update {
+		if err := os.WriteFile(path, []byte(want), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != want {
+		t.Fatal("docs/cli.md is out of date: run go test ./cmd/airlock -run TestCLIReference -update")
+	}
+}
+
+// TestEveryFlagDocumented checks that each command's help text names every
+// flag it defines.
+func TestEveryFlagDocumented(t *testing.T) {
+	for _, c := range program().Commands() {
+		n := c.Name
+		fs := flag.NewFlagSet(n, flag.ContinueOnError)
+		c.Flags(fs)
+		fs.VisitAll(func(f *flag.Flag) {
+			if !strings.Contains(c.Usage, "--"+f.Name) {
+				t.Errorf("airlock %s: flag --%s is not in its help text", n, f.Name)
+			}
+		})
+		if !strings.HasPrefix(c.Usage, "Usage: airlock "+n) {
+			t.Errorf("airlock %s: help text does not start with its synopsis", n)
+		}
+	}
+}

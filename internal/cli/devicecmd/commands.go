@@ -1,0 +1,11 @@
+// Package devicecmd holds the device side: device, agent and verify commands of the airlock command line (package
+// internal/cli). Each file defines one command group.
+package devicecmd
+
+import "github.com/airlockfw/airlock/internal/cli"
+
+// commands is filled by the init functions of this package's files.
+var commands []*cli.Command
+
+// Commands returns the commands of this group.
+func Commands() []*cli.Command { return commands }

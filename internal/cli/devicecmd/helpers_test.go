@@ -1,0 +1,27 @@
+package devicecmd
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/airlockfw/airlock/internal/cli"
+	"github.com/airlockfw/airlock/internal/cli/servercmd"
+	"github.com/airlockfw/airlock/internal/cli/vendorcmd"
+)
+
+// runCLI runs the full airlock command line in-process and returns the exit
+// code and output.
+func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	e := &cli.Env{Ctx: context.Background(), Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errb, Getenv: func(string) string { return "" }}
+	code = run(e, args)
+	return code, out.String(), errb.String()
+}
+
+// run runs the full airlock command line in e.
+func run(e *cli.Env, args []string) int {
+	return cli.New("airlock", Commands(), vendorcmd.Commands(), servercmd.Commands()).RunEnv(e, args)
+}

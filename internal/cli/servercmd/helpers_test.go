@@ -1,0 +1,30 @@
+package servercmd
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/airlockfw/airlock/internal/cli"
+	"github.com/airlockfw/airlock/internal/cli/devicecmd"
+	"github.com/airlockfw/airlock/internal/cli/vendorcmd"
+)
+
+// runCLI runs the full airlock command line in-process and returns the exit
+// code and output.
+func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	e := &cli.Env{Ctx: context.Background(), Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errb, Getenv: func(string) string { return "" }}
+	code = run(e, args)
+	return code, out.String(), errb.String()
+}
+
+// run runs the full airlock command line in e.
+func run(e *cli.Env, args []string) int {
+	return cli.New("airlock", Commands(), devicecmd.Commands(), vendorcmd.Commands()).RunEnv(e, args)
+}
+
+// demoProduct is the product the simulator tests release.
+const demoProduct = "acme/router-x1"

@@ -1,0 +1,318 @@
+package servercmd
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/airlockfw/airlock/internal/cli"
+	"github.com/airlockfw/airlock/server"
+	"github.com/airlockfw/airlock/server/store"
+)
+
+func init() {
+	commands = append(commands,
+		&cli.Command{
+			Name:    "serve",
+			Summary: "run the HTTPS update server (repository, device API, admin API)",
+			Usage: `Usage: airlock serve --data DIR --repo REPO [--listen ADDR] [--tls-cert F --tls-key F]
+                     [--db DSN] [--manufacturing-ca F] [--hostname H]... [--public-url URL]
+                     [--poll-interval 60s] [--metrics-listen ADDR] [--shutdown-timeout 30s]
+                     [--kek-file F] [--prod-approvals 2] [--audit-dir DIR --audit-key F]
+                     [--rollout-tick 10s] [--director-timestamp-expiry 1h] [--director-expiry 24h]
+
+Serves, over HTTPS only (TLS 1.2+):
+  /repo/metadata/, /repo/targets/   the repository's public TUF files and payloads
+                                    (GET/HEAD, Range requests)
+  /api/v1/enroll, checkin, status, device
+                                    the device API (mTLS after enrollment)
+  /api/v1/admin/..., /metrics       the admin API (user bearer token; a TOTP
+                                    code in X-Airlock-TOTP for every change)
+
+Without --tls-cert the server creates a local CA in DIR (ca.pem, ca.key) and a
+server certificate for localhost, 127.0.0.1, ::1 and every --hostname, and
+prints the CA's SHA-256 fingerprint on stderr for devices to pin. Devices
+enroll with a token ('airlock server enroll-token create') or a factory
+certificate from --manufacturing-ca, and get a client certificate from the
+device CA in DIR (device-ca.pem). Logs are JSON lines on stderr. SIGINT or
+SIGTERM stops accepting connections and lets requests in flight finish.
+
+Flags:
+  --data DIR               server state: CAs, keys (0600), airlock.db (required)
+  --repo REPO              repository directory made by 'airlock repo init' (required)
+  --listen ADDR            HTTPS address (default 127.0.0.1:8443)
+  --tls-cert F             operator certificate chain (PEM); re-read when it changes
+  --tls-key F              its private key (PEM); with --tls-cert
+  --db DSN                 sqlite:///path, a path, or postgres://... (default DIR/airlock.db)
+  --manufacturing-ca F     PEM CA(s) whose device certificates may enroll
+                           (default DIR/manufacturing-ca.pem if it exists)
+  --hostname H             extra DNS name or IP for the server certificate (repeatable)
+  --public-url URL         base URL devices fetch the repository from
+                           (default https://<host the device used>)
+  --poll-interval D        check-in interval told to devices (default 60s)
+  --metrics-listen ADDR    also serve /metrics without a token on this loopback
+                           address over plain HTTP
+  --shutdown-timeout D     how long in-flight requests may take at shutdown (default 30s)
+  --kek-file F             key-encryption key sealing secrets at rest (default
+                           DIR/kek.key, created 0600); in production keep it on
+                           another volume or pass a systemd credential
+  --prod-approvals N       distinct approvers a "prod" release needs before it can
+                           be deployed (default 2)
+  --audit-dir DIR          append security events (logins, approvals, deployments)
+                           to the tamper-evident audit log in DIR
+  --audit-key F            Ed25519 key signing the audit log's checkpoints
+                           (created if missing); with --audit-dir
+  --rollout-tick D         how often rollouts are re-counted, silent devices timed
+                           out and health gates applied (default 10s)
+  --director-timestamp-expiry D
+                           lifetime of a device's director timestamp (default 1h)
+  --director-expiry D      lifetime of a device's director snapshot and targets
+                           (default 24h)
+
+Users and roles: 'airlock server user add', 'airlock server user totp',
+docs/security.md.
+
+Example:
+  airlock serve --data /var/lib/airlock --repo /srv/airlock/repo \
+      --listen 0.0.0.0:8443 --hostname updates.example.com
+`,
+			Flags: func(fs *flag.FlagSet) func(*cli.Env, []string) error {
+				var cfg server.Config
+				var hostnames cli.StringList
+				fs.StringVar(&cfg.DataDir, "data", "", "")
+				fs.StringVar(&cfg.RepoDir, "repo", "", "")
+				fs.StringVar(&cfg.Listen, "listen", server.DefaultListen, "")
+				fs.StringVar(&cfg.TLSCertFile, "tls-cert", "", "")
+				fs.StringVar(&cfg.TLSKeyFile, "tls-key", "", "")
+				dsn := fs.String("db", "", "")
+				fs.StringVar(&cfg.ManufacturingCAFile, "manufacturing-ca", "", "")
+				fs.Var(&hostnames, "hostname", "")
+				fs.StringVar(&cfg.PublicURL, "public-url", "", "")
+				fs.DurationVar(&cfg.PollInterval, "poll-interval", server.DefaultPollInterval, "")
+				fs.StringVar(&cfg.MetricsListen, "metrics-listen", "", "")
+				fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", server.DefaultShutdownTimeout, "")
+				fs.StringVar(&cfg.KEKFile, "kek-file", "", "")
+				fs.IntVar(&cfg.ProdApprovals, "prod-approvals", server.DefaultProdApprovals, "")
+				auditDir, auditKey := fs.String("audit-dir", "", ""), fs.String("audit-key", "", "")
+				fs.DurationVar(&cfg.RolloutTick, "rollout-tick", server.DefaultRolloutTick, "")
+				fs.DurationVar(&cfg.DirectorTimestampExpiry, "director-timestamp-expiry", server.DefaultDirectorTimestampExpiry, "")
+				fs.DurationVar(&cfg.DirectorExpiry, "director-expiry", server.DefaultDirectorExpiry, "")
+				return func(e *cli.Env, args []string) error {
+					if len(args) != 0 {
+						return cli.Usagef("unexpected arguments %q", args)
+					}
+					if cfg.DataDir == "" || cfg.RepoDir == "" {
+						return cli.Usagef("--data and --repo are required")
+					}
+					if (cfg.TLSCertFile == "") != (cfg.TLSKeyFile == "") {
+						return cli.Usagef("--tls-cert and --tls-key go together")
+					}
+					if cfg.PollInterval < server.MinPollInterval || cfg.PollInterval > server.MaxPollInterval {
+						return cli.Usagef("--poll-interval must be between %v and %v", server.MinPollInterval, server.MaxPollInterval)
+					}
+					if cfg.ProdApprovals < 1 || cfg.ProdApprovals > server.MaxProdApprovals {
+						return cli.Usagef("--prod-approvals must be between 1 and %d", server.MaxProdApprovals)
+					}
+					if cfg.RolloutTick < server.MinRolloutTick || cfg.RolloutTick > server.MaxRolloutTick {
+						return cli.Usagef("--rollout-tick must be between %v and %v", server.MinRolloutTick, server.MaxRolloutTick)
+					}
+					for _, d := range []time.Duration{cfg.DirectorTimestampExpiry, cfg.DirectorExpiry} {
+						if d < server.MinDirectorExpiry || d > server.MaxDirectorExpiry {
+							return cli.Usagef("director expiries must be between %v and %v", server.MinDirectorExpiry, server.MaxDirectorExpiry)
+						}
+					}
+					if (*auditDir == "") != (*auditKey == "") {
+						return cli.Usagef("--audit-dir and --audit-key go together")
+					}
+					cfg.Hostnames = hostnames
+					cfg.Logger = slog.New(slog.NewJSONHandler(e.Stderr, nil))
+					if *auditDir != "" {
+						log, err := openAuditLog(*auditDir, *auditKey)
+						if err != nil {
+							return err
+						}
+						defer log.Close()
+						cfg.Audit = auditHook(log, cfg.Logger)
+						cfg.AuditDir = *auditDir
+					}
+					db, err := openStore(e.Ctx, cfg.DataDir, *dsn)
+					if err != nil {
+						return err
+					}
+					defer db.Close()
+					cfg.DB = db
+					srv, err := server.New(cfg)
+					if err != nil {
+						return err
+					}
+					if srv.CAPEM() != nil {
+						e.Printf("airlock: server CA %s, SHA-256 fingerprint %s\n", filepath.Join(cfg.DataDir, server.CAFile), srv.CAFingerprint())
+					} else {
+						e.Printf("airlock: server certificate SHA-256 fingerprint %s\n", srv.CAFingerprint())
+					}
+					e.Printf("airlock: listening on https://%s\n", srv.Addr())
+					if a := srv.MetricsAddr(); a != nil {
+						e.Printf("airlock: metrics on http://%s/metrics\n", a)
+					}
+					return srv.Serve(e.Ctx)
+				}
+			},
+		},
+		&cli.Command{
+			Name:    "server token create",
+			Summary: "create an admin API token (printed once)",
+			Usage: `Usage: airlock server token create --data DIR [--db DSN] --user U [--name LABEL]
+       airlock server token create --data DIR [--db DSN] --name N [--role ROLE]
+
+Creates a token for the admin API and /metrics and prints it once on stdout;
+only its SHA-256 hash is stored. Send it as "Authorization: Bearer TOKEN".
+With --user the token belongs to that existing user (--name labels it).
+Without --user, --name is a user name: the user is created with --role if
+it does not exist. Roles: viewer, operator, release_manager, approver, admin
+(docs/security.md).
+
+Flags:
+  --data DIR               server data directory (default database DIR/airlock.db)
+  --db DSN                 sqlite:///path, a path, or postgres://...
+  --user U                 the user the token is for
+  --name N                 token label with --user; else the user name (required)
+  --role ROLE              role of a new user without --user (default admin)
+
+Example:
+  airlock server token create --data /var/lib/airlock --user alice --name laptop
+  airlock server token create --data /var/lib/airlock --name prometheus --role viewer
+`,
+			Flags: func(fs *flag.FlagSet) func(*cli.Env, []string) error {
+				data := fs.String("data", "", "")
+				dsn := fs.String("db", "", "")
+				name := fs.String("name", "", "")
+				role := fs.String("role", "", "")
+				user := fs.String("user", "", "")
+				return func(e *cli.Env, args []string) error {
+					if len(args) != 0 {
+						return cli.Usagef("unexpected arguments %q", args)
+					}
+					if *data == "" && *dsn == "" {
+						return cli.Usagef("--data or --db is required")
+					}
+					if *name == "" && *user == "" {
+						return cli.Usagef("--name is required")
+					}
+					if *user != "" && *role != "" {
+						return cli.Usagef("--role applies to a new user; --user names an existing one")
+					}
+					if *role == "" {
+						*role = server.RoleAdmin
+					}
+					if !server.ValidRole(*role) {
+						return cli.Usagef("--role must be one of %s", strings.Join(server.Roles, ", "))
+					}
+					db, err := openStore(e.Ctx, *data, *dsn)
+					if err != nil {
+						return err
+					}
+					defer db.Close()
+					var tok string
+					var rec store.AdminToken
+					if *user != "" {
+						u, uerr := db.GetUserByName(e.Ctx, *user)
+						if uerr != nil {
+							return userErr(uerr, *user)
+						}
+						if *name == "" {
+							*name = "token"
+						}
+						tok, rec, err = server.CreateUserToken(e.Ctx, db, u.ID, *name, time.Now())
+					} else {
+						tok, rec, err = server.CreateAdminToken(e.Ctx, db, *name, *role, time.Now())
+					}
+					if err != nil {
+						return err
+					}
+					fmt.Fprintln(e.Stdout, tok)
+					e.Printf("airlock: created %s token %s (%q); it is shown only once\n", rec.Role, rec.ID, rec.Name)
+					return nil
+				}
+			},
+		},
+		&cli.Command{
+			Name:    "server enroll-token create",
+			Summary: "create a device enrollment token (printed once)",
+			Usage: `Usage: airlock server enroll-token create --data DIR [--db DSN] [--uses N] [--ttl 24h]
+                                         [--product P] [--model M]
+
+Creates a token devices use once each to enroll (POST /api/v1/enroll) and
+prints it once on stdout; only its SHA-256 hash is stored.
+
+Flags:
+  --data DIR               server data directory (default database DIR/airlock.db)
+  --db DSN                 sqlite:///path, a path, or postgres://...
+  --uses N                 how many devices may enroll with it (default 1)
+  --ttl D                  how long it is valid (default 24h, at most 8760h)
+  --product P              only devices of this product may use it
+  --model M                only devices of this model may use it
+
+Example:
+  airlock server enroll-token create --data /var/lib/airlock --uses 500 --ttl 72h \
+      --product acme/router-x1
+`,
+			Flags: func(fs *flag.FlagSet) func(*cli.Env, []string) error {
+				data := fs.String("data", "", "")
+				dsn := fs.String("db", "", "")
+				uses := fs.Int("uses", 1, "")
+				ttl := fs.Duration("ttl", 24*time.Hour, "")
+				product := fs.String("product", "", "")
+				model := fs.String("model", "", "")
+				return func(e *cli.Env, args []string) error {
+					if len(args) != 0 {
+						return cli.Usagef("unexpected arguments %q", args)
+					}
+					if *data == "" && *dsn == "" {
+						return cli.Usagef("--data or --db is required")
+					}
+					if *uses < 1 || *uses > store.MaxTokenUses {
+						return cli.Usagef("--uses must be between 1 and %d", store.MaxTokenUses)
+					}
+					if *ttl < time.Second || *ttl > server.MaxEnrollmentTokenTTL {
+						return cli.Usagef("--ttl must be between 1s and %v", server.MaxEnrollmentTokenTTL)
+					}
+					db, err := openStore(e.Ctx, *data, *dsn)
+					if err != nil {
+						return err
+					}
+					defer db.Close()
+					tok, rec, err := server.CreateEnrollmentToken(e.Ctx, db, server.EnrollmentTokenOptions{
+						Product: *product, Model: *model, Uses: *uses, TTL: *ttl,
+					}, time.Now())
+					if err != nil {
+						return err
+					}
+					fmt.Fprintln(e.Stdout, tok)
+					e.Printf("airlock: created enrollment token %s: %d use(s), expires %s; it is shown only once\n",
+						rec.ID, rec.UsesLeft, rec.ExpiresAt.Format(time.RFC3339))
+					return nil
+				}
+			},
+		},
+	)
+}
+
+// openStore opens the store named by dsn, or DATA/airlock.db.
+func openStore(ctx context.Context, dataDir, dsn string) (store.Store, error) {
+	if dsn == "" {
+		if err := os.MkdirAll(dataDir, 0o700); err != nil {
+			return nil, fmt.Errorf("failed to create data directory: %w", err)
+		}
+		dsn = filepath.Join(dataDir, server.DBFile)
+	}
+	db, err := store.Open(ctx, dsn)
+	if err != nil {
+		return nil, fmt.Errorf("failed to open the database: %w", err)
+	}
+	return db, nil
+}

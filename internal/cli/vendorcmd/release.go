@@ -1,0 +1,276 @@
+package vendorcmd
+
+import (
+	"flag"
+	"fmt"
+	"strconv"
+	"text/tabwriter"
+
+	"github.com/airlockfw/airlock/internal/cli"
+	"github.com/airlockfw/airlock/repo"
+)
+
+func init() {
+	commands = append(commands, releaseAddCmd, releaseSignCmd, releaseListCmd)
+}
+
+var releaseAddCmd = &cli.Command{
+	Name:    "release add",
+	Summary: "add a firmware release to a product (staged until its threshold signs)",
+	Usage: `Usage: airlock release add --dir REPO --product PRODUCT --image FILE --version SEMVER
+         --security-version N --model MODEL... [--hw-rev RANGE] [--channel C]
+         [--depends COMPONENT>=VERSION]... [--compress zstd] [--notes TEXT]
+         [--allow-downgrade] [--copy] --key KEY... [--keyring FILE] [--passphrase-file FILE]
+
+Streams the image once into REPO/staging (compressing it with zstd when
+asked, hashing the raw image and the file devices download), records the
+firmware rules in the TUF target's custom field and signs the product role's
+pending metadata with the given product keys. The target path is
+PRODUCT/VERSION/FILE (FILE.zst when compressed).
+
+An uncompressed image on the same filesystem as REPO is hard-linked, not
+copied: the repository then shares the file's data, so the image file is made
+read-only, and 'repo publish' re-verifies it before it goes public. Use
+--copy to copy it instead.
+
+The release is published by 'airlock repo publish' once the product's
+threshold of keys has signed: other approvers sign with 'airlock release
+sign', on this machine or on a copy of REPO/staging/<role>.json.
+
+Refused: a product without delegation, a key that is not one of the
+product's keys, a version that already exists, and a version not greater
+than the newest release unless --allow-downgrade (which is signed into the
+release metadata, so devices may then install it over a newer version; the
+security version still never goes down on a device).
+
+Flags:
+  --dir REPO                  repository directory
+  --product PRODUCT           product ID, e.g. acme/router-x1
+  --image FILE                the raw firmware image
+  --version SEMVER            release version, e.g. 1.1.0
+  --security-version N        anti-rollback epoch (raise it for security fixes)
+  --model MODEL               device model the release fits; repeatable
+  --hw-rev RANGE              hardware revisions, e.g. ">=2 <5" (default any)
+  --channel C                 release channel (default stable)
+  --depends COMPONENT>=VER    required component version; repeatable
+  --compress zstd             compress the payload
+  --notes TEXT                release notes (short)
+  --allow-downgrade           sign permission to install over newer versions
+  --copy                      copy the image even when it could be hard-linked
+  --keyring FILE              key environment registry (default $AIRLOCK_KEYRING or
+                              ~/.config/airlock/keyring.json): a key registered for another
+                              environment than the repository's is refused
+  --key KEY                   product signing key; repeatable
+  --passphrase-file FILE      passphrase of encrypted private keys
+
+Example:
+  airlock release add --dir /srv/fw-repo --product acme/router-x1 \
+    --image build/firmware.img --version 1.1.0 --security-version 3 \
+    --model x1 --model x1-pro --hw-rev ">=2" --depends bootloader>=2.0.0 \
+    --compress zstd --key ~/keys/alice.pem
+`,
+	Flags: func(fs *flag.FlagSet) func(*cli.Env, []string) error {
+		dir := fs.String("dir", "", "")
+		product := fs.String("product", "", "")
+		image := fs.String("image", "", "")
+		version := fs.String("version", "", "")
+		secVer := fs.String("security-version", "", "")
+		var models, depends, keyPaths cli.StringList
+		fs.Var(&models, "model", "")
+		fs.Var(&depends, "depends", "")
+		fs.Var(&keyPaths, "key", "")
+		hwRev := fs.String("hw-rev", "", "")
+		channel := fs.String("channel", "", "")
+		compress := fs.String("compress", "", "")
+		notes := fs.String("notes", "", "")
+		downgrade := fs.Bool("allow-downgrade", false, "")
+		copyImage := fs.Bool("copy", false, "")
+		keyring := fs.String("keyring", "", "")
+		passFile := fs.String("passphrase-file", "", "")
+		return func(e *cli.Env, args []string) error {
+			if err := cli.NoArgs(args); err != nil {
+				return err
+			}
+			if err := cli.NeedFlags("--dir", *dir, "--product", *product, "--image", *image, "--version", *version, "--security-version", *secVer); err != nil {
+				return err
+			}
+			sv, err := strconv.ParseUint(*secVer, 10, 32)
+			if err != nil {
+				return cli.Usagef("--security-version %q: want a number from 0 to 4294967295", *secVer)
+			}
+			if len(models) == 0 {
+				return cli.Usagef("--model is required")
+			}
+			if len(keyPaths) == 0 {
+				return cli.Usagef("--key is required")
+			}
+			if *compress != "" && *compress != repo.CompressZstd && *compress != "none" {
+				return cli.Usagef("--compress %q: only zstd is supported", *compress)
+			}
+			if *compress == "none" {
+				*compress = ""
+			}
+			kr, err := keyringFor(e, *keyring)
+			if err != nil {
+				return err
+			}
+			r, err := repo.OpenWith(*dir, repoOptions(e, kr))
+			if err != nil {
+				return err
+			}
+			signers, err := signersIn(*dir, keyPaths, *passFile)
+			if err != nil {
+				return err
+			}
+			info, err := r.AddRelease(repo.ReleaseOptions{
+				Product: *product, ImagePath: *image, Version: *version, SecurityVersion: uint32(sv),
+				Models: models, HWRev: *hwRev, Channel: *channel, Depends: depends, Compress: *compress,
+				Notes: *notes, AllowDowngrade: *downgrade, Copy: *copyImage, Signers: signers,
+			})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(e.Stdout, info.TargetPath)
+			e.Printf("airlock: staged %s %s (%d bytes, sha256 %s), signatures %d/%d\n",
+				info.Product, info.Version, info.Length, info.SHA256, info.Signatures, info.Threshold)
+			if info.Signatures < info.Threshold {
+				e.Printf("airlock: hint: %d more approvals: 'airlock release sign --dir %s --product %s --version %s --key KEY'\n",
+					info.Threshold-info.Signatures, *dir, info.Product, info.Version)
+			}
+			return nil
+		}
+	},
+}
+
+var releaseSignCmd = &cli.Command{
+	Name:    "release sign",
+	Summary: "approve a pending release (in the repository or a carried file)",
+	Usage: `Usage: airlock release sign --dir REPO --product PRODUCT [--version V] --key KEY
+       airlock release sign --pending FILE --key KEY
+         [--keyring FILE] [--passphrase-file FILE]
+
+The first form signs the product's pending metadata in REPO with KEY, which
+must be one of the product's keys. With --version, the pending metadata must
+contain that release. If nothing is pending (after a key revocation), the
+published product metadata is re-signed as a new version.
+
+The second form signs a copy of REPO/staging/<role>.json (or staging/root.json
+for a root rotation) carried to another machine, in place, without the
+repository. Carry it back and merge it with 'airlock repo import'; the
+repository checks that the content is unchanged and the key is authorized.
+
+Flags:
+  --dir REPO               repository directory
+  --product PRODUCT        product ID
+  --version V              the release you approve
+  --pending FILE           a carried pending metadata file
+  --key KEY                your signing key
+  --keyring FILE           key environment registry; with --dir, a key registered for another
+                           environment than the repository's is refused
+  --passphrase-file FILE   passphrase of an encrypted private key
+
+Examples:
+  airlock release sign --dir /srv/fw-repo --product acme/router-x1 --version 1.1.0 --key bob.pem
+  airlock release sign --pending /media/usb/acme.router-x1.json --key carol.pem
+`,
+	Flags: func(fs *flag.FlagSet) func(*cli.Env, []string) error {
+		dir := fs.String("dir", "", "")
+		product := fs.String("product", "", "")
+		version := fs.String("version", "", "")
+		pending := fs.String("pending", "", "")
+		key := fs.String("key", "", "")
+		keyring := fs.String("keyring", "", "")
+		passFile := fs.String("passphrase-file", "", "")
+		return func(e *cli.Env, args []string) error {
+			if err := cli.NoArgs(args); err != nil {
+				return err
+			}
+			if err := cli.NeedFlags("--key", *key); err != nil {
+				return err
+			}
+			if *pending != "" {
+				if *dir != "" || *product != "" || *version != "" {
+					return cli.Usagef("--pending cannot be combined with --dir, --product or --version")
+				}
+				s, err := loadSigner(*key, *passFile)
+				if err != nil {
+					return err
+				}
+				id, err := repo.SignPendingFile(*pending, s)
+				if err != nil {
+					return err
+				}
+				e.Printf("airlock: signed %s with key %s; carry it back and run 'airlock repo import'\n", *pending, id)
+				return nil
+			}
+			if err := cli.NeedFlags("--dir", *dir, "--product", *product); err != nil {
+				return err
+			}
+			kr, err := keyringFor(e, *keyring)
+			if err != nil {
+				return err
+			}
+			r, err := repo.OpenWith(*dir, repoOptions(e, kr))
+			if err != nil {
+				return err
+			}
+			s, err := signerIn(*dir, *key, *passFile)
+			if err != nil {
+				return err
+			}
+			have, need, err := r.SignPending(*product, *version, s)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(e.Stdout, "%d/%d\n", have, need)
+			e.Printf("airlock: %s has %d of %d signatures\n", *product, have, need)
+			return nil
+		}
+	},
+}
+
+var releaseListCmd = &cli.Command{
+	Name:    "release list",
+	Summary: "list published and pending releases with signature counts",
+	Usage: `Usage: airlock release list --dir REPO [--product PRODUCT]
+
+Lists releases, oldest version first per product: state (published or
+pending), signatures/threshold of the metadata that holds it, security
+version, compression, transport length and target path.
+
+Flags:
+  --dir REPO          repository directory
+  --product PRODUCT   only this product
+
+Example:
+  airlock release list --dir /srv/fw-repo --product acme/router-x1
+`,
+	Flags: func(fs *flag.FlagSet) func(*cli.Env, []string) error {
+		dir := fs.String("dir", "", "")
+		product := fs.String("product", "", "")
+		return func(e *cli.Env, args []string) error {
+			r, err := openRepo(e, args, *dir)
+			if err != nil {
+				return err
+			}
+			rels, err := r.Releases(*product)
+			if err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(e.Stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "PRODUCT\tVERSION\tSTATE\tSIGNED\tSECVER\tCOMPRESSION\tLENGTH\tTARGET")
+			for _, rel := range rels {
+				state := "pending"
+				if rel.Published {
+					state = "published"
+				}
+				sv, comp := "-", "-"
+				if rel.Metadata != nil {
+					sv, comp = strconv.FormatUint(uint64(rel.Metadata.SecurityVersion), 10), string(rel.Metadata.Install.Compression)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%s\t%s\t%d\t%s\n", rel.Product, rel.Version, state, rel.Signatures, rel.Threshold, sv, comp, rel.Length, rel.TargetPath)
+			}
+			return tw.Flush()
+		}
+	},
+}
