@@ -13,8 +13,6 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/theupdateframework/go-tuf/v2/metadata"
-
 	"github.com/airlockfw/airlock/device"
 	"github.com/airlockfw/airlock/deviceapi"
 	"github.com/airlockfw/airlock/internal/durable"
@@ -66,7 +64,7 @@ var (
 
 // DirectorAssignment is a verified director assignment.
 type DirectorAssignment struct {
-	Target  *metadata.TargetFiles // path, length and hashes the director signed
+	Target  *trust.TargetFiles // path, length and hashes the director signed
 	Device  string
 	Rollout string
 	// Forced is the operator's "install even if the device's own deferral
@@ -200,7 +198,7 @@ func (a *Agent) refreshDirector(ctx context.Context, c *cycle) (*DirectorAssignm
 	case n > 1:
 		return nil, fmt.Errorf("%w: director targets list %d targets, a device is assigned at most one", ErrDirector, n)
 	}
-	var tf *metadata.TargetFiles
+	var tf *trust.TargetFiles
 	for _, path := range slices.Sorted(maps.Keys(tg.Signed.Targets)) {
 		if tf, err = client.Target(ctx, path); err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrDirector, err)

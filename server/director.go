@@ -243,7 +243,7 @@ type assignment struct {
 	DeviceID  string
 	RolloutID string
 	Forced    bool
-	Target    *metadata.TargetFiles // from the image repository's verified metadata
+	Target    *trust.TargetFiles // from the image repository's verified metadata
 }
 
 // fingerprint identifies an assignment: a change re-signs the metadata.
@@ -261,7 +261,7 @@ func (a *assignment) fingerprint() string {
 	return a.RolloutID + ":" + hex.EncodeToString(h.Sum(nil))[:32]
 }
 
-func mapsKeys(h metadata.Hashes) []string {
+func mapsKeys(h trust.Hashes) []string {
 	out := make([]string, 0, len(h))
 	for k := range h {
 		out = append(out, k)
@@ -288,7 +288,7 @@ func (d *director) signTargets(st store.DirectorState, a *assignment) ([]byte, e
 		raw := json.RawMessage(custom)
 		hashes := metadata.Hashes{}
 		for alg, v := range a.Target.Hashes {
-			hashes[alg] = slices.Clone(v)
+			hashes[alg] = metadata.HexBytes(slices.Clone(v))
 		}
 		md.Signed.Targets[a.Target.Path] = &metadata.TargetFiles{Length: a.Target.Length, Hashes: hashes, Path: a.Target.Path, Custom: &raw}
 	}
@@ -329,7 +329,7 @@ type imageRepo struct {
 	stamp   string // size and mtime of timestamp.json at the last refresh
 	checked time.Time
 	err     error
-	cache   map[string]*metadata.TargetFiles
+	cache   map[string]*trust.TargetFiles
 }
 
 // metaRootSource is a trust.Source over the served metadata directory.
@@ -366,7 +366,7 @@ func (m metaRootSource) OpenTarget(ctx context.Context, targetPath, hashPrefix s
 }
 
 // lookup returns the image repository's verified target at path.
-func (ir *imageRepo) lookup(ctx context.Context, path string) (*metadata.TargetFiles, error) {
+func (ir *imageRepo) lookup(ctx context.Context, path string) (*trust.TargetFiles, error) {
 	ir.mu.Lock()
 	defer ir.mu.Unlock()
 	now := ir.s.now()
@@ -375,7 +375,7 @@ func (ir *imageRepo) lookup(ctx context.Context, path string) (*metadata.TargetF
 		stamp = fmt.Sprint(fi.Size(), fi.ModTime().UnixNano())
 	}
 	if ir.client == nil || stamp != ir.stamp || now.Sub(ir.checked) >= ImageRepoRecheck || now.Before(ir.checked) {
-		ir.cache, ir.client, ir.err = map[string]*metadata.TargetFiles{}, nil, nil
+		ir.cache, ir.client, ir.err = map[string]*trust.TargetFiles{}, nil, nil
 		ir.stamp, ir.checked = stamp, now
 		ir.client, ir.err = ir.refresh(ctx, now)
 	}

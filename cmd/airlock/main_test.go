@@ -42,3 +42,29 @@ func TestDeviceBuildCarriesNoVendorOrServerCode(t *testing.T) {
 		}
 	}
 }
+
+// TestDeviceBuildLinksNoTUFLibrary checks the dependency diet: the device
+// verifies metadata with package trust's own types and canonical JSON, so
+// its build links neither go-tuf nor what go-tuf's metadata package
+// imports for its signature verifiers (sigstore, protobuf, genproto,
+// go-containerregistry) nor securesystemslib.
+func TestDeviceBuildLinksNoTUFLibrary(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs go list")
+	}
+	out, err := exec.Command("go", "list", "-tags", "airlock_device", "-deps", ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
+	}
+	forbidden := []string{
+		"github.com/theupdateframework/go-tuf", "github.com/sigstore", "google.golang.org/protobuf",
+		"google.golang.org/genproto", "github.com/google/go-containerregistry", "github.com/secure-systems-lab",
+	}
+	for _, d := range strings.Fields(string(out)) {
+		for _, f := range forbidden {
+			if d == f || strings.HasPrefix(d, f+"/") {
+				t.Errorf("the device build imports %s", d)
+			}
+		}
+	}
+}
