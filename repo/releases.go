@@ -20,11 +20,11 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/airlockfw/airlock/internal/canonjson"
 	"github.com/airlockfw/airlock/internal/payload"
 	"github.com/airlockfw/airlock/keys"
 	"github.com/airlockfw/airlock/release"
 	"github.com/klauspost/compress/zstd"
-	"github.com/secure-systems-lab/go-securesystemslib/cjson"
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 )
 
@@ -544,7 +544,7 @@ func (r *Repo) ImportPending(path string) (role string, have, need int, err erro
 	if err != nil {
 		return "", 0, 0, err
 	}
-	want, err := cjson.EncodeCanonical(carried.Signed)
+	want, err := canonjson.Marshal(carried.Signed)
 	if err != nil {
 		return "", 0, 0, err
 	}
@@ -560,7 +560,7 @@ func (r *Repo) ImportPending(path string) (role string, have, need int, err erro
 		if err != nil {
 			return "", 0, 0, err
 		}
-		got, err := cjson.EncodeCanonical(staged.Signed)
+		got, err := canonjson.Marshal(staged.Signed)
 		if err != nil || !bytes.Equal(got, want) {
 			continue
 		}

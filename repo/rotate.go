@@ -7,8 +7,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/airlockfw/airlock/internal/canonjson"
 	"github.com/airlockfw/airlock/keys"
-	"github.com/secure-systems-lab/go-securesystemslib/cjson"
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 )
 
@@ -337,11 +337,11 @@ func (r *Repo) importRoot(data []byte) (string, int, int, error) {
 	if staged == nil {
 		return "", 0, 0, fmt.Errorf("%w: no root rotation is staged", ErrMismatch)
 	}
-	a, err := cjson.EncodeCanonical(carried.Signed)
+	a, err := canonjson.Marshal(carried.Signed)
 	if err != nil {
 		return "", 0, 0, err
 	}
-	b, err := cjson.EncodeCanonical(staged.Signed)
+	b, err := canonjson.Marshal(staged.Signed)
 	if err != nil {
 		return "", 0, 0, err
 	}

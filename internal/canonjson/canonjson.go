@@ -5,6 +5,8 @@
 // The form is OLPC canonical JSON as securesystemslib's encode_canonical
 // writes it: object keys sorted by code point, no whitespace, strings with
 // only '\' and '"' escaped (every other byte as is, UTF-8), integers only.
+// It is a signing payload: a string holding a control character is written
+// raw, so such a form is not itself valid JSON.
 //
 // Parse accepts exactly one encoding of a value: valid UTF-8, no duplicate
 // object keys, integer literals only (no fraction, exponent or "-0"),
