@@ -1,12 +1,10 @@
 package agent
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"maps"
 	"path/filepath"
@@ -16,6 +14,7 @@ import (
 	"github.com/airlockfw/airlock/device"
 	"github.com/airlockfw/airlock/deviceapi"
 	"github.com/airlockfw/airlock/internal/durable"
+	"github.com/airlockfw/airlock/internal/strictjson"
 	"github.com/airlockfw/airlock/trust"
 	"github.com/airlockfw/airlock/verify"
 )
@@ -93,7 +92,7 @@ func ParseDirectorCustom(raw []byte) (device, rollout string, forced bool, err e
 		return "", "", false, bad("%d bytes, the limit is MaxDirectorCustomSize %d", len(raw), MaxDirectorCustomSize)
 	}
 	var outer map[string]json.RawMessage
-	if err := decodeOne(raw, &outer, false); err != nil {
+	if err := strictjson.Unmarshal(raw, &outer); err != nil {
 		return "", "", false, bad("%v", err)
 	}
 	inner, ok := outer[DirectorCustomKey]
@@ -101,7 +100,7 @@ func ParseDirectorCustom(raw []byte) (device, rollout string, forced bool, err e
 		return "", "", false, bad("no %q object", DirectorCustomKey)
 	}
 	var presence map[string]json.RawMessage
-	if err := decodeOne(inner, &presence, false); err != nil {
+	if err := strictjson.Unmarshal(inner, &presence); err != nil {
 		return "", "", false, bad("%s: %v", DirectorCustomKey, err)
 	}
 	for _, k := range []string{"device", "rollout", "forced"} {
@@ -110,28 +109,13 @@ func ParseDirectorCustom(raw []byte) (device, rollout string, forced bool, err e
 		}
 	}
 	var dc directorCustom
-	if err := decodeOne(inner, &dc, true); err != nil {
+	if err := strictjson.Unmarshal(inner, &dc); err != nil {
 		return "", "", false, bad("%s: %v", DirectorCustomKey, err)
 	}
 	if dc.Device == "" {
 		return "", "", false, bad("%s: empty device", DirectorCustomKey)
 	}
 	return dc.Device, dc.Rollout, dc.Forced, nil
-}
-
-// decodeOne decodes exactly one JSON value (no trailing data).
-func decodeOne(data []byte, v any, strict bool) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	if strict {
-		dec.DisallowUnknownFields()
-	}
-	if err := dec.Decode(v); err != nil {
-		return err
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return errors.New("trailing data after the JSON value")
-	}
-	return nil
 }
 
 // directorLimits bound the director's metadata.
