@@ -1,23 +1,20 @@
 package agent
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"maps"
 	"path/filepath"
 	"slices"
 	"strings"
 
-	"github.com/theupdateframework/go-tuf/v2/metadata"
-
 	"github.com/airlockfw/airlock/device"
 	"github.com/airlockfw/airlock/deviceapi"
 	"github.com/airlockfw/airlock/internal/durable"
+	"github.com/airlockfw/airlock/internal/strictjson"
 	"github.com/airlockfw/airlock/trust"
 	"github.com/airlockfw/airlock/verify"
 )
@@ -66,7 +63,7 @@ var (
 
 // DirectorAssignment is a verified director assignment.
 type DirectorAssignment struct {
-	Target  *metadata.TargetFiles // path, length and hashes the director signed
+	Target  *trust.TargetFiles // path, length and hashes the director signed
 	Device  string
 	Rollout string
 	// Forced is the operator's "install even if the device's own deferral
@@ -95,7 +92,7 @@ func ParseDirectorCustom(raw []byte) (device, rollout string, forced bool, err e
 		return "", "", false, bad("%d bytes, the limit is MaxDirectorCustomSize %d", len(raw), MaxDirectorCustomSize)
 	}
 	var outer map[string]json.RawMessage
-	if err := decodeOne(raw, &outer, false); err != nil {
+	if err := strictjson.Unmarshal(raw, &outer); err != nil {
 		return "", "", false, bad("%v", err)
 	}
 	inner, ok := outer[DirectorCustomKey]
@@ -103,7 +100,7 @@ func ParseDirectorCustom(raw []byte) (device, rollout string, forced bool, err e
 		return "", "", false, bad("no %q object", DirectorCustomKey)
 	}
 	var presence map[string]json.RawMessage
-	if err := decodeOne(inner, &presence, false); err != nil {
+	if err := strictjson.Unmarshal(inner, &presence); err != nil {
 		return "", "", false, bad("%s: %v", DirectorCustomKey, err)
 	}
 	for _, k := range []string{"device", "rollout", "forced"} {
@@ -112,28 +109,13 @@ func ParseDirectorCustom(raw []byte) (device, rollout string, forced bool, err e
 		}
 	}
 	var dc directorCustom
-	if err := decodeOne(inner, &dc, true); err != nil {
+	if err := strictjson.Unmarshal(inner, &dc); err != nil {
 		return "", "", false, bad("%s: %v", DirectorCustomKey, err)
 	}
 	if dc.Device == "" {
 		return "", "", false, bad("%s: empty device", DirectorCustomKey)
 	}
 	return dc.Device, dc.Rollout, dc.Forced, nil
-}
-
-// decodeOne decodes exactly one JSON value (no trailing data).
-func decodeOne(data []byte, v any, strict bool) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	if strict {
-		dec.DisallowUnknownFields()
-	}
-	if err := dec.Decode(v); err != nil {
-		return err
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return errors.New("trailing data after the JSON value")
-	}
-	return nil
 }
 
 // directorLimits bound the director's metadata.
@@ -200,7 +182,7 @@ func (a *Agent) refreshDirector(ctx context.Context, c *cycle) (*DirectorAssignm
 	case n > 1:
 		return nil, fmt.Errorf("%w: director targets list %d targets, a device is assigned at most one", ErrDirector, n)
 	}
-	var tf *metadata.TargetFiles
+	var tf *trust.TargetFiles
 	for _, path := range slices.Sorted(maps.Keys(tg.Signed.Targets)) {
 		if tf, err = client.Target(ctx, path); err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrDirector, err)

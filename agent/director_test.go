@@ -2,6 +2,8 @@ package agent
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/sha512"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -353,14 +355,12 @@ func FuzzParseDirectorCustom(f *testing.F) {
 
 func TestSameTarget(t *testing.T) {
 	content := []byte("firmware")
-	base, err := metadata.TargetFile().FromBytes("p/1.0.0/fw.img", content, "sha256", "sha512")
-	if err != nil {
-		t.Fatal(err)
-	}
-	base.Path = "p/1.0.0/fw.img"
-	mod := func(f func(*metadata.TargetFiles)) *metadata.TargetFiles {
+	s256, s512 := sha256.Sum256(content), sha512.Sum512(content)
+	base := &trust.TargetFiles{Path: "p/1.0.0/fw.img", Length: int64(len(content)),
+		Hashes: trust.Hashes{"sha256": s256[:], "sha512": s512[:]}}
+	mod := func(f func(*trust.TargetFiles)) *trust.TargetFiles {
 		c := *base
-		c.Hashes = metadata.Hashes{}
+		c.Hashes = trust.Hashes{}
 		for k, v := range base.Hashes {
 			c.Hashes[k] = slices.Clone(v)
 		}
@@ -369,16 +369,16 @@ func TestSameTarget(t *testing.T) {
 	}
 	tests := []struct {
 		name string
-		dir  *metadata.TargetFiles
+		dir  *trust.TargetFiles
 		ok   bool
 	}{
-		{"same", mod(func(*metadata.TargetFiles) {}), true},
-		{"director lists only sha256", mod(func(c *metadata.TargetFiles) { delete(c.Hashes, "sha512") }), true},
-		{"other path", mod(func(c *metadata.TargetFiles) { c.Path = "p/1.0.0/other.img" }), false},
-		{"other length", mod(func(c *metadata.TargetFiles) { c.Length = 7 }), false},
-		{"other sha256", mod(func(c *metadata.TargetFiles) { c.Hashes["sha256"][0] ^= 1 }), false},
-		{"other sha512", mod(func(c *metadata.TargetFiles) { c.Hashes["sha512"][0] ^= 1 }), false},
-		{"no sha256", mod(func(c *metadata.TargetFiles) { delete(c.Hashes, "sha256") }), false},
+		{"same", mod(func(*trust.TargetFiles) {}), true},
+		{"director lists only sha256", mod(func(c *trust.TargetFiles) { delete(c.Hashes, "sha512") }), true},
+		{"other path", mod(func(c *trust.TargetFiles) { c.Path = "p/1.0.0/other.img" }), false},
+		{"other length", mod(func(c *trust.TargetFiles) { c.Length = 7 }), false},
+		{"other sha256", mod(func(c *trust.TargetFiles) { c.Hashes["sha256"][0] ^= 1 }), false},
+		{"other sha512", mod(func(c *trust.TargetFiles) { c.Hashes["sha512"][0] ^= 1 }), false},
+		{"no sha256", mod(func(c *trust.TargetFiles) { delete(c.Hashes, "sha256") }), false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -12,6 +12,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/airlockfw/airlock/internal/strictjson"
 )
 
 // Limits on one entry. The log is read back as untrusted input, so every
@@ -272,14 +274,9 @@ func ParseEntry(line []byte) (Entry, error) {
 	if len(line) == 0 || line[0] != '{' {
 		return Entry{}, fmt.Errorf("%w: entry is not a JSON object", ErrMalformed)
 	}
-	dec := json.NewDecoder(bytes.NewReader(line))
-	dec.DisallowUnknownFields()
 	var w wireEntry
-	if err := dec.Decode(&w); err != nil {
+	if err := (strictjson.Limits{Size: MaxEntrySize}).Unmarshal(line, &w); err != nil {
 		return Entry{}, fmt.Errorf("%w: %v", ErrMalformed, err)
-	}
-	if dec.More() || dec.InputOffset() != int64(len(line)) {
-		return Entry{}, fmt.Errorf("%w: trailing data after entry", ErrMalformed)
 	}
 	t, err := time.Parse(timeFormat, w.Time)
 	if err != nil {

@@ -3,6 +3,8 @@ package device
 import (
 	"errors"
 	"testing"
+
+	"github.com/airlockfw/airlock/internal/strictjson"
 )
 
 func FuzzParseConfig(f *testing.F) {
@@ -36,7 +38,7 @@ func FuzzSlotRecord(f *testing.F) {
 	f.Add([]byte(`{"format":1,"slot":"B","status":"invalid","reason":"x","time":"2026-01-01T00:00:00Z"}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var r SlotRecord
-		_ = decodeStrict(data, &r) // must not panic
+		_ = strictjson.Unmarshal(data, &r) // must not panic
 	})
 }
 

@@ -1,17 +1,16 @@
 package device
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"path"
 	"time"
 
 	"github.com/airlockfw/airlock/device/boot"
 	"github.com/airlockfw/airlock/internal/durable"
+	"github.com/airlockfw/airlock/internal/strictjson"
 )
 
 // State file limits and names.
@@ -104,26 +103,12 @@ func (d *Device) statePath(elem ...string) string {
 
 func slotRecordName(s boot.Slot) string { return "slot-" + string(s) + ".json" }
 
-// decodeStrict decodes one JSON value into v, refusing unknown fields and
-// trailing data.
-func decodeStrict(data []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return err
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return errors.New("trailing data after JSON value")
-	}
-	return nil
-}
-
 func readRecord(fsys durable.FS, name string, max int64, v any) error {
 	data, err := durable.ReadFile(fsys, name, max)
 	if err != nil {
 		return err
 	}
-	if err := decodeStrict(data, v); err != nil {
+	if err := (strictjson.Limits{Size: max}).Unmarshal(data, v); err != nil {
 		return fmt.Errorf("%w: %s: %v", ErrCorruptState, name, err)
 	}
 	return nil

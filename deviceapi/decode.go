@@ -2,11 +2,11 @@ package deviceapi
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
-	"io"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/airlockfw/airlock/internal/strictjson"
 )
 
 // DecodeResponse decodes a device API response strictly: exactly one JSON
@@ -15,69 +15,22 @@ import (
 // field matching cannot alias two spellings), nesting within MaxDepth, no
 // unknown fields, nothing but whitespace after it. Errors wrap ErrInvalid.
 func DecodeResponse(data []byte, v any) error {
-	if len(data) > MaxResponseSize {
-		return invalid("body is larger than MaxResponseSize %d", MaxResponseSize)
-	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	tok, err := dec.Token()
-	if err != nil {
-		return invalid("invalid JSON: %v", err)
-	}
-	if d, ok := tok.(json.Delim); !ok || d != '{' {
+	if t := bytes.TrimLeft(data, " \t\r\n"); len(t) == 0 || t[0] != '{' {
 		return invalid("body must be a JSON object")
 	}
-	if err := checkValue(dec, '{', 1); err != nil {
-		return fmt.Errorf("%w: %w", ErrInvalid, err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return invalid("trailing data after the JSON object")
-	}
-	dec = json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
+	if err := responseLimits.Unmarshal(data, v); err != nil {
 		return invalid("%v", err)
 	}
 	return nil
 }
 
-// checkValue walks the rest of an object or array whose opening delimiter
-// open was read at nesting depth.
-func checkValue(dec *json.Decoder, open json.Delim, depth int) error {
-	if depth > MaxDepth {
-		return fmt.Errorf("nested deeper than %d (MaxDepth)", MaxDepth)
-	}
-	var seen map[string]bool
-	if open == '{' {
-		seen = map[string]bool{}
-	}
-	for dec.More() {
-		if open == '{' {
-			tok, err := dec.Token()
-			if err != nil {
-				return fmt.Errorf("invalid JSON: %w", err)
-			}
-			key := tok.(string) // object keys are always strings
-			if !isKey(key) {
-				return fmt.Errorf("key %q: keys are lowercase [a-z0-9_] of at most %d bytes", truncate(key), MaxKeyLength)
-			}
-			if seen[key] {
-				return fmt.Errorf("duplicate key %q", key)
-			}
-			seen[key] = true
-		}
-		tok, err := dec.Token()
-		if err != nil {
-			return fmt.Errorf("invalid JSON: %w", err)
-		}
-		if d, ok := tok.(json.Delim); ok {
-			if err := checkValue(dec, d, depth+1); err != nil {
-				return err
-			}
-		}
-	}
-	if _, err := dec.Token(); err != nil { // the closing delimiter
-		return fmt.Errorf("invalid JSON: %w", err)
+// responseLimits are the device API's strict JSON rules (internal/strictjson)
+// with its key rule.
+var responseLimits = strictjson.Limits{Size: MaxResponseSize, Depth: MaxDepth, Key: checkKey}
+
+func checkKey(key string) error {
+	if !isKey(key) {
+		return fmt.Errorf("key %q: keys are lowercase [a-z0-9_] of at most %d bytes", truncate(key), MaxKeyLength)
 	}
 	return nil
 }

@@ -1,7 +1,6 @@
 package keys
 
 import (
-	"bytes"
 	"crypto"
 	"encoding/json"
 	"errors"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	"github.com/airlockfw/airlock/internal/durable"
+	"github.com/airlockfw/airlock/internal/strictjson"
 	"github.com/airlockfw/airlock/release"
 )
 
@@ -88,13 +88,8 @@ func OpenKeyring(path string) (*Keyring, error) {
 	if err != nil {
 		return nil, fmt.Errorf("failed to read keyring: %w", err)
 	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(k); err != nil {
+	if err := (strictjson.Limits{Size: MaxKeyringSize}).Unmarshal(data, k); err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrKeyring, path, err)
-	}
-	if dec.More() {
-		return nil, fmt.Errorf("%w: %s: trailing data", ErrKeyring, path)
 	}
 	if k.Entries == nil {
 		k.Entries = map[string]KeyringEntry{}

@@ -1,9 +1,11 @@
-package keys
+package keys_test
 
 import (
 	"bytes"
 	"crypto"
 	"errors"
+	. "github.com/airlockfw/airlock/keys"
+	"github.com/airlockfw/airlock/keys/tufsign"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -51,7 +53,7 @@ func TestGenerateWriteLoadSignVerify(t *testing.T) {
 
 			// A root signed with this key verifies with go-tuf's verifier.
 			root := metadata.Root()
-			tk, err := TUFKey(pub)
+			tk, err := tufsign.Key(pub)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -60,10 +62,10 @@ func TestGenerateWriteLoadSignVerify(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			if err := Sign(root, loaded); err != nil {
+			if err := tufsign.Sign(root, loaded); err != nil {
 				t.Fatal(err)
 			}
-			if err := Sign(root, loaded); err != nil { // re-signing replaces
+			if err := tufsign.Sign(root, loaded); err != nil { // re-signing replaces
 				t.Fatal(err)
 			}
 			if len(root.Signatures) != 1 {
@@ -83,7 +85,7 @@ func TestGenerateWriteLoadSignVerify(t *testing.T) {
 
 func TestP384KeyUsesNISTP384Scheme(t *testing.T) {
 	priv, _ := Generate(ECDSAP384)
-	k, err := TUFKey(priv.Public())
+	k, err := tufsign.Key(priv.Public())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/airlockfw/airlock/internal/strictjson"
 )
 
 // Schema limits and defaults. docs/release-metadata.md documents each one.
@@ -359,7 +361,7 @@ func ParseCustom(raw []byte) (*Metadata, error) {
 		return nil, &FieldError{Field: "schema", Err: ErrMissingField}
 	}
 	var schema int
-	if err := strictUnmarshal(schemaRaw, &schema); err != nil {
+	if err := strictjson.Unmarshal(schemaRaw, &schema); err != nil {
 		return nil, &FieldError{Field: "schema", Err: err}
 	}
 	if schema != SchemaVersion {
@@ -396,7 +398,7 @@ func ParseCustom(raw []byte) (*Metadata, error) {
 		}
 	}
 	var w wireMetadata
-	if err := strictUnmarshal(body, &w); err != nil {
+	if err := strictjson.Unmarshal(body, &w); err != nil {
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) {
 			return nil, &FieldError{Field: te.Field, Err: fmt.Errorf("want %v, got %s", te.Type, te.Value)}
@@ -404,20 +406,6 @@ func ParseCustom(raw []byte) (*Metadata, error) {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidMetadata, err)
 	}
 	return w.metadata()
-}
-
-// strictUnmarshal decodes exactly one JSON value into v, rejecting unknown
-// fields and trailing data.
-func strictUnmarshal(raw []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return err
-	}
-	if dec.More() {
-		return errors.New("trailing data")
-	}
-	return nil
 }
 
 // metadata converts the wire form into a validated Metadata.

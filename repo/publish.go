@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/airlockfw/airlock/internal/durable"
-	"github.com/airlockfw/airlock/keys"
+	"github.com/airlockfw/airlock/keys/tufsign"
 	"github.com/airlockfw/airlock/release"
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 )
@@ -214,7 +214,7 @@ func (r *Repo) publish(snapshotSigner, timestampSigner crypto.Signer) (*PublishR
 	for name, v := range res.Roles {
 		snap.Signed.Meta[name+".json"] = &metadata.MetaFiles{Version: v}
 	}
-	if err := keys.Sign(snap, snapshotSigner); err != nil {
+	if err := tufsign.Sign(snap, snapshotSigner); err != nil {
 		return nil, err
 	}
 	snapData, err := snap.ToBytes(true)
@@ -231,7 +231,7 @@ func (r *Repo) publish(snapshotSigner, timestampSigner crypto.Signer) (*PublishR
 	ts := metadata.Timestamp(now.Add(time.Duration(r.cfg.Expires.Timestamp)))
 	ts.Signed.Version = prevTS.Signed.Version + 1
 	ts.Signed.Meta["snapshot.json"] = metaFileFor(snap.Signed.Version, snapData)
-	if err := keys.Sign(ts, timestampSigner); err != nil {
+	if err := tufsign.Sign(ts, timestampSigner); err != nil {
 		return nil, err
 	}
 	tsData, err := ts.ToBytes(true)
@@ -293,7 +293,7 @@ func (r *Repo) timestamp(signer crypto.Signer) (int64, error) {
 	ts.Signed.Version++
 	ts.Signed.Expires = r.now().Add(time.Duration(r.cfg.Expires.Timestamp))
 	ts.ClearSignatures()
-	if err := keys.Sign(ts, signer); err != nil {
+	if err := tufsign.Sign(ts, signer); err != nil {
 		return 0, err
 	}
 	data, err := ts.ToBytes(true)

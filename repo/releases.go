@@ -20,12 +20,13 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/airlockfw/airlock/internal/canonjson"
 	"github.com/airlockfw/airlock/internal/durable"
 	"github.com/airlockfw/airlock/internal/payload"
 	"github.com/airlockfw/airlock/keys"
+	"github.com/airlockfw/airlock/keys/tufsign"
 	"github.com/airlockfw/airlock/release"
 	"github.com/klauspost/compress/zstd"
-	"github.com/secure-systems-lab/go-securesystemslib/cjson"
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 )
 
@@ -413,7 +414,7 @@ func (r *Repo) signPending(product, version string, signer crypto.Signer) (have,
 	if version != "" && findVersion(md, version) == "" {
 		return 0, 0, fmt.Errorf("%w: release %s %s is not in the pending metadata of %s", ErrNotFound, p, version, role)
 	}
-	if err := keys.Sign(md, signer); err != nil {
+	if err := tufsign.Sign(md, signer); err != nil {
 		return 0, 0, err
 	}
 	if err := writeStaged(r, role, md); err != nil {
@@ -473,7 +474,7 @@ func SignPendingFile(path string, signer crypto.Signer) (keyID string, err error
 		if err != nil {
 			return "", err
 		}
-		if err := keys.Sign(md, signer); err != nil {
+		if err := tufsign.Sign(md, signer); err != nil {
 			return "", err
 		}
 		out, err = md.ToBytes(true)
@@ -485,7 +486,7 @@ func SignPendingFile(path string, signer crypto.Signer) (keyID string, err error
 		if err != nil {
 			return "", err
 		}
-		if err := keys.Sign(md, signer); err != nil {
+		if err := tufsign.Sign(md, signer); err != nil {
 			return "", err
 		}
 		out, err = md.ToBytes(true)
@@ -534,7 +535,7 @@ func (r *Repo) importPending(path string) (role string, have, need int, err erro
 	if err != nil {
 		return "", 0, 0, err
 	}
-	want, err := cjson.EncodeCanonical(carried.Signed)
+	want, err := canonjson.Marshal(carried.Signed)
 	if err != nil {
 		return "", 0, 0, err
 	}
@@ -550,7 +551,7 @@ func (r *Repo) importPending(path string) (role string, have, need int, err erro
 		if err != nil {
 			return "", 0, 0, err
 		}
-		got, err := cjson.EncodeCanonical(staged.Signed)
+		got, err := canonjson.Marshal(staged.Signed)
 		if err != nil || !bytes.Equal(got, want) {
 			continue
 		}

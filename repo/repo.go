@@ -16,6 +16,7 @@ import (
 
 	"github.com/airlockfw/airlock/audit"
 	"github.com/airlockfw/airlock/keys"
+	"github.com/airlockfw/airlock/keys/tufsign"
 	"github.com/airlockfw/airlock/release"
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 )
@@ -155,7 +156,7 @@ func Init(dir string, opts InitOptions) (*Repo, error) {
 	root.Signed.UnrecognizedFields = map[string]any{RootEnvironmentField: opts.Environment}
 	rootIDs := map[string]bool{}
 	for _, pub := range opts.RootKeys {
-		k, err := keys.TUFKey(pub)
+		k, err := tufsign.Key(pub)
 		if err != nil {
 			return nil, err
 		}
@@ -174,7 +175,7 @@ func Init(dir string, opts InitOptions) (*Repo, error) {
 		role string
 		s    crypto.Signer
 	}{{metadata.TARGETS, opts.Targets}, {metadata.SNAPSHOT, opts.Snapshot}, {metadata.TIMESTAMP, opts.Timestamp}} {
-		k, err := keys.TUFKey(rs.s.Public())
+		k, err := tufsign.Key(rs.s.Public())
 		if err != nil {
 			return nil, err
 		}
@@ -200,7 +201,7 @@ func Init(dir string, opts InitOptions) (*Repo, error) {
 	}
 
 	targets := metadata.Targets(now.Add(time.Duration(r.cfg.Expires.Targets)))
-	if err := keys.Sign(targets, opts.Targets); err != nil {
+	if err := tufsign.Sign(targets, opts.Targets); err != nil {
 		return nil, err
 	}
 	targetsData, err := targets.ToBytes(true)
@@ -208,7 +209,7 @@ func Init(dir string, opts InitOptions) (*Repo, error) {
 		return nil, err
 	}
 	snapshot := metadata.Snapshot(now.Add(time.Duration(r.cfg.Expires.Snapshot)))
-	if err := keys.Sign(snapshot, opts.Snapshot); err != nil {
+	if err := tufsign.Sign(snapshot, opts.Snapshot); err != nil {
 		return nil, err
 	}
 	snapData, err := snapshot.ToBytes(true)
@@ -217,7 +218,7 @@ func Init(dir string, opts InitOptions) (*Repo, error) {
 	}
 	ts := metadata.Timestamp(now.Add(time.Duration(r.cfg.Expires.Timestamp)))
 	ts.Signed.Meta["snapshot.json"] = metaFileFor(1, snapData)
-	if err := keys.Sign(ts, opts.Timestamp); err != nil {
+	if err := tufsign.Sign(ts, opts.Timestamp); err != nil {
 		return nil, err
 	}
 	rootData, err := root.ToBytes(true)
@@ -527,7 +528,7 @@ func signWith[T metadata.Roles](md *metadata.Metadata[T], signers []crypto.Signe
 		if _, err := rk.authorize(s, role); err != nil {
 			return err
 		}
-		if err := keys.Sign(md, s); err != nil {
+		if err := tufsign.Sign(md, s); err != nil {
 			return err
 		}
 	}

@@ -7,8 +7,9 @@ import (
 	"slices"
 	"time"
 
+	"github.com/airlockfw/airlock/internal/canonjson"
 	"github.com/airlockfw/airlock/keys"
-	"github.com/secure-systems-lab/go-securesystemslib/cjson"
+	"github.com/airlockfw/airlock/keys/tufsign"
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 )
 
@@ -38,7 +39,7 @@ func (r *Repo) delegate(product string, pubs []crypto.PublicKey, threshold int, 
 	}
 	d := metadata.DelegatedRole{Name: role, Threshold: threshold, Terminating: true, Paths: []string{p.PathPattern()}}
 	for _, pub := range pubs {
-		k, err := keys.TUFKey(pub)
+		k, err := tufsign.Key(pub)
 		if err != nil {
 			return err
 		}
@@ -112,7 +113,7 @@ func editKeys(ids []string, threshold *int, keysMap map[string]*metadata.Key, op
 		ids = slices.DeleteFunc(slices.Clone(ids), func(s string) bool { return s == id })
 	}
 	for _, pub := range opts.Add {
-		k, err := keys.TUFKey(pub)
+		k, err := tufsign.Key(pub)
 		if err != nil {
 			return nil, err
 		}
@@ -195,7 +196,7 @@ func (r *Repo) rotateTopLevel(opts RotateOptions) (*RotateResult, error) {
 		if !slices.Contains(oldKeys.ids, id) && !slices.Contains(newKeys.ids, id) {
 			return nil, fmt.Errorf("%w: key %s is neither an old nor a new root key", ErrUnauthorizedKey, id)
 		}
-		if err := keys.Sign(next, s); err != nil {
+		if err := tufsign.Sign(next, s); err != nil {
 			return nil, err
 		}
 	}
@@ -295,7 +296,7 @@ func (r *Repo) rotateProduct(opts RotateOptions) (*RotateResult, error) {
 		prod.Signatures = slices.DeleteFunc(prod.Signatures, func(s metadata.Signature) bool { return !slices.Contains(ids, s.KeyID) })
 	}
 	for _, s := range opts.NewSigners {
-		if err := keys.Sign(prod, s); err != nil {
+		if err := tufsign.Sign(prod, s); err != nil {
 			return nil, err
 		}
 	}
@@ -329,11 +330,11 @@ func (r *Repo) importRoot(data []byte) (string, int, int, error) {
 	if staged == nil {
 		return "", 0, 0, fmt.Errorf("%w: no root rotation is staged", ErrMismatch)
 	}
-	a, err := cjson.EncodeCanonical(carried.Signed)
+	a, err := canonjson.Marshal(carried.Signed)
 	if err != nil {
 		return "", 0, 0, err
 	}
-	b, err := cjson.EncodeCanonical(staged.Signed)
+	b, err := canonjson.Marshal(staged.Signed)
 	if err != nil {
 		return "", 0, 0, err
 	}

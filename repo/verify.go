@@ -12,8 +12,8 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/airlockfw/airlock/internal/canonjson"
 	"github.com/airlockfw/airlock/keys"
-	"github.com/secure-systems-lab/go-securesystemslib/cjson"
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 )
 
@@ -62,7 +62,7 @@ func (rk roleKeys) authorize(s crypto.Signer, role string) (string, error) {
 // keys of rk (distinct public keys, not key IDs: TUF 1.0 §5.4 and go-tuf's
 // VerifyDelegate).
 func countValid[T metadata.Roles](md *metadata.Metadata[T], rk roleKeys) (int, error) {
-	payload, err := cjson.EncodeCanonical(md.Signed)
+	payload, err := canonjson.Marshal(md.Signed)
 	if err != nil {
 		return 0, fmt.Errorf("failed to encode metadata: %w", err)
 	}
@@ -98,7 +98,7 @@ func countValid[T metadata.Roles](md *metadata.Metadata[T], rk roleKeys) (int, e
 
 // validSignatures returns the signatures of md that verify with a key of rk.
 func validSignatures[T metadata.Roles](md *metadata.Metadata[T], rk roleKeys) ([]metadata.Signature, error) {
-	payload, err := cjson.EncodeCanonical(md.Signed)
+	payload, err := canonjson.Marshal(md.Signed)
 	if err != nil {
 		return nil, fmt.Errorf("failed to encode metadata: %w", err)
 	}

@@ -14,8 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/theupdateframework/go-tuf/v2/metadata"
-
 	"github.com/airlockfw/airlock/deviceapi"
 	"github.com/airlockfw/airlock/keys"
 	"github.com/airlockfw/airlock/repo"
@@ -157,7 +155,7 @@ func (re *rolloutEnv) report(d testDevice, kind, version, msg string) {
 
 // directorClient refreshes the director repository as device d would:
 // its own trust.Client anchored in director root v1, over mTLS.
-func (re *rolloutEnv) directorTargets(d testDevice) (*metadata.Metadata[metadata.TargetsType], error) {
+func (re *rolloutEnv) directorTargets(d testDevice) (*trust.Metadata[trust.TargetsType], error) {
 	re.t.Helper()
 	root, err := DirectorRoot(re.cfg.DataDir, "")
 	if err != nil {
@@ -178,7 +176,7 @@ func (re *rolloutEnv) directorTargets(d testDevice) (*metadata.Metadata[metadata
 }
 
 // imageTarget looks path up in the image repository as a device would.
-func (re *rolloutEnv) imageTarget(path string) *metadata.TargetFiles {
+func (re *rolloutEnv) imageTarget(path string) *trust.TargetFiles {
 	re.t.Helper()
 	meta := filepath.Join(re.cfg.RepoDir, "public", "metadata")
 	root, err := os.ReadFile(filepath.Join(meta, "1.root.json"))

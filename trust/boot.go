@@ -2,8 +2,6 @@ package trust
 
 import (
 	"fmt"
-
-	"github.com/theupdateframework/go-tuf/v2/metadata"
 )
 
 // VerifyBootChain verifies, offline, the metadata stored beside a slot and
@@ -24,7 +22,7 @@ import (
 //
 // Snapshot and timestamp are not involved: version rollback of an installed
 // image is prevented by the anti-rollback counter, not here.
-func VerifyBootChain(factoryRoot []byte, rootChain [][]byte, targets []byte, delegated []DelegatedRole, targetPath string) (*metadata.TargetFiles, error) {
+func VerifyBootChain(factoryRoot []byte, rootChain [][]byte, targets []byte, delegated []DelegatedRole, targetPath string) (*TargetFiles, error) {
 	if err := checkTargetPath(targetPath); err != nil {
 		return nil, err
 	}
@@ -34,18 +32,18 @@ func VerifyBootChain(factoryRoot []byte, rootChain [][]byte, targets []byte, del
 	if len(rootChain) > MaxRootChainLength || len(delegated) > MaxDelegations {
 		return nil, fmt.Errorf("boot chain: %w: %d roots, %d delegated roles", ErrTooLarge, len(rootChain), len(delegated))
 	}
-	root, payload, err := parseMetadata[metadata.RootType](factoryRoot)
+	root, payload, err := parseMetadata[RootType](factoryRoot)
 	if err != nil {
 		return nil, fmt.Errorf("factory root: %w", err)
 	}
-	if err := verifySignatures("factory root", rootRole(root, metadata.ROOT), root.Signatures, payload); err != nil {
+	if err := verifySignatures("factory root", rootRole(root, RoleRoot), root.Signatures, payload); err != nil {
 		return nil, err
 	}
 	for i, raw := range rootChain {
 		if len(raw) > MaxRootSize {
 			return nil, fmt.Errorf("root chain entry %d: %w", i, ErrTooLarge)
 		}
-		md, _, err := parseMetadata[metadata.RootType](raw)
+		md, _, err := parseMetadata[RootType](raw)
 		if err != nil {
 			return nil, fmt.Errorf("root chain entry %d: %w", i, err)
 		}
@@ -56,11 +54,11 @@ func VerifyBootChain(factoryRoot []byte, rootChain [][]byte, targets []byte, del
 			return nil, fmt.Errorf("root chain entry %d: %w", i, err)
 		}
 	}
-	md, payload, err := parseMetadata[metadata.TargetsType](targets)
+	md, payload, err := parseMetadata[TargetsType](targets)
 	if err != nil {
 		return nil, fmt.Errorf("targets: %w", err)
 	}
-	if err := verifySignatures("targets", rootRole(root, metadata.TARGETS), md.Signatures, payload); err != nil {
+	if err := verifySignatures("targets", rootRole(root, RoleTargets), md.Signatures, payload); err != nil {
 		return nil, err
 	}
 	for i, d := range delegated {
@@ -74,7 +72,7 @@ func VerifyBootChain(factoryRoot []byte, rootChain [][]byte, targets []byte, del
 		if err != nil {
 			return nil, err
 		}
-		child, payload, err := parseMetadata[metadata.TargetsType](d.Data)
+		child, payload, err := parseMetadata[TargetsType](d.Data)
 		if err != nil {
 			return nil, fmt.Errorf("delegated role %q: %w", d.Name, err)
 		}
@@ -91,7 +89,7 @@ func VerifyBootChain(factoryRoot []byte, rootChain [][]byte, targets []byte, del
 }
 
 // delegatesPath reports whether delegator delegates targetPath to role.
-func delegatesPath(delegator *metadata.Metadata[metadata.TargetsType], role, targetPath string) bool {
+func delegatesPath(delegator *Metadata[TargetsType], role, targetPath string) bool {
 	if delegator.Signed.Delegations == nil {
 		return false
 	}

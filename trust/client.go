@@ -10,8 +10,6 @@ import (
 	"strconv"
 	"sync"
 	"time"
-
-	"github.com/theupdateframework/go-tuf/v2/metadata"
 )
 
 // Config configures a Client. The zero value is ready to use.
@@ -34,13 +32,13 @@ type Client struct {
 	mu        sync.Mutex
 	refreshed bool
 	refTime   time.Time
-	root      *metadata.Metadata[metadata.RootType]
+	root      *Metadata[RootType]
 	rootRaw   []byte
-	ts        *metadata.Metadata[metadata.TimestampType]
+	ts        *Metadata[TimestampType]
 	tsRaw     []byte
-	snap      *metadata.Metadata[metadata.SnapshotType]
+	snap      *Metadata[SnapshotType]
 	snapRaw   []byte
-	targets   *metadata.Metadata[metadata.TargetsType]
+	targets   *Metadata[TargetsType]
 	targetRaw []byte
 	// delegated holds the bytes of delegated roles verified by lookups since
 	// the last Refresh, for Trusted().Delegated only: lookups never trust
@@ -84,11 +82,11 @@ func New(store Store, src Source, cfg Config) (*Client, error) {
 	if int64(len(raw)) > lim.RootSize {
 		return nil, fmt.Errorf("trusted root: %w: %d > %d bytes", ErrTooLarge, len(raw), lim.RootSize)
 	}
-	root, payload, err := parseMetadata[metadata.RootType](raw)
+	root, payload, err := parseMetadata[RootType](raw)
 	if err != nil {
 		return nil, fmt.Errorf("trusted root: %w", err)
 	}
-	if err := verifySignatures("trusted root", rootRole(root, metadata.ROOT), root.Signatures, payload); err != nil {
+	if err := verifySignatures("trusted root", rootRole(root, RoleRoot), root.Signatures, payload); err != nil {
 		return nil, err
 	}
 	return &Client{store: store, src: src, now: now, lim: lim, root: root, rootRaw: raw}, nil
@@ -104,7 +102,7 @@ const (
 // rootHistoryName is the store name of the copy of root version v.
 func rootHistoryName(v int64) string { return "root." + strconv.FormatInt(v, 10) }
 
-func rootRole(root *metadata.Metadata[metadata.RootType], role string) roleKeys {
+func rootRole(root *Metadata[RootType], role string) roleKeys {
 	r := root.Signed.Roles[role] // present: validateRoot checked it
 	return roleKeys{keyIDs: r.KeyIDs, threshold: r.Threshold, keys: root.Signed.Keys}
 }
@@ -167,7 +165,7 @@ func (c *Client) Refresh(ctx context.Context) error {
 	if !ok {
 		return fmt.Errorf("snapshot: %w: does not list targets.json", ErrMalformed)
 	}
-	md, raw, err := c.loadTargetsRole(ctx, metadata.TARGETS, rootRole(c.root, metadata.TARGETS), mf)
+	md, raw, err := c.loadTargetsRole(ctx, RoleTargets, rootRole(c.root, RoleTargets), mf)
 	if err != nil {
 		return err
 	}
@@ -181,7 +179,7 @@ func (c *Client) Refresh(ctx context.Context) error {
 func (c *Client) updateRoot(ctx context.Context) error {
 	for i := 0; i < c.lim.RootRotations && c.root.Signed.Version < math.MaxInt64; i++ {
 		next := c.root.Signed.Version + 1
-		data, err := c.src.FetchMetadata(ctx, metadata.ROOT, next, c.lim.RootSize)
+		data, err := c.src.FetchMetadata(ctx, RoleRoot, next, c.lim.RootSize)
 		if errors.Is(err, ErrNotFound) {
 			return nil // 5.3.3: no newer root
 		}
@@ -214,18 +212,18 @@ func (c *Client) updateRoot(ctx context.Context) error {
 // verifyNextRoot checks that data is root version trusted+1, signed by a
 // threshold of the trusted root's root keys (5.3.4) and of its own root keys
 // (5.3.4), with the expected version (5.3.5). Expiry is not checked.
-func verifyNextRoot(trusted *metadata.Metadata[metadata.RootType], data []byte) (*metadata.Metadata[metadata.RootType], error) {
+func verifyNextRoot(trusted *Metadata[RootType], data []byte) (*Metadata[RootType], error) {
 	want := trusted.Signed.Version + 1
-	newRoot, payload, err := parseMetadata[metadata.RootType](data)
+	newRoot, payload, err := parseMetadata[RootType](data)
 	if err != nil {
 		return nil, fmt.Errorf("root version %d: %w", want, err)
 	}
 	if err := verifySignatures(fmt.Sprintf("root version %d (by trusted root version %d)", want, trusted.Signed.Version),
-		rootRole(trusted, metadata.ROOT), newRoot.Signatures, payload); err != nil {
+		rootRole(trusted, RoleRoot), newRoot.Signatures, payload); err != nil {
 		return nil, err
 	}
 	if err := verifySignatures(fmt.Sprintf("root version %d (by its own keys)", want),
-		rootRole(newRoot, metadata.ROOT), newRoot.Signatures, payload); err != nil {
+		rootRole(newRoot, RoleRoot), newRoot.Signatures, payload); err != nil {
 		return nil, err
 	}
 	if v := newRoot.Signed.Version; v != want {
@@ -239,15 +237,15 @@ func verifyNextRoot(trusted *metadata.Metadata[metadata.RootType], data []byte) 
 
 // verifyTimestamp returns the timestamp and the fingerprints of the keys
 // whose signatures on it are valid (for the floor record).
-func (c *Client) verifyTimestamp(data []byte) (*metadata.Metadata[metadata.TimestampType], []fingerprint, error) {
+func (c *Client) verifyTimestamp(data []byte) (*Metadata[TimestampType], []fingerprint, error) {
 	if int64(len(data)) > c.lim.TimestampSize {
 		return nil, nil, fmt.Errorf("timestamp: %w", ErrTooLarge)
 	}
-	md, payload, err := parseMetadata[metadata.TimestampType](data)
+	md, payload, err := parseMetadata[TimestampType](data)
 	if err != nil {
 		return nil, nil, fmt.Errorf("timestamp: %w", err)
 	}
-	rk := rootRole(c.root, metadata.TIMESTAMP)
+	rk := rootRole(c.root, RoleTimestamp)
 	if err := verifySignatures("timestamp", rk, md.Signatures, payload); err != nil {
 		return nil, nil, err
 	}
@@ -260,7 +258,7 @@ func (c *Client) updateTimestamp(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	var old *metadata.Metadata[metadata.TimestampType]
+	var old *Metadata[TimestampType]
 	var oldSigners []fingerprint
 	if local != nil {
 		if md, signers, err := c.verifyTimestamp(local); err == nil {
@@ -273,10 +271,10 @@ func (c *Client) updateTimestamp(ctx context.Context) error {
 	if old != nil {
 		tsFloor, snapFloor = old.Signed.Version, old.Signed.Meta[snapshotFile].Version
 	}
-	if f := c.floors; f.timestamp > 0 && signersHold(c.root, metadata.TIMESTAMP, f.tsSigners) {
+	if f := c.floors; f.timestamp > 0 && signersHold(c.root, RoleTimestamp, f.tsSigners) {
 		tsFloor, snapFloor = max(tsFloor, f.timestamp), max(snapFloor, f.tsSnapshot)
 	}
-	data, err := c.src.FetchMetadata(ctx, metadata.TIMESTAMP, 0, c.lim.TimestampSize)
+	data, err := c.src.FetchMetadata(ctx, RoleTimestamp, 0, c.lim.TimestampSize)
 	if err != nil {
 		return fmt.Errorf("failed to fetch timestamp: %w", err)
 	}
@@ -317,15 +315,15 @@ func (c *Client) updateTimestamp(ctx context.Context) error {
 
 // verifySnapshot returns the snapshot and the fingerprints of the keys
 // whose signatures on it are valid (for the floor record).
-func (c *Client) verifySnapshot(data []byte) (*metadata.Metadata[metadata.SnapshotType], []fingerprint, error) {
+func (c *Client) verifySnapshot(data []byte) (*Metadata[SnapshotType], []fingerprint, error) {
 	if int64(len(data)) > c.lim.SnapshotSize {
 		return nil, nil, fmt.Errorf("snapshot: %w", ErrTooLarge)
 	}
-	md, payload, err := parseMetadata[metadata.SnapshotType](data)
+	md, payload, err := parseMetadata[SnapshotType](data)
 	if err != nil {
 		return nil, nil, fmt.Errorf("snapshot: %w", err)
 	}
-	rk := rootRole(c.root, metadata.SNAPSHOT)
+	rk := rootRole(c.root, RoleSnapshot)
 	if err := verifySignatures("snapshot", rk, md.Signatures, payload); err != nil {
 		return nil, nil, err
 	}
@@ -341,7 +339,7 @@ type snapshotFloors struct {
 }
 
 // check implements 5.5.5 against the floors.
-func (f snapshotFloors) check(md *metadata.Metadata[metadata.SnapshotType]) error {
+func (f snapshotFloors) check(md *Metadata[SnapshotType]) error {
 	if md.Signed.Version < f.version {
 		return fmt.Errorf("snapshot: %w: version %d < trusted %d", ErrRollback, md.Signed.Version, f.version)
 	}
@@ -364,7 +362,7 @@ func (c *Client) updateSnapshot(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	var old *metadata.Metadata[metadata.SnapshotType]
+	var old *Metadata[SnapshotType]
 	var oldSigners []fingerprint
 	if local != nil {
 		if md, signers, err := c.verifySnapshot(local); err == nil {
@@ -380,7 +378,7 @@ func (c *Client) updateSnapshot(ctx context.Context) error {
 			floor.meta[name] = info.Version
 		}
 	}
-	if f := c.floors; f.snapshot > 0 && signersHold(c.root, metadata.SNAPSHOT, f.snapSigners) {
+	if f := c.floors; f.snapshot > 0 && signersHold(c.root, RoleSnapshot, f.snapSigners) {
 		floor.version = max(floor.version, f.snapshot)
 		for name, v := range f.meta {
 			floor.meta[name] = max(floor.meta[name], v)
@@ -398,7 +396,7 @@ func (c *Client) updateSnapshot(ctx context.Context) error {
 	if c.root.Signed.ConsistentSnapshot {
 		version = pin.Version
 	}
-	data, err := c.src.FetchMetadata(ctx, metadata.SNAPSHOT, version, minLimit(c.lim.SnapshotSize, pin.Length))
+	data, err := c.src.FetchMetadata(ctx, RoleSnapshot, version, minLimit(c.lim.SnapshotSize, pin.Length))
 	if err != nil {
 		return fmt.Errorf("failed to fetch snapshot: %w", err)
 	}
@@ -431,7 +429,7 @@ func (c *Client) updateSnapshot(ctx context.Context) error {
 
 // saveSnapshotFloors records md as the trusted snapshot: its version and
 // the versions it lists, vouched for by signers.
-func (c *Client) saveSnapshotFloors(md *metadata.Metadata[metadata.SnapshotType], signers []fingerprint) error {
+func (c *Client) saveSnapshotFloors(md *Metadata[SnapshotType], signers []fingerprint) error {
 	nf := c.floors.clone()
 	nf.snapshot, nf.snapSigners = md.Signed.Version, signers
 	nf.meta = make(map[string]int64, len(md.Signed.Meta))
@@ -444,14 +442,14 @@ func (c *Client) saveSnapshotFloors(md *metadata.Metadata[metadata.SnapshotType]
 // verifyTargetsRole checks targets or delegated targets bytes against the
 // snapshot pin (5.6.2 length and hashes), the delegator's keys and threshold
 // (5.6.3), the pinned version (5.6.4) and expiry (5.6.5).
-func (c *Client) verifyTargetsRole(role string, data []byte, rk roleKeys, pin *metadata.MetaFiles) (*metadata.Metadata[metadata.TargetsType], error) {
+func (c *Client) verifyTargetsRole(role string, data []byte, rk roleKeys, pin *MetaFiles) (*Metadata[TargetsType], error) {
 	if int64(len(data)) > c.lim.TargetsSize {
 		return nil, fmt.Errorf("role %q: %w", role, ErrTooLarge)
 	}
 	if err := checkMetaFile(fmt.Sprintf("role %q", role), pin, data); err != nil {
 		return nil, err
 	}
-	md, payload, err := parseMetadata[metadata.TargetsType](data)
+	md, payload, err := parseMetadata[TargetsType](data)
 	if err != nil {
 		return nil, fmt.Errorf("role %q: %w", role, err)
 	}
@@ -470,7 +468,7 @@ func (c *Client) verifyTargetsRole(role string, data []byte, rk roleKeys, pin *m
 // loadTargetsRole returns the verified metadata of a targets role, from the
 // store when the stored copy passes every check against the current snapshot
 // and delegator, otherwise from the source (then persisted, 5.6.6).
-func (c *Client) loadTargetsRole(ctx context.Context, role string, rk roleKeys, pin *metadata.MetaFiles) (*metadata.Metadata[metadata.TargetsType], []byte, error) {
+func (c *Client) loadTargetsRole(ctx context.Context, role string, rk roleKeys, pin *MetaFiles) (*Metadata[TargetsType], []byte, error) {
 	name := roleFileName(role)
 	local, err := getOptional(c.store, name)
 	if err != nil {
@@ -502,21 +500,21 @@ func (c *Client) loadTargetsRole(ctx context.Context, role string, rk roleKeys, 
 // Trusted is a read-only snapshot of the verified metadata. Its values are
 // copies: modifying them does not affect the client.
 type Trusted struct {
-	Root      *metadata.Metadata[metadata.RootType]
-	Timestamp *metadata.Metadata[metadata.TimestampType] // nil before a successful timestamp update
-	Snapshot  *metadata.Metadata[metadata.SnapshotType]
-	Targets   *metadata.Metadata[metadata.TargetsType]
+	Root      *Metadata[RootType]
+	Timestamp *Metadata[TimestampType] // nil before a successful timestamp update
+	Snapshot  *Metadata[SnapshotType]
+	Targets   *Metadata[TargetsType]
 	delegated map[string][]byte
 }
 
 // Delegated returns the delegated role as last verified by a lookup since the
 // last Refresh (for summaries such as versions and expiry), or nil.
-func (t Trusted) Delegated(role string) *metadata.Metadata[metadata.TargetsType] {
+func (t Trusted) Delegated(role string) *Metadata[TargetsType] {
 	raw, ok := t.delegated[role]
 	if !ok {
 		return nil
 	}
-	md, _ := (&metadata.Metadata[metadata.TargetsType]{}).FromBytes(raw)
+	md, _ := decodeMetadata[TargetsType](raw)
 	return md
 }
 
@@ -534,15 +532,15 @@ func (c *Client) Trusted() Trusted {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	t := Trusted{delegated: map[string][]byte{}}
-	t.Root, _ = (&metadata.Metadata[metadata.RootType]{}).FromBytes(c.rootRaw)
+	t.Root, _ = decodeMetadata[RootType](c.rootRaw)
 	if c.tsRaw != nil {
-		t.Timestamp, _ = (&metadata.Metadata[metadata.TimestampType]{}).FromBytes(c.tsRaw)
+		t.Timestamp, _ = decodeMetadata[TimestampType](c.tsRaw)
 	}
 	if c.snapRaw != nil {
-		t.Snapshot, _ = (&metadata.Metadata[metadata.SnapshotType]{}).FromBytes(c.snapRaw)
+		t.Snapshot, _ = decodeMetadata[SnapshotType](c.snapRaw)
 	}
 	if c.targetRaw != nil {
-		t.Targets, _ = (&metadata.Metadata[metadata.TargetsType]{}).FromBytes(c.targetRaw)
+		t.Targets, _ = decodeMetadata[TargetsType](c.targetRaw)
 	}
 	for k, v := range c.delegated {
 		t.delegated[k] = v

@@ -271,7 +271,7 @@ func TestDownloadRejectsTamperedTargets(t *testing.T) {
 		r, src := newRepo(t)
 		c, _ := newClient(t, r, src, t0)
 		mustRefresh(t, c)
-		tf := &metadata.TargetFiles{Path: "fw.img", Length: 1, Hashes: metadata.Hashes{"md5": make([]byte, 16)}}
+		tf := &TargetFiles{Path: "fw.img", Length: 1, Hashes: Hashes{"md5": make([]byte, 16)}}
 		_, err := c.Download(context.Background(), tf, &bytes.Buffer{})
 		wantErr(t, err, ErrUnsupportedHash)
 	})

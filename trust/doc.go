@@ -10,7 +10,8 @@
 // there at manufacturing, normally the factory root), the device clock (for
 // expiry only, through Config.Now), the Store's storage medium for
 // availability (its content is still re-verified on every Refresh), and the
-// code of this package and of go-tuf's metadata types.
+// code of this package (its metadata types, metadata.go, and the canonical
+// JSON of internal/canonjson; it links no TUF library).
 //
 // Untrusted: everything a Source returns (metadata bytes, target bytes, HTTP
 // status codes other than 404), the network, mirrors, CDNs and the repository

@@ -11,8 +11,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-
-	"github.com/theupdateframework/go-tuf/v2/metadata"
 )
 
 // Rollback floors
@@ -328,7 +326,7 @@ func loadFloors(s Store) (*floors, []byte, error) {
 // signersOf returns the sorted fingerprints of the keys of rk whose
 // signature over payload is valid (each checked with verifySignatures, as
 // a role of that one key), at most MaxFloorSigners.
-func signersOf(rk roleKeys, sigs []metadata.Signature, payload []byte) []fingerprint {
+func signersOf(rk roleKeys, sigs []Signature, payload []byte) []fingerprint {
 	set := map[fingerprint]bool{}
 	for _, id := range rk.keyIDs {
 		one := roleKeys{keyIDs: []string{id}, threshold: 1, keys: rk.keys}
@@ -350,7 +348,7 @@ func signersOf(rk roleKeys, sigs []metadata.Signature, payload []byte) []fingerp
 // fingerprints meet the role's threshold: whether metadata those keys
 // signed would still verify under root (5.3.11: a floor set by keys the
 // root has since rotated out no longer holds).
-func signersHold(root *metadata.Metadata[metadata.RootType], role string, signers []fingerprint) bool {
+func signersHold(root *Metadata[RootType], role string, signers []fingerprint) bool {
 	if len(signers) == 0 {
 		return false
 	}

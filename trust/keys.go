@@ -14,8 +14,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-
-	"github.com/theupdateframework/go-tuf/v2/metadata"
 )
 
 // MinRSABits is the smallest RSA modulus accepted for signature keys.
@@ -34,7 +32,7 @@ var errUnsupportedKey = errors.New("unsupported key")
 // ecdsa|ecdsa-sha2-nistp256/ecdsa-sha2-nistp256; ecdsa|ecdsa-sha2-nistp384/
 // ecdsa-sha2-nistp384; rsa/rsassa-pss-sha{256,384,512} and
 // rsa/rsa-pkcs1v15-sha{256,384,512}.
-func newVerifier(k *metadata.Key) (*verifier, error) {
+func newVerifier(k *Key) (*verifier, error) {
 	if k == nil {
 		return nil, errUnsupportedKey
 	}
@@ -154,14 +152,14 @@ func digest(h crypto.Hash, data []byte) []byte {
 type roleKeys struct {
 	keyIDs    []string
 	threshold int
-	keys      map[string]*metadata.Key
+	keys      map[string]*Key
 }
 
 // verifySignatures counts distinct public keys among rk that produced a valid
 // signature over payload (spec 5.3.4, 5.4.2 ...; threshold over distinct keys,
 // not key IDs). Unknown or unsupported keys and signatures by keys outside the
 // role are ignored.
-func verifySignatures(role string, rk roleKeys, sigs []metadata.Signature, payload []byte) error {
+func verifySignatures(role string, rk roleKeys, sigs []Signature, payload []byte) error {
 	if rk.threshold < 1 {
 		return fmt.Errorf("%s: %w: threshold %d", role, ErrMalformed, rk.threshold)
 	}

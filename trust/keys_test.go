@@ -11,8 +11,6 @@ import (
 	"encoding/hex"
 	"encoding/pem"
 	"testing"
-
-	"github.com/theupdateframework/go-tuf/v2/metadata"
 )
 
 func pemKey(t *testing.T, pub crypto.PublicKey) string {
@@ -41,21 +39,21 @@ func TestKeyTypesVerify(t *testing.T) {
 	h256 := digest(crypto.SHA256, msg)
 	tests := []struct {
 		name string
-		key  metadata.Key
+		key  Key
 		sig  []byte
 	}{
-		{"ed25519", metadata.Key{Type: "ed25519", Scheme: "ed25519", Value: metadata.KeyVal{PublicKey: hex.EncodeToString(edPub)}}, ed25519.Sign(edPriv, msg)},
-		{"ecdsa p256", metadata.Key{Type: "ecdsa", Scheme: "ecdsa-sha2-nistp256", Value: metadata.KeyVal{PublicKey: pemKey(t, &ec256.PublicKey)}},
+		{"ed25519", Key{Type: "ed25519", Scheme: "ed25519", Value: KeyVal{PublicKey: hex.EncodeToString(edPub)}}, ed25519.Sign(edPriv, msg)},
+		{"ecdsa p256", Key{Type: "ecdsa", Scheme: "ecdsa-sha2-nistp256", Value: KeyVal{PublicKey: pemKey(t, &ec256.PublicKey)}},
 			sign(func() ([]byte, error) { return ecdsa.SignASN1(rand.Reader, ec256, h256) })},
-		{"ecdsa-sha2-nistp256 alias", metadata.Key{Type: "ecdsa-sha2-nistp256", Scheme: "ecdsa-sha2-nistp256", Value: metadata.KeyVal{PublicKey: pemKey(t, &ec256.PublicKey)}},
+		{"ecdsa-sha2-nistp256 alias", Key{Type: "ecdsa-sha2-nistp256", Scheme: "ecdsa-sha2-nistp256", Value: KeyVal{PublicKey: pemKey(t, &ec256.PublicKey)}},
 			sign(func() ([]byte, error) { return ecdsa.SignASN1(rand.Reader, ec256, h256) })},
-		{"ecdsa p384", metadata.Key{Type: "ecdsa", Scheme: "ecdsa-sha2-nistp384", Value: metadata.KeyVal{PublicKey: pemKey(t, &ec384.PublicKey)}},
+		{"ecdsa p384", Key{Type: "ecdsa", Scheme: "ecdsa-sha2-nistp384", Value: KeyVal{PublicKey: pemKey(t, &ec384.PublicKey)}},
 			sign(func() ([]byte, error) { return ecdsa.SignASN1(rand.Reader, ec384, digest(crypto.SHA384, msg)) })},
-		{"rsa pss", metadata.Key{Type: "rsa", Scheme: "rsassa-pss-sha256", Value: metadata.KeyVal{PublicKey: pemKey(t, &rk.PublicKey)}},
+		{"rsa pss", Key{Type: "rsa", Scheme: "rsassa-pss-sha256", Value: KeyVal{PublicKey: pemKey(t, &rk.PublicKey)}},
 			sign(func() ([]byte, error) {
 				return rsa.SignPSS(rand.Reader, rk, crypto.SHA256, h256, &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash})
 			})},
-		{"rsa pkcs1v15", metadata.Key{Type: "rsa", Scheme: "rsa-pkcs1v15-sha256", Value: metadata.KeyVal{PublicKey: pemKey(t, &rk.PublicKey)}},
+		{"rsa pkcs1v15", Key{Type: "rsa", Scheme: "rsa-pkcs1v15-sha256", Value: KeyVal{PublicKey: pemKey(t, &rk.PublicKey)}},
 			sign(func() ([]byte, error) { return rsa.SignPKCS1v15(rand.Reader, rk, crypto.SHA256, h256) })},
 	}
 	for _, tt := range tests {
@@ -73,7 +71,7 @@ func TestKeyTypesVerify(t *testing.T) {
 		})
 	}
 	t.Run("curve must match scheme", func(t *testing.T) {
-		k := metadata.Key{Type: "ecdsa", Scheme: "ecdsa-sha2-nistp256", Value: metadata.KeyVal{PublicKey: pemKey(t, &ec384.PublicKey)}}
+		k := Key{Type: "ecdsa", Scheme: "ecdsa-sha2-nistp256", Value: KeyVal{PublicKey: pemKey(t, &ec384.PublicKey)}}
 		if _, err := newVerifier(&k); err == nil {
 			t.Fatal("P-384 key accepted for ecdsa-sha2-nistp256")
 		}

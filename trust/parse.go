@@ -10,60 +10,64 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/theupdateframework/go-tuf/v2/metadata"
 )
 
 // supportedSpecMajor is the TUF specification major version this client
 // implements (spec_version "1.x" or "1.x.y" is accepted).
 const supportedSpecMajor = "1"
 
-var topLevelRoles = []string{metadata.ROOT, metadata.TIMESTAMP, metadata.SNAPSHOT, metadata.TARGETS}
+var topLevelRoles = []string{RoleRoot, RoleTimestamp, RoleSnapshot, RoleTargets}
 
 // parseMetadata strictly parses data as metadata of type T and returns it with
 // the canonical signed bytes its signatures must cover. It checks _type,
 // spec_version, version and role-specific structure, not signatures.
-func parseMetadata[T metadata.Roles](data []byte) (*metadata.Metadata[T], []byte, error) {
+func parseMetadata[T Roles](data []byte) (*Metadata[T], []byte, error) {
 	payload, err := signedPayload(data)
 	if err != nil {
 		return nil, nil, err
 	}
-	md, err := (&metadata.Metadata[T]{}).FromBytes(data)
+	md, err := decodeMetadata[T](data)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
+	if err := checkDecoded(md); err != nil {
+		return nil, nil, err
+	}
+	return md, payload, nil
+}
+
+// checkDecoded checks _type, spec_version, version and the role-specific
+// structure of decoded metadata.
+func checkDecoded[T Roles](md *Metadata[T]) error {
 	var typ, spec, want string
 	var version int64
 	var check func() error
 	switch s := any(&md.Signed).(type) {
-	case *metadata.RootType:
-		typ, spec, version, want = s.Type, s.SpecVersion, s.Version, metadata.ROOT
+	case *RootType:
+		typ, spec, version, want = s.Type, s.SpecVersion, s.Version, RoleRoot
 		check = func() error { return validateRoot(s) }
-	case *metadata.TimestampType:
-		typ, spec, version, want = s.Type, s.SpecVersion, s.Version, metadata.TIMESTAMP
+	case *TimestampType:
+		typ, spec, version, want = s.Type, s.SpecVersion, s.Version, RoleTimestamp
 		check = func() error { return validateTimestamp(s) }
-	case *metadata.SnapshotType:
-		typ, spec, version, want = s.Type, s.SpecVersion, s.Version, metadata.SNAPSHOT
+	case *SnapshotType:
+		typ, spec, version, want = s.Type, s.SpecVersion, s.Version, RoleSnapshot
 		check = func() error { return validateSnapshot(s) }
-	case *metadata.TargetsType:
-		typ, spec, version, want = s.Type, s.SpecVersion, s.Version, metadata.TARGETS
+	case *TargetsType:
+		typ, spec, version, want = s.Type, s.SpecVersion, s.Version, RoleTargets
 		check = func() error { return validateTargets(s) }
 	default:
-		return nil, nil, fmt.Errorf("internal error: unexpected metadata type %T", s)
+		return fmt.Errorf("internal error: unexpected metadata type %T", s)
 	}
 	if typ != want {
-		return nil, nil, fmt.Errorf("%w: _type %q, want %q", ErrMalformed, typ, want)
+		return fmt.Errorf("%w: _type %q, want %q", ErrMalformed, typ, want)
 	}
 	if err := checkSpecVersion(spec); err != nil {
-		return nil, nil, err
+		return err
 	}
 	if version < 1 {
-		return nil, nil, fmt.Errorf("%w: %s version %d < 1", ErrMalformed, want, version)
+		return fmt.Errorf("%w: %s version %d < 1", ErrMalformed, want, version)
 	}
-	if err := check(); err != nil {
-		return nil, nil, err
-	}
-	return md, payload, nil
+	return check()
 }
 
 // checkSpecVersion accepts "1.x" and "1.x.y" (python-tuf's rule).
@@ -97,7 +101,7 @@ func checkKeyIDs(what string, ids []string, threshold int) error {
 	return nil
 }
 
-func validateRoot(r *metadata.RootType) error {
+func validateRoot(r *RootType) error {
 	if len(r.Roles) != len(topLevelRoles) {
 		return fmt.Errorf("%w: root must define exactly the roles %v", ErrMalformed, topLevelRoles)
 	}
@@ -113,7 +117,7 @@ func validateRoot(r *metadata.RootType) error {
 	return nil
 }
 
-func validateMetaFile(name string, mf *metadata.MetaFiles) error {
+func validateMetaFile(name string, mf *MetaFiles) error {
 	if mf == nil {
 		return fmt.Errorf("%w: meta %q is null", ErrMalformed, name)
 	}
@@ -123,7 +127,7 @@ func validateMetaFile(name string, mf *metadata.MetaFiles) error {
 	return nil
 }
 
-func validateTimestamp(t *metadata.TimestampType) error {
+func validateTimestamp(t *TimestampType) error {
 	mf, ok := t.Meta["snapshot.json"]
 	if !ok {
 		return fmt.Errorf("%w: timestamp does not list snapshot.json", ErrMalformed)
@@ -131,7 +135,7 @@ func validateTimestamp(t *metadata.TimestampType) error {
 	return validateMetaFile("snapshot.json", mf)
 }
 
-func validateSnapshot(s *metadata.SnapshotType) error {
+func validateSnapshot(s *SnapshotType) error {
 	if _, ok := s.Meta["targets.json"]; !ok {
 		return fmt.Errorf("%w: snapshot does not list targets.json", ErrMalformed)
 	}
@@ -143,7 +147,7 @@ func validateSnapshot(s *metadata.SnapshotType) error {
 	return nil
 }
 
-func validateTargets(t *metadata.TargetsType) error {
+func validateTargets(t *TargetsType) error {
 	for p, tf := range t.Targets {
 		if tf == nil || tf.Length < 0 || len(tf.Hashes) == 0 {
 			return fmt.Errorf("%w: target %q has no hashes or a negative length", ErrMalformed, p)
@@ -214,7 +218,7 @@ func newHash(alg string) hash.Hash {
 // checkMetaFile checks data against the length and hashes that the
 // timestamp or snapshot pins for it (5.5.2, 5.6.2). Length and hashes are
 // optional in MetaFiles; listed hashes must include a supported algorithm.
-func checkMetaFile(name string, mf *metadata.MetaFiles, data []byte) error {
+func checkMetaFile(name string, mf *MetaFiles, data []byte) error {
 	if mf.Length != 0 && int64(len(data)) != mf.Length {
 		return fmt.Errorf("%s: %w: %d bytes, pinned length %d", name, ErrLength, len(data), mf.Length)
 	}

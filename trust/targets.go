@@ -12,13 +12,11 @@ import (
 	"maps"
 	"slices"
 	"sort"
-
-	"github.com/theupdateframework/go-tuf/v2/metadata"
 )
 
 // delegationKeys returns what delegator says about role's keys, or an error if
 // it does not delegate to role.
-func delegationKeys(delegator *metadata.Metadata[metadata.TargetsType], role string) (roleKeys, error) {
+func delegationKeys(delegator *Metadata[TargetsType], role string) (roleKeys, error) {
 	d := delegator.Signed.Delegations
 	if d != nil {
 		if s := d.SuccinctRoles; s != nil && s.IsDelegatedRole(role) {
@@ -48,7 +46,7 @@ func checkTargetPath(p string) error {
 // lookup reached it; a copy verified through another delegator is never
 // reused. A role that fails verification ends the lookup with its error.
 // Refresh must have succeeded first. The result is a copy.
-func (c *Client) Target(ctx context.Context, targetPath string) (*metadata.TargetFiles, error) {
+func (c *Client) Target(ctx context.Context, targetPath string) (*TargetFiles, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.refreshed {
@@ -59,10 +57,10 @@ func (c *Client) Target(ctx context.Context, targetPath string) (*metadata.Targe
 	}
 	type visit struct {
 		role     string
-		parent   *metadata.Metadata[metadata.TargetsType] // nil for top-level targets
+		parent   *Metadata[TargetsType] // nil for top-level targets
 		ancestry []DelegatedRole
 	}
-	stack := []visit{{role: metadata.TARGETS}}
+	stack := []visit{{role: RoleTargets}}
 	visited := map[string]bool{}
 	for len(visited) <= c.lim.Delegations && len(stack) > 0 {
 		v := stack[len(stack)-1]
@@ -118,7 +116,7 @@ func (c *Client) Target(ctx context.Context, targetPath string) (*metadata.Targe
 // them: each path must still be looked up with Target, which applies the
 // delegations' path patterns and terminating flags. Refresh must have
 // succeeded first. The result is a copy.
-func (c *Client) Role(ctx context.Context, name string) (*metadata.Metadata[metadata.TargetsType], error) {
+func (c *Client) Role(ctx context.Context, name string) (*Metadata[TargetsType], error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.refreshed {
@@ -137,7 +135,7 @@ func (c *Client) Role(ctx context.Context, name string) (*metadata.Metadata[meta
 		return nil, err
 	}
 	c.delegated[name] = raw
-	return (&metadata.Metadata[metadata.TargetsType]{}).FromBytes(raw)
+	return decodeMetadata[TargetsType](raw)
 }
 
 // DelegatedRoles returns the names of the roles the top-level targets role
@@ -159,10 +157,10 @@ func (c *Client) DelegatedRoles() ([]string, error) {
 	return names, nil
 }
 
-func cloneTargetFiles(path string, tf *metadata.TargetFiles) *metadata.TargetFiles {
+func cloneTargetFiles(path string, tf *TargetFiles) *TargetFiles {
 	out := *tf
 	out.Path = path
-	out.Hashes = metadata.Hashes{}
+	out.Hashes = Hashes{}
 	for k, v := range tf.Hashes {
 		out.Hashes[k] = slices.Clone(v)
 	}
@@ -204,7 +202,7 @@ func (c *Client) Chain(targetPath string) (rootChain [][]byte, targets []byte, d
 		if raw == nil {
 			break
 		}
-		older, _, err := parseMetadata[metadata.RootType](raw)
+		older, _, err := parseMetadata[RootType](raw)
 		if err != nil || older.Signed.Version != v {
 			break
 		}
@@ -232,7 +230,7 @@ func (c *Client) Chain(targetPath string) (rootChain [][]byte, targets []byte, d
 // error, everything written to w is untrusted and must be discarded (the
 // caller writes into the inactive slot or a temporary file and only uses it
 // after Download returned nil).
-func (c *Client) Download(ctx context.Context, tf *metadata.TargetFiles, w io.Writer) (int64, error) {
+func (c *Client) Download(ctx context.Context, tf *TargetFiles, w io.Writer) (int64, error) {
 	checks, err := hashChecks(tf)
 	if err != nil {
 		return 0, err
@@ -257,7 +255,7 @@ func (c *Client) Download(ctx context.Context, tf *metadata.TargetFiles, w io.Wr
 // Verify streams r and checks that it holds exactly the target described by
 // tf (length and every supported hash), e.g. to re-check a slot or a cached
 // file. It returns the bytes read (at most tf.Length+1).
-func Verify(r io.Reader, tf *metadata.TargetFiles) (int64, error) {
+func Verify(r io.Reader, tf *TargetFiles) (int64, error) {
 	checks, err := hashChecks(tf)
 	if err != nil {
 		return 0, err
@@ -272,7 +270,7 @@ type hashCheck struct {
 }
 
 // hashChecks returns the supported hashes of tf, sha256 first.
-func hashChecks(tf *metadata.TargetFiles) ([]hashCheck, error) {
+func hashChecks(tf *TargetFiles) ([]hashCheck, error) {
 	if tf == nil || tf.Length < 0 {
 		return nil, fmt.Errorf("%w: invalid target description", ErrMalformed)
 	}
@@ -299,7 +297,7 @@ func hashChecks(tf *metadata.TargetFiles) ([]hashCheck, error) {
 	return checks, nil
 }
 
-func copyVerified(w io.Writer, r io.Reader, tf *metadata.TargetFiles, checks []hashCheck) (int64, error) {
+func copyVerified(w io.Writer, r io.Reader, tf *TargetFiles, checks []hashCheck) (int64, error) {
 	writers := []io.Writer{w}
 	for _, ch := range checks {
 		writers = append(writers, ch.h)

@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"fmt"
 
-	"github.com/theupdateframework/go-tuf/v2/metadata"
-
 	"github.com/airlockfw/airlock/trust"
 )
 
@@ -20,7 +18,7 @@ var ErrNotAuthorized = trust.NewRefusal("the image repository does not authorize
 // repository's verified description img authorizes the director's dir when
 // both have the same path and length, both list sha256 with the same
 // digest, and every other algorithm both list has the same digest.
-func SameTarget(dir, img *metadata.TargetFiles) error {
+func SameTarget(dir, img *trust.TargetFiles) error {
 	if dir == nil || img == nil {
 		return fmt.Errorf("%w: missing target description", ErrNotAuthorized)
 	}

@@ -8,8 +8,6 @@ import (
 	"fmt"
 	"slices"
 
-	"github.com/theupdateframework/go-tuf/v2/metadata"
-
 	"github.com/airlockfw/airlock/release"
 	"github.com/airlockfw/airlock/trust"
 )
@@ -19,9 +17,9 @@ import (
 // has not been read yet.
 type Target struct {
 	Path    string
-	File    *metadata.TargetFiles // the verified TUF target: length, hashes, custom
-	Release *release.Metadata     // the parsed Airlock release metadata
-	Custom  []byte                // the target's custom field as signed
+	File    *trust.TargetFiles // the verified TUF target: length, hashes, custom
+	Release *release.Metadata  // the parsed Airlock release metadata
+	Custom  []byte             // the target's custom field as signed
 	// The verified bytes a device keeps beside the slot for its boot-time
 	// re-verification (trust.VerifyBootChain).
 	RootChain [][]byte
@@ -94,7 +92,7 @@ func (s *Session) Check(ctx context.Context, targetPath string, f Facts) (*Targe
 var KnownHashes = map[string]int{"sha256": sha256.Size, "sha512": sha512.Size}
 
 // CheckHashes applies the hash policy to a target's hashes.
-func CheckHashes(h metadata.Hashes) error {
+func CheckHashes(h trust.Hashes) error {
 	for _, alg := range slices.Sorted(func(yield func(string) bool) {
 		for k := range h {
 			if !yield(k) {

@@ -25,7 +25,8 @@ func TestDeviceCommandSet(t *testing.T) {
 // TestDeviceBuildCarriesNoVendorOrServerCode checks the architecture rule
 // that a device carries verification code only: airlock-device imports
 // neither the vendor side (repo, audit, key generation, PKCS#11), nor the
-// server side (server, rollout, store drivers), nor the simulator.
+// server side (server, rollout, store drivers), nor the simulator, nor a
+// TUF library beyond package trust.
 func TestDeviceBuildCarriesNoVendorOrServerCode(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs go list")
@@ -39,7 +40,14 @@ func TestDeviceBuildCarriesNoVendorOrServerCode(t *testing.T) {
 		"github.com/airlockfw/airlock/audit", "github.com/airlockfw/airlock/sim", "github.com/airlockfw/airlock/keys/pkcs11",
 		"github.com/airlockfw/airlock/internal/cli/vendorcmd", "github.com/airlockfw/airlock/internal/cli/servercmd",
 		"github.com/airlockfw/airlock/internal/demo",
+		"github.com/airlockfw/airlock/keys/tufsign",
 		"github.com/miekg/pkcs11", "github.com/jackc/pgx", "modernc.org/sqlite", "github.com/prometheus/",
+		// The dependency diet: the device verifies metadata with package
+		// trust's own types and canonical JSON, so it links neither go-tuf
+		// nor what go-tuf's metadata package imports for its signature
+		// verifiers, nor securesystemslib.
+		"github.com/theupdateframework/go-tuf", "github.com/sigstore", "google.golang.org/protobuf",
+		"google.golang.org/genproto", "github.com/google/go-containerregistry", "github.com/secure-systems-lab",
 	}
 	for _, d := range deps {
 		for _, f := range forbidden {

@@ -20,8 +20,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/theupdateframework/go-tuf/v2/metadata"
-
 	"github.com/airlockfw/airlock/internal/durable"
 	"github.com/airlockfw/airlock/trust"
 )
@@ -194,7 +192,7 @@ func downloadOne(ctx context.Context, c *trust.Client, dir, targetPath string) e
 }
 
 // matches stream-hashes an existing file against tf.
-func matches(path string, tf *metadata.TargetFiles) bool {
+func matches(path string, tf *trust.TargetFiles) bool {
 	f, err := os.Open(path)
 	if err != nil {
 		return false

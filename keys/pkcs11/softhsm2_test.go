@@ -20,6 +20,7 @@ import (
 	"github.com/airlockfw/airlock/keys"
 	"github.com/airlockfw/airlock/keys/pkcs11"
 	"github.com/airlockfw/airlock/keys/pkcs11/pkcs11test"
+	"github.com/airlockfw/airlock/keys/tufsign"
 )
 
 // signRoot builds a root with pub for every role, signs it through
@@ -27,7 +28,7 @@ import (
 func signRoot(t *testing.T, s crypto.Signer) *metadata.Metadata[metadata.RootType] {
 	t.Helper()
 	root := metadata.Root()
-	tk, err := keys.TUFKey(s.Public())
+	tk, err := tufsign.Key(s.Public())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,7 +37,7 @@ func signRoot(t *testing.T, s crypto.Signer) *metadata.Metadata[metadata.RootTyp
 			t.Fatal(err)
 		}
 	}
-	if err := keys.Sign(root, s); err != nil {
+	if err := tufsign.Sign(root, s); err != nil {
 		t.Fatalf("keys.Sign with HSM key: %v", err)
 	}
 	if err := root.VerifyDelegate("root", root); err != nil {
@@ -301,11 +302,11 @@ func TestConcurrentSigning(t *testing.T) {
 			s := signers[i%2]
 			md := metadata.Targets()
 			md.Signed.Version = int64(i + 1)
-			if err := keys.Sign(md, s); err != nil {
+			if err := tufsign.Sign(md, s); err != nil {
 				errs <- err
 				return
 			}
-			tk, _ := keys.TUFKey(s.Public())
+			tk, _ := tufsign.Key(s.Public())
 			root := metadata.Root()
 			if err := root.Signed.AddKey(tk, "targets"); err != nil {
 				errs <- err

@@ -10,7 +10,7 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
 	"github.com/airlockfw/airlock/bundle"
-	"github.com/airlockfw/airlock/keys"
+	"github.com/airlockfw/airlock/keys/tufsign"
 )
 
 // What an attacker can do to a bundle, for tests named after attacks: parse
@@ -56,7 +56,7 @@ func Resign[T metadata.Roles](t testing.TB, raw []byte, edit func(*metadata.Meta
 	}
 	md.Signatures = nil
 	for _, s := range signers {
-		if err := keys.Sign(md, s); err != nil {
+		if err := tufsign.Sign(md, s); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -46,6 +46,7 @@ import (
 	"github.com/airlockfw/airlock/deviceapi"
 	"github.com/airlockfw/airlock/internal/durable"
 	"github.com/airlockfw/airlock/keys"
+	"github.com/airlockfw/airlock/keys/tufsign"
 	"github.com/airlockfw/airlock/server/store"
 	"github.com/airlockfw/airlock/trust"
 )
@@ -176,11 +177,11 @@ func (d *Director) signRoot(v int, now time.Time) error {
 	root := metadata.Root(now.Add(RootExpiry).UTC().Truncate(time.Second))
 	root.Signed.Version = int64(v)
 	root.Signed.ConsistentSnapshot = true
-	rk, err := keys.TUFKey(d.rootKey.Public())
+	rk, err := tufsign.Key(d.rootKey.Public())
 	if err != nil {
 		return err
 	}
-	ok, err := keys.TUFKey(d.key.Public())
+	ok, err := tufsign.Key(d.key.Public())
 	if err != nil {
 		return err
 	}
@@ -192,7 +193,7 @@ func (d *Director) signRoot(v int, now time.Time) error {
 			return err
 		}
 	}
-	if err := keys.Sign(root, d.rootKey); err != nil {
+	if err := tufsign.Sign(root, d.rootKey); err != nil {
 		return err
 	}
 	data, err := root.ToBytes(false)
@@ -252,7 +253,7 @@ type Assignment struct {
 	DeviceID  string
 	RolloutID string
 	Forced    bool
-	Target    *metadata.TargetFiles // from the image repository's verified metadata
+	Target    *trust.TargetFiles // from the image repository's verified metadata
 }
 
 // Fingerprint identifies an assignment: a change re-signs the metadata.
@@ -270,7 +271,7 @@ func (a *Assignment) Fingerprint() string {
 	return a.RolloutID + ":" + hex.EncodeToString(h.Sum(nil))[:32]
 }
 
-func mapsKeys(h metadata.Hashes) []string {
+func mapsKeys(h trust.Hashes) []string {
 	out := make([]string, 0, len(h))
 	for k := range h {
 		out = append(out, k)
@@ -297,11 +298,11 @@ func (d *Director) SignTargets(st store.DirectorState, a *Assignment) ([]byte, e
 		raw := json.RawMessage(custom)
 		hashes := metadata.Hashes{}
 		for alg, v := range a.Target.Hashes {
-			hashes[alg] = slices.Clone(v)
+			hashes[alg] = metadata.HexBytes(slices.Clone(v))
 		}
 		md.Signed.Targets[a.Target.Path] = &metadata.TargetFiles{Length: a.Target.Length, Hashes: hashes, Path: a.Target.Path, Custom: &raw}
 	}
-	if err := keys.Sign(md, d.key); err != nil {
+	if err := tufsign.Sign(md, d.key); err != nil {
 		return nil, err
 	}
 	return md.ToBytes(false)
@@ -312,7 +313,7 @@ func (d *Director) SignSnapshot(st store.DirectorState) ([]byte, error) {
 	md := metadata.Snapshot(st.Expires)
 	md.Signed.Version = st.Version
 	md.Signed.Meta["targets.json"] = metadata.MetaFile(st.Version)
-	if err := keys.Sign(md, d.key); err != nil {
+	if err := tufsign.Sign(md, d.key); err != nil {
 		return nil, err
 	}
 	return md.ToBytes(false)
@@ -323,7 +324,7 @@ func (d *Director) SignTimestamp(st store.DirectorState) ([]byte, error) {
 	md := metadata.Timestamp(st.TimestampExpires)
 	md.Signed.Version = st.Version
 	md.Signed.Meta["snapshot.json"] = metadata.MetaFile(st.Version)
-	if err := keys.Sign(md, d.key); err != nil {
+	if err := tufsign.Sign(md, d.key); err != nil {
 		return nil, err
 	}
 	return md.ToBytes(false)

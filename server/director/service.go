@@ -75,7 +75,7 @@ type imageRepo struct {
 	stamp   string // size and mtime of timestamp.json at the last refresh
 	checked time.Time
 	err     error
-	cache   map[string]*metadata.TargetFiles
+	cache   map[string]*trust.TargetFiles
 }
 
 // MetadataSource is a trust.Source over a served metadata directory (it
@@ -115,7 +115,7 @@ func (m MetadataSource) OpenTarget(ctx context.Context, targetPath, hashPrefix s
 }
 
 // lookup returns the image repository's verified target at path.
-func (ir *imageRepo) lookup(ctx context.Context, path string) (*metadata.TargetFiles, error) {
+func (ir *imageRepo) lookup(ctx context.Context, path string) (*trust.TargetFiles, error) {
 	ir.mu.Lock()
 	defer ir.mu.Unlock()
 	now := ir.now()
@@ -124,7 +124,7 @@ func (ir *imageRepo) lookup(ctx context.Context, path string) (*metadata.TargetF
 		stamp = fmt.Sprint(fi.Size(), fi.ModTime().UnixNano())
 	}
 	if ir.client == nil || stamp != ir.stamp || now.Sub(ir.checked) >= ImageRepoRecheck || now.Before(ir.checked) {
-		ir.cache, ir.client, ir.err = map[string]*metadata.TargetFiles{}, nil, nil
+		ir.cache, ir.client, ir.err = map[string]*trust.TargetFiles{}, nil, nil
 		ir.stamp, ir.checked = stamp, now
 		ir.client, ir.err = ir.refresh(ctx, now)
 	}

@@ -7,22 +7,20 @@
 package trusttest
 
 import (
-	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/airlockfw/airlock/internal/canonjson"
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 )
 
@@ -95,61 +93,14 @@ func New(expires time.Time) *Repo {
 	return r
 }
 
-// Canonical returns the canonical JSON of v (the bytes TUF signs).
+// Canonical returns the canonical JSON of v (the bytes TUF signs), with the
+// encoder the vendor side signs with and package trust verifies with.
 func Canonical(v any) []byte {
-	b, err := json.Marshal(v)
+	b, err := canonjson.Marshal(v)
 	if err != nil {
 		panic(err)
 	}
-	var x any
-	d := json.NewDecoder(bytes.NewReader(b))
-	d.UseNumber()
-	if err := d.Decode(&x); err != nil {
-		panic(err)
-	}
-	var buf bytes.Buffer
-	canon(&buf, x)
-	return buf.Bytes()
-}
-
-func canon(buf *bytes.Buffer, v any) {
-	switch t := v.(type) {
-	case map[string]any:
-		keys := make([]string, 0, len(t))
-		for k := range t {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		buf.WriteByte('{')
-		for i, k := range keys {
-			if i > 0 {
-				buf.WriteByte(',')
-			}
-			canon(buf, k)
-			buf.WriteByte(':')
-			canon(buf, t[k])
-		}
-		buf.WriteByte('}')
-	case []any:
-		buf.WriteByte('[')
-		for i, e := range t {
-			if i > 0 {
-				buf.WriteByte(',')
-			}
-			canon(buf, e)
-		}
-		buf.WriteByte(']')
-	case string:
-		buf.WriteString(`"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(t) + `"`)
-	case json.Number:
-		buf.WriteString(t.String())
-	case bool:
-		buf.WriteString(strconv.FormatBool(t))
-	case nil:
-		buf.WriteString("null")
-	default:
-		panic(fmt.Sprintf("trusttest: cannot canonicalize %T", v))
-	}
+	return b
 }
 
 // Sign returns the metadata document {signed, signatures} with signed
