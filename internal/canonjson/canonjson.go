@@ -20,7 +20,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"regexp"
 	"slices"
 	"strings"
 	"unicode/utf8"
@@ -32,8 +31,25 @@ const MaxDepth = 64
 // ErrMalformed is wrapped by every Parse error.
 var ErrMalformed = errors.New("not canonical-JSON compatible")
 
-// integerLiteral is the only number form canonical JSON allows.
-var integerLiteral = regexp.MustCompile(`^(0|-?[1-9][0-9]*)$`)
+// isIntegerLiteral reports whether s has the only number form canonical
+// JSON allows: 0|-?[1-9][0-9]* (no fraction, exponent, leading zero or
+// plus sign). It is written out rather than as a regexp so that the device
+// build does not link package regexp for one pattern.
+func isIntegerLiteral(s string) bool {
+	if s == "0" {
+		return true
+	}
+	s = strings.TrimPrefix(s, "-")
+	if s == "" || s[0] == '0' {
+		return false // "", "-", "-0", "01", "-01"
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
 
 // Parse parses data as exactly one JSON value: valid UTF-8, no duplicate
 // object keys, integers only, nesting at most maxDepth, nothing but
@@ -106,7 +122,7 @@ func readValue(dec *json.Decoder, depth, maxDepth int) (any, error) {
 		}
 		return nil, fmt.Errorf("%w: unexpected delimiter %q", ErrMalformed, t)
 	case json.Number:
-		if !integerLiteral.MatchString(string(t)) {
+		if !isIntegerLiteral(string(t)) {
 			return nil, fmt.Errorf("%w: non-integer number %q", ErrMalformed, string(t))
 		}
 		return t, nil
@@ -128,7 +144,7 @@ func Encode(buf *bytes.Buffer, v any) error {
 			buf.WriteString("false")
 		}
 	case json.Number:
-		if !integerLiteral.MatchString(string(t)) {
+		if !isIntegerLiteral(string(t)) {
 			return fmt.Errorf("%w: non-integer number %q", ErrMalformed, string(t))
 		}
 		buf.WriteString(string(t))

@@ -7,6 +7,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -175,4 +176,15 @@ func FuzzCanonicalize(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestIsIntegerLiteralMatchesTheGrammar(t *testing.T) {
+	re := regexp.MustCompile(`^(0|-?[1-9][0-9]*)$`)
+	cases := []string{"", "-", "0", "-0", "00", "01", "-01", "1", "-1", "10", "123456789012345678901234567890",
+		"+1", "1.0", "1e3", "0x1", " 1", "1 ", "--1", "1-", "９"}
+	for _, c := range cases {
+		if got, want := isIntegerLiteral(c), re.MatchString(c); got != want {
+			t.Errorf("isIntegerLiteral(%q) = %v, want %v", c, got, want)
+		}
+	}
 }
