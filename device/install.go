@@ -429,8 +429,10 @@ type asyncWriter struct {
 }
 
 // asyncBuffers is how many chunks may wait for the slot writer besides the
-// one being filled: with 1 MiB chunks, memory stays at a few MiB.
-const asyncBuffers = 3
+// one being filled: with 1 MiB chunks, 3 MiB in all. Each chunk is ~1 MiB
+// of peak RSS; a third waiting chunk bought no measurable speed
+// (bench/device-install.sh, docs/benchmarks.md).
+const asyncBuffers = 2
 
 // writeback, if not nil, is called after each chunk is written with its
 // offset and length (to start the kernel's writeback early).

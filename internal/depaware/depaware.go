@@ -21,10 +21,14 @@ const RefreshCommand = "sh scripts/depaware.sh"
 // scripts/depaware.sh).
 var CGO = map[string]string{"airlock": "1", "airlock-device": "0"}
 
+// Tags are the build tags each binary is built with (scripts/build-device.sh
+// for the device: nethttpomithttp2, no HTTP/2 in net/http).
+var Tags = map[string]string{"airlock": "", "airlock-device": "nethttpomithttp2"}
+
 // List runs go list -deps for binary (from the module root root) with the
 // fixed target of scripts/depaware.sh.
 func List(root, binary string) ([]string, error) {
-	cmd := exec.Command("go", "list", "-deps", "./cmd/"+binary)
+	cmd := exec.Command("go", "list", "-tags="+Tags[binary], "-deps", "./cmd/"+binary)
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "GOOS=linux", "GOARCH=amd64", "CGO_ENABLED="+CGO[binary])
 	out, err := cmd.Output()
