@@ -1,10 +1,9 @@
 package repo
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/airlockfw/airlock/internal/strictjson"
 	"github.com/airlockfw/airlock/keys"
 	"os"
 	"path/filepath"
@@ -143,13 +142,8 @@ type Config struct {
 
 func parseConfig(data []byte) (Config, error) {
 	var c Config
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&c); err != nil {
+	if err := (strictjson.Limits{Size: MaxConfigSize}).Unmarshal(data, &c); err != nil {
 		return Config{}, fmt.Errorf("%w: %w", ErrConfig, err)
-	}
-	if dec.More() {
-		return Config{}, fmt.Errorf("%w: trailing data after the JSON object", ErrConfig)
 	}
 	if c.Schema != ConfigSchema {
 		return Config{}, fmt.Errorf("%w: schema %d, want %d", ErrConfig, c.Schema, ConfigSchema)

@@ -24,6 +24,7 @@ import (
 	"net/http"
 	"strconv"
 
+	"github.com/airlockfw/airlock/internal/strictjson"
 	"github.com/airlockfw/airlock/server/store"
 )
 
@@ -47,62 +48,28 @@ var (
 // DecodeJSON decodes exactly one JSON object from data into v: keys must be
 // lowercase [a-z0-9_] words, unique and at most MaxJSONKeys, values may not
 // be nested objects or arrays, unknown fields are rejected, and nothing but
-// whitespace may follow. Errors wrap ErrBadRequest.
+// whitespace may follow. The strictness is internal/strictjson's (the one
+// strict decoder) with a flat-object rule on top. Errors wrap ErrBadRequest.
 func DecodeJSON(data []byte, v any) error {
-	if err := checkFlatObject(data); err != nil {
+	if t := bytes.TrimLeft(data, " \t\r\n"); len(t) == 0 || t[0] != '{' {
+		return fmt.Errorf("%w: body must be a JSON object", ErrBadRequest)
+	}
+	n := 0
+	lim := strictjson.Limits{
+		Size:  int64(len(data)), // the body is already bounded by its reader
+		Depth: 1,                // an object of scalars
+		Key: func(key string) error {
+			if !isWord(key) {
+				return fmt.Errorf("key %q: keys are lowercase [a-z0-9_]", Truncate(key))
+			}
+			if n++; n > MaxJSONKeys {
+				return fmt.Errorf("more than %d keys (MaxJSONKeys)", MaxJSONKeys)
+			}
+			return nil
+		},
+	}
+	if err := lim.Unmarshal(data, v); err != nil {
 		return fmt.Errorf("%w: %w", ErrBadRequest, err)
-	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return fmt.Errorf("%w: %w", ErrBadRequest, err)
-	}
-	return nil
-}
-
-// checkFlatObject walks the tokens of data: one object of scalar values,
-// keys unique and of the form [a-z0-9_]+ (so Go's case-insensitive field
-// matching cannot alias two spellings), then end of input.
-func checkFlatObject(data []byte) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	tok, err := dec.Token()
-	if err != nil {
-		return fmt.Errorf("invalid JSON: %w", err)
-	}
-	if d, ok := tok.(json.Delim); !ok || d != '{' {
-		return errors.New("body must be a JSON object")
-	}
-	seen := map[string]bool{}
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return fmt.Errorf("invalid JSON: %w", err)
-		}
-		key := tok.(string) // object keys are always strings
-		if !isWord(key) {
-			return fmt.Errorf("key %q: keys are lowercase [a-z0-9_]", Truncate(key))
-		}
-		if seen[key] {
-			return fmt.Errorf("duplicate key %q", key)
-		}
-		if len(seen) == MaxJSONKeys {
-			return fmt.Errorf("more than %d keys (MaxJSONKeys)", MaxJSONKeys)
-		}
-		seen[key] = true
-		tok, err = dec.Token()
-		if err != nil {
-			return fmt.Errorf("invalid JSON: %w", err)
-		}
-		if _, ok := tok.(json.Delim); ok {
-			return fmt.Errorf("key %q: nested objects and arrays are not allowed", key)
-		}
-	}
-	if _, err := dec.Token(); err != nil { // closing '}'
-		return fmt.Errorf("invalid JSON: %w", err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return errors.New("trailing data after the JSON object")
 	}
 	return nil
 }
