@@ -412,3 +412,18 @@ func LoadPublic(path string) (ed25519.PublicKey, error) {
 	}
 	return ed, nil
 }
+
+// OpenWithKey opens the audit log in dir, signing checkpoints with the
+// Ed25519 key at keyPath, which is created (0600, never overwriting) if it
+// does not exist yet: what a server or a repository needs to start keeping
+// a log.
+func OpenWithKey(dir, keyPath string, opts Options) (*Log, error) {
+	signer, err := LoadSigner(keyPath)
+	if errors.Is(err, fs.ErrNotExist) {
+		signer, err = GenerateKey(keyPath)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("failed to load the audit key: %w", err)
+	}
+	return Open(dir, signer, opts)
+}

@@ -1,15 +1,14 @@
 package servercmd
 
 import (
-	"context"
 	"flag"
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/airlockfw/airlock/audit"
 	"github.com/airlockfw/airlock/internal/cli"
 	"github.com/airlockfw/airlock/server"
 	"github.com/airlockfw/airlock/server/store"
@@ -132,15 +131,15 @@ Example:
 					cfg.Hostnames = hostnames
 					cfg.Logger = slog.New(slog.NewJSONHandler(e.Stderr, nil))
 					if *auditDir != "" {
-						log, err := openAuditLog(*auditDir, *auditKey)
+						log, err := audit.OpenWithKey(*auditDir, *auditKey, audit.Options{})
 						if err != nil {
 							return err
 						}
 						defer log.Close()
-						cfg.Audit = auditHook(log, cfg.Logger)
+						cfg.Audit = server.AuditEvents(log, cfg.Logger)
 						cfg.AuditDir = *auditDir
 					}
-					db, err := openStore(e.Ctx, cfg.DataDir, *dsn)
+					db, err := server.OpenStore(e.Ctx, cfg.DataDir, *dsn)
 					if err != nil {
 						return err
 					}
@@ -212,7 +211,7 @@ Example:
 					if !server.ValidRole(*role) {
 						return cli.Usagef("--role must be one of %s", strings.Join(server.Roles, ", "))
 					}
-					db, err := openStore(e.Ctx, *data, *dsn)
+					db, err := server.OpenStore(e.Ctx, *data, *dsn)
 					if err != nil {
 						return err
 					}
@@ -281,7 +280,7 @@ Example:
 					if *ttl < time.Second || *ttl > server.MaxEnrollmentTokenTTL {
 						return cli.Usagef("--ttl must be between 1s and %v", server.MaxEnrollmentTokenTTL)
 					}
-					db, err := openStore(e.Ctx, *data, *dsn)
+					db, err := server.OpenStore(e.Ctx, *data, *dsn)
 					if err != nil {
 						return err
 					}
@@ -300,19 +299,4 @@ Example:
 			},
 		},
 	)
-}
-
-// openStore opens the store named by dsn, or DATA/airlock.db.
-func openStore(ctx context.Context, dataDir, dsn string) (store.Store, error) {
-	if dsn == "" {
-		if err := os.MkdirAll(dataDir, 0o700); err != nil {
-			return nil, fmt.Errorf("failed to create data directory: %w", err)
-		}
-		dsn = filepath.Join(dataDir, server.DBFile)
-	}
-	db, err := store.Open(ctx, dsn)
-	if err != nil {
-		return nil, fmt.Errorf("failed to open the database: %w", err)
-	}
-	return db, nil
 }

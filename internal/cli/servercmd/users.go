@@ -6,8 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
-	"log/slog"
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
@@ -15,7 +13,6 @@ import (
 
 	"rsc.io/qr"
 
-	"github.com/airlockfw/airlock/audit"
 	"github.com/airlockfw/airlock/internal/cli"
 	"github.com/airlockfw/airlock/server"
 	"github.com/airlockfw/airlock/server/store"
@@ -64,7 +61,7 @@ Example:
 					if !server.ValidRole(*role) {
 						return cli.Usagef("--role must be one of %s", strings.Join(server.Roles, ", "))
 					}
-					db, err := openStore(e.Ctx, *data, *dsn)
+					db, err := server.OpenStore(e.Ctx, *data, *dsn)
 					if err != nil {
 						return err
 					}
@@ -114,7 +111,7 @@ Example:
 						}
 						*kekFile = filepath.Join(*data, server.KEKFile)
 					}
-					db, err := openStore(e.Ctx, *data, *dsn)
+					db, err := server.OpenStore(e.Ctx, *data, *dsn)
 					if err != nil {
 						return err
 					}
@@ -160,7 +157,7 @@ Example:
 					if err := needStoreFlags(args, *data, *dsn, *name); err != nil {
 						return err
 					}
-					db, err := openStore(e.Ctx, *data, *dsn)
+					db, err := server.OpenStore(e.Ctx, *data, *dsn)
 					if err != nil {
 						return err
 					}
@@ -191,7 +188,7 @@ TOTP is enrolled, and the user ID.
 					if err := needStoreFlags(args, *data, *dsn, "-"); err != nil {
 						return err
 					}
-					db, err := openStore(e.Ctx, *data, *dsn)
+					db, err := server.OpenStore(e.Ctx, *data, *dsn)
 					if err != nil {
 						return err
 					}
@@ -277,33 +274,4 @@ func writeQR(w io.Writer, text string) error {
 	}
 	_, err = io.WriteString(w, b.String())
 	return err
-}
-
-// openAuditLog opens the audit log in dir, signing checkpoints with the
-// Ed25519 key at keyPath (created if missing).
-func openAuditLog(dir, keyPath string) (*audit.Log, error) {
-	signer, err := audit.LoadSigner(keyPath)
-	if errors.Is(err, fs.ErrNotExist) {
-		signer, err = audit.GenerateKey(keyPath)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("failed to load the audit key: %w", err)
-	}
-	return audit.Open(dir, signer, audit.Options{})
-}
-
-// auditHook turns server security events into audit log entries. Events the
-// audit format has no action for (user changes, deployments) are logged.
-func auditHook(rec audit.Recorder, log *slog.Logger) func(context.Context, string, string, map[string]string) {
-	return func(ctx context.Context, actor, action string, details map[string]string) {
-		a := audit.Action(action)
-		if !a.Valid() {
-			log.LogAttrs(ctx, slog.LevelInfo, "audit", slog.String("actor", actor), slog.String("action", action), slog.Any("details", details))
-			return
-		}
-		e := audit.Entry{Actor: actor, Action: a, Release: details["release"], Device: details["device"], Details: details}
-		if _, err := rec.Append(ctx, e); err != nil {
-			log.Error("failed to append to the audit log", "action", action, "err", err)
-		}
-	}
 }
