@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/BurntSushi/toml"
 	"github.com/airlockfw/airlock/internal/strictoml"
 
 	"github.com/airlockfw/airlock/device/boot"
@@ -354,7 +353,7 @@ func (c *Config) Marshal() ([]byte, error) {
 	}
 	var b strings.Builder
 	b.WriteString("# Airlock device config (docs/device.md)\n")
-	if err := toml.NewEncoder(&b).Encode(w); err != nil {
+	if err := strictoml.Encode(&b, w); err != nil {
 		return nil, fmt.Errorf("failed to encode device config: %w", err)
 	}
 	return []byte(b.String()), nil

@@ -68,7 +68,7 @@ func TestConfigRejectsBadComponents(t *testing.T) {
 		{"own product", `"acme/router-x1" = "1.0.0"`, "the device's own product"},
 		{"duplicate name", "bootloader = \"1.0.0\"\nbootloader = \"2.0.0\"", "already been defined"},
 		{"too many", many.String(), "the limit is MaxComponents"},
-		{"table of tables", "[components.bootloader]\nversion = \"1.0.0\"", "incompatible types"},
+		{"table of tables", "[components.bootloader]\nversion = \"1.0.0\"", "dotted table name [components.…] is not supported"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := ParseConfig([]byte(string(valid)+"\n[components]\n"+tt.table+"\n"), "/dev")
