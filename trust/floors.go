@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
 )
@@ -337,7 +338,13 @@ func signersOf(rk roleKeys, sigs []Signature, payload []byte) []fingerprint {
 			set[v.fingerprint] = true
 		}
 	}
-	out := slices.SortedFunc(maps.Keys(set), func(a, b fingerprint) int { return bytes.Compare(a[:], b[:]) })
+	out := make([]fingerprint, 0, len(set))
+	for fp := range set {
+		out = append(out, fp)
+	}
+	// sort.Slice, not slices.SortFunc: a generic sort instantiated for
+	// [32]byte alone costs the device binary ~15 KB.
+	sort.Slice(out, func(i, j int) bool { return bytes.Compare(out[i][:], out[j][:]) < 0 })
 	if len(out) > MaxFloorSigners {
 		out = out[:MaxFloorSigners]
 	}
