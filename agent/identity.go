@@ -61,7 +61,7 @@ func loadKey(fsys durable.FS, dir string) (crypto.Signer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("failed to load device key: %w", err)
 	}
-	k, err := keys.ParsePrivate(data, nil)
+	k, err := keys.ParseUnencryptedPrivate(data) // a headless device has no passphrase to give
 	if err != nil {
 		return nil, fmt.Errorf("failed to load device key %s: %w", p, err)
 	}
@@ -71,7 +71,7 @@ func loadKey(fsys durable.FS, dir string) (crypto.Signer, error) {
 // writeKey stores a new device key: created with O_EXCL and mode 0600
 // (never overwriting a key), synced, then the directory synced.
 func writeKey(fsys durable.FS, dir string, k crypto.Signer) error {
-	data, err := keys.MarshalPrivate(k, nil)
+	data, err := keys.MarshalUnencryptedPrivate(k)
 	if err != nil {
 		return err
 	}

@@ -115,12 +115,12 @@ func TypeOf(pub crypto.PublicKey) (Type, error) {
 // encrypts it with PBES2 (PBKDF2-HMAC-SHA256, AES-256-CBC), readable by
 // OpenSSL.
 func MarshalPrivate(priv crypto.Signer, passphrase []byte) ([]byte, error) {
+	if len(passphrase) == 0 {
+		return MarshalUnencryptedPrivate(priv)
+	}
 	der, err := x509.MarshalPKCS8PrivateKey(priv)
 	if err != nil {
 		return nil, fmt.Errorf("failed to encode private key: %w", err)
-	}
-	if len(passphrase) == 0 {
-		return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
 	}
 	enc, err := encryptPKCS8(der, passphrase)
 	if err != nil {
@@ -188,9 +188,35 @@ func readLimited(path string) ([]byte, error) {
 	return data, nil
 }
 
-// ParsePrivate parses a PKCS#8 PEM private key, decrypting it with the
-// passphrase returned by pass when it is encrypted. pass may be nil.
-func ParsePrivate(data []byte, pass func() ([]byte, error)) (crypto.Signer, error) {
+// MarshalUnencryptedPrivate encodes priv as an unencrypted PKCS#8 PEM block:
+// MarshalPrivate without a passphrase. It is for keys that no one could
+// type a passphrase for, such as a device's identity key (protected by file
+// mode 0600); a caller that never encrypts does not link the PBES2 code.
+func MarshalUnencryptedPrivate(priv crypto.Signer) ([]byte, error) {
+	der, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		return nil, fmt.Errorf("failed to encode private key: %w", err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
+}
+
+// ParseUnencryptedPrivate parses an unencrypted PKCS#8 PEM private key, as
+// written by MarshalUnencryptedPrivate; an encrypted key is refused with
+// ErrNeedPassphrase. A caller that never decrypts (the device agent) does
+// not link the PBES2 code.
+func ParseUnencryptedPrivate(data []byte) (crypto.Signer, error) {
+	block, err := privateBlock(data)
+	if err != nil {
+		return nil, err
+	}
+	if block.Type == "ENCRYPTED PRIVATE KEY" {
+		return nil, ErrNeedPassphrase
+	}
+	return parsePKCS8(block.Bytes)
+}
+
+// privateBlock decodes the one PEM block of a private key file.
+func privateBlock(data []byte) (*pem.Block, error) {
 	block, rest := pem.Decode(data)
 	if block == nil {
 		return nil, ErrNotKey
@@ -198,27 +224,15 @@ func ParsePrivate(data []byte, pass func() ([]byte, error)) (crypto.Signer, erro
 	if len(strings.TrimSpace(string(rest))) != 0 {
 		return nil, fmt.Errorf("%w: trailing data after the PEM block", ErrNotKey)
 	}
-	der := block.Bytes
 	switch block.Type {
-	case "PRIVATE KEY":
-	case "ENCRYPTED PRIVATE KEY":
-		if pass == nil {
-			return nil, ErrNeedPassphrase
-		}
-		p, err := pass()
-		if err != nil {
-			return nil, err
-		}
-		if len(p) == 0 {
-			return nil, ErrNeedPassphrase
-		}
-		der, err = decryptPKCS8(der, p)
-		if err != nil {
-			return nil, err
-		}
-	default:
-		return nil, fmt.Errorf("%w: PEM block %q is not a PKCS#8 private key", ErrNotKey, block.Type)
+	case "PRIVATE KEY", "ENCRYPTED PRIVATE KEY":
+		return block, nil
 	}
+	return nil, fmt.Errorf("%w: PEM block %q is not a PKCS#8 private key", ErrNotKey, block.Type)
+}
+
+// parsePKCS8 parses a DER PKCS#8 private key of a supported type.
+func parsePKCS8(der []byte) (crypto.Signer, error) {
 	k, err := x509.ParsePKCS8PrivateKey(der)
 	if err != nil {
 		return nil, fmt.Errorf("failed to parse PKCS#8 private key: %w", err)
@@ -231,6 +245,32 @@ func ParsePrivate(data []byte, pass func() ([]byte, error)) (crypto.Signer, erro
 		return nil, err
 	}
 	return s, nil
+}
+
+// ParsePrivate parses a PKCS#8 PEM private key, decrypting it with the
+// passphrase returned by pass when it is encrypted. pass may be nil.
+func ParsePrivate(data []byte, pass func() ([]byte, error)) (crypto.Signer, error) {
+	block, err := privateBlock(data)
+	if err != nil {
+		return nil, err
+	}
+	der := block.Bytes
+	if block.Type == "ENCRYPTED PRIVATE KEY" {
+		if pass == nil {
+			return nil, ErrNeedPassphrase
+		}
+		p, err := pass()
+		if err != nil {
+			return nil, err
+		}
+		if len(p) == 0 {
+			return nil, ErrNeedPassphrase
+		}
+		if der, err = decryptPKCS8(der, p); err != nil {
+			return nil, err
+		}
+	}
+	return parsePKCS8(der)
 }
 
 // LoadPrivate reads and parses a private key file.

@@ -10,13 +10,14 @@ import (
 )
 
 // TestDeviceCommandSet: the device binary carries exactly these commands;
-// no key generation (least of all in an HSM), no repository, no server.
+// no key generation (least of all in an HSM), no repository, no server, and
+// no creation of simulated devices (device init runs on a development host).
 func TestDeviceCommandSet(t *testing.T) {
 	var got []string
 	for _, c := range program().Commands() {
 		got = append(got, c.Name)
 	}
-	want := []string{"agent", "device boot", "device health", "device init", "device install", "device status", "verify"}
+	want := []string{"agent", "device boot", "device health", "device install", "device status", "verify"}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("airlock-device commands (-want +got):\n%s", diff)
 	}

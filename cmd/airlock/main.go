@@ -23,5 +23,5 @@ func main() {
 
 // program is airlock with every command group.
 func program() *cli.Program {
-	return cli.New("airlock", devicecmd.Commands(), vendorcmd.Commands(), servercmd.Commands())
+	return cli.New("airlock", devicecmd.Commands(), devicecmd.SimCommands(), vendorcmd.Commands(), servercmd.Commands())
 }

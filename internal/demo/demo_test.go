@@ -16,7 +16,7 @@ import (
 
 // runAirlock runs the vendor and device commands the demo narrates.
 func runAirlock(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
-	p := cli.New("airlock", vendorcmd.Commands(), devicecmd.Commands())
+	p := cli.New("airlock", vendorcmd.Commands(), devicecmd.Commands(), devicecmd.SimCommands())
 	return p.RunEnv(&cli.Env{Ctx: ctx, Stdin: strings.NewReader(""), Stdout: stdout, Stderr: stderr, Getenv: getenv}, args)
 }
 

@@ -28,46 +28,6 @@ const deviceConfigFlags = `  --dir DIR                the device directory (its 
 func init() {
 	commands = append(commands,
 		&cli.Command{
-			Name:    "device init",
-			Summary: "create a simulated device with file-backed slots",
-			Usage: `Usage: airlock device init --dir DIR --root ROOT.json --model M --hw-rev R
-       --slot-size BYTES [--product P] [--image INITIAL.bundle] [--boot BACKEND]
-       [--channel C] [--health-cmd CMD] [--health-timeout D] [--write-chunk BYTES]
-       [--component NAME=VERSION]...
-
-Creates a simulated device in DIR: DIR/device.toml, the factory root
-(DIR/root.json, a copy of ROOT.json: the device's trust anchor), slots A and
-B as files of --slot-size bytes, the boot control, the anti-rollback counter
-(0) and the TUF state. With --image, the release in INITIAL.bundle is
-verified exactly as by 'device install' and installed into slot A, committed.
-
-Flags:
-  --dir DIR                directory to create the device in (empty or new)
-  --root ROOT.json         factory root metadata (the repository's 1.root.json)
-  --model M                device model
-  --hw-rev R               hardware revision (uint32)
-  --slot-size BYTES        size of each slot
-  --product P              product ID, e.g. acme/router-x1 (default: the
-                           product of --image)
-  --image FILE             initial release bundle (airlock repo bundle)
-  --boot BACKEND           sim (default), uboot-env or grubenv
-  --channel C              release channel (default stable)
-  --health-cmd CMD         health check command, split on spaces (no shell);
-                           default: none (always healthy)
-  --health-timeout D       health check deadline (default 60s)
-  --write-chunk BYTES      slot write size (default 1048576)
-  --component NAME=VERSION an installed component the device states, for
-                           releases that depend on it (repeatable; NAME a
-                           product ID or a simple name, VERSION semver),
-                           e.g. --component bootloader=2.1.0
-
-Example:
-  airlock device init --dir dev1 --root repo/public/metadata/1.root.json \
-      --model x1 --hw-rev 3 --slot-size 67108864 --image fw-1.0.0.bundle
-`,
-			Flags: deviceInitFlags,
-		},
-		&cli.Command{
 			Name:    "device install",
 			Summary: "verify and install a release bundle into the inactive slot",
 			Usage: `Usage: airlock device install (--dir DIR | --config PATH) --bundle FILE [--allow-downgrade]

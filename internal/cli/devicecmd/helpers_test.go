@@ -23,5 +23,5 @@ func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
 
 // run runs the full airlock command line in e.
 func run(e *cli.Env, args []string) int {
-	return cli.New("airlock", Commands(), vendorcmd.Commands(), servercmd.Commands()).RunEnv(e, args)
+	return cli.New("airlock", Commands(), SimCommands(), vendorcmd.Commands(), servercmd.Commands()).RunEnv(e, args)
 }

@@ -23,7 +23,7 @@ func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
 
 // run runs the full airlock command line in e.
 func run(e *cli.Env, args []string) int {
-	return cli.New("airlock", Commands(), devicecmd.Commands(), vendorcmd.Commands()).RunEnv(e, args)
+	return cli.New("airlock", Commands(), devicecmd.Commands(), devicecmd.SimCommands(), vendorcmd.Commands()).RunEnv(e, args)
 }
 
 // demoProduct is the product the simulator tests release.
