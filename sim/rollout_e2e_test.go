@@ -10,6 +10,7 @@ import (
 
 	"github.com/airlockfw/airlock/server"
 	"github.com/airlockfw/airlock/server/adminpool"
+	"github.com/airlockfw/airlock/server/store"
 )
 
 // admin drives the real server's admin API as an operator would (a token
@@ -190,7 +191,12 @@ func TestRolloutBadReleasePausesAtCanary(t *testing.T) {
 	}
 	const n, canary = 1000, 20
 	e := newRolloutEnv(t, n, 0.5)
-	ro, st := e.runRollout(t, fmt.Sprintf("canary:%d,5%%,25%%,100%%", canary), 120*time.Second, nil, "paused", "completed", "cancelled")
+	// The rollback report reaches the server before the device's cycle
+	// returns and the fleet counts it: keep the fleet running until the
+	// fleet has counted a rollback too (on a loaded machine that can take
+	// seconds), so that the checks below read settled numbers.
+	rolledBack := func(s Stats) bool { return s.RollBacks > 0 }
+	ro, st := e.runRollout(t, fmt.Sprintf("canary:%d,5%%,25%%,100%%", canary), 120*time.Second, rolledBack, "paused", "completed", "cancelled")
 	if ro.State != "paused" || ro.Stage != 0 {
 		t.Fatalf("rollout %q at stage %d (%s), want paused at the canary stage 0", ro.State, ro.Stage, ro.Reason)
 	}
@@ -206,6 +212,27 @@ func TestRolloutBadReleasePausesAtCanary(t *testing.T) {
 	}
 	if st.RollBacks == 0 {
 		t.Errorf("fleet %v: the pause should come from rolled-back canary devices", st)
+		e.explainFailures(t, ro.ID)
 	}
 	t.Logf("paused (%s): %v", ro.Reason, st)
+}
+
+// explainFailures logs what the server knows of a rollout's failed
+// devices: its counts by stage, state and reason, and the last events of
+// each device whose state is failed.
+func (e *rolloutEnv) explainFailures(t *testing.T, rolloutID string) {
+	t.Helper()
+	ctx := context.Background()
+	counts, err := e.s.db.RolloutCounts(ctx, rolloutID)
+	t.Logf("rollout counts: %+v (err %v)", counts, err)
+	devs, err := e.s.db.ListDevices(ctx, store.DeviceFilter{State: "failed", Limit: 20})
+	if err != nil {
+		t.Logf("list devices: %v", err)
+	}
+	for _, d := range devs {
+		evs, _ := e.s.db.ListEvents(ctx, d.ID, 8)
+		for _, ev := range evs {
+			t.Logf("device %s: %s %s %s: %s", d.ID, ev.Time.Format(time.RFC3339Nano), ev.Kind, ev.Version, ev.Message)
+		}
+	}
 }
