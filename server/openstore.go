@@ -36,13 +36,18 @@ type storeRecord struct {
 
 const storeRecordSchema = 1
 
-// OpenStore opens the store of the server whose data directory is dataDir,
-// for a command that acts on an existing server (tokens, users): the store
-// recorded in DATA/store.json; else, for a data directory from before that
-// record, DATA/airlock.db if it exists. dsn, if given, must name the
-// recorded store. It creates nothing: a data directory without server data
-// is refused rather than given a new, empty database. With dataDir empty,
-// dsn is opened as given.
+// OpenStore opens the store of the server whose data directory is
+// dataDir, for `airlock serve` and for every command that acts on the
+// server's state (tokens, users). The store is the one recorded in
+// DATA/store.json; a dsn that names another store is refused. Without a
+// record, dsn (or DATA/airlock.db when dsn is empty) is recorded first, so
+// that the first command run against a data directory, whether `serve` or
+// `server user add` before the first start, fixes its store for all later
+// ones. A non-empty data directory without a record and without
+// airlock.db, from a server that ran before the record existed, is refused
+// when dsn is empty: its store is unknown, and guessing SQLite would act on
+// a new, empty database beside the real one. With dataDir empty, dsn is
+// opened as given.
 func OpenStore(ctx context.Context, dataDir, dsn string) (store.Store, error) {
 	if dataDir == "" {
 		return openDSN(ctx, dsn)
@@ -53,50 +58,31 @@ func OpenStore(ctx context.Context, dataDir, dsn string) (store.Store, error) {
 		if dsn, err = recordedDSN(dataDir, rec, dsn); err != nil {
 			return nil, err
 		}
+		return openDSN(ctx, dsn)
 	case !errors.Is(err, fs.ErrNotExist):
 		return nil, err
-	case dsn == "":
-		db := filepath.Join(dataDir, DBFile)
-		if _, err := os.Stat(db); err != nil {
-			return nil, fmt.Errorf("%w: %s holds no server data (neither %s nor %s): start 'airlock serve --data %s' first, or give --db", ErrStore, dataDir, StoreFile, DBFile, dataDir)
-		}
-		dsn = db
 	}
-	return openDSN(ctx, dsn)
-}
-
-// InitStore opens the store for `airlock serve`: it creates dataDir (0700)
-// if needed and, on the first start, records the store in DATA/store.json
-// (dsn, or DATA/airlock.db when dsn is empty). Later starts use the recorded
-// store and refuse a dsn that names another one.
-func InitStore(ctx context.Context, dataDir, dsn string) (store.Store, error) {
+	if dsn == "" {
+		_, dbErr := os.Stat(filepath.Join(dataDir, DBFile))
+		entries, _ := os.ReadDir(dataDir)
+		if errors.Is(dbErr, fs.ErrNotExist) && len(entries) > 0 {
+			return nil, fmt.Errorf("%w: %s holds server files but no %s and no %s: its store is unknown; give --db once and it is recorded", ErrStore, dataDir, StoreFile, DBFile)
+		}
+	} else if _, _, err := store.ParseDSN(dsn); err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("failed to create data directory: %w", err)
 	}
-	rec, err := readStoreRecord(dataDir)
-	switch {
-	case err == nil:
-		if dsn, err = recordedDSN(dataDir, rec, dsn); err != nil {
-			return nil, err
-		}
-	case !errors.Is(err, fs.ErrNotExist):
+	data, err := json.Marshal(storeRecord{Schema: storeRecordSchema, DSN: dsn})
+	if err != nil {
 		return nil, err
-	default:
-		if dsn != "" {
-			if _, _, err := store.ParseDSN(dsn); err != nil {
-				return nil, err
-			}
-		}
-		data, err := json.Marshal(storeRecord{Schema: storeRecordSchema, DSN: dsn})
-		if err != nil {
-			return nil, err
-		}
-		if err := durable.WriteFile(durable.OS, filepath.Join(dataDir, StoreFile), data, 0o600); err != nil {
-			return nil, fmt.Errorf("failed to record the store in %s: %w", StoreFile, err)
-		}
-		if dsn == "" {
-			dsn = filepath.Join(dataDir, DBFile)
-		}
+	}
+	if err := durable.WriteFile(durable.OS, filepath.Join(dataDir, StoreFile), data, 0o600); err != nil {
+		return nil, fmt.Errorf("failed to record the store in %s: %w", StoreFile, err)
+	}
+	if dsn == "" {
+		dsn = filepath.Join(dataDir, DBFile)
 	}
 	return openDSN(ctx, dsn)
 }

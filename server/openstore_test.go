@@ -25,7 +25,7 @@ func addUser(t *testing.T, db interface{ Close() error }, err error) {
 func TestInitStoreRecordsTheDefaultAndOpenStoreFindsIt(t *testing.T) {
 	ctx := context.Background()
 	data := filepath.Join(t.TempDir(), "data")
-	db, err := InitStore(ctx, data, "")
+	db, err := OpenStore(ctx, data, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,22 +50,38 @@ func TestInitStoreRecordsTheDefaultAndOpenStoreFindsIt(t *testing.T) {
 	}
 }
 
-func TestOpenStoreCreatesNothingInADirectoryWithoutServerData(t *testing.T) {
+func TestOpenStoreRefusesALegacyDataDirectoryOfUnknownStore(t *testing.T) {
+	// A server that ran with --db postgres://… before store.json existed
+	// left its CA and keys, and no airlock.db.
 	data := t.TempDir()
+	if err := os.WriteFile(filepath.Join(data, CAFile), []byte("ca"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	_, err := OpenStore(context.Background(), data, "")
-	if !errors.Is(err, ErrStore) || !strings.Contains(err.Error(), "holds no server data") {
-		t.Fatalf("err = %v, want a refusal naming the missing server data", err)
+	if !errors.Is(err, ErrStore) || !strings.Contains(err.Error(), "give --db once") {
+		t.Fatalf("err = %v, want a refusal asking for --db", err)
 	}
-	if entries, _ := os.ReadDir(data); len(entries) != 0 {
-		t.Fatalf("OpenStore wrote %v into a directory without server data", entries)
+	for _, name := range []string{DBFile, StoreFile} {
+		if _, err := os.Stat(filepath.Join(data, name)); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("OpenStore wrote %s into a data directory of unknown store", name)
+		}
 	}
-	// The same for a directory that does not exist.
-	missing := filepath.Join(t.TempDir(), "nope")
-	if _, err := OpenStore(context.Background(), missing, ""); !errors.Is(err, ErrStore) {
+}
+
+func TestTheFirstCommandFixesTheStore(t *testing.T) {
+	// `server user add --data D` before the first `serve`: the default
+	// store is recorded, and a later serve with another --db is refused.
+	ctx := context.Background()
+	data := filepath.Join(t.TempDir(), "new")
+	db, err := OpenStore(ctx, data, "")
+	addUser(t, db, err)
+	fi, err := os.Stat(data)
+	if err != nil || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("data directory: %v, %v; want mode 0700", fi, err)
+	}
+	other := "sqlite://" + filepath.Join(t.TempDir(), "other.db")
+	if _, err := OpenStore(ctx, data, other); !errors.Is(err, ErrStore) {
 		t.Fatalf("err = %v, want ErrStore", err)
-	}
-	if _, err := os.Stat(missing); !errors.Is(err, os.ErrNotExist) {
-		t.Fatalf("OpenStore created %s", missing)
 	}
 }
 
@@ -82,24 +98,15 @@ func TestStoreRecordRefusesAnotherDSN(t *testing.T) {
 	ctx := context.Background()
 	data := t.TempDir()
 	other := "sqlite://" + filepath.Join(t.TempDir(), "other.db")
-	db, err := InitStore(ctx, data, "")
+	db, err := OpenStore(ctx, data, "")
 	addUser(t, db, err)
-	for name, open := range map[string]func(context.Context, string, string) (interface{ Close() error }, error){
-		"serve": func(ctx context.Context, d, dsn string) (interface{ Close() error }, error) {
-			return InitStore(ctx, d, dsn)
-		},
-		"admin": func(ctx context.Context, d, dsn string) (interface{ Close() error }, error) {
-			return OpenStore(ctx, d, dsn)
-		},
-	} {
-		_, err := open(ctx, data, other)
-		if !errors.Is(err, ErrStore) || !strings.Contains(err.Error(), "omit --db") {
-			t.Errorf("%s: err = %v, want a refusal of the other store", name, err)
-		}
-		// The recorded store named explicitly is fine.
-		db, err := open(ctx, data, filepath.Join(data, DBFile))
-		addUser(t, db, err)
+	_, err = OpenStore(ctx, data, other)
+	if !errors.Is(err, ErrStore) || !strings.Contains(err.Error(), "omit --db") {
+		t.Errorf("err = %v, want a refusal of the other store", err)
 	}
+	// The recorded store named explicitly is fine.
+	db, err = OpenStore(ctx, data, filepath.Join(data, DBFile))
+	addUser(t, db, err)
 }
 
 func TestStoreRecordIsParsedStrictly(t *testing.T) {
@@ -117,9 +124,6 @@ func TestStoreRecordIsParsedStrictly(t *testing.T) {
 		}
 		if _, err := OpenStore(context.Background(), data, ""); err == nil {
 			t.Errorf("%s: opened a store from a bad %s", name, StoreFile)
-		}
-		if _, err := InitStore(context.Background(), data, ""); err == nil {
-			t.Errorf("%s: serve started with a bad %s", name, StoreFile)
 		}
 	}
 }
@@ -142,7 +146,7 @@ func TestAdminCommandsFollowAPostgresServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	data := t.TempDir()
-	db, err := InitStore(ctx, data, dsn)
+	db, err := OpenStore(ctx, data, dsn)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -139,7 +139,7 @@ Example:
 						cfg.Audit = server.AuditEvents(log, cfg.Logger)
 						cfg.AuditDir = *auditDir
 					}
-					db, err := server.InitStore(e.Ctx, cfg.DataDir, *dsn)
+					db, err := server.OpenStore(e.Ctx, cfg.DataDir, *dsn)
 					if err != nil {
 						return err
 					}
