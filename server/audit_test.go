@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -43,17 +42,5 @@ func TestAuditEventsAppendsKnownActionsAndLogsTheRest(t *testing.T) {
 	hook(ctx, "alice", string(audit.ReleaseAdded), map[string]string{"release": "acme/x@1.0.1"})
 	if !strings.Contains(logged.String(), "failed to append to the audit log") {
 		t.Errorf("a failed append was not logged: %q", logged.String())
-	}
-}
-
-func TestOpenStoreDefaultsToTheDataDirectory(t *testing.T) {
-	data := filepath.Join(t.TempDir(), "data")
-	db, err := OpenStore(context.Background(), data, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	if m, _ := filepath.Glob(filepath.Join(data, DBFile+"*")); len(m) == 0 {
-		t.Fatalf("no %s in %s", DBFile, data)
 	}
 }
