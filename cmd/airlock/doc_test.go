@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/airlockfw/airlock/internal/cli"
 	"github.com/airlockfw/airlock/internal/cli/devicecmd"
 )
 
@@ -70,5 +71,28 @@ func TestEveryFlagDocumented(t *testing.T) {
 		if !strings.HasPrefix(c.Usage, "Usage: airlock "+n) {
 			t.Errorf("airlock %s: help text does not start with its synopsis", n)
 		}
+	}
+}
+
+// TestSizeFlagsTakeUnits: every flag that holds a size in bytes is a
+// cli.Size, so that each accepts the same units (64MiB, 100kB) from the one
+// parser.
+func TestSizeFlagsTakeUnits(t *testing.T) {
+	n := 0
+	for _, c := range program().Commands() {
+		fs := flag.NewFlagSet(c.Name, flag.ContinueOnError)
+		c.Flags(fs)
+		fs.VisitAll(func(f *flag.Flag) {
+			if !strings.Contains(f.Name, "size") && !strings.Contains(f.Name, "chunk") && !strings.HasPrefix(f.Name, "max-bytes") {
+				return
+			}
+			n++
+			if _, ok := f.Value.(*cli.Size); !ok {
+				t.Errorf("airlock %s --%s is a %T, not a cli.Size", c.Name, f.Name, f.Value)
+			}
+		})
+	}
+	if n < 4 {
+		t.Errorf("found %d size flags, want at least 4 (device init --slot-size, --write-chunk, verify --slot-size, sim --slot-size)", n)
 	}
 }
