@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"flag"
 	"fmt"
 	"os"
@@ -22,7 +24,7 @@ func cliReference() string {
 	b.WriteString("Exit codes: 0 ok, 1 failure, 2 usage error. Errors go to stderr as `airlock: error: …`.\n\n")
 	b.WriteString("Devices run `airlock-device` (cmd/airlock-device), which carries only the commands marked *(device)*, with the same names and flags.\n\n")
 	b.WriteString("## Commands\n\n")
-	device := map[string]bool{}
+	device := map[string]bool{"version": true} // cli.New gives every program version
 	for _, c := range devicecmd.Commands() {
 		device[c.Name] = true
 	}
@@ -94,5 +96,31 @@ func TestSizeFlagsTakeUnits(t *testing.T) {
 	}
 	if n < 4 {
 		t.Errorf("found %d size flags, want at least 4 (device init --slot-size, --write-chunk, verify --slot-size, sim --slot-size)", n)
+	}
+}
+
+// TestEveryGroupHasHelp: for every group of commands ("repo", "server",
+// "server user", ...), "airlock <group> --help", "-h" and "airlock help
+// <group>" list the group's commands on stdout with exit 0.
+func TestEveryGroupHasHelp(t *testing.T) {
+	groups := map[string]bool{}
+	for _, c := range program().Commands() {
+		w := strings.Fields(c.Name)
+		for i := 1; i < len(w); i++ {
+			groups[strings.Join(w[:i], " ")] = true
+		}
+	}
+	if !groups["repo"] || !groups["server user"] {
+		t.Fatalf("groups %v lack repo or server user", groups)
+	}
+	for g := range groups {
+		words := strings.Fields(g)
+		for _, args := range [][]string{append(words, "--help"), append(words, "-h"), append([]string{"help"}, words...)} {
+			var out, errb bytes.Buffer
+			code := program().RunEnv(&cli.Env{Ctx: context.Background(), Stdout: &out, Stderr: &errb}, args)
+			if code != cli.ExitOK || !strings.HasPrefix(out.String(), "Usage: airlock "+g+" <command>") {
+				t.Errorf("airlock %s: exit %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), code, out.String(), errb.String())
+			}
+		}
 	}
 }
