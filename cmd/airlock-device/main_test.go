@@ -1,9 +1,13 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/airlockfw/airlock/internal/cli"
 
 	"github.com/airlockfw/airlock/internal/depaware"
 	"github.com/google/go-cmp/cmp"
@@ -17,7 +21,7 @@ func TestDeviceCommandSet(t *testing.T) {
 	for _, c := range program().Commands() {
 		got = append(got, c.Name)
 	}
-	want := []string{"agent", "device boot", "device health", "device install", "device status", "verify"}
+	want := []string{"agent", "device boot", "device health", "device install", "device status", "verify", "version"}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("airlock-device commands (-want +got):\n%s", diff)
 	}
@@ -79,5 +83,31 @@ func TestDependencies(t *testing.T) {
 	}
 	if d != "" {
 		t.Fatal(d)
+	}
+}
+
+// TestDeviceHelp: the device binary's help works as airlock's: its one group
+// lists its commands with exit 0, and a vendor group is unknown (exit 2).
+func TestDeviceHelp(t *testing.T) {
+	tests := []struct {
+		args []string
+		code int
+		in   string
+	}{
+		{[]string{"device", "--help"}, cli.ExitOK, "airlock-device device install"},
+		{[]string{"device", "-h"}, cli.ExitOK, "airlock-device device status"},
+		{[]string{"help", "device"}, cli.ExitOK, "airlock-device device boot"},
+		{[]string{"help", "version"}, cli.ExitOK, "Usage: airlock version"},
+		{[]string{"version"}, cli.ExitOK, "airlock-device "},
+		{[]string{"repo", "--help"}, cli.ExitUsage, `airlock: error: unknown command "repo"`},
+		{[]string{"device", "nosuch"}, cli.ExitUsage, `airlock: error: unknown command "device nosuch"`},
+	}
+	for _, tt := range tests {
+		var out, errb bytes.Buffer
+		code := program().RunEnv(&cli.Env{Ctx: context.Background(), Stdout: &out, Stderr: &errb}, tt.args)
+		if code != tt.code || !strings.Contains(out.String()+errb.String(), tt.in) {
+			t.Errorf("airlock-device %s: exit %d (want %d), output lacks %q\nstdout: %s\nstderr: %s",
+				strings.Join(tt.args, " "), code, tt.code, tt.in, out.String(), errb.String())
+		}
 	}
 }

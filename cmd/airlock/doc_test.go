@@ -1,12 +1,15 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"flag"
 	"fmt"
 	"os"
 	"strings"
 	"testing"
 
+	"github.com/airlockfw/airlock/internal/cli"
 	"github.com/airlockfw/airlock/internal/cli/devicecmd"
 )
 
@@ -21,7 +24,7 @@ func cliReference() string {
 	b.WriteString("Exit codes: 0 ok, 1 failure, 2 usage error. Errors go to stderr as `airlock: error: …`.\n\n")
 	b.WriteString("Devices run `airlock-device` (cmd/airlock-device), which carries only the commands marked *(device)*, with the same names and flags.\n\n")
 	b.WriteString("## Commands\n\n")
-	device := map[string]bool{}
+	device := map[string]bool{"version": true} // cli.New gives every program version
 	for _, c := range devicecmd.Commands() {
 		device[c.Name] = true
 	}
@@ -69,6 +72,55 @@ func TestEveryFlagDocumented(t *testing.T) {
 		})
 		if !strings.HasPrefix(c.Usage, "Usage: airlock "+n) {
 			t.Errorf("airlock %s: help text does not start with its synopsis", n)
+		}
+	}
+}
+
+// TestSizeFlagsTakeUnits: every flag that holds a size in bytes is a
+// cli.Size, so that each accepts the same units (64MiB, 100kB) from the one
+// parser.
+func TestSizeFlagsTakeUnits(t *testing.T) {
+	n := 0
+	for _, c := range program().Commands() {
+		fs := flag.NewFlagSet(c.Name, flag.ContinueOnError)
+		c.Flags(fs)
+		fs.VisitAll(func(f *flag.Flag) {
+			if !strings.Contains(f.Name, "size") && !strings.Contains(f.Name, "chunk") && !strings.HasPrefix(f.Name, "max-bytes") {
+				return
+			}
+			n++
+			if _, ok := f.Value.(*cli.Size); !ok {
+				t.Errorf("airlock %s --%s is a %T, not a cli.Size", c.Name, f.Name, f.Value)
+			}
+		})
+	}
+	if n < 4 {
+		t.Errorf("found %d size flags, want at least 4 (device init --slot-size, --write-chunk, verify --slot-size, sim --slot-size)", n)
+	}
+}
+
+// TestEveryGroupHasHelp: for every group of commands ("repo", "server",
+// "server user", ...), "airlock <group> --help", "-h" and "airlock help
+// <group>" list the group's commands on stdout with exit 0.
+func TestEveryGroupHasHelp(t *testing.T) {
+	groups := map[string]bool{}
+	for _, c := range program().Commands() {
+		w := strings.Fields(c.Name)
+		for i := 1; i < len(w); i++ {
+			groups[strings.Join(w[:i], " ")] = true
+		}
+	}
+	if !groups["repo"] || !groups["server user"] {
+		t.Fatalf("groups %v lack repo or server user", groups)
+	}
+	for g := range groups {
+		words := strings.Fields(g)
+		for _, args := range [][]string{append(words, "--help"), append(words, "-h"), append([]string{"help"}, words...)} {
+			var out, errb bytes.Buffer
+			code := program().RunEnv(&cli.Env{Ctx: context.Background(), Stdout: &out, Stderr: &errb}, args)
+			if code != cli.ExitOK || !strings.HasPrefix(out.String(), "Usage: airlock "+g+" <command>") {
+				t.Errorf("airlock %s: exit %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), code, out.String(), errb.String())
+			}
 		}
 	}
 }

@@ -19,7 +19,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"sort"
 	"strings"
 	"syscall"
@@ -65,11 +64,12 @@ type Program struct {
 	commands map[string]*Command
 }
 
-// New returns the program name with the commands of groups. A command name
-// given twice is a programming error (panic).
+// New returns the program name with the commands of groups and the
+// built-in version command. A command name given twice is a programming
+// error (panic).
 func New(name string, groups ...[]*Command) *Program {
 	p := &Program{Name: name, commands: map[string]*Command{}}
-	for _, g := range groups {
+	for _, g := range append(groups, []*Command{versionCommand(p)}) {
 		for _, c := range g {
 			if _, dup := p.commands[c.Name]; dup {
 				panic("internal error: duplicate command " + c.Name)
@@ -119,35 +119,27 @@ func (p *Program) RunEnv(e *Env, args []string) int {
 	}
 	switch args[0] {
 	case "help", "-h", "-help", "--help":
-		if len(args) > 1 {
-			if c, _ := p.lookup(args[1:]); c != nil {
-				fmt.Fprint(e.Stdout, c.Usage)
-				return ExitOK
-			}
-			if g := p.groupUsage(args[1]); g != "" {
-				fmt.Fprint(e.Stdout, g)
-				return ExitOK
-			}
-			fmt.Fprintf(e.Stderr, "airlock: error: unknown command %q\n", strings.Join(args[1:], " "))
-			return ExitUsage
-		}
-		fmt.Fprint(e.Stdout, p.mainUsage())
-		return ExitOK
-	case "version", "-version", "--version":
-		fmt.Fprintln(e.Stdout, p.Name, Version())
-		return ExitOK
+		return p.help(e, args[1:])
+	case "-version", "--version":
+		args = append([]string{"version"}, args[1:]...)
 	}
 	c, rest := p.lookup(args)
 	if c == nil {
-		if g := p.groupUsage(args[0]); g != "" {
-			if len(args) == 1 {
-				fmt.Fprint(e.Stderr, g)
-			} else {
-				fmt.Fprintf(e.Stderr, "airlock: error: unknown command %q\n%s", strings.Join(args[:2], " "), g)
-			}
+		n := p.groupLen(args)
+		if n == 0 {
+			fmt.Fprintf(e.Stderr, "airlock: error: unknown command %q\nRun '%s help' for the list of commands.\n", args[0], p.Name)
 			return ExitUsage
 		}
-		fmt.Fprintf(e.Stderr, "airlock: error: unknown command %q\nRun '%s help' for the list of commands.\n", args[0], p.Name)
+		g := p.groupUsage(strings.Join(args[:n], " "))
+		switch {
+		case len(args) == n: // a group without its command
+			fmt.Fprint(e.Stderr, g)
+		case len(args) == n+1 && isHelpFlag(args[n]):
+			fmt.Fprint(e.Stdout, g)
+			return ExitOK
+		default:
+			fmt.Fprintf(e.Stderr, "airlock: error: unknown command %q\n%s", strings.Join(args[:n+1], " "), g)
+		}
 		return ExitUsage
 	}
 	fs := flag.NewFlagSet("airlock "+c.Name, flag.ContinueOnError)
@@ -171,6 +163,39 @@ func (p *Program) RunEnv(e *Env, args []string) int {
 		return ExitFailure
 	}
 	return ExitOK
+}
+
+// help prints the help for the command or group args names, or the list of
+// commands for no args.
+func (p *Program) help(e *Env, args []string) int {
+	if len(args) == 0 || len(args) == 1 && args[0] == "help" {
+		fmt.Fprint(e.Stdout, p.mainUsage())
+		return ExitOK
+	}
+	if c, rest := p.lookup(args); c != nil && len(rest) == 0 {
+		fmt.Fprint(e.Stdout, c.Usage)
+		return ExitOK
+	}
+	if n := p.groupLen(args); n == len(args) {
+		fmt.Fprint(e.Stdout, p.groupUsage(strings.Join(args, " ")))
+		return ExitOK
+	}
+	fmt.Fprintf(e.Stderr, "airlock: error: unknown command %q\nRun '%s help' for the list of commands.\n", strings.Join(args, " "), p.Name)
+	return ExitUsage
+}
+
+func isHelpFlag(s string) bool { return s == "-h" || s == "-help" || s == "--help" }
+
+// groupLen returns the number of leading words of args that name a group of
+// commands (such as "repo" or "server user"), the longest such, or 0.
+func (p *Program) groupLen(args []string) int {
+	n := 0
+	for i := 1; i <= len(args) && !strings.HasPrefix(args[i-1], "-"); i++ {
+		if p.groupUsage(strings.Join(args[:i], " ")) != "" {
+			n = i
+		}
+	}
+	return n
 }
 
 // lookup finds the longest registered command name that prefixes args.
@@ -222,21 +247,13 @@ Commands:
 	for _, n := range p.sortedNames() {
 		fmt.Fprintf(&b, "  %-*s  %s\n", w, n, p.commands[n].Summary)
 	}
-	fmt.Fprintf(&b, "  %-*s  %s\n  %-*s  %s\n", w, "help [command]", "show help for a command", w, "version", "print the version")
+	fmt.Fprintf(&b, "  %-*s  %s\n", w, "help [command]", "show help for a command or group")
 	fmt.Fprintf(&b, `
 Exit codes: 0 ok, 1 failure, 2 usage error. Errors go to stderr as
 "airlock: error: ...". Run '%s <command> --help' for details.
 Documentation: docs/cli.md and the other files in docs/.
 `, p.Name)
 	return b.String()
-}
-
-// Version returns the module version from the build info.
-func Version() string {
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
-		return bi.Main.Version
-	}
-	return "(devel)"
 }
 
 // StringList is a repeatable string flag.

@@ -37,6 +37,18 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"key", "gen", "--type", "dsa", "--out", "x"}, ExitUsage, "unsupported key type"},
 		{[]string{"key", "pub", "--key", "/nonexistent/key"}, ExitFailure, "airlock: error:"},
 		{[]string{"version"}, ExitOK, "airlock"},
+		{[]string{"--version"}, ExitOK, "airlock"},
+		{[]string{"version", "extra"}, ExitUsage, "unexpected arguments"},
+		{[]string{"version", "--bogus"}, ExitUsage, "flag provided but not defined"},
+		{[]string{"version", "--help"}, ExitOK, "Usage: airlock version"},
+		{[]string{"help", "version"}, ExitOK, "Usage: airlock version"},
+		{[]string{"help", "help"}, ExitOK, "Usage: airlock <command>"},
+		{[]string{"help", "nosuch"}, ExitUsage, `airlock: error: unknown command "nosuch"`},
+		{[]string{"help", "key", "nosuch"}, ExitUsage, `airlock: error: unknown command "key nosuch"`},
+		{[]string{"key", "nosuch"}, ExitUsage, `airlock: error: unknown command "key nosuch"`},
+		{[]string{"key", "--bogus"}, ExitUsage, `airlock: error: unknown command "key --bogus"`},
+		{[]string{"key", "--help", "extra"}, ExitUsage, `airlock: error: unknown command "key --help"`},
+		{[]string{"nosuch", "--help"}, ExitUsage, `airlock: error: unknown command "nosuch"`},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, "_"), func(t *testing.T) {
@@ -69,7 +81,7 @@ func TestProgramRunsOnlyItsCommands(t *testing.T) {
 	if code := p.RunEnv(e, []string{"key", "gen"}); code != ExitUsage {
 		t.Errorf("a command of another program: exit %d, want %d", code, ExitUsage)
 	}
-	if len(p.Commands()) != 2 || len(ran) != 1 {
+	if len(p.Commands()) != 3 || len(ran) != 1 { // a b, c and the built-in version
 		t.Errorf("commands %d, ran %q", len(p.Commands()), ran)
 	}
 	defer func() {
@@ -78,4 +90,47 @@ func TestProgramRunsOnlyItsCommands(t *testing.T) {
 		}
 	}()
 	New("x", []*Command{cmd("c")}, []*Command{cmd("c")})
+}
+
+// TestGroupHelp: "<group> --help", "<group> -h" and "help <group>" print the
+// group's commands on stdout and exit 0, for every group, nested groups
+// ("server user") included; the group alone is a usage error (exit 2) with
+// the same list on stderr.
+func TestGroupHelp(t *testing.T) {
+	cmd := func(name string) *Command {
+		return &Command{Name: name, Summary: "does " + name, Usage: "Usage: x " + name + "\n", Flags: func(*flag.FlagSet) func(*Env, []string) error {
+			return func(*Env, []string) error { return nil }
+		}}
+	}
+	p := New("x", []*Command{cmd("repo init"), cmd("repo publish"), cmd("server user add"), cmd("server user list"), cmd("server token create"), cmd("verify")})
+	run := func(args ...string) (int, string, string) {
+		var out, errb bytes.Buffer
+		code := p.RunEnv(&Env{Ctx: context.Background(), Stdout: &out, Stderr: &errb}, args)
+		return code, out.String(), errb.String()
+	}
+	groups := map[string][]string{
+		"repo":        {"repo init", "repo publish"},
+		"server":      {"server user add", "server user list", "server token create"},
+		"server user": {"server user add", "server user list"},
+	}
+	for g, members := range groups {
+		words := strings.Fields(g)
+		for _, args := range [][]string{append(words, "--help"), append(words, "-h"), append(words, "-help"), append([]string{"help"}, words...)} {
+			code, out, errOut := run(args...)
+			if code != ExitOK || errOut != "" || !strings.HasPrefix(out, "Usage: x "+g+" <command>") {
+				t.Errorf("x %s: exit %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), code, out, errOut)
+			}
+			for _, m := range members {
+				if !strings.Contains(out, "x "+m) {
+					t.Errorf("x %s: the list lacks %q:\n%s", strings.Join(args, " "), m, out)
+				}
+			}
+		}
+		if code, out, errOut := run(words...); code != ExitUsage || out != "" || !strings.Contains(errOut, "x "+members[0]) {
+			t.Errorf("x %s: exit %d (want %d)\nstdout: %s\nstderr: %s", g, code, ExitUsage, out, errOut)
+		}
+	}
+	if code, out, _ := run("verify", "--help"); code != ExitOK || out != "Usage: x verify\n" {
+		t.Errorf("x verify --help: exit %d: %q", code, out)
+	}
 }

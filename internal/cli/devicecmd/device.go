@@ -312,14 +312,14 @@ func deviceInitFlags(fs *flag.FlagSet) func(*cli.Env, []string) error {
 	rootPath := fs.String("root", "", "")
 	model := fs.String("model", "", "")
 	hwRev := fs.String("hw-rev", "", "")
-	slotSize := fs.Int64("slot-size", 0, "")
+	slotSize := cli.SizeFlag(fs, "slot-size", 0)
 	product := fs.String("product", "", "")
 	image := fs.String("image", "", "")
 	backend := fs.String("boot", boot.BackendSim, "")
 	channel := fs.String("channel", "", "")
 	healthCmd := fs.String("health-cmd", "", "")
 	healthTimeout := fs.Duration("health-timeout", 0, "")
-	writeChunk := fs.Int64("write-chunk", 0, "")
+	writeChunk := cli.SizeFlag(fs, "write-chunk", 0)
 	comps := componentFlag{}
 	fs.Var(comps, "component", "")
 	return func(e *cli.Env, args []string) error {
@@ -332,7 +332,7 @@ func deviceInitFlags(fs *flag.FlagSet) func(*cli.Env, []string) error {
 			}
 		}
 		if *slotSize <= 0 {
-			return cli.Usagef("--slot-size is required (bytes, > 0)")
+			return cli.Usagef("--slot-size is required (> 0, e.g. 64MiB)")
 		}
 		rev, err := strconv.ParseUint(*hwRev, 10, 32)
 		if err != nil {

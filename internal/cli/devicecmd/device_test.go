@@ -89,8 +89,10 @@ func TestDeviceCommandsEndToEnd(t *testing.T) {
 		return out
 	}
 	must(cli.ExitUsage, "--root is required", "device", "init", "--dir", dir)
+	must(cli.ExitUsage, `invalid value "1mib" for flag -slot-size`, "device", "init", "--dir", dir, "--root", root, "--model", "x1", "--hw-rev", "3",
+		"--slot-size", "1mib", "--image", b10)
 	must(cli.ExitOK, "committed in slot A", "device", "init", "--dir", dir, "--root", root, "--model", "x1", "--hw-rev", "3",
-		"--slot-size", "1048576", "--image", b10, "--health-cmd", "true", "--health-timeout", "5s")
+		"--slot-size", "1MiB", "--image", b10, "--health-cmd", "true", "--health-timeout", "5s", "--write-chunk", "64KiB")
 	must(cli.ExitOK, "booted slot A (version 1.0.0, committed)", "device", "boot", "--dir", dir)
 	must(cli.ExitOK, "into slot B", "device", "install", "--dir", dir, "--bundle", b11)
 	must(cli.ExitFailure, "trial boot is pending", "device", "install", "--dir", dir, "--bundle", b11)

@@ -15,8 +15,8 @@ func deviceInitCommand() *cli.Command {
 		Name:    "device init",
 		Summary: "create a simulated device with file-backed slots",
 		Usage: `Usage: airlock device init --dir DIR --root ROOT.json --model M --hw-rev R
-       --slot-size BYTES [--product P] [--image INITIAL.bundle] [--boot BACKEND]
-       [--channel C] [--health-cmd CMD] [--health-timeout D] [--write-chunk BYTES]
+       --slot-size SIZE [--product P] [--image INITIAL.bundle] [--boot BACKEND]
+       [--channel C] [--health-cmd CMD] [--health-timeout D] [--write-chunk SIZE]
        [--component NAME=VERSION]...
 
 Creates a simulated device in DIR: DIR/device.toml, the factory root
@@ -30,7 +30,8 @@ Flags:
   --root ROOT.json         factory root metadata (the repository's 1.root.json)
   --model M                device model
   --hw-rev R               hardware revision (uint32)
-  --slot-size BYTES        size of each slot
+  --slot-size SIZE         size of each slot: bytes, or a number with a unit
+                           (KiB, MiB, GiB, TiB; kB, MB, GB), e.g. 64MiB
   --product P              product ID, e.g. acme/router-x1 (default: the
                            product of --image)
   --image FILE             initial release bundle (airlock repo bundle)
@@ -39,7 +40,7 @@ Flags:
   --health-cmd CMD         health check command, split on spaces (no shell);
                            default: none (always healthy)
   --health-timeout D       health check deadline (default 60s)
-  --write-chunk BYTES      slot write size (default 1048576)
+  --write-chunk SIZE       slot write size, 512 .. 16MiB (default 1MiB)
   --component NAME=VERSION an installed component the device states, for
                            releases that depend on it (repeatable; NAME a
                            product ID or a simple name, VERSION semver),
@@ -47,7 +48,7 @@ Flags:
 
 Example:
   airlock device init --dir dev1 --root repo/public/metadata/1.root.json \
-      --model x1 --hw-rev 3 --slot-size 67108864 --image fw-1.0.0.bundle
+      --model x1 --hw-rev 3 --slot-size 64MiB --image fw-1.0.0.bundle
 `,
 		Flags: deviceInitFlags,
 	}

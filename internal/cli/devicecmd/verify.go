@@ -24,7 +24,7 @@ func init() {
 		Usage: `Usage: airlock verify (--root ROOT.json | --device DIR | --device-config PATH)
                       (--bundle FILE | --repo DIR_OR_URL [--version V])
                       [--product P] [--model M] [--hw-rev R] [--channel C] [--component NAME=VERSION]...
-                      [--running VERSION] [--counter N] [--slot-size BYTES] [--allow-downgrade] [--json]
+                      [--running VERSION] [--counter N] [--slot-size SIZE] [--allow-downgrade] [--json]
 
 Runs the check pipeline a device runs before installing — the same code,
 with the device's limits — and names the failed check exactly as the device
@@ -61,7 +61,7 @@ Flags:
   --component N=V      an installed component and its version (repeatable; checks dependencies)
   --running V          the version the device runs (checks that the release is newer)
   --counter N          the device's anti-rollback counter (checks the security version)
-  --slot-size BYTES    the device's slot size (checks that the image fits)
+  --slot-size SIZE     the device's slot size, e.g. 64MiB (checks that the image fits)
   --allow-downgrade    as 'device install --allow-downgrade'
   --json               print the report as JSON on stdout
 
@@ -85,7 +85,7 @@ Examples:
 			fs.Var(components, "component", "")
 			running := fs.String("running", "", "")
 			counterFlag := fs.String("counter", "", "")
-			slotSize := fs.Int64("slot-size", 0, "")
+			slotSize := cli.SizeFlag(fs, "slot-size", 0)
 			allow := fs.Bool("allow-downgrade", false, "")
 			asJSON := fs.Bool("json", false, "")
 			return func(e *cli.Env, args []string) error {

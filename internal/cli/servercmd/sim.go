@@ -32,7 +32,7 @@ func init() {
                   --initial-bundle FILE --devices N [--fail-rate R] [--seed S]
                   [--duration D] [--model M] [--hw-rev R] [--product P]
                   [--channel C] [--director-root FILE] [--concurrency N]
-                  [--poll-interval D] [--slot-size BYTES] [--report-every D]
+                  [--poll-interval D] [--slot-size SIZE] [--report-every D]
                   [--verbose]
 
 Runs N simulated devices in one process against the update server. Each has
@@ -66,7 +66,7 @@ Flags:
   --director-root FILE   director root: director mode (install only assignments)
   --concurrency N        poll cycles in flight (default 200)
   --poll-interval D      poll interval until the server sends its own (default 10s)
-  --slot-size BYTES      size of each in-memory slot (default 65536)
+  --slot-size SIZE       size of each in-memory slot, e.g. 256KiB (default 64KiB)
   --report-every D       summary interval (default 5s)
   --verbose              log every device's agent to stderr
 
@@ -87,7 +87,7 @@ Examples:
 			directorRoot := fs.String("director-root", "", "")
 			concurrency := fs.Int("concurrency", sim.DefaultConcurrency, "")
 			pollInterval := fs.Duration("poll-interval", sim.DefaultPollInterval, "")
-			slotSize := fs.Int64("slot-size", sim.DefaultSlotSize, "")
+			slotSize := cli.SizeFlag(fs, "slot-size", sim.DefaultSlotSize)
 			reportEvery := fs.Duration("report-every", DefaultSimReportInterval, "")
 			verbose := fs.Bool("verbose", false, "")
 			return func(e *cli.Env, args []string) error {

@@ -125,7 +125,7 @@ func TestSimRunsAFleetAgainstTheServer(t *testing.T) {
 	code, out, errOut := runCLI(t, "sim", "--server", fmt.Sprintf("https://%s", srv.Addr()), "--ca", filepath.Join(dir, "ca.pem"),
 		"--token-file", filepath.Join(dir, "token"), "--root", filepath.Join(r.PublicDir(), "metadata", "1.root.json"),
 		"--initial-bundle", filepath.Join(dir, "initial.airlock"), "--devices", "5", "--duration", "4s",
-		"--poll-interval", "1s", "--slot-size", "4096", "--report-every", "1s")
+		"--poll-interval", "1s", "--slot-size", "4KiB", "--report-every", "1s")
 	if code != cli.ExitOK {
 		t.Fatalf("airlock sim exited %d\n%s\n%s", code, out, errOut)
 	}

@@ -1,0 +1,126 @@
+package cli
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"math"
+	"math/big"
+	"strings"
+)
+
+// MaxSizeLength bounds the text ParseSize reads, so that a long run of
+// fraction digits cannot make it do unbounded arithmetic.
+const MaxSizeLength = 64
+
+// sizeUnits are the units ParseSize accepts, case-sensitive: binary (IEC)
+// and decimal (SI) multiples of a byte.
+var sizeUnits = []struct {
+	name string
+	mult int64
+}{
+	{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40},
+	{"kB", 1e3}, {"MB", 1e6}, {"GB", 1e9},
+}
+
+// ErrSize is the parent of every error ParseSize returns.
+var ErrSize = errors.New("invalid size")
+
+// ParseSize parses a size in bytes: a plain decimal byte count ("1048576")
+// or a number and a unit with no space between them ("64MiB", "1.5GiB",
+// "100kB"). The units are KiB, MiB, GiB and TiB (powers of 1024) and kB,
+// MB and GB (powers of 1000), case-sensitive. A fraction is accepted only
+// if it lands on a whole byte ("0.5KiB" is 512, "0.1KiB" is refused).
+// Signs, leading zeros (which the flag package read as octal), hexadecimal,
+// exponents and sizes above math.MaxInt64 are refused. The error, which
+// wraps ErrSize, does not repeat s (the flag package prints it).
+func ParseSize(s string) (int64, error) {
+	bad := func(why string) (int64, error) {
+		return 0, fmt.Errorf("%w: %s", ErrSize, why)
+	}
+	if len(s) > MaxSizeLength {
+		return 0, fmt.Errorf("%w: longer than %d characters", ErrSize, MaxSizeLength)
+	}
+	num, mult := s, int64(1)
+	for _, u := range sizeUnits {
+		if n, ok := strings.CutSuffix(s, u.name); ok {
+			num, mult = n, u.mult
+			break
+		}
+	}
+	whole, frac, hasPoint := strings.Cut(num, ".")
+	if whole == "" || !digits(whole) || (hasPoint && (frac == "" || !digits(frac))) {
+		return bad("want a byte count or a number with a unit (KiB, MiB, GiB, TiB, kB, MB, GB), such as 64MiB")
+	}
+	if len(whole) > 1 && whole[0] == '0' {
+		return bad("leading zeros are not allowed")
+	}
+	if hasPoint && mult == 1 {
+		return bad("a byte count has no fraction")
+	}
+	// value = (whole.frac) * mult = (whole‖frac) * mult / 10^len(frac).
+	n, ok := new(big.Int).SetString(whole+frac, 10)
+	if !ok {
+		panic("internal error: digits did not parse")
+	}
+	n.Mul(n, big.NewInt(mult))
+	q, r := n.QuoRem(n, new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(len(frac))), nil), new(big.Int))
+	if r.Sign() != 0 {
+		return bad("not a whole number of bytes")
+	}
+	if !q.IsInt64() {
+		return bad(fmt.Sprintf("larger than %d bytes", int64(math.MaxInt64)))
+	}
+	return q.Int64(), nil
+}
+
+func digits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// FormatSize formats n (≥ 0) in the largest binary unit that divides it
+// exactly ("64MiB", "1536KiB"), or as a plain byte count ("1000").
+// ParseSize(FormatSize(n)) is n.
+func FormatSize(n int64) string {
+	if n > 0 {
+		for i := 3; i >= 0; i-- {
+			if u := sizeUnits[i]; n%u.mult == 0 {
+				return fmt.Sprintf("%d%s", n/u.mult, u.name)
+			}
+		}
+	}
+	return fmt.Sprint(n)
+}
+
+// Size is a flag.Value holding a size in bytes, parsed by ParseSize.
+type Size int64
+
+func (s *Size) String() string {
+	if s == nil {
+		return "0"
+	}
+	return FormatSize(int64(*s))
+}
+
+func (s *Size) Set(v string) error {
+	n, err := ParseSize(v)
+	if err != nil {
+		return err
+	}
+	*s = Size(n)
+	return nil
+}
+
+// SizeFlag defines a size flag on fs with the default value (bytes) and
+// returns where its value is stored, as fs.Int64 does.
+func SizeFlag(fs *flag.FlagSet, name string, value int64) *int64 {
+	p := new(int64)
+	*p = value
+	fs.Var((*Size)(p), name, "")
+	return p
+}
