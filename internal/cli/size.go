@@ -5,7 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"math"
-	"math/big"
+	"math/bits"
 	"strings"
 )
 
@@ -58,20 +58,38 @@ func ParseSize(s string) (int64, error) {
 	if hasPoint && mult == 1 {
 		return bad("a byte count has no fraction")
 	}
-	// value = (whole.frac) * mult = (whole‖frac) * mult / 10^len(frac).
-	n, ok := new(big.Int).SetString(whole+frac, 10)
-	if !ok {
-		panic("internal error: digits did not parse")
+	// value = (whole.frac) * mult = (whole‖frac) * mult / 10^len(frac),
+	// in 128-bit integer arithmetic (math/bits; the device binary carries
+	// no math/big code for this). Trailing zeros of the fraction do not
+	// change the value; a size has at most 19 significant digits.
+	frac = strings.TrimRight(frac, "0")
+	sig := strings.TrimLeft(whole+frac, "0")
+	switch {
+	case len(strings.TrimLeft(whole, "0")) > 19: // >= 10^19 > math.MaxInt64
+		return bad(fmt.Sprintf("larger than %d bytes", int64(math.MaxInt64)))
+	case len(sig) > 19 || len(frac) > 19:
+		return bad("more than 19 significant digits or fraction digits")
 	}
-	n.Mul(n, big.NewInt(mult))
-	q, r := n.QuoRem(n, new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(len(frac))), nil), new(big.Int))
-	if r.Sign() != 0 {
-		return bad("not a whole number of bytes")
+	var n uint64
+	for i := 0; i < len(sig); i++ {
+		n = n*10 + uint64(sig[i]-'0') // at most 19 digits: no overflow
 	}
-	if !q.IsInt64() {
+	div := uint64(1)
+	for range len(frac) { // len(frac) <= 19: 10^19 < 2^64
+		div *= 10
+	}
+	hi, lo := bits.Mul64(n, uint64(mult))
+	if hi >= div {
 		return bad(fmt.Sprintf("larger than %d bytes", int64(math.MaxInt64)))
 	}
-	return q.Int64(), nil
+	q, r := bits.Div64(hi, lo, div)
+	if r != 0 {
+		return bad("not a whole number of bytes")
+	}
+	if q > math.MaxInt64 {
+		return bad(fmt.Sprintf("larger than %d bytes", int64(math.MaxInt64)))
+	}
+	return int64(q), nil
 }
 
 func digits(s string) bool {

@@ -37,7 +37,8 @@ func TestParseSize(t *testing.T) {
 		{"0.001kB", 1, ""},
 		{"1.000000000GB", 1e9, ""},
 		{"0.0009765625MiB", 1 << 10, ""},
-		{"0.0000000000009094947017729282379150390625TiB", 1, ""},
+		{"0.0000000000009094947017729282379150390625TiB", 0, "more than 19"}, // 1 byte, but nobody writes it so
+		{"0.5000000000000000000000KiB", 512, ""},                             // trailing zeros do not count
 
 		{"", 0, "want a byte count"},
 		{"KiB", 0, "want a byte count"},
@@ -64,7 +65,8 @@ func TestParseSize(t *testing.T) {
 		{"1.5", 0, "no fraction"},
 		{"0.1KiB", 0, "not a whole number of bytes"},
 		{"1.0001kB", 0, "not a whole number of bytes"},
-		{"0.00000000000045474735088646411895751953125TiB", 0, "not a whole number of bytes"},
+		{"0.00000000000045474735088646411895751953125TiB", 0, "more than 19"},
+		{"0.0001KiB", 0, "not a whole number of bytes"},
 		{"9223372036854775808", 0, "larger than"},
 		{"8388608TiB", 0, "larger than"},
 		{"99999999999999999999999999GB", 0, "larger than"},

@@ -9,7 +9,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/airlockfw/airlock/device"
@@ -262,27 +261,26 @@ func printBoot(e *cli.Env, r *device.BootResult) {
 }
 
 func printStatus(e *cli.Env, s *device.Status) {
-	w := tabwriter.NewWriter(e.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(w, "device:\t%s (hw rev %d), product %s, channel %s\n", s.Model, s.HWRev, s.Product, s.Channel)
-	fmt.Fprintf(w, "anti-rollback counter:\t%d\n", s.Counter)
 	b := s.Boot
 	trial := "none"
 	if b.Trial != "" {
 		trial = fmt.Sprintf("%s (attempt %d of %d)", b.Trial, b.BootCount, b.BootLimit)
 	}
-	fmt.Fprintf(w, "boot control:\t%s: good %s, trial %s, next boot %s\n", b.Backend, b.Good, trial, b.Next)
-	w.Flush()
+	cli.Columns(e.Stdout, [][]string{
+		{"device:", fmt.Sprintf("%s (hw rev %d), product %s, channel %s", s.Model, s.HWRev, s.Product, s.Channel)},
+		{"anti-rollback counter:", strconv.FormatUint(s.Counter, 10)},
+		{"boot control:", fmt.Sprintf("%s: good %s, trial %s, next boot %s", b.Backend, b.Good, trial, b.Next)},
+	})
 	fmt.Fprintln(e.Stdout)
-	w = tabwriter.NewWriter(e.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "SLOT\tROLE\tSTATUS\tVERSION\tSECURITY\tNOTE")
+	rows := [][]string{{"SLOT", "ROLE", "STATUS", "VERSION", "SECURITY", "NOTE"}}
 	for _, sl := range s.Slots {
 		sv := ""
 		if sl.Version != "" {
 			sv = strconv.FormatUint(uint64(sl.SecurityVersion), 10)
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", sl.Slot, sl.Role, sl.Status, sl.Version, sv, sl.Reason)
+		rows = append(rows, []string{string(sl.Slot), sl.Role, sl.Status, sl.Version, sv, sl.Reason})
 	}
-	w.Flush()
+	cli.Columns(e.Stdout, rows)
 	if b := s.Booted; b != nil {
 		at := b.Time.Format(time.RFC3339)
 		if b.Failed {

@@ -7,7 +7,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/airlockfw/airlock/internal/cli"
@@ -205,27 +204,28 @@ func factsFromFlags(product, model, hwRev, channel string, components componentF
 }
 
 func printReport(e *cli.Env, r *verify.Report) {
-	w := tabwriter.NewWriter(e.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(w, "OK\t%s %s verified (%s)\n", r.Product, r.Version, r.Source)
-	fmt.Fprintf(w, "target\t%s\n", r.TargetPath)
-	fmt.Fprintf(w, "payload\t%d bytes, sha256 %s\n", r.Length, r.SHA256)
 	comp := r.Compression
 	if comp == "" {
 		comp = "none"
 	}
-	fmt.Fprintf(w, "installed image\t%d bytes, sha256 %s (compression %s)\n", r.InstalledLength, r.InstalledSHA256, comp)
-	fmt.Fprintf(w, "security version\t%d\n", r.SecurityVersion)
 	hw := r.HWRev
 	if hw == "" {
 		hw = "any"
 	}
-	fmt.Fprintf(w, "models / hw rev / channel\t%s / %s / %s\n", strings.Join(r.Models, ","), hw, r.Channel)
+	rows := [][]string{
+		{"OK", fmt.Sprintf("%s %s verified (%s)", r.Product, r.Version, r.Source)},
+		{"target", r.TargetPath},
+		{"payload", fmt.Sprintf("%d bytes, sha256 %s", r.Length, r.SHA256)},
+		{"installed image", fmt.Sprintf("%d bytes, sha256 %s (compression %s)", r.InstalledLength, r.InstalledSHA256, comp)},
+		{"security version", fmt.Sprint(r.SecurityVersion)},
+		{"models / hw rev / channel", fmt.Sprintf("%s / %s / %s", strings.Join(r.Models, ","), hw, r.Channel)},
+	}
 	for _, ri := range r.Roles {
-		fmt.Fprintf(w, "role %s\tv%d, expires %s, threshold %d of %d keys\n", ri.Role, ri.Version, ri.Expires.UTC().Format(time.RFC3339), ri.Threshold, ri.Keys)
+		rows = append(rows, []string{"role " + ri.Role, fmt.Sprintf("v%d, expires %s, threshold %d of %d keys", ri.Version, ri.Expires.UTC().Format(time.RFC3339), ri.Threshold, ri.Keys)})
 	}
-	fmt.Fprintf(w, "checks passed\t%s\n", strings.Join(r.Checks, ", "))
+	rows = append(rows, []string{"checks passed", strings.Join(r.Checks, ", ")})
 	if len(r.Skipped) > 0 {
-		fmt.Fprintf(w, "policy checks skipped\t%s (not stated; give --device for the device's verdict)\n", strings.Join(r.Skipped, ", "))
+		rows = append(rows, []string{"policy checks skipped", strings.Join(r.Skipped, ", ") + " (not stated; give --device for the device's verdict)"})
 	}
-	w.Flush()
+	cli.Columns(e.Stdout, rows)
 }
