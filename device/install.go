@@ -304,10 +304,11 @@ func (d *Device) Install(ctx context.Context, src trust.Source, targetPath strin
 	return u.Install(ctx, t)
 }
 
-// InstallBundle reads the offline bundle in r (its payload limited to the
-// slot size) and installs it with Install.
+// InstallBundle reads the offline bundle in r (its payload within the
+// transport limit, verify.MaxPayloadSize; the slot check bounds the
+// installed image) and installs it with Install.
 func (d *Device) InstallBundle(ctx context.Context, r io.Reader, opt InstallOptions) (*InstallResult, error) {
-	src, err := verify.OpenBundle(r, d.cfg.Slots.Size)
+	src, err := verify.OpenBundle(r, 0)
 	if err != nil {
 		err = refused(err, "")
 		d.recordResult("install", "", "", err, "")
@@ -338,7 +339,7 @@ func (d *Device) Facts() (verify.Facts, error) {
 		Model: d.cfg.Model, HWRev: d.cfg.HWRev, Channel: d.cfg.Channel, Product: d.cfg.Product,
 		Environment: d.Environment(), Components: maps.Clone(d.cfg.Components),
 	}
-	f := verify.Facts{SlotSize: d.cfg.Slots.Size}
+	f := verify.Facts{SlotSize: d.cfg.Slots.Size, SlotSizeFrom: "slots.size in " + ConfigFileName}
 	ctr, err := d.ctr.Read()
 	if err != nil {
 		return f, err
@@ -348,6 +349,7 @@ func (d *Device) Facts() (verify.Facts, error) {
 	if err != nil {
 		return f, err
 	}
+	f.Slot = string(otherSlot(st.Good)) // the slot an install writes
 	rec, err := d.SlotRecord(st.Good)
 	if err != nil {
 		return f, err
