@@ -408,7 +408,7 @@ func TestLengthsAreCheckedBeforeReading(t *testing.T) {
 		{"role name length", bytes.Join([][]byte{start, {0}, ts, ts, ts, {1, MaxRoleNameLen + 1}}, nil), "(MaxRoleNameLen)"},
 		{"target path length", bytes.Join([][]byte{start, {0}, ts, ts, ts, {0, 0x02, 0x01}}, nil), "(MaxTargetPathLen)"},
 		{"payload length", bytes.Join([][]byte{start, {0}, ts, ts, ts, {0, 0, 1, 'a', 0, 0, 0, 0x10, 0, 0, 0, 1}}, nil), "a bundle may carry"},
-		{"payload length 2^64-1", bytes.Join([][]byte{start, {0}, ts, ts, ts, {0, 0, 1, 'a'}, bytes.Repeat([]byte{0xff}, 8)}, nil), "the payload is 16.0 EiB, more than the 64.0 GiB a bundle may carry"},
+		{"payload length 2^64-1", bytes.Join([][]byte{start, {0}, ts, ts, ts, {0, 0, 1, 'a'}, bytes.Repeat([]byte{0xff}, 8)}, nil), "the payload is over 8.0 EiB, more than the 64.0 GiB a bundle may carry"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := NewReader(bytes.NewReader(tc.b), Limits{})
@@ -446,7 +446,7 @@ func TestReaderLimitsLowerTheFormatLimits(t *testing.T) {
 		lim  Limits
 		msg  string
 	}{
-		{"payload bigger than the slot", Limits{MaxPayloadSize: 99}, "(Limits.MaxPayloadSize)"},
+		{"payload over a lowered limit", Limits{MaxPayloadSize: 99}, "the payload is 100 bytes, more than the 99 bytes a bundle may carry"},
 		{"metadata file", Limits{MaxMetadataSize: 100}, "(Limits.MaxMetadataSize)"},
 		{"header", Limits{MaxHeaderSize: headerSize(m) - 1}, "(Limits.MaxHeaderSize)"},
 		{"root chain", Limits{MaxRootChain: 2}, "(Limits.MaxRootChain)"},

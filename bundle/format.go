@@ -7,6 +7,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/airlockfw/airlock/internal/bytesize"
 )
 
 // Format constants of bundle format version 1. See docs/bundle-format.md.
@@ -164,30 +166,13 @@ func (l Limits) resolve() (limits, error) {
 func (l limit) String() string { return fmt.Sprintf("%d (%s)", l.v, l.name) }
 
 // payloadTooLarge says, in a user's terms, that a payload of n bytes is over
-// the payload limit: the format's, or the lower one a reader was given.
+// the payload limit (the format's, or the lower one a reader was given).
 func (l limits) payloadTooLarge(n uint64) string {
-	got, lim := sizeString(n), sizeString(uint64(l.payload.v))
-	if got == lim {
-		got, lim = fmt.Sprintf("%d bytes", n), fmt.Sprintf("%d bytes", l.payload.v)
+	got, lim := bytesize.Pair(int64(min(n, 1<<63-1)), l.payload.v)
+	if n >= 1<<63 {
+		got = "over 8.0 EiB"
 	}
-	if l.payload.v == MaxPayloadSize {
-		return fmt.Sprintf("bundle: the payload is %s, more than the %s a bundle may carry", got, lim)
-	}
-	return fmt.Sprintf("bundle: the payload is %s, more than the %s this reader accepts (%s)", got, lim, l.payload.name)
-}
-
-// sizeString prints a byte count in binary units with one decimal, e.g.
-// "64.0 GiB", or in bytes below 1 KiB.
-func sizeString(n uint64) string {
-	if n < 1<<10 {
-		return fmt.Sprintf("%d bytes", n)
-	}
-	units := []string{"KiB", "MiB", "GiB", "TiB", "PiB", "EiB"}
-	i, d := 0, uint64(1<<10)
-	for i < len(units)-1 && n >= d<<10 {
-		i, d = i+1, d<<10
-	}
-	return fmt.Sprintf("%.1f %s", float64(n)/float64(d), units[i])
+	return fmt.Sprintf("bundle: the payload is %s, more than the %s a bundle may carry", got, lim)
 }
 
 // headerSize returns the encoded size of m's header, digest included.

@@ -339,7 +339,7 @@ func (d *Device) Facts() (verify.Facts, error) {
 		Model: d.cfg.Model, HWRev: d.cfg.HWRev, Channel: d.cfg.Channel, Product: d.cfg.Product,
 		Environment: d.Environment(), Components: maps.Clone(d.cfg.Components),
 	}
-	f := verify.Facts{SlotSize: d.cfg.Slots.Size, SlotSizeFrom: "slots.size in " + ConfigFileName}
+	f := verify.Facts{SlotSize: d.cfg.Slots.Size}
 	ctr, err := d.ctr.Read()
 	if err != nil {
 		return f, err
@@ -349,7 +349,6 @@ func (d *Device) Facts() (verify.Facts, error) {
 	if err != nil {
 		return f, err
 	}
-	f.Slot = string(otherSlot(st.Good)) // the slot an install writes
 	rec, err := d.SlotRecord(st.Good)
 	if err != nil {
 		return f, err

@@ -5,6 +5,7 @@ import (
 	"slices"
 
 	"github.com/airlockfw/airlock/bundle"
+	"github.com/airlockfw/airlock/internal/bytesize"
 	"github.com/airlockfw/airlock/release"
 )
 
@@ -25,12 +26,6 @@ type Facts struct {
 	// means unstated. It bounds the installed (decompressed) image, never
 	// the payload a device is sent.
 	SlotSize int64
-	// Slot names that slot in a refusal ("B" says "slot B"); "" says
-	// "the slot".
-	Slot string
-	// SlotSizeFrom says where SlotSize was stated, for a refusal, e.g.
-	// "slots.size in device.toml" or "--slot-size"; "" says nothing.
-	SlotSizeFrom string
 	// AllowDowngrade is the operator's request to install a version that is
 	// not newer than the running one (honoured only when the signed release
 	// metadata also allows it; never past the security version).
@@ -90,57 +85,22 @@ func (f Facts) check(m *release.Metadata, length int64, env string) error {
 	if err := release.Check(&r, d, release.CheckOptions{AllowReinstallOrDowngrade: f.AllowDowngrade}); err != nil {
 		return fail(CheckPolicy, err)
 	}
-	return f.checkSizes(m, length)
+	// The slot check compares each size with its own limit: the installed
+	// (decompressed) image with the slot, the payload with the transport
+	// limit. A compressed payload may be larger than the slot (an
+	// incompressible image grows a little) as long as what it installs fits.
+	if length > MaxPayloadSize {
+		got, lim := bytesize.Pair(length, MaxPayloadSize)
+		return fail(CheckSlot, fmt.Errorf("%w: the payload is %s, more than the %s a bundle may carry", ErrPayloadTooLarge, got, lim))
+	}
+	if f.SlotSize > 0 && m.Installed.Length > f.SlotSize {
+		got, lim := bytesize.Pair(m.Installed.Length, f.SlotSize)
+		return fail(CheckSlot, fmt.Errorf("%w: the image is %s installed but the slot holds %s (slots.size in device.toml)", ErrSlotTooSmall, got, lim))
+	}
+	return nil
 }
 
 // MaxPayloadSize is the transport limit: the largest payload (the bytes a
 // device is sent, compressed or not) the pipeline accepts, online or in a
 // bundle. It is the bundle format's limit, so both transports agree.
 const MaxPayloadSize = bundle.MaxPayloadSize
-
-// checkSizes is the slot check. It compares each size with its own limit:
-// the installed (decompressed) image with the slot, the payload with the
-// transport limit. A compressed payload may be larger than the slot (an
-// incompressible image grows a little) as long as what it installs fits.
-func (f Facts) checkSizes(m *release.Metadata, length int64) error {
-	if length > MaxPayloadSize {
-		got, lim := sizeStrings(length, MaxPayloadSize)
-		return fail(CheckSlot, fmt.Errorf("%w: the payload is %s, more than the %s a bundle may carry", ErrPayloadTooLarge, got, lim))
-	}
-	if f.SlotSize > 0 && m.Installed.Length > f.SlotSize {
-		slot := "the slot"
-		if f.Slot != "" {
-			slot = "slot " + f.Slot
-		}
-		from := ""
-		if f.SlotSizeFrom != "" {
-			from = " (" + f.SlotSizeFrom + ")"
-		}
-		got, lim := sizeStrings(m.Installed.Length, f.SlotSize)
-		return fail(CheckSlot, fmt.Errorf("%w: the image is %s installed but %s holds %s%s", ErrSlotTooSmall, got, slot, lim, from))
-	}
-	return nil
-}
-
-// sizeStrings prints two byte counts for a comparison in binary units with
-// one decimal ("80.0 MiB"), or in bytes when the rounding would make them
-// look equal.
-func sizeStrings(a, b int64) (string, string) {
-	sa, sb := sizeString(a), sizeString(b)
-	if sa == sb {
-		return fmt.Sprintf("%d bytes", a), fmt.Sprintf("%d bytes", b)
-	}
-	return sa, sb
-}
-
-func sizeString(n int64) string {
-	if n < 1<<10 {
-		return fmt.Sprintf("%d bytes", n)
-	}
-	units := []string{"KiB", "MiB", "GiB", "TiB", "PiB", "EiB"}
-	i, d := 0, int64(1<<10)
-	for i < len(units)-1 && n >= d<<10 {
-		i, d = i+1, d<<10
-	}
-	return fmt.Sprintf("%.1f %s", float64(n)/float64(d), units[i])
-}

@@ -131,7 +131,6 @@ Examples:
 						return err
 					}
 					opts.Facts.SlotSize = *slotSize
-					opts.Facts.SlotSizeFrom = "--slot-size"
 				}
 				opts.Facts.AllowDowngrade = *allow
 				opts.Version = *version
