@@ -336,7 +336,8 @@ func TestInvalidContentIsRejected(t *testing.T) {
 		{"too many delegations", func(m *Metadata) { *m = *testMeta(0, 1, "a", "b", "c", "d", "e", "f", "g", "h", "i") }, ErrLimit, "(MaxDelegations)"},
 		{"role name too long", func(m *Metadata) { *m = *testMeta(0, 1, strings.Repeat("a", MaxRoleNameLen+1)) }, ErrLimit, "(MaxRoleNameLen)"},
 		{"target path too long", func(m *Metadata) { m.TargetPath = strings.Repeat("a", MaxTargetPathLen+1) }, ErrLimit, "(MaxTargetPathLen)"},
-		{"payload too big", func(m *Metadata) { m.PayloadLength = MaxPayloadSize + 1 }, ErrLimit, "(MaxPayloadSize)"},
+		{"payload too big", func(m *Metadata) { m.PayloadLength = MaxPayloadSize + 1 }, ErrLimit, "the payload is 68719476737 bytes, more than the 68719476736 bytes a bundle may carry"},
+		{"payload far too big", func(m *Metadata) { m.PayloadLength = 70 << 30 }, ErrLimit, "bundle: the payload is 70.0 GiB, more than the 64.0 GiB a bundle may carry"},
 		{"negative payload length", func(m *Metadata) { m.PayloadLength = -1 }, ErrMalformed, "negative"},
 		{"empty timestamp", func(m *Metadata) { m.Timestamp = nil }, ErrMalformed, "timestamp is empty"},
 		{"empty root entry", func(m *Metadata) { m.RootChain = [][]byte{{}} }, ErrMalformed, "root chain entry 0 is empty"},
@@ -406,8 +407,8 @@ func TestLengthsAreCheckedBeforeReading(t *testing.T) {
 		{"delegation count", bytes.Join([][]byte{start, {0}, ts, ts, ts, {MaxDelegations + 1}}, nil), "(MaxDelegations)"},
 		{"role name length", bytes.Join([][]byte{start, {0}, ts, ts, ts, {1, MaxRoleNameLen + 1}}, nil), "(MaxRoleNameLen)"},
 		{"target path length", bytes.Join([][]byte{start, {0}, ts, ts, ts, {0, 0x02, 0x01}}, nil), "(MaxTargetPathLen)"},
-		{"payload length", bytes.Join([][]byte{start, {0}, ts, ts, ts, {0, 0, 1, 'a', 0, 0, 0, 0x10, 0, 0, 0, 1}}, nil), "(MaxPayloadSize)"},
-		{"payload length 2^64-1", bytes.Join([][]byte{start, {0}, ts, ts, ts, {0, 0, 1, 'a'}, bytes.Repeat([]byte{0xff}, 8)}, nil), "(MaxPayloadSize)"},
+		{"payload length", bytes.Join([][]byte{start, {0}, ts, ts, ts, {0, 0, 1, 'a', 0, 0, 0, 0x10, 0, 0, 0, 1}}, nil), "a bundle may carry"},
+		{"payload length 2^64-1", bytes.Join([][]byte{start, {0}, ts, ts, ts, {0, 0, 1, 'a'}, bytes.Repeat([]byte{0xff}, 8)}, nil), "the payload is over 8.0 EiB, more than the 64.0 GiB a bundle may carry"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := NewReader(bytes.NewReader(tc.b), Limits{})
@@ -445,7 +446,7 @@ func TestReaderLimitsLowerTheFormatLimits(t *testing.T) {
 		lim  Limits
 		msg  string
 	}{
-		{"payload bigger than the slot", Limits{MaxPayloadSize: 99}, "(Limits.MaxPayloadSize)"},
+		{"payload over a lowered limit", Limits{MaxPayloadSize: 99}, "the payload is 100 bytes, more than the 99 bytes a bundle may carry"},
 		{"metadata file", Limits{MaxMetadataSize: 100}, "(Limits.MaxMetadataSize)"},
 		{"header", Limits{MaxHeaderSize: headerSize(m) - 1}, "(Limits.MaxHeaderSize)"},
 		{"root chain", Limits{MaxRootChain: 2}, "(Limits.MaxRootChain)"},

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/airlockfw/airlock/internal/bytesize"
 )
 
 // Format constants of bundle format version 1. See docs/bundle-format.md.
@@ -163,6 +165,16 @@ func (l Limits) resolve() (limits, error) {
 
 func (l limit) String() string { return fmt.Sprintf("%d (%s)", l.v, l.name) }
 
+// payloadTooLarge says, in a user's terms, that a payload of n bytes is over
+// the payload limit (the format's, or the lower one a reader was given).
+func (l limits) payloadTooLarge(n uint64) string {
+	got, lim := bytesize.Pair(int64(min(n, 1<<63-1)), l.payload.v)
+	if n >= 1<<63 {
+		got = "over 8.0 EiB"
+	}
+	return fmt.Sprintf("bundle: the payload is %s, more than the %s a bundle may carry", got, lim)
+}
+
 // headerSize returns the encoded size of m's header, digest included.
 func headerSize(m *Metadata) int64 {
 	n := int64(len(Magic) + 2 + 1)
@@ -217,7 +229,7 @@ func (m *Metadata) validate(lim limits) error {
 		return fmt.Errorf("bundle: payload length %d is negative: %w", m.PayloadLength, ErrMalformed)
 	}
 	if m.PayloadLength > lim.payload.v {
-		return fmt.Errorf("bundle: payload is %d bytes, limit is %s: %w", m.PayloadLength, lim.payload, ErrLimit)
+		return fmt.Errorf("%s: %w", lim.payloadTooLarge(uint64(m.PayloadLength)), ErrLimit)
 	}
 	if n := headerSize(m); n > lim.header.v {
 		return fmt.Errorf("bundle: header is %d bytes, limit is %s: %w", n, lim.header, ErrLimit)

@@ -251,7 +251,7 @@ func (h *headerReader) readHeader() (*Metadata, error) {
 		return nil, err
 	}
 	if pl := binary.BigEndian.Uint64(lb[:]); pl > uint64(h.lim.payload.v) {
-		return nil, fmt.Errorf("bundle: payload is %d bytes, limit is %s: %w", pl, h.lim.payload, ErrLimit)
+		return nil, fmt.Errorf("%s: %w", h.lim.payloadTooLarge(pl), ErrLimit)
 	}
 	m.PayloadLength = int64(binary.BigEndian.Uint64(lb[:]))
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha512"
 	"errors"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
@@ -231,16 +232,47 @@ func verdictCases() []verdictCase {
 				b10 := v.release("1.0.0", 5, img(1), nil)
 				return b10, v.release("1.1.0", 4, img(2), nil)
 			}},
-		{name: "bundle larger than the slot", want: CheckFormat, wantErr: bundle.ErrLimit,
+		// Sizes: the installed image against the slot (1 MiB here), the
+		// payload against the transport limit; never the payload against
+		// the slot.
+		{name: "bundle larger than the slot", want: CheckSlot, wantErr: verify.ErrSlotTooSmall,
 			offer: func(t *testing.T, v *vendor) ([]byte, []byte) {
+				// Uncompressed: the payload is the image, refused as an
+				// image that does not fit, not as a malformed bundle.
 				return base(t, v), v.release("1.1.0", 1, testImage(2, 2<<20), nil)
 			}},
-		{name: "image larger than the slot", want: CheckSlot,
+		{name: "image larger than the slot", want: CheckSlot, wantErr: verify.ErrSlotTooSmall,
 			offer: func(t *testing.T, v *vendor) ([]byte, []byte) {
 				// Compressed, the payload fits the slot; installed, it does not.
 				return base(t, v), v.release("1.1.0", 1, testImage(2, 3<<19), zstd)
 			}},
+		{name: "zstd payload fits the slot, installed image one byte over", want: CheckSlot, wantErr: verify.ErrSlotTooSmall,
+			offer: func(t *testing.T, v *vendor) ([]byte, []byte) {
+				return base(t, v), v.release("1.1.0", 1, testImage(2, 1<<20+1), zstd)
+			}},
+		{name: "accepted: zstd payload larger than the slot, installed image fits",
+			offer: func(t *testing.T, v *vendor) ([]byte, []byte) {
+				// Incompressible: zstd makes the payload a little larger
+				// than the image, which fills the slot exactly.
+				b10 := base(t, v)
+				b := v.release("1.1.0", 1, noise(2, 1<<20), zstd)
+				m, _ := repotest.ParseBundle(t, b)
+				if m.PayloadLength <= 1<<20 {
+					t.Fatalf("internal error: the payload is %d bytes, want more than the slot", m.PayloadLength)
+				}
+				return b10, b
+			}},
 	}
+}
+
+// noise is an incompressible image of n bytes.
+func noise(seed uint64, n int) []byte {
+	r := rand.New(rand.NewPCG(seed, 7))
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(r.Uint32())
+	}
+	return b
 }
 
 func mustVersion(s string) release.Version {

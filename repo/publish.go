@@ -146,8 +146,9 @@ func (r *Repo) publish(snapshotSigner, timestampSigner crypto.Signer) (*PublishR
 				return nil, err
 			}
 			if isStaged {
-				// A staged payload may be a hard link to the vendor's image
-				// file: make sure it is still exactly what was signed.
+				// A staged payload is the repository's own copy, but
+				// staging/ is a plain directory (a hand edit, a damaged
+				// disk): make sure it is still exactly what was signed.
 				if err := verifyPayloadFile(src, tf); err != nil {
 					return nil, err
 				}

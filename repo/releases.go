@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"crypto"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -55,10 +54,11 @@ type ReleaseOptions struct {
 	// AllowDowngrade permits a version not greater than the newest release
 	// of the product; it is recorded (signed) in the release metadata.
 	AllowDowngrade bool
-	// Copy forces a copy of an uncompressed image into the repository. By
-	// default an uncompressed image on the same filesystem is hard-linked
-	// (no copy; its data is then shared with the repository and the file
-	// is made read-only) and Publish re-verifies it before it goes public.
+	// Copy has no effect: the image is always copied into the repository
+	// (or reflinked, a copy-on-write clone, where the filesystem supports
+	// it), never shared with the user's file.
+	//
+	// Deprecated: kept so that callers that set it still compile.
 	Copy bool
 	// Signers are keys of the product role that approve the release now
 	// (at least one). Further approvals: SignPending, SignPendingFile.
@@ -181,7 +181,7 @@ func (r *Repo) addRelease(opts ReleaseOptions) (*ReleaseInfo, error) {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidOptions, err)
 	}
 
-	st, err := r.streamImage(opts.ImagePath, path.Dir(targetPath), fileName, opts.Compress == CompressZstd, opts.Copy)
+	st, err := r.streamImage(opts.ImagePath, path.Dir(targetPath), fileName, opts.Compress == CompressZstd)
 	if err != nil {
 		return nil, err
 	}
@@ -235,37 +235,111 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// streamImage copies the image once into staging/targets/<dir>/, hashing
-// the raw bytes and (when compressing) the compressed output, and renames it
-// to its consistent-snapshot name <sha256>.<fileName>. One fsync at the end.
-func (r *Repo) streamImage(src, dir, fileName string, compress, forceCopy bool) (*streamed, error) {
+// streamImage adds the image at src to staging/targets/<dir>/ under its
+// consistent-snapshot name <sha256>.<fileName> (stageImage). The repository
+// never shares the user's file: the staged payload is an independent copy
+// (or a copy-on-write reflink), so rebuilding the image in place later does
+// not reach a staged or published release, and the file's mode is left
+// alone. An image that changes (size or modification time) while it is added
+// is refused: the copy would hold a mix of two builds.
+func (r *Repo) streamImage(src, dir, fileName string, compress bool) (*streamed, error) {
 	in, err := os.Open(src)
 	if err != nil {
 		return nil, fmt.Errorf("failed to open image: %w", err)
 	}
 	defer in.Close()
-	fi, err := in.Stat()
-	if err != nil || !fi.Mode().IsRegular() {
+	before, err := in.Stat()
+	if err != nil || !before.Mode().IsRegular() {
 		return nil, fmt.Errorf("%w: image %s is not a regular file", ErrInvalidOptions, src)
 	}
 	outDir := r.path(StagingDir, TargetsDir, filepath.FromSlash(dir))
 	if err := fsys.MkdirAll(outDir, DirMode); err != nil {
 		return nil, fmt.Errorf("failed to create %s: %w", outDir, err)
 	}
-	if !compress && !forceCopy {
-		if st, err := linkImage(in, fi, src, outDir, fileName); err == nil {
-			return st, nil
-		} else if !errors.Is(err, errNoLink) {
-			return nil, err
+	st, err := stageImage(fsys, in, outDir, fileName, compress)
+	if err != nil {
+		if errors.Is(err, errEmptyImage) {
+			return nil, fmt.Errorf("%w: image %s is empty", ErrInvalidOptions, src)
 		}
+		return nil, err
 	}
+	after, err := in.Stat()
+	if err == nil && (after.Size() != before.Size() || !after.ModTime().Equal(before.ModTime())) {
+		err = fmt.Errorf("image %s changed while it was being added; add it again once it is rebuilt", src)
+	}
+	if err != nil {
+		durable.Remove(fsys, st.path)
+		return nil, err
+	}
+	return st, nil
+}
+
+// errEmptyImage is returned by stageImage for an image of zero bytes.
+var errEmptyImage = errors.New("empty image")
+
+// stageImage writes the image read from in into outDir crash-safely
+// (durable.CreateTemp: a temp file, fsynced, renamed to
+// <sha256>.<fileName>, directory fsynced), so after a power cut the final
+// name holds the whole payload or does not exist. Uncompressed, it first
+// tries a reflink (a copy-on-write clone, where the filesystem has them)
+// and hashes the clone; otherwise, and when compressing, it copies in one
+// streaming pass with a CopyBufferSize buffer, hashing the bytes it writes.
+// Either way the digests are of the repository's bytes, not of a file the
+// user can still change.
+func stageImage(fsys durable.FS, in io.Reader, outDir, fileName string, compress bool) (*streamed, error) {
 	f, err := durable.CreateTemp(fsys, outDir, FileMode)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Abort() // no-op after the commit
-	fail := func(err error) (*streamed, error) { return nil, err }
+	var st *streamed
+	if !compress {
+		st, err = cloneImage(f, in)
+		if err != nil {
+			return nil, err
+		}
+	}
+	if st == nil {
+		if st, err = copyImage(f, in, compress); err != nil {
+			return nil, err
+		}
+	}
+	if st.rawLength == 0 {
+		return nil, errEmptyImage
+	}
+	st.path = filepath.Join(outDir, hex.EncodeToString(st.sha256[:])+"."+fileName)
+	if err := f.Commit(st.path); err != nil {
+		return nil, err
+	}
+	return st, nil
+}
 
+// cloneImage reflinks in into the temp file f when both are files of a
+// filesystem that supports it, and hashes what f then holds. It returns nil
+// and no error when no reflink could be made (f is left empty).
+func cloneImage(f *durable.Pending, in io.Reader) (*streamed, error) {
+	src, ok := in.(*os.File)
+	if !ok {
+		return nil, nil
+	}
+	dst, ok := f.File().(*os.File)
+	if !ok || !reflink(dst, src) {
+		return nil, nil
+	}
+	h := sha256.New()
+	n, err := io.CopyBuffer(onlyWriter{h}, onlyReader{io.NewSectionReader(dst, 0, 1<<62)}, make([]byte, CopyBufferSize))
+	if err != nil {
+		return nil, fmt.Errorf("failed to read the staged image: %w", err)
+	}
+	st := &streamed{length: n, rawLength: n}
+	copy(st.sha256[:], h.Sum(nil))
+	st.rawSHA256 = st.sha256
+	return st, nil
+}
+
+// copyImage copies in into f, compressing it with zstd when asked, and
+// hashes the raw bytes and the bytes written.
+func copyImage(f *durable.Pending, in io.Reader, compress bool) (*streamed, error) {
 	outHash := sha256.New()
 	bw := bufio.NewWriterSize(f, CopyBufferSize)
 	out := &countingWriter{w: io.MultiWriter(bw, outHash)}
@@ -275,90 +349,33 @@ func (r *Repo) streamImage(src, dir, fileName string, compress, forceCopy bool) 
 	if compress {
 		rawHash = sha256.New()
 		// The window must fit the device decoder's bound (payload.MaxZstdWindow).
+		var err error
 		enc, err = zstd.NewWriter(out, zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)), zstd.WithWindowSize(payload.MaxZstdWindow))
 		if err != nil {
-			return fail(fmt.Errorf("failed to start zstd: %w", err))
+			return nil, fmt.Errorf("failed to start zstd: %w", err)
 		}
 		dst = io.MultiWriter(enc, rawHash)
 	}
 	buf := make([]byte, CopyBufferSize)
 	raw, err := io.CopyBuffer(onlyWriter{dst}, onlyReader{in}, buf)
 	if err != nil {
-		return fail(fmt.Errorf("failed to copy image: %w", err))
-	}
-	if raw == 0 {
-		return fail(fmt.Errorf("%w: image %s is empty", ErrInvalidOptions, src))
+		return nil, fmt.Errorf("failed to copy image: %w", err)
 	}
 	if enc != nil {
 		if err := enc.Close(); err != nil {
-			return fail(fmt.Errorf("failed to compress image: %w", err))
+			return nil, fmt.Errorf("failed to compress image: %w", err)
 		}
 	}
 	if err := bw.Flush(); err != nil {
-		return fail(fmt.Errorf("failed to write image: %w", err))
+		return nil, fmt.Errorf("failed to write image: %w", err)
 	}
 	st := &streamed{length: out.n, rawLength: raw}
 	copy(st.sha256[:], outHash.Sum(nil))
 	copy(st.rawSHA256[:], sumOf(rawHash))
-	st.path = filepath.Join(outDir, hex.EncodeToString(st.sha256[:])+"."+fileName)
-	if err := f.Commit(st.path); err != nil {
-		return nil, err
-	}
 	return st, nil
 }
 
 func sumOf(h hash.Hash) []byte { return h.Sum(nil) }
-
-// errNoLink means the image cannot be hard-linked (another filesystem, or a
-// filesystem without links); the caller copies it instead.
-var errNoLink = errors.New("image cannot be linked")
-
-// linkImage adds an uncompressed image without copying its data: it
-// hard-links src into outDir, makes it read-only (the repository now shares
-// the inode), and hashes it in one read. A change of the file while it is
-// hashed is detected; a change after that is caught by Publish, which
-// re-verifies staged payloads.
-func linkImage(in *os.File, before fs.FileInfo, src, outDir, fileName string) (*streamed, error) {
-	var b [8]byte
-	rand.Read(b[:])
-	tmp := filepath.Join(outDir, ".tmp-link-"+hex.EncodeToString(b[:]))
-	if err := os.Link(src, tmp); err != nil {
-		return nil, errNoLink
-	}
-	keep := false
-	defer func() {
-		if !keep {
-			os.Remove(tmp)
-		}
-	}()
-	if err := os.Chmod(tmp, 0o444); err != nil {
-		return nil, fmt.Errorf("failed to make the linked image read-only: %w", err)
-	}
-	h := sha256.New()
-	n, err := io.CopyBuffer(onlyWriter{h}, onlyReader{in}, make([]byte, CopyBufferSize))
-	if err != nil {
-		return nil, fmt.Errorf("failed to read image: %w", err)
-	}
-	if n == 0 {
-		return nil, fmt.Errorf("%w: image %s is empty", ErrInvalidOptions, src)
-	}
-	after, err := os.Stat(tmp)
-	if err != nil {
-		return nil, err
-	}
-	if after.Size() != n || before.Size() != n || !after.ModTime().Equal(before.ModTime()) {
-		return nil, fmt.Errorf("image %s changed while it was being added", src)
-	}
-	st := &streamed{length: n, rawLength: n}
-	copy(st.sha256[:], h.Sum(nil))
-	st.rawSHA256 = st.sha256
-	st.path = filepath.Join(outDir, hex.EncodeToString(st.sha256[:])+"."+fileName)
-	if err := durable.Rename(fsys, tmp, st.path, DirMode); err != nil {
-		return nil, fmt.Errorf("failed to stage image: %w", err)
-	}
-	keep = true
-	return st, nil
-}
 
 // onlyReader and onlyWriter hide ReaderFrom/WriterTo so that io.CopyBuffer
 // uses the 1 MiB buffer.

@@ -573,9 +573,7 @@ func checkPublicTree(t *testing.T, dir string) {
 			}
 			return nil
 		}
-		// Target payloads added by hard link are read-only (0444).
-		linked := fi.Mode().Perm() == 0o444 && strings.Contains(p, string(filepath.Separator)+"targets"+string(filepath.Separator))
-		if (fi.Mode().Perm() != FileMode && !linked) || !fi.Mode().IsRegular() {
+		if fi.Mode().Perm() != FileMode || !fi.Mode().IsRegular() {
 			t.Errorf("%s: mode %v", p, fi.Mode())
 		}
 		if strings.HasPrefix(d.Name(), ".tmp") || strings.Contains(p, "staging") {

@@ -20,7 +20,7 @@ const (
 	CheckRelease   = "release"   // the Airlock release metadata of the target
 	CheckSelection = "selection" // choosing a release of a product from a repository
 	CheckPolicy    = "policy"    // environment, product, model, hw_rev, channel, dependencies, versions
-	CheckSlot      = "slot"      // the image fits the slot; device only: the slot can be written
+	CheckSlot      = "slot"      // the installed image fits the slot, the payload the transport limit; device only: the slot can be written
 	CheckPayload   = "payload"   // length and digests of the streamed payload and the installed image
 )
 
@@ -35,9 +35,13 @@ var (
 	// ErrHashPolicy is wrapped when a target lists a hash of an unknown
 	// algorithm, a digest of the wrong size, or neither sha256 nor sha512.
 	ErrHashPolicy = trust.NewRefusal("target hashes refused")
-	// ErrSlotTooSmall is wrapped when the installed image does not fit
-	// the slot.
+	// ErrSlotTooSmall is wrapped when the installed (decompressed) image
+	// does not fit the slot.
 	ErrSlotTooSmall = trust.NewRefusal("the image does not fit the slot")
+	// ErrPayloadTooLarge is wrapped when a target's payload is over the
+	// transport limit (MaxPayloadSize). A bundle that declares such a
+	// payload is refused earlier, by the format check (bundle.ErrLimit).
+	ErrPayloadTooLarge = trust.NewRefusal("the payload is too large")
 	// ErrNoRelease is wrapped when no release of the product fits (Select).
 	ErrNoRelease = trust.NewRefusal("no release fits")
 )

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/airlockfw/airlock/bundle"
+	"github.com/airlockfw/airlock/internal/bytesize"
 	"github.com/airlockfw/airlock/release"
 )
 
@@ -21,7 +23,8 @@ type Facts struct {
 	// CheckSecurityVersion (no counter known). Their checks are left out.
 	Unstated []string
 	// SlotSize is the usable size of the slot the image would land in; 0
-	// means unstated.
+	// means unstated. It bounds the installed (decompressed) image, never
+	// the payload a device is sent.
 	SlotSize int64
 	// AllowDowngrade is the operator's request to install a version that is
 	// not newer than the running one (honoured only when the signed release
@@ -47,10 +50,10 @@ func (f Facts) Skipped() []string {
 	return out
 }
 
-// check runs the policy stage for release m (verified) on these facts:
-// release.Check with the checks of unstated facts left out (on copies), then
-// the slot size.
-func (f Facts) check(m *release.Metadata, env string) error {
+// check runs the policy stage for release m (verified; its payload is
+// length bytes) on these facts: release.Check with the checks of unstated
+// facts left out (on copies), then the sizes (the slot check).
+func (f Facts) check(m *release.Metadata, length int64, env string) error {
 	r, d := *m, f.Device
 	if d.Environment == "" {
 		d.Environment = env
@@ -82,8 +85,22 @@ func (f Facts) check(m *release.Metadata, env string) error {
 	if err := release.Check(&r, d, release.CheckOptions{AllowReinstallOrDowngrade: f.AllowDowngrade}); err != nil {
 		return fail(CheckPolicy, err)
 	}
+	// The slot check compares each size with its own limit: the installed
+	// (decompressed) image with the slot, the payload with the transport
+	// limit. A compressed payload may be larger than the slot (an
+	// incompressible image grows a little) as long as what it installs fits.
+	if length > MaxPayloadSize {
+		got, lim := bytesize.Pair(length, MaxPayloadSize)
+		return fail(CheckSlot, fmt.Errorf("%w: the payload is %s, more than the %s a bundle may carry", ErrPayloadTooLarge, got, lim))
+	}
 	if f.SlotSize > 0 && m.Installed.Length > f.SlotSize {
-		return fail(CheckSlot, fmt.Errorf("%w: installed image is %d bytes, the slot holds %d", ErrSlotTooSmall, m.Installed.Length, f.SlotSize))
+		got, lim := bytesize.Pair(m.Installed.Length, f.SlotSize)
+		return fail(CheckSlot, fmt.Errorf("%w: the image is %s installed but the slot holds %s (slots.size in device.toml)", ErrSlotTooSmall, got, lim))
 	}
 	return nil
 }
+
+// MaxPayloadSize is the transport limit: the largest payload (the bytes a
+// device is sent, compressed or not) the pipeline accepts, online or in a
+// bundle. It is the bundle format's limit, so both transports agree.
+const MaxPayloadSize = bundle.MaxPayloadSize

@@ -79,7 +79,7 @@ func (s *Session) Check(ctx context.Context, targetPath string, f Facts) (*Targe
 	if t.Release.Install.Kind != release.InstallRaw {
 		return nil, fail(CheckRelease, fmt.Errorf("%w: install kind %q", ErrUnsupported, t.Release.Install.Kind))
 	}
-	if err := f.check(t.Release, s.env); err != nil {
+	if err := f.check(t.Release, tf.Length, s.env); err != nil {
 		return nil, err
 	}
 	return t, nil

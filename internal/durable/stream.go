@@ -52,6 +52,11 @@ func CreateTemp(fsys FS, dir string, perm fs.FileMode) (*Pending, error) {
 // Write writes to the temp file.
 func (p *Pending) Write(b []byte) (int, error) { return p.f.Write(b) }
 
+// File returns the temp file, for a caller that fills it by other means
+// than Write (a reflink through its descriptor). Commit makes what it holds
+// durable; the caller must not close it.
+func (p *Pending) File() File { return p.f }
+
 // Name returns the temp file's name.
 func (p *Pending) Name() string { return p.tmp }
 

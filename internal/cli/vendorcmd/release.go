@@ -28,10 +28,11 @@ firmware rules in the TUF target's custom field and signs the product role's
 pending metadata with the given product keys. The target path is
 PRODUCT/VERSION/FILE (FILE.zst when compressed).
 
-An uncompressed image on the same filesystem as REPO is hard-linked, not
-copied: the repository then shares the file's data, so the image file is made
-read-only, and 'repo publish' re-verifies it before it goes public. Use
---copy to copy it instead.
+The repository keeps its own copy of the image (a copy-on-write reflink where
+the filesystem supports it, e.g. XFS or Btrfs; a copy otherwise), hashed as
+it is written: rebuilding the image file afterwards never changes a release,
+and the file itself is left as it was. An image that changes while it is
+added is refused.
 
 The release is published by 'airlock repo publish' once the product's
 threshold of keys has signed: other approvers sign with 'airlock release
@@ -56,7 +57,7 @@ Flags:
   --compress zstd             compress the payload
   --notes TEXT                release notes (short)
   --allow-downgrade           sign permission to install over newer versions
-  --copy                      copy the image even when it could be hard-linked
+  --copy                      no effect (the image is always copied); accepted for old scripts
   --keyring FILE              key environment registry (default $AIRLOCK_KEYRING or
                               ~/.config/airlock/keyring.json): a key registered for another
                               environment than the repository's is refused
@@ -84,7 +85,7 @@ Example:
 		compress := fs.String("compress", "", "")
 		notes := fs.String("notes", "", "")
 		downgrade := fs.Bool("allow-downgrade", false, "")
-		copyImage := fs.Bool("copy", false, "")
+		fs.Bool("copy", false, "") // no effect: the image is always copied
 		keyring := fs.String("keyring", "", "")
 		passFile := fs.String("passphrase-file", "", "")
 		return func(e *cli.Env, args []string) error {
@@ -125,7 +126,7 @@ Example:
 			info, err := r.AddRelease(repo.ReleaseOptions{
 				Product: *product, ImagePath: *image, Version: *version, SecurityVersion: uint32(sv),
 				Models: models, HWRev: *hwRev, Channel: *channel, Depends: depends, Compress: *compress,
-				Notes: *notes, AllowDowngrade: *downgrade, Copy: *copyImage, Signers: signers,
+				Notes: *notes, AllowDowngrade: *downgrade, Signers: signers,
 			})
 			if err != nil {
 				return err
