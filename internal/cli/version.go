@@ -58,12 +58,10 @@ func versionCommand(p *Program) *Command {
 		Summary: "print the version, commit and Go version",
 		Usage: `Usage: airlock version [--json]
 
-Prints the module version, the VCS commit the binary was built from, the
-commit's time and "modified" if the tree had uncommitted changes, and the
-Go version and platform, from the build information 'go build' records in
-the binary (runtime/debug.ReadBuildInfo). A binary built by 'go run', a
-test binary or one built with -buildvcs=false carries no commit.
-'airlock --version' is the same.
+Prints the module version, the VCS commit and its time ("modified" if the
+tree had uncommitted changes), the Go version and the platform, as 'go
+build' recorded them. A binary from 'go run', a test binary or one built
+with -buildvcs=false has no commit. 'airlock --version' is the same.
 
 Flags:
   --json   print the same as a JSON object on stdout (keys program, version,
