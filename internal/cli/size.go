@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"math/bits"
+	"strconv"
 	"strings"
 )
 
@@ -101,28 +102,16 @@ func digits(s string) bool {
 	return true
 }
 
-// FormatSize formats n (≥ 0) in the largest binary unit that divides it
-// exactly ("64MiB", "1536KiB"), or as a plain byte count ("1000").
-// ParseSize(FormatSize(n)) is n.
-func FormatSize(n int64) string {
-	if n > 0 {
-		for i := 3; i >= 0; i-- {
-			if u := sizeUnits[i]; n%u.mult == 0 {
-				return fmt.Sprintf("%d%s", n/u.mult, u.name)
-			}
-		}
-	}
-	return fmt.Sprint(n)
-}
-
 // Size is a flag.Value holding a size in bytes, parsed by ParseSize.
 type Size int64
 
+// String is the byte count (flag.Value; the flag package records it as the
+// default, which the help texts state themselves).
 func (s *Size) String() string {
 	if s == nil {
 		return "0"
 	}
-	return FormatSize(int64(*s))
+	return strconv.FormatInt(int64(*s), 10)
 }
 
 func (s *Size) Set(v string) error {

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"encoding/json"
 	"flag"
 	"fmt"
 	"runtime"
@@ -79,9 +78,7 @@ Examples:
 				}
 				v := ReadBuildInfo(p.Name)
 				if *asJSON {
-					enc := json.NewEncoder(e.Stdout)
-					enc.SetIndent("", "  ")
-					return enc.Encode(v)
+					return WriteJSON(e.Stdout, v)
 				}
 				fmt.Fprintf(e.Stdout, "%s %s\n", v.Program, v.Version)
 				switch {

@@ -2,7 +2,6 @@ package devicecmd
 
 import (
 	"bufio"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -194,9 +193,7 @@ Example:
 					}
 					s := d.Status()
 					if *asJSON {
-						enc := json.NewEncoder(e.Stdout)
-						enc.SetIndent("", "  ")
-						return enc.Encode(s)
+						return cli.WriteJSON(e.Stdout, s)
 					}
 					printStatus(e, s)
 					return nil

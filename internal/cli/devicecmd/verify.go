@@ -1,7 +1,6 @@
 package devicecmd
 
 import (
-	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
@@ -150,9 +149,7 @@ Examples:
 					}
 				}
 				if *asJSON {
-					enc := json.NewEncoder(e.Stdout)
-					enc.SetIndent("", "  ")
-					return enc.Encode(rep)
+					return cli.WriteJSON(e.Stdout, rep)
 				}
 				printReport(e, rep)
 				return nil

@@ -1,7 +1,6 @@
 package servercmd
 
 import (
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -142,9 +141,7 @@ Example:
 						return err
 					}
 					if *asJSON {
-						enc := json.NewEncoder(e.Stdout)
-						enc.SetIndent("", "  ")
-						return enc.Encode(l)
+						return cli.WriteJSON(e.Stdout, l)
 					}
 					tw := tabwriter.NewWriter(e.Stdout, 0, 4, 2, ' ', 0)
 					fmt.Fprintln(tw, "ID\tRELEASE\tENV\tAPPROVALS\tUPLOADER\tDEPLOYED")

@@ -3,7 +3,6 @@ package servercmd
 import (
 	"context"
 	"crypto/x509"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -293,7 +292,7 @@ Example:
 						return err
 					}
 					if *asJSON {
-						return json.NewEncoder(e.Stdout).Encode(v)
+						return cli.WriteJSON(e.Stdout, v)
 					}
 					printRollout(e.Stdout, v)
 					return nil
@@ -303,17 +302,19 @@ Example:
 		&cli.Command{
 			Name:    "rollout list",
 			Summary: "list rollouts, newest first",
-			Usage: `Usage: airlock rollout list --server URL --token-file F [--ca F]
+			Usage: `Usage: airlock rollout list --server URL --token-file F [--ca F] [--json]
 
 Lists rollouts, newest first: ID, release, state, stage and totals.
 
 Flags:
-` + adminFlagsUsage + `
+` + adminFlagsUsage + `  --json                   print the admin API's answer as JSON
+
 Example:
   airlock rollout list --server https://updates.example.com:8443 --token-file ~/.airlock-token
 `,
 			Flags: func(fs *flag.FlagSet) func(*cli.Env, []string) error {
 				af := defineAdminFlags(fs)
+				asJSON := fs.Bool("json", false, "")
 				return func(e *cli.Env, args []string) error {
 					if len(args) != 0 {
 						return cli.Usagef("unexpected arguments %q", args)
@@ -325,6 +326,9 @@ Example:
 					l, err := c.ListRollouts(e.Ctx)
 					if err != nil {
 						return err
+					}
+					if *asJSON {
+						return cli.WriteJSON(e.Stdout, l)
 					}
 					tw := tabwriter.NewWriter(e.Stdout, 0, 0, 2, ' ', 0)
 					fmt.Fprintln(tw, "ID\tRELEASE\tSTATE\tSTAGE\tASSIGNED\tSUCCEEDED\tFAILED")

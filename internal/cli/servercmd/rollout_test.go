@@ -1,9 +1,11 @@
 package servercmd
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 
+	"github.com/airlockfw/airlock/adminapi"
 	"github.com/airlockfw/airlock/internal/cli"
 	"github.com/airlockfw/airlock/server"
 	"github.com/airlockfw/airlock/trust"
@@ -47,6 +49,11 @@ func TestRolloutCommandsAgainstARealServer(t *testing.T) {
 	code, out, _ = runCLI(t, append([]string{"rollout", "list"}, admin(tok2, "")...)...)
 	if code != cli.ExitOK || !strings.Contains(out, id) {
 		t.Fatalf("rollout list: exit %d\n%s", code, out)
+	}
+	code, out, _ = runCLI(t, append([]string{"rollout", "list", "--json"}, admin(tok2, "")...)...)
+	var listed adminapi.RolloutList
+	if err := json.Unmarshal([]byte(out), &listed); code != cli.ExitOK || err != nil || len(listed.Rollouts) == 0 || listed.Rollouts[0].ID != id {
+		t.Fatalf("rollout list --json: exit %d, %v\n%s", code, err, out)
 	}
 	// A replayed TOTP code is refused; a missing one is a usage error.
 	code, _, errOut = runCLI(t, append(append([]string{"rollout", "pause"}, admin(tok2, code2)...), id)...)

@@ -177,13 +177,19 @@ Example:
 		&cli.Command{
 			Name:    "server user list",
 			Summary: "list admin API users, roles and second-factor state",
-			Usage: `Usage: airlock server user list --data DIR [--db DSN]
+			Usage: `Usage: airlock server user list --data DIR [--db DSN] [--json]
 
 Prints one line per user: name, role, state (enabled/disabled), whether
 TOTP is enrolled, and the user ID.
+
+Flags:
+  --data DIR               server data directory
+  --db DSN                 the server's store (default: the one DIR records)
+  --json                   print a JSON array of {name, role, state, totp, id}
 `,
 			Flags: func(fs *flag.FlagSet) func(*cli.Env, []string) error {
 				data, dsn := fs.String("data", "", ""), fs.String("db", "", "")
+				asJSON := fs.Bool("json", false, "")
 				return func(e *cli.Env, args []string) error {
 					if err := needStoreFlags(args, *data, *dsn, "-"); err != nil {
 						return err
@@ -193,7 +199,7 @@ TOTP is enrolled, and the user ID.
 						return err
 					}
 					defer db.Close()
-					return listUsers(e.Ctx, e.Stdout, db)
+					return listUsers(e.Ctx, e.Stdout, db, *asJSON)
 				}
 			},
 		},
@@ -221,22 +227,39 @@ func userErr(err error, name string) error {
 	return err
 }
 
-func listUsers(ctx context.Context, w io.Writer, db store.Store) error {
+// userJSON is one user in `server user list --json`.
+type userJSON struct {
+	Name  string `json:"name"`
+	Role  string `json:"role"`
+	State string `json:"state"` // enabled or disabled
+	TOTP  bool   `json:"totp"`  // a second factor is enrolled
+	ID    string `json:"id"`
+}
+
+func listUsers(ctx context.Context, w io.Writer, db store.Store, asJSON bool) error {
 	users, err := db.ListUsers(ctx)
 	if err != nil {
 		return err
 	}
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tROLE\tSTATE\tTOTP\tID")
+	out := make([]userJSON, 0, len(users))
 	for _, u := range users {
-		state, totp := "enabled", "no"
+		state := "enabled"
 		if u.Disabled() {
 			state = "disabled"
 		}
-		if u.TOTPSecret != nil {
+		out = append(out, userJSON{Name: u.Name, Role: u.Role, State: state, TOTP: u.TOTPSecret != nil, ID: u.ID})
+	}
+	if asJSON {
+		return cli.WriteJSON(w, out)
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tROLE\tSTATE\tTOTP\tID")
+	for _, u := range out {
+		totp := "no"
+		if u.TOTP {
 			totp = "yes"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", u.Name, u.Role, state, totp, u.ID)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", u.Name, u.Role, u.State, totp, u.ID)
 	}
 	return tw.Flush()
 }

@@ -1,6 +1,7 @@
 package servercmd
 
 import (
+	"encoding/json"
 	"github.com/airlockfw/airlock/internal/cli"
 	"os"
 	"path/filepath"
@@ -15,6 +16,20 @@ func TestServerUserCommands(t *testing.T) {
 	if code != cli.ExitOK || !regexp.MustCompile(`^[A-Za-z0-9_-]{43}\n$`).MatchString(out) || !strings.Contains(errOut, "shown only once") {
 		t.Fatalf("user add: exit %d\nstdout %q\nstderr %s", code, out, errOut)
 	}
+
+	t.Run("list --json", func(t *testing.T) {
+		code, out, errOut := runCLI(t, "server", "user", "list", "--data", data, "--json")
+		var users []struct {
+			Name, Role, State, ID string
+			TOTP                  bool
+		}
+		if err := json.Unmarshal([]byte(out), &users); code != cli.ExitOK || err != nil {
+			t.Fatalf("exit %d, %v: %s\n%s", code, err, out, errOut)
+		}
+		if len(users) != 1 || users[0].Name != "alice" || users[0].Role != "approver" || users[0].State != "enabled" || users[0].TOTP || users[0].ID == "" {
+			t.Fatalf("users = %+v", users)
+		}
+	})
 
 	t.Run("totp prints a QR code and the otpauth URI", func(t *testing.T) {
 		code, out, errOut := runCLI(t, "server", "user", "totp", "--data", data, "--name", "alice")
