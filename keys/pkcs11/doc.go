@@ -28,8 +28,9 @@
 // parsed and checked against the supported types; signature lengths are
 // checked). The private key never leaves the token: Generate creates it
 // inside the token with CKA_SENSITIVE=true, CKA_EXTRACTABLE=false,
-// CKA_PRIVATE=true and CKA_SIGN=true only, and this package never asks for
-// its value. The PIN is read from a file or the environment, used for one
+// CKA_PRIVATE=true and CKA_SIGN=true as its only use (decrypt, unwrap,
+// derive and sign-recover explicitly off, for every key type), and this
+// package never asks for its value. The PIN is read from a file or the environment, used for one
 // C_Login per token and process, and never logged or put in an error.
 //
 // Sessions: each module is loaded and initialized once per process (cached

@@ -45,45 +45,49 @@ func mustDER(v any) []byte {
 	return b
 }
 
-// templates returns the generation mechanism and the type-specific public
-// and private key attributes for t.
+// templates returns the generation mechanism and the public and private
+// key attributes for t. Every key pair gets the same usage attributes,
+// whatever its type: the private key may sign and nothing else (decrypt,
+// unwrap, derive and sign-recover off), the public key may verify and
+// nothing else (encrypt, wrap, derive and verify-recover off). Tokens pick
+// their own defaults for attributes a template leaves out (SoftHSM2 allows
+// decrypt and unwrap), so every one is set explicitly.
 func templates(t keys.Type) (mech uint, pub, priv []*p11.Attribute, err error) {
-	ec := func(kt uint, oid asn1.ObjectIdentifier) {
-		pub = []*p11.Attribute{
-			p11.NewAttribute(p11.CKA_KEY_TYPE, kt),
-			p11.NewAttribute(p11.CKA_EC_PARAMS, mustDER(oid)),
-		}
-		priv = []*p11.Attribute{
-			p11.NewAttribute(p11.CKA_KEY_TYPE, kt),
-			p11.NewAttribute(p11.CKA_DERIVE, false),
-		}
-	}
+	var kt uint
 	switch t {
 	case keys.Ed25519:
-		mech = ckmECEdwardsKeyPairGen
-		ec(ckkECEdwards, oidEd25519)
+		mech, kt = ckmECEdwardsKeyPairGen, ckkECEdwards
+		pub = []*p11.Attribute{p11.NewAttribute(p11.CKA_EC_PARAMS, mustDER(oidEd25519))}
 	case keys.ECDSAP256:
-		mech = p11.CKM_EC_KEY_PAIR_GEN
-		ec(p11.CKK_EC, oidP256)
+		mech, kt = p11.CKM_EC_KEY_PAIR_GEN, p11.CKK_EC
+		pub = []*p11.Attribute{p11.NewAttribute(p11.CKA_EC_PARAMS, mustDER(oidP256))}
 	case keys.ECDSAP384:
-		mech = p11.CKM_EC_KEY_PAIR_GEN
-		ec(p11.CKK_EC, oidP384)
+		mech, kt = p11.CKM_EC_KEY_PAIR_GEN, p11.CKK_EC
+		pub = []*p11.Attribute{p11.NewAttribute(p11.CKA_EC_PARAMS, mustDER(oidP384))}
 	case keys.RSA3072:
-		mech = p11.CKM_RSA_PKCS_KEY_PAIR_GEN
+		mech, kt = p11.CKM_RSA_PKCS_KEY_PAIR_GEN, p11.CKK_RSA
 		pub = []*p11.Attribute{
-			p11.NewAttribute(p11.CKA_KEY_TYPE, p11.CKK_RSA),
 			p11.NewAttribute(p11.CKA_MODULUS_BITS, rsaBits),
 			p11.NewAttribute(p11.CKA_PUBLIC_EXPONENT, []byte{1, 0, 1}),
-			p11.NewAttribute(p11.CKA_ENCRYPT, false),
-			p11.NewAttribute(p11.CKA_WRAP, false),
-		}
-		priv = []*p11.Attribute{
-			p11.NewAttribute(p11.CKA_KEY_TYPE, p11.CKK_RSA),
-			p11.NewAttribute(p11.CKA_DECRYPT, false),
-			p11.NewAttribute(p11.CKA_UNWRAP, false),
 		}
 	default:
 		return 0, nil, nil, fmt.Errorf("%w %q", keys.ErrUnsupportedKey, t)
+	}
+	pub = append(pub,
+		p11.NewAttribute(p11.CKA_KEY_TYPE, kt),
+		p11.NewAttribute(p11.CKA_VERIFY, true),
+		p11.NewAttribute(p11.CKA_VERIFY_RECOVER, false),
+		p11.NewAttribute(p11.CKA_ENCRYPT, false),
+		p11.NewAttribute(p11.CKA_WRAP, false),
+		p11.NewAttribute(p11.CKA_DERIVE, false),
+	)
+	priv = []*p11.Attribute{
+		p11.NewAttribute(p11.CKA_KEY_TYPE, kt),
+		p11.NewAttribute(p11.CKA_SIGN, true),
+		p11.NewAttribute(p11.CKA_SIGN_RECOVER, false),
+		p11.NewAttribute(p11.CKA_DECRYPT, false),
+		p11.NewAttribute(p11.CKA_UNWRAP, false),
+		p11.NewAttribute(p11.CKA_DERIVE, false),
 	}
 	return mech, pub, priv, nil
 }

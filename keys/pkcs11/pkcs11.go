@@ -359,10 +359,12 @@ func findObject(uri string, login bool, class uint) (*object, error) {
 
 // Generate creates a key pair of type t inside the token the URI names,
 // labelled with the URI's object and id (a random 16-byte id when the URI
-// gives none). The private key is a token object with CKA_PRIVATE,
-// CKA_SENSITIVE and CKA_SIGN set and CKA_EXTRACTABLE, CKA_DECRYPT,
-// CKA_UNWRAP and CKA_DERIVE unset, so it can only sign and never leaves the
-// token. Generate refuses (ErrExists) when any object with the label or id
+// gives none). For every key type the private key is a token object with
+// CKA_PRIVATE, CKA_SENSITIVE and CKA_SIGN set and CKA_EXTRACTABLE,
+// CKA_DECRYPT, CKA_UNWRAP, CKA_DERIVE and CKA_SIGN_RECOVER unset, so it can
+// only sign and never leaves the token; the public key object has
+// CKA_VERIFY set and CKA_ENCRYPT, CKA_WRAP, CKA_DERIVE and
+// CKA_VERIFY_RECOVER unset. Generate refuses (ErrExists) when any object with the label or id
 // exists.
 func Generate(uri string, t keys.Type) (crypto.PublicKey, error) {
 	u, err := parseKeyURI(uri)
@@ -414,14 +416,12 @@ func Generate(uri string, t keys.Type) (crypto.PublicKey, error) {
 	pubT = append(append(pubT, common...),
 		p11.NewAttribute(p11.CKA_CLASS, p11.CKO_PUBLIC_KEY),
 		p11.NewAttribute(p11.CKA_PRIVATE, false),
-		p11.NewAttribute(p11.CKA_VERIFY, true),
 	)
 	privT = append(append(privT, common...),
 		p11.NewAttribute(p11.CKA_CLASS, p11.CKO_PRIVATE_KEY),
 		p11.NewAttribute(p11.CKA_PRIVATE, true),
 		p11.NewAttribute(p11.CKA_SENSITIVE, true),
 		p11.NewAttribute(p11.CKA_EXTRACTABLE, false),
-		p11.NewAttribute(p11.CKA_SIGN, true),
 	)
 	pubH, privH, err := m.ctx.GenerateKeyPair(sh, []*p11.Mechanism{p11.NewMechanism(mech, nil)}, pubT, privT)
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
 	"github.com/airlockfw/airlock/keys"
@@ -103,6 +104,51 @@ func TestPrivateKeyNeverLeavesToken(t *testing.T) {
 			}
 			if !pkcs11.IsSensitiveErr(kp.ValueErr) {
 				t.Errorf("reading the private value failed with %v, want CKR_ATTRIBUTE_SENSITIVE", kp.ValueErr)
+			}
+		})
+	}
+}
+
+// TestGeneratedKeysOnlySign reads every usage attribute of each generated
+// key pair back from the token and checks that the token refuses to
+// decrypt or derive with the private key: a signing key that can also
+// decrypt or unwrap is an oracle for whoever can reach the token.
+func TestGeneratedKeysOnlySign(t *testing.T) {
+	base, mod, pin := pkcs11test.NewToken(t)
+	wantPriv := map[string]bool{
+		"CKA_SIGN": true, "CKA_SIGN_RECOVER": false, "CKA_DECRYPT": false,
+		"CKA_UNWRAP": false, "CKA_DERIVE": false, "CKA_EXTRACTABLE": false,
+		"CKA_SENSITIVE": true, "CKA_PRIVATE": true, "CKA_TOKEN": true,
+	}
+	wantPub := map[string]bool{
+		"CKA_VERIFY": true, "CKA_VERIFY_RECOVER": false, "CKA_ENCRYPT": false,
+		"CKA_WRAP": false, "CKA_DERIVE": false, "CKA_PRIVATE": false,
+		"CKA_TOKEN": true,
+	}
+	for _, typ := range keys.Types {
+		t.Run(string(typ), func(t *testing.T) {
+			uri := pkcs11test.URI(base, "usage-"+string(typ), mod, pin)
+			if _, err := pkcs11.Generate(uri, typ); err != nil {
+				t.Fatal(err)
+			}
+			for class, want := range map[string]map[string]bool{"private": wantPriv, "public": wantPub} {
+				got, err := pkcs11.KeyUsage(uri, class)
+				if err != nil {
+					t.Fatalf("%s key: %v", class, err)
+				}
+				if diff := cmp.Diff(want, got); diff != "" {
+					t.Errorf("%s key attributes (-want +got):\n%s", class, diff)
+				}
+			}
+			// SoftHSM2 checks CKA_DECRYPT before the mechanism, so a
+			// non-RSA key is refused for its function, not its type.
+			if err := pkcs11.TryDecryptInit(uri); !pkcs11.IsFunctionNotPermittedErr(err) {
+				t.Errorf("C_DecryptInit = %v, want CKR_KEY_FUNCTION_NOT_PERMITTED", err)
+			}
+			if typ == keys.ECDSAP256 || typ == keys.ECDSAP384 {
+				if err := pkcs11.TryDeriveKey(uri); !pkcs11.IsFunctionNotPermittedErr(err) {
+					t.Errorf("C_DeriveKey(ECDH) = %v, want CKR_KEY_FUNCTION_NOT_PERMITTED", err)
+				}
 			}
 		})
 	}

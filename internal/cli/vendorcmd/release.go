@@ -1,6 +1,7 @@
 package vendorcmd
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"strconv"
@@ -148,7 +149,7 @@ var releaseSignCmd = &cli.Command{
 	Summary: "approve a pending release (in the repository or a carried file)",
 	Usage: `Usage: airlock release sign --dir REPO --product PRODUCT [--version V] --key KEY
        airlock release sign --pending FILE --key KEY
-         [--keyring FILE] [--passphrase-file FILE]
+         [--yes] [--keyring FILE] [--passphrase-file FILE]
 
 The first form signs the product's pending metadata in REPO with KEY, which
 must be one of the product's keys. With --version, the pending metadata must
@@ -160,6 +161,15 @@ for a root rotation) carried to another machine, in place, without the
 repository. Carry it back and merge it with 'airlock repo import'; the
 repository checks that the content is unchanged and the key is authorized.
 
+Before signing, both forms print to stderr what the signature approves, as
+'airlock release show' does: each release added or changed (for a carried
+file: every release in it) with its environment, target, lengths, hashes,
+compression, models, hardware revisions, channel, security version,
+dependencies and the changes since the previous release. When stdin is a
+terminal, it then asks for confirmation (y/N) unless --yes is given; when
+stdin is not a terminal (scripts, CI), it prints the summary and signs
+without asking.
+
 Flags:
   --dir REPO               repository directory
   --product PRODUCT        product ID
@@ -169,6 +179,7 @@ Flags:
   --keyring FILE           key environment registry; with --dir, a key registered for another
                            environment than the repository's is refused
   --passphrase-file FILE   passphrase of an encrypted private key
+  --yes                    sign without asking for confirmation on a terminal
 
 Examples:
   airlock release sign --dir /srv/fw-repo --product acme/router-x1 --version 1.1.0 --key bob.pem
@@ -182,6 +193,7 @@ Examples:
 		key := fs.String("key", "", "")
 		keyring := fs.String("keyring", "", "")
 		passFile := fs.String("passphrase-file", "", "")
+		yes := fs.Bool("yes", false, "")
 		return func(e *cli.Env, args []string) error {
 			if err := cli.NoArgs(args); err != nil {
 				return err
@@ -195,6 +207,15 @@ Examples:
 				}
 				s, err := loadSigner(*key, *passFile)
 				if err != nil {
+					return err
+				}
+				ps, err := repo.DescribePendingFile(*pending)
+				if err != nil {
+					return err
+				}
+				e.Printf("airlock: signing %s approves:\n", *pending)
+				printPending(e.Stderr, ps)
+				if err := confirm(e, *yes, "Sign "+*pending+"?"); err != nil {
 					return err
 				}
 				id, err := repo.SignPendingFile(*pending, s)
@@ -217,6 +238,19 @@ Examples:
 			}
 			s, err := signerIn(*dir, *key, *passFile)
 			if err != nil {
+				return err
+			}
+			ps, err := r.DescribePending(*product)
+			switch {
+			case errors.Is(err, repo.ErrNotFound):
+				e.Printf("airlock: nothing is pending for %s: the published metadata is re-signed as a new version\n", *product)
+			case err != nil:
+				return err
+			default:
+				e.Printf("airlock: signing the pending metadata of %s approves:\n", *product)
+				printPending(e.Stderr, ps)
+			}
+			if err := confirm(e, *yes, "Sign the pending metadata of "+*product+"?"); err != nil {
 				return err
 			}
 			have, need, err := r.SignPending(*product, *version, s)
