@@ -135,7 +135,7 @@ func (r *Repo) AddRelease(opts ReleaseOptions) (*ReleaseInfo, error) {
 // It holds the repository lock (LockFile), enforces the environment rule on
 // its signers (Options.Keyring) and appends its audit entry, if the
 // repository keeps an audit log.
-func (r *Repo) SignPending(product, version string, signer crypto.Signer) (have, need int, err error) {
+func (r *Repo) SignPending(product, version string, signer crypto.Signer, shown string) (have, need int, err error) {
 	unlock, err := r.lock("release sign")
 	if err != nil {
 		return 0, 0, err
@@ -144,7 +144,7 @@ func (r *Repo) SignPending(product, version string, signer crypto.Signer) (have,
 	if err := r.checkSigners(signer); err != nil {
 		return 0, 0, err
 	}
-	have, need, err = r.signPending(product, version, signer)
+	have, need, err = r.signPending(product, version, signer, shown)
 	if err != nil {
 		return 0, 0, err
 	}

@@ -111,7 +111,7 @@ func TestEnvironmentRuleIsEnforcedByTheRepository(t *testing.T) {
 	if _, err := r.AddRelease(opts); err != nil {
 		t.Fatalf("AddRelease signed by the prod key: %v", err)
 	}
-	if _, _, err := r.SignPending("acme/router-x1", "1.0.0", devKey); !errors.Is(err, keys.ErrEnvironment) {
+	if _, _, err := r.SignPending("acme/router-x1", "1.0.0", devKey, ""); !errors.Is(err, keys.ErrEnvironment) {
 		t.Fatalf("SignPending by a dev key in prod = %v, want ErrEnvironment", err)
 	}
 }

@@ -404,7 +404,7 @@ func (r *Repo) payloadPath(targetPath string, tf *metadata.TargetFiles) (string,
 
 // signPending is SignPending without the repository lock, the environment rule and the
 // audit entry.
-func (r *Repo) signPending(product, version string, signer crypto.Signer) (have, need int, err error) {
+func (r *Repo) signPending(product, version string, signer crypto.Signer, shown string) (have, need int, err error) {
 	p, role, err := productRole(product)
 	if err != nil {
 		return 0, 0, err
@@ -430,6 +430,9 @@ func (r *Repo) signPending(product, version string, signer crypto.Signer) (have,
 	}
 	if version != "" && findVersion(md, version) == "" {
 		return 0, 0, fmt.Errorf("%w: release %s %s is not in the pending metadata of %s", ErrNotFound, p, version, role)
+	}
+	if err := checkShown(md.Signed, shown); err != nil {
+		return 0, 0, err
 	}
 	if err := tufsign.Sign(md, signer); err != nil {
 		return 0, 0, err
@@ -473,9 +476,11 @@ func (r *Repo) Pending(product string) (have, need int, err error) {
 // SignPendingFile signs a pending metadata file carried from the repository
 // machine (a copy of REPO/staging/<role>.json) in place, without access to
 // the repository. The repository checks the signature when the file comes
-// back (ImportPending). It returns the key ID that signed and the file's
-// content summary so the holder can check what they approve.
-func SignPendingFile(path string, signer crypto.Signer) (keyID string, err error) {
+// back (ImportPending). It returns the key ID that signed. shown, if not
+// empty, is the SignedSHA256 of the DescribePendingFile summary the holder
+// approved: a file whose signed content changed since is refused with
+// ErrChanged.
+func SignPendingFile(path string, signer crypto.Signer, shown string) (keyID string, err error) {
 	data, err := readLimited(path, MaxMetadataSize)
 	if err != nil {
 		return "", err
@@ -491,6 +496,9 @@ func SignPendingFile(path string, signer crypto.Signer) (keyID string, err error
 		if err != nil {
 			return "", err
 		}
+		if err := checkShown(md.Signed, shown); err != nil {
+			return "", err
+		}
 		if err := tufsign.Sign(md, signer); err != nil {
 			return "", err
 		}
@@ -501,6 +509,9 @@ func SignPendingFile(path string, signer crypto.Signer) (keyID string, err error
 	case metadata.TARGETS:
 		md, err := parseMD[metadata.TargetsType](data)
 		if err != nil {
+			return "", err
+		}
+		if err := checkShown(md.Signed, shown); err != nil {
 			return "", err
 		}
 		if err := tufsign.Sign(md, signer); err != nil {

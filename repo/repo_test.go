@@ -129,7 +129,7 @@ func TestThresholdReleaseIsStandardTUF(t *testing.T) {
 	// The second approver works on a copy on another machine.
 	carried := filepath.Join(t.TempDir(), "acme.router-x1.json")
 	copyFile(t, filepath.Join(f.dir, "staging", "acme.router-x1.json"), carried)
-	if _, err := SignPendingFile(carried, f.product[1]); err != nil {
+	if _, err := SignPendingFile(carried, f.product[1], ""); err != nil {
 		t.Fatal(err)
 	}
 	role, have, need, err := f.r.ImportPending(carried)
@@ -208,13 +208,13 @@ func TestImportPendingRejectsAlteredContent(t *testing.T) {
 	}
 	out, _ := md.ToBytes(true)
 	os.WriteFile(carried, out, 0o644)
-	SignPendingFile(carried, f.product[1])
+	SignPendingFile(carried, f.product[1], "")
 	if _, _, _, err := f.r.ImportPending(carried); !errors.Is(err, ErrMismatch) {
 		t.Fatalf("ImportPending of altered content = %v, want ErrMismatch", err)
 	}
 	// A signature by a key outside the role is not merged.
 	copyFile(t, filepath.Join(f.dir, "staging", "acme.router-x1.json"), carried)
-	SignPendingFile(carried, f.targets)
+	SignPendingFile(carried, f.targets, "")
 	if _, have, _, err := f.r.ImportPending(carried); err != nil || have != 1 {
 		t.Fatalf("ImportPending with a foreign signature: have %d, %v", have, err)
 	}
@@ -328,7 +328,7 @@ func TestRootRotationChain(t *testing.T) {
 	// The new key holder signs on another machine.
 	carried := filepath.Join(t.TempDir(), "root.json")
 	copyFile(t, filepath.Join(f.dir, "staging", "root.json"), carried)
-	if _, err := SignPendingFile(carried, n1); err != nil {
+	if _, err := SignPendingFile(carried, n1, ""); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, _, err := f.r.ImportPending(carried); err != nil {
@@ -419,11 +419,11 @@ func TestRevokedProductKeyStopsCounting(t *testing.T) {
 		t.Fatal("the release still verifies after its approver's key was revoked")
 	}
 	// The revoked key may no longer sign.
-	if _, _, err := f.r.SignPending("acme/router-x1", "1.0.0", f.product[0]); !errors.Is(err, ErrUnauthorizedKey) {
+	if _, _, err := f.r.SignPending("acme/router-x1", "1.0.0", f.product[0], ""); !errors.Is(err, ErrUnauthorizedKey) {
 		t.Fatalf("revoked key signing = %v", err)
 	}
 	for _, s := range f.product[1:] {
-		if _, _, err := f.r.SignPending("acme/router-x1", "1.0.0", s); err != nil {
+		if _, _, err := f.r.SignPending("acme/router-x1", "1.0.0", s, ""); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -2,8 +2,11 @@ package repo
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -11,6 +14,7 @@ import (
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
+	"github.com/airlockfw/airlock/internal/canonjson"
 	"github.com/airlockfw/airlock/release"
 )
 
@@ -99,6 +103,10 @@ type PendingSummary struct {
 	SignedBy        []string `json:"signed_by"`
 	Signatures      int      `json:"signatures"`
 	Threshold       int      `json:"threshold"` // 0 when unknown (a carried file)
+	// SignedSHA256 is the SHA-256 of the canonical signed bytes, what a
+	// signature covers. Passing it to SignPending or SignPendingFile makes
+	// them refuse (ErrChanged) metadata that changed since it was shown.
+	SignedSHA256 string `json:"signed_sha256"`
 	// Releases are the releases the signature approves: added or changed
 	// since the published metadata (every release for a carried file,
 	// which has nothing to compare with), oldest version first.
@@ -320,7 +328,11 @@ func (r *Repo) DescribePending(product string) (*PendingSummary, error) {
 	if err != nil {
 		return nil, err
 	}
-	ps := &PendingSummary{Role: role, Type: metadata.TARGETS, MetadataVersion: staged.Signed.Version,
+	digest, err := signedDigest(staged.Signed)
+	if err != nil {
+		return nil, err
+	}
+	ps := &PendingSummary{Role: role, Type: metadata.TARGETS, MetadataVersion: staged.Signed.Version, SignedSHA256: digest,
 		Expires: staged.Signed.Expires.UTC().Format(time.RFC3339), SignedBy: ids, Signatures: have, Threshold: need,
 		Releases: []ReleaseSummary{}}
 	for _, s := range summarize(staged, StatePending) {
@@ -371,7 +383,11 @@ func DescribePendingFile(path string) (*PendingSummary, error) {
 		if err != nil {
 			return nil, err
 		}
-		return &PendingSummary{Role: metadata.ROOT, Type: typ, MetadataVersion: md.Signed.Version,
+		digest, err := signedDigest(md.Signed)
+		if err != nil {
+			return nil, err
+		}
+		return &PendingSummary{Role: metadata.ROOT, Type: typ, MetadataVersion: md.Signed.Version, SignedSHA256: digest,
 			Expires: md.Signed.Expires.UTC().Format(time.RFC3339), SignedBy: signedBy(md.Signatures),
 			Signatures: len(md.Signatures), Releases: []ReleaseSummary{}}, nil
 	case metadata.TARGETS:
@@ -380,7 +396,11 @@ func DescribePendingFile(path string) (*PendingSummary, error) {
 			return nil, err
 		}
 		ids := signedBy(md.Signatures)
-		ps := &PendingSummary{Type: typ, MetadataVersion: md.Signed.Version,
+		digest, err := signedDigest(md.Signed)
+		if err != nil {
+			return nil, err
+		}
+		ps := &PendingSummary{Type: typ, MetadataVersion: md.Signed.Version, SignedSHA256: digest,
 			Expires: md.Signed.Expires.UTC().Format(time.RFC3339), SignedBy: ids, Signatures: len(ids),
 			Releases: summarize(md, StateCarried)}
 		for i := range ps.Releases {
@@ -394,4 +414,35 @@ func DescribePendingFile(path string) (*PendingSummary, error) {
 		return ps, nil
 	}
 	return nil, fmt.Errorf("%w: %s metadata is signed by online keys at publish, not as a pending file", ErrInvalidMetadata, typ)
+}
+
+// ErrChanged: the metadata to sign is not what was shown to the approver
+// (its signed bytes changed between DescribePending* and SignPending*).
+var ErrChanged = errors.New("pending metadata changed since it was shown")
+
+// signedDigest is the hex SHA-256 of the canonical JSON of signed: the
+// bytes a signature covers.
+func signedDigest(signed any) (string, error) {
+	b, err := canonjson.Marshal(signed)
+	if err != nil {
+		return "", fmt.Errorf("failed to encode metadata: %w", err)
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:]), nil
+}
+
+// checkShown refuses signed if shown (a PendingSummary.SignedSHA256) is
+// set and does not match it.
+func checkShown(signed any, shown string) error {
+	if shown == "" {
+		return nil
+	}
+	d, err := signedDigest(signed)
+	if err != nil {
+		return err
+	}
+	if subtle.ConstantTimeCompare([]byte(d), []byte(shown)) != 1 {
+		return fmt.Errorf("%w: it was shown as sha256 %s and is now %s; review it again", ErrChanged, shown, d)
+	}
+	return nil
 }

@@ -112,3 +112,50 @@ func TestDescribePendingFlagsReplacedRelease(t *testing.T) {
 		t.Fatalf("DescribeRelease(1.0.0) = %+v, %v", s, err)
 	}
 }
+
+// TestSignRefusesWhatChangedSinceItWasShown: the approver is shown the
+// pending metadata, then something adds a release before the signature:
+// signing with the shown digest is refused; the staged metadata and the
+// carried file keep no signature of the approver's.
+func TestSignRefusesWhatChangedSinceItWasShown(t *testing.T) {
+	f := newFixture(t)
+	f.addRelease(t, "1.0.0", CompressNone, f.product[0])
+	shown, err := f.r.DescribePending("acme/router-x1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(shown.SignedSHA256) != 64 {
+		t.Fatalf("SignedSHA256 = %q", shown.SignedSHA256)
+	}
+	// A carried copy, shown, then edited (a second release sneaks in).
+	carried := filepath.Join(t.TempDir(), "acme.router-x1.json")
+	copyFile(t, filepath.Join(f.dir, "staging", "acme.router-x1.json"), carried)
+	cs, err := DescribePendingFile(carried)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cs.SignedSHA256 != shown.SignedSHA256 {
+		t.Fatalf("the carried copy's digest %s differs from the staged one's %s", cs.SignedSHA256, shown.SignedSHA256)
+	}
+
+	f.addRelease(t, "1.1.0", CompressNone, f.product[0])
+	if _, _, err := f.r.SignPending("acme/router-x1", "", f.product[1], shown.SignedSHA256); !errors.Is(err, ErrChanged) {
+		t.Fatalf("SignPending after a change = %v, want ErrChanged", err)
+	}
+	now, err := f.r.DescribePending("acme/router-x1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if now.Signatures != 1 || now.SignedSHA256 == shown.SignedSHA256 {
+		t.Fatalf("after the refusal: %d signatures, digest %s", now.Signatures, now.SignedSHA256)
+	}
+	// Signing what is now shown works.
+	if have, _, err := f.r.SignPending("acme/router-x1", "", f.product[1], now.SignedSHA256); err != nil || have != 2 {
+		t.Fatalf("SignPending of what was shown = %d, %v", have, err)
+	}
+
+	copyFile(t, filepath.Join(f.dir, "staging", "acme.router-x1.json"), carried) // the carried file changes too
+	if _, err := SignPendingFile(carried, f.product[1], cs.SignedSHA256); !errors.Is(err, ErrChanged) {
+		t.Fatalf("SignPendingFile after a change = %v, want ErrChanged", err)
+	}
+}

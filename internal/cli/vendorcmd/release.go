@@ -218,7 +218,7 @@ Examples:
 				if err := confirm(e, *yes, "Sign "+*pending+"?"); err != nil {
 					return err
 				}
-				id, err := repo.SignPendingFile(*pending, s)
+				id, err := repo.SignPendingFile(*pending, s, ps.SignedSHA256) // exactly what was shown
 				if err != nil {
 					return err
 				}
@@ -241,6 +241,7 @@ Examples:
 				return err
 			}
 			ps, err := r.DescribePending(*product)
+			shown := ""
 			switch {
 			case errors.Is(err, repo.ErrNotFound):
 				e.Printf("airlock: nothing is pending for %s: the published metadata is re-signed as a new version\n", *product)
@@ -249,11 +250,12 @@ Examples:
 			default:
 				e.Printf("airlock: signing the pending metadata of %s approves:\n", *product)
 				printPending(e.Stderr, ps)
+				shown = ps.SignedSHA256
 			}
 			if err := confirm(e, *yes, "Sign the pending metadata of "+*product+"?"); err != nil {
 				return err
 			}
-			have, need, err := r.SignPending(*product, *version, s)
+			have, need, err := r.SignPending(*product, *version, s, shown) // exactly what was shown
 			if err != nil {
 				return err
 			}
