@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -286,6 +287,9 @@ type uboot struct {
 	script  string            // /boot.scr on partition 1
 	noFIT   map[string]bool   // partitions whose FIT fails to load or verify
 	console []string
+
+	grubPath string // grubenv file (GRUB boards)
+	grubCfg  string // grub.cfg up to its menu entries
 }
 
 func (u *uboot) get(name string) (string, bool) {
@@ -474,6 +478,35 @@ func (u *uboot) command(args []string) (int, error) {
 		return 0, booted{args}
 	case "reset":
 		return 0, errReset
+	// GRUB (grub.cfg): the same shell grammar, other commands.
+	case "set":
+		name, value, _ := strings.Cut(args[1], "=")
+		u.setenv(name, value, false)
+		return 0, nil
+	case "[":
+		if args[len(args)-1] != "]" {
+			u.t.Fatalf("grub: [ without ]: %q", args)
+		}
+		return status(testExpr(u.t, args[1:len(args)-1]))
+	case "load_env":
+		env, err := boot.ReadGrubEnv(u.fsys, u.grubPath)
+		if err != nil {
+			u.t.Fatal(err)
+		}
+		for _, v := range env {
+			u.setenv(v[0], v[1], false)
+		}
+		return 0, nil
+	case "save_env": // save_env --file F NAME...
+		var vars [][2]string
+		for _, name := range args[3:] {
+			v, _ := u.get(name)
+			vars = append(vars, [2]string{name, v})
+		}
+		if err := boot.SaveGrubEnv(u.fsys, u.grubPath, vars); err != nil {
+			u.t.Fatal(err)
+		}
+		return 0, nil
 	}
 	u.t.Fatalf("hush: unsupported command %q", args)
 	return 1, nil
@@ -494,6 +527,13 @@ func testExpr(t *testing.T, a []string) bool {
 			return a[0] == a[2]
 		case "!=":
 			return a[0] != a[2]
+		case "-ge", "-gt", "-le", "-lt", "-eq", "-ne":
+			x, err1 := strconv.Atoi(a[0])
+			y, err2 := strconv.Atoi(a[2])
+			if err1 != nil || err2 != nil {
+				t.Fatalf("test: not numbers: %q", a)
+			}
+			return map[string]bool{"-ge": x >= y, "-gt": x > y, "-le": x <= y, "-lt": x < y, "-eq": x == y, "-ne": x != y}[a[1]]
 		}
 	}
 	t.Fatalf("hush: unsupported test %q", a)
@@ -545,6 +585,22 @@ func (u *uboot) powerOn() boot.Slot {
 	return ""
 }
 
+// powerOnGrub runs grub.cfg up to its menu entries and returns the slot of
+// the default entry.
+func (u *uboot) powerOnGrub() boot.Slot {
+	u.t.Helper()
+	u.env, u.locals = nil, map[string]string{}
+	if _, err := u.runScript(u.grubCfg); err != nil {
+		u.t.Fatal(err)
+	}
+	def, _ := u.get("default")
+	slot, ok := strings.CutPrefix(def, "airlock-")
+	if !ok {
+		u.t.Fatalf("grub.cfg default = %q", def)
+	}
+	return boot.Slot(slot)
+}
+
 // fwEnvConfig reads the shipped fw_env.config as a boot.Config for dir.
 func fwEnvConfig(t *testing.T, dir string) boot.Config {
 	f, err := os.Open(filepath.Join(examples, "uboot", "fw_env.config"))
@@ -590,12 +646,19 @@ func fwEnvConfig(t *testing.T, dir string) boot.Config {
 // env.txt to the environment as `fw_setenv -s env.txt` would.
 func newBoard(t *testing.T, limit int) (*device.Device, *uboot) {
 	t.Helper()
+	return newBoardFor(t, boot.BackendUBootEnv, limit)
+}
+
+// newBoardFor is newBoard for backend uboot-env or grubenv (then grub.cfg
+// instead of the U-Boot files).
+func newBoardFor(t *testing.T, backend string, limit int) (*device.Device, *uboot) {
+	t.Helper()
 	v := repotest.New(t, repotest.Options{})
 	v.Release("1.0.0", 1, repotest.Image(1, 64<<10), nil)
 	v.Release("1.1.0", 2, repotest.Image(2, 64<<10), nil)
 	dir := filepath.Join(t.TempDir(), "dev")
 	layout := device.Layout{Dir: dir}
-	cfg, err := layout.Config(boot.BackendUBootEnv, 1<<20)
+	cfg, err := layout.Config(backend, 1<<20)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -610,6 +673,25 @@ func newBoard(t *testing.T, limit int) (*device.Device, *uboot) {
 		device.ProvisionOptions{FactoryRoot: v.FactoryRoot, Initial: src, InitialTarget: src.TargetPath()}, device.Options{})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if backend == boot.BackendGrubEnv {
+		grubCfg, err := os.ReadFile(filepath.Join(examples, "grub", "grub.cfg"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		head, _, ok := strings.Cut(string(grubCfg), "\nmenuentry ")
+		if !ok {
+			t.Fatal("grub.cfg has no menuentry")
+		}
+		u := &uboot{t: t, fsys: durable.OS, grubPath: d.Config().Path(cfg.Boot.Path), grubCfg: head}
+		if got := u.powerOnGrub(); got != boot.SlotA {
+			t.Fatalf("before the install GRUB booted %q, want A", got)
+		}
+		mustBoot(t, d, boot.SlotA, false)
+		if _, err := d.InstallBundle(context.Background(), bytes.NewReader(v.Bundle("1.1.0")), device.InstallOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		return d, u
 	}
 	bcfg := fwEnvConfig(t, d.Config().Dir)
 	want := boot.Config{Backend: boot.BackendUBootEnv,
@@ -734,5 +816,72 @@ func TestUBootScriptLoadFailureFallsThrough(t *testing.T) {
 	u.noFIT["2"], u.noFIT["4"] = true, true
 	if got := u.powerOn(); got != "" || u.console[len(u.console)-1] != "airlock: nothing bootable" {
 		t.Fatalf("with nothing loadable: booted %q, console %q", got, u.console)
+	}
+}
+
+// TestGrubCfgCounting runs the shipped grub.cfg's counting against the
+// grubenv backend: with the default limit the first trial boot boots the
+// new slot and commits; an uncommitted trial gets boot_limit attempts, then
+// the good slot boots and the boot stage rolls the trial back. Limit 6 is
+// over what the lookup counts (device init refuses it, device.toml does
+// not): the trial then ends after 5 attempts, seen as exhausted by both.
+func TestGrubCfgCounting(t *testing.T) {
+	d, g := newBoardFor(t, boot.BackendGrubEnv, 0)
+	if got := g.powerOnGrub(); got != boot.SlotB {
+		t.Fatalf("first trial boot: GRUB booted %q, want B", got)
+	}
+	mustBoot(t, d, boot.SlotB, true)
+	if h, err := d.Health(context.Background()); err != nil || !h.Committed {
+		t.Fatalf("health = %+v, %v; want commit", h, err)
+	}
+	for range 2 {
+		if got := g.powerOnGrub(); got != boot.SlotB {
+			t.Fatalf("after the commit GRUB booted %q, want B", got)
+		}
+		mustBoot(t, d, boot.SlotB, false)
+	}
+
+	for _, tc := range []struct{ limit, attempts int }{{1, 1}, {2, 2}, {5, 5}, {6, 5}} {
+		t.Run(fmt.Sprint(tc.limit), func(t *testing.T) {
+			d, g := newBoardFor(t, boot.BackendGrubEnv, tc.limit)
+			for i := range tc.attempts {
+				if got := g.powerOnGrub(); got != boot.SlotB {
+					t.Fatalf("attempt %d booted %q, want B", i+1, got)
+				}
+				mustBoot(t, d, boot.SlotB, true)
+			}
+			if got := g.powerOnGrub(); got != boot.SlotA {
+				t.Fatalf("after %d attempts GRUB booted %q, want A", tc.attempts, got)
+			}
+			if r := mustBoot(t, d, boot.SlotA, false); len(r.Fallbacks) == 0 {
+				t.Fatalf("device boot = %+v, want the trial rolled back", r)
+			}
+			if got := g.powerOnGrub(); got != boot.SlotA {
+				t.Fatalf("after the rollback GRUB booted %q, want A", got)
+			}
+		})
+	}
+}
+
+// TestGrubCfgVariables: grub.cfg reads only variables the grubenv backend
+// writes, and has a menu entry per slot that tells the kernel its slot.
+func TestGrubCfgVariables(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join(examples, "grub", "grub.cfg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := string(data)
+	written := map[string]bool{boot.VarBootSlot: true, boot.VarUpgradeAvailable: true, boot.VarBootCount: true,
+		boot.VarBootLimit: true, boot.VarGood: true}
+	set := map[string]bool{"slot": true, "root": true}
+	for _, m := range regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`).FindAllStringSubmatch(cfg, -1) {
+		if !written[m[1]] && !set[m[1]] {
+			t.Errorf("grub.cfg reads ${%s}, which Airlock does not write", m[1])
+		}
+	}
+	for _, s := range []string{"A", "B", "R"} {
+		if !strings.Contains(cfg, "--id airlock-"+s+" ") || !strings.Contains(cfg, "airlock.slot="+s+"\n") {
+			t.Errorf("grub.cfg lacks the menu entry airlock-%s with airlock.slot=%s", s, s)
+		}
 	}
 }
