@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -883,5 +884,27 @@ func TestGrubCfgVariables(t *testing.T) {
 		if !strings.Contains(cfg, "--id airlock-"+s+" ") || !strings.Contains(cfg, "airlock.slot="+s+"\n") {
 			t.Errorf("grub.cfg lacks the menu entry airlock-%s with airlock.slot=%s", s, s)
 		}
+	}
+}
+
+// TestShippedFwEnvConfigWithFwPrintenv: the real fw_printenv, given the
+// shipped fw_env.config in a device directory, reads the environment the
+// simulated U-Boot counted in.
+func TestShippedFwEnvConfigWithFwPrintenv(t *testing.T) {
+	tool := boot.RequireTool(t, "fw_printenv")
+	d, u := newBoard(t, 0)
+	if got := u.powerOn(); got != boot.SlotB {
+		t.Fatalf("booted %q, want B", got)
+	}
+	conf, err := filepath.Abs(filepath.Join(examples, "uboot", "fw_env.config"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(tool, "-c", conf, "bootcount", "bootlimit", "boot_slot", "upgrade_available")
+	cmd.Dir = d.Config().Dir
+	out, err := cmd.CombinedOutput()
+	want := "bootcount=1\nbootlimit=1\nboot_slot=B\nupgrade_available=1\n"
+	if err != nil || string(out) != want {
+		t.Fatalf("fw_printenv: %v\n got: %q\nwant: %q", err, out, want)
 	}
 }

@@ -77,3 +77,6 @@ func SaveGrubEnv(fsys durable.FS, path string, vars [][2]string) error {
 	}
 	return durable.WriteFile(fsys, path, data, 0o644)
 }
+
+// RequireTool is requireTool for the external tests.
+var RequireTool = requireTool
