@@ -64,13 +64,23 @@ func (d *Device) boot(ctx context.Context) (*BootResult, error) {
 		return nil, fmt.Errorf("failed to read boot control: %w", err)
 	}
 	res := &BootResult{}
+	// U-Boot's bootcount and the shipped grub.cfg count each trial attempt
+	// before booting it, so this boot's attempt is already in BootCount and
+	// the trial is still on while BootCount <= BootLimit (U-Boot: altbootcmd
+	// once bootcount > bootlimit). Without a bootloader (sim) this stage
+	// plays the bootloader: it decides, then counts.
+	counted := d.ctl.Name() != boot.BackendSim
 	// Each iteration either boots or removes one candidate (A, B), so three
 	// rounds reach recovery.
 	for range 4 {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		slot := st.Next()
+		pick := st
+		if counted && pick.BootCount > 0 {
+			pick.BootCount-- // Next decides before the count
+		}
+		slot := pick.Next()
 		if st.Trial != "" && slot != st.Trial {
 			// The trial slot was not committed within its attempts (or
 			// is bad): roll it back.
@@ -94,7 +104,7 @@ func (d *Device) boot(ctx context.Context) (*BootResult, error) {
 			return res, d.writeBooted(&Booted{Slot: slot, Version: res.Version, Reason: res.Reason, Fallbacks: res.Fallbacks})
 		}
 		trial := slot == st.Trial
-		if trial {
+		if trial && !counted {
 			// Count the attempt before running it, as a bootloader does.
 			st.BootCount++
 			if err := d.ctl.Store(st); err != nil {

@@ -40,6 +40,15 @@ const (
 	MaxSlotSize = 1 << 40
 	// MaxComponents bounds the [components] table.
 	MaxComponents = 64
+	// MaxBootLimit bounds boot.boot_limit, the trial boot attempts before
+	// the bootloader falls back (default boot.DefaultBootLimit).
+	MaxBootLimit = 255
+	// MaxGrubBootLimit is the largest boot.boot_limit the shipped grub.cfg
+	// (docs/examples/grub) counts to with the grubenv backend; `device
+	// init` enforces it. A larger limit in device.toml is not refused here
+	// (the device binary stays small): such a grub.cfg falls back after 5
+	// attempts.
+	MaxGrubBootLimit = 5
 )
 
 // ErrConfig is wrapped by every config error.
@@ -250,7 +259,7 @@ func (c *Config) Validate() error {
 	if c.WriteChunk < MinWriteChunk || c.WriteChunk > MaxWriteChunk {
 		return bad("write_chunk %d out of range [%d, %d]", c.WriteChunk, MinWriteChunk, MaxWriteChunk)
 	}
-	if c.Boot.BootLimit < 1 || c.Boot.BootLimit > 255 {
+	if c.Boot.BootLimit < 1 || c.Boot.BootLimit > MaxBootLimit {
 		return bad("boot.boot_limit %d out of range [1, 255]", c.Boot.BootLimit)
 	}
 	if len(c.Health.Command) > MaxHealthArgs {

@@ -121,7 +121,7 @@ func syntaxErr(format string, off int, msg string, args ...any) error {
 type State struct {
 	Good      Slot   // last-known-good (committed) slot: SlotA or SlotB
 	Trial     Slot   // slot tried after an install (SlotA or SlotB, not Good), "" if none
-	BootCount int    // boot attempts made of Trial so far
+	BootCount int    // boot attempts of Trial counted so far (the bootloader counts before booting)
 	BootLimit int    // attempts allowed for Trial before falling back; 0 means DefaultBootLimit
 	Bad       []Slot // slots marked bad (SlotA, SlotB), sorted, no duplicates
 }
@@ -145,7 +145,12 @@ func other(s Slot) Slot {
 	return ""
 }
 
-// Next returns the slot the bootloader boots now. It is the first of:
+// Next returns the slot the bootloader boots now, decided before it counts
+// the attempt: U-Boot increments bootcount and runs altbootcmd once
+// bootcount > bootlimit, that is when BootCount >= BootLimit before the
+// increment, so BootLimit is the number of trial attempts. A stage running
+// after a counting bootloader (uboot-env, grubenv) sees this attempt already
+// counted and must decide with BootCount-1. Next is the first of:
 //
 //  1. Trial, if Trial is set, BootCount < BootLimit (DefaultBootLimit when
 //     BootLimit is 0) and Trial is not in Bad;

@@ -311,6 +311,7 @@ func deviceInitFlags(fs *flag.FlagSet) func(*cli.Env, []string) error {
 	product := fs.String("product", "", "")
 	image := fs.String("image", "", "")
 	backend := fs.String("boot", boot.BackendSim, "")
+	bootLimit := fs.Int("boot-limit", boot.DefaultBootLimit, "")
 	channel := fs.String("channel", "", "")
 	healthCmd := fs.String("health-cmd", "", "")
 	healthTimeout := fs.Duration("health-timeout", 0, "")
@@ -363,7 +364,15 @@ func deviceInitFlags(fs *flag.FlagSet) func(*cli.Env, []string) error {
 		if err != nil {
 			return &cli.UsageError{Msg: err.Error()}
 		}
+		if maxLimit := device.MaxBootLimit; *bootLimit < 1 || *bootLimit > maxLimit ||
+			*backend == boot.BackendGrubEnv && *bootLimit > device.MaxGrubBootLimit {
+			if *backend == boot.BackendGrubEnv {
+				maxLimit = device.MaxGrubBootLimit
+			}
+			return cli.Usagef("--boot-limit %d out of range [1, %d] for --boot %s", *bootLimit, maxLimit, *backend)
+		}
 		cfg.Model, cfg.HWRev, cfg.Product, cfg.Channel, cfg.WriteChunk = *model, uint32(rev), *product, *channel, *writeChunk
+		cfg.Boot.BootLimit = *bootLimit
 		if len(comps) > 0 {
 			cfg.Components = comps
 		}

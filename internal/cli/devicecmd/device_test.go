@@ -208,3 +208,42 @@ func TestVerifyDeviceGivesTheDevicesVerdict(t *testing.T) {
 		t.Fatalf("--device with --root: exit %d %s", code, errOut)
 	}
 }
+
+// TestDeviceInitBootLimit: --boot-limit is validated (the grubenv range is
+// what the shipped grub.cfg counts to) and lands in device.toml as
+// boot.boot_limit, which the boot control then carries as bootlimit.
+func TestDeviceInitBootLimit(t *testing.T) {
+	v := newDeviceVendor(t)
+	b10 := v.bundle("1.0.0", 1)
+	root := filepath.Join(v.dir, "public", "metadata", "1.root.json")
+	initArgs := func(dir string, extra ...string) []string {
+		return append([]string{"device", "init", "--dir", dir, "--root", root, "--model", "x1", "--hw-rev", "3",
+			"--slot-size", "1MiB", "--image", b10}, extra...)
+	}
+	for _, tc := range []struct {
+		extra []string
+		want  string
+	}{
+		{[]string{"--boot-limit", "0"}, "--boot-limit 0 out of range [1, 255]"},
+		{[]string{"--boot-limit", "256", "--boot", "uboot-env"}, "--boot-limit 256 out of range [1, 255]"},
+		{[]string{"--boot-limit", "6", "--boot", "grubenv"}, "--boot-limit 6 out of range [1, 5] for --boot grubenv"},
+	} {
+		dir := filepath.Join(t.TempDir(), "dev")
+		if code, _, errOut := runCLI(t, initArgs(dir, tc.extra...)...); code != cli.ExitUsage || !strings.Contains(errOut, tc.want) {
+			t.Errorf("%q: exit %d, stderr %q; want usage error %q", tc.extra, code, errOut, tc.want)
+		}
+	}
+	dir := filepath.Join(t.TempDir(), "dev")
+	if code, out, errOut := runCLI(t, initArgs(dir, "--boot", "uboot-env", "--boot-limit", "3")...); code != cli.ExitOK {
+		t.Fatalf("init: exit %d\n%s%s", code, out, errOut)
+	}
+	toml, err := os.ReadFile(filepath.Join(dir, "device.toml"))
+	if err != nil || !strings.Contains(string(toml), "boot_limit = 3") {
+		t.Fatalf("device.toml lacks boot_limit = 3 (%v):\n%s", err, toml)
+	}
+	code, out, errOut := runCLI(t, "device", "status", "--dir", dir, "--json")
+	var st device.Status
+	if code != cli.ExitOK || json.Unmarshal([]byte(out), &st) != nil || st.Boot.BootLimit != 3 {
+		t.Fatalf("status: exit %d, boot %+v\n%s", code, st.Boot, errOut)
+	}
+}

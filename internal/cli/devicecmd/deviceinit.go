@@ -16,7 +16,7 @@ func deviceInitCommand() *cli.Command {
 		Summary: "create a simulated device with file-backed slots",
 		Usage: `Usage: airlock device init --dir DIR --root ROOT.json --model M --hw-rev R
        --slot-size SIZE [--product P] [--image INITIAL.bundle] [--boot BACKEND]
-       [--channel C] [--health-cmd CMD] [--health-timeout D] [--write-chunk SIZE]
+       [--boot-limit N] [--channel C] [--health-cmd CMD] [--health-timeout D] [--write-chunk SIZE]
        [--component NAME=VERSION]...
 
 Creates a simulated device in DIR: DIR/device.toml, the factory root
@@ -36,6 +36,10 @@ Flags:
                            product of --image)
   --image FILE             initial release bundle (airlock repo bundle)
   --boot BACKEND           sim (default), uboot-env or grubenv
+  --boot-limit N           trial boot attempts of a new release before the
+                           bootloader falls back, counted as U-Boot's
+                           bootcount does: 1 .. 255, 1 .. 5 with grubenv
+                           (default 1)
   --channel C              release channel (default stable)
   --health-cmd CMD         health check command, split on spaces (no shell);
                            default: none (always healthy)
