@@ -2,7 +2,6 @@ package vendorcmd
 
 import (
 	"bufio"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -111,9 +110,7 @@ Examples:
 					v = ps
 				}
 			}
-			enc := json.NewEncoder(e.Stdout)
-			enc.SetIndent("", "  ")
-			return enc.Encode(v)
+			return cli.WriteJSON(e.Stdout, v)
 		}
 	},
 }
