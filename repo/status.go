@@ -8,25 +8,25 @@ import (
 
 // RoleStatus describes one role of the repository.
 type RoleStatus struct {
-	Name      string
-	Version   int64 // published version, 0 if never published
-	Expires   time.Time
-	KeyIDs    []string // keys of the current (staged or published) delegation
-	Threshold int
+	Name      string    `json:"name"`
+	Version   int64     `json:"version"` // published version, 0 if never published
+	Expires   time.Time `json:"expires"`
+	KeyIDs    []string  `json:"key_ids"` // keys of the current (staged or published) delegation
+	Threshold int       `json:"threshold"`
 	// Signatures is the number of valid signatures on the published
 	// version under the current delegation (below Threshold after a key
 	// revocation until re-signed).
-	Signatures int
+	Signatures int `json:"signatures"`
 	// StagedVersion and StagedSignatures describe pending metadata (0 if none).
-	StagedVersion    int64
-	StagedSignatures int
+	StagedVersion    int64 `json:"staged_version"`
+	StagedSignatures int   `json:"staged_signatures"`
 }
 
 // Status describes the repository: every role, published and staged.
 type Status struct {
-	Roles []RoleStatus
+	Roles []RoleStatus `json:"roles"`
 	// Expired lists roles whose published metadata has expired.
-	Expired []string
+	Expired []string `json:"expired"`
 }
 
 // Status reports the state of every role.

@@ -269,7 +269,7 @@ Examples:
 var releaseListCmd = &cli.Command{
 	Name:    "release list",
 	Summary: "list published and pending releases with signature counts",
-	Usage: `Usage: airlock release list --dir REPO [--product PRODUCT]
+	Usage: `Usage: airlock release list --dir REPO [--product PRODUCT] [--json]
 
 Lists releases, oldest version first per product: state (published or
 pending), signatures/threshold of the metadata that holds it, security
@@ -278,6 +278,7 @@ version, compression, transport length and target path.
 Flags:
   --dir REPO          repository directory
   --product PRODUCT   only this product
+  --json              print a JSON array with the same fields and the sha256
 
 Example:
   airlock release list --dir /srv/fw-repo --product acme/router-x1
@@ -285,6 +286,7 @@ Example:
 	Flags: func(fs *flag.FlagSet) func(*cli.Env, []string) error {
 		dir := fs.String("dir", "", "")
 		product := fs.String("product", "", "")
+		asJSON := fs.Bool("json", false, "")
 		return func(e *cli.Env, args []string) error {
 			r, err := openRepo(e, args, *dir)
 			if err != nil {
@@ -293,6 +295,34 @@ Example:
 			rels, err := r.Releases(*product)
 			if err != nil {
 				return err
+			}
+			if *asJSON {
+				type releaseJSON struct {
+					Product         string `json:"product"`
+					Version         string `json:"version"`
+					State           string `json:"state"` // published or pending
+					Signatures      int    `json:"signatures"`
+					Threshold       int    `json:"threshold"`
+					SecurityVersion *int64 `json:"security_version,omitempty"`
+					Compression     string `json:"compression,omitempty"`
+					Length          int64  `json:"length"`
+					SHA256          string `json:"sha256"`
+					TargetPath      string `json:"target_path"`
+				}
+				out := make([]releaseJSON, 0, len(rels))
+				for _, rel := range rels {
+					j := releaseJSON{Product: rel.Product, Version: rel.Version, State: "pending", Signatures: rel.Signatures,
+						Threshold: rel.Threshold, Length: rel.Length, SHA256: rel.SHA256, TargetPath: rel.TargetPath}
+					if rel.Published {
+						j.State = "published"
+					}
+					if rel.Metadata != nil {
+						sv := int64(rel.Metadata.SecurityVersion)
+						j.SecurityVersion, j.Compression = &sv, string(rel.Metadata.Install.Compression)
+					}
+					out = append(out, j)
+				}
+				return cli.WriteJSON(e.Stdout, out)
 			}
 			tw := tabwriter.NewWriter(e.Stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "PRODUCT\tVERSION\tSTATE\tSIGNED\tSECVER\tCOMPRESSION\tLENGTH\tTARGET")

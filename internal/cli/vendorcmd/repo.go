@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -637,7 +638,7 @@ Example:
 var repoStatusCmd = &cli.Command{
 	Name:    "repo status",
 	Summary: "show roles, versions, expiry, keys, thresholds and pending work",
-	Usage: `Usage: airlock repo status --dir REPO
+	Usage: `Usage: airlock repo status --dir REPO [--json]
 
 Prints one line per role: published version, expiry, valid signatures and
 threshold, staged version and its signatures, and the role's key IDs.
@@ -646,12 +647,14 @@ reaches its threshold.
 
 Flags:
   --dir REPO   repository directory
+  --json       print the status as JSON (repo.Status); the exit code is the same
 
 Example:
   airlock repo status --dir /srv/fw-repo
 `,
 	Flags: func(fs *flag.FlagSet) func(*cli.Env, []string) error {
 		dir := fs.String("dir", "", "")
+		asJSON := fs.Bool("json", false, "")
 		return func(e *cli.Env, args []string) error {
 			r, err := openRepo(e, args, *dir)
 			if err != nil {
@@ -661,7 +664,14 @@ Example:
 			if err != nil {
 				return err
 			}
-			tw := tabwriter.NewWriter(e.Stdout, 0, 4, 2, ' ', 0)
+			out := e.Stdout
+			if *asJSON {
+				if err := cli.WriteJSON(e.Stdout, st); err != nil {
+					return err
+				}
+				out = io.Discard // the table only computes the exit code
+			}
+			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "ROLE\tVERSION\tEXPIRES\tSIGNED\tSTAGED\tKEYS")
 			var bad []string
 			for _, rs := range st.Roles {

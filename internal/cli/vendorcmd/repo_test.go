@@ -3,6 +3,7 @@ package vendorcmd
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/airlockfw/airlock/bundle"
 	"github.com/airlockfw/airlock/internal/cli"
+	"github.com/airlockfw/airlock/repo"
 )
 
 // repoCLI runs the command line in-process: exit code, stdout, stderr.
@@ -77,9 +79,26 @@ func TestRepoCLIReleaseFlow(t *testing.T) {
 	if out := mustCLI(t, "release", "list", "--dir", dir); !strings.Contains(out, "1.1.0") || !strings.Contains(out, "published") || !strings.Contains(out, "zstd") {
 		t.Fatalf("release list:\n%s", out)
 	}
+	var listed []struct {
+		Product, Version, State, Compression, SHA256 string
+		Signatures, Threshold                        int
+		SecurityVersion                              *int64 `json:"security_version"`
+		TargetPath                                   string `json:"target_path"`
+	}
+	if out := mustCLI(t, "release", "list", "--dir", dir, "--json"); json.Unmarshal([]byte(out), &listed) != nil || len(listed) == 0 {
+		t.Fatalf("release list --json:\n%s", out)
+	}
+	if l := listed[len(listed)-1]; l.Version != "1.1.0" || l.State != "published" || l.Compression != "zstd" || l.Signatures != 2 ||
+		l.Threshold != 2 || l.SecurityVersion == nil || len(l.SHA256) != 64 || l.TargetPath != "acme/router-x1/1.1.0/firmware.img.zst" {
+		t.Fatalf("release list --json: %+v", l)
+	}
 	mustCLI(t, "repo", "timestamp", "--dir", dir)
 	if out := mustCLI(t, "repo", "status", "--dir", dir); !strings.Contains(out, "acme.router-x1") || !strings.Contains(out, "2/2") {
 		t.Fatalf("status:\n%s", out)
+	}
+	var st repo.Status
+	if out := mustCLI(t, "repo", "status", "--dir", dir, "--json"); json.Unmarshal([]byte(out), &st) != nil || len(st.Roles) < 5 {
+		t.Fatalf("repo status --json:\n%s", out)
 	}
 
 	bundlePath := filepath.Join(t.TempDir(), "fw.airlock")
@@ -105,6 +124,9 @@ func TestRepoCLIReleaseFlow(t *testing.T) {
 	}
 	if code, _, _ := repoCLI(t, "repo", "status", "--dir", dir); code != cli.ExitFailure {
 		t.Fatal("status does not fail for a role below threshold")
+	}
+	if code, out, _ := repoCLI(t, "repo", "status", "--dir", dir, "--json"); code != cli.ExitFailure || !strings.HasPrefix(out, "{") {
+		t.Fatalf("status --json below threshold: exit %d, %q", code, out)
 	}
 	mustCLI(t, "release", "sign", "--dir", dir, "--product", "acme/router-x1", "--version", "1.1.0", "--key", kp("bob"))
 	mustCLI(t, "release", "sign", "--dir", dir, "--product", "acme/router-x1", "--version", "1.1.0", "--key", kp("carol"))
