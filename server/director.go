@@ -47,7 +47,6 @@ const (
 	DirectorRootRenewBefore        = director.RootRenewBefore
 	MaxDirectorRootVersions        = director.MaxRootVersions
 	MaxDirectorKeyFileSize         = director.MaxKeyFileSize
-	ImageRepoRecheck               = director.ImageRepoRecheck
 )
 
 // ErrDirectorKeys: the director's key files are missing, unreadable or do

@@ -64,32 +64,20 @@ const (
 
 // Token, TOTP and KEK parameters.
 const (
-	TokenBytes            = auth.TokenBytes
 	EnrollmentTokenLen    = auth.EnrollmentTokenLen
 	MaxEnrollmentTokenTTL = auth.MaxEnrollmentTokenTTL
-	AdminTouchInterval    = auth.AdminTouchInterval
 	TOTPHeader            = auth.TOTPHeader
 	TOTPDigits            = auth.TOTPDigits
 	TOTPPeriod            = auth.TOTPPeriod
-	TOTPSkew              = auth.TOTPSkew
 	TOTPSecretSize        = auth.TOTPSecretSize
-	TOTPIssuer            = auth.TOTPIssuer
 	MaxTOTPFailures       = auth.MaxTOTPFailures
 	TOTPLockout           = auth.TOTPLockout
 	KEKFile               = auth.KEKFile
 	KEKSize               = auth.KEKSize
-	MaxKEKFileSize        = auth.MaxKEKFileSize
 )
 
-// Errors of tokens, TOTP and the KEK.
-var (
-	ErrToken           = auth.ErrToken
-	ErrTOTP            = auth.ErrTOTP
-	ErrTOTPNotEnrolled = auth.ErrTOTPNotEnrolled
-	ErrKEK             = auth.ErrKEK
-	ErrWrongKEK        = auth.ErrWrongKEK
-	ErrSealed          = auth.ErrSealed
-)
+// ErrWrongKEK: the KEK file does not open what it sealed (auth.ErrWrongKEK).
+var ErrWrongKEK = auth.ErrWrongKEK
 
 // KEK is the server's key-encryption key.
 type KEK = auth.KEK
@@ -169,12 +157,11 @@ func (s *Server) audit(ctx context.Context, actor, action string, details map[st
 // Deployment environments and approval thresholds (see package
 // server/releases).
 const (
-	EnvDev                = release.EnvDev
-	EnvStaging            = release.EnvStaging
-	EnvProd               = release.EnvProd
-	DefaultProdApprovals  = releases.DefaultProdApprovals
-	MaxProdApprovals      = releases.MaxProdApprovals
-	MaxServedMetadataSize = releases.MaxServedMetadataSize
+	EnvDev               = release.EnvDev
+	EnvStaging           = release.EnvStaging
+	EnvProd              = release.EnvProd
+	DefaultProdApprovals = releases.DefaultProdApprovals
+	MaxProdApprovals     = releases.MaxProdApprovals
 )
 
 // Environments lists the deployment environments.

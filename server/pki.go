@@ -17,8 +17,6 @@ const DBFile = "airlock.db"
 const (
 	CAFile              = pki.CAFile
 	CAKeyFile           = pki.CAKeyFile
-	ServerCertFile      = pki.ServerCertFile
-	ServerKeyFile       = pki.ServerKeyFile
 	DeviceCAFile        = pki.DeviceCAFile
 	DeviceCAKeyFile     = pki.DeviceCAKeyFile
 	ManufacturingCAFile = pki.ManufacturingCAFile
@@ -26,14 +24,9 @@ const (
 
 // Certificate lifetimes and size limits (see package server/pki).
 const (
-	CAValidity            = pki.CAValidity
-	ServerCertValidity    = pki.ServerCertValidity
 	ServerCertRenewBefore = pki.ServerCertRenewBefore
 	DeviceCertValidity    = pki.DeviceCertValidity
-	CertBackdate          = pki.CertBackdate
-	MaxPEMFileSize        = pki.MaxPEMFileSize
 	MaxCSRSize            = pki.MaxCSRSize
-	MaxCACerts            = pki.MaxCACerts
 )
 
 // Errors of the PKI layer.

@@ -30,9 +30,7 @@ const (
 
 // Audit actions of rollouts.
 const (
-	AuditRolloutCreated    = rollouts.AuditRolloutCreated
 	AuditRolloutTransition = rollouts.AuditRolloutTransition
-	AuditDeviceTags        = rollouts.AuditDeviceTags
 )
 
 // Errors of rollout requests (see package server/rollouts).
