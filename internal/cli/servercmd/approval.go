@@ -126,23 +126,7 @@ Example:
   airlock approval list --server https://updates.example.com:8443 --token-file ~/.airlock-token
 `,
 			Flags: func(fs *flag.FlagSet) func(*cli.Env, []string) error {
-				af := defineAdminFlags(fs)
-				asJSON := fs.Bool("json", false, "")
-				return func(e *cli.Env, args []string) error {
-					if len(args) != 0 {
-						return cli.Usagef("unexpected arguments %q", args)
-					}
-					c, err := af.client()
-					if err != nil {
-						return err
-					}
-					l, err := c.ListReleases(e.Ctx)
-					if err != nil {
-						return err
-					}
-					if *asJSON {
-						return cli.WriteJSON(e.Stdout, l)
-					}
+				return adminList(fs, (*adminapi.Client).ListReleases, func(e *cli.Env, l adminapi.ReleaseList) error {
 					tw := tabwriter.NewWriter(e.Stdout, 0, 4, 2, ' ', 0)
 					fmt.Fprintln(tw, "ID\tRELEASE\tENV\tAPPROVALS\tUPLOADER\tDEPLOYED")
 					for _, r := range l.Releases {
@@ -154,7 +138,7 @@ Example:
 							r.ActiveApprovals, r.RequiredApprovals, r.Uploader, dep)
 					}
 					return tw.Flush()
-				}
+				})
 			},
 		},
 	)

@@ -83,6 +83,31 @@ func (f adminFlags) client() (*adminapi.Client, error) {
 	return adminapi.New(*f.server, roots, adminCreds{token: strings.TrimSpace(string(tok)), totp: totp}), nil
 }
 
+// adminList defines the admin flags and --json on fs and returns a listing
+// command: no arguments, one admin-API call (list), then the answer as JSON
+// or as the table that print writes.
+func adminList[T any](fs *flag.FlagSet, list func(*adminapi.Client, context.Context) (T, error), print func(*cli.Env, T) error) func(*cli.Env, []string) error {
+	af := defineAdminFlags(fs)
+	asJSON := fs.Bool("json", false, "")
+	return func(e *cli.Env, args []string) error {
+		if len(args) != 0 {
+			return cli.Usagef("unexpected arguments %q", args)
+		}
+		c, err := af.client()
+		if err != nil {
+			return err
+		}
+		v, err := list(c, e.Ctx)
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			return cli.WriteJSON(e.Stdout, v)
+		}
+		return print(e, v)
+	}
+}
+
 // printRollout writes a rollout's status.
 func printRollout(w io.Writer, v server.RolloutView) {
 	fmt.Fprintf(w, "rollout %s of %s: %s, stage %d (%s)\n", v.ID, v.Release, v.State, v.Stage+1, v.StageViews[min(v.Stage, len(v.StageViews)-1)].Label)
@@ -313,23 +338,7 @@ Example:
   airlock rollout list --server https://updates.example.com:8443 --token-file ~/.airlock-token
 `,
 			Flags: func(fs *flag.FlagSet) func(*cli.Env, []string) error {
-				af := defineAdminFlags(fs)
-				asJSON := fs.Bool("json", false, "")
-				return func(e *cli.Env, args []string) error {
-					if len(args) != 0 {
-						return cli.Usagef("unexpected arguments %q", args)
-					}
-					c, err := af.client()
-					if err != nil {
-						return err
-					}
-					l, err := c.ListRollouts(e.Ctx)
-					if err != nil {
-						return err
-					}
-					if *asJSON {
-						return cli.WriteJSON(e.Stdout, l)
-					}
+				return adminList(fs, (*adminapi.Client).ListRollouts, func(e *cli.Env, l adminapi.RolloutList) error {
 					tw := tabwriter.NewWriter(e.Stdout, 0, 0, 2, ' ', 0)
 					fmt.Fprintln(tw, "ID\tRELEASE\tSTATE\tSTAGE\tASSIGNED\tSUCCEEDED\tFAILED")
 					for _, v := range l.Rollouts {
@@ -337,7 +346,7 @@ Example:
 							v.Total.Assigned, v.Total.Succeeded, v.Total.Failed)
 					}
 					return tw.Flush()
-				}
+				})
 			},
 		},
 	)
