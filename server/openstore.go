@@ -64,7 +64,10 @@ func OpenStore(ctx context.Context, dataDir, dsn string) (store.Store, error) {
 	}
 	if dsn == "" {
 		_, dbErr := os.Stat(filepath.Join(dataDir, DBFile))
-		entries, _ := os.ReadDir(dataDir)
+		entries, err := os.ReadDir(dataDir)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("failed to read data directory: %w", err)
+		}
 		if errors.Is(dbErr, fs.ErrNotExist) && len(entries) > 0 {
 			return nil, fmt.Errorf("%w: %s holds server files but no %s and no %s: its store is unknown; give --db once and it is recorded", ErrStore, dataDir, StoreFile, DBFile)
 		}
