@@ -38,7 +38,6 @@ sh scripts/build-device.sh "$dbin" >/dev/null
 dsize=$(stat -c %s "$dbin")
 CGO_ENABLED=0 GOARCH=amd64 go build -trimpath -ldflags='-s -w' -o "$work/plain" ./cmd/airlock-device
 psize=$(stat -c %s "$work/plain")
-rm -f "$work/plain"
 a() { "$bin" "$@" >/dev/null 2>"$work/last.err" || { cat "$work/last.err" >&2; return 1; }; }
 d() { "$dbin" "$@" >/dev/null 2>"$work/last.err" || { cat "$work/last.err" >&2; return 1; }; }
 
@@ -81,6 +80,14 @@ for i in $(seq 1 "$RUNS"); do
 	t0=$(now)
 	d device install --dir "$work/dev256" --bundle "$work/1.0.0.bundle"
 	t1=$(now)
+	# The same install with the default flags (inlining on, HTTP/2 in): what
+	# the size flags of scripts/build-device.sh cost in speed.
+	device dev256 256
+	sync
+	t4=$(now)
+	"$work/plain" device install --dir "$work/dev256" --bundle "$work/1.0.0.bundle" >/dev/null 2>"$work/last.err" ||
+		{ cat "$work/last.err" >&2; exit 1; }
+	t5=$(now)
 	rm -f "$work/dd-slot"
 	sync
 	t2=$(now)
@@ -88,12 +95,14 @@ for i in $(seq 1 "$RUNS"); do
 	t3=$(now)
 	i_s=$(echo "$t1 - $t0" | bc -l)
 	d_s=$(echo "$t3 - $t2" | bc -l)
-	printf 'run %d: install %.3f s, dd %.3f s\n' "$i" "$i_s" "$d_s"
+	p_s=$(echo "$t5 - $t4" | bc -l)
+	printf 'run %d: install %.3f s (default flags %.3f s), dd %.3f s\n' "$i" "$i_s" "$p_s" "$d_s"
 	install_s=$(echo "if ($i_s < $install_s) $i_s else $install_s" | bc -l)
+	plain_s=$(echo "if ($p_s < ${plain_s:-999999}) $p_s else ${plain_s:-999999}" | bc -l)
 	dd_s=$(echo "if ($d_s < $dd_s) $d_s else $dd_s" | bc -l)
 done
 ratio=$(echo "$install_s / $dd_s" | bc -l)
-rm -f "$work/img-1.0.0" "$work/dd-slot"
+rm -f "$work/img-1.0.0" "$work/dd-slot" "$work/plain"
 
 echo "== memory: 64 MiB and 1 GiB images"
 rss() { # rss NAME VERSION SLOT_MIB -> peak RSS in KiB
@@ -112,6 +121,7 @@ printf '\n== summary\n'
 printf 'install 256 MiB:  %.3f s\n' "$install_s"
 printf 'dd 256 MiB:       %.3f s\n' "$dd_s"
 printf 'install/dd ratio: %.2f (target <= 1.25)\n' "$ratio"
+printf 'install, default build flags: %.3f s (shipped / default: %.2f)\n' "$plain_s" "$(echo "$install_s / $plain_s" | bc -l)"
 printf 'peak RSS 64 MiB:  %d KiB\n' "$rss64"
 printf 'peak RSS 1 GiB:   %d KiB (target <= 14336 KiB)\n' "$rss1g"
 printf 'RSS 1 GiB / 64 MiB: %.2f (target ~1.0: constant memory)\n' "$(echo "$rss1g / $rss64" | bc -l)"

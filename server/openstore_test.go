@@ -12,9 +12,8 @@ import (
 	"github.com/airlockfw/airlock/server/store/pgtest"
 )
 
-// addUser creates a user in the store of dataDir (opened with open) and
-// closes it.
-func addUser(t *testing.T, db interface{ Close() error }, err error) {
+// mustOpen fails the test if opening a store failed, and closes it.
+func mustOpen(t *testing.T, db interface{ Close() error }, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
@@ -74,7 +73,7 @@ func TestTheFirstCommandFixesTheStore(t *testing.T) {
 	ctx := context.Background()
 	data := filepath.Join(t.TempDir(), "new")
 	db, err := OpenStore(ctx, data, "")
-	addUser(t, db, err)
+	mustOpen(t, db, err)
 	fi, err := os.Stat(data)
 	if err != nil || fi.Mode().Perm() != 0o700 {
 		t.Fatalf("data directory: %v, %v; want mode 0700", fi, err)
@@ -89,9 +88,9 @@ func TestOpenStoreOfALegacyDataDirectory(t *testing.T) {
 	ctx := context.Background()
 	data := t.TempDir()
 	db, err := openDSN(ctx, filepath.Join(data, DBFile)) // a data directory from before store.json
-	addUser(t, db, err)
+	mustOpen(t, db, err)
 	db, err = OpenStore(ctx, data, "")
-	addUser(t, db, err)
+	mustOpen(t, db, err)
 }
 
 func TestStoreRecordRefusesAnotherDSN(t *testing.T) {
@@ -99,14 +98,14 @@ func TestStoreRecordRefusesAnotherDSN(t *testing.T) {
 	data := t.TempDir()
 	other := "sqlite://" + filepath.Join(t.TempDir(), "other.db")
 	db, err := OpenStore(ctx, data, "")
-	addUser(t, db, err)
+	mustOpen(t, db, err)
 	_, err = OpenStore(ctx, data, other)
 	if !errors.Is(err, ErrStore) || !strings.Contains(err.Error(), "omit --db") {
 		t.Errorf("err = %v, want a refusal of the other store", err)
 	}
 	// The recorded store named explicitly is fine.
 	db, err = OpenStore(ctx, data, filepath.Join(data, DBFile))
-	addUser(t, db, err)
+	mustOpen(t, db, err)
 }
 
 func TestStoreRecordIsParsedStrictly(t *testing.T) {
