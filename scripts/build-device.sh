@@ -12,9 +12,10 @@
 #   -tags nethttpomithttp2   the agent speaks HTTP/1.1 to the server and to
 #                            plain repository mirrors; net/http's bundled
 #                            HTTP/2 is ~400 KB of code a device never runs
-#   -gcflags=all=-l          no inlining: ~9 % less code; installs are bound
-#                            by SHA-256 (assembly) and the disk, so install
-#                            time does not change (bench/device-install.sh)
+#   -gcflags=all=-l          no inlining: ~9 % less code, for ~4-5 % of
+#                            install time (installs are bound by SHA-256 in
+#                            assembly and the disk; bench/device-install.sh
+#                            times both builds in the same run)
 #   GOAMD64=v2 (amd64 only)  x86-64-v2 (SSE4.2, POPCNT: Intel since 2008,
 #                            Atom since Silvermont, AMD since 2011): slightly
 #                            less code; for an older CPU run the script with
