@@ -83,7 +83,11 @@ func (r *Repo) CreateBundle(w io.Writer, product, version string) error {
 	defer f.Close()
 	m.TargetPath = tp
 	m.PayloadLength = tf.Length
-	return bundle.Write(w, &m, f)
+	var payload io.Reader = f
+	if r.opts.Progress != nil {
+		payload = io.TeeReader(f, r.opts.Progress(tf.Length))
+	}
+	return bundle.Write(w, &m, payload)
 }
 
 // CreateBundleFile writes an offline bundle of a published release to a new

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -114,7 +115,7 @@ func TestStageImageSurvivesPowerCuts(t *testing.T) {
 		t.Run(fmt.Sprintf("compress=%v", compress), func(t *testing.T) {
 			m := setup(t)
 			m.CutAfter(0)
-			want, err := stageImage(m, bytes.NewReader(img), dir, "firmware.img", compress)
+			want, err := stageImage(m, bytes.NewReader(img), dir, "firmware.img", compress, io.Discard)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -128,7 +129,7 @@ func TestStageImageSurvivesPowerCuts(t *testing.T) {
 				for _, torn := range []int64{-1, 1, 2} {
 					m := setup(t)
 					m.CutAfter(cut)
-					if _, err := stageImage(m, bytes.NewReader(img), dir, "firmware.img", compress); !errors.Is(err, durable.ErrPowerCut) {
+					if _, err := stageImage(m, bytes.NewReader(img), dir, "firmware.img", compress, io.Discard); !errors.Is(err, durable.ErrPowerCut) {
 						t.Fatalf("cut %d: stage = %v, want ErrPowerCut", cut, err)
 					}
 					if torn < 0 {

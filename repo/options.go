@@ -5,6 +5,7 @@ import (
 	"crypto"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"os/user"
@@ -32,6 +33,11 @@ type Options struct {
 	// lock (see LockFile). Zero means DefaultLockWait; negative means fail
 	// at once.
 	LockWait time.Duration
+	// Progress, if not nil, is called when AddRelease starts copying an
+	// image or CreateBundle a payload, with its length; every byte copied
+	// is then also written to the writer it returns (a progress display),
+	// which must not fail.
+	Progress func(total int64) io.Writer
 }
 
 // OpenWith opens an existing repository with options.

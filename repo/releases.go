@@ -256,7 +256,11 @@ func (r *Repo) streamImage(src, dir, fileName string, compress bool) (*streamed,
 	if err := fsys.MkdirAll(outDir, DirMode); err != nil {
 		return nil, fmt.Errorf("failed to create %s: %w", outDir, err)
 	}
-	st, err := stageImage(fsys, in, outDir, fileName, compress)
+	progress := io.Discard
+	if r.opts.Progress != nil {
+		progress = r.opts.Progress(before.Size())
+	}
+	st, err := stageImage(fsys, in, outDir, fileName, compress, progress)
 	if err != nil {
 		if errors.Is(err, errEmptyImage) {
 			return nil, fmt.Errorf("%w: image %s is empty", ErrInvalidOptions, src)
@@ -285,8 +289,8 @@ var errEmptyImage = errors.New("empty image")
 // and hashes the clone; otherwise, and when compressing, it copies in one
 // streaming pass with a CopyBufferSize buffer, hashing the bytes it writes.
 // Either way the digests are of the repository's bytes, not of a file the
-// user can still change.
-func stageImage(fsys durable.FS, in io.Reader, outDir, fileName string, compress bool) (*streamed, error) {
+// user can still change. The raw bytes are also written to progress.
+func stageImage(fsys durable.FS, in io.Reader, outDir, fileName string, compress bool, progress io.Writer) (*streamed, error) {
 	f, err := durable.CreateTemp(fsys, outDir, FileMode)
 	if err != nil {
 		return nil, err
@@ -294,13 +298,13 @@ func stageImage(fsys durable.FS, in io.Reader, outDir, fileName string, compress
 	defer f.Abort() // no-op after the commit
 	var st *streamed
 	if !compress {
-		st, err = cloneImage(f, in)
+		st, err = cloneImage(f, in, progress)
 		if err != nil {
 			return nil, err
 		}
 	}
 	if st == nil {
-		if st, err = copyImage(f, in, compress); err != nil {
+		if st, err = copyImage(f, in, compress, progress); err != nil {
 			return nil, err
 		}
 	}
@@ -317,7 +321,7 @@ func stageImage(fsys durable.FS, in io.Reader, outDir, fileName string, compress
 // cloneImage reflinks in into the temp file f when both are files of a
 // filesystem that supports it, and hashes what f then holds. It returns nil
 // and no error when no reflink could be made (f is left empty).
-func cloneImage(f *durable.Pending, in io.Reader) (*streamed, error) {
+func cloneImage(f *durable.Pending, in io.Reader, progress io.Writer) (*streamed, error) {
 	src, ok := in.(*os.File)
 	if !ok {
 		return nil, nil
@@ -327,7 +331,7 @@ func cloneImage(f *durable.Pending, in io.Reader) (*streamed, error) {
 		return nil, nil
 	}
 	h := sha256.New()
-	n, err := io.CopyBuffer(onlyWriter{h}, onlyReader{io.NewSectionReader(dst, 0, 1<<62)}, make([]byte, CopyBufferSize))
+	n, err := io.CopyBuffer(onlyWriter{io.MultiWriter(h, progress)}, onlyReader{io.NewSectionReader(dst, 0, 1<<62)}, make([]byte, CopyBufferSize))
 	if err != nil {
 		return nil, fmt.Errorf("failed to read the staged image: %w", err)
 	}
@@ -339,7 +343,7 @@ func cloneImage(f *durable.Pending, in io.Reader) (*streamed, error) {
 
 // copyImage copies in into f, compressing it with zstd when asked, and
 // hashes the raw bytes and the bytes written.
-func copyImage(f *durable.Pending, in io.Reader, compress bool) (*streamed, error) {
+func copyImage(f *durable.Pending, in io.Reader, compress bool, progress io.Writer) (*streamed, error) {
 	outHash := sha256.New()
 	bw := bufio.NewWriterSize(f, CopyBufferSize)
 	out := &countingWriter{w: io.MultiWriter(bw, outHash)}
@@ -357,7 +361,7 @@ func copyImage(f *durable.Pending, in io.Reader, compress bool) (*streamed, erro
 		dst = io.MultiWriter(enc, rawHash)
 	}
 	buf := make([]byte, CopyBufferSize)
-	raw, err := io.CopyBuffer(onlyWriter{dst}, onlyReader{in}, buf)
+	raw, err := io.CopyBuffer(onlyWriter{io.MultiWriter(dst, progress)}, onlyReader{in}, buf)
 	if err != nil {
 		return nil, fmt.Errorf("failed to copy image: %w", err)
 	}

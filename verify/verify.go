@@ -37,6 +37,10 @@ type Options struct {
 	// HTTPClient is used for repository URLs (nil: a client with
 	// connection timeouts, TLS 1.2+).
 	HTTPClient *http.Client
+	// Progress, if not nil, is called when the payload stage starts, with
+	// the installed image's length; the installed bytes are then written to
+	// the writer it returns (a progress display), which must not fail.
+	Progress func(total int64) io.Writer
 }
 
 // RoleInfo summarises one verified metadata file.
@@ -96,7 +100,7 @@ func Bundle(ctx context.Context, r io.Reader, opts Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := discardPayload(ctx, t); err != nil {
+	if err := discardPayload(ctx, t, opts.Progress); err != nil {
 		return nil, err
 	}
 	rep := report(t, "bundle")
@@ -128,19 +132,23 @@ func Repo(ctx context.Context, location string, opts Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := discardPayload(ctx, t); err != nil {
+	if err := discardPayload(ctx, t, opts.Progress); err != nil {
 		return nil, err
 	}
 	return report(t, location), nil
 }
 
-func discardPayload(ctx context.Context, t *Target) error {
+func discardPayload(ctx context.Context, t *Target, progress func(int64) io.Writer) error {
 	p, err := OpenPayload(ctx, t)
 	if err != nil {
 		return err
 	}
 	defer p.Close()
-	_, err = CopyPayload(io.Discard, p)
+	dst := io.Discard
+	if progress != nil {
+		dst = progress(t.Release.Installed.Length)
+	}
+	_, err = CopyPayload(dst, p)
 	return err
 }
 

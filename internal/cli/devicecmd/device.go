@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"strings"
@@ -69,7 +70,13 @@ Example:
 						return err
 					}
 					defer f.Close()
-					res, err := d.InstallBundle(e.Ctx, bufio.NewReaderSize(f, 1<<20), device.InstallOptions{AllowDowngrade: *allow})
+					var in io.Reader = f
+					prog := e.Progress("device install")
+					if st, err := f.Stat(); err == nil && prog != nil {
+						in = io.TeeReader(f, prog.Start(st.Size()))
+					}
+					res, err := d.InstallBundle(e.Ctx, bufio.NewReaderSize(in, 1<<20), device.InstallOptions{AllowDowngrade: *allow})
+					prog.Done()
 					if err != nil {
 						return err
 					}

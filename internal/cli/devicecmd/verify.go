@@ -132,21 +132,23 @@ Examples:
 				}
 				opts.Facts.AllowDowngrade = *allow
 				opts.Version = *version
+				prog := e.Progress("verify")
+				opts.Progress = prog.Start
 				var rep *verify.Report
+				var err error
 				if *bundleFile != "" {
-					f, err := os.Open(*bundleFile)
-					if err != nil {
-						return err
+					f, oerr := os.Open(*bundleFile)
+					if oerr != nil {
+						return oerr
 					}
 					defer f.Close()
-					if rep, err = verify.Bundle(e.Ctx, f, opts); err != nil {
-						return err
-					}
+					rep, err = verify.Bundle(e.Ctx, f, opts)
 				} else {
-					var err error
-					if rep, err = verify.Repo(e.Ctx, *repoLoc, opts); err != nil {
-						return err
-					}
+					rep, err = verify.Repo(e.Ctx, *repoLoc, opts)
+				}
+				prog.Done()
+				if err != nil {
+					return err
 				}
 				if *asJSON {
 					return cli.WriteJSON(e.Stdout, rep)

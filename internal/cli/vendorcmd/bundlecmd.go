@@ -47,11 +47,13 @@ Example:
 			if err := cli.NeedFlags("--dir", *dir, "--product", *product, "--version", *version, "--out", *out); err != nil {
 				return err
 			}
-			r, err := repo.Open(*dir)
+			prog := e.Progress("bundle create")
+			r, err := repo.OpenWith(*dir, repo.Options{Progress: prog.Start})
 			if err != nil {
 				return err
 			}
 			n, err := r.CreateBundleFile(*out, *product, *version)
+			prog.Done()
 			if err != nil {
 				return err
 			}

@@ -116,7 +116,10 @@ Example:
 			if err != nil {
 				return err
 			}
-			r, err := repo.OpenWith(*dir, repoOptions(e, kr))
+			prog := e.Progress("release add")
+			ro := repoOptions(e, kr)
+			ro.Progress = prog.Start
+			r, err := repo.OpenWith(*dir, ro)
 			if err != nil {
 				return err
 			}
@@ -129,6 +132,7 @@ Example:
 				Models: models, HWRev: *hwRev, Channel: *channel, Depends: depends, Compress: *compress,
 				Notes: *notes, AllowDowngrade: *downgrade, Signers: signers,
 			})
+			prog.Done()
 			if err != nil {
 				return err
 			}
