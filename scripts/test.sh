@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PKGS=(libubootenv-tool grub-common faketime openssl zstd time postgresql nginx softhsm2 opensc chromium fonts-liberation)
+PKGS=(libubootenv-tool grub-common faketime openssl zstd time postgresql nginx softhsm2 opensc chromium fonts-liberation zsh fish)
 need=()
 command -v fw_printenv >/dev/null || need+=(libubootenv-tool)
 command -v grub-editenv >/dev/null || need+=(grub-common)
@@ -20,6 +20,8 @@ command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
 command -v softhsm2-util >/dev/null || need+=(softhsm2)
 command -v pkcs11-tool >/dev/null || need+=(opensc)
 command -v chromium >/dev/null || need+=(chromium)
+command -v zsh >/dev/null || need+=(zsh)
+command -v fish >/dev/null || need+=(fish)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "test.sh: installing ${need[*]}"

@@ -23,6 +23,8 @@ func cliReference() string {
 	b.WriteString("Generated from `airlock help` by `go test ./cmd/airlock -run TestCLIReference -update`; do not edit by hand.\n\n")
 	b.WriteString("Exit codes: 0 ok, 1 failure, 2 usage error. Errors go to stderr as `airlock: error: …`.\n\n")
 	b.WriteString("Devices run `airlock-device` (cmd/airlock-device), which carries only the commands marked *(device)*, with the same names and flags.\n\n")
+	b.WriteString("Progress: `release add`, `bundle create`, `verify` and `device install` show a progress line on stderr (MiB done of total, rate, time left, redrawn in place up to four times a second, then a final line) when stderr is a terminal; never in a pipe or a file, nor when `CI` is set. `AIRLOCK_PROGRESS=0` turns it off, `AIRLOCK_PROGRESS=1` on.\n\n")
+	b.WriteString("Shell completion: `airlock completion bash|zsh|fish` prints a script generated from these commands and flags; see [airlock completion](#airlock-completion) for where to install it.\n\n")
 	b.WriteString("## Commands\n\n")
 	device := map[string]bool{"version": true} // cli.New gives every program version
 	for _, c := range devicecmd.Commands() {

@@ -10,6 +10,7 @@ import (
 	"os"
 
 	"github.com/airlockfw/airlock/internal/cli"
+	"github.com/airlockfw/airlock/internal/cli/completion"
 	"github.com/airlockfw/airlock/internal/cli/devicecmd"
 	"github.com/airlockfw/airlock/internal/cli/servercmd"
 	"github.com/airlockfw/airlock/internal/cli/vendorcmd"
@@ -21,7 +22,8 @@ func main() {
 	os.Exit(program().Run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 
-// program is airlock with every command group.
+// program is airlock with every command group and shell completion.
 func program() *cli.Program {
-	return cli.New("airlock", devicecmd.Commands(), devicecmd.SimCommands(), vendorcmd.Commands(), servercmd.Commands())
+	return cli.New("airlock", devicecmd.Commands(), devicecmd.SimCommands(), vendorcmd.Commands(), servercmd.Commands(),
+		[]*cli.Command{completion.Command()})
 }
