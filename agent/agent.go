@@ -102,8 +102,8 @@ type Agent struct {
 // Result describes one poll cycle.
 type Result struct {
 	Action  string // one of the Action* constants
-	Version string // the release acted on, "" for ActionNone
-	Message string
+	Version string // the release acted on; for ActionNone the running one
+	Message string // what happened, in words
 }
 
 // New returns an agent for cfg (validated) after reading the server CA.
@@ -312,8 +312,13 @@ func (a *Agent) update(ctx context.Context, c *cycle) (*Result, error) {
 		if err := u.Keep(); err != nil {
 			a.log.Warn("failed to store verified metadata", "error", err)
 		}
-		a.log.Info("up to date", "version", c.view.currentVersion())
-		return &Result{Action: ActionNone, Version: c.view.currentVersion()}, nil
+		v := c.view.currentVersion()
+		msg := "up to date: version " + v + " runs, the newest release available for this device"
+		if v == "" {
+			msg = "up to date: no release is installed and none is available for this device"
+		}
+		a.log.Info(msg, "version", v)
+		return &Result{Action: ActionNone, Version: v, Message: msg}, nil
 	}
 	return a.install(ctx, c, src, u, t)
 }

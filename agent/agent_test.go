@@ -110,8 +110,12 @@ func TestEnrollCheckinUpdateCommitAndRollback(t *testing.T) {
 
 	// Up to date: no enrollment, no download.
 	e.api.resetReports()
-	if res, err := a.RunOnce(ctx); err != nil || res.Action != ActionNone {
+	res, err = a.RunOnce(ctx)
+	if err != nil || res.Action != ActionNone {
 		t.Fatalf("second poll = %+v, %v; want none", res, err)
+	}
+	if want := "up to date: version 1.1.0 runs, the newest release available for this device"; res.Message != want || res.Version != "1.1.0" {
+		t.Errorf("second poll: version %q, message %q; want 1.1.0, %q", res.Version, res.Message, want)
 	}
 	if e.api.enrolls != 1 || len(e.api.kinds()) != 0 {
 		t.Errorf("second poll: enrolls = %d, reports %q", e.api.enrolls, e.api.kinds())

@@ -223,16 +223,18 @@ func (a *Agent) directorUpdate(ctx context.Context, c *cycle) (*Result, error) {
 		return fail("", err)
 	}
 	if asg == nil {
-		a.log.Info("no release assigned by the director", "version", c.view.currentVersion())
-		return &Result{Action: ActionNone, Version: c.view.currentVersion(), Message: "no assignment"}, nil
+		msg := "up to date: the director assigns no release to this device; version " + c.view.currentVersion() + " runs"
+		a.log.Info(msg, "version", c.view.currentVersion())
+		return &Result{Action: ActionNone, Version: c.view.currentVersion(), Message: msg}, nil
 	}
 	path := asg.Target.Path
 	if asg.Device != c.deviceID {
 		return fail("", fmt.Errorf("%w: %q is assigned to device %q, this device is %q", ErrWrongDevice, path, asg.Device, c.deviceID))
 	}
 	if path == c.view.currentPath {
-		a.log.Info("running the assigned release", "version", c.view.currentVersion(), "rollout", asg.Rollout)
-		return &Result{Action: ActionNone, Version: c.view.currentVersion(), Message: "running the assigned release"}, nil
+		msg := "up to date: version " + c.view.currentVersion() + " runs, the release the director assigns to this device"
+		a.log.Info(msg, "version", c.view.currentVersion(), "rollout", asg.Rollout)
+		return &Result{Action: ActionNone, Version: c.view.currentVersion(), Message: msg}, nil
 	}
 	if slices.Contains(c.view.rejected, path) {
 		msg := fmt.Sprintf("the assigned release %s was rolled back on this device; not retrying it", path)

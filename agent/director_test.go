@@ -138,6 +138,9 @@ func TestDirectorAssignmentSignedByBothRepositoriesIsInstalled(t *testing.T) {
 	if err != nil || res.Action != ActionNone {
 		t.Fatalf("RunOnce after commit = %+v, %v; want none", res, err)
 	}
+	if want := "up to date: version 1.1.0 runs, the release the director assigns to this device"; res.Message != want {
+		t.Errorf("RunOnce after commit: message %q, want %q", res.Message, want)
+	}
 }
 
 // TestStolenDirectorKeyCannotInstallUnsignedImage: an attacker holding the

@@ -139,3 +139,15 @@ func copyFile(t *testing.T, from, to string) {
 		t.Fatal(err)
 	}
 }
+
+// TestHelpVersion: 'airlock help version' and 'airlock version --help'
+// print the version command's usage on stdout and exit 0.
+func TestHelpVersion(t *testing.T) {
+	for _, args := range [][]string{{"help", "version"}, {"version", "--help"}} {
+		var out, errb bytes.Buffer
+		e := &cli.Env{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errb, Getenv: func(string) string { return "" }}
+		if code := program().RunEnv(e, args); code != cli.ExitOK || !strings.HasPrefix(out.String(), "Usage: airlock version [--json]") || errb.Len() != 0 {
+			t.Errorf("%q: exit %d, stdout %q, stderr %q", args, code, out.String(), errb.String())
+		}
+	}
+}

@@ -72,11 +72,22 @@ Examples:
 				if err != nil {
 					return err
 				}
-				e.Printf("airlock: agent: %s %s\n", res.Action, res.Version)
+				e.Printf("airlock: agent: %s\n", agentSummary(res))
 				return nil
 			}
 		},
 	})
+}
+
+// agentSummary says in words what a successful poll cycle did.
+func agentSummary(r *agent.Result) string {
+	switch r.Action {
+	case agent.ActionCommitted:
+		return "updated to version " + r.Version + ": " + r.Message
+	case agent.ActionReboot:
+		return "installed version " + r.Version + "; the reboot command was run to boot it"
+	}
+	return r.Message
 }
 
 // isTerminal reports whether w is a terminal.

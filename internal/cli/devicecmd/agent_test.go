@@ -1,6 +1,7 @@
 package devicecmd
 
 import (
+	"github.com/airlockfw/airlock/agent"
 	"github.com/airlockfw/airlock/internal/cli"
 	"os"
 	"path/filepath"
@@ -38,5 +39,25 @@ func TestAgentCommandRefusesBadInvocations(t *testing.T) {
 				t.Fatalf("exit %d (want %d), output does not contain %q:\n%s%s", code, tt.code, tt.want, out, errOut)
 			}
 		})
+	}
+}
+
+// TestAgentSummaryIsWords: what 'agent --once' prints is a sentence, not
+// an action code or a struct.
+func TestAgentSummaryIsWords(t *testing.T) {
+	for _, tc := range []struct {
+		res  agent.Result
+		want string
+	}{
+		{agent.Result{Action: agent.ActionNone, Version: "1.1.0", Message: "up to date: version 1.1.0 runs, the newest release available for this device"},
+			"up to date: version 1.1.0 runs, the newest release available for this device"},
+		{agent.Result{Action: agent.ActionCommitted, Version: "1.2.0", Message: "health check passed; slot B committed"},
+			"updated to version 1.2.0: health check passed; slot B committed"},
+		{agent.Result{Action: agent.ActionReboot, Version: "1.2.0", Message: "reboot command run"},
+			"installed version 1.2.0; the reboot command was run to boot it"},
+	} {
+		if got := agentSummary(&tc.res); got != tc.want {
+			t.Errorf("agentSummary(%+v) = %q, want %q", tc.res, got, tc.want)
+		}
 	}
 }
