@@ -37,6 +37,9 @@ type Options struct {
 	// HTTPClient is used for repository URLs (nil: a client with
 	// connection timeouts, TLS 1.2+).
 	HTTPClient *http.Client
+	// RequireTimestamp is Config.RequireTimestamp (a device's
+	// bundle_freshness = "timestamp").
+	RequireTimestamp bool
 }
 
 // RoleInfo summarises one verified metadata file.
@@ -66,6 +69,11 @@ type Report struct {
 	InstalledLength int64             `json:"installed_length"`
 	InstalledSHA256 string            `json:"installed_sha256"`
 	Roles           []RoleInfo        `json:"roles"`
+	// InstallsUntil is, for a bundle, when the first of the roles whose
+	// expiry is checked (root, targets, delegated; and timestamp and
+	// snapshot with RequireTimestamp) expires, ExpiringRole that role.
+	InstallsUntil time.Time `json:"installs_until,omitzero"`
+	ExpiringRole  string    `json:"expiring_role,omitempty"`
 	// Checks are the pipeline stages passed; Skipped the policy checks left
 	// out because their device fact was not stated.
 	Checks  []string `json:"checks"`
@@ -73,7 +81,7 @@ type Report struct {
 }
 
 func (o *Options) config(src trust.Source) Config {
-	cfg := Config{Root: o.Root, Store: o.Store, Source: src}
+	cfg := Config{Root: o.Root, Store: o.Store, Source: src, RequireTimestamp: o.RequireTimestamp}
 	if !o.Now.IsZero() {
 		t := o.Now
 		cfg.Now = func() time.Time { return t }
@@ -101,6 +109,14 @@ func Bundle(ctx context.Context, r io.Reader, opts Options) (*Report, error) {
 	}
 	rep := report(t, "bundle")
 	rep.Checks = append([]string{CheckFormat}, rep.Checks...)
+	for _, r := range rep.Roles {
+		if (r.Role == "timestamp" || r.Role == "snapshot") && !opts.RequireTimestamp {
+			continue
+		}
+		if rep.ExpiringRole == "" || r.Expires.Before(rep.InstallsUntil) {
+			rep.InstallsUntil, rep.ExpiringRole = r.Expires, r.Role
+		}
+	}
 	return rep, nil
 }
 
