@@ -522,4 +522,3 @@ func (a *asyncWriter) Close() error {
 	<-a.done
 	return a.getErr()
 }
-
