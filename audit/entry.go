@@ -44,6 +44,8 @@ const (
 	KeyGenerated Action = "key.generated"
 	KeyRotated   Action = "key.rotated"
 	KeyRevoked   Action = "key.revoked"
+	// MetadataRenewed: a role re-signed with a new expiry (repo renew).
+	MetadataRenewed Action = "metadata.renewed"
 
 	ReleaseAdded     Action = "release.added"
 	ReleaseSigned    Action = "release.signed"
@@ -77,7 +79,7 @@ const (
 
 // Actions lists every valid Action.
 var Actions = []Action{
-	KeyGenerated, KeyRotated, KeyRevoked,
+	KeyGenerated, KeyRotated, KeyRevoked, MetadataRenewed,
 	ReleaseAdded, ReleaseSigned, ReleaseApproved, ReleaseRejected, ReleasePublished, ReleaseRevoked, ReleaseDeployed,
 	RolloutStarted, RolloutPaused, RolloutResumed, RolloutAdvanced, RolloutCancelled, RolloutCompleted,
 	DeviceEnrolled, DeviceUpdated, DeviceRolledBack, DeviceFailed, DeviceRemoved,

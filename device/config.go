@@ -54,6 +54,12 @@ const (
 // ErrConfig is wrapped by every config error.
 var ErrConfig = errors.New("invalid device config")
 
+// The values of Config.BundleFreshness.
+const (
+	FreshnessRelease   = "release"
+	FreshnessTimestamp = "timestamp"
+)
+
 // Config describes a device. Paths are stored as written (relative paths are
 // relative to Dir, the directory of the config file); use Path to resolve
 // them.
@@ -68,6 +74,11 @@ type Config struct {
 	Root       string // factory root metadata (read-only trust anchor)
 	StateDir   string // TUF state, slot records, counter
 	WriteChunk int64  // slot write size in bytes; default DefaultWriteChunk
+	// BundleFreshness is how fresh an offline bundle's metadata must be:
+	// FreshnessRelease ("", the default: until its root, targets or
+	// release role expires) or FreshnessTimestamp (its timestamp too, as
+	// online). See docs/bundle-format.md, "Freshness".
+	BundleFreshness string
 
 	Slots  SlotsConfig
 	Boot   BootConfig
@@ -114,6 +125,7 @@ type wireConfig struct {
 	Root       string            `toml:"root"`
 	StateDir   string            `toml:"state_dir"`
 	WriteChunk int64             `toml:"write_chunk,omitempty"`
+	Freshness  string            `toml:"bundle_freshness,omitempty"`
 	Slots      wireSlots         `toml:"slots"`
 	Boot       wireBoot          `toml:"boot"`
 	Health     *wireHealth       `toml:"health,omitempty"`
@@ -164,14 +176,15 @@ func ParseConfig(data []byte, dir string) (*Config, error) {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	c := &Config{
-		Dir:        dir,
-		Model:      w.Model,
-		Product:    w.Product,
-		Channel:    w.Channel,
-		Root:       w.Root,
-		StateDir:   w.StateDir,
-		WriteChunk: w.WriteChunk,
-		Slots:      SlotsConfig{A: w.Slots.A, B: w.Slots.B, Recovery: w.Slots.Recovery, Size: w.Slots.Size},
+		Dir:             dir,
+		Model:           w.Model,
+		Product:         w.Product,
+		Channel:         w.Channel,
+		Root:            w.Root,
+		StateDir:        w.StateDir,
+		WriteChunk:      w.WriteChunk,
+		BundleFreshness: w.Freshness,
+		Slots:           SlotsConfig{A: w.Slots.A, B: w.Slots.B, Recovery: w.Slots.Recovery, Size: w.Slots.Size},
 		Boot: BootConfig{Backend: w.Boot.Backend, Path: w.Boot.Path, RedundPath: w.Boot.RedundPath,
 			Offset: w.Boot.Offset, RedundOffset: w.Boot.RedundOffset, EnvSize: w.Boot.EnvSize, BootLimit: w.Boot.BootLimit},
 	}
@@ -236,6 +249,9 @@ func (c *Config) Validate() error {
 	}
 	if len(c.Channel) > release.MaxChannelLength {
 		return bad("channel is longer than %d bytes", release.MaxChannelLength)
+	}
+	if f := c.BundleFreshness; f != "" && f != FreshnessRelease && f != FreshnessTimestamp {
+		return bad("bundle_freshness must be %q or %q", FreshnessRelease, FreshnessTimestamp)
 	}
 	for _, p := range []struct{ name, v string }{
 		{"root", c.Root}, {"state_dir", c.StateDir}, {"slots.a", c.Slots.A}, {"slots.b", c.Slots.B}, {"boot.path", c.Boot.Path},
@@ -343,7 +359,7 @@ func (c *Config) Marshal() ([]byte, error) {
 	hw := int64(c.HWRev)
 	w := wireConfig{
 		Model: c.Model, HWRev: &hw, Product: c.Product, Channel: c.Channel, Root: c.Root,
-		StateDir: c.StateDir, WriteChunk: c.WriteChunk,
+		StateDir: c.StateDir, WriteChunk: c.WriteChunk, Freshness: c.BundleFreshness,
 		Slots: wireSlots{A: c.Slots.A, B: c.Slots.B, Recovery: c.Slots.Recovery, Size: c.Slots.Size},
 		Boot: wireBoot{Backend: c.Boot.Backend, Path: c.Boot.Path, RedundPath: c.Boot.RedundPath,
 			Offset: c.Boot.Offset, RedundOffset: c.Boot.RedundOffset, EnvSize: c.Boot.EnvSize, BootLimit: c.Boot.BootLimit},

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto"
+	"encoding/json"
 	"errors"
 	"path"
 	"strings"
@@ -161,6 +162,26 @@ func loseTrusted(t *testing.T, d *Device, name, how string) {
 	}
 }
 
+// trustedVersions returns the signed version of each readable trusted
+// metadata file of the device.
+func trustedVersions(t *testing.T, d *Device) map[string]int64 {
+	t.Helper()
+	out := map[string]int64{}
+	for _, name := range trustedFiles(t, d) {
+		data, err := durable.ReadFile(d.fsys, d.statePath(trustDir, name), 16<<20)
+		if err != nil || !strings.HasSuffix(name, ".json") {
+			continue
+		}
+		var md struct {
+			Signed struct{ Version int64 } `json:"signed"`
+		}
+		if json.Unmarshal(data, &md) == nil {
+			out[name] = md.Signed.Version
+		}
+	}
+	return out
+}
+
 // restoreFactoryRoot is the operator's recovery when root.json is lost.
 func restoreFactoryRoot(t *testing.T, d *Device) {
 	t.Helper()
@@ -172,9 +193,13 @@ func restoreFactoryRoot(t *testing.T, d *Device) {
 // TestInstallRollbackAfterTrustedFileLost: with any one trusted metadata
 // file of the device deleted or corrupted, a bundle offering an older
 // repository state (older timestamp, snapshot, targets or product role,
-// or a role dropped from the snapshot) is refused at the metadata check
-// with a rollback error (a corruption error for a corrupt floor record)
-// and changes nothing, and the honest newer release still installs.
+// or a role dropped from the snapshot) never rolls the trusted metadata
+// back. Either it is refused at the metadata check with a rollback error
+// (a corruption error for a corrupt floor record) and changes nothing, or
+// (a stale bundle, docs/bundle-format.md) the release it carries, 1.2.0,
+// is listed by the device's own trusted metadata and installs against it,
+// leaving every trusted file that remained as it was. The honest newer
+// release still installs.
 func TestInstallRollbackAfterTrustedFileLost(t *testing.T) {
 	fx := newFloorsFixture(t)
 	files := trustedFiles(t, fx.device(t))
@@ -197,14 +222,36 @@ func TestInstallRollbackAfterTrustedFileLost(t *testing.T) {
 					if file == "floors" && how == "corrupted" {
 						want = trust.ErrCorruptFloors
 					}
-					before := fingerprint(t, d)
-					_, err := installBundle(d, offer, InstallOptions{})
-					var ie *InstallError
-					if !errors.Is(err, want) || !errors.As(err, &ie) || ie.Check != CheckMetadata {
-						t.Fatalf("older state after %s %s: got %v, want a %s error wrapping %v", file, how, err, CheckMetadata, want)
+					// installedStale checks a stale install: 1.2.0 against the
+					// trusted metadata, which stays as it was; then commits it.
+					installedStale := func(before map[string]int64, res *InstallResult) {
+						t.Helper()
+						if res.Version != "1.2.0" {
+							t.Fatalf("a stale bundle installed %s, want 1.2.0 (the release it carries)", res.Version)
+						}
+						after := trustedVersions(t, d)
+						for name, v := range before {
+							if after[name] < v {
+								t.Errorf("a stale bundle rolled the trusted %s back from version %d to %d", name, v, after[name])
+							}
+						}
+						mustBoot(t, d)
+						if h, err := d.Health(context.Background()); err != nil || !h.Committed {
+							t.Fatalf("health = %+v, %v", h, err)
+						}
 					}
-					if diff := cmp.Diff(before, fingerprint(t, d)); diff != "" {
-						t.Errorf("refused install changed the device (-before +after):\n%s", diff)
+					before, versions := fingerprint(t, d), trustedVersions(t, d)
+					res, err := installBundle(d, offer, InstallOptions{})
+					var ie *InstallError
+					switch {
+					case err == nil && want == trust.ErrRollback:
+						installedStale(versions, res)
+					case !errors.Is(err, want) || !errors.As(err, &ie) || ie.Check != CheckMetadata:
+						t.Fatalf("older state after %s %s: got %v, want a %s error wrapping %v", file, how, err, CheckMetadata, want)
+					default:
+						if diff := cmp.Diff(before, fingerprint(t, d)); diff != "" {
+							t.Errorf("refused install changed the device (-before +after):\n%s", diff)
+						}
 					}
 					if want == trust.ErrCorruptFloors {
 						// The operator removes the corrupt record; the
@@ -212,11 +259,15 @@ func TestInstallRollbackAfterTrustedFileLost(t *testing.T) {
 						if err := d.fsys.Remove(d.statePath(trustDir, "floors")); err != nil {
 							t.Fatal(err)
 						}
-						if _, err := installBundle(d, offer, InstallOptions{}); !errors.Is(err, trust.ErrRollback) {
+						versions := trustedVersions(t, d)
+						res, err := installBundle(d, offer, InstallOptions{})
+						if err == nil {
+							installedStale(versions, res)
+						} else if !errors.Is(err, trust.ErrRollback) {
 							t.Fatalf("older state after removing the corrupt record: %v, want %v", err, trust.ErrRollback)
 						}
 					}
-					res, err := installBundle(d, fx.b13, InstallOptions{})
+					res, err = installBundle(d, fx.b13, InstallOptions{})
 					if err != nil {
 						t.Fatalf("honest newer release refused: %v", err)
 					}

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"maps"
 	"os"
 	"slices"
@@ -114,7 +113,7 @@ type InstallResult struct {
 // and checks policy once.
 type Update struct {
 	d       *Device
-	ov      *overlay
+	ov      *trust.Overlay
 	s       *verify.Session
 	facts   verify.Facts
 	checked bool // a release was checked (an install was attempted)
@@ -128,8 +127,9 @@ func (d *Device) Begin(ctx context.Context, src trust.Source, opt InstallOptions
 		return nil, &InstallError{Check: CheckState, Err: err}
 	}
 	facts.AllowDowngrade = opt.AllowDowngrade
-	ov := newOverlay(trust.NewDirStore(d.fsys, d.statePath(trustDir)))
-	s, err := verify.Open(ctx, verify.Config{Root: d.factoryRoot, Store: ov, Source: src, Now: d.opts.Now})
+	ov := trust.NewOverlay(trust.NewDirStore(d.fsys, d.statePath(trustDir)))
+	s, err := verify.Open(ctx, verify.Config{Root: d.factoryRoot, Store: ov, Source: src, Now: d.opts.Now,
+		RequireTimestamp: d.cfg.BundleFreshness == FreshnessTimestamp})
 	if err != nil {
 		return nil, refused(err, "")
 	}
@@ -174,7 +174,7 @@ func (u *Update) Select(ctx context.Context, skip func(path string) bool) (*veri
 // floors advance as the TUF client workflow says. Slots and boot control are
 // not touched.
 func (u *Update) Keep() error {
-	if err := u.ov.commit(); err != nil {
+	if err := u.ov.Commit(); err != nil {
 		return fmt.Errorf("failed to store verified metadata: %w", err)
 	}
 	return nil
@@ -262,7 +262,7 @@ func (u *Update) installInto(ctx context.Context, t *verify.Target, s boot.Slot)
 		return res, refused(err, s)
 	}
 	// Persist the verified metadata, then the slot record.
-	if err := u.ov.commit(); err != nil {
+	if err := u.ov.Commit(); err != nil {
 		return res, fmt.Errorf("failed to store verified metadata: %w", err)
 	}
 	m := t.Release
@@ -521,49 +521,4 @@ func (a *asyncWriter) Close() error {
 	close(a.full)
 	<-a.done
 	return a.getErr()
-}
-
-// overlay is a trust.Store that reads through to base and keeps Puts in
-// memory until commit, so that a refused install leaves the trusted
-// metadata on disk untouched.
-type overlay struct {
-	base  trust.Store
-	puts  map[string][]byte
-	order []string
-}
-
-func newOverlay(base trust.Store) *overlay {
-	return &overlay{base: base, puts: map[string][]byte{}}
-}
-
-func (o *overlay) Get(name string) ([]byte, error) {
-	if d, ok := o.puts[name]; ok {
-		return slices.Clone(d), nil
-	}
-	return o.base.Get(name)
-}
-
-func (o *overlay) Put(name string, data []byte) error {
-	if _, err := trust.NewMemStore().Get(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return err // invalid name
-	}
-	if _, ok := o.puts[name]; !ok {
-		o.order = append(o.order, name)
-	}
-	o.puts[name] = slices.Clone(data)
-	return nil
-}
-
-// commit writes the Puts to base in the order they were made (so a root
-// history copy lands before root.json, as the client intends).
-func (o *overlay) commit() error {
-	for _, name := range o.order {
-		if old, err := o.base.Get(name); err == nil && string(old) == string(o.puts[name]) {
-			continue
-		}
-		if err := o.base.Put(name, o.puts[name]); err != nil {
-			return err
-		}
-	}
-	return nil
 }

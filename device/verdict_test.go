@@ -140,13 +140,26 @@ func verdictCases() []verdictCase {
 				return repotest.BuildBundle(t, m, p)
 			})},
 		{name: "expired metadata", want: CheckMetadata, wantErr: trust.ErrExpired, now: time.Now().AddDate(3, 0, 0), offer: next(nil)},
-		{name: "metadata rollback", want: CheckMetadata, wantErr: trust.ErrRollback,
+		// A bundle older than the device's metadata is judged against the
+		// device's metadata (docs/bundle-format.md, "Freshness").
+		{name: "stale bundle, release still listed", want: CheckPolicy, wantErr: release.ErrDowngrade,
 			offer: func(t *testing.T, v *vendor) ([]byte, []byte) {
 				b10 := base(t, v)
 				v.release("1.1.0", 1, img(2), nil)
-				b11 := v.bundle("1.1.0")
-				_ = b10
-				return b11, b10 // the device trusts newer metadata than the offer's
+				return v.bundle("1.1.0"), b10 // the device trusts newer metadata than the offer's
+			}},
+		{name: "stale bundle, release withdrawn", want: CheckTarget, wantErr: verify.ErrStaleBundle,
+			offer: func(t *testing.T, v *vendor) ([]byte, []byte) {
+				b10 := base(t, v)
+				m, p := repotest.ParseBundle(t, v.release("1.1.0", 1, img(2), nil))
+				v.rt.EditRole(t, m, func(md *metadata.Metadata[metadata.TargetsType]) {
+					for path := range md.Signed.Targets {
+						if strings.Contains(path, "/1.0.0/") {
+							delete(md.Signed.Targets, path)
+						}
+					}
+				}, v.product[0])
+				return repotest.BuildBundle(t, m, p), b10
 			}},
 		{name: "mix and match", want: CheckMetadata, wantErr: trust.ErrMixAndMatch, fresh: true,
 			offer: func(t *testing.T, v *vendor) ([]byte, []byte) {

@@ -29,5 +29,5 @@ func (d *Device) PolicyDevice() (release.Device, error) {
 // choose a release without changing the device's trusted state (only
 // Install persists metadata).
 func (d *Device) PreviewStore() trust.Store {
-	return newOverlay(trust.NewDirStore(d.fsys, d.statePath(trustDir)))
+	return trust.NewOverlay(trust.NewDirStore(d.fsys, d.statePath(trustDir)))
 }

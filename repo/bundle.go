@@ -7,112 +7,165 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/airlockfw/airlock/bundle"
 	"github.com/airlockfw/airlock/internal/durable"
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 )
 
+// BundleInfo describes an offline bundle CreateBundle wrote.
+type BundleInfo struct {
+	Size       int64  `json:"size"` // bytes (CreateBundleFile only)
+	TargetPath string `json:"target"`
+	// InstallsUntil is when the first of the roles a device checks the
+	// expiry of in a bundle (root, targets, the product's role) expires,
+	// ExpiringRole that role: a device with the default freshness policy
+	// installs the bundle until then (docs/bundle-format.md, "Freshness").
+	InstallsUntil time.Time `json:"installs_until"`
+	ExpiringRole  string    `json:"expiring_role"`
+	// TimestampExpires is when the bundle's timestamp expires: the end of
+	// its life on devices configured with bundle_freshness = "timestamp".
+	TimestampExpires time.Time `json:"timestamp_expires"`
+}
+
 // CreateBundle writes an offline bundle of a published release to w: root
 // versions 2..N, the published timestamp, the snapshot it names, the targets
 // and product role versions that snapshot names, the target path, and the
 // payload, streamed from public/targets.
 func (r *Repo) CreateBundle(w io.Writer, product, version string) error {
+	_, err := r.createBundle(w, product, version)
+	return err
+}
+
+func (r *Repo) createBundle(w io.Writer, product, version string) (*BundleInfo, error) {
 	p, role, err := productRole(product)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	n, err := r.latestVersion(metadata.ROOT)
 	if err != nil {
-		return err
+		return nil, err
 	}
+	info := &BundleInfo{}
+	expires := func(name string, t time.Time) {
+		if info.ExpiringRole == "" || t.Before(info.InstallsUntil) {
+			info.InstallsUntil, info.ExpiringRole = t, name
+		}
+	}
+	root, _, err := loadMD[metadata.RootType](r.metaPath(fmt.Sprintf("%d.root.json", n)), MaxRootSize)
+	if err != nil {
+		return nil, err
+	}
+	expires(metadata.ROOT, root.Signed.Expires)
 	var m bundle.Metadata
 	for v := int64(2); v <= n; v++ {
 		data, err := readLimited(r.metaPath(fmt.Sprintf("%d.root.json", v)), MaxRootSize)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		m.RootChain = append(m.RootChain, data)
 	}
 	ts, tsData, err := loadMD[metadata.TimestampType](r.metaPath("timestamp.json"), MaxMetadataSize)
 	if err != nil {
-		return err
+		return nil, err
 	}
+	info.TimestampExpires = ts.Signed.Expires
 	m.Timestamp = tsData
 	sm, ok := ts.Signed.Meta["snapshot.json"]
 	if !ok {
-		return fmt.Errorf("%w: timestamp names no snapshot", ErrInvalidMetadata)
+		return nil, fmt.Errorf("%w: timestamp names no snapshot", ErrInvalidMetadata)
 	}
 	snap, snapData, err := loadMD[metadata.SnapshotType](r.metaPath(fmt.Sprintf("%d.snapshot.json", sm.Version)), MaxMetadataSize)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	m.Snapshot = snapData
 	tm, ok := snap.Signed.Meta["targets.json"]
 	if !ok {
-		return fmt.Errorf("%w: snapshot names no targets", ErrInvalidMetadata)
+		return nil, fmt.Errorf("%w: snapshot names no targets", ErrInvalidMetadata)
 	}
-	if m.Targets, err = readLimited(r.metaPath(fmt.Sprintf("%d.targets.json", tm.Version)), MaxMetadataSize); err != nil {
-		return err
+	targets, targetsData, err := loadMD[metadata.TargetsType](r.metaPath(fmt.Sprintf("%d.targets.json", tm.Version)), MaxMetadataSize)
+	if err != nil {
+		return nil, err
 	}
+	m.Targets = targetsData
+	expires(metadata.TARGETS, targets.Signed.Expires)
 	rm, ok := snap.Signed.Meta[role+".json"]
 	if !ok {
-		return fmt.Errorf("%w: %s has no published releases", ErrNotFound, p)
+		return nil, fmt.Errorf("%w: %s has no published releases", ErrNotFound, p)
 	}
 	roleMD, roleData, err := loadMD[metadata.TargetsType](r.metaPath(fmt.Sprintf("%d.%s.json", rm.Version, role)), MaxMetadataSize)
 	if err != nil {
-		return err
+		return nil, err
 	}
+	expires(p.String(), roleMD.Signed.Expires)
 	m.Delegated = []bundle.Role{{Name: role, Data: roleData}}
 	tp := findVersion(roleMD, version)
 	if tp == "" {
-		return fmt.Errorf("%w: release %s %s is not published", ErrNotFound, p, version)
+		return nil, fmt.Errorf("%w: release %s %s is not published", ErrNotFound, p, version)
 	}
 	tf := roleMD.Signed.Targets[tp]
 	src, staged, err := r.payloadPath(tp, tf)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if staged {
-		return fmt.Errorf("%w: payload of %s is still staged", ErrNotFound, tp)
+		return nil, fmt.Errorf("%w: payload of %s is still staged", ErrNotFound, tp)
 	}
 	f, err := os.Open(src)
 	if err != nil {
-		return fmt.Errorf("failed to open payload: %w", err)
+		return nil, fmt.Errorf("failed to open payload: %w", err)
 	}
 	defer f.Close()
 	m.TargetPath = tp
 	m.PayloadLength = tf.Length
+	info.TargetPath = tp
 	var payload io.Reader = f
 	if r.opts.Progress != nil {
 		payload = io.TeeReader(f, r.opts.Progress(tf.Length))
 	}
-	return bundle.Write(w, &m, payload)
+	if err := bundle.Write(w, &m, payload); err != nil {
+		return nil, err
+	}
+	return info, nil
 }
 
-// CreateBundleFile writes an offline bundle of a published release to a new
-// file at path and returns its size. The file appears only when complete
-// (temp file, fsync, then a hard link into place) and is never replaced:
-// if path exists, even if it appeared meanwhile, it fails with an error
-// wrapping fs.ErrExist.
-func (r *Repo) CreateBundleFile(path, product, version string) (int64, error) {
-	if _, err := fsys.Lstat(path); err == nil {
-		return 0, fmt.Errorf("%s already exists; refusing to overwrite it: %w", path, fs.ErrExist)
+// CreateBundleFile writes an offline bundle of a published release to a
+// new file at path. The file appears only when complete (temp file, fsync,
+// then a hard link into place). Without replace it is never replaced: if
+// path exists, even if it appeared meanwhile, it fails with an error
+// wrapping fs.ErrExist. With replace, an existing regular file at path is
+// atomically replaced (rename) by the complete new bundle, so a reader sees
+// the old bundle or the new one, never a mix.
+func (r *Repo) CreateBundleFile(path, product, version string, replace bool) (*BundleInfo, error) {
+	exists := fmt.Errorf("%s already exists; refusing to overwrite it (--force re-creates it): %w", path, fs.ErrExist)
+	if fi, err := fsys.Lstat(path); err == nil {
+		if !replace {
+			return nil, exists
+		}
+		if !fi.Mode().IsRegular() {
+			return nil, fmt.Errorf("%s is not a regular file; refusing to replace it", path)
+		}
 	}
 	f, err := durable.CreateTemp(fsys, filepath.Dir(path), FileMode)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	defer f.Abort()
 	cw := &countingWriter{w: f}
-	if err := r.CreateBundle(cw, product, version); err != nil {
-		return 0, err
+	info, err := r.createBundle(cw, product, version)
+	if err != nil {
+		return nil, err
 	}
-	if err := f.CommitNew(path); err != nil {
-		if errors.Is(err, fs.ErrExist) {
-			return 0, fmt.Errorf("%s already exists; refusing to overwrite it: %w", path, fs.ErrExist)
-		}
-		return 0, err
+	if replace {
+		err = f.Commit(path)
+	} else if err = f.CommitNew(path); errors.Is(err, fs.ErrExist) {
+		err = exists
 	}
-	return cw.n, nil
+	if err != nil {
+		return nil, err
+	}
+	info.Size = cw.n
+	return info, nil
 }

@@ -19,6 +19,13 @@ type Config struct {
 	Now func() time.Time
 	// Limits overrides size and count limits; zero fields mean defaults.
 	Limits Limits
+	// Offline says the source is a copy made at one time and carried to
+	// the device (an offline bundle), not a live repository: the expiry of
+	// the timestamp and snapshot, which bound how stale a live repository's
+	// answer may be, is not enforced; the expiry of root, targets and every
+	// delegated role, all signatures and thresholds, and every rollback
+	// floor still are (docs/bundle-format.md, "Freshness").
+	Offline bool
 }
 
 // Client is a TUF client that holds only verified metadata. Its methods are
@@ -28,6 +35,8 @@ type Client struct {
 	src   Source
 	now   func() time.Time
 	lim   Limits
+	// offline is Config.Offline.
+	offline bool
 
 	mu        sync.Mutex
 	refreshed bool
@@ -89,7 +98,7 @@ func New(store Store, src Source, cfg Config) (*Client, error) {
 	if err := verifySignatures("trusted root", rootRole(root, RoleRoot), root.Signatures, payload); err != nil {
 		return nil, err
 	}
-	return &Client{store: store, src: src, now: now, lim: lim, root: root, rootRaw: raw}, nil
+	return &Client{store: store, src: src, now: now, lim: lim, offline: cfg.Offline, root: root, rootRaw: raw}, nil
 }
 
 const (
@@ -294,8 +303,8 @@ func (c *Client) updateTimestamp(ctx context.Context) error {
 	if nv := md.Signed.Meta[snapshotFile].Version; nv < snapFloor {
 		return fmt.Errorf("timestamp: %w: snapshot version %d < trusted %d", ErrRollback, nv, snapFloor)
 	}
-	// 5.4.4: freeze attack.
-	if expired(md.Signed.Expires, c.refTime) {
+	// 5.4.4: freeze attack (not for an offline copy: Config.Offline).
+	if c.expired(md.Signed.Expires) {
 		return fmt.Errorf("timestamp version %d: %w (expired %s)", md.Signed.Version, ErrExpired, md.Signed.Expires.UTC().Format(time.RFC3339))
 	}
 	// The floor first, then the file it covers (5.4.5).
@@ -384,7 +393,7 @@ func (c *Client) updateSnapshot(ctx context.Context) error {
 			floor.meta[name] = max(floor.meta[name], v)
 		}
 	}
-	if old != nil && old.Signed.Version == pin.Version && !expired(old.Signed.Expires, c.refTime) && floor.check(old) == nil {
+	if old != nil && old.Signed.Version == pin.Version && !c.expired(old.Signed.Expires) && floor.check(old) == nil {
 		// Already have the pinned version; make sure the record covers it.
 		if err := c.saveSnapshotFloors(old, oldSigners); err != nil {
 			return err
@@ -413,7 +422,7 @@ func (c *Client) updateSnapshot(ctx context.Context) error {
 	if err := floor.check(md); err != nil { // 5.5.5
 		return err
 	}
-	if expired(md.Signed.Expires, c.refTime) { // 5.5.6
+	if c.expired(md.Signed.Expires) { // 5.5.6
 		return fmt.Errorf("snapshot version %d: %w (expired %s)", md.Signed.Version, ErrExpired, md.Signed.Expires.UTC().Format(time.RFC3339))
 	}
 	// The floor first, then the file it covers (5.5.7).
@@ -426,6 +435,10 @@ func (c *Client) updateSnapshot(ctx context.Context) error {
 	c.snap, c.snapRaw = md, data
 	return nil
 }
+
+// expired applies the timestamp and snapshot expiry: never expired for an
+// offline copy (Config.Offline).
+func (c *Client) expired(exp time.Time) bool { return !c.offline && expired(exp, c.refTime) }
 
 // saveSnapshotFloors records md as the trusted snapshot: its version and
 // the versions it lists, vouched for by signers.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"net/url"
@@ -289,4 +290,47 @@ func (m *MapSource) OpenTarget(ctx context.Context, targetPath string, hashPrefi
 		return nil, fmt.Errorf("target %q: %w", targetPath, ErrNotFound)
 	}
 	return m.Target(targetPath)
+}
+
+// trustedSource serves the top-level metadata a store already trusts
+// (Store names, see Client), and the delegated roles and targets of
+// another source.
+type trustedSource struct {
+	store Store
+	src   Source
+}
+
+// TrustedSource returns a Source that offers the root, timestamp, snapshot
+// and targets metadata already in store (a client refreshing from it
+// re-verifies what it trusts and finds nothing newer), and the delegated
+// roles and targets of src, which the client verifies against the trusted
+// snapshot as always. It lets an offline bundle whose metadata is older
+// than the device's be installed when the metadata the device trusts still
+// lists the bundle's release: the release is looked up in the trusted
+// metadata, and the payload comes from the bundle.
+func TrustedSource(store Store, src Source) Source {
+	return &trustedSource{store: store, src: src}
+}
+
+func (t *trustedSource) FetchMetadata(ctx context.Context, role string, version int64, maxLength int64) ([]byte, error) {
+	name := roleFileName(role)
+	switch role {
+	case RoleRoot:
+		name = rootHistoryName(version)
+	case RoleTimestamp, RoleSnapshot, RoleTargets:
+	default:
+		return t.src.FetchMetadata(ctx, role, version, maxLength)
+	}
+	data, err := t.store.Get(name)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%s: %w", name, ErrNotFound)
+	}
+	if err == nil && int64(len(data)) > maxLength {
+		err = fmt.Errorf("%s: %w: %d > %d bytes", name, ErrTooLarge, len(data), maxLength)
+	}
+	return data, err
+}
+
+func (t *trustedSource) OpenTarget(ctx context.Context, targetPath, hashPrefix string) (io.ReadCloser, error) {
+	return t.src.OpenTarget(ctx, targetPath, hashPrefix)
 }

@@ -29,6 +29,11 @@ type Config struct {
 	Now func() time.Time
 	// Limits overrides the TUF client's size and count limits.
 	Limits trust.Limits
+	// RequireTimestamp makes an offline bundle as fresh as an online
+	// source must be: its timestamp and snapshot must be unexpired too. By
+	// default a bundle installs until its root, targets or release role
+	// expires (trust.Config.Offline; docs/bundle-format.md, "Freshness").
+	RequireTimestamp bool
 }
 
 // Session is the outcome of the metadata stage: a TUF client holding
@@ -40,6 +45,12 @@ type Session struct {
 	src    trust.Source
 	root   []byte
 	env    string
+	// bundle is the source when it is an offline bundle.
+	bundle *BundleSource
+	// stale is the refusal of a bundle's metadata as older than the
+	// trusted metadata, when the session verifies the bundle's release
+	// against the trusted metadata instead (openTrusted).
+	stale error
 }
 
 // Open runs the metadata stage: it refreshes the TUF metadata from
@@ -62,17 +73,37 @@ func Open(ctx context.Context, cfg Config) (*Session, error) {
 			return nil, fail(CheckMetadata, err)
 		}
 	}
-	c, err := trust.New(st, cfg.Source, trust.Config{Now: cfg.Now, Limits: cfg.Limits})
+	b, _ := cfg.Source.(*BundleSource)
+	tcfg := trust.Config{Now: cfg.Now, Limits: cfg.Limits, Offline: b != nil && !cfg.RequireTimestamp}
+	// A bundle's metadata is refreshed in an overlay: if it turns out
+	// older than the trusted metadata (stale), the files it put so far are
+	// dropped and the trusted metadata is used as it was (openTrusted).
+	work := st
+	var ov *trust.Overlay
+	if b != nil {
+		ov = trust.NewOverlay(st)
+		work = ov
+	}
+	c, err := trust.New(work, cfg.Source, tcfg)
 	if err != nil {
 		return nil, fail(CheckMetadata, err)
 	}
-	s := &Session{client: c, src: cfg.Source, root: cfg.Root, env: RootEnvironment(cfg.Root)}
-	if err := c.Refresh(ctx); err != nil {
-		path := ""
-		if b, ok := cfg.Source.(*BundleSource); ok {
-			path = b.TargetPath()
+	s := &Session{client: c, src: cfg.Source, root: cfg.Root, env: RootEnvironment(cfg.Root), bundle: b}
+	err = c.Refresh(ctx)
+	switch {
+	case err == nil:
+		if ov != nil {
+			err = ov.Commit()
 		}
-		return nil, fail(CheckMetadata, s.diagnoseEnvironment(ctx, path, err))
+	case b == nil:
+		err = s.diagnoseEnvironment(ctx, "", err)
+	case errors.Is(err, trust.ErrRollback):
+		err = s.openTrusted(ctx, st, tcfg, err)
+	default:
+		err = s.explainBundle(b.TargetPath(), s.diagnoseEnvironment(ctx, b.TargetPath(), err))
+	}
+	if err != nil {
+		return nil, fail(CheckMetadata, err)
 	}
 	root := c.Trusted().Root
 	if got, _ := root.Signed.UnrecognizedFields[release.RootEnvironmentField].(string); s.env != "" && got != s.env {

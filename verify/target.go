@@ -51,7 +51,7 @@ func (s *Session) Check(ctx context.Context, targetPath string, f Facts) (*Targe
 		if errors.Is(err, trust.ErrTargetNotFound) || errors.Is(err, trust.ErrInvalidName) {
 			check = CheckTarget
 		}
-		return nil, fail(check, s.explainLookup(ctx, targetPath, err))
+		return nil, fail(check, s.explainBundle(targetPath, s.explainLookup(ctx, targetPath, err)))
 	}
 	if err := CheckHashes(tf.Hashes); err != nil {
 		return nil, fail(CheckTarget, fmt.Errorf("%q: %w", targetPath, err))

@@ -41,6 +41,9 @@ type Options struct {
 	// the installed image's length; the installed bytes are then written to
 	// the writer it returns (a progress display), which must not fail.
 	Progress func(total int64) io.Writer
+	// RequireTimestamp is Config.RequireTimestamp (a device's
+	// bundle_freshness = "timestamp").
+	RequireTimestamp bool
 }
 
 // RoleInfo summarises one verified metadata file.
@@ -70,6 +73,11 @@ type Report struct {
 	InstalledLength int64             `json:"installed_length"`
 	InstalledSHA256 string            `json:"installed_sha256"`
 	Roles           []RoleInfo        `json:"roles"`
+	// InstallsUntil is, for a bundle, when the first of the roles whose
+	// expiry is checked (root, targets, delegated; and timestamp and
+	// snapshot with RequireTimestamp) expires, ExpiringRole that role.
+	InstallsUntil time.Time `json:"installs_until,omitzero"`
+	ExpiringRole  string    `json:"expiring_role,omitempty"`
 	// Checks are the pipeline stages passed; Skipped the policy checks left
 	// out because their device fact was not stated.
 	Checks  []string `json:"checks"`
@@ -77,7 +85,7 @@ type Report struct {
 }
 
 func (o *Options) config(src trust.Source) Config {
-	cfg := Config{Root: o.Root, Store: o.Store, Source: src}
+	cfg := Config{Root: o.Root, Store: o.Store, Source: src, RequireTimestamp: o.RequireTimestamp}
 	if !o.Now.IsZero() {
 		t := o.Now
 		cfg.Now = func() time.Time { return t }
@@ -105,6 +113,14 @@ func Bundle(ctx context.Context, r io.Reader, opts Options) (*Report, error) {
 	}
 	rep := report(t, "bundle")
 	rep.Checks = append([]string{CheckFormat}, rep.Checks...)
+	for _, r := range rep.Roles {
+		if (r.Role == "timestamp" || r.Role == "snapshot") && !opts.RequireTimestamp {
+			continue
+		}
+		if rep.ExpiringRole == "" || r.Expires.Before(rep.InstallsUntil) {
+			rep.InstallsUntil, rep.ExpiringRole = r.Expires, r.Role
+		}
+	}
 	return rep, nil
 }
 

@@ -227,8 +227,16 @@ func TestExpiredMetadata(t *testing.T) {
 	f := newFixture(t, 1)
 	o := f.opts()
 	o.Now = time.Now().Add(2 * 24 * time.Hour) // past the 1-day timestamp
-	_, err := Bundle(context.Background(), bytes.NewReader(f.bundle("1.0.0")), o)
+	// Online, the timestamp bounds freshness.
+	_, err := Repo(context.Background(), f.dir, o)
 	expectErr(t, err, CheckMetadata, trust.ErrExpired)
+	// A device that requires it of bundles too refuses the bundle as too old.
+	o.RequireTimestamp = true
+	_, err = Bundle(context.Background(), bytes.NewReader(f.bundle("1.0.0")), o)
+	expectErr(t, err, CheckMetadata, ErrBundleExpired)
+	if !errors.Is(err, trust.ErrExpired) || !strings.Contains(err.Error(), "timestamp") {
+		t.Errorf("err = %v, want the expired timestamp named", err)
+	}
 }
 
 func TestMixAndMatch(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/airlockfw/airlock/device"
 	"github.com/airlockfw/airlock/internal/cli"
 	"github.com/airlockfw/airlock/internal/durable"
 	"github.com/airlockfw/airlock/release"
@@ -119,6 +120,7 @@ Examples:
 						return err
 					}
 					opts.Root, opts.Store = d.FactoryRoot(), d.PreviewStore()
+					opts.RequireTimestamp = d.Config().BundleFreshness == device.FreshnessTimestamp
 				} else {
 					rootData, err := durable.ReadFile(durable.OS, *root, trust.MaxRootSize)
 					if err != nil {
@@ -221,6 +223,9 @@ func printReport(e *cli.Env, r *verify.Report) {
 	}
 	for _, ri := range r.Roles {
 		rows = append(rows, []string{"role " + ri.Role, fmt.Sprintf("v%d, expires %s, threshold %d of %d keys", ri.Version, ri.Expires.UTC().Format(time.RFC3339), ri.Threshold, ri.Keys)})
+	}
+	if r.ExpiringRole != "" {
+		rows = append(rows, []string{"installs until", r.InstallsUntil.UTC().Format(time.RFC3339) + " (the " + r.ExpiringRole + " role expires)"})
 	}
 	rows = append(rows, []string{"checks passed", strings.Join(r.Checks, ", ")})
 	if len(r.Skipped) > 0 {

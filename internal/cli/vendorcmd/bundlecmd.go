@@ -2,6 +2,10 @@ package vendorcmd
 
 import (
 	"flag"
+	"fmt"
+	"time"
+
+	"github.com/airlockfw/airlock/internal/bytesize"
 
 	"github.com/airlockfw/airlock/internal/cli"
 	"github.com/airlockfw/airlock/repo"
@@ -14,7 +18,7 @@ func init() {
 var bundleCreateCmd = &cli.Command{
 	Name:    "bundle create",
 	Summary: "write an offline bundle of a published release",
-	Usage: `Usage: airlock bundle create --dir REPO --product PRODUCT --version V --out FILE
+	Usage: `Usage: airlock bundle create --dir REPO --product PRODUCT --version V --out FILE [--force] [--json]
 
 Writes one file that carries everything a device needs to install a
 published release without network access: root metadata versions 2..N (so a
@@ -22,14 +26,24 @@ device with an older root can follow the rotations), the current timestamp,
 snapshot, targets and product role metadata, and the payload. The device
 verifies it exactly like an online update (docs/bundle-format.md).
 
-FILE must not exist; it appears only when complete (temp file, fsync,
-then an atomic link into place).
+FILE must not exist (unless --force); it appears only when complete (temp
+file, fsync, then an atomic link, or with --force a rename, into place).
+
+It prints until when devices install the bundle: a bundle is a copy of the
+repository's metadata, and a device checks the expiry of its root, targets
+and product role (not of its timestamp, which lives one day: see
+docs/bundle-format.md, "Freshness"). Renew an expiring role with
+'airlock repo renew', publish, and re-create the bundle with --force. A
+device that already trusts newer metadata installs an older bundle only if
+its newer metadata still lists the release; otherwise re-create the bundle.
 
 Flags:
   --dir REPO          repository directory
   --product PRODUCT   product ID
   --version V         release version (must be published)
   --out FILE          bundle file to create
+  --force             replace FILE if it exists (atomically)
+  --json              print what was written as JSON
 
 Example:
   airlock bundle create --dir /srv/fw-repo --product acme/router-x1 \
@@ -40,6 +54,8 @@ Example:
 		product := fs.String("product", "", "")
 		version := fs.String("version", "", "")
 		out := fs.String("out", "", "")
+		force := fs.Bool("force", false, "")
+		asJSON := fs.Bool("json", false, "")
 		return func(e *cli.Env, args []string) error {
 			if err := cli.NoArgs(args); err != nil {
 				return err
@@ -52,13 +68,38 @@ Example:
 			if err != nil {
 				return err
 			}
-			n, err := r.CreateBundleFile(*out, *product, *version)
+			info, err := r.CreateBundleFile(*out, *product, *version, *force)
 			prog.Done()
 			if err != nil {
 				return err
 			}
-			e.Printf("airlock: wrote %s (%d bytes)\n", *out, n)
+			if *asJSON {
+				return cli.WriteJSON(e.Stdout, info)
+			}
+			now := time.Now()
+			size, _ := bytesize.Pair(info.Size, 0)
+			e.Printf("airlock: wrote %s (%s, %s)\n", *out, size, info.TargetPath)
+			e.Printf("installs until %s, %s (when the %s role expires; renew it with airlock repo renew, publish, and re-create the bundle to go on)\n",
+				info.InstallsUntil.UTC().Format(time.RFC3339), until(now, info.InstallsUntil), info.ExpiringRole)
+			e.Printf("devices with bundle_freshness = \"timestamp\" install it until %s, %s (the timestamp expires)\n",
+				info.TimestampExpires.UTC().Format(time.RFC3339), until(now, info.TimestampExpires))
 			return nil
 		}
 	},
+}
+
+// until says how far t is from now in words: "in 179 days", "in 23 hours",
+// "already expired".
+func until(now, t time.Time) string {
+	d := t.Sub(now)
+	switch {
+	case d <= 0:
+		return "already expired"
+	case d >= 48*time.Hour:
+		return fmt.Sprintf("in %d days", int(d/(24*time.Hour)))
+	case d >= 2*time.Hour:
+		return fmt.Sprintf("in %d hours", int(d/time.Hour))
+	default:
+		return fmt.Sprintf("in %d minutes", int(d/time.Minute))
+	}
 }

@@ -17,7 +17,7 @@ import (
 )
 
 func init() {
-	commands = append(commands, repoInitCmd, repoDelegateCmd, repoPublishCmd, repoTimestampCmd, repoRotateCmd, repoRevokeCmd, repoStatusCmd, repoImportCmd)
+	commands = append(commands, repoInitCmd, repoDelegateCmd, repoPublishCmd, repoTimestampCmd, repoRenewCmd, repoRotateCmd, repoRevokeCmd, repoStatusCmd, repoImportCmd)
 }
 
 // checkKeys refuses key paths inside the repository directory.
@@ -392,6 +392,88 @@ Example:
 				return err
 			}
 			e.Printf("airlock: timestamp version %d\n", v)
+			return nil
+		}
+	},
+}
+
+var repoRenewCmd = &cli.Command{
+	Name:    "repo renew",
+	Summary: "re-sign targets or a product's role with a new expiry (keeps bundles and devices working)",
+	Usage: `Usage: airlock repo renew --dir REPO --role ROLE --key KEY... [--expires D]
+         [--passphrase-file FILE] [--json]
+
+Stages the next version of a role with a new expiry and no other change:
+ROLE is targets (signed by the targets key) or a product ID such as
+acme/router-x1 (signed by its release keys; when its threshold needs more
+keys, the other holders sign it with 'airlock release sign'). 'airlock repo
+publish' makes it effective.
+
+Devices refuse expired metadata. Online, the snapshot and timestamp are
+renewed by every publish and 'repo timestamp'; targets and product roles
+(180 days by default) only by a change to them, or by this command. An
+offline bundle installs until its root, targets or product role expires
+('airlock bundle create' prints when): renew them before then, publish,
+and re-create the bundles ('bundle create --force'). Root is renewed with
+'airlock repo rotate --role root' without a key change. 'airlock repo
+status' shows every role's expiry.
+
+Flags:
+  --dir REPO               repository directory
+  --role ROLE              targets, or a product ID
+  --key KEY                signing key of the role; repeatable
+  --expires D              new lifetime from now (Nd or Go duration; default: the
+                           repository's for the role, 'repo init --targets-expires'
+                           and '--product-expires')
+  --passphrase-file FILE   passphrase of encrypted private keys
+  --json                   print the result as JSON
+
+Example:
+  airlock repo renew --dir /srv/fw-repo --role acme/router-x1 --key ~/keys/product.pem
+  airlock repo publish --dir /srv/fw-repo
+`,
+	Flags: func(fs *flag.FlagSet) func(*cli.Env, []string) error {
+		dir := fs.String("dir", "", "")
+		role := fs.String("role", "", "")
+		var keyPaths cli.StringList
+		fs.Var(&keyPaths, "key", "")
+		var life repo.Duration
+		durationFlag(fs, "expires", &life)
+		passFile := fs.String("passphrase-file", "", "")
+		asJSON := fs.Bool("json", false, "")
+		return func(e *cli.Env, args []string) error {
+			r, err := openRepo(e, args, *dir)
+			if err != nil {
+				return err
+			}
+			if err := cli.NeedFlags("--role", *role); err != nil {
+				return err
+			}
+			if len(keyPaths) == 0 {
+				return cli.Usagef("--key is required")
+			}
+			if err := checkKeys(*dir, keyPaths...); err != nil {
+				return err
+			}
+			signers, err := loadSigners(keyPaths, *passFile)
+			if err != nil {
+				return err
+			}
+			res, err := r.Renew(*role, time.Duration(life), signers)
+			if err != nil {
+				return err
+			}
+			if *asJSON {
+				return cli.WriteJSON(e.Stdout, res)
+			}
+			e.Printf("airlock: staged %s version %d, expires %s (%d of %d signatures)\n",
+				res.Role, res.Version, res.Expires.Format(time.RFC3339), res.Signatures, res.Threshold)
+			if n := res.Threshold - res.Signatures; n > 0 && res.Role == "targets" {
+				e.Printf("airlock: %d more signature(s) needed: airlock release sign --pending %s --key KEY, then airlock repo import\n", n, res.Staged)
+			} else if n > 0 {
+				e.Printf("airlock: %d more signature(s) needed: airlock release sign --dir %s --product %s --key KEY\n", n, *dir, res.Role)
+			}
+			e.Printf("airlock: run airlock repo publish to make it effective\n")
 			return nil
 		}
 	},
