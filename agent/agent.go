@@ -12,7 +12,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
-	"os/exec"
 	"slices"
 	"strings"
 	"time"
@@ -20,6 +19,7 @@ import (
 	"github.com/airlockfw/airlock/device"
 	"github.com/airlockfw/airlock/deviceapi"
 	"github.com/airlockfw/airlock/internal/durable"
+	"github.com/airlockfw/airlock/internal/proc"
 	"github.com/airlockfw/airlock/verify"
 )
 
@@ -358,10 +358,9 @@ func (a *Agent) reboot(ctx context.Context, c *cycle, version string) (*Result, 
 		a.log.Info("rebooting into the new release", "version", version, "command", strings.Join(a.cfg.RebootCommand, " "))
 		rctx, cancel := context.WithTimeout(ctx, RebootCommandTimeout)
 		defer cancel()
-		cmd := exec.CommandContext(rctx, a.cfg.RebootCommand[0], a.cfg.RebootCommand[1:]...)
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			err = fmt.Errorf("%w: %q: %w: %s", ErrReboot, a.cfg.RebootCommand[0], err, truncate(strings.TrimSpace(string(out)), 500))
+		var out bytes.Buffer
+		if err := proc.Run(rctx, a.cfg.RebootCommand, "", nil, &out); err != nil {
+			err = fmt.Errorf("%w: %q: %w: %s", ErrReboot, a.cfg.RebootCommand[0], err, truncate(strings.TrimSpace(out.String()), 500))
 			a.report(ctx, c, deviceapi.StateFailed, version, err.Error())
 			return &Result{Action: ActionFailed, Version: version, Message: err.Error()}, err
 		}

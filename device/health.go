@@ -5,11 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"slices"
-	"time"
 
 	"github.com/airlockfw/airlock/device/boot"
+	"github.com/airlockfw/airlock/internal/proc"
 )
 
 // ErrHealth is wrapped when the health check fails or times out.
@@ -126,18 +125,14 @@ func (d *Device) runHealthCheck(ctx context.Context, b *Booted) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, hc.Timeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, hc.Command[0], hc.Command[1:]...)
-	cmd.Dir = d.cfg.Dir
 	trial := "0"
 	if b.Trial {
 		trial = "1"
 	}
 	slotPath, _ := d.slotPath(b.Slot)
-	cmd.Env = append(os.Environ(), "AIRLOCK_SLOT="+string(b.Slot), "AIRLOCK_SLOT_PATH="+slotPath,
+	env := append(os.Environ(), "AIRLOCK_SLOT="+string(b.Slot), "AIRLOCK_SLOT_PATH="+slotPath,
 		"AIRLOCK_VERSION="+b.Version, "AIRLOCK_TRIAL="+trial)
-	cmd.Stdout, cmd.Stderr = d.opts.HealthOutput, d.opts.HealthOutput
-	cmd.WaitDelay = time.Second
-	err := cmd.Run()
+	err := proc.Run(ctx, hc.Command, d.cfg.Dir, env, d.opts.HealthOutput)
 	if ctx.Err() == context.DeadlineExceeded {
 		return fmt.Errorf("%q did not finish within the %v deadline", hc.Command[0], hc.Timeout)
 	}
