@@ -22,9 +22,10 @@
 //     part of the script.
 //   - <!-- doctest: skip — REASON --> right before a block (blank lines
 //     between are allowed) skips it; the reason is required.
-//   - <!-- doctest setup: SCRIPT --> right before a block runs SCRIPT
-//     first, in the same shell: the preparation the prose asks the reader
-//     to do (tokens, a running server). The visible commands run as shown.
+//   - <!-- doctest setup: SCRIPT --> runs SCRIPT before the next shell
+//     block (prose may come between), in the same shell: the preparation
+//     the prose asks the reader to do (tokens, a running server). The
+//     visible commands run as shown.
 //   - <!-- doctest requires: TOOL... --> anywhere in a file names programs
 //     the file's blocks need; when one is missing the file is skipped (or
 //     fails, with AIRLOCK_REQUIRE_TOOLS=1).
@@ -153,7 +154,7 @@ func Parse(src string, complete func(string) bool) (*Doc, error) {
 				body = append(body, l)
 			}
 			if !shellInfo(info) {
-				if pendSkip != "" || pendSetup != "" {
+				if pendSkip != "" {
 					return nil, fmt.Errorf("line %d: doctest directive before a block that is not a shell block (```%s)", pendLine, info)
 				}
 				continue
@@ -171,8 +172,8 @@ func Parse(src string, complete func(string) bool) (*Doc, error) {
 			doc.Blocks = append(doc.Blocks, b)
 		case trim == "":
 		default:
-			if pendSkip != "" || pendSetup != "" {
-				return nil, fmt.Errorf("line %d: doctest directive not followed by a code block", pendLine)
+			if pendSkip != "" {
+				return nil, fmt.Errorf("line %d: doctest skip not followed by a code block", pendLine)
 			}
 		}
 	}
