@@ -1,7 +1,6 @@
 package doctest
 
 import (
-	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/sha1"
@@ -174,9 +173,6 @@ func buildAirlock(t *testing.T) string {
 // the test's temp dirs.
 var systemPath = regexp.MustCompile(`(^|[\s'"=:])/(etc|srv|var|run|media|mnt|opt|home|root|tmp)/`)
 
-// marker starts the output of command N in the log of a file's run.
-const marker = "\x1edoctest-command "
-
 // step is one thing the generated script runs.
 type step struct {
 	where string // file:line
@@ -250,9 +246,18 @@ __doctest_cleanup() {
 trap __doctest_cleanup EXIT
 doctest_totp() { ` + helperEnv + `=totp "$DOCTEST_SELF" "$@"; }
 `)
+	// Each step's output goes to its own file (a redirected group, not a
+	// subshell: variables and cd carry over); the number of the step that
+	// runs is in the file "current". The explicit status check also stops
+	// at a failure that set -e lets pass (the left side of && or !).
+	outDir := filepath.Join(work, "out")
+	if err := os.Mkdir(outDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
 	for i, s := range steps {
-		fmt.Fprintf(&script, "printf '\\036doctest-command %d\\n' >&2\n%s\n__doctest_s=$?; [ \"$__doctest_s\" = 0 ] || exit \"$__doctest_s\"\n",
-			i, s.text)
+		fmt.Fprintf(&script, "echo %d > \"$DOCTEST_OUTDIR/current\"\n{\n%s\n} >\"$DOCTEST_OUTDIR/%d\" 2>&1\n"+
+			"__doctest_s=$?; [ \"$__doctest_s\" = 0 ] || exit \"$__doctest_s\"\nDOCTEST_PREV=$DOCTEST_OUTDIR/%d\n",
+			i, s.text, i, i)
 	}
 	logPath := filepath.Join(work, "log")
 	logf, err := os.Create(logPath)
@@ -286,6 +291,7 @@ doctest_totp() { ` + helperEnv + `=totp "$DOCTEST_SELF" "$@"; }
 		"DOCTEST_SELF="+self,
 		"DOCTEST_TOTP_STATE="+filepath.Join(work, "totp-step"),
 		"DOCTEST_CHECKOUT="+mustAbs(t, root),
+		"DOCTEST_OUTDIR="+outDir,
 	)
 	start := time.Now()
 	runErr := cmd.Run()
@@ -298,13 +304,11 @@ doctest_totp() { ` + helperEnv + `=totp "$DOCTEST_SELF" "$@"; }
 		t.Logf("%s: %d blocks ran (%d steps) in %v", file, ran, len(steps), elapsed)
 		return
 	}
-	// Find the last command that started and its output.
-	last, out := -1, log
-	if i := bytes.LastIndex(log, []byte(marker)); i >= 0 {
-		rest := log[i+len(marker):]
-		nl := bytes.IndexByte(rest, '\n')
-		if n, err := strconv.Atoi(string(rest[:max(nl, 0)])); err == nil && nl >= 0 {
-			last, out = n, rest[nl+1:]
+	// The step that failed and its output.
+	last := -1
+	if b, err := os.ReadFile(filepath.Join(outDir, "current")); err == nil {
+		if n, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+			last = n
 		}
 	}
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
@@ -313,6 +317,8 @@ doctest_totp() { ` + helperEnv + `=totp "$DOCTEST_SELF" "$@"; }
 	if last < 0 || last >= len(steps) {
 		t.Fatalf("%s: bash failed before the first command: %v\n%s", file, runErr, log)
 	}
+	out, _ := os.ReadFile(filepath.Join(outDir, strconv.Itoa(last)))
+	out = append(out, log...) // bash's own complaints, if any
 	s := steps[last]
 	t.Fatalf("%s: %s failed: %v\n%s\n--- output:\n%s", s.where, s.what, runErr, indent(s.text), out)
 }
