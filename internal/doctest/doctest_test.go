@@ -43,7 +43,7 @@ func TestMain(m *testing.M) {
 // user's authenticator app would show it. With --fresh it first waits for
 // the next 30-second step if the current one has less than 25 s left or
 // was used (the server accepts each step once per user): the step it last
-// printed for the URI is remembered in the file $DOCTEST_TOTP_STATE.
+// printed for the secret is remembered in a file $DOCTEST_TOTP_STATE-HASH.
 func totpHelper(args []string) int {
 	fresh := len(args) == 2 && args[0] == "--fresh"
 	if fresh {
@@ -66,6 +66,10 @@ func totpHelper(args []string) int {
 	now := time.Now()
 	step := now.Unix() / 30
 	state := os.Getenv("DOCTEST_TOTP_STATE")
+	if state != "" {
+		sum := sha1.Sum(secret)
+		state = fmt.Sprintf("%s-%x", state, sum[:8])
+	}
 	if fresh && state != "" {
 		last, _ := os.ReadFile(state)
 		if string(last) == strconv.FormatInt(step, 10) || now.Unix()%30 > 25 {
@@ -225,6 +229,13 @@ func runDoc(t *testing.T, file string, doc *Doc, bin, self string) {
 	}
 
 	work := t.TempDir()
+	if os.Getenv("DOCTEST_KEEP") != "" { // debugging: keep the work dir
+		var err error
+		if work, err = os.MkdirTemp("", "doctest-"); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%s: work dir kept: %s", file, work)
+	}
 	home := filepath.Join(work, "home")
 	dir := filepath.Join(work, "work")
 	for _, d := range []string{home, dir} {
