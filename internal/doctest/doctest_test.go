@@ -139,19 +139,25 @@ func TestDocs(t *testing.T) {
 		t.Fatal(err)
 	}
 	started := time.Now()
-	for _, f := range docFiles(t) {
-		t.Run(strings.ReplaceAll(f, "/", "_"), func(t *testing.T) {
-			src, err := os.ReadFile(filepath.Join(root, f))
-			if err != nil {
-				t.Fatal(err)
-			}
-			doc, err := Parse(string(src), bashComplete(t))
-			if err != nil {
-				t.Fatalf("%s: %v", f, err)
-			}
-			runDoc(t, f, doc, bin, self)
-		})
-	}
+	// Files are independent (each has its own directories, HOME and
+	// processes), so they run in parallel: mostly waits (servers starting,
+	// TOTP steps), not CPU.
+	t.Run("files", func(t *testing.T) {
+		for _, f := range docFiles(t) {
+			t.Run(strings.ReplaceAll(f, "/", "_"), func(t *testing.T) {
+				t.Parallel()
+				src, err := os.ReadFile(filepath.Join(root, f))
+				if err != nil {
+					t.Fatal(err)
+				}
+				doc, err := Parse(string(src), bashComplete(t))
+				if err != nil {
+					t.Fatalf("%s: %v", f, err)
+				}
+				runDoc(t, f, doc, bin, self)
+			})
+		}
+	})
 	t.Logf("all documentation ran in %v", time.Since(started).Round(time.Millisecond))
 }
 
