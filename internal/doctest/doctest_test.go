@@ -154,7 +154,9 @@ func TestDocs(t *testing.T) {
 				if err != nil {
 					t.Fatalf("%s: %v", f, err)
 				}
-				runDoc(t, f, doc, bin, self)
+				if err := runDoc(t, f, doc, bin, self); err != nil {
+					t.Fatal(err)
+				}
 			})
 		}
 	})
@@ -191,7 +193,9 @@ type step struct {
 }
 
 // runDoc runs the blocks of one file in one bash process.
-func runDoc(t *testing.T, file string, doc *Doc, bin, self string) {
+// It returns the failure of a command or setup (with the file, line,
+// command and output); other problems end t.
+func runDoc(t *testing.T, file string, doc *Doc, bin, self string) error {
 	var missing []string
 	for _, tool := range doc.Requires {
 		if _, err := exec.LookPath(tool); err != nil {
@@ -220,11 +224,11 @@ func runDoc(t *testing.T, file string, doc *Doc, bin, self string) {
 		}
 	}
 	if t.Failed() {
-		return
+		return nil
 	}
 	if len(steps) == 0 {
 		t.Logf("%s: no block to run", file)
-		return
+		return nil
 	}
 	if len(missing) > 0 {
 		msg := fmt.Sprintf("%s needs %s, not installed (apt-get install -y softhsm2 opensc sqlite3 curl)", file, strings.Join(missing, ", "))
@@ -319,7 +323,7 @@ doctest_totp() { ` + helperEnv + `=totp "$DOCTEST_SELF" "$@"; }
 	}
 	if runErr == nil {
 		t.Logf("%s: %d blocks ran (%d steps) in %v", file, ran, len(steps), elapsed)
-		return
+		return nil
 	}
 	// The step that failed and its output.
 	last := -1
@@ -332,12 +336,12 @@ doctest_totp() { ` + helperEnv + `=totp "$DOCTEST_SELF" "$@"; }
 		runErr = fmt.Errorf("timed out after %v (FileTimeout): %w", FileTimeout, runErr)
 	}
 	if last < 0 || last >= len(steps) {
-		t.Fatalf("%s: bash failed before the first command: %v\n%s", file, runErr, log)
+		return fmt.Errorf("%s: bash failed before the first command: %w\n%s", file, runErr, log)
 	}
 	out, _ := os.ReadFile(filepath.Join(outDir, strconv.Itoa(last)))
 	out = append(out, log...) // bash's own complaints, if any
 	s := steps[last]
-	t.Fatalf("%s: %s failed: %v\n%s\n--- output:\n%s", s.where, s.what, runErr, indent(s.text), out)
+	return fmt.Errorf("%s: %s failed: %w\n%s\n--- output:\n%s", s.where, s.what, runErr, indent(s.text), out)
 }
 
 func indent(s string) string {
@@ -418,4 +422,38 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestRunDocFailures: a failing command stops the run and is reported with
+// its file, line, text and output, also where set -e alone would go on (the
+// left side of &&, a negated command), and variables carry across blocks.
+func TestRunDocFailures(t *testing.T) {
+	self, _ := os.Executable()
+	for _, tc := range []struct {
+		name, src, want string // want: "" for success, else the failing line
+	}{
+		{"passes", "```\nX=1\n```\ntext\n```\n$ test \"$X\" = 1 && echo ok\nok\n```\n", ""},
+		{"plain", "```\necho before\nfalse\necho never\n```\n", "doc.md:3 (block at line 1)"},
+		{"and-list", "```\n$ echo a\na\n$ false && true\n$ echo never\n```\n", "doc.md:4 (block at line 1)"},
+		{"negated", "```\n! true\n```\n", "doc.md:2 (block at line 1)"},
+		{"setup", "<!-- doctest setup: exit 3 -->\n```\ntrue\n```\n", "doc.md:2: hidden setup failed"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			doc, err := Parse(tc.src, bashComplete(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = runDoc(t, "doc.md", doc, t.TempDir(), self)
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("unexpected failure: %v", err)
+			case tc.want != "" && err == nil:
+				t.Fatalf("the failure was not caught")
+			case tc.want != "" && !strings.Contains(err.Error(), tc.want):
+				t.Fatalf("error does not name %q:\n%v", tc.want, err)
+			case tc.want != "" && strings.Contains(err.Error(), "never"):
+				t.Fatalf("ran past the failure:\n%v", err)
+			}
+		})
+	}
 }
