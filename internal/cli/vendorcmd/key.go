@@ -3,8 +3,12 @@ package vendorcmd
 import (
 	"context"
 	"crypto"
+	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 
 	"github.com/airlockfw/airlock/internal/cli"
 	"github.com/airlockfw/airlock/keys"
@@ -21,7 +25,8 @@ func init() {
 
 Generates a private signing key and writes it to PATH (PKCS#8 PEM, created
 with mode 0600, never overwriting an existing file) and its public key to
-PATH.pub. With --passphrase-file the private key is encrypted (PBES2:
+PATH.pub. A missing parent directory of PATH is created with mode 0700; an
+existing one is left as it is. With --passphrase-file the private key is encrypted (PBES2:
 PBKDF2-HMAC-SHA256 + AES-256-CBC, readable by OpenSSL).
 
 With --pkcs11 the key pair is generated inside the HSM token the RFC 7512
@@ -115,6 +120,9 @@ Examples:
 					if err != nil {
 						return err
 					}
+					if err := makeKeyDir(e, *out); err != nil {
+						return err
+					}
 					if err := keys.WritePrivate(*out, priv, pass); err != nil {
 						return err
 					}
@@ -206,4 +214,21 @@ func loadSigners(paths []string, passFile string) ([]crypto.Signer, error) {
 // pkcs11: URI (keys.OpenPublic).
 func loadPublic(path, passFile string) (crypto.PublicKey, error) {
 	return keys.OpenPublic(context.Background(), path, keys.OpenOptions{Passphrase: keys.PassphraseFile(passFile)})
+}
+
+// makeKeyDir creates the missing parent directories of a private key file
+// with mode 0700 (only the owner may list or enter them), so that
+// `key gen --out ~/keys/root-1.pem` works on a fresh machine. A directory
+// that already exists keeps its mode: tightening or loosening someone's
+// directory is not key gen's business.
+func makeKeyDir(e *cli.Env, path string) error {
+	dir := filepath.Dir(path)
+	if _, err := os.Stat(dir); err == nil || !errors.Is(err, fs.ErrNotExist) {
+		return nil // exists (or unreadable: writing the key reports the error)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("failed to create the key directory: %w", err)
+	}
+	e.Printf("airlock: created directory %s (0700)\n", dir)
+	return nil
 }
