@@ -31,7 +31,13 @@ const (
 	PathReleases         = "/api/v1/admin/releases"
 	PathUsers            = "/api/v1/admin/users"
 	PathRollouts         = "/api/v1/admin/rollouts"
+	PathLogin            = "/api/v1/admin/login"
+	PathLogout           = "/api/v1/admin/logout"
 )
+
+// SessionPrefix starts every session credential (LoginResponse.Session),
+// telling it apart from an admin token.
+const SessionPrefix = "airlock_session_"
 
 // Rollout actions (POST PathRollouts/{id}/{action}); they are the names of
 // rollout.Action.
@@ -45,6 +51,32 @@ const (
 // ErrorBody is the JSON body of every error response.
 type ErrorBody struct {
 	Error string `json:"error"`
+}
+
+// LoginRequest is the body of POST PathLogin, sent with the admin token as
+// bearer and a TOTP code in TOTPHeader.
+type LoginRequest struct {
+	// TTLSeconds asks for a shorter session than the server's lifetime
+	// (0: the server's lifetime, which is also the maximum).
+	TTLSeconds int64 `json:"ttl_seconds,omitempty"`
+}
+
+// LoginResponse is the 201 body of POST PathLogin. Session is a secret:
+// send it as the bearer credential instead of the admin token until
+// ExpiresAt; it then needs no TOTP code for most changes.
+type LoginResponse struct {
+	Session   string    `json:"session"`
+	ID        string    `json:"id"`
+	User      string    `json:"user"`
+	Role      string    `json:"role"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// LogoutResponse is the 200 body of POST PathLogout, sent with the session
+// as bearer.
+type LogoutResponse struct {
+	ID   string `json:"id"`
+	User string `json:"user"`
 }
 
 // User is the JSON form of a user.
