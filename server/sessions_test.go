@@ -289,6 +289,12 @@ func TestSessionKeepsRolesAndApprovalsNeedAFreshCode(t *testing.T) {
 	}
 
 	bs := e.login(admin, 0)
+	resp, data = e.doTOTP("POST", "/api/v1/admin/rollouts", bs.Session, "", adminapi.CreateRolloutRequest{
+		Release: "acme/router-x1@" + versions[0], Environment: EnvProd, Stages: "100%"})
+	wantStatus(t, resp, data, http.StatusCreated)
+	if got := rec.find("boss", "rollout.created", map[string]string{"session": bs.ID}); len(got) != 1 {
+		t.Errorf("rollout.created under a session does not name it: %v", rec.events)
+	}
 	resp, data = e.doTOTP("POST", "/api/v1/admin/users", bs.Session, "", CreateUserRequest{Name: "new", Role: RoleViewer})
 	wantStatus(t, resp, data, http.StatusUnauthorized)
 	// Disabling the user ends their sessions.

@@ -5,7 +5,8 @@
 // health check rolled back, a table of every device, and a staged rollout
 // that a bad release pauses at its canary group. `airlock demo` runs it.
 //
-// The vendor-side steps run real airlock commands through Config.Run (the
+// The vendor-side steps and the operator's admin commands (login, approval,
+// rollout, logout) run real airlock commands through Config.Run (the
 // command line of the binary that runs the demo), so the narration shows
 // commands that work; the device and server side run in-process from the
 // library packages.
