@@ -10,7 +10,9 @@
 // newer) against the roots the caller gives, never by anything weaker. The
 // token is sent on every request and a fresh TOTP code on every
 // state-changing one ([TOTPHeader]); neither is ever logged or put into an
-// error. The server's answers are untrusted input: a response is read to at
+// error. [Client.Login] trades them for a short-lived session credential
+// ([Session], [SessionPrefix]), a secret of the same standing as the token
+// that stands in for most TOTP codes until it expires. The server's answers are untrusted input: a response is read to at
 // most [MaxResponseSize] bytes and decoded into the declared type only, and
 // a server error message is quoted, never interpreted.
 //
