@@ -49,6 +49,19 @@ func (s Static) Credentials(_ context.Context, write bool) (string, string, erro
 	return s.Token, s.TOTP, nil
 }
 
+// Session is a session credential from Login (LoginResponse.Session), with
+// an optional TOTP code for the few changes that need a fresh code even
+// under a session (approving a release, managing users).
+type Session struct {
+	Secret, TOTP string
+}
+
+// Credentials implements Credentials: the session stands in for the TOTP
+// code, which is sent only when set.
+func (s Session) Credentials(context.Context, bool) (string, string, error) {
+	return s.Secret, s.TOTP, nil
+}
+
 // HTTPError is a non-2xx answer of the server.
 type HTTPError struct {
 	Method, Path string
@@ -105,7 +118,7 @@ func (c *Client) Do(ctx context.Context, method, path string, body, out any) err
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	if method != http.MethodGet {
+	if method != http.MethodGet && totp != "" {
 		req.Header.Set(TOTPHeader, totp)
 	}
 	resp, err := c.http.Do(req)
@@ -283,4 +296,19 @@ func (c *Client) RolloutAction(ctx context.Context, id, action string, req Rollo
 		return RolloutView{}, fmt.Errorf("unknown rollout action %q", action)
 	}
 	return post[RolloutView](ctx, c, item(PathRollouts, id, action), req)
+}
+
+// Login exchanges the client's admin token and TOTP code (a Static
+// credential) for a session of ttl (0: the server's lifetime, which is
+// also the longest it grants). The returned Session is a secret.
+func (c *Client) Login(ctx context.Context, ttl time.Duration) (LoginResponse, error) {
+	if ttl < 0 || ttl%time.Second != 0 {
+		return LoginResponse{}, fmt.Errorf("session lifetime %v must be whole seconds", ttl)
+	}
+	return post[LoginResponse](ctx, c, PathLogin, LoginRequest{TTLSeconds: int64(ttl / time.Second)})
+}
+
+// Logout ends the client's session (a Session credential).
+func (c *Client) Logout(ctx context.Context) (LogoutResponse, error) {
+	return post[LogoutResponse](ctx, c, PathLogout, nil)
 }

@@ -10,7 +10,9 @@
 // newer) against the roots the caller gives, never by anything weaker. The
 // token is sent on every request and a fresh TOTP code on every
 // state-changing one ([TOTPHeader]); neither is ever logged or put into an
-// error. The server's answers are untrusted input: a response is read to at
+// error. [Client.Login] trades them for a short-lived session credential
+// ([Session], [SessionPrefix]), a secret of the same standing as the token
+// that stands in for most TOTP codes until it expires. The server's answers are untrusted input: a response is read to at
 // most [MaxResponseSize] bytes and decoded into the declared type only, and
 // a server error message is quoted, never interpreted.
 //
@@ -31,7 +33,13 @@ const (
 	PathReleases         = "/api/v1/admin/releases"
 	PathUsers            = "/api/v1/admin/users"
 	PathRollouts         = "/api/v1/admin/rollouts"
+	PathLogin            = "/api/v1/admin/login"
+	PathLogout           = "/api/v1/admin/logout"
 )
+
+// SessionPrefix starts every session credential (LoginResponse.Session),
+// telling it apart from an admin token.
+const SessionPrefix = "airlock_session_"
 
 // Rollout actions (POST PathRollouts/{id}/{action}); they are the names of
 // rollout.Action.
@@ -45,6 +53,32 @@ const (
 // ErrorBody is the JSON body of every error response.
 type ErrorBody struct {
 	Error string `json:"error"`
+}
+
+// LoginRequest is the body of POST PathLogin, sent with the admin token as
+// bearer and a TOTP code in TOTPHeader.
+type LoginRequest struct {
+	// TTLSeconds asks for a shorter session than the server's lifetime
+	// (0: the server's lifetime, which is also the maximum).
+	TTLSeconds int64 `json:"ttl_seconds,omitempty"`
+}
+
+// LoginResponse is the 201 body of POST PathLogin. Session is a secret:
+// send it as the bearer credential instead of the admin token until
+// ExpiresAt; it then needs no TOTP code for most changes.
+type LoginResponse struct {
+	Session   string    `json:"session"`
+	ID        string    `json:"id"`
+	User      string    `json:"user"`
+	Role      string    `json:"role"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// LogoutResponse is the 200 body of POST PathLogout, sent with the session
+// as bearer.
+type LogoutResponse struct {
+	ID   string `json:"id"`
+	User string `json:"user"`
 }
 
 // User is the JSON form of a user.

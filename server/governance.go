@@ -50,6 +50,7 @@ var Actions = auth.Actions
 const (
 	AuditLogin            = auth.AuditLogin
 	AuditLoginFailed      = auth.AuditLoginFailed
+	AuditLogout           = auth.AuditLogout
 	AuditReleaseAdded     = auth.AuditReleaseAdded
 	AuditReleaseApproved  = auth.AuditReleaseApproved
 	AuditReleaseDeployed  = auth.AuditReleaseDeployed
@@ -162,6 +163,13 @@ const (
 	EnvProd              = release.EnvProd
 	DefaultProdApprovals = releases.DefaultProdApprovals
 	MaxProdApprovals     = releases.MaxProdApprovals
+)
+
+// Admin session lifetimes (see package server/auth).
+const (
+	DefaultSessionTTL = auth.DefaultSessionTTL
+	MinSessionTTL     = auth.MinSessionTTL
+	MaxSessionTTL     = auth.MaxSessionTTL
 )
 
 // Environments lists the deployment environments.

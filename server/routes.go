@@ -31,6 +31,10 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /metrics", s.auth.Admin(ActionFleetRead, func(w http.ResponseWriter, r *http.Request) {
 		s.metrics.Handler().ServeHTTP(w, r)
 	}))
+	// Sessions (airlock login/logout) authenticate themselves: login takes an
+	// admin token and a TOTP code, logout the session (users.go).
+	mux.HandleFunc("POST /api/v1/admin/login", s.handleLogin)
+	mux.HandleFunc("POST /api/v1/admin/logout", s.handleLogout)
 	s.governanceRoutes(mux)
 	s.rolloutRoutes(mux)
 	dashboard.Routes(mux, dashboard.Config{DB: s.db, Auth: s.auth, Rollouts: s, Releases: s.releases,

@@ -98,6 +98,10 @@ type Config struct {
 	// release for the "prod" environment needs before it can be deployed;
 	// zero means DefaultProdApprovals. 1..MaxProdApprovals.
 	ProdApprovals int
+	// SessionTTL is the lifetime of an admin API session (airlock login):
+	// the default and the longest a client may ask for. 0 means
+	// DefaultSessionTTL (15 minutes); at most MaxSessionTTL.
+	SessionTTL time.Duration
 	// Audit, when set, receives security events: logins and failed logins,
 	// releases added, approved and deployed, user changes (see the Audit*
 	// constants). actor is a user name, or "unknown". It must not block.

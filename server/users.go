@@ -6,7 +6,9 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"time"
 
+	"github.com/airlockfw/airlock/adminapi"
 	"github.com/airlockfw/airlock/server/auth"
 	"github.com/airlockfw/airlock/server/internal/httpx"
 	"github.com/airlockfw/airlock/server/releases"
@@ -26,6 +28,38 @@ func (s *Server) governanceRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /api/v1/admin/users/{id}/disable", s.auth.Admin(ActionUserWrite, s.handleDisableUser))
 }
 
+// handleLogin exchanges an admin token and a TOTP code for a session
+// (airlock login).
+func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
+	var req adminapi.LoginRequest
+	if r.ContentLength != 0 {
+		if err := httpx.ReadJSON(w, r, MaxAdminBodySize, &req); err != nil {
+			httpx.WriteError(w, r, err)
+			return
+		}
+	}
+	if req.TTLSeconds < 0 || req.TTLSeconds > int64(auth.MaxSessionTTL/time.Second) {
+		httpx.WriteError(w, r, httpx.Status(http.StatusBadRequest, "ttl_seconds %d outside 0..%d", req.TTLSeconds, int64(auth.MaxSessionTTL/time.Second)))
+		return
+	}
+	cred, sess, u, err := s.auth.StartSession(r, r.Header.Get(TOTPHeader), time.Duration(req.TTLSeconds)*time.Second)
+	if err != nil {
+		httpx.WriteError(w, r, err)
+		return
+	}
+	httpx.WriteJSON(w, http.StatusCreated, adminapi.LoginResponse{Session: cred, ID: sess.ID, User: u.Name, Role: sess.Role, ExpiresAt: sess.ExpiresAt})
+}
+
+// handleLogout ends the session that authenticates the request.
+func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
+	sess, u, err := s.auth.EndSession(r)
+	if err != nil {
+		httpx.WriteError(w, r, err)
+		return
+	}
+	httpx.WriteJSON(w, http.StatusOK, adminapi.LogoutResponse{ID: sess.ID, User: u.Name})
+}
+
 // initGovernance loads the KEK (checking it against the database) and
 // prepares authentication state and the approval threshold.
 func (s *Server) initGovernance() error {
@@ -40,12 +74,17 @@ func (s *Server) initGovernance() error {
 			return err
 		}
 	}
+	// Every change made under an admin session says so in its audit event.
+	s.cfg.Audit = auth.AuditWithSession(s.cfg.Audit)
 	var err error
 	if s.releases, err = releases.New(releases.Config{DB: s.db, Metadata: s.metaRoot.FS(), ProdApprovals: s.cfg.ProdApprovals,
 		Now: s.now, Audit: s.cfg.Audit}); err != nil {
 		return err
 	}
-	s.auth = auth.New(auth.Config{DB: s.db, KEK: s.kek, Now: s.now, Log: s.log, Audit: s.cfg.Audit})
+	if s.auth, err = auth.New(auth.Config{DB: s.db, KEK: s.kek, Now: s.now, Log: s.log, Audit: s.cfg.Audit,
+		SessionTTL: s.cfg.SessionTTL}); err != nil {
+		return fmt.Errorf("%w: %w", ErrConfig, err)
+	}
 	s.metrics.Reg.MustRegister(s.auth.Collector())
 	return nil
 }

@@ -5,7 +5,8 @@
 // health check rolled back, a table of every device, and a staged rollout
 // that a bad release pauses at its canary group. `airlock demo` runs it.
 //
-// The vendor-side steps run real airlock commands through Config.Run (the
+// The vendor-side steps and the operator's admin commands (login, approval,
+// rollout, logout) run real airlock commands through Config.Run (the
 // command line of the binary that runs the demo), so the narration shows
 // commands that work; the device and server side run in-process from the
 // library packages.
@@ -15,11 +16,13 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -110,7 +113,18 @@ func Run(ctx context.Context, cfg Config) error {
 	} else if err := os.Mkdir(dir, 0o755); err != nil {
 		return err
 	}
-	d := &demo{ctx: ctx, cfg: cfg, dir: dir, n: cfg.Devices, start: time.Now()}
+	d := &demo{ctx: ctx, cfg: cfg, dir: dir, n: cfg.Devices, start: time.Now(), userEnv: cfg.Getenv}
+	// The commands run with the demo's own login context and without the
+	// caller's admin settings (the narration says so).
+	d.cfg.Getenv = func(k string) string {
+		switch {
+		case k == "XDG_CONFIG_HOME":
+			return d.path("config")
+		case slices.Contains(adminEnv, k):
+			return ""
+		}
+		return cfg.Getenv(k)
+	}
 	return d.run()
 }
 
@@ -130,6 +144,7 @@ type demo struct {
 	step    int
 	devices []*demoDevice
 	srv     *server.Server
+	userEnv func(string) string // the caller's environment (Config.Getenv)
 	db      store.Store
 	url     string
 }
@@ -610,6 +625,9 @@ func (d *demo) rollout(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := durable.CreateFile(durable.OS, d.path("fleet.token"), []byte(secret+"\n"), 0o600); err != nil {
+		return err
+	}
 	fleet, err := sim.New(sim.Options{
 		Server: d.url, ServerCA: d.srv.CAPEM(), Token: secret, Devices: demoFleetSize, FailRate: 1, Seed: 1,
 		Model: "x1", HWRev: 2, Product: demoProduct, FactoryRoot: root, InitialBundle: bundleData, DirectorRoot: dirRoot,
@@ -634,33 +652,47 @@ func (d *demo) rollout(ctx context.Context) error {
 	d.say("%d simulated devices (own keys, slots and state, in memory) enrolled on 1.4.0, in director mode:", demoFleetSize)
 	d.say("they install only what the director assigns AND the vendor's repository signed")
 
-	adm, err := newDemoAdmin(ctx, d, 3)
+	// The admin side runs the admin commands exactly as printed: one
+	// airlock login (token and TOTP code), then changes in a row that need
+	// no further code, under the session kept in the demo's context file.
+	tokenFile, code, err := d.newAdmin()
 	if err != nil {
 		return err
 	}
-	if _, err := adm.CreateRelease(fctx, adminapi.CreateReleaseRequest{Product: demoProduct, Version: "1.5.0", Environment: server.EnvDev}); err != nil {
+	if masked := d.maskedAdminEnv(); masked != "" {
+		d.say("$ unset %s", masked)
+	}
+	d.say(`$ export XDG_CONFIG_HOME="$PWD/config"    # the demo's login context stays in the demo directory`)
+	if _, err := d.cli(true, "login", "--server", d.url, "--ca", d.path("server-ca.pem"), "--token-file", tokenFile, "--totp", code); err != nil {
+		return err
+	}
+	d.say("(the code alice's authenticator app shows; the session it buys lasts 15 minutes)")
+	if _, err := d.cli(true, "approval", "register", "--release", demoProduct+"@1.5.0", "--environment", server.EnvDev); err != nil {
 		return err
 	}
 	filter := "model=x1 hw_rev=2"
-	ro, err := adm.CreateRollout(fctx, adminapi.CreateRolloutRequest{
-		Release: demoProduct + "@1.5.0", Filter: filter, Stages: demoStages,
-		SuccessThreshold: "90%", FailureThreshold: "20%", ReportDeadline: "30s",
-	})
+	out, err := d.cli(true, "rollout", "create", "--release", demoProduct+"@1.5.0", "--filter", filter, "--stages", demoStages,
+		"--success-threshold", "90%", "--failure-threshold", "20%", "--report-deadline", "30s")
 	if err != nil {
 		return err
 	}
-	d.say("$ airlock rollout create --server %s --release %s@1.5.0 --filter '%s' \\", d.url, demoProduct, filter)
-	d.say("      --stages '%s' --success-threshold 90%% --failure-threshold 20%%", demoStages)
-	if _, err := adm.RolloutAction(fctx, ro.ID, adminapi.RolloutStart, adminapi.RolloutActionRequest{}); err != nil {
+	id := strings.TrimSpace(out)
+	if _, err := d.cli(true, "rollout", "start", id); err != nil {
 		return err
 	}
-	d.say("$ airlock rollout start --server %s %s", d.url, ro.ID)
+	d.say("three changes within seconds and no second TOTP code: the session from airlock login stands in for it")
+	var ro adminapi.RolloutView
 	for ro.State != "paused" {
 		if err := sleepCtx(fctx, 200*time.Millisecond); err != nil {
 			return fmt.Errorf("rollout %s did not pause: state %q (%s); fleet %v", ro.ID, ro.State, ro.Reason, fleet.Stats())
 		}
-		if ro, err = adm.GetRollout(fctx, ro.ID); err != nil {
+		out, err := d.cli(false, "rollout", "status", "--json", id)
+		if err != nil {
 			return err
+		}
+		ro = adminapi.RolloutView{}
+		if err := json.Unmarshal([]byte(out), &ro); err != nil {
+			return fmt.Errorf("rollout status --json: %w", err)
 		}
 		if ro.State == "completed" || ro.State == "cancelled" {
 			return fmt.Errorf("rollout %s ended %q, want paused", ro.ID, ro.State)
@@ -668,10 +700,11 @@ func (d *demo) rollout(ctx context.Context) error {
 	}
 	time.Sleep(500 * time.Millisecond) // let in-flight reports land
 	st := fleet.Stats()
-	d.say("$ airlock rollout status --server %s %s", d.url, ro.ID)
-	d.say("rollout %s: %s at stage %d: %s", ro.ID, ro.State, ro.Stage, short(ro.Reason))
-	for _, s := range ro.StageViews {
-		d.say("  stage %-7s target %3d  assigned %3d  succeeded %3d  failed %3d", s.Label, s.Target, s.Assigned, s.Succeeded, s.Failed)
+	if out, err = d.cli(true, "rollout", "status", id); err != nil {
+		return err
+	}
+	for _, line := range strings.Split(strings.TrimRight(out, "\n"), "\n") {
+		d.say("%s", line)
 	}
 	d.say("fleet: %d device(s) installed 1.5.0 and rolled back; %d still run 1.4.0, none runs 1.5.0",
 		st.RollBacks, st.Versions["1.4.0"])
@@ -684,21 +717,54 @@ func (d *demo) rollout(ctx context.Context) error {
 		return fmt.Errorf("fleet versions %v, want all %d on 1.4.0", st.Versions, demoFleetSize)
 	}
 	d.say("the failure threshold paused the rollout by itself; the other %d devices were never assigned 1.5.0", demoFleetSize-int(st.Installs))
-	return nil
+	_, err = d.cli(true, "logout")
+	return err
 }
 
-// newDemoAdmin returns an admin API client with writers operators (one per
-// state-changing call: a TOTP step is accepted once per user) and a reader.
-func newDemoAdmin(ctx context.Context, d *demo, writers int) (*adminpool.Client, error) {
-	kek, _, err := server.LoadOrCreateKEK(filepath.Join(d.path("server"), server.KEKFile))
+// newAdmin creates the demo's admin user alice with 'airlock server user add'
+// and 'server user totp' (on the server's database, as on the server host),
+// keeps its token in alice.token (0600) and returns the file and the
+// current TOTP code, as her authenticator app would show it.
+func (d *demo) newAdmin() (tokenFile, code string, err error) {
+	out, err := d.cli(false, "server", "user", "add", "--data", d.path("server"), "--name", "alice", "--role", server.RoleAdmin)
 	if err != nil {
-		return nil, err
+		return "", "", err
 	}
-	users, err := adminpool.CreateUsers(ctx, d.db, kek, "demo-operator", writers+1, server.RoleAdmin)
+	tokenFile = d.path("alice.token")
+	if err := durable.CreateFile(durable.OS, tokenFile, []byte(out), 0o600); err != nil {
+		return "", "", err
+	}
+	d.say("$ airlock server user add --data server --name alice --role admin > alice.token")
+	out, err = d.cli(true, "server", "user", "totp", "--data", d.path("server"), "--name", "alice")
 	if err != nil {
-		return nil, err
+		return "", "", err
 	}
-	return adminpool.New(d.url, d.srv.CAPEM(), users[0], users[1:])
+	d.say("(prints a QR code for alice's authenticator app)")
+	lines := strings.Fields(out)
+	if len(lines) == 0 || !strings.HasPrefix(lines[len(lines)-1], "otpauth://") {
+		return "", "", errors.New("server user totp printed no otpauth:// URI")
+	}
+	secret, err := adminpool.SecretFromURI(lines[len(lines)-1])
+	if err != nil {
+		return "", "", err
+	}
+	return tokenFile, server.TOTPCode(secret, time.Now()), nil
+}
+
+// adminEnv are the variables the admin commands read; the demo runs them
+// without (maskedAdminEnv), so they reach the demo's server.
+var adminEnv = []string{"AIRLOCK_SERVER", "AIRLOCK_CA", "AIRLOCK_TOKEN_FILE", "AIRLOCK_TOTP", "AIRLOCK_CONTEXT"}
+
+// maskedAdminEnv lists the admin variables set in the caller's
+// environment, which the demo's commands do not see.
+func (d *demo) maskedAdminEnv() string {
+	var set []string
+	for _, k := range adminEnv {
+		if d.userEnv(k) != "" {
+			set = append(set, k)
+		}
+	}
+	return strings.Join(set, " ")
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/subtle"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -28,30 +29,43 @@ type Config struct {
 	// Audit, when set, receives the Audit* events of logins and failed
 	// logins. It must not block.
 	Audit func(ctx context.Context, actor, action string, details map[string]string)
+	// SessionTTL is the lifetime of an admin session (StartSession): the
+	// default and the longest a client may ask for. 0 means
+	// DefaultSessionTTL; at most MaxSessionTTL.
+	SessionTTL time.Duration
 }
 
 // Authenticator authenticates admin API requests and dashboard logins and
 // authorizes them with the role table. Its lockout state is in memory; the
 // TOTP replay state is in the store, so replicas share it.
 type Authenticator struct {
-	db      store.Store
-	kek     *KEK
-	now     func() time.Time
-	log     *slog.Logger
-	auditFn func(ctx context.Context, actor, action string, details map[string]string)
+	sessionTTL time.Duration
+	db         store.Store
+	kek        *KEK
+	now        func() time.Time
+	log        *slog.Logger
+	auditFn    func(ctx context.Context, actor, action string, details map[string]string)
 	authState
 }
 
-// New returns an Authenticator.
-func New(cfg Config) *Authenticator {
-	a := &Authenticator{db: cfg.DB, kek: cfg.KEK, now: cfg.Now, log: cfg.Log, auditFn: cfg.Audit, authState: newAuthState()}
+// New returns an Authenticator. It fails only on a SessionTTL outside
+// MinSessionTTL..MaxSessionTTL.
+func New(cfg Config) (*Authenticator, error) {
+	if cfg.SessionTTL == 0 {
+		cfg.SessionTTL = DefaultSessionTTL
+	}
+	if cfg.SessionTTL < MinSessionTTL || cfg.SessionTTL > MaxSessionTTL {
+		return nil, fmt.Errorf("admin session lifetime %v outside %v..%v", cfg.SessionTTL, MinSessionTTL, MaxSessionTTL)
+	}
+	a := &Authenticator{db: cfg.DB, kek: cfg.KEK, now: cfg.Now, log: cfg.Log, auditFn: cfg.Audit, authState: newAuthState(),
+		sessionTTL: cfg.SessionTTL}
 	if a.now == nil {
 		a.now = time.Now
 	}
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)
 	}
-	return a
+	return a, nil
 }
 
 // Collector returns the airlock_admin_auth_total counter, to register.
@@ -85,7 +99,7 @@ func newAuthState() authState {
 		failures: map[string]totpFailures{},
 		results: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "airlock_admin_auth_total",
-			Help: "Admin API authentications by result (ok, bad_token, disabled, forbidden, totp_missing, totp_invalid, totp_replay, totp_locked).",
+			Help: "Admin API authentications by result (ok, bad_token, bad_session, session_expired, disabled, forbidden, totp_missing, totp_invalid, totp_replay, totp_locked).",
 		}, []string{"result"}),
 	}
 }
@@ -131,7 +145,7 @@ func (a *Authenticator) Admin(action Action, h http.HandlerFunc) http.HandlerFun
 		panic("internal error: route declares unknown action " + string(action))
 	}
 	return func(w http.ResponseWriter, r *http.Request) {
-		u, err := a.Authenticate(r, action)
+		u, r, err := a.authenticate(r, action)
 		if err != nil {
 			httpx.WriteError(w, r, err)
 			return
@@ -142,8 +156,25 @@ func (a *Authenticator) Admin(action Action, h http.HandlerFunc) http.HandlerFun
 
 // Authenticate authenticates an admin API request for action: the bearer
 // token of an enabled user whose role may perform action, and for
-// state-changing actions a fresh TOTP code in TOTPHeader.
+// state-changing actions a fresh TOTP code in TOTPHeader; or a live
+// session of such a user (see StartSession), which stands in for the code
+// where ActionSessionSuffices.
 func (a *Authenticator) Authenticate(r *http.Request, action Action) (store.User, error) {
+	u, _, err := a.authenticate(r, action)
+	return u, err
+}
+
+// authenticate is Authenticate; it also returns r with the session ID in
+// its context when a session authenticated it (SessionFrom).
+func (a *Authenticator) authenticate(r *http.Request, action Action) (store.User, *http.Request, error) {
+	if IsSessionCredential(bearerValue(r)) {
+		return a.authenticateSession(r, action)
+	}
+	u, err := a.authenticateToken(r, action)
+	return u, r, err
+}
+
+func (a *Authenticator) authenticateToken(r *http.Request, action Action) (store.User, error) {
 	ctx := r.Context()
 	fail := func(result, actor string, err error) (store.User, error) {
 		a.results.WithLabelValues(result).Inc()
@@ -222,11 +253,23 @@ func (a *Authenticator) bearer(r *http.Request) (store.AdminToken, error) {
 // the admin API's bearer token, the user (enabled), and a TOTP
 // code (CheckTOTP), whatever the role.
 func (a *Authenticator) Login(r *http.Request, token, code string) (store.User, error) {
-	ctx := r.Context()
-	fail := func(result, actor string, err error) (store.User, error) {
-		a.results.WithLabelValues(result).Inc()
-		a.audit(ctx, actor, AuditLoginFailed, map[string]string{"reason": result, "via": "dashboard", "remote": r.RemoteAddr})
+	u, _, err := a.login(r, token, code, "dashboard", "dashboard.login")
+	if err != nil {
 		return store.User{}, err
+	}
+	a.audit(r.Context(), u.Name, AuditLogin, map[string]string{"action": "dashboard.login", "via": "dashboard", "remote": r.RemoteAddr, "mfa": "totp"})
+	return u, nil
+}
+
+// login checks an admin token and a TOTP code of its (enabled) user and
+// returns both; failures are counted and audited, a success is counted
+// but not audited (the caller says what the login was for).
+func (a *Authenticator) login(r *http.Request, token, code, via string, action Action) (store.User, store.AdminToken, error) {
+	ctx := r.Context()
+	fail := func(result, actor string, err error) (store.User, store.AdminToken, error) {
+		a.results.WithLabelValues(result).Inc()
+		a.audit(ctx, actor, AuditLoginFailed, map[string]string{"reason": result, "via": via, "action": string(action), "remote": r.RemoteAddr})
+		return store.User{}, store.AdminToken{}, err
 	}
 	ar := r.Clone(ctx)
 	ar.Header = http.Header{"Authorization": {"Bearer " + token}}
@@ -236,7 +279,7 @@ func (a *Authenticator) Login(r *http.Request, token, code string) (store.User, 
 		if errors.As(err, &he) {
 			return fail("bad_token", "unknown", err)
 		}
-		return store.User{}, err
+		return store.User{}, store.AdminToken{}, err
 	}
 	if info := httpx.InfoFrom(r); info != nil {
 		info.Admin = tok.ID
@@ -249,15 +292,15 @@ func (a *Authenticator) Login(r *http.Request, token, code string) (store.User, 
 		return fail("bad_token", "unknown", httpx.Status(http.StatusUnauthorized, "invalid admin token"))
 	}
 	if err != nil {
-		return store.User{}, err
+		return store.User{}, store.AdminToken{}, err
 	}
 	if u.Disabled() {
 		return fail("disabled", u.Name, httpx.Status(http.StatusUnauthorized, "user %q is disabled", u.Name))
 	}
-	if err := a.CheckTOTP(r, u, code, "dashboard.login", "dashboard"); err != nil {
-		return store.User{}, err
+	if err := a.checkTOTP(r, u, code, action, via); err != nil {
+		return store.User{}, store.AdminToken{}, err
 	}
-	return u, nil
+	return u, tok, nil
 }
 
 // CheckTOTP verifies a TOTP code of u for the admin API and the dashboard
@@ -265,6 +308,15 @@ func (a *Authenticator) Login(r *http.Request, token, code string) (store.User, 
 // window, and the store's refusal of a replayed or older time step. Every
 // outcome is counted and audited.
 func (a *Authenticator) CheckTOTP(r *http.Request, u store.User, code string, action Action, via string) error {
+	if err := a.checkTOTP(r, u, code, action, via); err != nil {
+		return err
+	}
+	a.audit(r.Context(), u.Name, AuditLogin, map[string]string{"action": string(action), "via": via, "remote": r.RemoteAddr, "mfa": "totp"})
+	return nil
+}
+
+// checkTOTP is CheckTOTP without the audit event of a success.
+func (a *Authenticator) checkTOTP(r *http.Request, u store.User, code string, action Action, via string) error {
 	ctx := r.Context()
 	fail := func(result string, err error) error {
 		a.results.WithLabelValues(result).Inc()
@@ -273,7 +325,7 @@ func (a *Authenticator) CheckTOTP(r *http.Request, u store.User, code string, ac
 	}
 	now := a.now()
 	switch {
-	case code == "" && via == "api":
+	case code == "" && (via == "api" || via == "session"):
 		return fail("totp_missing", httpx.Status(http.StatusUnauthorized, "this action needs a TOTP code in the %s header", TOTPHeader))
 	case code == "":
 		return fail("totp_missing", httpx.Status(http.StatusUnauthorized, "this action needs a TOTP code"))
@@ -301,6 +353,5 @@ func (a *Authenticator) CheckTOTP(r *http.Request, u store.User, code string, ac
 	}
 	a.succeed(u.ID)
 	a.results.WithLabelValues("ok").Inc()
-	a.audit(ctx, u.Name, AuditLogin, map[string]string{"action": string(action), "via": via, "remote": r.RemoteAddr, "mfa": "totp"})
 	return nil
 }

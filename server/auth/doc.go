@@ -26,7 +26,15 @@
 // action also needs a TOTP code accepted at most once per user and time step
 // (the replay state is in the store, shared by replicas), and
 // MaxTOTPFailures wrong codes lock the second factor for TOTPLockout. A
-// stolen token alone therefore reads fleet state but changes nothing. Every
+// stolen token alone therefore reads fleet state but changes nothing.
+//
+// Sessions: a token and an accepted TOTP code buy a session credential
+// (StartSession; SessionPrefix and 256 random bits, stored as SHA-256 only)
+// that stands in for the code until it expires (Config.SessionTTL, at most
+// MaxSessionTTL) or is logged out (EndSession). It carries the user's role at
+// login and dies with the user or a role change. It never stands in for the
+// code of an approval or a user change ([ActionSessionSuffices]): those
+// would let a stolen session outlive itself or forge the four-eyes count. Every
 // refusal is counted and audited; nothing here logs a token, a seed or a
 // code. Whoever holds the KEK file and the database holds every seed.
 package auth

@@ -46,21 +46,28 @@ type permission struct {
 	roles []string
 	// totp: the action changes state and needs a TOTP code (TOTPHeader).
 	totp bool
+	// session: a live session (airlock login) stands in for the TOTP code.
+	// Without it the action needs a fresh code even under a session.
+	session bool
 }
 
 // permissions is the authorization table. Anything not listed is denied.
+// Approving a release and managing users and tokens need a fresh TOTP code
+// even under a session (docs/security.md, "Sessions"): an approval is one
+// person's deliberate consent, and a token minted with a stolen session
+// would outlive it.
 var permissions = map[Action]permission{
 	ActionFleetRead:        {roles: Roles},
 	ActionReleaseRead:      {roles: Roles},
-	ActionEnrollTokenWrite: {roles: []string{RoleOperator, RoleAdmin}, totp: true},
-	ActionReleaseRegister:  {roles: []string{RoleReleaseManager, RoleAdmin}, totp: true},
+	ActionEnrollTokenWrite: {roles: []string{RoleOperator, RoleAdmin}, totp: true, session: true},
+	ActionReleaseRegister:  {roles: []string{RoleReleaseManager, RoleAdmin}, totp: true, session: true},
 	ActionReleaseApprove:   {roles: []string{RoleApprover, RoleAdmin}, totp: true},
-	ActionReleaseDeploy:    {roles: []string{RoleOperator, RoleAdmin}, totp: true},
+	ActionReleaseDeploy:    {roles: []string{RoleOperator, RoleAdmin}, totp: true, session: true},
 	ActionUserRead:         {roles: []string{RoleAdmin}},
 	ActionUserWrite:        {roles: []string{RoleAdmin}, totp: true},
 	ActionRolloutRead:      {roles: Roles},
-	ActionRolloutWrite:     {roles: []string{RoleOperator, RoleAdmin}, totp: true},
-	ActionDeviceTagWrite:   {roles: []string{RoleOperator, RoleAdmin}, totp: true},
+	ActionRolloutWrite:     {roles: []string{RoleOperator, RoleAdmin}, totp: true, session: true},
+	ActionDeviceTagWrite:   {roles: []string{RoleOperator, RoleAdmin}, totp: true, session: true},
 }
 
 // Actions lists every action, in table order.
@@ -81,13 +88,19 @@ func KnownAction(a Action) bool {
 	return ok
 }
 
-// ActionNeedsTOTP reports whether action needs a TOTP code.
+// ActionNeedsTOTP reports whether action needs a TOTP code (or, where
+// [ActionSessionSuffices], a session).
 func ActionNeedsTOTP(a Action) bool { return permissions[a].totp }
+
+// ActionSessionSuffices reports whether a live session stands in for the
+// TOTP code of a state-changing action.
+func ActionSessionSuffices(a Action) bool { return permissions[a].totp && permissions[a].session }
 
 // Audit event names passed to Config.Audit.
 const (
 	AuditLogin           = "auth.login"
 	AuditLoginFailed     = "auth.login_failed"
+	AuditLogout          = "auth.logout"
 	AuditReleaseAdded    = "release.added"
 	AuditReleaseApproved = "release.approved"
 	AuditReleaseDeployed = "release.deployed"

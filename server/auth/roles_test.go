@@ -17,13 +17,14 @@ func TestSecurityDocMatchesAuthorizationTable(t *testing.T) {
 	}
 	got := map[Action][]string{}
 	gotTOTP := map[Action]bool{}
+	gotSession := map[Action]string{}
 	for _, line := range strings.Split(string(data), "\n") {
 		if !strings.HasPrefix(line, "| `") {
 			continue
 		}
 		cells := strings.Split(strings.Trim(line, "|"), "|")
-		if len(cells) != 3+len(Roles) {
-			t.Fatalf("table row has %d cells, want %d: %s", len(cells), 3+len(Roles), line)
+		if len(cells) != 4+len(Roles) {
+			t.Fatalf("table row has %d cells, want %d: %s", len(cells), 4+len(Roles), line)
 		}
 		a := Action(strings.Trim(strings.TrimSpace(cells[0]), "`"))
 		for i, r := range Roles {
@@ -32,9 +33,11 @@ func TestSecurityDocMatchesAuthorizationTable(t *testing.T) {
 			}
 		}
 		gotTOTP[a] = strings.TrimSpace(cells[2+len(Roles)]) == "yes"
+		gotSession[a] = strings.TrimSpace(cells[3+len(Roles)])
 	}
 	want := map[Action][]string{}
 	wantTOTP := map[Action]bool{}
+	wantSession := map[Action]string{}
 	for _, a := range Actions {
 		for _, r := range Roles {
 			if Authorize(r, a) {
@@ -42,12 +45,23 @@ func TestSecurityDocMatchesAuthorizationTable(t *testing.T) {
 			}
 		}
 		wantTOTP[a] = ActionNeedsTOTP(a)
+		switch {
+		case !ActionNeedsTOTP(a):
+			wantSession[a] = "—"
+		case ActionSessionSuffices(a):
+			wantSession[a] = "yes"
+		default:
+			wantSession[a] = "no"
+		}
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("docs/security.md roles differ from the enforced table (-code +doc):\n%s", diff)
 	}
 	if diff := cmp.Diff(wantTOTP, gotTOTP); diff != "" {
 		t.Errorf("docs/security.md TOTP column differs (-code +doc):\n%s", diff)
+	}
+	if diff := cmp.Diff(wantSession, gotSession); diff != "" {
+		t.Errorf("docs/security.md Session column differs (-code +doc):\n%s", diff)
 	}
 }
 

@@ -291,6 +291,24 @@ type Store interface {
 	// such user.
 	AcceptTOTPStep(ctx context.Context, id string, step int64) error
 
+	// CreateAdminSession stores a new admin session. In the same
+	// transaction it deletes sessions that expired or were revoked more
+	// than AdminSessionRetention before sess.CreatedAt, and refuses
+	// (ErrConflict) a user who already has MaxAdminSessionsPerUser live
+	// sessions. ErrExists if the ID or hash is taken; ErrNotFound if the
+	// user does not exist.
+	CreateAdminSession(ctx context.Context, sess AdminSession) error
+
+	// GetAdminSessionByHash returns the admin session with the given hash,
+	// expired and revoked ones included (the caller decides), or
+	// ErrNotFound.
+	GetAdminSessionByHash(ctx context.Context, hash []byte) (AdminSession, error)
+
+	// RevokeAdminSession sets the session's RevokedAt to now (once: revoking
+	// a revoked session keeps the first time). ErrNotFound if there is no
+	// such session.
+	RevokeAdminSession(ctx context.Context, id string, now time.Time) error
+
 	// ListAdminTokens returns up to MaxTokensPerUser tokens of a user,
 	// ordered by creation time.
 	ListAdminTokens(ctx context.Context, userID string) ([]AdminToken, error)

@@ -22,7 +22,7 @@ func init() {
 		&cli.Command{
 			Name:    "approval register",
 			Summary: "register a published release for deployment in an environment (admin API)",
-			Usage: `Usage: airlock approval register --server URL --token-file F [--totp CODE] [--ca F]
+			Usage: `Usage: airlock approval register [ADMIN FLAGS]
                          --release PRODUCT@VERSION --environment dev|staging|prod
 
 Registers a release that is published in the server's repository for
@@ -54,7 +54,7 @@ Example:
 					if *env == "" {
 						return cli.Usagef("--environment is required")
 					}
-					c, err := af.client()
+					c, err := af.client(e)
 					if err != nil {
 						return err
 					}
@@ -71,7 +71,7 @@ Example:
 		&cli.Command{
 			Name:    "approval approve",
 			Summary: "approve a registered release (approver; never your own)",
-			Usage: `Usage: airlock approval approve --server URL --token-file F [--totp CODE] [--ca F] ID
+			Usage: `Usage: airlock approval approve [ADMIN FLAGS] ID
 
 Adds your approval to a registered release (role: approver). The uploader
 cannot approve their own release, and the same approver counts once.
@@ -92,7 +92,7 @@ Example:
 		&cli.Command{
 			Name:    "approval deploy",
 			Summary: "clear a registered release for distribution (needs its approvals in prod)",
-			Usage: `Usage: airlock approval deploy --server URL --token-file F [--totp CODE] [--ca F] ID
+			Usage: `Usage: airlock approval deploy [ADMIN FLAGS] ID
 
 Marks a registered release deployed (role: operator). A production release
 is refused until it has its approvals; dev and staging need none. Starting a
@@ -114,7 +114,7 @@ Example:
 		&cli.Command{
 			Name:    "approval list",
 			Summary: "list registered releases with their approvals",
-			Usage: `Usage: airlock approval list --server URL --token-file F [--ca F] [--json]
+			Usage: `Usage: airlock approval list [ADMIN FLAGS] [--json]
 
 Lists registered releases, newest first: environment, approvals (active of
 required), uploader and whether it is deployed.
@@ -148,7 +148,7 @@ func approvalAction(e *cli.Env, af adminFlags, args []string, verb string) error
 	if len(args) != 1 {
 		return cli.Usagef("want one release registration ID")
 	}
-	c, err := af.client()
+	c, err := af.client(e)
 	if err != nil {
 		return err
 	}

@@ -2,18 +2,13 @@ package servercmd
 
 import (
 	"context"
-	"crypto/x509"
 	"flag"
 	"fmt"
 	"io"
-	"net/url"
-	"os"
-	"strings"
 	"text/tabwriter"
 
 	"github.com/airlockfw/airlock/adminapi"
 	"github.com/airlockfw/airlock/internal/cli"
-	"github.com/airlockfw/airlock/internal/durable"
 	"github.com/airlockfw/airlock/server"
 )
 
@@ -27,62 +22,6 @@ const (
 	AdminRequestTimeout = adminapi.RequestTimeout
 )
 
-const adminFlagsUsage = `  --server URL             update server (https://HOST:PORT)
-  --token-file F           file holding your admin API token
-  --totp CODE              your current TOTP code (default $AIRLOCK_TOTP); needed
-                           for every change
-  --ca F                   PEM CA to trust for the server (default: system roots)
-`
-
-// adminCreds are the token and TOTP code of the admin flags.
-type adminCreds struct{ token, totp string }
-
-// Credentials implements adminapi.Credentials: a change without a TOTP code
-// is a usage error.
-func (a adminCreds) Credentials(_ context.Context, write bool) (string, string, error) {
-	if write && a.totp == "" {
-		return "", "", cli.Usagef("this change needs a TOTP code: --totp CODE or AIRLOCK_TOTP")
-	}
-	return a.token, a.totp, nil
-}
-
-type adminFlags struct{ server, tokenFile, totp, ca *string }
-
-func defineAdminFlags(fs *flag.FlagSet) adminFlags {
-	return adminFlags{fs.String("server", "", ""), fs.String("token-file", "", ""), fs.String("totp", "", ""), fs.String("ca", "", "")}
-}
-
-func (f adminFlags) client() (*adminapi.Client, error) {
-	if *f.server == "" || *f.tokenFile == "" {
-		return nil, cli.Usagef("--server and --token-file are required")
-	}
-	u, err := url.Parse(*f.server)
-	if err != nil || u.Scheme != "https" || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
-		return nil, cli.Usagef("--server %q must be https://HOST[:PORT]", *f.server)
-	}
-	tok, err := durable.ReadFile(durable.OS, *f.tokenFile, MaxTokenFileSize)
-	if err != nil {
-		return nil, fmt.Errorf("failed to read --token-file: %w", err)
-	}
-	var roots *x509.CertPool
-	if *f.ca != "" {
-		pem, err := durable.ReadFile(durable.OS, *f.ca, 1<<20)
-		if err != nil {
-			return nil, fmt.Errorf("failed to read --ca: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("--ca %s holds no PEM certificate", *f.ca)
-		}
-		roots = pool
-	}
-	totp := *f.totp
-	if totp == "" {
-		totp = os.Getenv("AIRLOCK_TOTP")
-	}
-	return adminapi.New(*f.server, roots, adminCreds{token: strings.TrimSpace(string(tok)), totp: totp}), nil
-}
-
 // adminList defines the admin flags and --json on fs and returns a listing
 // command: no arguments, one admin-API call (list), then the answer as JSON
 // or as the table that print writes.
@@ -93,7 +32,7 @@ func adminList[T any](fs *flag.FlagSet, list func(*adminapi.Client, context.Cont
 		if len(args) != 0 {
 			return cli.Usagef("unexpected arguments %q", args)
 		}
-		c, err := af.client()
+		c, err := af.client(e)
 		if err != nil {
 			return err
 		}
@@ -175,7 +114,7 @@ Example:
 		&cli.Command{
 			Name:    "rollout create",
 			Summary: "create a staged rollout of a registered release (admin API)",
-			Usage: `Usage: airlock rollout create --server URL --token-file F [--totp CODE] [--ca F]
+			Usage: `Usage: airlock rollout create [ADMIN FLAGS]
                      --release PRODUCT@VERSION --stages STAGES [--filter EXPR]
                      [--environment ENV] [--success-threshold 95%] [--failure-threshold 2%]
                      [--max-parallel N] [--window CRON,DURATION,TZ] [--forced]
@@ -229,7 +168,7 @@ Example:
 					if req.Release == "" || req.Stages == "" {
 						return cli.Usagef("--release and --stages are required")
 					}
-					c, err := af.client()
+					c, err := af.client(e)
 					if err != nil {
 						return err
 					}
@@ -253,7 +192,7 @@ Example:
 		commands = append(commands, &cli.Command{
 			Name:    "rollout " + a.verb,
 			Summary: a.summary,
-			Usage: `Usage: airlock rollout ` + a.verb + ` --server URL --token-file F [--totp CODE] [--ca F] [--reason TEXT] ID
+			Usage: `Usage: airlock rollout ` + a.verb + ` [ADMIN FLAGS] [--reason TEXT] ID
 
 ` + a.what + ` The transition and its reason go to the audit log.
 
@@ -271,7 +210,7 @@ Example:
 					if len(args) != 1 {
 						return cli.Usagef("want one rollout ID")
 					}
-					c, err := af.client()
+					c, err := af.client(e)
 					if err != nil {
 						return err
 					}
@@ -289,7 +228,7 @@ Example:
 		&cli.Command{
 			Name:    "rollout status",
 			Summary: "show a rollout's stages, progress and failure reasons",
-			Usage: `Usage: airlock rollout status --server URL --token-file F [--ca F] [--json] ID
+			Usage: `Usage: airlock rollout status [ADMIN FLAGS] [--json] ID
 
 Shows a rollout: state and the reason of its last transition, each stage's
 target and devices assigned, succeeded, failed and in progress, and the
@@ -308,7 +247,7 @@ Example:
 					if len(args) != 1 {
 						return cli.Usagef("want one rollout ID")
 					}
-					c, err := af.client()
+					c, err := af.client(e)
 					if err != nil {
 						return err
 					}
@@ -327,7 +266,7 @@ Example:
 		&cli.Command{
 			Name:    "rollout list",
 			Summary: "list rollouts, newest first",
-			Usage: `Usage: airlock rollout list --server URL --token-file F [--ca F] [--json]
+			Usage: `Usage: airlock rollout list [ADMIN FLAGS] [--json]
 
 Lists rollouts, newest first: ID, release, state, stage and totals.
 

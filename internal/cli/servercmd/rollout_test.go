@@ -17,7 +17,7 @@ func TestRolloutCommandsAgainstARealServer(t *testing.T) {
 	g := newGovServer(t)
 	ctx, base, caFile, data, user := g.ctx, g.base, g.caFile, g.data, g.user
 	rmTok, rmCode := user("rm", server.RoleReleaseManager)
-	c, err := adminFlags{&base, &rmTok, &rmCode, &caFile}.client()
+	c, err := adminFlags{server: &base, tokenFile: &rmTok, totp: &rmCode, ca: &caFile}.client(&cli.Env{Getenv: func(string) string { return "" }})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,7 +22,8 @@ func init() {
 			Usage: `Usage: airlock serve --data DIR --repo REPO [--listen ADDR] [--tls-cert F --tls-key F]
                      [--db DSN] [--manufacturing-ca F] [--hostname H]... [--public-url URL]
                      [--poll-interval 60s] [--metrics-listen ADDR] [--shutdown-timeout 30s]
-                     [--kek-file F] [--prod-approvals 2] [--audit-dir DIR --audit-key F]
+                     [--kek-file F] [--prod-approvals 2] [--session-ttl 15m]
+                     [--audit-dir DIR --audit-key F]
                      [--rollout-tick 10s] [--director-timestamp-expiry 1h] [--director-expiry 24h]
 
 Serves, over HTTPS only (TLS 1.2+):
@@ -62,6 +63,8 @@ Flags:
                            another volume or pass a systemd credential
   --prod-approvals N       distinct approvers a "prod" release needs before it can
                            be deployed (default 2)
+  --session-ttl D          lifetime of an admin session (airlock login), also the
+                           longest a client may ask for (default 15m, at most 12h)
   --audit-dir DIR          append security events (logins, approvals, deployments)
                            to the tamper-evident audit log in DIR
   --audit-key F            Ed25519 key signing the audit log's checkpoints
@@ -97,6 +100,7 @@ Example:
 				fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", server.DefaultShutdownTimeout, "")
 				fs.StringVar(&cfg.KEKFile, "kek-file", "", "")
 				fs.IntVar(&cfg.ProdApprovals, "prod-approvals", server.DefaultProdApprovals, "")
+				fs.DurationVar(&cfg.SessionTTL, "session-ttl", server.DefaultSessionTTL, "")
 				auditDir, auditKey := fs.String("audit-dir", "", ""), fs.String("audit-key", "", "")
 				fs.DurationVar(&cfg.RolloutTick, "rollout-tick", server.DefaultRolloutTick, "")
 				fs.DurationVar(&cfg.DirectorTimestampExpiry, "director-timestamp-expiry", server.DefaultDirectorTimestampExpiry, "")
@@ -116,6 +120,9 @@ Example:
 					}
 					if cfg.ProdApprovals < 1 || cfg.ProdApprovals > server.MaxProdApprovals {
 						return cli.Usagef("--prod-approvals must be between 1 and %d", server.MaxProdApprovals)
+					}
+					if cfg.SessionTTL < server.MinSessionTTL || cfg.SessionTTL > server.MaxSessionTTL {
+						return cli.Usagef("--session-ttl must be between %v and %v", server.MinSessionTTL, server.MaxSessionTTL)
 					}
 					if cfg.RolloutTick < server.MinRolloutTick || cfg.RolloutTick > server.MaxRolloutTick {
 						return cli.Usagef("--rollout-tick must be between %v and %v", server.MinRolloutTick, server.MaxRolloutTick)

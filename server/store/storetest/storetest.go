@@ -46,6 +46,8 @@ func Run(t *testing.T, newDSN NewDSN) {
 		{"TOTPStepNeverAcceptedTwice", testTOTPReplay},
 		{"TOTPStepConcurrentlyAcceptedOnce", testTOTPConcurrent},
 		{"TOTPSecretStoredAsGiven", testTOTPSecret},
+		{"AdminSessionLifecycle", testAdminSessions},
+		{"AdminSessionsBoundedPerUser", testAdminSessionLimit},
 		{"ReleaseApprovalsAreDistinctAndNotSelf", testApprovals},
 		{"DeployNeedsApprovalsFromEnabledUsers", testDeploy},
 		{"ReleaseInputValidated", testReleaseValidation},
