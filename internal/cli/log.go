@@ -8,21 +8,23 @@ import (
 // LogLevelEnv is read when --log-level is not given.
 const LogLevelEnv = "AIRLOCK_LOG_LEVEL"
 
-// LogFlags are the --log-level and --log-format flags of a long-running
-// command (serve, agent).
-type LogFlags struct{ level, format string }
+// LogLevel is the --log-level flag of a long-running command (serve,
+// agent). Its logs are JSON objects, one a line, with time, level and msg
+// (slog.JSONHandler): the one format, so that the device binary links one
+// handler.
+type LogLevel string
 
-// AddLogFlags defines --log-level and --log-format on fs.
-func AddLogFlags(fs *flag.FlagSet) *LogFlags {
-	f := &LogFlags{}
-	fs.StringVar(&f.level, "log-level", "", "")
-	fs.StringVar(&f.format, "log-format", "json", "")
-	return f
+// AddLogLevel defines --log-level on fs.
+func AddLogLevel(fs *flag.FlagSet) *LogLevel {
+	l := new(LogLevel)
+	fs.StringVar((*string)(l), "log-level", "", "")
+	return l
 }
 
-// Logger returns the logger the flags ask for, writing to e.Stderr.
-func (f *LogFlags) Logger(e *Env) (*slog.Logger, error) {
-	name := f.level
+// Logger returns the JSON logger at the flag's level, else at
+// $AIRLOCK_LOG_LEVEL's, else at info, writing to e.Stderr.
+func (l *LogLevel) Logger(e *Env) (*slog.Logger, error) {
+	name := string(*l)
 	if name == "" {
 		name = e.Getenv(LogLevelEnv)
 	}
@@ -39,12 +41,5 @@ func (f *LogFlags) Logger(e *Env) (*slog.Logger, error) {
 	default:
 		return nil, Usagef("--log-level %q is not debug, info, warn or error", name)
 	}
-	o := &slog.HandlerOptions{Level: lv}
-	switch f.format {
-	case "json":
-		return slog.New(slog.NewJSONHandler(e.Stderr, o)), nil
-	case "text":
-		return slog.New(slog.NewTextHandler(e.Stderr, o)), nil
-	}
-	return nil, Usagef("--log-format %q is not json or text", f.format)
+	return slog.New(slog.NewJSONHandler(e.Stderr, &slog.HandlerOptions{Level: lv})), nil
 }

@@ -40,7 +40,7 @@ var ErrEnv = errors.New("malformed systemd notification environment")
 // Notifier sends states to the service manager. A nil Notifier (no
 // $NOTIFY_SOCKET) sends nothing.
 type Notifier struct {
-	addr *net.UnixAddr
+	addr string
 }
 
 // New returns the Notifier for $NOTIFY_SOCKET as getenv reads it, or nil
@@ -54,7 +54,7 @@ func New(getenv func(string) string) (*Notifier, error) {
 		return nil, fmt.Errorf("%w: NOTIFY_SOCKET %q is not an absolute path or an @abstract name of at most %d bytes", ErrEnv, s, MaxSocketPath)
 	}
 	// The net package maps a leading '@' to the abstract namespace.
-	return &Notifier{addr: &net.UnixAddr{Name: s, Net: "unixgram"}}, nil
+	return &Notifier{addr: s}, nil
 }
 
 // Notify sends state, such as Ready; on a nil Notifier it does nothing.
@@ -62,7 +62,7 @@ func (n *Notifier) Notify(state string) error {
 	if n == nil {
 		return nil
 	}
-	c, err := net.DialUnix("unixgram", nil, n.addr)
+	c, err := net.Dial("unixgram", n.addr)
 	if err != nil {
 		return fmt.Errorf("failed to notify systemd: %w", err)
 	}

@@ -24,7 +24,7 @@ func init() {
                      [--poll-interval 60s] [--metrics-listen ADDR] [--shutdown-timeout 30s]
                      [--kek-file F] [--prod-approvals 2] [--audit-dir DIR --audit-key F]
                      [--rollout-tick 10s] [--director-timestamp-expiry 1h] [--director-expiry 24h]
-                     [--log-level info] [--log-format json]
+                     [--log-level info]
 
 Serves, over HTTPS only (TLS 1.2+):
   /repo/metadata/, /repo/targets/   the repository's public TUF files and payloads
@@ -81,7 +81,6 @@ Flags:
                            (default 24h)
   --log-level L            debug, info, warn or error (default $AIRLOCK_LOG_LEVEL,
                            else info)
-  --log-format F           json (default) or text (key=value)
 
 Users and roles: 'airlock server user add', 'airlock server user totp',
 docs/security.md.
@@ -111,7 +110,7 @@ Example:
 				fs.DurationVar(&cfg.RolloutTick, "rollout-tick", server.DefaultRolloutTick, "")
 				fs.DurationVar(&cfg.DirectorTimestampExpiry, "director-timestamp-expiry", server.DefaultDirectorTimestampExpiry, "")
 				fs.DurationVar(&cfg.DirectorExpiry, "director-expiry", server.DefaultDirectorExpiry, "")
-				logFlags := cli.AddLogFlags(fs)
+				logLevel := cli.AddLogLevel(fs)
 				return func(e *cli.Env, args []string) error {
 					if len(args) != 0 {
 						return cli.Usagef("unexpected arguments %q", args)
@@ -140,7 +139,7 @@ Example:
 						return cli.Usagef("--audit-dir and --audit-key go together")
 					}
 					cfg.Hostnames = hostnames
-					log, err := logFlags.Logger(e)
+					log, err := logLevel.Logger(e)
 					if err != nil {
 						return err
 					}

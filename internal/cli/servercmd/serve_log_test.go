@@ -224,16 +224,7 @@ func TestServeLogLevelFilters(t *testing.T) {
 			}
 		})
 	}
-	t.Run("text format", func(t *testing.T) {
-		sock, states := notifySocket(t)
-		r := startServe(t, map[string]string{"NOTIFY_SOCKET": sock}, "--log-format", "text")
-		waitState(t, states, "READY=1")
-		r.stop(t)
-		if out := r.stderr.String(); !strings.Contains(out, "level=INFO msg=listening url=https://127.0.0.1:") {
-			t.Fatalf("no text listening line:\n%s", out)
-		}
-	})
-	for _, args := range [][]string{{"--log-level", "verbose"}, {"--log-level", "INFO+2"}, {"--log-format", "xml"}} {
+	for _, args := range [][]string{{"--log-level", "verbose"}, {"--log-level", "INFO+2"}, {"--log-level", "WARN"}} {
 		code, _, errOut := runCLI(t, append([]string{"serve", "--data", "d", "--repo", "r"}, args...)...)
 		if code != cli.ExitUsage || !strings.Contains(errOut, args[0]) {
 			t.Errorf("%v: exit %d, stderr %s", args, code, errOut)
