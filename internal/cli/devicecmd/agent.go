@@ -92,7 +92,7 @@ Examples:
 				if err != nil {
 					return err
 				}
-				e.Printf("airlock: agent: %s %s\n", res.Action, res.Version)
+				log.Info("poll done", "action", res.Action, "version", res.Version)
 				return nil
 			}
 		},
