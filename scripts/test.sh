@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Runs every Airlock test. On a fresh Debian machine (as root) it first
 # installs what the tests use: U-Boot env tools, GRUB env tools, libfaketime,
-# OpenSSL, zstd, PostgreSQL, nginx, SoftHSM2, Chromium (dashboard test).
+# OpenSSL, zstd, PostgreSQL, nginx, SoftHSM2, Chromium (dashboard test),
+# systemd-analyze (the shipped units: verify, security exposure).
 #   AIRLOCK_ARTIFACTS=DIR  where tests save artifacts (dashboard screenshot) Usage: bash scripts/test.sh [-short]
 #   FUZZTIME=10s   how long each fuzz target runs (0 to skip fuzzing)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PKGS=(libubootenv-tool grub-common faketime openssl zstd time postgresql nginx softhsm2 opensc chromium fonts-liberation)
+PKGS=(libubootenv-tool grub-common faketime openssl zstd time postgresql nginx softhsm2 opensc chromium fonts-liberation systemd)
 need=()
 command -v fw_printenv >/dev/null || need+=(libubootenv-tool)
 command -v grub-editenv >/dev/null || need+=(grub-common)
@@ -20,6 +21,7 @@ command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
 command -v softhsm2-util >/dev/null || need+=(softhsm2)
 command -v pkcs11-tool >/dev/null || need+=(opensc)
 command -v chromium >/dev/null || need+=(chromium)
+command -v systemd-analyze >/dev/null || need+=(systemd)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "test.sh: installing ${need[*]}"
