@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/airlockfw/airlock/device"
@@ -80,6 +81,17 @@ type Options struct {
 	// director root (nil: durable.OS). The fleet simulator gives each
 	// simulated device its own durable.Mem.
 	FS durable.FS
+	// Notify, if not nil, receives the service manager's notification
+	// states (sd_notify(3)) from Run: "READY=1" when it starts,
+	// "WATCHDOG=1" every WatchdogInterval while the agent makes progress,
+	// "STOPPING=1" when it returns. It must not block.
+	Notify func(state string)
+	// WatchdogInterval is how often Run sends "WATCHDOG=1" (0: never):
+	// while it waits for the next poll, and during a poll cycle as long as
+	// the cycle began, or its download received bytes, within the last two
+	// intervals (systemd's WatchdogSec=). A cycle stuck longer goes
+	// unpinged, and systemd restarts the agent.
+	WatchdogInterval time.Duration
 }
 
 // Agent is the device agent. It is not safe for concurrent use; run one
@@ -97,6 +109,10 @@ type Agent struct {
 	// identity whose leaf is sessionsFor.
 	sessions    tls.ClientSessionCache
 	sessionsFor []byte
+
+	// beat is when the running cycle last made progress (UnixNano), 0
+	// between cycles; read by the watchdog.
+	beat atomic.Int64
 }
 
 // Result describes one poll cycle.
@@ -278,10 +294,14 @@ func (a *Agent) report(ctx context.Context, c *cycle, kind, version, msg string)
 
 // source returns the image repository source of a cycle.
 func (a *Agent) source(c *cycle) *HTTPSource {
+	progress := a.opts.Progress
+	if a.opts.WatchdogInterval > 0 {
+		progress = &beating{a, progress}
+	}
 	return NewHTTPSource(c.meta, c.tgts, c.http, DownloadOptions{
 		StallTimeout: a.cfg.StallTimeout, MinThroughput: a.cfg.MinThroughput,
 		MetadataTimeout: a.cfg.DownloadTimeout, MaxResumeAttempts: a.opts.MaxResumeAttempts,
-		ResumeBackoff: a.opts.ResumeBackoff, Progress: a.opts.Progress,
+		ResumeBackoff: a.opts.ResumeBackoff, Progress: progress,
 		Logf: func(format string, args ...any) { a.log.Warn(fmt.Sprintf(format, args...)) },
 	})
 }
@@ -404,9 +424,18 @@ func (a *Agent) health(ctx context.Context, c *cycle, version string) (*Result, 
 // from InitialBackoff up to max_backoff. It returns nil when ctx is
 // canceled.
 func (a *Agent) Run(ctx context.Context) error {
+	a.notify("READY=1")
+	defer a.notify("STOPPING=1")
+	if a.opts.Notify != nil && a.opts.WatchdogInterval > 0 {
+		wctx, stop := context.WithCancel(ctx)
+		defer stop()
+		go a.watchdog(wctx)
+	}
 	var backoff time.Duration
 	for {
+		a.progressed()
 		res, err := a.RunOnce(ctx)
+		a.beat.Store(0)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -427,6 +456,59 @@ func (a *Agent) Run(ctx context.Context) error {
 			return nil
 		case <-t.C:
 		}
+	}
+}
+
+// notify sends a notification state to Options.Notify, if set.
+func (a *Agent) notify(state string) {
+	if a.opts.Notify != nil {
+		a.opts.Notify(state)
+	}
+}
+
+// progressed records that the running cycle made progress.
+func (a *Agent) progressed() { a.beat.Store(time.Now().UnixNano()) }
+
+// watchdog sends "WATCHDOG=1" every WatchdogInterval while the agent is
+// between cycles or its cycle progressed within two intervals.
+func (a *Agent) watchdog(ctx context.Context) {
+	t := time.NewTicker(a.opts.WatchdogInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if b := a.beat.Load(); b == 0 || time.Since(time.Unix(0, b)) < 2*a.opts.WatchdogInterval {
+			a.notify("WATCHDOG=1")
+		}
+	}
+}
+
+// beating tells the watchdog about every download step, then p (if any).
+type beating struct {
+	a *Agent
+	p Progress
+}
+
+func (b *beating) Start(name string, total int64) {
+	b.a.progressed()
+	if b.p != nil {
+		b.p.Start(name, total)
+	}
+}
+
+func (b *beating) Update(received int64) {
+	b.a.progressed()
+	if b.p != nil {
+		b.p.Update(received)
+	}
+}
+
+func (b *beating) Done() {
+	if b.p != nil {
+		b.p.Done()
 	}
 }
 

@@ -3,6 +3,7 @@ package agent
 import (
 	"fmt"
 	"io"
+	"log/slog"
 	"strings"
 	"sync"
 	"time"
@@ -31,6 +32,13 @@ type Progress interface {
 // ProgressNone) writing to w; ProgressAuto picks the bar when terminal is
 // true and log lines otherwise. ProgressNone returns nil.
 func NewProgress(mode string, w io.Writer, terminal bool) Progress {
+	return NewProgressLog(mode, w, nil, terminal)
+}
+
+// NewProgressLog is NewProgress whose log lines are records of log (msg
+// "downloading", "downloaded"; target, received, total bytes) when log is
+// not nil: the agent's JSON log stays one object per line.
+func NewProgressLog(mode string, w io.Writer, log *slog.Logger, terminal bool) Progress {
 	if mode == ProgressAuto {
 		mode = ProgressLog
 		if terminal {
@@ -41,13 +49,14 @@ func NewProgress(mode string, w io.Writer, terminal bool) Progress {
 	case ProgressBar:
 		return &progressPrinter{w: w, bar: true, every: ProgressBarInterval, now: time.Now}
 	case ProgressLog:
-		return &progressPrinter{w: w, every: ProgressLogInterval, now: time.Now}
+		return &progressPrinter{w: w, log: log, every: ProgressLogInterval, now: time.Now}
 	}
 	return nil
 }
 
 type progressPrinter struct {
 	w     io.Writer
+	log   *slog.Logger // log mode: records instead of lines on w
 	bar   bool
 	every time.Duration
 	now   func() time.Time
@@ -67,7 +76,9 @@ func (p *progressPrinter) Start(name string, total int64) {
 	p.name, p.total, p.received, p.active = name, total, 0, true
 	p.start = p.now()
 	p.last = p.start
-	if !p.bar {
+	if p.log != nil {
+		p.log.Info("downloading", "target", name, "total", total)
+	} else if !p.bar {
 		fmt.Fprintf(p.w, "airlock: downloading %s (%s)\n", name, sizeOrUnknown(total))
 	} else {
 		p.draw()
@@ -83,9 +94,12 @@ func (p *progressPrinter) Update(received int64) {
 	p.received = received
 	if now := p.now(); now.Sub(p.last) >= p.every {
 		p.last = now
-		if p.bar {
+		switch {
+		case p.log != nil:
+			p.log.Info("downloading", "target", p.name, "received", received, "total", p.total)
+		case p.bar:
 			p.draw()
-		} else {
+		default:
 			fmt.Fprintf(p.w, "airlock: downloading %s: %s\n", p.name, p.status())
 		}
 	}
@@ -98,6 +112,10 @@ func (p *progressPrinter) Done() {
 		return
 	}
 	p.active = false
+	if p.log != nil {
+		p.log.Info("downloaded", "target", p.name, "received", p.received, "seconds", p.now().Sub(p.start).Seconds())
+		return
+	}
 	if p.bar {
 		p.draw()
 		fmt.Fprintln(p.w)

@@ -20,7 +20,7 @@ import (
 // metricValue extracts one sample from Prometheus text output.
 func metricValue(t *testing.T, text, series string) float64 {
 	t.Helper()
-	re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(series) + ` ([0-9.e+]+)$`)
+	re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(series) + ` ([0-9.e+-]+)$`)
 	m := re.FindStringSubmatch(text)
 	if m == nil {
 		return 0
@@ -64,9 +64,13 @@ func TestMetricsCountRequestsCheckinsInstallsAndBytes(t *testing.T) {
 		{`airlock_installs_total{outcome="committed"}`, 1},
 		{`airlock_installs_total{outcome="failed"}`, 2},
 		{`airlock_installs_total{outcome="rolled_back"}`, 0},
-		{`airlock_http_requests_total{code="200",route="POST /api/v1/checkin"}`, 3},
-		{`airlock_http_requests_total{code="201",route="POST /api/v1/enroll"}`, 1},
-		{"airlock_bytes_served_total", float64(len(data))},
+		{`airlock_http_requests_total{code="200",method="POST",route="/api/v1/checkin"}`, 3},
+		{`airlock_http_requests_total{code="201",method="POST",route="/api/v1/enroll"}`, 1},
+		{`airlock_http_request_duration_seconds_count{code="200",method="POST",route="/api/v1/checkin"}`, 3},
+		{`airlock_http_request_duration_seconds_bucket{code="200",method="POST",route="/api/v1/checkin",le="+Inf"}`, 3},
+		{`airlock_http_request_duration_seconds_count{code="201",method="POST",route="/api/v1/enroll"}`, 1},
+		{`airlock_http_request_duration_seconds_count{code="200",method="GET",route="/repo/metadata/{path...}"}`, 1},
+		{"airlock_served_bytes_total", float64(len(data))},
 		{"airlock_devices", 1},
 	} {
 		if got := metricValue(t, after, tt.series) - metricValue(t, before, tt.series); got != tt.delta {

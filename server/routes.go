@@ -10,8 +10,9 @@ import (
 	"github.com/airlockfw/airlock/server/repofiles"
 )
 
-// routes builds the HTTPS handler. Route patterns double as the "route"
-// label of airlock_http_requests_total.
+// routes builds the HTTPS handler. The paths of the route patterns double
+// as the "route" label of airlock_http_requests_total and
+// airlock_http_request_duration_seconds.
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /repo/metadata/{path...}", repofiles.Handler(s.metaRootFn, "application/json", s.log, s.countServed))
@@ -45,7 +46,7 @@ func (s *Server) routes() http.Handler {
 func (s *Server) metaRootFn() repofiles.Opener { return s.metaRoot }
 func (s *Server) tgtRootFn() repofiles.Opener  { return s.tgtRoot }
 
-// countServed counts repository bytes served.
+// countServed counts repository bytes served (airlock_served_bytes_total).
 func (s *Server) countServed(n int64) { s.metrics.Bytes.Add(float64(n)) }
 
 // MaxRepoPathLen bounds a repository file path in a request.
@@ -70,6 +71,7 @@ func (s *Server) instrument(next http.Handler) http.Handler {
 		r, info := httpx.WithInfo(r)
 		sw := &httpx.StatusWriter{ResponseWriter: w}
 		next.ServeHTTP(sw, r)
+		elapsed := time.Since(start)
 		route := r.Pattern
 		if route == "" {
 			route = "unmatched"
@@ -78,13 +80,13 @@ func (s *Server) instrument(next http.Handler) http.Handler {
 		if code == 0 {
 			code = http.StatusOK
 		}
-		s.metrics.Observe(route, code)
+		s.metrics.Observe(r.Pattern, r.Method, code, elapsed)
 		attrs := []slog.Attr{
 			slog.String("method", r.Method),
 			slog.String("route", route),
 			slog.Int("status", code),
 			slog.Int64("bytes", sw.Bytes),
-			slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000),
+			slog.Float64("duration_ms", float64(elapsed.Microseconds())/1000),
 			slog.String("remote", r.RemoteAddr),
 		}
 		if info.DeviceID != "" {

@@ -114,6 +114,14 @@ type Config struct {
 	// device's director timestamp and of its snapshot and targets; zero
 	// means DefaultDirectorTimestampExpiry and DefaultDirectorExpiry.
 	DirectorTimestampExpiry, DirectorExpiry time.Duration
+	// Notify, when set, receives the service manager's notification
+	// states (sd_notify(3)): "READY=1" once Serve serves, "STOPPING=1"
+	// when it begins to shut down and "WATCHDOG=1" every WatchdogInterval
+	// from the serving loop. It must not block.
+	Notify func(state string)
+	// WatchdogInterval is how often Serve sends "WATCHDOG=1" to Notify;
+	// zero means never (systemd: half of WatchdogSec=).
+	WatchdogInterval time.Duration
 	// AuditDir, when set, is the audit log directory (serve --audit-dir) the
 	// dashboard reads a release's audit trail from; empty means the
 	// dashboard shows what the store knows instead.
@@ -422,6 +430,15 @@ func (s *Server) Serve(ctx context.Context) error {
 	go s.rollouts.Run(rctx, s.cfg.RolloutTick)
 	tick := time.NewTicker(CertCheckInterval)
 	defer tick.Stop()
+	// The watchdog is fed from this loop: a loop that stops turning (or a
+	// listener that failed, which ends it) stops the pings.
+	var watchdog <-chan time.Time
+	if s.cfg.Notify != nil && s.cfg.WatchdogInterval > 0 {
+		wd := time.NewTicker(s.cfg.WatchdogInterval)
+		defer wd.Stop()
+		watchdog = wd.C
+	}
+	s.notify("READY=1")
 	var serveErr error
 loop:
 	for {
@@ -435,8 +452,11 @@ loop:
 			if err := s.refreshCert(); err != nil {
 				s.log.Error("server certificate refresh failed", "err", err)
 			}
+		case <-watchdog:
+			s.notify("WATCHDOG=1")
 		}
 	}
+	s.notify("STOPPING=1")
 	s.log.Info("shutting down", "timeout", s.cfg.ShutdownTimeout.String())
 	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
 	defer cancel()
@@ -449,4 +469,11 @@ loop:
 		}
 	}
 	return serveErr
+}
+
+// notify sends a notification state to Config.Notify, if set.
+func (s *Server) notify(state string) {
+	if s.cfg.Notify != nil {
+		s.cfg.Notify(state)
+	}
 }

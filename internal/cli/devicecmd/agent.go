@@ -5,18 +5,20 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 
 	"golang.org/x/term"
 
 	"github.com/airlockfw/airlock/agent"
 	"github.com/airlockfw/airlock/internal/cli"
+	"github.com/airlockfw/airlock/internal/sdnotify"
 )
 
 func init() {
 	commands = append(commands, &cli.Command{
 		Name:    "agent",
 		Summary: "run the device agent: poll, download, install, reboot, commit",
-		Usage: `Usage: airlock agent [--config PATH] [--once]
+		Usage: `Usage: airlock agent [--config PATH] [--once] [--log-level info]
 
 Runs the device agent. It polls the update server (or, without a server in
 the config, a plain static TUF repository), refreshes the TUF metadata over
@@ -31,12 +33,20 @@ interval (else poll_interval) with ±10% jitter and exponential backoff after
 failures. With --once it runs one poll cycle and exits: 0 when up to date,
 committed or waiting for a reboot, 1 when the cycle failed or rolled back.
 
-Logs go to stderr; download progress is a bar on a terminal and log lines
-otherwise (the progress key of the config).
+Logs are JSON objects on stderr, one a line, with time, level and msg;
+the health command's output is logged line by line. Download progress is
+a bar on a terminal and log records otherwise (the progress key of the
+config).
+
+Under systemd with Type=notify ($NOTIFY_SOCKET) the agent sends READY=1
+when it starts polling, STOPPING=1 when it stops and, with WatchdogSec=
+($WATCHDOG_USEC), WATCHDOG=1 at half that interval while its loop makes
+progress (docs/agent.md, docs/examples/airlock-agent.service).
 
 Flags:
   --config PATH   agent config (default /etc/airlock/agent.toml; docs/agent.md)
   --once          run one poll cycle and exit (cron, tests)
+  --log-level L   debug, info, warn or error (default $AIRLOCK_LOG_LEVEL, else info)
 
 Examples:
   airlock agent --config /etc/airlock/agent.toml
@@ -45,6 +55,7 @@ Examples:
 		Flags: func(fs *flag.FlagSet) func(*cli.Env, []string) error {
 			config := fs.String("config", agent.DefaultConfigPath, "")
 			once := fs.Bool("once", false, "")
+			logLevel := cli.AddLogLevel(fs)
 			return func(e *cli.Env, args []string) error {
 				if len(args) != 0 {
 					return cli.Usagef("unexpected arguments %q", args)
@@ -52,16 +63,25 @@ Examples:
 				if *config == "" {
 					return cli.Usagef("--config must not be empty")
 				}
+				log, err := logLevel.Logger(e)
+				if err != nil {
+					return err
+				}
 				cfg, err := agent.LoadConfig(*config)
 				if err != nil {
 					return err
 				}
-				terminal := isTerminal(e.Stderr)
-				a, err := agent.New(cfg, agent.Options{
-					Logger:       slog.New(slog.NewTextHandler(e.Stderr, nil)),
-					Progress:     agent.NewProgress(cfg.Progress, e.Stderr, terminal),
-					HealthOutput: e.Stderr,
-				})
+				opts := agent.Options{
+					Logger:       log,
+					Progress:     agent.NewProgressLog(cfg.Progress, e.Stderr, log, isTerminal(e.Stderr)),
+					HealthOutput: &logLines{log},
+				}
+				if !*once {
+					if err := notifyOptions(e, &opts); err != nil {
+						return err
+					}
+				}
+				a, err := agent.New(cfg, opts)
 				if err != nil {
 					return err
 				}
@@ -72,7 +92,7 @@ Examples:
 				if err != nil {
 					return err
 				}
-				e.Printf("airlock: agent: %s\n", agentSummary(res))
+				log.Info(agentSummary(res), "action", res.Action, "version", res.Version)
 				return nil
 			}
 		},
@@ -88,6 +108,35 @@ func agentSummary(r *agent.Result) string {
 		return "installed version " + r.Version + "; the reboot command was run to boot it"
 	}
 	return r.Message
+}
+
+// notifyOptions sets opts's systemd notification from the environment
+// ($NOTIFY_SOCKET, $WATCHDOG_USEC; internal/sdnotify).
+func notifyOptions(e *cli.Env, opts *agent.Options) error {
+	n, err := sdnotify.New(e.Getenv)
+	if err != nil || n == nil {
+		return err
+	}
+	if opts.WatchdogInterval, err = sdnotify.WatchdogInterval(e.Getenv); err != nil {
+		return err
+	}
+	log := opts.Logger
+	opts.Notify = func(state string) {
+		if err := n.Notify(state); err != nil {
+			log.Warn("systemd notification failed", "state", state, "error", err)
+		}
+	}
+	return nil
+}
+
+// logLines logs what is written to it, a record per line.
+type logLines struct{ log *slog.Logger }
+
+func (l *logLines) Write(p []byte) (int, error) {
+	for _, line := range strings.Split(strings.TrimSuffix(string(p), "\n"), "\n") {
+		l.log.Info("health check output", "line", line)
+	}
+	return len(p), nil
 }
 
 // isTerminal reports whether w is a terminal.

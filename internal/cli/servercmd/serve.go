@@ -3,13 +3,13 @@ package servercmd
 import (
 	"flag"
 	"fmt"
-	"log/slog"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/airlockfw/airlock/audit"
 	"github.com/airlockfw/airlock/internal/cli"
+	"github.com/airlockfw/airlock/internal/sdnotify"
 	"github.com/airlockfw/airlock/server"
 	"github.com/airlockfw/airlock/server/store"
 )
@@ -25,6 +25,7 @@ func init() {
                      [--kek-file F] [--prod-approvals 2] [--session-ttl 15m]
                      [--audit-dir DIR --audit-key F]
                      [--rollout-tick 10s] [--director-timestamp-expiry 1h] [--director-expiry 24h]
+                     [--log-level info]
 
 Serves, over HTTPS only (TLS 1.2+):
   /repo/metadata/, /repo/targets/   the repository's public TUF files and payloads
@@ -36,11 +37,17 @@ Serves, over HTTPS only (TLS 1.2+):
 
 Without --tls-cert the server creates a local CA in DIR (ca.pem, ca.key) and a
 server certificate for localhost, 127.0.0.1, ::1 and every --hostname, and
-prints the CA's SHA-256 fingerprint on stderr for devices to pin. Devices
-enroll with a token ('airlock server enroll-token create') or a factory
-certificate from --manufacturing-ca, and get a client certificate from the
-device CA in DIR (device-ca.pem). Logs are JSON lines on stderr. SIGINT or
-SIGTERM stops accepting connections and lets requests in flight finish.
+logs the CA's SHA-256 fingerprint for devices to pin. Devices enroll with a
+token ('airlock server enroll-token create') or a factory certificate from
+--manufacturing-ca, and get a client certificate from the device CA in DIR
+(device-ca.pem). Logs, start-up lines included, are JSON objects on stderr,
+one a line, with time, level and msg. SIGINT or SIGTERM stops accepting
+connections and lets requests in flight finish.
+
+Under systemd with Type=notify ($NOTIFY_SOCKET) the server sends READY=1
+once it serves, STOPPING=1 when it shuts down and, with WatchdogSec=
+($WATCHDOG_USEC), WATCHDOG=1 from its serving loop at half that interval
+(docs/server.md, docs/examples/airlock-server.service).
 
 Flags:
   --data DIR               server state: CAs, keys (0600), airlock.db (required)
@@ -75,6 +82,8 @@ Flags:
                            lifetime of a device's director timestamp (default 1h)
   --director-expiry D      lifetime of a device's director snapshot and targets
                            (default 24h)
+  --log-level L            debug, info, warn or error (default $AIRLOCK_LOG_LEVEL,
+                           else info)
 
 Users and roles: 'airlock server user add', 'airlock server user totp',
 docs/security.md.
@@ -105,6 +114,7 @@ Example:
 				fs.DurationVar(&cfg.RolloutTick, "rollout-tick", server.DefaultRolloutTick, "")
 				fs.DurationVar(&cfg.DirectorTimestampExpiry, "director-timestamp-expiry", server.DefaultDirectorTimestampExpiry, "")
 				fs.DurationVar(&cfg.DirectorExpiry, "director-expiry", server.DefaultDirectorExpiry, "")
+				logLevel := cli.AddLogLevel(fs)
 				return func(e *cli.Env, args []string) error {
 					if len(args) != 0 {
 						return cli.Usagef("unexpected arguments %q", args)
@@ -136,14 +146,21 @@ Example:
 						return cli.Usagef("--audit-dir and --audit-key go together")
 					}
 					cfg.Hostnames = hostnames
-					cfg.Logger = slog.New(slog.NewJSONHandler(e.Stderr, nil))
+					log, err := logLevel.Logger(e)
+					if err != nil {
+						return err
+					}
+					cfg.Logger = log
+					if err := notifyConfig(e, &cfg); err != nil {
+						return err
+					}
 					if *auditDir != "" {
-						log, err := audit.OpenWithKey(*auditDir, *auditKey, audit.Options{})
+						alog, err := audit.OpenWithKey(*auditDir, *auditKey, audit.Options{})
 						if err != nil {
 							return err
 						}
-						defer log.Close()
-						cfg.Audit = server.AuditEvents(log, cfg.Logger)
+						defer alog.Close()
+						cfg.Audit = server.AuditEvents(alog, cfg.Logger)
 						cfg.AuditDir = *auditDir
 					}
 					db, err := server.OpenStore(e.Ctx, cfg.DataDir, *dsn)
@@ -157,13 +174,13 @@ Example:
 						return err
 					}
 					if srv.CAPEM() != nil {
-						e.Printf("airlock: server CA %s, SHA-256 fingerprint %s\n", filepath.Join(cfg.DataDir, server.CAFile), srv.CAFingerprint())
+						log.Info("server CA", "path", filepath.Join(cfg.DataDir, server.CAFile), "sha256", srv.CAFingerprint())
 					} else {
-						e.Printf("airlock: server certificate SHA-256 fingerprint %s\n", srv.CAFingerprint())
+						log.Info("server certificate", "path", cfg.TLSCertFile, "sha256", srv.CAFingerprint())
 					}
-					e.Printf("airlock: listening on https://%s\n", srv.Addr())
+					log.Info("listening", "url", "https://"+srv.Addr().String())
 					if a := srv.MetricsAddr(); a != nil {
-						e.Printf("airlock: metrics on http://%s/metrics\n", a)
+						log.Info("metrics", "url", "http://"+a.String()+"/metrics")
 					}
 					return srv.Serve(e.Ctx)
 				}
@@ -306,4 +323,23 @@ Example:
 			},
 		},
 	)
+}
+
+// notifyConfig sets cfg's systemd notification from the environment
+// ($NOTIFY_SOCKET, $WATCHDOG_USEC; internal/sdnotify).
+func notifyConfig(e *cli.Env, cfg *server.Config) error {
+	n, err := sdnotify.New(e.Getenv)
+	if err != nil || n == nil {
+		return err
+	}
+	if cfg.WatchdogInterval, err = sdnotify.WatchdogInterval(e.Getenv); err != nil {
+		return err
+	}
+	log := cfg.Logger
+	cfg.Notify = func(state string) {
+		if err := n.Notify(state); err != nil {
+			log.Warn("systemd notification failed", "state", state, "err", err)
+		}
+	}
+	return nil
 }

@@ -80,13 +80,13 @@ func TestServePrintsFingerprintAndStopsOnSignal(t *testing.T) {
 		done <- run(e, []string{"serve", "--data", filepath.Join(tmp, "data"), "--repo", repo, "--listen", "127.0.0.1:0"})
 	}()
 	deadline := time.Now().Add(20 * time.Second)
-	for !strings.Contains(stderr.String(), "listening on https://127.0.0.1:") {
+	for !strings.Contains(stderr.String(), `"msg":"listening","url":"https://127.0.0.1:`) {
 		if time.Now().After(deadline) {
 			t.Fatalf("server did not start:\n%s", stderr.String())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if !regexp.MustCompile(`SHA-256 fingerprint [0-9a-f]{64}`).MatchString(stderr.String()) {
+	if !regexp.MustCompile(`"msg":"server CA","path":"[^"]+/ca.pem","sha256":"[0-9a-f]{64}"`).MatchString(stderr.String()) {
 		t.Fatalf("no CA fingerprint printed:\n%s", stderr.String())
 	}
 	cancel() // what SIGTERM does

@@ -1,0 +1,233 @@
+package servercmd
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/airlockfw/airlock/internal/cli"
+)
+
+// notifySocket listens like systemd's notification socket and returns
+// its path and the channel of states received.
+func notifySocket(t *testing.T) (string, <-chan string) {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "sdn") // short: sun_path is 108 bytes
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	path := filepath.Join(dir, "notify")
+	c, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	ch := make(chan string, 100)
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := c.Read(buf)
+			if err != nil {
+				close(ch)
+				return
+			}
+			ch <- string(buf[:n])
+		}
+	}()
+	return path, ch
+}
+
+// waitState waits for state on ch.
+func waitState(t *testing.T, ch <-chan string, state string) {
+	t.Helper()
+	timeout := time.After(20 * time.Second)
+	for {
+		select {
+		case s := <-ch:
+			if s == state {
+				return
+			}
+		case <-timeout:
+			t.Fatalf("no %s from the service", state)
+		}
+	}
+}
+
+// jsonLines checks that every line of out is a JSON object with time,
+// level and msg, and returns them.
+func jsonLines(t *testing.T, out string) []map[string]any {
+	t.Helper()
+	var recs []map[string]any
+	for _, l := range strings.Split(strings.TrimSuffix(out, "\n"), "\n") {
+		if l == "" && out == "" {
+			break
+		}
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatalf("log line is not a JSON object: %q (%v)", l, err)
+		}
+		for _, k := range []string{"time", "level", "msg"} {
+			if _, ok := m[k].(string); !ok {
+				t.Fatalf("log line lacks %q: %s", k, l)
+			}
+		}
+		recs = append(recs, m)
+	}
+	return recs
+}
+
+type serveRun struct {
+	tmp    string
+	stderr *lockedBuffer
+	cancel context.CancelFunc
+	done   chan int
+}
+
+// startServe runs 'airlock serve' in-process with env as its environment.
+func startServe(t *testing.T, env map[string]string, extra ...string) *serveRun {
+	t.Helper()
+	tmp := t.TempDir()
+	repo := filepath.Join(tmp, "repo")
+	for _, d := range []string{"public/metadata", "public/targets"} {
+		if err := os.MkdirAll(filepath.Join(repo, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	r := &serveRun{tmp: tmp, stderr: &lockedBuffer{}, cancel: cancel, done: make(chan int, 1)}
+	e := &cli.Env{Ctx: ctx, Stdin: strings.NewReader(""), Stdout: &bytes.Buffer{}, Stderr: r.stderr, Getenv: func(k string) string { return env[k] }}
+	args := append([]string{"serve", "--data", filepath.Join(tmp, "data"), "--repo", repo, "--listen", "127.0.0.1:0"}, extra...)
+	go func() { r.done <- run(e, args) }()
+	t.Cleanup(func() { r.stop(t) })
+	return r
+}
+
+// stop cancels serve (what SIGTERM does) and checks it exits 0.
+func (r *serveRun) stop(t *testing.T) {
+	t.Helper()
+	if r.cancel == nil {
+		return
+	}
+	r.cancel()
+	r.cancel = nil
+	select {
+	case code := <-r.done:
+		if code != cli.ExitOK {
+			t.Fatalf("serve exit %d:\n%s", code, r.stderr.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("serve did not stop")
+	}
+}
+
+func TestServeLogsJSONAndNotifiesSystemd(t *testing.T) {
+	sock, states := notifySocket(t)
+	r := startServe(t, map[string]string{"NOTIFY_SOCKET": sock, "WATCHDOG_USEC": "100000"})
+	waitState(t, states, "READY=1")
+	waitState(t, states, "WATCHDOG=1") // every 50 ms from the serving loop
+	waitState(t, states, "WATCHDOG=1")
+
+	var url string
+	for _, rec := range jsonLines(t, r.stderr.String()) {
+		if rec["msg"] == "listening" {
+			url, _ = rec["url"].(string)
+		}
+	}
+	if !strings.HasPrefix(url, "https://127.0.0.1:") {
+		t.Fatalf("no listening line:\n%s", r.stderr.String())
+	}
+	caPEM, err := os.ReadFile(filepath.Join(r.tmp, "data", "ca.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(caPEM)
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
+	resp, err := c.Get(url + "/repo/metadata/absent.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	// A secret in a request must not reach the log.
+	req, _ := http.NewRequest("GET", url+"/api/v1/admin/devices", nil)
+	req.Header.Set("Authorization", "Bearer secret-token-that-must-not-be-logged")
+	req.Header.Set("X-Airlock-TOTP", "123456")
+	if resp, err = c.Do(req); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	r.stop(t)
+	waitState(t, states, "STOPPING=1")
+
+	out := r.stderr.String()
+	recs := jsonLines(t, out)
+	msgs := map[string]map[string]any{}
+	for _, rec := range recs {
+		msgs[rec["msg"].(string)] = rec
+	}
+	if ca := msgs["server CA"]; ca == nil || !regexp.MustCompile(`^[0-9a-f]{64}$`).MatchString(ca["sha256"].(string)) {
+		t.Errorf("no server CA line with its fingerprint:\n%s", out)
+	}
+	for _, m := range []string{"request", "shutting down"} {
+		if msgs[m] == nil {
+			t.Errorf("no %q line:\n%s", m, out)
+		}
+	}
+	for _, secret := range []string{"secret-token-that-must-not-be-logged", "123456"} {
+		if strings.Contains(out, secret) {
+			t.Errorf("the log contains %q", secret)
+		}
+	}
+}
+
+func TestServeLogLevelFilters(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		env  map[string]string
+		args []string
+		keep []string // levels that may appear
+	}{
+		{"flag", nil, []string{"--log-level", "warn"}, []string{"WARN", "ERROR"}},
+		{"environment", map[string]string{"AIRLOCK_LOG_LEVEL": "error"}, nil, []string{"ERROR"}},
+		{"flag over environment", map[string]string{"AIRLOCK_LOG_LEVEL": "debug"}, []string{"--log-level", "error"}, []string{"ERROR"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			sock, states := notifySocket(t)
+			env := map[string]string{"NOTIFY_SOCKET": sock}
+			for k, v := range tt.env {
+				env[k] = v
+			}
+			r := startServe(t, env, tt.args...)
+			waitState(t, states, "READY=1")
+			r.stop(t)
+			// Start-up and shutdown lines are info: they are gone.
+			out := r.stderr.String()
+			for _, rec := range jsonLines(t, out) {
+				if !slices.Contains(tt.keep, rec["level"].(string)) {
+					t.Fatalf("a line below the level:\n%s", out)
+				}
+			}
+			if strings.Contains(out, `"msg":"listening"`) {
+				t.Fatalf("info line logged:\n%s", out)
+			}
+		})
+	}
+	for _, args := range [][]string{{"--log-level", "verbose"}, {"--log-level", "INFO+2"}, {"--log-level", "WARN"}} {
+		code, _, errOut := runCLI(t, append([]string{"serve", "--data", "d", "--repo", "r"}, args...)...)
+		if code != cli.ExitUsage || !strings.Contains(errOut, args[0]) {
+			t.Errorf("%v: exit %d, stderr %s", args, code, errOut)
+		}
+	}
+}
