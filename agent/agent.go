@@ -447,7 +447,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		} else {
 			backoff = 0
 			wait = jitter(a.interval)
-			a.log.Info("poll done", "action", res.Action, "version", res.Version, "next_in", wait.Round(time.Millisecond))
+			a.log.Info("poll done", "action", res.Action, "version", res.Version, "result", res.Message, "next_in", wait.Round(time.Millisecond))
 		}
 		t := time.NewTimer(wait)
 		select {

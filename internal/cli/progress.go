@@ -39,7 +39,13 @@ func (e *Env) Progress(label string) *Progress {
 			return nil
 		}
 	}
-	return &Progress{w: e.Stderr, label: label, now: time.Now}
+	return NewProgress(e.Stderr, label)
+}
+
+// NewProgress returns the progress line of the operation label on w, shown
+// whether or not w is a terminal (Env.Progress decides that).
+func NewProgress(w io.Writer, label string) *Progress {
+	return &Progress{w: w, label: label, now: time.Now}
 }
 
 // Start begins counting an operation of total bytes and returns the writer
@@ -59,12 +65,17 @@ func (p *Progress) Start(total int64) io.Writer {
 // Write counts b and redraws the line if ProgressInterval has passed since
 // the last redraw. It never fails.
 func (p *Progress) Write(b []byte) (int, error) {
-	p.done += int64(len(b))
+	p.Add(int64(len(b)))
+	return len(b), nil
+}
+
+// Add counts n more bytes done, as Write does.
+func (p *Progress) Add(n int64) {
+	p.done += n
 	if t := p.now(); t.Sub(p.last) >= ProgressInterval {
 		p.last = t
 		p.draw(false)
 	}
-	return len(b), nil
 }
 
 // Done replaces the line with a final one, which says how long the

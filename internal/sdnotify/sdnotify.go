@@ -12,7 +12,6 @@ package sdnotify
 import (
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"strconv"
 	"time"
@@ -53,7 +52,7 @@ func New(getenv func(string) string) (*Notifier, error) {
 	if (s[0] != '/' && s[0] != '@') || len(s) > MaxSocketPath {
 		return nil, fmt.Errorf("%w: NOTIFY_SOCKET %q is not an absolute path or an @abstract name of at most %d bytes", ErrEnv, s, MaxSocketPath)
 	}
-	// The net package maps a leading '@' to the abstract namespace.
+	// syscall.SockaddrUnix maps a leading '@' to the abstract namespace.
 	return &Notifier{addr: s}, nil
 }
 
@@ -62,12 +61,7 @@ func (n *Notifier) Notify(state string) error {
 	if n == nil {
 		return nil
 	}
-	c, err := net.Dial("unixgram", n.addr)
-	if err != nil {
-		return fmt.Errorf("failed to notify systemd: %w", err)
-	}
-	defer c.Close()
-	if _, err := c.Write([]byte(state)); err != nil {
+	if err := send(n.addr, state); err != nil {
 		return fmt.Errorf("failed to notify systemd: %w", err)
 	}
 	return nil

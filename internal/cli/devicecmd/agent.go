@@ -73,7 +73,7 @@ Examples:
 				}
 				opts := agent.Options{
 					Logger:       log,
-					Progress:     agent.NewProgressLog(cfg.Progress, e.Stderr, log, isTerminal(e.Stderr)),
+					Progress:     downloadProgress(e, cfg.Progress, log),
 					HealthOutput: &logLines{log},
 				}
 				if !*once {
@@ -92,7 +92,7 @@ Examples:
 				if err != nil {
 					return err
 				}
-				log.Info(agentSummary(res), "action", res.Action, "version", res.Version)
+				log.Info("poll done", "action", res.Action, "version", res.Version, "result", agentSummary(res))
 				return nil
 			}
 		},
@@ -138,6 +138,41 @@ func (l *logLines) Write(p []byte) (int, error) {
 	}
 	return len(p), nil
 }
+
+// downloadProgress returns the agent's download progress for the config's
+// mode: a progress line on a terminal (cli.Progress) for "bar", and for
+// "auto" when stderr is a terminal; log records for "log" and otherwise;
+// none for "none".
+func downloadProgress(e *cli.Env, mode string, log *slog.Logger) agent.Progress {
+	switch {
+	case mode == agent.ProgressNone:
+		return nil
+	case mode == agent.ProgressBar || mode == agent.ProgressAuto && isTerminal(e.Stderr):
+		return &progressBar{w: e.Stderr}
+	}
+	return agent.NewProgressLog(log)
+}
+
+// progressBar shows a download on a progress line (cli.Progress).
+type progressBar struct {
+	w    io.Writer
+	p    *cli.Progress
+	seen int64
+}
+
+func (b *progressBar) Start(name string, total int64) {
+	b.p, b.seen = cli.NewProgress(b.w, "download "+name), 0
+	b.p.Start(total)
+}
+
+func (b *progressBar) Update(received int64) {
+	if b.p != nil && received > b.seen {
+		b.p.Add(received - b.seen)
+		b.seen = received
+	}
+}
+
+func (b *progressBar) Done() { b.p.Done() }
 
 // isTerminal reports whether w is a terminal.
 func isTerminal(w io.Writer) bool {

@@ -192,7 +192,7 @@ func TestAgentLogLevelFilters(t *testing.T) {
 		t.Fatalf("agent --once: exit %d\n%s", code, stderr.String())
 	}
 	recs := jsonLines(t, stderr.String())
-	if len(recs) == 0 || recs[len(recs)-1]["msg"] != "poll done" {
+	if len(recs) == 0 || recs[len(recs)-1]["msg"] != "poll done" || !strings.HasPrefix(fmt.Sprint(recs[len(recs)-1]["result"]), "up to date: version 1.1.0 runs") {
 		t.Fatalf("--log-level debug over AIRLOCK_LOG_LEVEL=error logged no poll result:\n%s", stderr.String())
 	}
 	code, _, errOut := runCLI(t, "agent", "--config", config, "--once", "--log-level", "loud")

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -92,6 +93,9 @@ func Launch(ctx context.Context, o Options) (*Browser, error) {
 	args = append(args, "about:blank")
 	cmd := exec.Command(o.Binary, args...)
 	cmd.Env = append(os.Environ(), "HOME="+o.UserDataDir)
+	// Its own process group, so that Close kills the renderer and helper
+	// processes too (they write into UserDataDir until they exit).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		return nil, err
@@ -140,11 +144,13 @@ func Launch(ctx context.Context, o Options) (*Browser, error) {
 	}
 }
 
-// Close closes the connection and kills the browser, waiting for it to exit.
+// Close closes the connection and kills the browser and every process of
+// its group, waiting for the browser to exit.
 func (b *Browser) Close() error {
 	if b.conn != nil {
 		b.conn.close()
 	}
+	syscall.Kill(-b.cmd.Process.Pid, syscall.SIGKILL)
 	b.cmd.Process.Kill()
 	select {
 	case <-b.done:
