@@ -102,15 +102,19 @@ Example:
 		&cli.Command{
 			Name:    "context list",
 			Summary: "list the login contexts: server, user and session expiry",
-			Usage: `Usage: airlock context list
+			Usage: `Usage: airlock context list [--json]
 
 Lists the contexts of the context file: name (* marks the current one),
 server, user, role and when the session expires. Sessions are not printed.
+
+Flags:
+  --json   print the contexts as JSON (never the session credential)
 
 Example:
   airlock context list
 `,
 			Flags: func(fs *flag.FlagSet) func(*cli.Env, []string) error {
+				asJSON := fs.Bool("json", false, "")
 				return func(e *cli.Env, args []string) error {
 					if err := cli.NoArgs(args); err != nil {
 						return err
@@ -124,6 +128,26 @@ Example:
 						return err
 					}
 					now := time.Now()
+					if *asJSON {
+						type listed struct {
+							Name      string    `json:"name"`
+							Current   bool      `json:"current"`
+							Server    string    `json:"server"`
+							CA        string    `json:"ca,omitempty"`
+							User      string    `json:"user,omitempty"`
+							Role      string    `json:"role,omitempty"`
+							SessionID string    `json:"session_id,omitempty"`
+							ExpiresAt time.Time `json:"expires_at,omitzero"`
+							LoggedIn  bool      `json:"logged_in"`
+						}
+						out := []listed{}
+						for _, n := range f.names() {
+							c := f.Contexts[n]
+							out = append(out, listed{Name: n, Current: n == f.Current, Server: c.Server, CA: c.CA, User: c.User, Role: c.Role,
+								SessionID: c.SessionID, ExpiresAt: c.ExpiresAt, LoggedIn: c.Session != "" && now.Before(c.ExpiresAt)})
+						}
+						return cli.WriteJSON(e.Stdout, out)
+					}
 					tw := tabwriter.NewWriter(e.Stdout, 0, 4, 2, ' ', 0)
 					fmt.Fprintln(tw, "CURRENT\tNAME\tSERVER\tUSER\tROLE\tSESSION")
 					for _, n := range f.names() {

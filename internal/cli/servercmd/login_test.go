@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -86,6 +87,17 @@ func TestLoginThenChangesWithoutTOTP(t *testing.T) {
 	code, out, errOut = runEnv(t, env, "", "context", "list")
 	if code != cli.ExitOK || !strings.Contains(out, "*        default  "+g.base) || !strings.Contains(out, "operator") {
 		t.Fatalf("context list: exit %d\n%s%s", code, out, errOut)
+	}
+	printed.WriteString(out + errOut)
+	code, out, errOut = runEnv(t, env, "", "context", "list", "--json")
+	var listed []struct {
+		Name, Server, Role string
+		Current            bool
+		LoggedIn           bool `json:"logged_in"`
+	}
+	if err := json.Unmarshal([]byte(out), &listed); code != cli.ExitOK || err != nil || len(listed) != 1 ||
+		!listed[0].LoggedIn || listed[0].Server != g.base || listed[0].Role != "operator" {
+		t.Fatalf("context list --json: exit %d %v\n%s%s", code, err, out, errOut)
 	}
 	printed.WriteString(out + errOut)
 	if strings.Contains(printed.String(), secret) || strings.Contains(printed.String(), secret[len(adminapi.SessionPrefix):]) {
