@@ -61,7 +61,8 @@ func parseCheckpointText(text string) (Checkpoint, error) {
 	}
 	c.Size = size
 	root, err := base64.StdEncoding.Strict().DecodeString(lines[2])
-	if err != nil || len(root) != HashSize {
+	// The decoder skips CR and LF: compare with the one encoding.
+	if err != nil || len(root) != HashSize || base64.StdEncoding.EncodeToString(root) != lines[2] {
 		return Checkpoint{}, fmt.Errorf("%w: checkpoint root hash %q", ErrMalformed, lines[2])
 	}
 	copy(c.Root[:], root)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/base64"
 	"errors"
 	"maps"
 	"net/http"
@@ -55,10 +54,7 @@ func IsSessionCredential(s string) bool { return strings.HasPrefix(s, SessionPre
 // (SessionPrefix and 43 characters of strict unpadded base64url) and
 // returns its SHA-256.
 func SessionHash(cred string) ([]byte, error) {
-	if len(cred) != SessionCredentialLen || !IsSessionCredential(cred) {
-		return nil, ErrToken
-	}
-	if _, err := base64.RawURLEncoding.Strict().DecodeString(cred[len(SessionPrefix):]); err != nil {
+	if len(cred) != SessionCredentialLen || !IsSessionCredential(cred) || !canonical256(cred[len(SessionPrefix):]) {
 		return nil, ErrToken
 	}
 	h := sha256.Sum256([]byte(cred))

@@ -54,3 +54,19 @@ func FuzzSessionHash(f *testing.F) {
 		}
 	})
 }
+
+// FuzzTokenHash: a token is accepted only in its one encoding (CR and LF,
+// which the base64 decoder skips, are refused).
+func FuzzTokenHash(f *testing.F) {
+	f.Add(strings.Repeat("A", 43))
+	f.Add(strings.Repeat("A", 20) + "\r\n" + strings.Repeat("A", 21))
+	f.Fuzz(func(t *testing.T, s string) {
+		if _, err := TokenHash(s); err != nil {
+			return
+		}
+		raw, err := base64.RawURLEncoding.Strict().DecodeString(s)
+		if err != nil || len(raw) != TokenBytes || base64.RawURLEncoding.EncodeToString(raw) != s {
+			t.Fatalf("accepted %q", s)
+		}
+	})
+}

@@ -44,14 +44,25 @@ func NewToken() (string, []byte, error) {
 // TokenHash checks a presented token's format (EnrollmentTokenLen
 // characters of strict unpadded base64url) and returns its SHA-256.
 func TokenHash(tok string) ([]byte, error) {
-	if len(tok) != EnrollmentTokenLen {
-		return nil, ErrToken
-	}
-	if _, err := base64.RawURLEncoding.Strict().DecodeString(tok); err != nil {
+	if len(tok) != EnrollmentTokenLen || !canonical256(tok) {
 		return nil, ErrToken
 	}
 	h := sha256.Sum256([]byte(tok))
 	return h[:], nil
+}
+
+// canonical256 reports whether s is the one unpadded base64url encoding of
+// 256 bits: only alphabet characters (the decoder alone skips CR and LF),
+// and zero trailing bits (Strict).
+func canonical256(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	raw, err := base64.RawURLEncoding.Strict().DecodeString(s)
+	return err == nil && len(raw) == TokenBytes
 }
 
 // RandomID returns prefix and 128 random bits in hex, for record IDs.
