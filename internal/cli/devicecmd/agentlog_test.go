@@ -3,10 +3,8 @@ package devicecmd
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"encoding/pem"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -17,6 +15,7 @@ import (
 	"time"
 
 	"github.com/airlockfw/airlock/internal/cli"
+	"github.com/airlockfw/airlock/internal/servicetest"
 )
 
 type lockedBuffer struct {
@@ -64,76 +63,9 @@ func agentSetup(t *testing.T) (agentConfig string) {
 	return p
 }
 
-// notifySocket listens like systemd's notification socket.
-func notifySocket(t *testing.T) (string, <-chan string) {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "sdn") // short: sun_path is 108 bytes
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	path := filepath.Join(dir, "notify")
-	c, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	ch := make(chan string, 1000)
-	go func() {
-		buf := make([]byte, 4096)
-		for {
-			n, err := c.Read(buf)
-			if err != nil {
-				close(ch)
-				return
-			}
-			ch <- string(buf[:n])
-		}
-	}()
-	return path, ch
-}
-
-func waitState(t *testing.T, ch <-chan string, state string) {
-	t.Helper()
-	timeout := time.After(30 * time.Second)
-	for {
-		select {
-		case s := <-ch:
-			if s == state {
-				return
-			}
-		case <-timeout:
-			t.Fatalf("no %s from the agent", state)
-		}
-	}
-}
-
-// jsonLines checks that every line of out is a JSON object with time,
-// level and msg.
-func jsonLines(t *testing.T, out string) []map[string]any {
-	t.Helper()
-	var recs []map[string]any
-	if out == "" {
-		return nil
-	}
-	for _, l := range strings.Split(strings.TrimSuffix(out, "\n"), "\n") {
-		var m map[string]any
-		if err := json.Unmarshal([]byte(l), &m); err != nil {
-			t.Fatalf("log line is not a JSON object: %q (%v)", l, err)
-		}
-		for _, k := range []string{"time", "level", "msg"} {
-			if _, ok := m[k].(string); !ok {
-				t.Fatalf("log line lacks %q: %s", k, l)
-			}
-		}
-		recs = append(recs, m)
-	}
-	return recs
-}
-
 func TestAgentLogsJSONAndNotifiesSystemd(t *testing.T) {
 	config := agentSetup(t)
-	sock, states := notifySocket(t)
+	sock, states := servicetest.Notifications(t)
 	env := map[string]string{"NOTIFY_SOCKET": sock, "WATCHDOG_USEC": "100000"}
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
@@ -141,7 +73,7 @@ func TestAgentLogsJSONAndNotifiesSystemd(t *testing.T) {
 	e := &cli.Env{Ctx: ctx, Stdin: strings.NewReader(""), Stdout: &bytes.Buffer{}, Stderr: &stderr, Getenv: func(k string) string { return env[k] }}
 	done := make(chan int, 1)
 	go func() { done <- run(e, []string{"agent", "--config", config}) }()
-	waitState(t, states, "READY=1")
+	servicetest.WaitFor(t, states, "READY=1")
 	deadline := time.Now().Add(30 * time.Second)
 	for !strings.Contains(stderr.String(), `"msg":"poll done","action":"committed","version":"1.1.0"`) {
 		if time.Now().After(deadline) {
@@ -149,7 +81,7 @@ func TestAgentLogsJSONAndNotifiesSystemd(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	waitState(t, states, "WATCHDOG=1")
+	servicetest.WaitFor(t, states, "WATCHDOG=1")
 	cancel()
 	select {
 	case code := <-done:
@@ -159,10 +91,10 @@ func TestAgentLogsJSONAndNotifiesSystemd(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("the agent did not stop")
 	}
-	waitState(t, states, "STOPPING=1")
+	servicetest.WaitFor(t, states, "STOPPING=1")
 	out := stderr.String()
 	seen := map[string]bool{}
-	for _, r := range jsonLines(t, out) {
+	for _, r := range servicetest.JSONLines(t, out) {
 		seen[r["msg"].(string)] = true
 		if r["msg"] == "health check output" && r["line"] == "agent-health-ok" {
 			seen["health line"] = true
@@ -191,7 +123,7 @@ func TestAgentLogLevelFilters(t *testing.T) {
 	if code := run(e, []string{"agent", "--config", config, "--once", "--log-level", "debug"}); code != cli.ExitOK {
 		t.Fatalf("agent --once: exit %d\n%s", code, stderr.String())
 	}
-	recs := jsonLines(t, stderr.String())
+	recs := servicetest.JSONLines(t, stderr.String())
 	if len(recs) == 0 || recs[len(recs)-1]["msg"] != "poll done" || !strings.HasPrefix(fmt.Sprint(recs[len(recs)-1]["result"]), "up to date: version 1.1.0 runs") {
 		t.Fatalf("--log-level debug over AIRLOCK_LOG_LEVEL=error logged no poll result:\n%s", stderr.String())
 	}

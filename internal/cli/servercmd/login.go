@@ -119,11 +119,7 @@ Example:
 					if err := cli.NoArgs(args); err != nil {
 						return err
 					}
-					path, err := contextFilePath(envOf(e))
-					if err != nil {
-						return err
-					}
-					f, err := loadContexts(path)
+					_, f, err := openContexts(envOf(e))
 					if err != nil {
 						return err
 					}
@@ -184,11 +180,7 @@ Example:
 					if len(args) != 1 {
 						return cli.Usagef("want one context name")
 					}
-					path, err := contextFilePath(envOf(e))
-					if err != nil {
-						return err
-					}
-					f, err := loadContexts(path)
+					path, f, err := openContexts(envOf(e))
 					if err != nil {
 						return err
 					}
@@ -207,14 +199,20 @@ Example:
 	)
 }
 
+// openContexts returns the context file's path and its contents.
+func openContexts(getenv func(string) string) (string, *contextFile, error) {
+	path, err := contextFilePath(getenv)
+	if err != nil {
+		return "", nil, err
+	}
+	f, err := loadContexts(path)
+	return path, f, err
+}
+
 // login implements airlock login.
 func login(e *cli.Env, af adminFlags, ttl time.Duration) error {
 	getenv := envOf(e)
-	path, err := contextFilePath(getenv)
-	if err != nil {
-		return err
-	}
-	f, err := loadContexts(path)
+	path, f, err := openContexts(getenv)
 	if err != nil {
 		return err
 	}
@@ -304,11 +302,7 @@ func readCode(e *cli.Env) (string, error) {
 // logout implements airlock logout.
 func logout(e *cli.Env, flagName string) error {
 	getenv := envOf(e)
-	path, err := contextFilePath(getenv)
-	if err != nil {
-		return err
-	}
-	f, err := loadContexts(path)
+	path, f, err := openContexts(getenv)
 	if err != nil {
 		return err
 	}

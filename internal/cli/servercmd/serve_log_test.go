@@ -5,8 +5,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -17,76 +15,8 @@ import (
 	"time"
 
 	"github.com/airlockfw/airlock/internal/cli"
+	"github.com/airlockfw/airlock/internal/servicetest"
 )
-
-// notifySocket listens like systemd's notification socket and returns
-// its path and the channel of states received.
-func notifySocket(t *testing.T) (string, <-chan string) {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "sdn") // short: sun_path is 108 bytes
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	path := filepath.Join(dir, "notify")
-	c, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	ch := make(chan string, 100)
-	go func() {
-		buf := make([]byte, 4096)
-		for {
-			n, err := c.Read(buf)
-			if err != nil {
-				close(ch)
-				return
-			}
-			ch <- string(buf[:n])
-		}
-	}()
-	return path, ch
-}
-
-// waitState waits for state on ch.
-func waitState(t *testing.T, ch <-chan string, state string) {
-	t.Helper()
-	timeout := time.After(20 * time.Second)
-	for {
-		select {
-		case s := <-ch:
-			if s == state {
-				return
-			}
-		case <-timeout:
-			t.Fatalf("no %s from the service", state)
-		}
-	}
-}
-
-// jsonLines checks that every line of out is a JSON object with time,
-// level and msg, and returns them.
-func jsonLines(t *testing.T, out string) []map[string]any {
-	t.Helper()
-	var recs []map[string]any
-	for _, l := range strings.Split(strings.TrimSuffix(out, "\n"), "\n") {
-		if l == "" && out == "" {
-			break
-		}
-		var m map[string]any
-		if err := json.Unmarshal([]byte(l), &m); err != nil {
-			t.Fatalf("log line is not a JSON object: %q (%v)", l, err)
-		}
-		for _, k := range []string{"time", "level", "msg"} {
-			if _, ok := m[k].(string); !ok {
-				t.Fatalf("log line lacks %q: %s", k, l)
-			}
-		}
-		recs = append(recs, m)
-	}
-	return recs
-}
 
 type serveRun struct {
 	tmp    string
@@ -133,14 +63,14 @@ func (r *serveRun) stop(t *testing.T) {
 }
 
 func TestServeLogsJSONAndNotifiesSystemd(t *testing.T) {
-	sock, states := notifySocket(t)
+	sock, states := servicetest.Notifications(t)
 	r := startServe(t, map[string]string{"NOTIFY_SOCKET": sock, "WATCHDOG_USEC": "100000"})
-	waitState(t, states, "READY=1")
-	waitState(t, states, "WATCHDOG=1") // every 50 ms from the serving loop
-	waitState(t, states, "WATCHDOG=1")
+	servicetest.WaitFor(t, states, "READY=1")
+	servicetest.WaitFor(t, states, "WATCHDOG=1") // every 50 ms from the serving loop
+	servicetest.WaitFor(t, states, "WATCHDOG=1")
 
 	var url string
-	for _, rec := range jsonLines(t, r.stderr.String()) {
+	for _, rec := range servicetest.JSONLines(t, r.stderr.String()) {
 		if rec["msg"] == "listening" {
 			url, _ = rec["url"].(string)
 		}
@@ -169,10 +99,10 @@ func TestServeLogsJSONAndNotifiesSystemd(t *testing.T) {
 	}
 	resp.Body.Close()
 	r.stop(t)
-	waitState(t, states, "STOPPING=1")
+	servicetest.WaitFor(t, states, "STOPPING=1")
 
 	out := r.stderr.String()
-	recs := jsonLines(t, out)
+	recs := servicetest.JSONLines(t, out)
 	msgs := map[string]map[string]any{}
 	for _, rec := range recs {
 		msgs[rec["msg"].(string)] = rec
@@ -204,17 +134,17 @@ func TestServeLogLevelFilters(t *testing.T) {
 		{"flag over environment", map[string]string{"AIRLOCK_LOG_LEVEL": "debug"}, []string{"--log-level", "error"}, []string{"ERROR"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			sock, states := notifySocket(t)
+			sock, states := servicetest.Notifications(t)
 			env := map[string]string{"NOTIFY_SOCKET": sock}
 			for k, v := range tt.env {
 				env[k] = v
 			}
 			r := startServe(t, env, tt.args...)
-			waitState(t, states, "READY=1")
+			servicetest.WaitFor(t, states, "READY=1")
 			r.stop(t)
 			// Start-up and shutdown lines are info: they are gone.
 			out := r.stderr.String()
-			for _, rec := range jsonLines(t, out) {
+			for _, rec := range servicetest.JSONLines(t, out) {
 				if !slices.Contains(tt.keep, rec["level"].(string)) {
 					t.Fatalf("a line below the level:\n%s", out)
 				}
