@@ -68,22 +68,9 @@ func TestStaleBundle(t *testing.T) {
 	f := newFixture(t, 1)
 	ctx := context.Background()
 	old := f.bundle("1.0.0")
-	st := trust.NewMemStore()
-	if err := st.Put("root.json", f.rootJSON); err != nil {
-		t.Fatal(err)
-	}
-	o := f.opts()
-	o.Store = st
-
 	// The repository moves on: a new timestamp, then a new release; the
 	// device sees it (online), so the old bundle's metadata is a rollback.
-	if _, err := f.r.Timestamp(f.timestamp); err != nil {
-		t.Fatal(err)
-	}
-	f.release("1.1.0", "", f.product1)
-	if _, err := Repo(ctx, f.dir, o); err != nil {
-		t.Fatal(err)
-	}
+	o, st := f.staleDevice(func() { f.release("1.1.0", "", f.product1) })
 	tsBefore, _ := st.Get("timestamp.json")
 	rep, err := Bundle(ctx, bytes.NewReader(old), o)
 	if err != nil {
@@ -129,21 +116,33 @@ func TestStaleBundleDoesNotBypassChecks(t *testing.T) {
 	f := newFixture(t, 1)
 	ctx := context.Background()
 	old := f.bundle("1.0.0")
-	st := trust.NewMemStore()
-	if err := st.Put("root.json", f.rootJSON); err != nil {
-		t.Fatal(err)
-	}
-	o := f.opts()
-	o.Store = st
-	if _, err := f.r.Timestamp(f.timestamp); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := Repo(ctx, f.dir, o); err != nil {
-		t.Fatal(err)
-	}
+	o, _ := f.staleDevice(nil)
 	m, p := repotest.ParseBundle(t, old)
 	p = bytes.Clone(p)
 	p[len(p)/2] ^= 1
 	_, err := Bundle(ctx, bytes.NewReader(repotest.BuildBundle(t, m, p)), o)
 	expectErr(t, err, CheckPayload, ErrVerification)
+}
+
+// staleDevice returns options verifying against a trusted store that has
+// seen the repository after a new timestamp and then more (nil: nothing
+// more): a bundle made before is stale to it.
+func (f *fixture) staleDevice(more func()) (Options, trust.Store) {
+	f.t.Helper()
+	st := trust.NewMemStore()
+	if err := st.Put("root.json", f.rootJSON); err != nil {
+		f.t.Fatal(err)
+	}
+	o := f.opts()
+	o.Store = st
+	if _, err := f.r.Timestamp(f.timestamp); err != nil {
+		f.t.Fatal(err)
+	}
+	if more != nil {
+		more()
+	}
+	if _, err := Repo(context.Background(), f.dir, o); err != nil {
+		f.t.Fatal(err)
+	}
+	return o, st
 }
