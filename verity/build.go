@@ -72,8 +72,8 @@ func (b *builder) emit(r *run) error {
 		b.root = append([]byte(nil), r.sums[:DigestSize]...)
 		return nil
 	}
-	if _, err := b.tree.WriteAt(r.sums, (b.g.start[0]+r.index)*BlockSize); err != nil {
-		return fmt.Errorf("verity: writing tree: %w", err)
+	if err := writeBlock(b.tree, r.sums, (b.g.start[0]+r.index)*BlockSize); err != nil {
+		return err
 	}
 	b.up = append(b.up, r.top[:]...)
 	return nil
@@ -139,33 +139,34 @@ func (b *builder) parallel(runs int64, workers int) error {
 	for range workers {
 		wg.Add(1)
 		go func() {
-			defer wg.Done()
 			h := sha256.New()
 			for r := range work {
 				b.hash(h, r)
 				r.done <- struct{}{}
 			}
+			wg.Done()
 		}()
 	}
 	wg.Add(1)
 	go func() { // reader; never blocks on work or order: at most slots runs exist
-		defer wg.Done()
-		defer close(work)
-		defer close(order)
+	reading:
 		for i := int64(0); i < runs; i++ {
 			var r *run
 			select {
 			case r = <-free:
 			case <-quit:
-				return
+				break reading
 			}
 			b.read(r, i)
 			order <- r
 			if r.err != nil {
-				return
+				break
 			}
 			work <- r
 		}
+		close(order)
+		close(work)
+		wg.Done()
 	}()
 	var err error
 	for r := range order {
@@ -193,8 +194,8 @@ func (b *builder) upper() ([]byte, error) {
 		for i := int64(0); i < b.g.count[lvl]; i++ {
 			clear(blk)
 			copy(blk, below[i*BlockSize:])
-			if _, err := b.tree.WriteAt(blk, (b.g.start[lvl]+i)*BlockSize); err != nil {
-				return nil, fmt.Errorf("verity: writing tree: %w", err)
+			if err := writeBlock(b.tree, blk, (b.g.start[lvl]+i)*BlockSize); err != nil {
+				return nil, err
 			}
 			digest(h, b.p.Salt, blk, next[i*DigestSize:])
 		}

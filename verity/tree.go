@@ -63,14 +63,14 @@ func ReadTree(r io.Reader, p Params, root []byte, dst io.WriterAt, dstOff int64)
 				blk = keep[i*BlockSize : (i+1)*BlockSize]
 			}
 			if _, err := io.ReadFull(r, blk); err != nil {
-				return nil, fmt.Errorf("%w: level %d block %d: %w", ErrTree, lvl, i, err)
+				return nil, treeErr(lvl, i, err)
 			}
 			digest(t.h, t.salt, blk, sum[:])
 			if !bytes.Equal(sum[:], want[i*DigestSize:(i+1)*DigestSize]) {
-				return nil, fmt.Errorf("%w: level %d block %d", ErrTree, lvl, i)
+				return nil, treeErr(lvl, i, nil)
 			}
-			if _, err := dst.WriteAt(blk, dstOff+(g.start[lvl]+i)*BlockSize); err != nil {
-				return nil, fmt.Errorf("verity: writing tree: %w", err)
+			if err := writeBlock(dst, blk, dstOff+(g.start[lvl]+i)*BlockSize); err != nil {
+				return nil, err
 			}
 		}
 		want = keep
@@ -125,15 +125,30 @@ func (t *Tree) leaf(ra io.ReaderAt, i int64) ([]byte, error) {
 			if err == nil {
 				err = io.ErrUnexpectedEOF
 			}
-			return nil, fmt.Errorf("%w: level 0 block %d: %w", ErrTree, b, err)
+			return nil, treeErr(0, b, err)
 		}
 		var sum [DigestSize]byte
 		digest(t.h, t.salt, t.blk, sum[:])
 		if !bytes.Equal(sum[:], t.up[b*DigestSize:(b+1)*DigestSize]) {
-			return nil, fmt.Errorf("%w: level 0 block %d", ErrTree, b)
+			return nil, treeErr(0, b, nil)
 		}
 		t.cached = b
 	}
 	o := (i % perBlock) * DigestSize
 	return t.blk[o : o+DigestSize], nil
+}
+
+// treeErr names the hash block that failed, and why if not a mismatch.
+func treeErr(level int, block int64, cause error) error {
+	if cause == nil {
+		return fmt.Errorf("%w: level %d block %d", ErrTree, level, block)
+	}
+	return fmt.Errorf("%w: level %d block %d: %w", ErrTree, level, block, cause)
+}
+
+func writeBlock(w io.WriterAt, b []byte, off int64) error {
+	if _, err := w.WriteAt(b, off); err != nil {
+		return fmt.Errorf("verity: writing tree: %w", err)
+	}
+	return nil
 }

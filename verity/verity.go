@@ -166,8 +166,8 @@ func hashAll(workers int, salt, data, sums []byte) {
 		hi := min(lo+per, n)
 		wg.Add(1)
 		go func() {
-			defer wg.Done()
 			hashBlocks(sha256.New(), salt, data[lo*BlockSize:hi*BlockSize], sums[lo*DigestSize:])
+			wg.Done()
 		}()
 	}
 	wg.Wait()

@@ -235,16 +235,16 @@ func TestBuildShortLastBlock(t *testing.T) {
 // TestBuildRefuses: wrong block count for the length, data shorter than
 // the length, and failing tree writes.
 func TestBuildRefuses(t *testing.T) {
-	data := randBytes(1, 300*BlockSize)
-	if _, err := Build(bytes.NewReader(data), int64(len(data)), params(301, nil), &mem{}); !errors.Is(err, ErrParams) {
+	data := randBytes(1, 1300*BlockSize) // 11 runs: more than the runs in flight
+	if _, err := Build(bytes.NewReader(data), int64(len(data)), params(1301, nil), &mem{}); !errors.Is(err, ErrParams) {
 		t.Errorf("DataBlocks not matching the length: %v, want ErrParams", err)
 	}
 	for _, workers := range []int{1, 2} {
-		_, err := build(bytes.NewReader(data[:len(data)-1]), int64(len(data)), params(300, nil), &mem{}, workers)
+		_, err := build(bytes.NewReader(data[:len(data)-1]), int64(len(data)), params(1300, nil), &mem{}, workers)
 		if err == nil || !strings.Contains(err.Error(), "unexpected EOF") {
 			t.Errorf("workers=%d: short data: %v, want unexpected EOF", workers, err)
 		}
-		_, err = build(bytes.NewReader(data), int64(len(data)), params(300, nil), failWriter{}, workers)
+		_, err = build(bytes.NewReader(data), int64(len(data)), params(1300, nil), failWriter{}, workers)
 		if err == nil || !strings.Contains(err.Error(), "disk full") {
 			t.Errorf("workers=%d: failing tree writes: %v", workers, err)
 		}
