@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -354,6 +355,68 @@ func TestLayout(t *testing.T) {
 	for _, c := range [][2]int64{{0, 0}, {-5, 0}, {1, 1}, {4096, 1}, {4097, 2}, {1 << 62, 1 << 50}} {
 		if got := BlocksFor(c[0]); got != c[1] {
 			t.Errorf("BlocksFor(%d) = %d, want %d", c[0], got, c[1])
+		}
+	}
+}
+
+// zeros reads as an endless run of zero bytes, without memory.
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }
+
+// discard is a tree destination that keeps nothing.
+type discard struct{}
+
+func (discard) WriteAt(p []byte, _ int64) (int, error) { return len(p), nil }
+
+// allocated returns the bytes f allocates.
+func allocated(f func()) uint64 {
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	f()
+	runtime.ReadMemStats(&after)
+	return after.TotalAlloc - before.TotalAlloc
+}
+
+// TestMemoryBounded: Build allocates its runs in flight and 32 bytes per
+// level-0 hash block, whatever the image size; ReadTree the level-1 blocks
+// and a block buffer.
+func TestMemoryBounded(t *testing.T) {
+	const slack = 64 << 10
+	run := int64(perBlock*BlockSize + BlockSize)
+	grown := map[int]uint64{}
+	for _, mib := range []int64{32, 128} {
+		blocks := mib << 20 / BlockSize
+		p := params(blocks, randBytes(1, 32))
+		for _, workers := range []int{1, 2} {
+			var err error
+			got := allocated(func() { _, err = build(zeros{}, blocks*BlockSize, p, discard{}, workers) })
+			if err != nil {
+				t.Fatal(err)
+			}
+			limit := uint64(int64(workers+2)*run + blocks/perBlock*DigestSize*2 + slack)
+			if got > limit {
+				t.Errorf("Build of %d MiB, %d workers: allocated %d bytes, limit %d", mib, workers, got, limit)
+			}
+			if mib == 32 {
+				grown[workers] = got
+			} else if growth := int64(got) - int64(grown[workers]); growth > 16<<10+(128-32)<<20/(perBlock*BlockSize)*DigestSize*2 {
+				t.Errorf("Build, %d workers: 4x the image allocates %d bytes more", workers, growth)
+			}
+		}
+		var tree mem
+		root, err := build(zeros{}, blocks*BlockSize, p, &tree, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		g := layout(blocks)
+		got := allocated(func() { _, err = ReadTree(bytes.NewReader(tree.b), p, root, discard{}, 0) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if limit := uint64(g.count[1]*BlockSize + slack); got > limit {
+			t.Errorf("ReadTree for %d MiB: allocated %d bytes, limit %d", mib, got, limit)
 		}
 	}
 }
