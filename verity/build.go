@@ -127,7 +127,11 @@ func (b *builder) serial(runs int64) error {
 // caller writes them out in order. workers+2 runs circulate, so reading,
 // hashing and writing overlap with bounded memory.
 func (b *builder) parallel(runs int64, workers int) error {
+	workers = int(min(int64(workers), runs))
 	slots := workers + 2
+	if int64(slots) > runs {
+		slots = int(runs)
+	}
 	free := make(chan *run, slots)
 	work := make(chan *run, slots)
 	order := make(chan *run, slots)
