@@ -3,14 +3,15 @@
 # installs what the tests use: U-Boot env tools, GRUB env tools, libfaketime,
 # OpenSSL, zstd, PostgreSQL, nginx, SoftHSM2, Chromium (dashboard test),
 # systemd-analyze (the shipped units: verify, security exposure), zsh and fish
-# (completion tests), and the sqlite3 and curl commands the documentation's
-# examples use (internal/doctest).
+# (completion tests), veritysetup (cryptsetup-bin: the verity package's tree
+# is checked byte for byte against it), and the sqlite3 and curl commands the
+# documentation's examples use (internal/doctest).
 #   AIRLOCK_ARTIFACTS=DIR  where tests save artifacts (dashboard screenshot) Usage: bash scripts/test.sh [-short]
 #   FUZZTIME=10s   how long each fuzz target runs (0 to skip fuzzing)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PKGS=(libubootenv-tool grub-common faketime openssl zstd time postgresql nginx softhsm2 opensc chromium fonts-liberation systemd zsh fish sqlite3 curl)
+PKGS=(libubootenv-tool grub-common faketime openssl zstd time postgresql nginx softhsm2 opensc chromium fonts-liberation systemd zsh fish sqlite3 curl cryptsetup-bin)
 need=()
 command -v fw_printenv >/dev/null || need+=(libubootenv-tool)
 command -v grub-editenv >/dev/null || need+=(grub-common)
@@ -28,6 +29,7 @@ command -v fish >/dev/null || need+=(fish)
 command -v sqlite3 >/dev/null || need+=(sqlite3)   # docs/runbooks (internal/doctest)
 command -v curl >/dev/null || need+=(curl)
 command -v systemd-analyze >/dev/null || need+=(systemd)
+command -v veritysetup >/dev/null || [ -x /usr/sbin/veritysetup ] || need+=(cryptsetup-bin)   # verity
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "test.sh: installing ${need[*]}"
