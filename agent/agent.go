@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
@@ -62,7 +61,7 @@ var (
 type Options struct {
 	// Logger receives the agent's log (nil: discarded). Tokens and keys
 	// are never logged.
-	Logger *slog.Logger
+	Logger Logger
 	// Progress shows download progress (nil: none).
 	Progress Progress
 	// HealthOutput receives the health command's output (nil: discarded).
@@ -100,7 +99,7 @@ type Agent struct {
 	cfg      *Config
 	opts     Options
 	fs       durable.FS
-	log      *slog.Logger
+	log      Logger
 	pool     *x509.CertPool
 	interval time.Duration // the server's poll interval, else the config's
 
@@ -114,6 +113,23 @@ type Agent struct {
 	// between cycles; read by the watchdog.
 	beat atomic.Int64
 }
+
+// Logger is what the agent logs through: a *slog.Logger, or the device's
+// smaller *jsonlog.Logger. Arguments alternate keys and values.
+type Logger interface {
+	Debug(msg string, args ...any)
+	Info(msg string, args ...any)
+	Warn(msg string, args ...any)
+	Error(msg string, args ...any)
+}
+
+// discard is the Logger of an agent given none.
+type discard struct{}
+
+func (discard) Debug(string, ...any) {}
+func (discard) Info(string, ...any)  {}
+func (discard) Warn(string, ...any)  {}
+func (discard) Error(string, ...any) {}
 
 // Result describes one poll cycle.
 type Result struct {
@@ -129,7 +145,7 @@ func New(cfg *Config, opts Options) (*Agent, error) {
 	}
 	a := &Agent{cfg: cfg, opts: opts, fs: opts.FS, log: opts.Logger, interval: cfg.PollInterval}
 	if a.log == nil {
-		a.log = slog.New(slog.DiscardHandler)
+		a.log = discard{}
 	}
 	if a.fs == nil {
 		a.fs = durable.OS
@@ -279,11 +295,11 @@ func (a *Agent) connect(ctx context.Context, c *cycle) error {
 // report logs a step and sends it to the server (best effort: a report
 // that fails to send never fails the update).
 func (a *Agent) report(ctx context.Context, c *cycle, kind, version, msg string) {
-	lvl := slog.LevelInfo
+	logf := a.log.Info
 	if kind == deviceapi.StateFailed || kind == deviceapi.StateRolledBack {
-		lvl = slog.LevelError
+		logf = a.log.Error
 	}
-	a.log.Log(ctx, lvl, "update "+kind, "version", version, "message", msg)
+	logf("update "+kind, "version", version, "message", msg)
 	if c.api == nil {
 		return
 	}

@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"log/slog"
 	"sync"
 	"time"
 )
@@ -22,12 +21,12 @@ type Progress interface {
 // NewProgressLog returns a Progress that logs the download as records of
 // log: "downloading" at the start and every ProgressLogInterval (target,
 // received and total bytes), "downloaded" at the end (seconds).
-func NewProgressLog(log *slog.Logger) Progress {
+func NewProgressLog(log Logger) Progress {
 	return &progressLog{log: log, now: time.Now}
 }
 
 type progressLog struct {
-	log *slog.Logger
+	log Logger
 	now func() time.Time
 
 	mu          sync.Mutex

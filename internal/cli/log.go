@@ -2,16 +2,17 @@ package cli
 
 import (
 	"flag"
-	"log/slog"
+
+	"github.com/airlockfw/airlock/internal/jsonlog"
 )
 
 // LogLevelEnv is read when --log-level is not given.
 const LogLevelEnv = "AIRLOCK_LOG_LEVEL"
 
 // LogLevel is the --log-level flag of a long-running command (serve,
-// agent). Its logs are JSON objects, one a line, with time, level and msg
-// (slog.JSONHandler): the one format, so that the device binary links one
-// handler.
+// agent). Their logs are JSON objects, one a line, with time, level and msg:
+// log/slog's JSONHandler on the server, its shape written by the smaller
+// internal/jsonlog on devices.
 type LogLevel string
 
 // AddLogLevel defines --log-level on fs.
@@ -21,25 +22,25 @@ func AddLogLevel(fs *flag.FlagSet) *LogLevel {
 	return l
 }
 
-// Logger returns the JSON logger at the flag's level, else at
-// $AIRLOCK_LOG_LEVEL's, else at info, writing to e.Stderr.
-func (l *LogLevel) Logger(e *Env) (*slog.Logger, error) {
+// Level returns the flag's level, else $AIRLOCK_LOG_LEVEL's, else info.
+// Its values are log/slog's (slog.Level(lv)).
+func (l *LogLevel) Level(e *Env) (jsonlog.Level, error) {
 	name := string(*l)
 	if name == "" {
 		name = e.Getenv(LogLevelEnv)
 	}
-	var lv slog.Level
-	switch name {
-	case "debug":
-		lv = slog.LevelDebug
-	case "", "info":
-		lv = slog.LevelInfo
-	case "warn":
-		lv = slog.LevelWarn
-	case "error":
-		lv = slog.LevelError
-	default:
-		return nil, Usagef("--log-level %q is not debug, info, warn or error", name)
+	lv, err := jsonlog.ParseLevel(name)
+	if err != nil {
+		return 0, Usagef("--log-level %q is not debug, info, warn or error", name)
 	}
-	return slog.New(slog.NewJSONHandler(e.Stderr, &slog.HandlerOptions{Level: lv})), nil
+	return lv, nil
+}
+
+// Logger returns the JSON logger at Level writing to e.Stderr.
+func (l *LogLevel) Logger(e *Env) (*jsonlog.Logger, error) {
+	lv, err := l.Level(e)
+	if err != nil {
+		return nil, err
+	}
+	return jsonlog.New(e.Stderr, lv), nil
 }

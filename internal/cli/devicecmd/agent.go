@@ -3,7 +3,6 @@ package devicecmd
 import (
 	"flag"
 	"io"
-	"log/slog"
 	"os"
 	"strings"
 
@@ -130,7 +129,7 @@ func notifyOptions(e *cli.Env, opts *agent.Options) error {
 }
 
 // logLines logs what is written to it, a record per line.
-type logLines struct{ log *slog.Logger }
+type logLines struct{ log agent.Logger }
 
 func (l *logLines) Write(p []byte) (int, error) {
 	for _, line := range strings.Split(strings.TrimSuffix(string(p), "\n"), "\n") {
@@ -143,7 +142,7 @@ func (l *logLines) Write(p []byte) (int, error) {
 // mode: a progress line on a terminal (cli.Progress) for "bar", and for
 // "auto" when stderr is a terminal; log records for "log" and otherwise;
 // none for "none".
-func downloadProgress(e *cli.Env, mode string, log *slog.Logger) agent.Progress {
+func downloadProgress(e *cli.Env, mode string, log agent.Logger) agent.Progress {
 	switch {
 	case mode == agent.ProgressNone:
 		return nil

@@ -3,6 +3,7 @@ package servercmd
 import (
 	"flag"
 	"fmt"
+	"log/slog"
 	"path/filepath"
 	"strings"
 	"time"
@@ -146,10 +147,11 @@ Example:
 						return cli.Usagef("--audit-dir and --audit-key go together")
 					}
 					cfg.Hostnames = hostnames
-					log, err := logLevel.Logger(e)
+					lv, err := logLevel.Level(e)
 					if err != nil {
 						return err
 					}
+					log := slog.New(slog.NewJSONHandler(e.Stderr, &slog.HandlerOptions{Level: slog.Level(lv)}))
 					cfg.Logger = log
 					if err := notifyConfig(e, &cfg); err != nil {
 						return err
