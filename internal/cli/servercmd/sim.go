@@ -33,7 +33,7 @@ func init() {
                   [--duration D] [--model M] [--hw-rev R] [--product P]
                   [--channel C] [--director-root FILE] [--concurrency N]
                   [--poll-interval D] [--slot-size SIZE] [--report-every D]
-                  [--verbose]
+                  [--verbose] [--log-level L]
 
 Runs N simulated devices in one process against the update server. Each has
 its own key and certificate, state, A/B slots and boot control in memory,
@@ -46,8 +46,9 @@ and runs a health check that fails with probability --fail-rate per install
 and reports, like a real device.
 
 A summary line (devices by version, polls, installs, commits, rollbacks) is
-printed to stdout every --report-every and at the end. The simulator exits
-after --duration (default: until interrupted).
+printed to stdout every --report-every and at the end; logs go to stderr as
+JSON objects, one a line (time, level, msg), like serve's and the agent's.
+The simulator exits after --duration (default: until interrupted).
 
 Flags:
   --server URL           update server (https://HOST:PORT)
@@ -69,6 +70,7 @@ Flags:
   --slot-size SIZE       size of each in-memory slot, e.g. 256KiB (default 64KiB)
   --report-every D       summary interval (default 5s)
   --verbose              log every device's agent to stderr
+  --log-level L          debug, info, warn or error (default $AIRLOCK_LOG_LEVEL, else info)
 
 Examples:
   airlock sim --server https://127.0.0.1:8443 --ca ca.pem --token-file token \
@@ -90,6 +92,7 @@ Examples:
 			slotSize := cli.SizeFlag(fs, "slot-size", sim.DefaultSlotSize)
 			reportEvery := fs.Duration("report-every", DefaultSimReportInterval, "")
 			verbose := fs.Bool("verbose", false, "")
+			logLevel := cli.AddLogLevel(fs)
 			return func(e *cli.Env, args []string) error {
 				if len(args) != 0 {
 					return cli.Usagef("unexpected arguments %q", args)
@@ -116,16 +119,19 @@ Examples:
 					}
 					return data, nil
 				}
+				lv, err := logLevel.Level(e)
+				if err != nil {
+					return err
+				}
 				opts := sim.Options{
 					Server: strings.TrimSuffix(*server, "/"), Devices: *devices, FailRate: *failRate, Seed: *seed,
 					Model: *model, HWRev: uint32(*hwRev), Product: *product, Channel: *channel,
 					Concurrency: *concurrency, PollInterval: *pollInterval, SlotSize: *slotSize,
-					Logger: slog.New(slog.NewTextHandler(e.Stderr, nil)),
+					Logger: slog.New(slog.NewJSONHandler(e.Stderr, &slog.HandlerOptions{Level: slog.Level(lv)})),
 				}
 				if *verbose {
 					opts.AgentLogger = opts.Logger
 				}
-				var err error
 				if opts.ServerCA, err = read(*ca, agent.MaxCAFileSize); err != nil {
 					return err
 				}

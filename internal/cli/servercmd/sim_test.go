@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/airlockfw/airlock/internal/cli"
+	"github.com/airlockfw/airlock/internal/servicetest"
 	"github.com/airlockfw/airlock/keys"
 	"github.com/airlockfw/airlock/repo"
 	"github.com/airlockfw/airlock/server"
@@ -125,9 +126,12 @@ func TestSimRunsAFleetAgainstTheServer(t *testing.T) {
 	code, out, errOut := runCLI(t, "sim", "--server", fmt.Sprintf("https://%s", srv.Addr()), "--ca", filepath.Join(dir, "ca.pem"),
 		"--token-file", filepath.Join(dir, "token"), "--root", filepath.Join(r.PublicDir(), "metadata", "1.root.json"),
 		"--initial-bundle", filepath.Join(dir, "initial.airlock"), "--devices", "5", "--duration", "4s",
-		"--poll-interval", "1s", "--slot-size", "4KiB", "--report-every", "1s")
+		"--poll-interval", "1s", "--slot-size", "4KiB", "--report-every", "1s", "--verbose", "--log-level", "debug")
 	if code != cli.ExitOK {
 		t.Fatalf("airlock sim exited %d\n%s\n%s", code, out, errOut)
+	}
+	if recs := servicetest.JSONLines(t, errOut); len(recs) == 0 {
+		t.Error("airlock sim --verbose logged nothing")
 	}
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	last := lines[len(lines)-1]
