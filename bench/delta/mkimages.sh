@@ -31,7 +31,7 @@
 # a real release pipeline would, so every inode's ctime differs between
 # old.img and new.img.
 #
-# Packages (PACKAGES, about 120 binary packages, 150 MiB unpacked, in a 256 MiB
+# Packages (PACKAGES, about 120 binary packages, 150 MiB unpacked, in a 192 MiB
 # image): libc, coreutils, bash, busybox, systemd and udev, util-linux,
 # OpenSSL, OpenSSH, curl, iproute2, tzdata, CA certificates and their
 # libraries. Every package not in UPDATES is the version apt's candidate is at
@@ -104,7 +104,7 @@ if ((quick)); then
 	mib=${DELTA_IMAGE_MIB:-48}
 else
 	packages=$PACKAGES_FULL
-	mib=${DELTA_IMAGE_MIB:-256}
+	mib=${DELTA_IMAGE_MIB:-192}
 fi
 cache=${XDG_CACHE_HOME:-$HOME/.cache}/airlock-bench/debs
 mkdir -p "$cache" "$out"
