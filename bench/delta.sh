@@ -39,8 +39,11 @@
 # Ratios: download against plain block reuse and against zstd --patch-from,
 # the targets for Airlock being <= 0.6x and <= 1.3x.
 #
-# Time: about 10 minutes on 2 cores (mostly zstd -19 and xdelta3 on the
-# random image), --quick about 2 minutes; bench/ is not run in CI.
+# Time (2026-12-07, 2 cores shared with other work): 11 minutes (8.7 min of
+# CPU), of which zstd -19 (full and --patch-from) and xdelta3 take 8.6 and
+# the image build 1 (53 s with the .deb files cached); --quick 3.3 minutes.
+# Too long for a test: bench/ is not run in CI (the Go tests of
+# bench/deltabaseline are).
 # Disk: about 3 GiB in WORKDIR (default: a temp dir, removed afterwards; the
 # images are then rebuilt every run, the .deb files stay cached).
 # Needs: zstd xdelta3 casync zchunk e2fsprogs time (apt-get install zstd
