@@ -22,7 +22,7 @@ func init() {
 		&cli.Command{
 			Name:    "audit verify",
 			Summary: "verify the audit log's hash chain, Merkle tree and signed checkpoints",
-			Usage: `Usage: airlock audit verify --log DIR [--key PUB] [--checkpoints FILE]...
+			Usage: `Usage: airlock audit verify --log DIR [--key PUB] [--checkpoints FILE]... [--json]
 
 Checks every entry of the audit log in DIR: canonical encoding, contiguous
 seq numbers, the hash chain, and every signed checkpoint (signature with the
@@ -44,6 +44,7 @@ Flags:
                        your own copy: the one in DIR is only as safe as DIR)
   --checkpoints FILE   a copy of the checkpoints file kept elsewhere
                        (repeatable); each checkpoint in it must match the log
+  --json               print the verified report as JSON (warnings as fields)
 
 Examples:
   airlock audit verify --log /var/lib/airlock/audit --key ~/audit-key.pub
@@ -54,6 +55,7 @@ Examples:
 				keyPath := fs.String("key", "", "")
 				var external cli.StringList
 				fs.Var(&external, "checkpoints", "")
+				asJSON := fs.Bool("json", false, "")
 				return func(e *cli.Env, args []string) error {
 					if len(args) != 0 {
 						return cli.Usagef("unexpected arguments %q", args)
@@ -61,7 +63,7 @@ Examples:
 					if *dir == "" {
 						return cli.Usagef("--log is required")
 					}
-					return auditVerify(e, *dir, *keyPath, external)
+					return auditVerify(e, *dir, *keyPath, external, *asJSON)
 				}
 			},
 		},
@@ -158,7 +160,7 @@ func parseWhen(s string, now time.Time) (time.Time, error) {
 	return now.Add(-d), nil
 }
 
-func auditVerify(e *cli.Env, dir, keyPath string, external []string) error {
+func auditVerify(e *cli.Env, dir, keyPath string, external []string, asJSON bool) error {
 	pinned := keyPath != ""
 	if !pinned {
 		keyPath = filepath.Join(dir, audit.PublicKeyFile)
@@ -184,6 +186,29 @@ func auditVerify(e *cli.Env, dir, keyPath string, external []string) error {
 			return fmt.Errorf("audit log %s does not verify: %w", dir, err)
 		}
 		return err
+	}
+	if asJSON {
+		type checkpoint struct {
+			Size   uint64    `json:"size"`
+			Time   time.Time `json:"time"`
+			Origin string    `json:"origin"`
+		}
+		out := struct {
+			Entries             int64       `json:"entries"`
+			Checkpoints         int         `json:"checkpoints"`
+			Root                string      `json:"root"`
+			Last                *checkpoint `json:"last_checkpoint,omitempty"`
+			Unsigned            int64       `json:"unsigned_entries"`
+			PublicKey           string      `json:"public_key"`
+			KeyPinned           bool        `json:"key_pinned"`
+			TornBytes           int64       `json:"torn_bytes"`
+			TornCheckpointBytes int64       `json:"torn_checkpoint_bytes"`
+		}{Entries: int64(rep.Entries), Checkpoints: rep.Checkpoints, Root: hex.EncodeToString(rep.Root[:]), Unsigned: int64(rep.Unsigned),
+			PublicKey: hex.EncodeToString(pub), KeyPinned: pinned, TornBytes: int64(rep.TornBytes), TornCheckpointBytes: int64(rep.TornCheckpointBytes)}
+		if rep.Last != nil {
+			out.Last = &checkpoint{Size: rep.Last.Size, Time: rep.Last.Time, Origin: rep.Last.Origin}
+		}
+		return cli.WriteJSON(e.Stdout, out)
 	}
 	printVerifyReport(e.Stdout, rep, pub)
 	if rep.Checkpoints == 0 && rep.Entries > 0 {

@@ -3,6 +3,7 @@ package servercmd
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -61,6 +62,17 @@ func TestAuditVerifyCommand(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
+	}
+	var js struct {
+		Entries, Checkpoints int
+		Root                 string
+		Last                 *struct{ Size int } `json:"last_checkpoint"`
+		KeyPinned            bool                `json:"key_pinned"`
+	}
+	code, out, errOut = runCLI(t, "audit", "verify", "--log", dir, "--key", pub, "--json")
+	if err := json.Unmarshal([]byte(out), &js); code != cli.ExitOK || err != nil || js.Entries != 8 || js.Checkpoints != 3 ||
+		len(js.Root) != 64 || js.Last == nil || !js.KeyPinned {
+		t.Fatalf("audit verify --json: exit %d %v %+v\n%s%s", code, err, js, out, errOut)
 	}
 	// Without --key the directory's copy is used, with a hint.
 	if code, _, errOut := runCLI(t, "audit", "verify", "--log", dir); code != cli.ExitOK || !strings.Contains(errOut, "hint: verified with") {
