@@ -20,7 +20,9 @@ import (
 
 // airlockConfig is the union of the wire types of device.toml
 // (device/config.go wireConfig) and agent.toml (agent/config.go
-// wireConfig); their key names do not overlap.
+// wireConfig); their key names do not overlap. A copy (this package cannot
+// import them): device's and agent's TestWireKeysInStrictomlDifferential
+// fail when a key is added there and not here.
 type airlockConfig struct {
 	// device.toml
 	Model      string            `toml:"model"`
@@ -30,6 +32,7 @@ type airlockConfig struct {
 	Root       string            `toml:"root"`
 	StateDir   string            `toml:"state_dir"`
 	WriteChunk int64             `toml:"write_chunk,omitempty"`
+	Freshness  string            `toml:"bundle_freshness,omitempty"`
 	Slots      wireSlots         `toml:"slots"`
 	Boot       wireBoot          `toml:"boot"`
 	Health     *wireHealth       `toml:"health,omitempty"`
@@ -199,7 +202,7 @@ func genStrings(r *rand.Rand) []string {
 func genConfig(r *rand.Rand) airlockConfig {
 	s := genString
 	c := airlockConfig{
-		Model: s(r), Product: s(r), Channel: s(r), Root: s(r), StateDir: s(r), WriteChunk: genInt(r),
+		Model: s(r), Product: s(r), Channel: s(r), Root: s(r), StateDir: s(r), WriteChunk: genInt(r), Freshness: s(r),
 		Slots: wireSlots{A: s(r), B: s(r), Recovery: s(r), Size: genInt(r)},
 		Boot: wireBoot{Backend: s(r), Path: s(r), RedundPath: s(r), Offset: genInt(r), RedundOffset: genInt(r),
 			EnvSize: genInt(r), BootLimit: int(genInt(r))},
