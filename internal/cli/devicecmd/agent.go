@@ -56,8 +56,8 @@ Examples:
 			once := fs.Bool("once", false, "")
 			logLevel := cli.AddLogLevel(fs)
 			return func(e *cli.Env, args []string) error {
-				if len(args) != 0 {
-					return cli.Usagef("unexpected arguments %q", args)
+				if err := cli.NoArgs(args); err != nil {
+					return err
 				}
 				if *config == "" {
 					return cli.Usagef("--config must not be empty")

@@ -55,8 +55,8 @@ Example:
 				bundlePath := fs.String("bundle", "", "")
 				allow := fs.Bool("allow-downgrade", false, "")
 				return func(e *cli.Env, args []string) error {
-					if len(args) != 0 {
-						return cli.Usagef("unexpected arguments %q", args)
+					if err := cli.NoArgs(args); err != nil {
+						return err
 					}
 					if *bundlePath == "" {
 						return cli.Usagef("--bundle is required")
@@ -108,8 +108,8 @@ Example:
 			Flags: func(fs *flag.FlagSet) func(*cli.Env, []string) error {
 				dc := deviceFlags(fs)
 				return func(e *cli.Env, args []string) error {
-					if len(args) != 0 {
-						return cli.Usagef("unexpected arguments %q", args)
+					if err := cli.NoArgs(args); err != nil {
+						return err
 					}
 					d, err := dc.open()
 					if err != nil {
@@ -148,8 +148,8 @@ Example:
 			Flags: func(fs *flag.FlagSet) func(*cli.Env, []string) error {
 				dc := deviceFlags(fs)
 				return func(e *cli.Env, args []string) error {
-					if len(args) != 0 {
-						return cli.Usagef("unexpected arguments %q", args)
+					if err := cli.NoArgs(args); err != nil {
+						return err
 					}
 					d, err := dc.open()
 					if err != nil {
@@ -191,8 +191,8 @@ Example:
 				dc := deviceFlags(fs)
 				asJSON := fs.Bool("json", false, "")
 				return func(e *cli.Env, args []string) error {
-					if len(args) != 0 {
-						return cli.Usagef("unexpected arguments %q", args)
+					if err := cli.NoArgs(args); err != nil {
+						return err
 					}
 					d, err := dc.open()
 					if err != nil {
@@ -326,8 +326,8 @@ func deviceInitFlags(fs *flag.FlagSet) func(*cli.Env, []string) error {
 	comps := componentFlag{}
 	fs.Var(comps, "component", "")
 	return func(e *cli.Env, args []string) error {
-		if len(args) != 0 {
-			return cli.Usagef("unexpected arguments %q", args)
+		if err := cli.NoArgs(args); err != nil {
+			return err
 		}
 		for _, req := range []struct{ name, v string }{{"--dir", *dir}, {"--root", *rootPath}, {"--model", *model}, {"--hw-rev", *hwRev}} {
 			if req.v == "" {

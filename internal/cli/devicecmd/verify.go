@@ -88,8 +88,8 @@ Examples:
 			allow := fs.Bool("allow-downgrade", false, "")
 			asJSON := fs.Bool("json", false, "")
 			return func(e *cli.Env, args []string) error {
-				if len(args) != 0 {
-					return cli.Usagef("unexpected arguments %q", args)
+				if err := cli.NoArgs(args); err != nil {
+					return err
 				}
 				fromDevice := *devDir != "" || *devConfig != ""
 				switch {
