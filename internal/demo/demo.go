@@ -369,16 +369,25 @@ func (d *demo) poll(ctx context.Context) []*agent.Result {
 	return out
 }
 
+// pollExpect runs one poll cycle on every device, prints each result, and
+// fails unless every device ended with action on version.
+func (d *demo) pollExpect(ctx context.Context, action, version string) error {
+	for i, r := range d.poll(ctx) {
+		d.say("%s: %s %s: %s", d.devices[i].name, r.Action, r.Version, short(r.Message))
+		if r.Action != action || r.Version != version {
+			return fmt.Errorf("%s: want %s %s, got %s %s: %s", d.devices[i].name, action, version, r.Action, r.Version, r.Message)
+		}
+	}
+	return nil
+}
+
 func (d *demo) update(ctx context.Context) error {
 	d.title("Release 1.1.0 installed over HTTPS by every device")
 	if err := d.release(ctx, "1.1.0", false, true); err != nil {
 		return err
 	}
-	for i, r := range d.poll(ctx) {
-		d.say("%s: %s %s %s", d.devices[i].name, r.Action, r.Version, short(r.Message))
-		if r.Action != agent.ActionCommitted || r.Version != "1.1.0" {
-			return fmt.Errorf("%s: want 1.1.0 committed, got %s %s: %s", d.devices[i].name, r.Action, r.Version, r.Message)
-		}
+	if err := d.pollExpect(ctx, agent.ActionCommitted, "1.1.0"); err != nil {
+		return err
 	}
 	d.say("each: downloaded (resumable), verified against the signed metadata while streaming into slot B,")
 	d.say("rebooted into B on trial, re-verified at boot, health check passed, committed, reported to the server")
@@ -466,11 +475,8 @@ func (d *demo) badHealth(ctx context.Context) error {
 		return err
 	}
 	d.say("release 1.3.0 is signed and published, but its self-test fails on the device")
-	for i, r := range d.poll(ctx) {
-		d.say("%s: %s %s: %s", d.devices[i].name, r.Action, r.Version, short(r.Message))
-		if r.Action != agent.ActionRolledBack || r.Version != "1.3.0" {
-			return fmt.Errorf("%s: want 1.3.0 rolled back, got %s %s: %s", d.devices[i].name, r.Action, r.Version, r.Message)
-		}
+	if err := d.pollExpect(ctx, agent.ActionRolledBack, "1.3.0"); err != nil {
+		return err
 	}
 	d.say("each installed 1.3.0 into slot A, booted it on trial, failed the health check,")
 	d.say("marked slot A bad and rebooted into 1.1.0 (slot B); the anti-rollback counter stayed at 2")
