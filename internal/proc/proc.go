@@ -3,7 +3,7 @@
 //
 // It is the small part of os/exec a device needs (PATH lookup, working
 // directory, environment, output to a writer, kill at the deadline), on
-// os.StartProcess, because os/exec costs the device binary about 15 KB.
+// os.StartProcess, because os/exec costs the device binary 15 KB of code.
 //
 // Threat model: the command line comes from the device's own configuration
 // (trusted, root-owned); nothing from an update or the network is ever
