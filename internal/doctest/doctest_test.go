@@ -2,10 +2,8 @@ package doctest
 
 import (
 	"context"
-	"crypto/hmac"
 	"crypto/sha1"
 	"encoding/base32"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/url"
@@ -20,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/airlockfw/airlock/server/auth"
 )
 
 // FileTimeout bounds the run of one documentation file's blocks.
@@ -64,7 +64,7 @@ func totpHelper(args []string) int {
 		return 2
 	}
 	now := time.Now()
-	step := now.Unix() / 30
+	step := auth.TOTPStep(now)
 	state := os.Getenv("DOCTEST_TOTP_STATE")
 	if state != "" {
 		sum := sha1.Sum(secret)
@@ -74,19 +74,13 @@ func totpHelper(args []string) int {
 		last, _ := os.ReadFile(state)
 		if string(last) == strconv.FormatInt(step, 10) || now.Unix()%30 > 25 {
 			time.Sleep(time.Duration(30-now.Unix()%30)*time.Second + 100*time.Millisecond)
-			step = time.Now().Unix() / 30
+			step = auth.TOTPStep(time.Now())
 		}
 	}
 	if state != "" {
 		os.WriteFile(state, []byte(strconv.FormatInt(step, 10)), 0o600)
 	}
-	// RFC 6238 with RFC 4226's dynamic truncation: HMAC-SHA1, 6 digits.
-	mac := hmac.New(sha1.New, secret)
-	binary.Write(mac, binary.BigEndian, uint64(step))
-	sum := mac.Sum(nil)
-	off := sum[len(sum)-1] & 0x0f
-	code := binary.BigEndian.Uint32(sum[off:]) & 0x7fffffff
-	fmt.Printf("%06d\n", code%1_000_000)
+	fmt.Println(auth.TOTPCode(secret, time.Unix(step*int64(auth.TOTPPeriod/time.Second), 0)))
 	return 0
 }
 
