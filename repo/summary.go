@@ -129,7 +129,7 @@ func summarize(md *metadata.Metadata[metadata.TargetsType], state string) []Rele
 	}
 	var list []entry
 	for tp, tf := range md.Signed.Targets {
-		_, v, _, err := release.ParseTargetPath(tp)
+		p, v, _, err := release.ParseTargetPath(tp)
 		if err != nil {
 			continue
 		}
@@ -147,7 +147,7 @@ func summarize(md *metadata.Metadata[metadata.TargetsType], state string) []Rele
 		}
 		if m != nil {
 			fill(&s, m)
-		} else if p, _, _, err := release.ParseTargetPath(tp); err == nil {
+		} else {
 			s.Product = p.String()
 		}
 		list = append(list, entry{v, s, m})

@@ -77,14 +77,14 @@ func envOf(e *cli.Env) func(string) string {
 	return os.Getenv
 }
 
-// parseHTTPS checks an update server URL: https://HOST[:PORT][/PATH] and
-// nothing else.
-func parseHTTPS(s string) (string, error) {
+// checkServerURL checks an update server URL: https://HOST[:PORT][/PATH]
+// and nothing else (no user info, query or fragment).
+func checkServerURL(s string) error {
 	u, err := url.Parse(s)
 	if err != nil || u.Scheme != "https" || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
-		return "", fmt.Errorf("server %q must be https://HOST[:PORT]", s)
+		return fmt.Errorf("server %q must be https://HOST[:PORT]", s)
 	}
-	return s, nil
+	return nil
 }
 
 // sameServer reports whether two server URLs name the same server.
@@ -106,6 +106,16 @@ func loadRoots(ca setting) (*x509.CertPool, error) {
 		return nil, fmt.Errorf("the CA %s (%s) holds no PEM certificate", ca.value, ca.source)
 	}
 	return pool, nil
+}
+
+// readToken reads an admin token file (at most MaxTokenFileSize bytes),
+// without surrounding white space.
+func readToken(file setting) (string, error) {
+	tok, err := durable.ReadFile(durable.OS, file.value, MaxTokenFileSize)
+	if err != nil {
+		return "", fmt.Errorf("failed to read the token file (%s): %w", file.source, err)
+	}
+	return strings.TrimSpace(string(tok)), nil
 }
 
 // client resolves the server, CA and credentials of an admin command and
@@ -141,7 +151,7 @@ func (f adminFlags) client(e *cli.Env) (*adminapi.Client, error) {
 	if server.value == "" {
 		return nil, cli.Usagef("no server: pass --server, set %s or run airlock login", EnvServer)
 	}
-	if _, err := parseHTTPS(server.value); err != nil {
+	if err := checkServerURL(server.value); err != nil {
 		return nil, cli.Usagef("%v (from %s)", err, server.source)
 	}
 	if ca.value == "" && ctx != nil && ctx.CA != "" {
@@ -154,11 +164,11 @@ func (f adminFlags) client(e *cli.Env) (*adminapi.Client, error) {
 	var creds adminapi.Credentials
 	switch {
 	case tokenFile.value != "":
-		tok, err := durable.ReadFile(durable.OS, tokenFile.value, MaxTokenFileSize)
+		tok, err := readToken(tokenFile)
 		if err != nil {
-			return nil, fmt.Errorf("failed to read the token file (%s): %w", tokenFile.source, err)
+			return nil, err
 		}
-		creds = adminCreds{token: strings.TrimSpace(string(tok)), totp: totp}
+		creds = adminCreds{token: tok, totp: totp}
 	case ctx != nil:
 		if p := ctx.sessionProblem(ctxName, time.Now()); p != "" {
 			return nil, fmt.Errorf("%s: run %s, or pass --token-file", p, loginHint(ctxName))

@@ -44,8 +44,8 @@ Example:
 				rel := fs.String("release", "", "")
 				env := fs.String("environment", "", "")
 				return func(e *cli.Env, args []string) error {
-					if len(args) != 0 {
-						return cli.Usagef("unexpected arguments %q", args)
+					if err := cli.NoArgs(args); err != nil {
+						return err
 					}
 					product, version, ok := strings.Cut(*rel, "@")
 					if !ok || product == "" || version == "" {

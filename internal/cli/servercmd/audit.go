@@ -57,8 +57,8 @@ Examples:
 				fs.Var(&external, "checkpoints", "")
 				asJSON := fs.Bool("json", false, "")
 				return func(e *cli.Env, args []string) error {
-					if len(args) != 0 {
-						return cli.Usagef("unexpected arguments %q", args)
+					if err := cli.NoArgs(args); err != nil {
+						return err
 					}
 					if *dir == "" {
 						return cli.Usagef("--log is required")
@@ -108,8 +108,8 @@ Examples:
 				action := fs.String("action", "", "")
 				asJSON := fs.Bool("json", false, "")
 				return func(e *cli.Env, args []string) error {
-					if len(args) != 0 {
-						return cli.Usagef("unexpected arguments %q", args)
+					if err := cli.NoArgs(args); err != nil {
+						return err
 					}
 					if *dir == "" {
 						return cli.Usagef("--log is required")

@@ -121,13 +121,13 @@ func parseContextFile(data []byte) (*contextFile, error) {
 		if c == nil {
 			return nil, fmt.Errorf("context %q is null", name)
 		}
-		if _, err := checkServerURL(c.Server); err != nil {
+		if err := checkServerURL(c.Server); err != nil {
 			return nil, fmt.Errorf("context %q: %w", name, err)
 		}
 		if c.CA != "" && !filepath.IsAbs(c.CA) {
 			return nil, fmt.Errorf("context %q: CA path %q is not absolute", name, c.CA)
 		}
-		if c.Session != "" && (len(c.Session) != len(adminapi.SessionPrefix)+43 || !strings.HasPrefix(c.Session, adminapi.SessionPrefix)) {
+		if c.Session != "" && !wellFormedSession(c.Session) {
 			return nil, fmt.Errorf("context %q: malformed session", name)
 		}
 		if c.Session != "" && c.ExpiresAt.IsZero() {
@@ -223,17 +223,17 @@ func selectContext(flag string, getenv func(string) string, f *contextFile) (nam
 	return "", ""
 }
 
-// checkServerURL checks an update server URL: https://HOST[:PORT], nothing
-// else.
-func checkServerURL(s string) (string, error) {
-	u, err := parseHTTPS(s)
-	if err != nil {
-		return "", err
-	}
-	return u, nil
+// sessionSecretLen is the length of a session's secret after
+// adminapi.SessionPrefix: 256 bits in unpadded base64url.
+const sessionSecretLen = 43
+
+// wellFormedSession reports whether s has the form of a session credential
+// (the server checks the rest).
+func wellFormedSession(s string) bool {
+	return len(s) == len(adminapi.SessionPrefix)+sessionSecretLen && strings.HasPrefix(s, adminapi.SessionPrefix)
 }
 
-// usableSession reports why a context's session cannot be used at now, or
+// sessionProblem reports why a context's session cannot be used at now, or
 // "" if it can.
 func (c *adminContext) sessionProblem(name string, now time.Time) string {
 	switch {

@@ -14,7 +14,6 @@ import (
 
 	"github.com/airlockfw/airlock/adminapi"
 	"github.com/airlockfw/airlock/internal/cli"
-	"github.com/airlockfw/airlock/internal/durable"
 )
 
 // MaxTOTPInput bounds a TOTP code typed on standard input.
@@ -231,7 +230,7 @@ func login(e *cli.Env, af adminFlags, ttl time.Duration) error {
 	if server.value == "" {
 		return cli.Usagef("no server: pass --server or set %s", EnvServer)
 	}
-	if _, err := parseHTTPS(server.value); err != nil {
+	if err := checkServerURL(server.value); err != nil {
 		return cli.Usagef("%v (from %s)", err, server.source)
 	}
 	ca := pick(str(af.ca), "--ca", EnvCA, getenv)
@@ -253,9 +252,9 @@ func login(e *cli.Env, af adminFlags, ttl time.Duration) error {
 	if tokenFile.value == "" {
 		return cli.Usagef("login needs your admin token: pass --token-file or set %s", EnvTokenFile)
 	}
-	tok, err := durable.ReadFile(durable.OS, tokenFile.value, MaxTokenFileSize)
+	tok, err := readToken(tokenFile)
 	if err != nil {
-		return fmt.Errorf("failed to read the token file (%s): %w", tokenFile.source, err)
+		return err
 	}
 	code := pick(str(af.totp), "--totp", EnvTOTP, getenv).value
 	if code == "" {
@@ -263,12 +262,12 @@ func login(e *cli.Env, af adminFlags, ttl time.Duration) error {
 			return err
 		}
 	}
-	c := adminapi.New(server.value, roots, adminapi.Static{Token: strings.TrimSpace(string(tok)), TOTP: code})
+	c := adminapi.New(server.value, roots, adminapi.Static{Token: tok, TOTP: code})
 	resp, err := c.Login(e.Ctx, ttl)
 	if err != nil {
 		return fmt.Errorf("failed to log in to %s (from %s): %w", server.value, server.source, err)
 	}
-	if !strings.HasPrefix(resp.Session, adminapi.SessionPrefix) || len(resp.Session) != len(adminapi.SessionPrefix)+43 || resp.ExpiresAt.IsZero() {
+	if !wellFormedSession(resp.Session) || resp.ExpiresAt.IsZero() {
 		return fmt.Errorf("the server at %s answered the login with a malformed session", server.value)
 	}
 	if len(f.Contexts) >= MaxContexts && old == nil {

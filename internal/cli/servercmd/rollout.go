@@ -29,8 +29,8 @@ func adminList[T any](fs *flag.FlagSet, list func(*adminapi.Client, context.Cont
 	af := defineAdminFlags(fs)
 	asJSON := fs.Bool("json", false, "")
 	return func(e *cli.Env, args []string) error {
-		if len(args) != 0 {
-			return cli.Usagef("unexpected arguments %q", args)
+		if err := cli.NoArgs(args); err != nil {
+			return err
 		}
 		c, err := af.client(e)
 		if err != nil {
@@ -96,8 +96,8 @@ Example:
 			Flags: func(fs *flag.FlagSet) func(*cli.Env, []string) error {
 				data, kek := fs.String("data", "", ""), fs.String("kek-file", "", "")
 				return func(e *cli.Env, args []string) error {
-					if len(args) != 0 {
-						return cli.Usagef("unexpected arguments %q", args)
+					if err := cli.NoArgs(args); err != nil {
+						return err
 					}
 					if *data == "" {
 						return cli.Usagef("--data is required")
@@ -162,8 +162,8 @@ Example:
 				fs.BoolVar(&req.Forced, "forced", false, "")
 				fs.StringVar(&req.ReportDeadline, "report-deadline", "", "")
 				return func(e *cli.Env, args []string) error {
-					if len(args) != 0 {
-						return cli.Usagef("unexpected arguments %q", args)
+					if err := cli.NoArgs(args); err != nil {
+						return err
 					}
 					if req.Release == "" || req.Stages == "" {
 						return cli.Usagef("--release and --stages are required")

@@ -117,8 +117,8 @@ Example:
 				fs.DurationVar(&cfg.DirectorExpiry, "director-expiry", server.DefaultDirectorExpiry, "")
 				logLevel := cli.AddLogLevel(fs)
 				return func(e *cli.Env, args []string) error {
-					if len(args) != 0 {
-						return cli.Usagef("unexpected arguments %q", args)
+					if err := cli.NoArgs(args); err != nil {
+						return err
 					}
 					if cfg.DataDir == "" || cfg.RepoDir == "" {
 						return cli.Usagef("--data and --repo are required")
@@ -219,8 +219,8 @@ Example:
 				role := fs.String("role", "", "")
 				user := fs.String("user", "", "")
 				return func(e *cli.Env, args []string) error {
-					if len(args) != 0 {
-						return cli.Usagef("unexpected arguments %q", args)
+					if err := cli.NoArgs(args); err != nil {
+						return err
 					}
 					if *data == "" && *dsn == "" {
 						return cli.Usagef("--data or --db is required")
@@ -294,8 +294,8 @@ Example:
 				product := fs.String("product", "", "")
 				model := fs.String("model", "", "")
 				return func(e *cli.Env, args []string) error {
-					if len(args) != 0 {
-						return cli.Usagef("unexpected arguments %q", args)
+					if err := cli.NoArgs(args); err != nil {
+						return err
 					}
 					if *data == "" && *dsn == "" {
 						return cli.Usagef("--data or --db is required")

@@ -94,8 +94,8 @@ Examples:
 			verbose := fs.Bool("verbose", false, "")
 			logLevel := cli.AddLogLevel(fs)
 			return func(e *cli.Env, args []string) error {
-				if len(args) != 0 {
-					return cli.Usagef("unexpected arguments %q", args)
+				if err := cli.NoArgs(args); err != nil {
+					return err
 				}
 				for _, f := range []struct{ name, v string }{{"--server", *server}, {"--ca", *ca}, {"--token-file", *tokenFile},
 					{"--root", *root}, {"--initial-bundle", *bundleFile}} {

@@ -208,8 +208,8 @@ Flags:
 
 // needStoreFlags checks the flags every user command shares.
 func needStoreFlags(args []string, data, dsn, name string) error {
-	if len(args) != 0 {
-		return cli.Usagef("unexpected arguments %q", args)
+	if err := cli.NoArgs(args); err != nil {
+		return err
 	}
 	if data == "" && dsn == "" {
 		return cli.Usagef("--data or --db is required")

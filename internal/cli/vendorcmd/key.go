@@ -61,8 +61,8 @@ Examples:
 				env := fs.String("env", "", "")
 				keyring := fs.String("keyring", "", "")
 				return func(e *cli.Env, args []string) error {
-					if len(args) != 0 {
-						return cli.Usagef("unexpected arguments %q", args)
+					if err := cli.NoArgs(args); err != nil {
+						return err
 					}
 					if *hsm != "" && (*out != "" || *passFile != "") {
 						return cli.Usagef("--pkcs11 cannot be combined with --out or --passphrase-file")
@@ -161,8 +161,8 @@ Example:
 				passFile := fs.String("passphrase-file", "", "")
 				hsm := fs.String("pkcs11", "", "")
 				return func(e *cli.Env, args []string) error {
-					if len(args) != 0 {
-						return cli.Usagef("unexpected arguments %q", args)
+					if err := cli.NoArgs(args); err != nil {
+						return err
 					}
 					if *hsm != "" && (*key != "" || *passFile != "") {
 						return cli.Usagef("--pkcs11 cannot be combined with --key or --passphrase-file")

@@ -117,10 +117,7 @@ Examples:
 
 // printPending writes what signing ps approves.
 func printPending(w io.Writer, ps *repo.PendingSummary) {
-	sigs := fmt.Sprintf("%d/%d signatures", ps.Signatures, ps.Threshold)
-	if ps.Threshold == 0 {
-		sigs = fmt.Sprintf("%d signatures, unchecked", ps.Signatures)
-	}
+	sigs := signatures(ps.Signatures, ps.Threshold)
 	role := ps.Role
 	if role == "" {
 		role = "(no releases)"
@@ -148,12 +145,18 @@ func printPending(w io.Writer, ps *repo.PendingSummary) {
 	}
 }
 
+// signatures says how many signatures metadata has of its threshold; a
+// threshold of 0 means a carried file's claimed, unchecked signatures.
+func signatures(have, threshold int) string {
+	if threshold == 0 {
+		return fmt.Sprintf("%d signatures, unchecked", have)
+	}
+	return fmt.Sprintf("%d/%d signatures", have, threshold)
+}
+
 // printRelease writes one release summary as aligned text.
 func printRelease(w io.Writer, s *repo.ReleaseSummary) {
-	sigs := fmt.Sprintf("%d/%d signatures", s.Signatures, s.Threshold)
-	if s.Threshold == 0 {
-		sigs = fmt.Sprintf("%d signatures, unchecked", s.Signatures)
-	}
+	sigs := signatures(s.Signatures, s.Threshold)
 	fmt.Fprintf(w, "%s %s (%s, metadata version %d, %s)\n", s.Product, s.Version, s.State, s.MetadataVersion, sigs)
 	line := func(k, format string, a ...any) { fmt.Fprintf(w, "  %-18s %s\n", k, fmt.Sprintf(format, a...)) }
 	if s.ReplacesPublished {
@@ -258,6 +261,9 @@ var stdinIsTerminal = func(r io.Reader) bool {
 // errNotConfirmed is returned when the approver answers no.
 var errNotConfirmed = errors.New("not signed: the approver did not confirm")
 
+// maxConfirmInput bounds the answer confirm reads.
+const maxConfirmInput = 64
+
 // confirm asks on stderr for y/N when stdin is a terminal and yes is
 // false; otherwise (scripts, pipes) it returns nil without asking.
 func confirm(e *cli.Env, yes bool, question string) error {
@@ -265,7 +271,7 @@ func confirm(e *cli.Env, yes bool, question string) error {
 		return nil
 	}
 	fmt.Fprintf(e.Stderr, "%s [y/N] ", question)
-	line, err := bufio.NewReader(io.LimitReader(e.Stdin, 64)).ReadString('\n')
+	line, err := bufio.NewReader(io.LimitReader(e.Stdin, maxConfirmInput)).ReadString('\n')
 	if err != nil && !errors.Is(err, io.EOF) {
 		return err
 	}

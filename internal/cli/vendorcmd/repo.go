@@ -798,9 +798,5 @@ func openRepo(e *cli.Env, args []string, dir string) (*repo.Repo, error) {
 // audit log records ($AIRLOCK_ACTOR, else the login name) and the key
 // environment registry, if the command checks one.
 func repoOptions(e *cli.Env, kr *keys.Keyring) repo.Options {
-	actor := e.Getenv("AIRLOCK_ACTOR")
-	if actor == "" {
-		actor = os.Getenv("AIRLOCK_ACTOR")
-	}
-	return repo.Options{Actor: actor, Keyring: kr}
+	return repo.Options{Actor: e.Getenv("AIRLOCK_ACTOR"), Keyring: kr}
 }

@@ -12,7 +12,11 @@ import (
 // appended to REPO/audit, which verifies, answers "who added, signed and
 // published release X", and detects an edited entry.
 func TestRepositoryAuditLog(t *testing.T) {
-	t.Setenv("AIRLOCK_ACTOR", "alice")
+	env := map[string]string{"AIRLOCK_ACTOR": "alice"}
+	runCLI := func(t *testing.T, args ...string) (int, string, string) {
+		t.Helper()
+		return runCLIEnv(t, env, args...)
+	}
 	dir := t.TempDir()
 	k := func(name string) string {
 		p := filepath.Join(dir, name+".pem")
