@@ -53,11 +53,6 @@ func (r *Repo) createBundle(w io.Writer, product, version string) (*BundleInfo, 
 			info.InstallsUntil, info.ExpiringRole = t, name
 		}
 	}
-	root, _, err := loadMD[metadata.RootType](r.metaPath(fmt.Sprintf("%d.root.json", n)), MaxRootSize)
-	if err != nil {
-		return nil, err
-	}
-	expires(metadata.ROOT, root.Signed.Expires)
 	var m bundle.Metadata
 	for v := int64(2); v <= n; v++ {
 		data, err := readLimited(r.metaPath(fmt.Sprintf("%d.root.json", v)), MaxRootSize)
@@ -66,6 +61,18 @@ func (r *Repo) createBundle(w io.Writer, product, version string) (*BundleInfo, 
 		}
 		m.RootChain = append(m.RootChain, data)
 	}
+	// The newest root: the last of the chain, or version 1 (not carried).
+	var rootData []byte
+	if len(m.RootChain) > 0 {
+		rootData = m.RootChain[len(m.RootChain)-1]
+	} else if rootData, err = readLimited(r.metaPath("1.root.json"), MaxRootSize); err != nil {
+		return nil, err
+	}
+	root, err := parseMD[metadata.RootType](rootData)
+	if err != nil {
+		return nil, err
+	}
+	expires(metadata.ROOT, root.Signed.Expires)
 	ts, tsData, err := loadMD[metadata.TimestampType](r.metaPath("timestamp.json"), MaxMetadataSize)
 	if err != nil {
 		return nil, err

@@ -75,6 +75,11 @@ func TestBundleLifetimeCLI(t *testing.T) {
 	if bi := info(); bi.ExpiringRole != "acme/router-x1" || days(bi.InstallsUntil) != 300 {
 		t.Fatalf("after renewing targets: %+v", bi)
 	}
+	mustCLI(t, "repo", "renew", "--dir", dir, "--role", "acme/router-x1", "--key", kp("product"), "--expires", "500d")
+	mustCLI(t, "repo", "publish", "--dir", dir)
+	if bi := info(); bi.ExpiringRole != "root" || days(bi.InstallsUntil) != 365 {
+		t.Fatalf("after renewing both: %+v", bi)
+	}
 
 	for _, tc := range []struct {
 		args []string
