@@ -36,7 +36,7 @@ func TestBundleLifetimeCLI(t *testing.T) {
 			t.Errorf("bundle create printed\n%s\nwithout %q", text, want)
 		}
 	}
-	code, _, errOut := repoCLI(t, "bundle", "create", "--dir", dir, "--product", "acme/router-x1", "--version", "1.0.0", "--out", out)
+	code, _, errOut := runCLI(t, "bundle", "create", "--dir", dir, "--product", "acme/router-x1", "--version", "1.0.0", "--out", out)
 	if code != cli.ExitFailure || !strings.Contains(errOut, "--force") {
 		t.Fatalf("bundle create over an existing file: exit %d: %s", code, errOut)
 	}
@@ -91,7 +91,7 @@ func TestBundleLifetimeCLI(t *testing.T) {
 		{[]string{"--role", "acme/other", "--key", kp("product")}, "no delegation"},
 		{[]string{"--role", "acme/router-x1"}, "--key is required"},
 	} {
-		code, _, errOut := repoCLI(t, append([]string{"repo", "renew", "--dir", dir}, tc.args...)...)
+		code, _, errOut := runCLI(t, append([]string{"repo", "renew", "--dir", dir}, tc.args...)...)
 		if code == cli.ExitOK || !strings.Contains(errOut, tc.want) {
 			t.Errorf("repo renew %v: exit %d: %s (want %q)", tc.args, code, errOut, tc.want)
 		}
@@ -99,7 +99,7 @@ func TestBundleLifetimeCLI(t *testing.T) {
 	// A role with staged changes is not renewed behind them.
 	mustCLI(t, "release", "add", "--dir", dir, "--product", "acme/router-x1", "--image", img, "--version", "1.1.0",
 		"--model", "x1", "--security-version", "1", "--key", kp("product"))
-	code, _, errOut = repoCLI(t, "repo", "renew", "--dir", dir, "--role", "acme/router-x1", "--key", kp("product"))
+	code, _, errOut = runCLI(t, "repo", "renew", "--dir", dir, "--role", "acme/router-x1", "--key", kp("product"))
 	if code == cli.ExitOK || !strings.Contains(errOut, "staged changes") {
 		t.Errorf("renew over staged changes: exit %d: %s", code, errOut)
 	}
@@ -109,7 +109,7 @@ func TestBundleLifetimeCLI(t *testing.T) {
 // lines go).
 func mustCLIAll(t *testing.T, args ...string) string {
 	t.Helper()
-	code, out, errOut := repoCLI(t, args...)
+	code, out, errOut := runCLI(t, args...)
 	if code != cli.ExitOK {
 		t.Fatalf("airlock %s: exit %d\n%s%s", strings.Join(args, " "), code, out, errOut)
 	}

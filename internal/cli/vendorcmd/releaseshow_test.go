@@ -78,10 +78,10 @@ func TestReleaseShow(t *testing.T) {
 		t.Errorf("release show --pending:\n%s", out)
 	}
 
-	if code, _, errOut := repoCLI(t, "release", "show", "--dir", dir, "--product", "acme/router-x1", "--version", "9.0.0"); code != cli.ExitFailure || !strings.Contains(errOut, "not found") {
+	if code, _, errOut := runCLI(t, "release", "show", "--dir", dir, "--product", "acme/router-x1", "--version", "9.0.0"); code != cli.ExitFailure || !strings.Contains(errOut, "not found") {
 		t.Errorf("unknown version: exit %d %s", code, errOut)
 	}
-	if code, _, _ := repoCLI(t, "release", "show", "--pending", carried, "--dir", dir); code != cli.ExitUsage {
+	if code, _, _ := runCLI(t, "release", "show", "--pending", carried, "--dir", dir); code != cli.ExitUsage {
 		t.Errorf("--pending with --dir: exit %d, want %d", code, cli.ExitUsage)
 	}
 }

@@ -2,7 +2,6 @@ package vendorcmd
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -14,17 +13,9 @@ import (
 	"github.com/airlockfw/airlock/repo"
 )
 
-// repoCLI runs the command line in-process: exit code, stdout, stderr.
-func repoCLI(t *testing.T, args ...string) (int, string, string) {
-	t.Helper()
-	var out, errb bytes.Buffer
-	e := &cli.Env{Ctx: context.Background(), Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errb, Getenv: func(string) string { return "" }}
-	return run(e, args), out.String(), errb.String()
-}
-
 func mustCLI(t *testing.T, args ...string) string {
 	t.Helper()
-	code, out, errOut := repoCLI(t, args...)
+	code, out, errOut := runCLI(t, args...)
 	if code != cli.ExitOK {
 		t.Fatalf("airlock %s: exit %d\n%s%s", strings.Join(args, " "), code, out, errOut)
 	}
@@ -62,7 +53,7 @@ func TestRepoCLIReleaseFlow(t *testing.T) {
 	if strings.TrimSpace(out) != "acme/router-x1/1.1.0/firmware.img.zst" {
 		t.Fatalf("release add printed %q", out)
 	}
-	code, _, errOut := repoCLI(t, "repo", "publish", "--dir", dir)
+	code, _, errOut := runCLI(t, "repo", "publish", "--dir", dir)
 	if code != cli.ExitFailure || !strings.Contains(errOut, "release acme/router-x1 1.1.0 needs 2 signatures, has 1 (1 missing)") {
 		t.Fatalf("publish below threshold: exit %d: %s", code, errOut)
 	}
@@ -112,20 +103,20 @@ func TestRepoCLIReleaseFlow(t *testing.T) {
 	if err != nil || m.TargetPath != "acme/router-x1/1.1.0/firmware.img.zst" {
 		t.Fatalf("bundle: %v %+v", err, m)
 	}
-	if code, _, errOut := repoCLI(t, "bundle", "create", "--dir", dir, "--product", "acme/router-x1", "--version", "1.1.0", "--out", bundlePath); code != cli.ExitFailure || !strings.Contains(errOut, "refusing to overwrite") {
+	if code, _, errOut := runCLI(t, "bundle", "create", "--dir", dir, "--product", "acme/router-x1", "--version", "1.1.0", "--out", bundlePath); code != cli.ExitFailure || !strings.Contains(errOut, "refusing to overwrite") {
 		t.Fatalf("bundle overwrite: exit %d %s", code, errOut)
 	}
 
 	// Revoke alice: 1.1.0 (alice+bob) drops to 1/2 until carol re-signs.
 	mustCLI(t, "repo", "revoke", "--dir", dir, "--product", "acme/router-x1", "--key", kp("alice")+".pub", "--targets-key", kp("targets"))
-	_, _, errOut = repoCLI(t, "repo", "publish", "--dir", dir)
+	_, _, errOut = runCLI(t, "repo", "publish", "--dir", dir)
 	if !strings.Contains(errOut, "warning: role acme.router-x1") {
 		t.Fatalf("publish after revoke: %s", errOut)
 	}
-	if code, _, _ := repoCLI(t, "repo", "status", "--dir", dir); code != cli.ExitFailure {
+	if code, _, _ := runCLI(t, "repo", "status", "--dir", dir); code != cli.ExitFailure {
 		t.Fatal("status does not fail for a role below threshold")
 	}
-	if code, out, _ := repoCLI(t, "repo", "status", "--dir", dir, "--json"); code != cli.ExitFailure || !strings.HasPrefix(out, "{") {
+	if code, out, _ := runCLI(t, "repo", "status", "--dir", dir, "--json"); code != cli.ExitFailure || !strings.HasPrefix(out, "{") {
 		t.Fatalf("status --json below threshold: exit %d, %q", code, out)
 	}
 	mustCLI(t, "release", "sign", "--dir", dir, "--product", "acme/router-x1", "--version", "1.1.0", "--key", kp("bob"))
@@ -169,7 +160,7 @@ func TestRepoCLIRefuses(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			code, out, errOut := repoCLI(t, tt.args...)
+			code, out, errOut := runCLI(t, tt.args...)
 			if code != tt.code || !strings.Contains(out+errOut, tt.in) {
 				t.Fatalf("exit %d (want %d), output lacks %q:\n%s%s", code, tt.code, tt.in, out, errOut)
 			}
