@@ -328,7 +328,9 @@ func (a *Authenticator) checkTOTP(r *http.Request, u store.User, code string, ac
 	}
 	now := a.now()
 	switch {
-	case code == "" && (via == "api" || via == "session"):
+	case code == "" && via == "session":
+		return fail("totp_missing", httpx.Status(http.StatusUnauthorized, "%s needs a fresh TOTP code in the %s header even under a session", action, TOTPHeader))
+	case code == "" && via == "api":
 		return fail("totp_missing", httpx.Status(http.StatusUnauthorized, "this action needs a TOTP code in the %s header", TOTPHeader))
 	case code == "":
 		return fail("totp_missing", httpx.Status(http.StatusUnauthorized, "this action needs a TOTP code"))
