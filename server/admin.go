@@ -60,11 +60,7 @@ func (s *Server) handleAdminDevice(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleAdminEvents(w http.ResponseWriter, r *http.Request) {
-	if err := httpx.QueryParams(r, "limit"); err != nil {
-		httpx.WriteError(w, r, err)
-		return
-	}
-	limit, err := httpx.IntParam(r, "limit", store.MaxListLimit)
+	limit, err := httpx.ListLimit(r)
 	if err != nil {
 		httpx.WriteError(w, r, err)
 		return

@@ -34,19 +34,12 @@ func DirectorRoot(dataDir, kekFile string) ([]byte, error) {
 
 // Director constants and errors (see package server/director).
 const (
-	DirectorDir                    = director.Dir
-	DirectorRootKeyFile            = director.RootKeyFile
-	DirectorOnlineKeyFile          = director.OnlineKeyFile
 	DirectorPath                   = director.Path
 	DirectorCustomKey              = director.CustomKey
 	DefaultDirectorTimestampExpiry = director.DefaultTimestampExpiry
 	DefaultDirectorExpiry          = director.DefaultExpiry
 	MinDirectorExpiry              = director.MinExpiry
 	MaxDirectorExpiry              = director.MaxExpiry
-	DirectorRootExpiry             = director.RootExpiry
-	DirectorRootRenewBefore        = director.RootRenewBefore
-	MaxDirectorRootVersions        = director.MaxRootVersions
-	MaxDirectorKeyFileSize         = director.MaxKeyFileSize
 )
 
 // ErrDirectorKeys: the director's key files are missing, unreadable or do

@@ -15,7 +15,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
-
+	"errors"
 	"io"
 	"log/slog"
 	"math/big"
@@ -28,6 +28,7 @@ import (
 
 	"github.com/airlockfw/airlock/deviceapi"
 	"github.com/airlockfw/airlock/server/store"
+	"github.com/airlockfw/airlock/server/store/pgtest"
 )
 
 // testEnv is a running server on 127.0.0.1 with a real SQLite store and a
@@ -389,4 +390,25 @@ func tlsDialConf(e *testEnv, cert *tls.Certificate) (*tls.Conn, error) {
 		return nil, err
 	}
 	return c.(*tls.Conn), nil
+}
+
+// postgresDSN starts a PostgreSQL cluster for the test (stopped when it
+// ends) and returns the DSN of a new database in it. Without PostgreSQL
+// the test is skipped, unless AIRLOCK_REQUIRE_TOOLS is set.
+func postgresDSN(t *testing.T) string {
+	t.Helper()
+	ctx := context.Background()
+	cluster, err := pgtest.Start(ctx)
+	if errors.Is(err, pgtest.ErrNotInstalled) && os.Getenv("AIRLOCK_REQUIRE_TOOLS") == "" {
+		t.Skip("postgresql not installed")
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cluster.Stop() })
+	dsn, err := cluster.NewDatabase(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dsn
 }

@@ -8,8 +8,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/airlockfw/airlock/server/store/pgtest"
 )
 
 // mustOpen fails the test if opening a store failed, and closes it.
@@ -132,18 +130,7 @@ func TestStoreRecordIsParsedStrictly(t *testing.T) {
 // act on PostgreSQL, not create a SQLite file.
 func TestAdminCommandsFollowAPostgresServer(t *testing.T) {
 	ctx := context.Background()
-	cluster, err := pgtest.Start(ctx)
-	if errors.Is(err, pgtest.ErrNotInstalled) && os.Getenv("AIRLOCK_REQUIRE_TOOLS") == "" {
-		t.Skip("postgresql not installed")
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cluster.Stop()
-	dsn, err := cluster.NewDatabase(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	dsn := postgresDSN(t)
 	data := t.TempDir()
 	db, err := OpenStore(ctx, data, dsn)
 	if err != nil {

@@ -103,11 +103,7 @@ func (s *Server) rolloutRoutes(mux *http.ServeMux) {
 }
 
 func (s *Server) handleListRollouts(w http.ResponseWriter, r *http.Request) {
-	if err := httpx.QueryParams(r, "limit"); err != nil {
-		httpx.WriteError(w, r, err)
-		return
-	}
-	limit, err := httpx.IntParam(r, "limit", store.MaxListLimit)
+	limit, err := httpx.ListLimit(r)
 	if err != nil {
 		httpx.WriteError(w, r, err)
 		return

@@ -3,10 +3,8 @@ package server
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"maps"
 	"net/http"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -15,7 +13,6 @@ import (
 	"github.com/airlockfw/airlock/adminapi"
 	"github.com/airlockfw/airlock/server/auth"
 	"github.com/airlockfw/airlock/server/store"
-	"github.com/airlockfw/airlock/server/store/pgtest"
 )
 
 // detailRecorder collects Config.Audit events with their details.
@@ -82,19 +79,7 @@ func TestSessionMakesChangesWithoutANewTOTPCode(t *testing.T) {
 	t.Run("sqlite", func(t *testing.T) { testSessionChanges(t, nil) })
 	t.Run("postgres", func(t *testing.T) {
 		ctx := context.Background()
-		cluster, err := pgtest.Start(ctx)
-		if errors.Is(err, pgtest.ErrNotInstalled) && os.Getenv("AIRLOCK_REQUIRE_TOOLS") == "" {
-			t.Skip("postgresql not installed")
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer cluster.Stop()
-		dsn, err := cluster.NewDatabase(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		db, err := store.Open(ctx, dsn)
+		db, err := store.Open(ctx, postgresDSN(t))
 		if err != nil {
 			t.Fatal(err)
 		}

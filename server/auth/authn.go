@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"strings"
 	"sync"
 	"time"
 
@@ -167,7 +166,7 @@ func (a *Authenticator) Authenticate(r *http.Request, action Action) (store.User
 // authenticate is Authenticate; it also returns r with the session ID in
 // its context when a session authenticated it (SessionFrom).
 func (a *Authenticator) authenticate(r *http.Request, action Action) (store.User, *http.Request, error) {
-	if IsSessionCredential(bearerValue(r)) {
+	if cred, _ := bearerValue(r); IsSessionCredential(cred) {
 		return a.authenticateSession(r, action)
 	}
 	u, err := a.authenticateToken(r, action)
@@ -218,20 +217,26 @@ func (a *Authenticator) authenticateToken(r *http.Request, action Action) (store
 	return u, nil
 }
 
+// bearer finds the admin token of the request's "Authorization: Bearer"
+// header.
 func (a *Authenticator) bearer(r *http.Request) (store.AdminToken, error) {
-	const prefix = "Bearer "
-	auth := r.Header.Get("Authorization")
-	if auth == "" {
+	if r.Header.Get("Authorization") == "" {
 		return store.AdminToken{}, httpx.Status(http.StatusUnauthorized, "admin token required (Authorization: Bearer …)")
 	}
-	if len(auth) < len(prefix) || !strings.EqualFold(auth[:len(prefix)], prefix) {
+	cred, ok := bearerValue(r)
+	if !ok {
 		return store.AdminToken{}, httpx.Status(http.StatusUnauthorized, "authorization scheme must be Bearer")
 	}
-	hash, err := TokenHash(auth[len(prefix):])
+	return a.adminToken(r.Context(), cred)
+}
+
+// adminToken finds the admin token of a presented credential.
+func (a *Authenticator) adminToken(ctx context.Context, cred string) (store.AdminToken, error) {
+	hash, err := TokenHash(cred)
 	if err != nil {
 		return store.AdminToken{}, httpx.Status(http.StatusUnauthorized, "invalid admin token")
 	}
-	tok, err := a.db.GetAdminTokenByHash(r.Context(), hash)
+	tok, err := a.db.GetAdminTokenByHash(ctx, hash)
 	if errors.Is(err, store.ErrNotFound) {
 		return store.AdminToken{}, httpx.Status(http.StatusUnauthorized, "invalid admin token")
 	}
@@ -242,7 +247,7 @@ func (a *Authenticator) bearer(r *http.Request) (store.AdminToken, error) {
 		return store.AdminToken{}, httpx.Status(http.StatusUnauthorized, "invalid admin token")
 	}
 	if now := a.now(); now.Sub(tok.LastUsed) > AdminTouchInterval {
-		if err := a.db.TouchAdminToken(r.Context(), tok.ID, now); err != nil {
+		if err := a.db.TouchAdminToken(ctx, tok.ID, now); err != nil {
 			a.log.Warn("failed to update admin token last use", "admin_token_id", tok.ID, "err", err)
 		}
 	}
@@ -271,9 +276,7 @@ func (a *Authenticator) login(r *http.Request, token, code, via string, action A
 		a.audit(ctx, actor, AuditLoginFailed, map[string]string{"reason": result, "via": via, "action": string(action), "remote": r.RemoteAddr})
 		return store.User{}, store.AdminToken{}, err
 	}
-	ar := r.Clone(ctx)
-	ar.Header = http.Header{"Authorization": {"Bearer " + token}}
-	tok, err := a.bearer(ar)
+	tok, err := a.adminToken(ctx, token)
 	if err != nil {
 		var he *httpx.Error
 		if errors.As(err, &he) {
@@ -325,7 +328,9 @@ func (a *Authenticator) checkTOTP(r *http.Request, u store.User, code string, ac
 	}
 	now := a.now()
 	switch {
-	case code == "" && (via == "api" || via == "session"):
+	case code == "" && via == "session":
+		return fail("totp_missing", httpx.Status(http.StatusUnauthorized, "%s needs a fresh TOTP code in the %s header even under a session", action, TOTPHeader))
+	case code == "" && via == "api":
 		return fail("totp_missing", httpx.Status(http.StatusUnauthorized, "this action needs a TOTP code in the %s header", TOTPHeader))
 	case code == "":
 		return fail("totp_missing", httpx.Status(http.StatusUnauthorized, "this action needs a TOTP code"))

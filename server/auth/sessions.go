@@ -61,15 +61,15 @@ func SessionHash(cred string) ([]byte, error) {
 	return h[:], nil
 }
 
-// bearerValue returns the credential of an "Authorization: Bearer" header,
-// or "".
-func bearerValue(r *http.Request) string {
+// bearerValue returns the credential of an "Authorization: Bearer" header;
+// ok is false when the header is missing or names another scheme.
+func bearerValue(r *http.Request) (cred string, ok bool) {
 	const prefix = "Bearer "
 	auth := r.Header.Get("Authorization")
 	if len(auth) < len(prefix) || !strings.EqualFold(auth[:len(prefix)], prefix) {
-		return ""
+		return "", false
 	}
-	return auth[len(prefix):]
+	return auth[len(prefix):], true
 }
 
 type sessionKey struct{}
@@ -116,7 +116,7 @@ func (a *Authenticator) StartSession(r *http.Request, code string, ttl time.Dura
 	if ttl < MinSessionTTL || ttl > a.sessionTTL {
 		return "", store.AdminSession{}, store.User{}, httpx.Status(http.StatusBadRequest, "session lifetime %v outside %v..%v (the server's limit)", ttl, MinSessionTTL, a.sessionTTL)
 	}
-	token := bearerValue(r)
+	token, _ := bearerValue(r)
 	if token == "" || IsSessionCredential(token) {
 		a.results.WithLabelValues("bad_token").Inc()
 		return "", store.AdminSession{}, store.User{}, httpx.Status(http.StatusUnauthorized, "logging in needs an admin token (Authorization: Bearer …), not a session")
@@ -176,7 +176,7 @@ func (a *Authenticator) lookupSession(r *http.Request, action Action, live bool)
 		a.audit(ctx, actor, AuditLoginFailed, map[string]string{"reason": result, "action": string(action), "via": "session", "remote": r.RemoteAddr})
 		return store.AdminSession{}, store.User{}, err
 	}
-	cred := bearerValue(r)
+	cred, _ := bearerValue(r)
 	if cred == "" {
 		return fail("bad_session", "unknown", httpx.Status(http.StatusUnauthorized, "a session credential is required (Authorization: Bearer …); run airlock login"))
 	}
@@ -243,13 +243,7 @@ func (a *Authenticator) authenticateSession(r *http.Request, action Action) (sto
 		a.audit(r.Context(), u.Name, AuditLogin, details)
 		return u, r, nil
 	}
-	code := r.Header.Get(TOTPHeader)
-	if code == "" {
-		a.results.WithLabelValues("totp_missing").Inc()
-		a.audit(r.Context(), u.Name, AuditLoginFailed, map[string]string{"reason": "totp_missing", "action": string(action), "via": "session", "remote": r.RemoteAddr})
-		return store.User{}, r, httpx.Status(http.StatusUnauthorized, "%s needs a fresh TOTP code in the %s header even under a session", action, TOTPHeader)
-	}
-	if err := a.checkTOTP(r, u, code, action, "session"); err != nil {
+	if err := a.checkTOTP(r, u, r.Header.Get(TOTPHeader), action, "session"); err != nil {
 		return store.User{}, r, err
 	}
 	details["mfa"] = "session+totp"

@@ -204,14 +204,7 @@ func writeExclusive(path string, data []byte, perm fs.FileMode) error {
 // loadKey reads an unencrypted PKCS#8 key, refusing a file readable by
 // group or others.
 func loadKey(path string) (crypto.Signer, error) {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return nil, err
-	}
-	if fi.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("%w: %s has mode %v (chmod 600 it)", ErrInsecureKeyFile, path, fi.Mode().Perm())
-	}
-	data, err := readLimited(path)
+	data, err := readKeyFile(path)
 	if err != nil {
 		return nil, err
 	}
@@ -223,11 +216,20 @@ func loadKey(path string) (crypto.Signer, error) {
 }
 
 func readLimited(path string) ([]byte, error) {
-	data, err := durable.ReadFile(durable.OS, path, MaxPEMFileSize)
+	return durable.ReadFile(durable.OS, path, MaxPEMFileSize)
+}
+
+// readKeyFile reads a private key file (at most MaxPEMFileSize bytes),
+// refusing one readable by group or others.
+func readKeyFile(path string) ([]byte, error) {
+	fi, err := os.Stat(path)
 	if err != nil {
 		return nil, err
 	}
-	return data, nil
+	if fi.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("%w: %s has mode %v (chmod 600 it)", ErrInsecureKeyFile, path, fi.Mode().Perm())
+	}
+	return readLimited(path)
 }
 
 // ReadCertFile reads one or more PEM CERTIFICATE blocks; anything else in
@@ -491,14 +493,7 @@ func createCAKey(path string, kek Sealer) (crypto.Signer, error) {
 // LoadCAKey reads a CA key sealed with the KEK. A plain PKCS#8 key (written
 // by an earlier version) is accepted once and re-written sealed.
 func LoadCAKey(path string, kek Sealer) (crypto.Signer, error) {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return nil, err
-	}
-	if fi.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("%w: %s has mode %v (chmod 600 it)", ErrInsecureKeyFile, path, fi.Mode().Perm())
-	}
-	data, err := readLimited(path)
+	data, err := readKeyFile(path)
 	if err != nil {
 		return nil, err
 	}

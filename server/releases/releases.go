@@ -198,11 +198,7 @@ func (g *Registry) View(r store.Release) adminapi.Release {
 
 // HandleList serves GET /api/v1/admin/releases.
 func (g *Registry) HandleList(w http.ResponseWriter, r *http.Request) {
-	if err := httpx.QueryParams(r, "limit"); err != nil {
-		httpx.WriteError(w, r, err)
-		return
-	}
-	limit, err := httpx.IntParam(r, "limit", store.MaxListLimit)
+	limit, err := httpx.ListLimit(r)
 	if err != nil {
 		httpx.WriteError(w, r, err)
 		return

@@ -255,6 +255,16 @@ func IntParam(r *http.Request, name string, max int) (int, error) {
 	return n, nil
 }
 
+// ListLimit returns the "limit" query parameter of a list request that
+// takes no other parameter: an integer in 0..store.MaxListLimit (0 when
+// absent).
+func ListLimit(r *http.Request) (int, error) {
+	if err := QueryParams(r, "limit"); err != nil {
+		return 0, err
+	}
+	return IntParam(r, "limit", store.MaxListLimit)
+}
+
 // LookupError maps store.ErrNotFound to 404 ("no such what") and
 // store.ErrInvalid to 400.
 func LookupError(err error, what string) error {

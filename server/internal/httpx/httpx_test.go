@@ -2,9 +2,13 @@ package httpx
 
 import (
 	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
 	"testing"
 
 	"github.com/airlockfw/airlock/deviceapi"
+	"github.com/airlockfw/airlock/server/store"
 )
 
 func TestDecodeJSONIsStrict(t *testing.T) {
@@ -47,4 +51,31 @@ func FuzzDecodeJSON(f *testing.F) {
 		DecodeJSON(data, &a)
 		DecodeJSON(data, &b)
 	})
+}
+
+func TestListLimit(t *testing.T) {
+	for _, tt := range []struct {
+		query string
+		want  int
+		ok    bool
+	}{
+		{"", 0, true},
+		{"limit=7", 7, true},
+		{"limit=" + strconv.Itoa(store.MaxListLimit), store.MaxListLimit, true},
+		{"limit=" + strconv.Itoa(store.MaxListLimit+1), 0, false},
+		{"limit=-1", 0, false},
+		{"limit=x", 0, false},
+		{"limit=1&limit=2", 0, false},
+		{"offset=1", 0, false},
+	} {
+		r := httptest.NewRequest("GET", "/x?"+tt.query, nil)
+		got, err := ListLimit(r)
+		if (err == nil) != tt.ok || got != tt.want {
+			t.Errorf("ListLimit(%q) = %d, %v; want %d, ok=%v", tt.query, got, err, tt.want, tt.ok)
+		}
+		var he *Error
+		if err != nil && (!errors.As(err, &he) || he.Code != http.StatusBadRequest) {
+			t.Errorf("ListLimit(%q) error is not a 400: %v", tt.query, err)
+		}
+	}
 }
