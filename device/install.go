@@ -127,7 +127,7 @@ func (d *Device) Begin(ctx context.Context, src trust.Source, opt InstallOptions
 		return nil, &InstallError{Check: CheckState, Err: err}
 	}
 	facts.AllowDowngrade = opt.AllowDowngrade
-	ov := trust.NewOverlay(trust.NewDirStore(d.fsys, d.statePath(trustDir)))
+	ov := d.trustOverlay()
 	s, err := verify.Open(ctx, verify.Config{Root: d.factoryRoot, Store: ov, Source: src, Now: d.opts.Now,
 		RequireTimestamp: d.cfg.BundleFreshness == FreshnessTimestamp})
 	if err != nil {
