@@ -311,7 +311,7 @@ func (a *Agent) report(ctx context.Context, c *cycle, kind, version, msg string)
 // source returns the image repository source of a cycle.
 func (a *Agent) source(c *cycle) *HTTPSource {
 	progress := a.opts.Progress
-	if a.opts.WatchdogInterval > 0 {
+	if a.watched() {
 		progress = &beating{a, progress}
 	}
 	return NewHTTPSource(c.meta, c.tgts, c.http, DownloadOptions{
@@ -442,7 +442,7 @@ func (a *Agent) health(ctx context.Context, c *cycle, version string) (*Result, 
 func (a *Agent) Run(ctx context.Context) error {
 	a.notify("READY=1")
 	defer a.notify("STOPPING=1")
-	if a.opts.Notify != nil && a.opts.WatchdogInterval > 0 {
+	if a.watched() {
 		wctx, stop := context.WithCancel(ctx)
 		defer stop()
 		go a.watchdog(wctx)
@@ -481,6 +481,10 @@ func (a *Agent) notify(state string) {
 		a.opts.Notify(state)
 	}
 }
+
+// watched reports whether Run keeps a watchdog (Options.Notify and
+// WatchdogInterval set), so that downloads report progress to it.
+func (a *Agent) watched() bool { return a.opts.Notify != nil && a.opts.WatchdogInterval > 0 }
 
 // progressed records that the running cycle made progress.
 func (a *Agent) progressed() { a.beat.Store(time.Now().UnixNano()) }

@@ -108,8 +108,10 @@ type Role struct {
 	Data []byte
 }
 
-// Limits lowers the format limits for a reader, for devices that know better
-// (e.g. MaxPayloadSize = the size of a slot). The zero value of each field
+// Limits lowers the format limits for a reader that knows better (a tight
+// memory or transport budget). MaxPayloadSize bounds the payload as carried,
+// which may be compressed: it is never the size of a slot, which bounds the
+// installed image (verify.Facts.SlotSize). The zero value of each field
 // means the format limit of the same name (MaxMetadataSize, MaxHeaderSize,
 // MaxRootChain, MaxDelegations, MaxPayloadSize). Negative values and values
 // above the format limit are rejected by [NewReader].

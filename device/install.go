@@ -127,7 +127,7 @@ func (d *Device) Begin(ctx context.Context, src trust.Source, opt InstallOptions
 		return nil, &InstallError{Check: CheckState, Err: err}
 	}
 	facts.AllowDowngrade = opt.AllowDowngrade
-	ov := trust.NewOverlay(trust.NewDirStore(d.fsys, d.statePath(trustDir)))
+	ov := d.trustOverlay()
 	s, err := verify.Open(ctx, verify.Config{Root: d.factoryRoot, Store: ov, Source: src, Now: d.opts.Now,
 		RequireTimestamp: d.cfg.BundleFreshness == FreshnessTimestamp})
 	if err != nil {
@@ -206,12 +206,9 @@ func (u *Update) install(ctx context.Context, t *verify.Target) (*InstallResult,
 	if t == nil || t.Session() != u.s {
 		return nil, "", errors.New("internal error: target was not checked by this update")
 	}
-	st, err := d.ctl.Load()
+	st, err := d.installable() // also for callers of Begin (the agent), not only Device.Install
 	if err != nil {
-		return nil, "", &InstallError{Check: CheckState, Err: fmt.Errorf("failed to read boot control: %w", err)}
-	}
-	if st.Trial != "" {
-		return nil, "", &InstallError{Check: CheckState, Err: fmt.Errorf("%w on slot %s: run `airlock device boot` and `airlock device health` first", ErrTrialPending, st.Trial)}
+		return nil, "", err
 	}
 	s := otherSlot(st.Good)
 	res, err := u.installInto(ctx, t, s)
@@ -288,7 +285,7 @@ func (u *Update) installInto(ctx context.Context, t *verify.Target, s boot.Slot)
 // *InstallError and changes neither the active slot, nor the trusted
 // metadata, nor the counter.
 func (d *Device) Install(ctx context.Context, src trust.Source, targetPath string, opt InstallOptions) (*InstallResult, error) {
-	if err := d.installable(); err != nil {
+	if _, err := d.installable(); err != nil {
 		d.recordResult("install", "", "", err, "")
 		return nil, err
 	}
@@ -318,16 +315,17 @@ func (d *Device) InstallBundle(ctx context.Context, r io.Reader, opt InstallOpti
 }
 
 // installable refuses an install before any input is read when the device
-// cannot take one (a trial boot is pending).
-func (d *Device) installable() error {
+// cannot take one (a trial boot is pending), and returns the boot control
+// state it read.
+func (d *Device) installable() (boot.State, error) {
 	st, err := d.ctl.Load()
 	if err != nil {
-		return &InstallError{Check: CheckState, Err: fmt.Errorf("failed to read boot control: %w", err)}
+		return st, &InstallError{Check: CheckState, Err: fmt.Errorf("failed to read boot control: %w", err)}
 	}
 	if st.Trial != "" {
-		return &InstallError{Check: CheckState, Err: fmt.Errorf("%w on slot %s: run `airlock device boot` and `airlock device health` first", ErrTrialPending, st.Trial)}
+		return st, &InstallError{Check: CheckState, Err: fmt.Errorf("%w on slot %s: run `airlock device boot` and `airlock device health` first", ErrTrialPending, st.Trial)}
 	}
-	return nil
+	return st, nil
 }
 
 // Facts describes the device to the pipeline's policy stage: model,

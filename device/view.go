@@ -27,7 +27,11 @@ func (d *Device) PolicyDevice() (release.Device, error) {
 // PreviewStore returns a trust.Store that reads the device's trusted
 // metadata and keeps writes in memory, so a caller can refresh metadata to
 // choose a release without changing the device's trusted state (only
-// Install persists metadata).
-func (d *Device) PreviewStore() trust.Store {
+// Install persists metadata). Begin uses the same overlay and commits it.
+func (d *Device) PreviewStore() trust.Store { return d.trustOverlay() }
+
+// trustOverlay returns an overlay over the device's trusted metadata
+// (trust.Overlay): writes stay in memory until Commit.
+func (d *Device) trustOverlay() *trust.Overlay {
 	return trust.NewOverlay(trust.NewDirStore(d.fsys, d.statePath(trustDir)))
 }

@@ -15,6 +15,9 @@ import (
 // field matching cannot alias two spellings), nesting within MaxDepth, no
 // unknown fields, nothing but whitespace after it. Errors wrap ErrInvalid.
 func DecodeResponse(data []byte, v any) error {
+	if len(data) > MaxResponseSize {
+		return invalid("body is %d bytes, larger than MaxResponseSize %d", len(data), MaxResponseSize)
+	}
 	if t := bytes.TrimLeft(data, " \t\r\n"); len(t) == 0 || t[0] != '{' {
 		return invalid("body must be a JSON object")
 	}

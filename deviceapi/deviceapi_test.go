@@ -92,6 +92,9 @@ func TestValidateRefusesOutOfRangeFields(t *testing.T) {
 			if err != nil && !errors.Is(err, ErrInvalid) {
 				t.Fatalf("error does not wrap ErrInvalid: %v", err)
 			}
+			if tt.name == "too large" && !strings.Contains(err.Error(), "MaxResponseSize") {
+				t.Errorf("error %q does not name the limit MaxResponseSize", err)
+			}
 		})
 	}
 }
@@ -149,6 +152,9 @@ func TestDecodeResponseIsStrict(t *testing.T) {
 			}
 			if err != nil && !errors.Is(err, ErrInvalid) {
 				t.Fatalf("error does not wrap ErrInvalid: %v", err)
+			}
+			if tt.name == "too large" && !strings.Contains(err.Error(), "MaxResponseSize") {
+				t.Errorf("error %q does not name the limit MaxResponseSize", err)
 			}
 		})
 	}

@@ -274,11 +274,10 @@ func (t *TimestampType) UnmarshalJSON(data []byte) error {
 		field{"expires", &t.Expires}, field{"meta", &t.Meta})
 }
 
-// UnmarshalJSON decodes snapshot metadata's signed part.
+// UnmarshalJSON decodes snapshot metadata's signed part, which has the
+// fields of timestamp's.
 func (s *SnapshotType) UnmarshalJSON(data []byte) error {
-	return decodeObject(data, &s.UnrecognizedFields,
-		field{"_type", &s.Type}, field{"spec_version", &s.SpecVersion}, field{"version", &s.Version},
-		field{"expires", &s.Expires}, field{"meta", &s.Meta})
+	return (*TimestampType)(s).UnmarshalJSON(data)
 }
 
 // UnmarshalJSON decodes targets metadata's signed part and sets each

@@ -130,12 +130,12 @@ func (c *Client) Role(ctx context.Context, name string) (*Metadata[TargetsType],
 	if !ok {
 		return nil, fmt.Errorf("role %q: %w: snapshot does not list it", name, ErrMalformed)
 	}
-	_, raw, err := c.loadTargetsRole(ctx, name, rk, pin)
+	md, raw, err := c.loadTargetsRole(ctx, name, rk, pin)
 	if err != nil {
 		return nil, err
 	}
 	c.delegated[name] = raw
-	return decodeMetadata[TargetsType](raw)
+	return md, nil // parsed afresh by loadTargetsRole: the caller's copy
 }
 
 // DelegatedRoles returns the names of the roles the top-level targets role

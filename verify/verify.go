@@ -114,7 +114,7 @@ func Bundle(ctx context.Context, r io.Reader, opts Options) (*Report, error) {
 	rep := report(t, "bundle")
 	rep.Checks = append([]string{CheckFormat}, rep.Checks...)
 	for _, r := range rep.Roles {
-		if (r.Role == "timestamp" || r.Role == "snapshot") && !opts.RequireTimestamp {
+		if (r.Role == trust.RoleTimestamp || r.Role == trust.RoleSnapshot) && !opts.RequireTimestamp {
 			continue
 		}
 		if rep.ExpiringRole == "" || r.Expires.Before(rep.InstallsUntil) {
