@@ -85,7 +85,7 @@ func newDevice(t testing.TB, v *vendor, initial []byte) string {
 		Boot:       device.BootConfig{Backend: boot.BackendSim, Path: "bootstate"},
 		Health:     device.HealthConfig{Command: []string{"sh", "-c", "test ! -e fail-health"}, Timeout: 10 * time.Second},
 	}
-	src, err := verify.OpenBundle(bytes.NewReader(initial), 0)
+	src, err := verify.OpenBundle(bytes.NewReader(initial))
 	if err != nil {
 		t.Fatal(err)
 	}

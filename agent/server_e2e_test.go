@@ -86,7 +86,7 @@ func TestAgentWithRealServer(t *testing.T) {
 		Boot:   device.BootConfig{Backend: boot.BackendSim, Path: "bootstate"},
 		Health: device.HealthConfig{Command: []string{"sh", "-c", "test ! -e fail-health"}, Timeout: 10 * time.Second},
 	}
-	src, err := verify.OpenBundle(strings.NewReader(bundle.String()), 0)
+	src, err := verify.OpenBundle(strings.NewReader(bundle.String()))
 	if err != nil {
 		t.Fatal(err)
 	}

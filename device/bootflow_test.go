@@ -179,7 +179,7 @@ func TestBootSurvivesRotationAndExpiry(t *testing.T) {
 	b12 := v.release("1.2.0", 1, testImage(3, imgSize), nil)
 
 	// The device learns the rotation (a refresh, as a polling agent does).
-	src, err := verify.OpenBundle(bytes.NewReader(b12), 0)
+	src, err := verify.OpenBundle(bytes.NewReader(b12))
 	if err != nil {
 		t.Fatal(err)
 	}

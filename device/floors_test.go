@@ -115,7 +115,7 @@ func (fx *floorsFixture) device(t *testing.T) *Device {
 	t.Helper()
 	d := provision(t, durable.NewMem(), testConfig("/dev", 1<<20), fx.v.factoryRoot, fx.b10)
 	mustBoot(t, d)
-	src, err := verify.OpenBundle(bytes.NewReader(fx.trusted), 0)
+	src, err := verify.OpenBundle(bytes.NewReader(fx.trusted))
 	if err != nil {
 		t.Fatal(err)
 	}

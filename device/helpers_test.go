@@ -92,7 +92,7 @@ func provision(t testing.TB, fsys durable.FS, cfg *Config, factoryRoot, initial 
 	t.Helper()
 	po := ProvisionOptions{FactoryRoot: factoryRoot, CreateSlots: true}
 	if initial != nil {
-		src, err := verify.OpenBundle(bytes.NewReader(initial), 0)
+		src, err := verify.OpenBundle(bytes.NewReader(initial))
 		if err != nil {
 			t.Fatal(err)
 		}

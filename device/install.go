@@ -305,7 +305,7 @@ func (d *Device) Install(ctx context.Context, src trust.Source, targetPath strin
 // transport limit, verify.MaxPayloadSize; the slot check bounds the
 // installed image) and installs it with Install.
 func (d *Device) InstallBundle(ctx context.Context, r io.Reader, opt InstallOptions) (*InstallResult, error) {
-	src, err := verify.OpenBundle(r, 0)
+	src, err := verify.OpenBundle(r)
 	if err != nil {
 		err = refused(err, "")
 		d.recordResult("install", "", "", err, "")

@@ -90,7 +90,7 @@ func TestLayoutCreateWritesConfigLastAndRefusesANonEmptyDir(t *testing.T) {
 
 func openBundle(t *testing.T, b []byte) *verify.BundleSource {
 	t.Helper()
-	src, err := verify.OpenBundle(bytes.NewReader(b), 0)
+	src, err := verify.OpenBundle(bytes.NewReader(b))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -201,7 +201,7 @@ func New(opts Options) (*Fleet, error) {
 		return nil, err
 	}
 	// Check the initial bundle once, up front.
-	if _, err := verify.OpenBundle(bytes.NewReader(opts.InitialBundle), 0); err != nil {
+	if _, err := verify.OpenBundle(bytes.NewReader(opts.InitialBundle)); err != nil {
 		return nil, fmt.Errorf("%w: initial bundle: %w", ErrOptions, err)
 	}
 	f := &Fleet{opts: opts, wake: make(chan struct{}, 1), devices: make([]*simDevice, opts.Devices)}
@@ -241,7 +241,7 @@ func (f *Fleet) provision(ctx context.Context, idx int) (*simDevice, error) {
 	d := &simDevice{idx: idx, fs: durable.NewMem(),
 		fails:  rand.New(rand.NewPCG(o.Seed, uint64(idx))),
 		jitter: rand.New(rand.NewPCG(o.Seed^jitterStream, uint64(idx)))}
-	src, err := verify.OpenBundle(bytes.NewReader(o.InitialBundle), 0)
+	src, err := verify.OpenBundle(bytes.NewReader(o.InitialBundle))
 	if err != nil {
 		return nil, err
 	}
@@ -554,7 +554,7 @@ func (h *devHeap) Pop() any {
 // BundleProduct returns the product ID of an offline bundle's release (its
 // target path names it; nothing is verified here: provisioning verifies).
 func BundleProduct(bundleData []byte) (string, error) {
-	src, err := verify.OpenBundle(bytes.NewReader(bundleData), 0)
+	src, err := verify.OpenBundle(bytes.NewReader(bundleData))
 	if err != nil {
 		return "", err
 	}

@@ -28,13 +28,12 @@ var _ trust.Source = (*BundleSource)(nil)
 
 // OpenBundle runs the format stage on the bundle in r: it reads the metadata
 // section (no payload byte is consumed) within the bundle format limits,
-// with the payload limited to maxPayload bytes (0: the format limit,
-// MaxPayloadSize). maxPayload is a transport limit: it is never the slot
-// size, which bounds the installed image (Facts.SlotSize, the slot check),
-// not the payload, which may be compressed. Failures are *Error with
-// CheckFormat.
-func OpenBundle(r io.Reader, maxPayload int64) (*BundleSource, error) {
-	br, err := bundle.NewReader(r, bundle.Limits{MaxPayloadSize: maxPayload})
+// the payload within the transport limit (bundle.MaxPayloadSize), never the
+// slot size, which bounds the installed image (Facts.SlotSize, the slot
+// check), not the payload, which may be compressed. Failures are *Error
+// with CheckFormat.
+func OpenBundle(r io.Reader) (*BundleSource, error) {
+	br, err := bundle.NewReader(r, bundle.Limits{})
 	if err != nil {
 		return nil, fail(CheckFormat, err)
 	}

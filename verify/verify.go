@@ -96,7 +96,7 @@ func (o *Options) config(src trust.Source) Config {
 // Bundle verifies an offline bundle read from r, payload and trailer
 // included, with the pipeline a device installs it with. It writes nothing.
 func Bundle(ctx context.Context, r io.Reader, opts Options) (*Report, error) {
-	src, err := OpenBundle(bufio.NewReaderSize(r, payload.BufferSize), 0)
+	src, err := OpenBundle(bufio.NewReaderSize(r, payload.BufferSize))
 	if err != nil {
 		return nil, err
 	}

@@ -666,7 +666,7 @@ func newBoardFor(t *testing.T, backend string, limit int) (*device.Device, *uboo
 	cfg.Model, cfg.HWRev, cfg.Product = v.Model, 1, v.Product
 	cfg.Boot.BootLimit = limit
 	cfg.Health.Command, cfg.Health.Timeout = []string{"true"}, 10*time.Second
-	src, err := verify.OpenBundle(bytes.NewReader(v.Bundle("1.0.0")), 0)
+	src, err := verify.OpenBundle(bytes.NewReader(v.Bundle("1.0.0")))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -352,7 +352,7 @@ func deviceInitFlags(fs *flag.FlagSet) func(*cli.Env, []string) error {
 				return err
 			}
 			defer bundleFile.Close()
-			if src, err = verify.OpenBundle(bufio.NewReaderSize(bundleFile, 1<<20), 0); err != nil {
+			if src, err = verify.OpenBundle(bufio.NewReaderSize(bundleFile, 1<<20)); err != nil {
 				return err
 			}
 			if *product == "" {
