@@ -17,9 +17,14 @@ import (
 
 // Schema limits and defaults. docs/release-metadata.md documents each one.
 const (
-	// SchemaVersion is the only value of the "schema" field this package
-	// accepts. A change that old devices must not misread bumps it.
-	SchemaVersion = 1
+	// SchemaVersion is the newest value of the "schema" field this package
+	// accepts and the one new releases are signed with. A change that old
+	// devices must not misread bumps it. Schema 2 adds the block index
+	// ("index"); schema 1 releases are still accepted.
+	SchemaVersion = 2
+	// SchemaV1 is the first schema: the payload is the installed image
+	// (optionally zstd-compressed), checked by its whole-file digests.
+	SchemaV1 = 1
 	// CustomKey is the key of the Airlock metadata in a TUF target's custom
 	// field. Other top-level keys belong to other tools and are ignored.
 	CustomKey = "airlock"
@@ -118,6 +123,99 @@ type Metadata struct {
 	Notes           string    // at most MaxNotesSize bytes
 	AllowDowngrade  bool      // signed permission to reinstall or downgrade
 	Environment     string    // "", "dev", "staging" or "prod": the trust environment it was signed for
+	// Index is the signed block index of a schema 2 release: the payload
+	// starts with a hash tree (and, compressed, a frame table) against
+	// which every block is verified before it is written. Nil in schema 1.
+	Index *Index
+}
+
+// The block index limits. docs/release-metadata.md, "Block index".
+const (
+	// IndexHash is the only hash algorithm of the tree (dm-verity's name).
+	IndexHash = "sha256"
+	// IndexBlockSize is the only data and hash block size.
+	IndexBlockSize = 4096
+	// MaxSaltSize is dm-verity's salt limit, in bytes.
+	MaxSaltSize = 256
+	// MinFrameSize and MaxFrameSize bound the installed bytes of one zstd
+	// frame of a compressed schema 2 payload (a multiple of
+	// IndexBlockSize): a device holds one compressed and one decompressed
+	// frame in memory per pipeline stage.
+	MinFrameSize = 64 << 10
+	MaxFrameSize = 4 << 20
+	// FrameEntrySize is the size of one frame table entry: the frame's
+	// compressed length (8 bytes, big endian) and its SHA-256.
+	FrameEntrySize = 8 + sha256.Size
+	// MaxIndexBlocks bounds the data blocks of an indexed image (64 GiB).
+	MaxIndexBlocks = 1 << 24
+)
+
+// Index is the signed block index of a schema 2 release. The payload file
+// is the tree (TreeLength bytes, dm-verity format 1 without superblock,
+// top level first), then, for a zstd payload, the frame table (Frames
+// entries of FrameEntrySize bytes), then the data: the installed image's
+// blocks (the last one zero-padded to IndexBlockSize), or the zstd frames,
+// each an independent frame holding FrameSize installed bytes (the last one
+// the rest).
+type Index struct {
+	Salt       []byte            // 0 to MaxSaltSize bytes
+	Root       [sha256.Size]byte // the dm-verity root hash
+	TreeLength int64             // bytes of tree at the start of the payload
+	// FrameSize, Frames and FrameTable describe a zstd payload's frames
+	// (zero for an uncompressed payload): installed bytes per frame, how
+	// many, and the SHA-256 of the frame table.
+	FrameSize  int64
+	Frames     int64
+	FrameTable [sha256.Size]byte
+}
+
+// DataBlocks is the number of IndexBlockSize blocks the installed image
+// covers (the last one zero-padded).
+func (m *Metadata) DataBlocks() int64 {
+	return (m.Installed.Length + IndexBlockSize - 1) / IndexBlockSize
+}
+
+// TreeLength is the size in bytes of the dm-verity tree (format 1, 4 KiB
+// blocks, SHA-256) over blocks data blocks: 0 for one block.
+func TreeLength(blocks int64) int64 {
+	var total int64
+	for n := blocks; n > 1; {
+		n = (n + IndexBlockSize/sha256.Size - 1) / (IndexBlockSize / sha256.Size)
+		total += n
+	}
+	return total * IndexBlockSize
+}
+
+// SlotLength is what the installed release occupies in a slot: the image,
+// and for schema 2 its last block's padding and the tree after it (at
+// HashOffset, as `veritysetup --hash-offset` expects it).
+func (m *Metadata) SlotLength() int64 {
+	if m.Index == nil {
+		return m.Installed.Length
+	}
+	return m.HashOffset() + m.Index.TreeLength
+}
+
+// HashOffset is where a schema 2 release's tree is stored in its slot: the
+// end of the image's last block.
+func (m *Metadata) HashOffset() int64 { return m.DataBlocks() * IndexBlockSize }
+
+// FrameCount is the number of frames of frameSize installed bytes that
+// hold length bytes.
+func FrameCount(length, frameSize int64) int64 {
+	if frameSize <= 0 {
+		return 0
+	}
+	return (length + frameSize - 1) / frameSize
+}
+
+// PayloadDataOffset is where the data starts in a schema 2 payload file:
+// after the tree and the frame table.
+func (m *Metadata) PayloadDataOffset() int64 {
+	if m.Index == nil {
+		return 0
+	}
+	return m.Index.TreeLength + m.Index.Frames*FrameEntrySize
 }
 
 // ChannelOrDefault returns the release channel, DefaultChannel if unset.
@@ -137,8 +235,8 @@ func (m *Metadata) Validate() error {
 	fe := func(field string, format string, args ...any) error {
 		return &FieldError{Field: field, Err: fmt.Errorf(format, args...)}
 	}
-	if m.Schema != SchemaVersion {
-		return fe("schema", "%w %d, this build supports %d", ErrUnsupportedSchema, m.Schema, SchemaVersion)
+	if m.Schema != SchemaV1 && m.Schema != SchemaVersion {
+		return fe("schema", "%w %d, this build supports %d and %d", ErrUnsupportedSchema, m.Schema, SchemaV1, SchemaVersion)
 	}
 	if m.Product.IsZero() {
 		return fe("product", "%w", ErrMissingField)
@@ -189,6 +287,9 @@ func (m *Metadata) Validate() error {
 	if m.Installed.SHA256 == [sha256.Size]byte{} {
 		return fe("installed.sha256", "all zero (unset)")
 	}
+	if err := m.validateIndex(); err != nil {
+		return err
+	}
 	if !m.Created.IsZero() {
 		if y := m.Created.UTC().Year(); y < 0 || y > 9999 {
 			return fe("created", "year %d is outside 0000 to 9999", y)
@@ -207,6 +308,49 @@ func (m *Metadata) Validate() error {
 	}
 	if m.Environment != "" && ValidEnvironment(m.Environment) != nil {
 		return fe("environment", "%q is not dev, staging or prod", m.Environment)
+	}
+	return nil
+}
+
+func (m *Metadata) validateIndex() error {
+	x := m.Index
+	switch {
+	case m.Schema == SchemaV1 && x != nil:
+		return &FieldError{Field: "index", Err: fmt.Errorf("%w: schema 1 has no block index", ErrUnknownField)}
+	case m.Schema == SchemaV1:
+		return nil
+	case x == nil:
+		return &FieldError{Field: "index", Err: ErrMissingField}
+	}
+	fe := func(field string, format string, args ...any) error {
+		return &FieldError{Field: "index." + field, Err: fmt.Errorf(format, args...)}
+	}
+	blocks := m.DataBlocks()
+	if blocks > MaxIndexBlocks {
+		return &FieldError{Field: "installed.length", Err: fmt.Errorf("%d blocks of %d bytes, an indexed image has at most %d", blocks, IndexBlockSize, MaxIndexBlocks)}
+	}
+	if len(x.Salt) > MaxSaltSize {
+		return fe("salt", "%d bytes, the limit is %d", len(x.Salt), MaxSaltSize)
+	}
+	if x.Root == [sha256.Size]byte{} {
+		return fe("root", "all zero (unset)")
+	}
+	if want := TreeLength(blocks); x.TreeLength != want {
+		return fe("tree_length", "%d, the tree over %d blocks is %d bytes", x.TreeLength, blocks, want)
+	}
+	if m.Install.Compression != CompressionZstd {
+		if x.FrameSize != 0 || x.Frames != 0 || x.FrameTable != [sha256.Size]byte{} {
+			return fe("frames", "%w: an uncompressed payload has no frames", ErrUnknownField)
+		}
+		return nil
+	}
+	switch {
+	case x.FrameSize < MinFrameSize || x.FrameSize > MaxFrameSize || x.FrameSize%IndexBlockSize != 0:
+		return fe("frames.size", "%d, want a multiple of %d from %d to %d", x.FrameSize, IndexBlockSize, MinFrameSize, MaxFrameSize)
+	case x.Frames != FrameCount(m.Installed.Length, x.FrameSize):
+		return fe("frames.count", "%d, %d installed bytes make %d frames of %d", x.Frames, m.Installed.Length, FrameCount(m.Installed.Length, x.FrameSize), x.FrameSize)
+	case x.FrameTable == [sha256.Size]byte{}:
+		return fe("frames.sha256", "all zero (unset)")
 	}
 	return nil
 }
@@ -259,6 +403,22 @@ type wireMetadata struct {
 	Notes           string           `json:"notes,omitempty"`
 	AllowDowngrade  bool             `json:"allow_downgrade,omitempty"`
 	Environment     string           `json:"environment,omitempty"`
+	Index           *wireIndex       `json:"index,omitempty"`
+}
+
+type wireIndex struct {
+	Hash       string      `json:"hash"`
+	BlockSize  int         `json:"block_size"`
+	Salt       string      `json:"salt"`
+	Root       string      `json:"root"`
+	TreeLength int64       `json:"tree_length"`
+	Frames     *wireFrames `json:"frames,omitempty"`
+}
+
+type wireFrames struct {
+	Size   int64  `json:"size"`
+	Count  int64  `json:"count"`
+	SHA256 string `json:"sha256"`
 }
 
 type wireDependency struct {
@@ -280,6 +440,10 @@ type wireInstalled struct {
 var (
 	metadataRequired   = []string{"schema", "product", "models", "version", "security_version", "install", "installed"}
 	metadataOptional   = []string{"hw_rev", "channel", "depends", "created", "notes", "allow_downgrade", "environment"}
+	metadataOptional2  = append(slices.Clip(metadataOptional), "index") // schema 2: "index" is required by Validate
+	indexRequired      = []string{"hash", "block_size", "salt", "root", "tree_length"}
+	indexOptional      = []string{"frames"}
+	framesRequired     = []string{"size", "count", "sha256"}
 	dependencyRequired = []string{"component", "min_version"}
 	installRequired    = []string{"kind", "compression"}
 	installedRequired  = []string{"length", "sha256"}
@@ -305,6 +469,13 @@ func MarshalCustom(m *Metadata) (json.RawMessage, error) {
 		Notes:           m.Notes,
 		AllowDowngrade:  m.AllowDowngrade,
 		Environment:     m.Environment,
+	}
+	if x := m.Index; x != nil {
+		w.Index = &wireIndex{Hash: IndexHash, BlockSize: IndexBlockSize, Salt: hex.EncodeToString(x.Salt),
+			Root: hex.EncodeToString(x.Root[:]), TreeLength: x.TreeLength}
+		if x.Frames != 0 {
+			w.Index.Frames = &wireFrames{Size: x.FrameSize, Count: x.Frames, SHA256: hex.EncodeToString(x.FrameTable[:])}
+		}
 	}
 	for _, d := range m.Depends {
 		w.Depends = append(w.Depends, wireDependency{Component: d.Component, MinVersion: d.MinVersion.String()})
@@ -364,12 +535,28 @@ func ParseCustom(raw []byte) (*Metadata, error) {
 	if err := strictjson.Unmarshal(schemaRaw, &schema); err != nil {
 		return nil, &FieldError{Field: "schema", Err: err}
 	}
-	if schema != SchemaVersion {
-		return nil, &FieldError{Field: "schema", Err: fmt.Errorf("%w %d, this build supports %d", ErrUnsupportedSchema, schema, SchemaVersion)}
+	optional := metadataOptional
+	switch schema {
+	case SchemaV1:
+	case SchemaVersion:
+		optional = metadataOptional2
+	default:
+		return nil, &FieldError{Field: "schema", Err: fmt.Errorf("%w %d, this build supports %d and %d", ErrUnsupportedSchema, schema, SchemaV1, SchemaVersion)}
 	}
-	fields, err := objectKeys(body, "", metadataRequired, metadataOptional)
+	fields, err := objectKeys(body, "", metadataRequired, optional)
 	if err != nil {
 		return nil, err
+	}
+	if x, ok := fields["index"]; ok {
+		idx, err := objectKeys(x, "index.", indexRequired, indexOptional)
+		if err != nil {
+			return nil, err
+		}
+		if f, ok := idx["frames"]; ok {
+			if _, err := objectKeys(f, "index.frames.", framesRequired, nil); err != nil {
+				return nil, err
+			}
+		}
 	}
 	if _, err := objectKeys(fields["install"], "install.", installRequired, nil); err != nil {
 		return nil, err
@@ -452,6 +639,11 @@ func (w *wireMetadata) metadata() (*Metadata, error) {
 	if _, err := hex.Decode(m.Installed.SHA256[:], []byte(w.Installed.SHA256)); err != nil {
 		panic("internal error: checked hex does not decode") // isLowerHex passed
 	}
+	if x := w.Index; x != nil {
+		if m.Index, err = x.index(); err != nil {
+			return nil, err
+		}
+	}
 	if w.Created != "" {
 		t, err := time.Parse(time.RFC3339Nano, w.Created)
 		if err != nil || !strings.HasSuffix(w.Created, "Z") {
@@ -463,6 +655,35 @@ func (w *wireMetadata) metadata() (*Metadata, error) {
 		return nil, err
 	}
 	return m, nil
+}
+
+// index converts the wire form of the block index.
+func (x *wireIndex) index() (*Index, error) {
+	if x.Hash != IndexHash {
+		return nil, &FieldError{Field: "index.hash", Err: fmt.Errorf("%q, want %q", x.Hash, IndexHash)}
+	}
+	if x.BlockSize != IndexBlockSize {
+		return nil, &FieldError{Field: "index.block_size", Err: fmt.Errorf("%d, want %d", x.BlockSize, IndexBlockSize)}
+	}
+	out := &Index{TreeLength: x.TreeLength}
+	if len(x.Salt) > 2*MaxSaltSize || len(x.Salt)%2 != 0 || !isLowerHex(x.Salt, len(x.Salt)) {
+		return nil, &FieldError{Field: "index.salt", Err: fmt.Errorf("want up to %d lowercase hex digits, an even number", 2*MaxSaltSize)}
+	}
+	if x.Salt != "" {
+		out.Salt, _ = hex.DecodeString(x.Salt)
+	}
+	if !isLowerHex(x.Root, 2*sha256.Size) {
+		return nil, &FieldError{Field: "index.root", Err: fmt.Errorf("want %d lowercase hex digits, got %q", 2*sha256.Size, x.Root)}
+	}
+	hex.Decode(out.Root[:], []byte(x.Root))
+	if f := x.Frames; f != nil {
+		if !isLowerHex(f.SHA256, 2*sha256.Size) {
+			return nil, &FieldError{Field: "index.frames.sha256", Err: fmt.Errorf("want %d lowercase hex digits, got %q", 2*sha256.Size, f.SHA256)}
+		}
+		hex.Decode(out.FrameTable[:], []byte(f.SHA256))
+		out.FrameSize, out.Frames = f.Size, f.Count
+	}
+	return out, nil
 }
 
 func isLowerHex(s string, n int) bool {

@@ -47,7 +47,7 @@ func testSHA256() [sha256.Size]byte {
 
 func validMetadata() *Metadata {
 	return &Metadata{
-		Schema:          SchemaVersion,
+		Schema:          SchemaV1,
 		Product:         mustProduct("acme/router-x1"),
 		Models:          []string{"x1", "x1-pro"},
 		HWRev:           mustHWRange(">=2 <4"),
@@ -200,7 +200,7 @@ func TestParseCustomRejects(t *testing.T) {
 		{"missing installed.sha256", sub(`, "sha256": "`+testDigest+`"`, ``), ErrMissingField, "installed.sha256", ""},
 		{"missing depends min_version", sub(`, "min_version": "2.0.0"`, ``), ErrMissingField, "depends[0].min_version", ""},
 		// Schema.
-		{"schema 2 with new fields", sub(`"schema": 1,`, `"schema": 2, "delta": {},`), ErrUnsupportedSchema, "schema", "unsupported schema 2"},
+		{"schema 3 with new fields", sub(`"schema": 1,`, `"schema": 3, "delta": {},`), ErrUnsupportedSchema, "schema", "unsupported schema 3"},
 		{"schema 0", sub(`"schema": 1,`, `"schema": 0,`), ErrUnsupportedSchema, "schema", ""},
 		{"schema string", sub(`"schema": 1,`, `"schema": "1",`), ErrInvalidMetadata, "schema", ""},
 		{"schema float", sub(`"schema": 1,`, `"schema": 1.0,`), ErrInvalidMetadata, "schema", ""},
@@ -335,7 +335,7 @@ func TestCheckTargetPathBindsProductAndVersion(t *testing.T) {
 }
 
 func FuzzParseCustom(f *testing.F) {
-	for _, s := range []string{validCustom, canonicalCustom, minimalCustom, `{"airlock":{"schema":2}}`, `{}`} {
+	for _, s := range []string{validCustom, canonicalCustom, minimalCustom, indexedCustom, indexedRawCustom, `{"airlock":{"schema":2}}`, `{}`} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, raw []byte) {
