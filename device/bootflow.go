@@ -12,6 +12,7 @@ import (
 	"github.com/airlockfw/airlock/internal/payload"
 	"github.com/airlockfw/airlock/release"
 	"github.com/airlockfw/airlock/trust"
+	"github.com/airlockfw/airlock/verify"
 )
 
 var (
@@ -247,6 +248,15 @@ func (d *Device) verifySlot(slot boot.Slot) (*release.Metadata, error) {
 		return nil, fmt.Errorf("%w: %w", ErrVerify, err)
 	}
 	defer f.Close()
+	if e, ok := verify.IndexedOf(m, 0); ok {
+		// Schema 2: the tree against the signed root, then every block
+		// against the tree on every core; with boot.verify = "tree" only
+		// the tree (dm-verity checks each block when it is read).
+		if err := payload.CheckSlot(f, e, d.cfg.Boot.Verify == VerifyTree); err != nil {
+			return nil, fmt.Errorf("%w: image of %s: %w (corrupted or tampered slot)", ErrVerify, m.Version, err)
+		}
+		return m, nil
+	}
 	if err := payload.HashInstalled(f, m.Installed.Length, m.Installed.SHA256[:]); err != nil {
 		return nil, fmt.Errorf("%w: image of %s: %w (corrupted or tampered slot)", ErrVerify, m.Version, err)
 	}

@@ -108,7 +108,18 @@ type BootConfig struct {
 	RedundOffset int64
 	EnvSize      int64
 	BootLimit    int // trial boot attempts; default boot.DefaultBootLimit
+	// Verify is what boot checks of a schema 2 slot: VerifyFull (every
+	// block against the signed tree, the default) or VerifyTree (only the
+	// tree against the signed root: for devices that open the slot through
+	// the kernel's dm-verity, which checks each block as it is read).
+	Verify string
 }
+
+// Values of BootConfig.Verify (boot.verify in device.toml).
+const (
+	VerifyFull = "full"
+	VerifyTree = "tree"
+)
 
 // HealthConfig is the post-boot health check: a command (no shell) that
 // must exit 0 within Timeout.
@@ -147,6 +158,7 @@ type wireBoot struct {
 	RedundOffset int64  `toml:"redund_offset,omitempty"`
 	EnvSize      int64  `toml:"env_size,omitempty"`
 	BootLimit    int    `toml:"boot_limit,omitempty"`
+	Verify       string `toml:"verify,omitempty"`
 }
 
 type wireHealth struct {
@@ -186,7 +198,8 @@ func ParseConfig(data []byte, dir string) (*Config, error) {
 		BundleFreshness: w.Freshness,
 		Slots:           SlotsConfig{A: w.Slots.A, B: w.Slots.B, Recovery: w.Slots.Recovery, Size: w.Slots.Size},
 		Boot: BootConfig{Backend: w.Boot.Backend, Path: w.Boot.Path, RedundPath: w.Boot.RedundPath,
-			Offset: w.Boot.Offset, RedundOffset: w.Boot.RedundOffset, EnvSize: w.Boot.EnvSize, BootLimit: w.Boot.BootLimit},
+			Offset: w.Boot.Offset, RedundOffset: w.Boot.RedundOffset, EnvSize: w.Boot.EnvSize, BootLimit: w.Boot.BootLimit,
+			Verify: w.Boot.Verify},
 	}
 	if w.HWRev == nil {
 		return nil, fmt.Errorf("%w: hw_rev is required", ErrConfig)
@@ -275,6 +288,9 @@ func (c *Config) Validate() error {
 	if c.WriteChunk < MinWriteChunk || c.WriteChunk > MaxWriteChunk {
 		return bad("write_chunk %d out of range [%d, %d]", c.WriteChunk, MinWriteChunk, MaxWriteChunk)
 	}
+	if v := c.Boot.Verify; v != "" && v != VerifyFull && v != VerifyTree {
+		return bad("boot.verify %q: want %q or %q", v, VerifyFull, VerifyTree)
+	}
 	if c.Boot.BootLimit < 1 || c.Boot.BootLimit > MaxBootLimit {
 		return bad("boot.boot_limit %d out of range [1, 255]", c.Boot.BootLimit)
 	}
@@ -362,7 +378,8 @@ func (c *Config) Marshal() ([]byte, error) {
 		StateDir: c.StateDir, WriteChunk: c.WriteChunk, Freshness: c.BundleFreshness,
 		Slots: wireSlots{A: c.Slots.A, B: c.Slots.B, Recovery: c.Slots.Recovery, Size: c.Slots.Size},
 		Boot: wireBoot{Backend: c.Boot.Backend, Path: c.Boot.Path, RedundPath: c.Boot.RedundPath,
-			Offset: c.Boot.Offset, RedundOffset: c.Boot.RedundOffset, EnvSize: c.Boot.EnvSize, BootLimit: c.Boot.BootLimit},
+			Offset: c.Boot.Offset, RedundOffset: c.Boot.RedundOffset, EnvSize: c.Boot.EnvSize, BootLimit: c.Boot.BootLimit,
+			Verify: c.Boot.Verify},
 	}
 	for name, v := range c.Components {
 		if w.Components == nil {

@@ -392,15 +392,26 @@ func (d *Device) writeSlot(name string, p *verify.Payload) (payload.Result, erro
 	if err != nil {
 		return payload.Result{}, &InstallError{Check: CheckSlot, Err: err}
 	}
-	f, err := openSlot(d.fsys, d.cfg, s, os.O_WRONLY) // the slot rule (slots.go); the error wraps ErrSlot
+	_, indexed := p.Target().Indexed()
+	flag := os.O_WRONLY
+	if indexed {
+		flag = os.O_RDWR // the tree is read back while blocks are checked
+	}
+	f, err := openSlot(d.fsys, d.cfg, s, flag) // the slot rule (slots.go); the error wraps ErrSlot
 	if err != nil {
 		return payload.Result{}, &InstallError{Check: CheckSlot, Slot: s, Err: err}
 	}
 	defer f.Close()
-	aw := newAsyncWriter(f, int(d.cfg.WriteChunk), func(off, n int64) { durable.StartWriteback(f, off, n) })
-	res, err := verify.CopyPayload(aw, p)
-	if werr := aw.Close(); err == nil && werr != nil {
-		err = fmt.Errorf("%w: %w", errSlotIO, werr)
+	var res payload.Result
+	if indexed {
+		// Schema 2: every block verified before it is written.
+		res, err = verify.InstallPayload(slotIO{f}, p, payload.CopyOptions{Written: func(off, n int64) { durable.StartWriteback(f, off, n) }})
+	} else {
+		aw := newAsyncWriter(f, int(d.cfg.WriteChunk), func(off, n int64) { durable.StartWriteback(f, off, n) })
+		res, err = verify.CopyPayload(aw, p)
+		if werr := aw.Close(); err == nil && werr != nil {
+			err = fmt.Errorf("%w: %w", errSlotIO, werr)
+		}
 	}
 	if err != nil {
 		return res, err
@@ -412,6 +423,25 @@ func (d *Device) writeSlot(name string, p *verify.Payload) (payload.Result, erro
 		return res, fmt.Errorf("%w: failed to close slot: %w", errSlotIO, err)
 	}
 	return res, nil
+}
+
+// slotIO marks the slot's own read and write errors as errSlotIO.
+type slotIO struct{ f durable.File }
+
+func (s slotIO) WriteAt(b []byte, off int64) (int, error) {
+	n, err := s.f.WriteAt(b, off)
+	if err != nil {
+		err = fmt.Errorf("%w: %w", errSlotIO, err)
+	}
+	return n, err
+}
+
+func (s slotIO) ReadAt(b []byte, off int64) (int, error) {
+	n, err := s.f.ReadAt(b, off)
+	if err != nil && !(err == io.EOF && n == len(b)) {
+		err = fmt.Errorf("%w: %w", errSlotIO, err)
+	}
+	return n, err
 }
 
 // asyncWriter writes to w in pieces of exactly chunk bytes (the last one may

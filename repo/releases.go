@@ -50,7 +50,14 @@ type ReleaseOptions struct {
 	Channel         string   // "" for release.DefaultChannel
 	Depends         []string // "COMPONENT>=VERSION"
 	Compress        string   // CompressNone or CompressZstd
-	Notes           string
+	// Schema is the release metadata schema: 0 or release.SchemaVersion
+	// (2: the block-indexed payload devices verify before they write) or
+	// release.SchemaV1 (a plain payload, for devices older than schema 2).
+	Schema int
+	// FrameSize is the installed bytes per zstd frame of a compressed
+	// schema 2 payload (0: payload.DefaultFrameSize).
+	FrameSize int64
+	Notes     string
 	// AllowDowngrade permits a version not greater than the newest release
 	// of the product; it is recorded (signed) in the release metadata.
 	AllowDowngrade bool
@@ -115,6 +122,25 @@ func (r *Repo) addRelease(opts ReleaseOptions) (*ReleaseInfo, error) {
 	if opts.Compress != CompressNone && opts.Compress != CompressZstd {
 		return nil, fmt.Errorf("%w: compression %q (want none or zstd)", ErrInvalidOptions, opts.Compress)
 	}
+	schema := opts.Schema
+	switch schema {
+	case 0:
+		schema = release.SchemaVersion
+	case release.SchemaV1, release.SchemaVersion:
+	default:
+		return nil, fmt.Errorf("%w: schema %d (want %d or %d)", ErrInvalidOptions, schema, release.SchemaV1, release.SchemaVersion)
+	}
+	frameSize := int64(0)
+	if schema != release.SchemaV1 && opts.Compress == CompressZstd {
+		if frameSize = opts.FrameSize; frameSize == 0 {
+			frameSize = payload.DefaultFrameSize
+		}
+		if frameSize < release.MinFrameSize || frameSize > release.MaxFrameSize || frameSize%release.IndexBlockSize != 0 {
+			return nil, fmt.Errorf("%w: frame size %d (want a multiple of %d from %d to %d)", ErrInvalidOptions, frameSize, release.IndexBlockSize, release.MinFrameSize, release.MaxFrameSize)
+		}
+	} else if opts.FrameSize != 0 {
+		return nil, fmt.Errorf("%w: a frame size is for compressed schema 2 releases only", ErrInvalidOptions)
+	}
 	if len(opts.Signers) == 0 {
 		return nil, fmt.Errorf("%w: at least one product key must sign", ErrInvalidOptions)
 	}
@@ -128,7 +154,7 @@ func (r *Repo) addRelease(opts ReleaseOptions) (*ReleaseInfo, error) {
 		}
 	}
 	meta := &release.Metadata{
-		Schema: release.SchemaVersion, Product: p, Models: opts.Models, Version: v,
+		Schema: schema, Product: p, Models: opts.Models, Version: v,
 		SecurityVersion: opts.SecurityVersion, Channel: opts.Channel, Notes: opts.Notes,
 		AllowDowngrade: opts.AllowDowngrade, Created: r.now(), Environment: r.Environment(),
 		Install: release.Install{Kind: release.InstallRaw, Compression: release.CompressionNone},
@@ -177,11 +203,19 @@ func (r *Repo) addRelease(opts ReleaseOptions) (*ReleaseInfo, error) {
 	}
 	// Validate the metadata before streaming a large image.
 	meta.Installed = release.Installed{Length: 1, SHA256: [32]byte{1}}
+	var salt []byte
+	if schema != release.SchemaV1 {
+		salt = ProductSalt(p)
+		meta.Index = &release.Index{Salt: salt, Root: [32]byte{1}}
+		if frameSize > 0 {
+			meta.Index.FrameSize, meta.Index.Frames, meta.Index.FrameTable = frameSize, 1, [32]byte{1}
+		}
+	}
 	if err := meta.Validate(); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidOptions, err)
 	}
 
-	st, err := r.streamImage(opts.ImagePath, path.Dir(targetPath), fileName, opts.Compress == CompressZstd)
+	st, err := r.streamImage(opts.ImagePath, path.Dir(targetPath), fileName, layout{compress: opts.Compress == CompressZstd, indexed: schema != release.SchemaV1, salt: salt, frameSize: frameSize})
 	if err != nil {
 		return nil, err
 	}
@@ -192,6 +226,9 @@ func (r *Repo) addRelease(opts ReleaseOptions) (*ReleaseInfo, error) {
 		}
 	}()
 	meta.Installed = release.Installed{Length: st.rawLength, SHA256: st.rawSHA256}
+	if b := st.index; b != nil {
+		meta.Index = &release.Index{Salt: salt, Root: b.Root, TreeLength: b.TreeLength, FrameSize: b.FrameSize, Frames: b.Frames, FrameTable: b.FrameTable}
+	}
 	custom, err := release.MarshalCustom(meta)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidOptions, err)
@@ -222,6 +259,25 @@ type streamed struct {
 	sha256    [32]byte
 	rawLength int64
 	rawSHA256 [32]byte
+	index     *payload.Built // schema 2
+}
+
+// layout is how a payload is laid out: compressed or not, and for schema
+// 2 indexed with the product's salt and frame size.
+type layout struct {
+	compress  bool
+	indexed   bool
+	salt      []byte
+	frameSize int64
+}
+
+// ProductSalt is the dm-verity salt of every schema 2 release of product
+// p: fixed per product, so that a block unchanged between two releases has
+// the same digest in both trees and a device can reuse it (delta updates).
+// It is not secret.
+func ProductSalt(p release.Product) []byte {
+	sum := sha256.Sum256([]byte("airlock verity salt\x00" + p.String()))
+	return sum[:]
 }
 
 type countingWriter struct {
@@ -242,7 +298,7 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 // not reach a staged or published release, and the file's mode is left
 // alone. An image that changes (size or modification time) while it is added
 // is refused: the copy would hold a mix of two builds.
-func (r *Repo) streamImage(src, dir, fileName string, compress bool) (*streamed, error) {
+func (r *Repo) streamImage(src, dir, fileName string, lay layout) (*streamed, error) {
 	in, err := os.Open(src)
 	if err != nil {
 		return nil, fmt.Errorf("failed to open image: %w", err)
@@ -260,7 +316,12 @@ func (r *Repo) streamImage(src, dir, fileName string, compress bool) (*streamed,
 	if r.opts.Progress != nil {
 		progress = r.opts.Progress(before.Size())
 	}
-	st, err := stageImage(fsys, in, outDir, fileName, compress, progress)
+	var st *streamed
+	if lay.indexed {
+		st, err = stageIndexed(fsys, in, before.Size(), outDir, fileName, lay, progress)
+	} else {
+		st, err = stageImage(fsys, in, outDir, fileName, lay.compress, progress)
+	}
 	if err != nil {
 		if errors.Is(err, errEmptyImage) {
 			return nil, fmt.Errorf("%w: image %s is empty", ErrInvalidOptions, src)
@@ -311,6 +372,40 @@ func stageImage(fsys durable.FS, in io.Reader, outDir, fileName string, compress
 	if st.rawLength == 0 {
 		return nil, errEmptyImage
 	}
+	st.path = filepath.Join(outDir, hex.EncodeToString(st.sha256[:])+"."+fileName)
+	if err := f.Commit(st.path); err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+// stageIndexed writes the schema 2 payload of the image (length bytes
+// read from in) into outDir crash-safely, as stageImage does: the tree,
+// the frame table and the frames (or the raw image), then hashes the file
+// for its TUF target digest.
+func stageIndexed(fsys durable.FS, in io.Reader, length int64, outDir, fileName string, lay layout, progress io.Writer) (*streamed, error) {
+	if length == 0 {
+		return nil, errEmptyImage
+	}
+	f, err := durable.CreateTemp(fsys, outDir, FileMode)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Abort() // no-op after the commit
+	b, err := payload.BuildIndexed(f.File(), in, length, payload.BuildOptions{Salt: lay.salt, FrameSize: lay.frameSize, Progress: progress})
+	if err != nil {
+		return nil, fmt.Errorf("failed to build the payload: %w", err)
+	}
+	rf, err := fsys.OpenFile(f.Name(), os.O_RDONLY, 0)
+	if err != nil {
+		return nil, fmt.Errorf("failed to read the staged payload: %w", err)
+	}
+	sum, err := payload.HashFile(rf, b.Length)
+	rf.Close()
+	if err != nil {
+		return nil, fmt.Errorf("failed to read the staged payload: %w", err)
+	}
+	st := &streamed{length: b.Length, sha256: sum, rawLength: b.InstalledLength, rawSHA256: b.InstalledSHA256, index: b}
 	st.path = filepath.Join(outDir, hex.EncodeToString(st.sha256[:])+"."+fileName)
 	if err := f.Commit(st.path); err != nil {
 		return nil, err

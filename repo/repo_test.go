@@ -174,6 +174,11 @@ func TestThresholdReleaseIsStandardTUF(t *testing.T) {
 				t.Fatalf("zstd release: compression %q path %q", meta.Install.Compression, info.TargetPath)
 			}
 			in, _ := os.Open(dst)
+			// Schema 2: the frames after the tree and the frame table are
+			// one zstd stream of the image.
+			if _, err := in.Seek(meta.PayloadDataOffset(), io.SeekStart); err != nil {
+				t.Fatal(err)
+			}
 			dec, err := zstd.NewReader(in)
 			if err != nil {
 				t.Fatal(err)

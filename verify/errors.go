@@ -80,6 +80,7 @@ var refusals = []error{
 	release.ErrInvalidTargetPath, release.ErrInvalidVersion, release.ErrInvalidHWRange, release.ErrInvalidDependency,
 	release.ErrUnsupportedSchema, release.ErrUnknownField, release.ErrMissingField,
 	payload.ErrLength, payload.ErrHash, payload.ErrInstalledLength, payload.ErrInstalledHash, payload.ErrNoHash, payload.ErrCompression,
+	payload.ErrFrame, payload.ErrFrameTable,
 	bundle.ErrMagic, bundle.ErrVersion, bundle.ErrLimit, bundle.ErrTruncated, bundle.ErrMalformed, bundle.ErrHeaderDigest, bundle.ErrTrailer,
 }
 

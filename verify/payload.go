@@ -4,11 +4,14 @@ import (
 	"context"
 	"crypto/subtle"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
+	"os"
 
 	"github.com/airlockfw/airlock/bundle"
 	"github.com/airlockfw/airlock/internal/payload"
+	"github.com/airlockfw/airlock/release"
 )
 
 // Expect converts a checked target into what the payload stage verifies.
@@ -23,6 +26,28 @@ func (t *Target) Expect() payload.Expect {
 	return e
 }
 
+// Indexed converts a checked schema 2 target into what the payload stage
+// verifies; ok is false for a schema 1 target.
+func (t *Target) Indexed() (e payload.Indexed, ok bool) {
+	return IndexedOf(t.Release, t.File.Length)
+}
+
+// IndexedOf converts verified schema 2 release metadata, whose payload is
+// length bytes, into what the payload stage and the boot check verify; ok
+// is false for schema 1.
+func IndexedOf(m *release.Metadata, length int64) (e payload.Indexed, ok bool) {
+	x := m.Index
+	if x == nil {
+		return e, false
+	}
+	e = payload.Indexed{Length: length, InstalledLength: m.Installed.Length, Salt: x.Salt, Root: x.Root[:],
+		TreeLength: x.TreeLength, FrameSize: x.FrameSize, Frames: x.Frames}
+	if x.Frames > 0 {
+		e.FrameTable = x.FrameTable[:]
+	}
+	return e, true
+}
+
 // Payload is an opened payload stream of a checked target. Its bytes are
 // untrusted until CopyPayload returned nil.
 type Payload struct {
@@ -30,6 +55,9 @@ type Payload struct {
 	rc io.ReadCloser
 	bs *BundleSource // nil unless the source is a bundle
 }
+
+// Target returns the checked target whose payload this is.
+func (p *Payload) Target() *Target { return p.t }
 
 // Close closes the stream.
 func (p *Payload) Close() error { return p.rc.Close() }
@@ -69,35 +97,95 @@ func OpenPayload(ctx context.Context, t *Target) (*Payload, error) {
 	return p, nil
 }
 
-// CopyPayload runs the payload stage: it streams p into dst (the installed
-// bytes: decompressed when the release says so) while checking the length
-// and every listed digest of the transport bytes and the installed image's
-// length and digest, then reads the source to its end: a bundle's trailer
-// (magic, length, payload digest) must be right and nothing may follow it.
-// Memory is constant. On any error the bytes written to dst are untrusted.
-// Failures are *Error: CheckFormat for a bundle's framing, CheckPayload for
-// everything else (errors of dst are wrapped unchanged, for the caller to
-// classify).
+// CopyPayload runs the payload stage without a slot (`airlock verify`):
+// it streams p, verifying it as InstallPayload does, and writes the
+// installed bytes to dst (a progress display, or io.Discard). A schema 2
+// payload's hash tree is kept in a temporary file meanwhile, so memory
+// stays constant. Failures are as InstallPayload's.
 func CopyPayload(dst io.Writer, p *Payload) (payload.Result, error) {
-	res, err := payload.Copy(dst, p.rc, p.t.Expect())
+	e, ok := p.t.Indexed()
+	if !ok {
+		res, err := payload.Copy(dst, p.rc, p.t.Expect())
+		if err != nil {
+			return res, classify(err)
+		}
+		return res, p.finish()
+	}
+	tmp, err := os.CreateTemp("", "airlock-verify-tree-*")
+	if err != nil {
+		return payload.Result{}, fail(CheckPayload, fmt.Errorf("failed to create a file for the hash tree: %w", err))
+	}
+	defer os.Remove(tmp.Name())
+	defer tmp.Close()
+	return p.install(treeFile{f: tmp, hashOff: e.HashOffset()}, e, payload.CopyOptions{Progress: dst})
+}
+
+// InstallPayload runs the payload stage of a schema 2 target into slot,
+// the inactive slot: every block is verified against the signed tree before
+// it is written (payload.CopyIndexed; the tree goes to the slot after the
+// image), then the source is read to its end: a bundle's trailer (magic,
+// length, payload digest) must be right and nothing may follow it. Memory
+// is constant. On any error the slot is untrusted. Failures are *Error:
+// CheckFormat for a bundle's framing, CheckPayload for everything else
+// (errors of the slot are wrapped unchanged, for the caller to classify).
+// A schema 1 payload, verified only at its end, is streamed with
+// CopyPayload instead.
+func InstallPayload(slot payload.Slot, p *Payload, o payload.CopyOptions) (payload.Result, error) {
+	e, ok := p.t.Indexed()
+	if !ok {
+		return payload.Result{}, fail(CheckPayload, errors.New("internal error: a schema 1 payload is streamed with CopyPayload"))
+	}
+	return p.install(slot, e, o)
+}
+
+func (p *Payload) install(slot payload.Slot, e payload.Indexed, o payload.CopyOptions) (payload.Result, error) {
+	res, err := payload.CopyIndexed(slot, p.rc, e, o)
 	if err != nil {
 		return res, classify(err)
 	}
+	return res, p.finish()
+}
+
+// finish reads the source to its end and checks a bundle's trailer digest
+// against the signed target digest (a comparison: the payload itself was
+// verified already).
+func (p *Payload) finish() error {
 	if err := expectEOF(p.rc); err != nil {
-		return res, classify(err)
+		return classify(err)
 	}
 	if p.bs != nil {
 		if want := p.t.File.Hashes["sha256"]; len(want) > 0 {
 			got, ok := p.bs.br.TrailerDigest()
 			if !ok || subtle.ConstantTimeCompare(got, want) != 1 {
-				return res, fail(CheckFormat, fmt.Errorf("bundle: the trailer's payload SHA-256 does not match the payload; the trailer is damaged: %w", bundle.ErrTrailer))
+				return fail(CheckFormat, fmt.Errorf("bundle: the trailer's payload SHA-256 does not match the payload; the trailer is damaged: %w", bundle.ErrTrailer))
 			}
 		}
 	}
-	return res, nil
+	return nil
 }
 
-// MaxTrailingRead bounds what expectEOF reads.
+// treeFile is the slot of a verification without one: image blocks are
+// dropped (after CopyIndexed verified them), the tree is kept in a file.
+type treeFile struct {
+	f       *os.File
+	hashOff int64
+}
+
+func (t treeFile) WriteAt(b []byte, off int64) (int, error) {
+	if off < t.hashOff {
+		return len(b), nil
+	}
+	return t.f.WriteAt(b, off-t.hashOff)
+}
+
+func (t treeFile) ReadAt(b []byte, off int64) (int, error) {
+	if off < t.hashOff {
+		return 0, fmt.Errorf("internal error: image read at %d from a verification without a slot", off)
+	}
+	return t.f.ReadAt(b, off-t.hashOff)
+}
+
+// maxTrailingRead bounds what expectEOF reads.
 const maxTrailingRead = 1
 
 // expectEOF checks that r has nothing left (a bundle checks its trailer on

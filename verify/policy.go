@@ -93,9 +93,13 @@ func (f Facts) check(m *release.Metadata, length int64, env string) error {
 		got, lim := bytesize.Pair(length, MaxPayloadSize)
 		return fail(CheckSlot, fmt.Errorf("%w: the payload is %s, more than the %s a bundle may carry", ErrPayloadTooLarge, got, lim))
 	}
-	if f.SlotSize > 0 && m.Installed.Length > f.SlotSize {
-		got, lim := bytesize.Pair(m.Installed.Length, f.SlotSize)
-		return fail(CheckSlot, fmt.Errorf("%w: the image is %s installed but the slot holds %s (slots.size in device.toml)", ErrSlotTooSmall, got, lim))
+	if f.SlotSize > 0 && m.SlotLength() > f.SlotSize {
+		got, lim := bytesize.Pair(m.SlotLength(), f.SlotSize)
+		what := "the image is"
+		if m.Index != nil {
+			what = "the image and its hash tree are"
+		}
+		return fail(CheckSlot, fmt.Errorf("%w: %s %s installed but the slot holds %s (slots.size in device.toml)", ErrSlotTooSmall, what, got, lim))
 	}
 	return nil
 }

@@ -115,7 +115,7 @@ func CopyIndexed(dst Slot, src io.Reader, e Indexed, o CopyOptions) (Result, err
 	counted := &countingReader{r: io.LimitReader(src, e.Length)}
 	tree, err := verity.ReadTree(counted, p, e.Root, dst, e.HashOffset())
 	if err != nil {
-		return res, sourceErr(counted, err)
+		return res, mismatch(sourceErr(counted, err))
 	}
 	pl := &pipeline{dst: dst, tree: tree, e: &e, o: o}
 	if e.Frames == 0 {
@@ -125,16 +125,27 @@ func CopyIndexed(dst Slot, src io.Reader, e Indexed, o CopyOptions) (Result, err
 	}
 	res.TransportBytes, res.InstalledBytes = counted.n, pl.written
 	if err != nil {
-		return res, sourceErr(counted, err)
+		return res, mismatch(sourceErr(counted, err))
 	}
 	var one [1]byte
-	switch n, err := src.Read(one[:]); {
+	switch n, err := io.ReadFull(src, one[:]); {
 	case n > 0:
 		return res, tooLong(e.Length)
-	case err != nil && err != io.EOF:
+	case err != io.EOF:
 		return res, err
 	}
 	return res, nil
+}
+
+// mismatch makes a tree, block or frame mismatch an ErrHash too: the
+// payload does not match the signed release, whichever check saw it.
+func mismatch(err error) error {
+	for _, s := range []error{verity.ErrTree, verity.ErrBlock, ErrFrame, ErrFrameTable} {
+		if errors.Is(err, s) && !errors.Is(err, ErrHash) {
+			return fmt.Errorf("%w: %w", ErrHash, err)
+		}
+	}
+	return err
 }
 
 // sourceErr prefers the source's own failure (a dropped connection, a

@@ -71,6 +71,7 @@ type wireBoot struct {
 	RedundOffset int64  `toml:"redund_offset,omitempty"`
 	EnvSize      int64  `toml:"env_size,omitempty"`
 	BootLimit    int    `toml:"boot_limit,omitempty"`
+	Verify       string `toml:"verify,omitempty"`
 }
 
 type wireHealth struct {
