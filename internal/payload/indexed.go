@@ -416,7 +416,7 @@ func CheckSlot(slot io.ReaderAt, e Indexed, treeOnly bool) error {
 	}
 	tree, err := verity.ReadTree(io.NewSectionReader(slot, e.HashOffset(), e.TreeLength), p, e.Root, discardAt{}, e.HashOffset())
 	if err != nil {
-		return err
+		return fmt.Errorf("%w: %w", ErrInstalledHash, err)
 	}
 	if treeOnly {
 		return nil
@@ -432,7 +432,7 @@ func CheckSlot(slot io.ReaderAt, e Indexed, treeOnly bool) error {
 		}
 		// The padding of the last block must be zero too: dm-verity reads it.
 		if err := tree.Check(slot, first, buf[:n]); err != nil {
-			return err
+			return fmt.Errorf("%w: %w", ErrInstalledHash, err)
 		}
 	}
 	return nil
