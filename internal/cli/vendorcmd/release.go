@@ -20,14 +20,23 @@ var releaseAddCmd = &cli.Command{
 	Summary: "add a firmware release to a product (staged until its threshold signs)",
 	Usage: `Usage: airlock release add --dir REPO --product PRODUCT --image FILE --version SEMVER
          --security-version N --model MODEL... [--hw-rev RANGE] [--channel C]
-         [--depends COMPONENT>=VERSION]... [--compress zstd] [--notes TEXT]
-         [--allow-downgrade] [--copy] --key KEY... [--keyring FILE] [--passphrase-file FILE]
+         [--depends COMPONENT>=VERSION]... [--compress zstd] [--frame-size BYTES]
+         [--schema 1|2] [--notes TEXT] [--allow-downgrade] [--copy]
+         --key KEY... [--keyring FILE] [--passphrase-file FILE]
 
 Streams the image once into REPO/staging (compressing it with zstd when
 asked, hashing the raw image and the file devices download), records the
 firmware rules in the TUF target's custom field and signs the product role's
 pending metadata with the given product keys. The target path is
 PRODUCT/VERSION/FILE (FILE.zst when compressed).
+
+The release uses metadata schema 2 unless --schema 1: the payload starts
+with the image's dm-verity hash tree (4 KiB blocks, SHA-256, the product's
+salt), whose root hash is signed, and a compressed payload is cut into
+independent zstd frames of --frame-size installed bytes (default 1 MiB)
+listed with their digests, so that devices verify every block before they
+write it (docs/release-metadata.md, "Block index"). Devices older than
+schema 2 skip schema 2 releases: publish --schema 1 releases for them.
 
 The repository keeps its own copy of the image (a copy-on-write reflink where
 the filesystem supports it, e.g. XFS or Btrfs; a copy otherwise), hashed as
@@ -56,6 +65,9 @@ Flags:
   --channel C                 release channel (default stable)
   --depends COMPONENT>=VER    required component version; repeatable
   --compress zstd             compress the payload
+  --frame-size BYTES          installed bytes per zstd frame, a multiple of 4096 from
+                              64 KiB to 4 MiB (default 1048576; schema 2, --compress zstd)
+  --schema 1|2                release metadata schema (default 2)
   --notes TEXT                release notes (short)
   --allow-downgrade           sign permission to install over newer versions
   --copy                      no effect (the image is always copied); accepted for old scripts
@@ -84,6 +96,8 @@ Example:
 		hwRev := fs.String("hw-rev", "", "")
 		channel := fs.String("channel", "", "")
 		compress := fs.String("compress", "", "")
+		frameSize := fs.Int64("frame-size", 0, "")
+		schema := fs.Int("schema", 0, "")
 		notes := fs.String("notes", "", "")
 		downgrade := fs.Bool("allow-downgrade", false, "")
 		fs.Bool("copy", false, "") // no effect: the image is always copied
@@ -130,7 +144,7 @@ Example:
 			info, err := r.AddRelease(repo.ReleaseOptions{
 				Product: *product, ImagePath: *image, Version: *version, SecurityVersion: uint32(sv),
 				Models: models, HWRev: *hwRev, Channel: *channel, Depends: depends, Compress: *compress,
-				Notes: *notes, AllowDowngrade: *downgrade, Signers: signers,
+				Schema: *schema, FrameSize: *frameSize, Notes: *notes, AllowDowngrade: *downgrade, Signers: signers,
 			})
 			prog.Done()
 			if err != nil {
