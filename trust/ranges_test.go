@@ -344,4 +344,3 @@ func FuzzParseContentRange(f *testing.F) {
 		}
 	})
 }
-
