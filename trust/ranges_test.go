@@ -344,3 +344,33 @@ func FuzzParseContentRange(f *testing.F) {
 		}
 	})
 }
+
+// FuzzCheckRangeResponse: whatever the headers, an accepted answer is a
+// 206 for exactly the range asked for, in the canonical form.
+func FuzzCheckRangeResponse(f *testing.F) {
+	f.Add(206, "bytes 10-19/100", int64(10), "", int64(10), int64(10), int64(100))
+	f.Add(200, "", int64(100), "", int64(0), int64(100), int64(100))
+	f.Add(206, "bytes 0-0/1", int64(1), "multipart/byteranges", int64(0), int64(1), int64(1))
+	f.Fuzz(func(t *testing.T, status int, cr string, cl int64, ct string, off, n, length int64) {
+		if ValidRange(length, off, n) != nil {
+			return // refused before any request
+		}
+		resp := &http.Response{StatusCode: status, Header: http.Header{}, ContentLength: cl}
+		if cr != "" {
+			resp.Header.Set("Content-Range", cr)
+		}
+		if ct != "" {
+			resp.Header.Set("Content-Type", ct)
+		}
+		err := CheckRangeResponse(resp, off, n, length)
+		if err != nil {
+			if status != http.StatusNotFound && !errors.Is(err, ErrRange) {
+				t.Fatalf("refusal %v does not wrap ErrRange", err)
+			}
+			return
+		}
+		if want := fmt.Sprintf("bytes %d-%d/%d", off, off+n-1, length); status != http.StatusPartialContent || cr != want || cl != n {
+			t.Fatalf("accepted %d %q Content-Length %d for %q of %d bytes", status, cr, cl, want, n)
+		}
+	})
+}
