@@ -27,15 +27,15 @@ const (
 	// per consecutive failure up to MaxResumeBackoff.
 	DefaultResumeBackoff = time.Second
 	MaxResumeBackoff     = time.Minute
-	// MaxContentRangeLength bounds the Content-Range header we parse.
-	MaxContentRangeLength = 128
 )
 
 var (
 	// ErrResume is wrapped when a dropped download cannot be resumed safely
 	// (the server answered 200 after bytes were received, or a mismatching
 	// Content-Range, the file changed, or the resume attempts are
-	// exhausted). The install attempt fails; the next poll starts over.
+	// exhausted). The install attempt fails; the next poll starts over. A
+	// ranged read whose resume is refused by trust.CheckRangeResponse
+	// wraps trust.ErrRange too.
 	ErrResume = errors.New("download cannot be resumed")
 	// ErrStalled is wrapped, together with trust.ErrSlowRetrieval, when a
 	// response broke the minimum-throughput rule: no byte, or fewer than
@@ -75,7 +75,8 @@ type DownloadOptions struct {
 }
 
 // HTTPSource is a trust.Source over HTTPS whose target downloads resume
-// with Range requests after a dropped connection or a server restart.
+// with Range requests after a dropped connection or a server restart. It
+// is a trust.RangeSource: ranged reads resume too, inside their range.
 // Metadata is fetched by trust.NewHTTPSourceWithOptions over the same
 // client. Every response, metadata and payload, is under the same
 // minimum-throughput rule (trust.Watchdog); each metadata file also under
@@ -91,7 +92,7 @@ type HTTPSource struct {
 	totals map[string]int64 // announced target lengths, for progress
 }
 
-var _ trust.Source = (*HTTPSource)(nil)
+var _ trust.RangeSource = (*HTTPSource)(nil)
 
 // NewHTTPSource returns a source fetching metadata from metadataURL and
 // targets from targetsURL with client.
@@ -150,14 +151,10 @@ func (s *HTTPSource) announce(targetPath string, length int64) {
 // OpenTarget implements trust.Source: the returned stream resumes by itself.
 // Bytes it returns are untrusted until the caller's pipeline verified them.
 func (s *HTTPSource) OpenTarget(ctx context.Context, targetPath string, hashPrefix string) (io.ReadCloser, error) {
-	if s.targetsURL == "" {
-		return nil, errors.New("no targets URL configured")
-	}
-	p, err := targetURLPath(targetPath, hashPrefix)
+	r, err := s.reader(ctx, targetPath, hashPrefix)
 	if err != nil {
 		return nil, err
 	}
-	r := &resumableReader{ctx: ctx, src: s, url: s.targetsURL + p}
 	s.mu.Lock()
 	r.announced = s.totals[targetPath]
 	s.mu.Unlock()
@@ -172,6 +169,40 @@ func (s *HTTPSource) OpenTarget(ctx context.Context, targetPath string, hashPref
 		s.opts.Progress.Start(targetPath, total)
 	}
 	return r, nil
+}
+
+// OpenTargetRange implements trust.RangeSource: the n bytes from off of the
+// target, each response checked by trust.CheckRangeResponse (status 206,
+// Content-Range start, end and total, Content-Length). After a dropped
+// connection it asks for the rest of the range, bytes=(off+got)-(off+n-1),
+// under the same resume limits, backoff and throughput rule as OpenTarget.
+// It reports no Progress: the caller, which knows how many ranges it
+// reads, does. The bytes are untrusted until the caller verified them (the
+// signed hash tree): the reader guarantees their position and number only.
+func (s *HTTPSource) OpenTargetRange(ctx context.Context, targetPath, hashPrefix string, length, off, n int64) (io.ReadCloser, error) {
+	if err := trust.ValidRange(length, off, n); err != nil {
+		return nil, err
+	}
+	r, err := s.reader(ctx, targetPath, hashPrefix)
+	if err != nil {
+		return nil, err
+	}
+	r.first, r.n, r.total = off, n, length
+	if err := r.open(); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+func (s *HTTPSource) reader(ctx context.Context, targetPath, hashPrefix string) (*resumableReader, error) {
+	if s.targetsURL == "" {
+		return nil, errors.New("no targets URL configured")
+	}
+	p, err := targetURLPath(targetPath, hashPrefix)
+	if err != nil {
+		return nil, err
+	}
+	return &resumableReader{ctx: ctx, src: s, url: s.targetsURL + p}, nil
 }
 
 // targetURLPath builds the escaped URL path of a target (as trust does),
@@ -192,26 +223,29 @@ func targetURLPath(targetPath, hashPrefix string) (string, error) {
 	return strings.Join(segs, "/"), nil
 }
 
-// resumableReader is one target download. off counts the bytes returned
-// to the caller; a resume asks for exactly the bytes after them.
+// resumableReader is one target download, of the whole file or of the n
+// bytes from first (a ranged read). off counts the bytes returned to the
+// caller; a resume asks for exactly the bytes after them (up to the end of
+// the range).
 type resumableReader struct {
 	ctx       context.Context
 	src       *HTTPSource
 	url       string
 	announced int64
+	first, n  int64 // a ranged read; n is 0 for the whole file
 
 	body       io.ReadCloser
 	wd         *trust.Watchdog // of the current request
 	off        int64
 	progressed bool  // the current response delivered bytes
-	total      int64 // from the first response: Content-Length, -1 if unknown
+	total      int64 // the first response's Content-Length (-1 if unknown); of a ranged read, the signed length
 	validator  string
 	resumes    int
 	failures   int
 	closed     bool
 }
 
-// open sends the first request (no Range).
+// open sends the first request (no Range unless a ranged read).
 func (r *resumableReader) open() error {
 	resp, err := r.do(0)
 	if err != nil {
@@ -220,7 +254,13 @@ func (r *resumableReader) open() error {
 		}
 		return err
 	}
-	if resp.StatusCode != http.StatusOK {
+	if r.n > 0 {
+		if err := trust.CheckRangeResponse(resp, r.first, r.n, r.total); err != nil {
+			resp.Body.Close()
+			r.stop()
+			return fmt.Errorf("failed to fetch %q: %w", r.url, err)
+		}
+	} else if resp.StatusCode != http.StatusOK {
 		resp.Body.Close()
 		r.stop()
 		if resp.StatusCode == http.StatusNotFound {
@@ -232,9 +272,12 @@ func (r *resumableReader) open() error {
 	return nil
 }
 
-// start takes a 200 response as the whole file from byte 0.
+// start takes a 200 response as the whole file from byte 0, or the first
+// 206 response of a ranged read.
 func (r *resumableReader) start(resp *http.Response) {
-	r.total = resp.ContentLength
+	if r.n == 0 {
+		r.total = resp.ContentLength
+	}
 	// If-Range needs a strong validator: a strong ETag, else Last-Modified.
 	r.validator = ""
 	if et := resp.Header.Get("ETag"); et != "" && !strings.HasPrefix(et, "W/") {
@@ -245,7 +288,8 @@ func (r *resumableReader) start(resp *http.Response) {
 	r.body = resp.Body
 }
 
-// do sends a GET for the bytes from off on, under the throughput watchdog.
+// do sends a GET for the bytes from off on (to the end of a ranged read),
+// under the throughput watchdog.
 func (r *resumableReader) do(off int64) (*http.Response, error) {
 	ctx, wd := trust.NewWatchdog(r.ctx, r.src.opts.throughput())
 	r.wd = wd
@@ -254,11 +298,13 @@ func (r *resumableReader) do(off int64) (*http.Response, error) {
 		r.stop()
 		return nil, fmt.Errorf("failed to build request: %w", err)
 	}
-	if off > 0 {
+	if r.n > 0 {
+		req.Header.Set("Range", trust.RangeHeader(r.first+off, r.n-off))
+	} else if off > 0 {
 		req.Header.Set("Range", "bytes="+strconv.FormatInt(off, 10)+"-")
-		if r.validator != "" {
-			req.Header.Set("If-Range", r.validator)
-		}
+	}
+	if off > 0 && r.validator != "" {
+		req.Header.Set("If-Range", r.validator)
 	}
 	resp, err := r.src.client.Do(req)
 	if err != nil {
@@ -288,9 +334,9 @@ func (r *resumableReader) why(err error) error {
 func (r *resumableReader) interrupted() error {
 	err := r.ctx.Err()
 	if errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Errorf("%w: download of %q stopped at byte %d: %w", ErrDeadline, r.url, r.off, err)
+		return fmt.Errorf("%w: download of %q stopped at byte %d: %w", ErrDeadline, r.url, r.first+r.off, err)
 	}
-	return fmt.Errorf("download of %q interrupted at byte %d: %w", r.url, r.off, err)
+	return fmt.Errorf("download of %q interrupted at byte %d: %w", r.url, r.first+r.off, err)
 }
 
 func (r *resumableReader) stop() {
@@ -309,10 +355,17 @@ func (r *resumableReader) closeBody() {
 
 // Read implements io.Reader. On a transport error it resumes (bounded);
 // io.EOF is passed through: whether the stream was complete is for the
-// pipeline's length check to say.
+// pipeline's length check to say. A ranged read returns io.EOF after
+// exactly its n bytes, never more; a body that ends before is resumed.
 func (r *resumableReader) Read(p []byte) (int, error) {
 	if r.closed {
 		return 0, errors.New("read after close")
+	}
+	if r.n > 0 {
+		if r.off >= r.n {
+			return 0, io.EOF
+		}
+		p = p[:min(int64(len(p)), r.n-r.off)]
 	}
 	for {
 		if r.body == nil {
@@ -332,8 +385,16 @@ func (r *resumableReader) Read(p []byte) (int, error) {
 		if n > 0 {
 			r.off += int64(n)
 			r.progressed = true
-			if r.src.opts.Progress != nil {
+			if r.src.opts.Progress != nil && r.n == 0 {
 				r.src.opts.Progress.Update(r.off)
+			}
+		}
+		if r.n > 0 {
+			if r.off == r.n {
+				return n, io.EOF
+			}
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
 			}
 		}
 		if err == nil || err == io.EOF {
@@ -357,14 +418,14 @@ func (r *resumableReader) Read(p []byte) (int, error) {
 			return n, r.interrupted()
 		}
 		if r.src.opts.MaxResumeAttempts < 0 {
-			return n, fmt.Errorf("download of %q failed at byte %d: %w", r.url, r.off, err)
+			return n, fmt.Errorf("download of %q failed at byte %d: %w", r.url, r.first+r.off, err)
 		}
 		r.failures++
 		if r.src.opts.Logf != nil {
-			r.src.opts.Logf("download of %s dropped at byte %d (%v); resuming", r.url, r.off, err)
+			r.src.opts.Logf("download of %s dropped at byte %d (%v); resuming", r.url, r.first+r.off, err)
 		}
 		if r.failures > r.src.opts.MaxResumeAttempts {
-			return n, fmt.Errorf("%w: %q failed at byte %d after %d attempts: %w", ErrResume, r.url, r.off, r.failures, err)
+			return n, fmt.Errorf("%w: %q failed at byte %d after %d attempts: %w", ErrResume, r.url, r.first+r.off, r.failures, err)
 		}
 		if n > 0 {
 			return n, nil
@@ -375,7 +436,9 @@ func (r *resumableReader) Read(p []byte) (int, error) {
 // resume waits (backoff), then asks for the bytes from r.off on. It
 // accepts only 206 with a Content-Range starting at r.off whose total
 // matches the first response, or, when no byte was received yet (r.off is
-// 0, so no Range was asked for), a 200: the download restarts.
+// 0, so no Range was asked for), a 200: the download restarts. A ranged
+// read accepts only what trust.CheckRangeResponse accepts for the rest of
+// its range.
 func (r *resumableReader) resume() error {
 	for {
 		if r.resumes >= MaxResumes {
@@ -400,10 +463,10 @@ func (r *resumableReader) resume() error {
 		}
 		r.failures++
 		if r.src.opts.Logf != nil {
-			r.src.opts.Logf("resume of %s at byte %d failed: %v", r.url, r.off, err)
+			r.src.opts.Logf("resume of %s at byte %d failed: %v", r.url, r.first+r.off, err)
 		}
 		if r.failures > r.src.opts.MaxResumeAttempts {
-			return fmt.Errorf("%w: %q at byte %d after %d attempts: %w", ErrResume, r.url, r.off, r.failures, err)
+			return fmt.Errorf("%w: %q at byte %d after %d attempts: %w", ErrResume, r.url, r.first+r.off, r.failures, err)
 		}
 	}
 }
@@ -412,7 +475,14 @@ func (r *resumableReader) accept(resp *http.Response) error {
 	fail := func(format string, args ...any) error {
 		resp.Body.Close()
 		r.stop()
-		return fmt.Errorf("%w: %q at byte %d: %s", ErrResume, r.url, r.off, fmt.Sprintf(format, args...))
+		return fmt.Errorf("%w: %q at byte %d: %w", ErrResume, r.url, r.first+r.off, fmt.Errorf(format, args...))
+	}
+	if r.n > 0 {
+		if err := trust.CheckRangeResponse(resp, r.first+r.off, r.n-r.off, r.total); err != nil {
+			return fail("%w", err)
+		}
+		r.body = resp.Body
+		return nil
 	}
 	switch resp.StatusCode {
 	case http.StatusPartialContent:
@@ -426,9 +496,9 @@ func (r *resumableReader) accept(resp *http.Response) error {
 	default:
 		return fail("HTTP status %d", resp.StatusCode)
 	}
-	start, _, total, err := ParseContentRange(resp.Header.Get("Content-Range"))
+	start, _, total, err := trust.ParseContentRange(resp.Header.Get("Content-Range"))
 	if err != nil {
-		return fail("%v", err)
+		return fail("%w", err)
 	}
 	if start != r.off {
 		return fail("Content-Range starts at %d", start)
@@ -445,52 +515,6 @@ func (r *resumableReader) Close() error {
 	r.closed = true
 	r.closeBody()
 	return nil
-}
-
-// ErrContentRange is wrapped by ParseContentRange errors.
-var ErrContentRange = errors.New("invalid Content-Range")
-
-// ParseContentRange parses "bytes FIRST-LAST/TOTAL" (RFC 9110 14.4) of a
-// 206 response; TOTAL must be known ("*" is refused), FIRST <= LAST < TOTAL.
-func ParseContentRange(s string) (first, last, total int64, err error) {
-	bad := func(why string) (int64, int64, int64, error) {
-		return 0, 0, 0, fmt.Errorf("%w %q: %s", ErrContentRange, truncate(s, MaxContentRangeLength), why)
-	}
-	if len(s) > MaxContentRangeLength {
-		return bad("too long")
-	}
-	rest, ok := strings.CutPrefix(s, "bytes ")
-	if !ok {
-		return bad("unit is not bytes")
-	}
-	rng, tot, ok := strings.Cut(rest, "/")
-	if !ok {
-		return bad("no total")
-	}
-	a, b, ok := strings.Cut(rng, "-")
-	if !ok {
-		return bad("no range")
-	}
-	num := func(v string) (int64, bool) {
-		if v == "" || len(v) > 19 || strings.TrimLeft(v, "0123456789") != "" || (len(v) > 1 && v[0] == '0') {
-			return 0, false
-		}
-		n, err := strconv.ParseInt(v, 10, 64)
-		return n, err == nil
-	}
-	if first, ok = num(a); !ok {
-		return bad("bad first byte position")
-	}
-	if last, ok = num(b); !ok {
-		return bad("bad last byte position")
-	}
-	if total, ok = num(tot); !ok {
-		return bad("bad or unknown total length")
-	}
-	if first > last || last >= total {
-		return bad("range outside the total length")
-	}
-	return first, last, total, nil
 }
 
 func truncate(s string, n int) string {

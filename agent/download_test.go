@@ -293,60 +293,6 @@ func TestRefusedDownloadsInstallNothing(t *testing.T) {
 	}
 }
 
-func TestParseContentRange(t *testing.T) {
-	tests := []struct {
-		in                 string
-		first, last, total int64
-		ok                 bool
-	}{
-		{"bytes 0-9/10", 0, 9, 10, true},
-		{"bytes 100-599/600", 100, 599, 600, true},
-		{"bytes 5-4/10", 0, 0, 0, false},
-		{"bytes 0-10/10", 0, 0, 0, false},
-		{"bytes 0-9/*", 0, 0, 0, false},
-		{"bytes */10", 0, 0, 0, false},
-		{"bytes 01-9/10", 0, 0, 0, false},
-		{"bytes -1-9/10", 0, 0, 0, false},
-		{"bytes +1-9/10", 0, 0, 0, false},
-		{"items 0-9/10", 0, 0, 0, false},
-		{"bytes 0-9/10 ", 0, 0, 0, false},
-		{"bytes 0-99999999999999999999/10", 0, 0, 0, false},
-		{"", 0, 0, 0, false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.in, func(t *testing.T) {
-			f, l, n, err := ParseContentRange(tt.in)
-			if (err == nil) != tt.ok {
-				t.Fatalf("err = %v, want ok=%v", err, tt.ok)
-			}
-			if err != nil && !errors.Is(err, ErrContentRange) {
-				t.Errorf("error %v does not wrap ErrContentRange", err)
-			}
-			if tt.ok && (f != tt.first || l != tt.last || n != tt.total) {
-				t.Errorf("got %d-%d/%d", f, l, n)
-			}
-		})
-	}
-}
-
-func FuzzParseContentRange(f *testing.F) {
-	f.Add("bytes 0-9/10")
-	f.Add("bytes 100-599/600")
-	f.Add("bytes */10")
-	f.Fuzz(func(t *testing.T, s string) {
-		first, last, total, err := ParseContentRange(s)
-		if err != nil {
-			return
-		}
-		if first < 0 || first > last || last >= total {
-			t.Fatalf("accepted an impossible range %d-%d/%d", first, last, total)
-		}
-		if want := fmt.Sprintf("bytes %d-%d/%d", first, last, total); want != s {
-			t.Fatalf("accepted %q, which is not the canonical %q", s, want)
-		}
-	})
-}
-
 // TestStreamIsHandedOverOnce reads a download through cuts with a tiny
 // buffer and checks the bytes are exactly the file: no byte is repeated or
 // skipped across resumes.

@@ -18,6 +18,7 @@ type dirSource struct{ dir string }
 // the local filesystem — dir/metadata and dir/targets, the public/ directory
 // of a repository — under exactly the names the HTTP source requests, so a
 // repository verified from disk is the one a static HTTP server serves.
+// It is a RangeSource.
 func NewDirSource(dir string) Source { return &dirSource{dir: dir} }
 
 func (d *dirSource) FetchMetadata(ctx context.Context, role string, version int64, maxLength int64) ([]byte, error) {
@@ -63,4 +64,17 @@ func (d *dirSource) OpenTarget(ctx context.Context, targetPath string, hashPrefi
 		return nil, err
 	}
 	return f, nil
+}
+
+// OpenTargetRange implements RangeSource: the file opened as OpenTarget
+// opens it, whose size must be length.
+func (d *dirSource) OpenTargetRange(ctx context.Context, targetPath, hashPrefix string, length, off, n int64) (io.ReadCloser, error) {
+	if err := ValidRange(length, off, n); err != nil {
+		return nil, err
+	}
+	rc, err := d.OpenTarget(ctx, targetPath, hashPrefix)
+	if err != nil {
+		return nil, err
+	}
+	return seekRange(rc, targetPath, length, off, n)
 }

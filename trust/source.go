@@ -115,9 +115,13 @@ type watchedBody struct {
 	contentLength int64 // the server's claim, -1 if unknown
 }
 
-// open GETs u with the throughput rule and, if timeout > 0, a deadline
-// for the whole file. The returned body must be closed.
-func (s *httpSource) open(ctx context.Context, u string, timeout time.Duration) (*watchedBody, error) {
+// byteRange is the n bytes from off of a length-byte file (ValidRange).
+type byteRange struct{ off, n, length int64 }
+
+// open GETs u, or the range rng of it if rng is not nil, with the
+// throughput rule and, if timeout > 0, a deadline for the whole file. The
+// returned body must be closed.
+func (s *httpSource) open(ctx context.Context, u string, timeout time.Duration, rng *byteRange) (*watchedBody, error) {
 	b := &watchedBody{parent: ctx, ctx: ctx, stop: func() {}}
 	if timeout > 0 {
 		b.ctx, b.stop = context.WithTimeoutCause(ctx, timeout,
@@ -130,6 +134,9 @@ func (s *httpSource) open(ctx context.Context, u string, timeout time.Duration) 
 		b.Close()
 		return nil, fmt.Errorf("failed to build request: %w", err)
 	}
+	if rng != nil {
+		req.Header.Set("Range", RangeHeader(rng.off, rng.n))
+	}
 	resp, err := s.client.Do(req)
 	wd.Pause()
 	if err != nil {
@@ -139,6 +146,11 @@ func (s *httpSource) open(ctx context.Context, u string, timeout time.Duration) 
 	}
 	b.body = resp.Body
 	switch {
+	case rng != nil:
+		if err := CheckRangeResponse(resp, rng.off, rng.n, rng.length); err != nil {
+			b.Close()
+			return nil, fmt.Errorf("failed to fetch %q: %w", u, err)
+		}
 	case resp.StatusCode == http.StatusNotFound:
 		b.Close()
 		return nil, fmt.Errorf("failed to fetch %q: %w (HTTP 404)", u, ErrNotFound)
@@ -198,7 +210,7 @@ func (s *httpSource) FetchMetadata(ctx context.Context, role string, version int
 	if version > 0 {
 		name = strconv.FormatInt(version, 10) + "." + name
 	}
-	b, err := s.open(ctx, s.metadataURL+name, s.opts.MetadataTimeout)
+	b, err := s.open(ctx, s.metadataURL+name, s.opts.MetadataTimeout, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -248,14 +260,37 @@ func (s *httpSource) OpenTarget(ctx context.Context, targetPath string, hashPref
 	if err != nil {
 		return nil, err
 	}
-	return s.open(ctx, s.targetsURL+p, 0)
+	return s.open(ctx, s.targetsURL+p, 0, nil)
+}
+
+// OpenTargetRange implements RangeSource with one Range request, which must
+// be answered as CheckRangeResponse says (a server that ignores Range is
+// refused, not read to the range). It does not resume a dropped response:
+// the agent's HTTPSource does.
+func (s *httpSource) OpenTargetRange(ctx context.Context, targetPath, hashPrefix string, length, off, n int64) (io.ReadCloser, error) {
+	if err := ValidRange(length, off, n); err != nil {
+		return nil, err
+	}
+	if s.targetsURL == "" {
+		return nil, fmt.Errorf("no targets URL configured")
+	}
+	p, err := targetURLPath(targetPath, hashPrefix)
+	if err != nil {
+		return nil, err
+	}
+	b, err := s.open(ctx, s.targetsURL+p, 0, &byteRange{off, n, length})
+	if err != nil {
+		return nil, err
+	}
+	return &rangeBody{ReadCloser: b, left: n}, nil
 }
 
 // MapSource serves metadata and targets from memory, e.g. an offline bundle.
 // Roots holds root metadata by version; Metadata holds every other role by
 // role name ("timestamp", "snapshot", "targets", delegated names) whatever
 // version is asked for (the client checks versions); Target opens a target
-// by path (nil: no targets).
+// by path (nil: no targets). Ranges (RangeSource) are served from targets
+// whose reader is an io.Seeker, and refused with ErrRange from others.
 type MapSource struct {
 	Roots    map[int64][]byte
 	Metadata map[string][]byte
@@ -292,6 +327,18 @@ func (m *MapSource) OpenTarget(ctx context.Context, targetPath string, hashPrefi
 	return m.Target(targetPath)
 }
 
+// OpenTargetRange implements RangeSource.
+func (m *MapSource) OpenTargetRange(ctx context.Context, targetPath, hashPrefix string, length, off, n int64) (io.ReadCloser, error) {
+	if err := ValidRange(length, off, n); err != nil {
+		return nil, err
+	}
+	rc, err := m.OpenTarget(ctx, targetPath, hashPrefix)
+	if err != nil {
+		return nil, err
+	}
+	return seekRange(rc, targetPath, length, off, n)
+}
+
 // trustedSource serves the top-level metadata a store already trusts
 // (Store names, see Client), and the delegated roles and targets of
 // another source.
@@ -308,8 +355,24 @@ type trustedSource struct {
 // than the device's be installed when the metadata the device trusts still
 // lists the bundle's release: the release is looked up in the trusted
 // metadata, and the payload comes from the bundle.
+//
+// The returned source is a RangeSource when src is one.
 func TrustedSource(store Store, src Source) Source {
-	return &trustedSource{store: store, src: src}
+	t := &trustedSource{store: store, src: src}
+	if rs, ok := src.(RangeSource); ok {
+		return &trustedRangeSource{trustedSource: t, rs: rs}
+	}
+	return t
+}
+
+// trustedRangeSource is a trustedSource whose source serves ranges.
+type trustedRangeSource struct {
+	*trustedSource
+	rs RangeSource
+}
+
+func (t *trustedRangeSource) OpenTargetRange(ctx context.Context, targetPath, hashPrefix string, length, off, n int64) (io.ReadCloser, error) {
+	return t.rs.OpenTargetRange(ctx, targetPath, hashPrefix, length, off, n)
 }
 
 func (t *trustedSource) FetchMetadata(ctx context.Context, role string, version int64, maxLength int64) ([]byte, error) {
