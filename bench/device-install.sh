@@ -5,7 +5,9 @@
 #
 # 1. Throughput: install a 256 MiB image from a bundle into a file-backed
 #    slot, and copy the same image with `dd if=IMAGE of=SLOT bs=1M
-#    conv=fsync`, in the same run. Target: install <= 1.25x dd.
+#    conv=fsync`, in the same run. Target: install <= 1.15x dd (issue 13:
+#    the release is schema 2, every block verified before it is written,
+#    hashed on every core; the slot also receives the 2 MiB hash tree).
 # 2. Memory: peak RSS (/usr/bin/time -v) of installing a 1 GiB and a 64 MiB
 #    image with the device binary. Target: <= 14 MiB, and the same for both
 #    sizes (constant memory).
@@ -61,11 +63,12 @@ release() {
 	a bundle create --dir "$work/repo" --product acme/bench --version "$v" --out "$work/$v.bundle"
 }
 
-# device NAME SLOT_MIB: a fresh simulated device without an image
+# device NAME IMAGE_MIB: a fresh simulated device without an image, its
+# slots large enough for the image and its hash tree (1/128 of it)
 device() {
 	rm -rf "${work:?}/$1"
 	a device init --dir "$work/$1" --root "$work/repo/public/metadata/1.root.json" --model bench \
-		--hw-rev 1 --product acme/bench --slot-size $(($2 << 20))
+		--hw-rev 1 --product acme/bench --slot-size $((($2 + $2 / 64 + 1) << 20))
 }
 
 now() { date +%s.%N; }
@@ -120,7 +123,7 @@ rm -rf "$work/dev1g" "$work/img-1.2.0"
 printf '\n== summary\n'
 printf 'install 256 MiB:  %.3f s\n' "$install_s"
 printf 'dd 256 MiB:       %.3f s\n' "$dd_s"
-printf 'install/dd ratio: %.2f (target <= 1.25)\n' "$ratio"
+printf 'install/dd ratio: %.2f (target <= 1.15)\n' "$ratio"
 printf 'install, default build flags: %.3f s (shipped / default: %.2f)\n' "$plain_s" "$(echo "$install_s / $plain_s" | bc -l)"
 printf 'peak RSS 64 MiB:  %d KiB\n' "$rss64"
 printf 'peak RSS 1 GiB:   %d KiB (target <= 14336 KiB)\n' "$rss1g"

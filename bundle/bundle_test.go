@@ -3,6 +3,7 @@ package bundle
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"flag"
 	"fmt"
@@ -32,6 +33,49 @@ func tuf(typ string, version int64, size int) []byte {
 
 // testMeta returns valid metadata with roots root files starting at version
 // 2 and the given delegated role names.
+// deltaMeta is a delta bundle's metadata, from the release with version from.
+func deltaMeta(from string) *Metadata {
+	m := testMeta(1, 100, "acme", "acme.router-x1")
+	m.PayloadLength = int64(len(testPayload(100)))
+	if from == strings.Repeat("9", MaxDeltaFromLen) {
+		m.PayloadLength = 1
+	}
+	m.DeltaFrom = from
+	return m
+}
+
+func TestDeltaBundleFormat(t *testing.T) {
+	b := encode(t, deltaMeta("1.0.0"), testPayload(100))
+	if v := binary.BigEndian.Uint16(b[len(Magic):]); v != FormatVersionDelta {
+		t.Fatalf("a delta bundle is format %d, want %d", v, FormatVersionDelta)
+	}
+	if v := binary.BigEndian.Uint16(encode(t, testMeta(1, 0), nil)[len(Magic):]); v != FormatVersion {
+		t.Fatalf("a whole bundle is format %d, want %d (old devices read it)", v, FormatVersion)
+	}
+	for _, c := range []struct {
+		from string
+		want error
+	}{
+		{strings.Repeat("1", MaxDeltaFromLen+1), ErrLimit},
+		{"1.0 0", ErrMalformed},
+		{"1.0.0\n", ErrMalformed},
+		{"1.0.0\x7f", ErrMalformed},
+	} {
+		m := deltaMeta("x")
+		m.DeltaFrom = c.from
+		var buf bytes.Buffer
+		if err := Write(&buf, m, bytes.NewReader(testPayload(100))); !errors.Is(err, c.want) {
+			t.Errorf("Write with base %q: %v, want %v", c.from, err, c.want)
+		}
+	}
+	// A format 1 bundle relabelled as format 2 lacks the field: refused.
+	one := encode(t, testMeta(1, 0), nil)
+	binary.BigEndian.PutUint16(one[len(Magic):], FormatVersionDelta)
+	if _, err := NewReader(bytes.NewReader(one), Limits{}); err == nil {
+		t.Error("a relabelled format 1 bundle was read as a delta")
+	}
+}
+
 func testMeta(roots int, payloadLen int64, delegated ...string) *Metadata {
 	m := &Metadata{
 		Timestamp:     tuf("timestamp", 7, 0),
@@ -96,6 +140,8 @@ func TestRoundTripReencodesToSameBytes(t *testing.T) {
 		{"root chain and delegations", testMeta(3, 1000, "acme", "acme.router-x1"), testPayload(1000)},
 		{"full limits of counts", testMeta(MaxRootChain, 10, "a", "b", "c", "d", "e", "f", "g", "h"), testPayload(10)},
 		{"multi-MiB payload", testMeta(1, 5<<20+3, "acme.router-x1"), testPayload(5<<20 + 3)},
+		{"delta bundle (format 2)", deltaMeta("1.0.0"), testPayload(100)},
+		{"delta bundle, longest base version", deltaMeta(strings.Repeat("9", MaxDeltaFromLen)), testPayload(1)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b := encode(t, tc.m, tc.payload)
@@ -301,7 +347,7 @@ func TestNotABundle(t *testing.T) {
 		want   error
 	}{
 		{"wrong magic", func(b []byte) { copy(b, "PK\x03\x04ABCD") }, ErrMagic},
-		{"future version", func(b []byte) { b[len(Magic)+1] = 2 }, ErrVersion},
+		{"future version", func(b []byte) { b[len(Magic)+1] = 3 }, ErrVersion},
 		{"version zero", func(b []byte) { b[len(Magic)+1] = 0 }, ErrVersion},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

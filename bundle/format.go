@@ -17,8 +17,17 @@ const (
 	Magic = "\x89AIRLOCK"
 	// TrailerMagic starts the trailer that follows the payload.
 	TrailerMagic = "\x89AIRLEND"
-	// FormatVersion is the only format version this package reads and writes.
+	// FormatVersion is the format of a bundle with a whole payload (the
+	// TUF target file). Writers use it unless the bundle is a delta.
 	FormatVersion = 1
+	// FormatVersionDelta is the format of a delta bundle: format 1 with one
+	// more header field, the version of the release the delta applies to
+	// (Metadata.DeltaFrom), after the target path. Its payload is the
+	// release's hash tree, then the delta (docs/delta-format.md).
+	FormatVersionDelta = 2
+	// MaxDeltaFromLen bounds Metadata.DeltaFrom, in bytes (a SemVer
+	// version, release.MaxVersionLength).
+	MaxDeltaFromLen = 128
 
 	// DigestSize is the size of the header digest and of the payload digest
 	// in the trailer (SHA-256).
@@ -97,6 +106,11 @@ type Metadata struct {
 	TargetPath string
 	// PayloadLength is the exact length of the payload in bytes.
 	PayloadLength int64
+	// DeltaFrom is, for a delta bundle (format 2), the version of the
+	// release the delta applies to: the release a device must be running.
+	// Empty for a whole payload (format 1). 1 to MaxDeltaFromLen bytes of
+	// printable ASCII.
+	DeltaFrom string
 }
 
 // Role is a delegated targets role's signed metadata file.
@@ -189,6 +203,9 @@ func headerSize(m *Metadata) int64 {
 		n += 1 + int64(len(d.Name)) + 4 + int64(len(d.Data))
 	}
 	n += 2 + int64(len(m.TargetPath)) + 8 + DigestSize
+	if m.DeltaFrom != "" {
+		n += 1 + int64(len(m.DeltaFrom))
+	}
 	return n
 }
 
@@ -225,6 +242,9 @@ func (m *Metadata) validate(lim limits) error {
 		}
 	}
 	if err := checkTargetPath(m.TargetPath); err != nil {
+		return err
+	}
+	if err := checkDeltaFrom(m.DeltaFrom); err != nil {
 		return err
 	}
 	if m.PayloadLength < 0 {
@@ -306,6 +326,21 @@ func checkRoleName(i int, name string) error {
 	}
 	if topLevelRoles[name] {
 		return fmt.Errorf("bundle: delegated role %d name %q is a top-level role name: %w", i, name, ErrMalformed)
+	}
+	return nil
+}
+
+// checkDeltaFrom accepts "" (a whole payload) or 1 to MaxDeltaFromLen
+// bytes of printable ASCII without spaces (a version; the release metadata
+// judges it).
+func checkDeltaFrom(v string) error {
+	if len(v) > MaxDeltaFromLen {
+		return fmt.Errorf("bundle: delta base version is %d bytes, limit is %d (MaxDeltaFromLen): %w", len(v), MaxDeltaFromLen, ErrLimit)
+	}
+	for i := 0; i < len(v); i++ {
+		if v[i] <= ' ' || v[i] > '~' {
+			return fmt.Errorf("bundle: delta base version has byte 0x%02x at %d, want printable ASCII: %w", v[i], i, ErrMalformed)
+		}
 	}
 	return nil
 }

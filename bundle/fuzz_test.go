@@ -22,6 +22,7 @@ func FuzzReader(f *testing.F) {
 		f.Add(golden)
 	}
 	f.Add([]byte(Magic + "\x00\x01"))
+	f.Add(encode(f, deltaMeta("1.0.0"), testPayload(100)))
 
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, p, err := readAll(b, Limits{})

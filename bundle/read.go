@@ -169,8 +169,8 @@ func (h *headerReader) readHeader() (*Metadata, error) {
 	if err != nil {
 		return nil, err
 	}
-	if v != FormatVersion {
-		return nil, fmt.Errorf("bundle: format version is %d, this reader supports only %d: %w", v, FormatVersion, ErrVersion)
+	if v != FormatVersion && v != FormatVersionDelta {
+		return nil, fmt.Errorf("bundle: format version is %d, this reader supports %d and %d: %w", v, FormatVersion, FormatVersionDelta, ErrVersion)
 	}
 
 	m := new(Metadata)
@@ -245,6 +245,23 @@ func (h *headerReader) readHeader() (*Metadata, error) {
 		return nil, err
 	}
 	m.TargetPath = string(path)
+	if v == FormatVersionDelta {
+		n, err := h.u8("delta base version length")
+		if err != nil {
+			return nil, err
+		}
+		if n == 0 {
+			return nil, fmt.Errorf("bundle: a delta bundle's base version is empty: %w", ErrMalformed)
+		}
+		if n > MaxDeltaFromLen {
+			return nil, fmt.Errorf("bundle: delta base version is %d bytes, limit is %d (MaxDeltaFromLen): %w", n, MaxDeltaFromLen, ErrLimit)
+		}
+		from := make([]byte, n)
+		if err := h.full(from, "delta base version"); err != nil {
+			return nil, err
+		}
+		m.DeltaFrom = string(from)
+	}
 
 	var lb [8]byte
 	if err := h.full(lb[:], "payload length"); err != nil {

@@ -55,7 +55,11 @@ func Write(w io.Writer, m *Metadata, payload io.Reader) error {
 func encodeHeader(m *Metadata) []byte {
 	b := make([]byte, 0, headerSize(m))
 	b = append(b, Magic...)
-	b = binary.BigEndian.AppendUint16(b, FormatVersion)
+	if m.DeltaFrom == "" {
+		b = binary.BigEndian.AppendUint16(b, FormatVersion)
+	} else {
+		b = binary.BigEndian.AppendUint16(b, FormatVersionDelta)
+	}
 	b = append(b, byte(len(m.RootChain)))
 	for _, r := range m.RootChain {
 		b = appendBlob(b, r)
@@ -71,6 +75,10 @@ func encodeHeader(m *Metadata) []byte {
 	}
 	b = binary.BigEndian.AppendUint16(b, uint16(len(m.TargetPath)))
 	b = append(b, m.TargetPath...)
+	if m.DeltaFrom != "" {
+		b = append(b, byte(len(m.DeltaFrom)))
+		b = append(b, m.DeltaFrom...)
+	}
 	b = binary.BigEndian.AppendUint64(b, uint64(m.PayloadLength))
 	sum := sha256.Sum256(b)
 	return append(b, sum[:]...)
