@@ -82,7 +82,17 @@ func (r *Reader) Apply(ctx context.Context, old io.ReaderAt, emit func(first int
 	r.applied = true
 	a := applier{r: r, old: old, emit: emit, ctx: ctx}
 	defer a.close()
-	a.out = make([]byte, 0, EmitBlocks*BlockSize)
+	// Buffers as large as this delta needs, at most the named limits.
+	a.out = make([]byte, 0, min(EmitBlocks, max(r.NewBlocks(), 1))*BlockSize)
+	var comp, raw, dict int64
+	for i := range r.h.Windows {
+		w := &r.h.Windows[i]
+		comp = max(comp, int64(w.CompLen))
+		if w.Method == MethodZstd {
+			raw, dict = max(raw, int64(w.RawLen)), max(dict, w.DictLen())
+		}
+	}
+	a.comp, a.data, a.dict = make([]byte, comp), make([]byte, 0, raw), make([]byte, 0, dict)
 	for _, op := range r.h.Ops {
 		if err := a.op(op); err != nil {
 			return err
@@ -209,9 +219,6 @@ func (a *applier) nextWindow() error {
 	i := a.win
 	w := &a.r.h.Windows[i]
 	a.win++
-	if a.comp == nil {
-		a.comp = make([]byte, MaxWindowSize)
-	}
 	c := a.comp[:w.CompLen]
 	if _, err := io.ReadFull(a.r.r, c); err != nil {
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
@@ -225,10 +232,6 @@ func (a *applier) nextWindow() error {
 	if w.Method == MethodStored {
 		a.raw = c
 		return nil
-	}
-	if a.dict == nil {
-		a.dict = make([]byte, 0, MaxDictSize)
-		a.data = make([]byte, 0, MaxWindowSize)
 	}
 	a.dict = a.dict[:0]
 	for _, r := range w.Dict {
