@@ -212,21 +212,13 @@ func readHeader(hr *headerReader) (*Header, error) {
 	if bs := le.Uint32(b[4:]); bs != BlockSize {
 		return nil, fmt.Errorf("%w: block size %d, the format's is %d", ErrFormat, bs, BlockSize)
 	}
-	oldLen, newLen := le.Uint64(b[8:]), le.Uint64(b[16:])
-	if oldLen > MaxImageSize || newLen > MaxImageSize {
-		return nil, fmt.Errorf("%w: image lengths %d and %d (limit MaxImageSize %d)", ErrLimit, oldLen, newLen, int64(MaxImageSize))
-	}
+	// The counts bound what is allocated here (the header's size); every
+	// other rule, limits included, is check's.
 	nops, nwin := le.Uint32(b[24:]), le.Uint32(b[28:])
-	if nops > MaxOps {
-		return nil, fmt.Errorf("%w: %d operations (limit MaxOps %d)", ErrLimit, nops, MaxOps)
+	if s := int64(fixedSize) + int64(nops)*opSize + int64(nwin)*windowSize; s > MaxHeaderSize {
+		return nil, fmt.Errorf("%w: %d operations and %d windows take more than MaxHeaderSize (%d bytes)", ErrLimit, nops, nwin, MaxHeaderSize)
 	}
-	if nwin > MaxWindows {
-		return nil, fmt.Errorf("%w: %d windows (limit MaxWindows %d)", ErrLimit, nwin, MaxWindows)
-	}
-	if s := fixedSize + int(nops)*opSize + int(nwin)*windowSize; s > MaxHeaderSize {
-		return nil, fmt.Errorf("%w: header of at least %d bytes (limit MaxHeaderSize %d)", ErrLimit, s, MaxHeaderSize)
-	}
-	h := &Header{OldLength: int64(oldLen), NewLength: int64(newLen), Ops: make([]Op, nops), Windows: make([]Window, nwin)}
+	h := &Header{OldLength: int64(le.Uint64(b[8:])), NewLength: int64(le.Uint64(b[16:])), Ops: make([]Op, nops), Windows: make([]Window, nwin)}
 	if nops > 0 {
 		if b, err = hr.next(int(nops) * opSize); err != nil {
 			return nil, err
@@ -244,9 +236,6 @@ func readHeader(hr *headerReader) (*Header, error) {
 		w.Method, w.RawLen, w.CompLen = b[0], le.Uint32(b[1:]), le.Uint32(b[5:])
 		nd := int(le.Uint16(b[9:]))
 		copy(w.SHA256[:], b[11:])
-		if nd > MaxWindowDictRanges {
-			return nil, fmt.Errorf("%w: window %d has %d dictionary ranges (limit MaxWindowDictRanges %d)", ErrLimit, i, nd, MaxWindowDictRanges)
-		}
 		if nd == 0 {
 			continue
 		}
