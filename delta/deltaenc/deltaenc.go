@@ -310,8 +310,17 @@ func (e *encoder) windows() ([]*window, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			enc, err := zstd.NewWriter(nil,
+				zstd.WithEncoderLevel(zstd.SpeedBestCompression),
+				zstd.WithEncoderConcurrency(1),
+				zstd.WithEncoderCRC(false), // the header's SHA-256 covers the window
+				zstd.WithWindowSize(encoderWindow))
+			if err != nil {
+				panic("deltaenc: internal error: zstd encoder: " + err.Error())
+			}
+			defer enc.Close()
 			for win := range next {
-				if err := e.compress(win); err != nil {
+				if err := e.compress(enc, win); err != nil {
 					mu.Lock()
 					first = cmpErr(first, err)
 					mu.Unlock()
@@ -334,7 +343,13 @@ func cmpErr(a, b error) error {
 	return b
 }
 
-func (e *encoder) compress(win *window) error {
+// encoderWindow is the zstd window of the encoder, reaching from the end of
+// the largest window back to the start of the largest dictionary. (A
+// window's frame is one segment: the frame header states no window, and the
+// decoder needs none beyond the window's own data.)
+const encoderWindow = 8 << 20
+
+func (e *encoder) compress(enc *zstd.Encoder, win *window) error {
 	raw := make([]byte, 0, len(win.blocks)*bs)
 	pad := make([]byte, bs)
 	for _, i := range win.blocks {
@@ -348,21 +363,14 @@ func (e *encoder) compress(win *window) error {
 			dict = append(dict, e.old[r.Offset:r.Offset+uint64(r.Length)]...)
 		}
 	}
-	opts := []zstd.EOption{
-		zstd.WithEncoderLevel(zstd.SpeedBestCompression),
-		zstd.WithEncoderConcurrency(1),
-		zstd.WithEncoderCRC(false), // the header's SHA-256 covers the window
-		zstd.WithWindowSize(windowFor(len(dict) + len(raw))),
-	}
+	dictOpt := zstd.WithEncoderDictDelete()
 	if len(dict) > 0 {
-		opts = append(opts, zstd.WithEncoderDictRaw(0, dict))
+		dictOpt = zstd.WithEncoderDictRaw(0, dict)
 	}
-	enc, err := zstd.NewWriter(nil, opts...)
-	if err != nil {
+	if err := enc.ResetWithOptions(nil, dictOpt); err != nil {
 		return fmt.Errorf("internal error: zstd encoder: %w", err)
 	}
 	comp := enc.EncodeAll(raw, nil)
-	enc.Close()
 	win.w.RawLen = uint32(len(raw))
 	if len(comp) >= len(raw) {
 		win.w.Method = delta.MethodStored
@@ -375,16 +383,6 @@ func (e *encoder) compress(win *window) error {
 	win.w.CompLen = uint32(len(win.data))
 	win.w.SHA256 = sha256.Sum256(win.data)
 	return nil
-}
-
-// windowFor is the smallest zstd window (a power of two) reaching from the
-// end of n bytes back to their start.
-func windowFor(n int) int {
-	w := zstd.MinWindowSize
-	for w < n {
-		w *= 2
-	}
-	return w
 }
 
 // The gear rolling hash: h = h<<1 + gear[b] depends on the last 64 bytes;
@@ -538,4 +536,10 @@ func (e *encoder) chooseDict(blocks []int64, raw []byte) []delta.Range {
 		ranges = append(ranges, delta.Range{Offset: uint64(off), Length: uint32(n)})
 	}
 	return ranges
+}
+
+func init() {
+	if encoderWindow < delta.MaxDictSize+delta.MaxWindowSize {
+		panic("deltaenc: encoderWindow does not reach the start of the largest dictionary")
+	}
 }
