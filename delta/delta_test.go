@@ -500,3 +500,20 @@ func TestApplyStopsOnCancelAndEmitError(t *testing.T) {
 		t.Errorf("emit error: err = %v", err)
 	}
 }
+
+// BenchmarkApplyPerWindow: the cost of a window with its own dictionary
+// (the decoder is reset with each window's dictionary, not rebuilt).
+func BenchmarkApplyPerWindow(b *testing.B) {
+	rng := rand.New(rand.NewPCG(13, 14))
+	old := firmware(rng, 512)
+	new := retime(old, 4000)
+	d, st := makeDelta(b, old, new, deltaenc.Options{WindowSize: 8 * bs, DictSize: 64 * bs})
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		if _, _, err := apply(old, d); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(int64(b.N)*st.Windows), "ns/window")
+}
