@@ -70,9 +70,8 @@ func (r *Reader) StreamLength() int64 {
 //
 // Every window's bytes are checked against the header's SHA-256 before
 // they are decompressed (ErrWindow); a stream that goes on after its last
-// window fails with ErrTrailingData, but only once every block has been
-// emitted (the caller's tree check has passed them: the extra bytes are
-// refused as a format error, not a corruption of the image). An old image
+// window fails with ErrTrailingData as soon as the last window has been read,
+// before any of that window's blocks is emitted. An old image
 // that cannot be read where the delta copies from fails with ErrOldImage.
 // Apply may be called once.
 func (r *Reader) Apply(ctx context.Context, old io.ReaderAt, emit func(first int64, blocks []byte) error) error {
@@ -93,6 +92,11 @@ func (r *Reader) Apply(ctx context.Context, old io.ReaderAt, emit func(first int
 		}
 	}
 	a.comp, a.data, a.dict = make([]byte, comp), make([]byte, 0, raw), make([]byte, 0, dict)
+	if len(r.h.Windows) == 0 {
+		if err := a.end(); err != nil {
+			return err
+		}
+	}
 	for _, op := range r.h.Ops {
 		if err := a.op(op); err != nil {
 			return err
@@ -105,8 +109,13 @@ func (r *Reader) Apply(ctx context.Context, old io.ReaderAt, emit func(first int
 		// check() makes this impossible.
 		panic("delta: internal error: windows left after the last operation")
 	}
+	return nil
+}
+
+// end checks that the stream ends after the last window.
+func (a *applier) end() error {
 	var b [1]byte
-	switch n, err := io.ReadFull(r.r, b[:]); {
+	switch n, err := io.ReadFull(a.r.r, b[:]); {
 	case n != 0:
 		return ErrTrailingData
 	case err != io.EOF:
@@ -231,6 +240,9 @@ func (a *applier) nextWindow() error {
 	}
 	if w.Method == MethodStored {
 		a.raw = c
+		if a.win == len(a.r.h.Windows) {
+			return a.end()
+		}
 		return nil
 	}
 	a.dict = a.dict[:0]
@@ -260,5 +272,8 @@ func (a *applier) nextWindow() error {
 		return fmt.Errorf("%w: window %d decodes to %d bytes, the header says %d", ErrWindow, i, len(out), w.RawLen)
 	}
 	a.raw = out
+	if a.win == len(a.r.h.Windows) {
+		return a.end()
+	}
 	return nil
 }

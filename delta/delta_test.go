@@ -321,10 +321,24 @@ func TestEveryPrefixIsRefused(t *testing.T) {
 
 func TestTrailingBytesAreRefused(t *testing.T) {
 	old, _, d := smallDelta(t)
+	r, err := delta.NewReader(bytes.NewReader(d))
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, extra := range [][]byte{{0}, []byte("more"), d} {
-		if _, _, err := apply(old, append(bytes.Clone(d), extra...)); !errors.Is(err, delta.ErrTrailingData) {
+		_, emitted, err := apply(old, append(bytes.Clone(d), extra...))
+		if !errors.Is(err, delta.ErrTrailingData) {
 			t.Errorf("%d extra bytes: err = %v, want ErrTrailingData", len(extra), err)
 		}
+		// The last blocks are literal: refused before the last window's blocks are emitted.
+		if emitted >= r.NewBlocks() {
+			t.Errorf("%d extra bytes: all %d blocks emitted before the refusal", len(extra), emitted)
+		}
+	}
+	// A delta without windows (a pure copy) is checked for trailing bytes too.
+	d2, _ := makeDelta(t, old, old[:4*bs], deltaenc.Options{})
+	if _, emitted, err := apply(old, append(d2, 1)); !errors.Is(err, delta.ErrTrailingData) || emitted != 0 {
+		t.Errorf("copy-only delta with a trailing byte: err = %v after %d blocks, want ErrTrailingData before any", err, emitted)
 	}
 }
 
