@@ -19,8 +19,10 @@
 // best-voted blocks, and then their neighbours, fill the dictionary.
 //
 // Threat model: the vendor's own images, on the vendor's machine; nothing
-// here parses untrusted input. The encoder may use a lot of memory (both
-// images are read into memory, plus about 100 MiB per concurrent window).
+// here parses untrusted input. The encoder uses a lot of memory: both
+// images, an index of the old image's anchors, and a zstd encoder (about
+// 100 MiB) per concurrent window; for bench/delta's 192 MiB images the peak
+// RSS is about 0.9 GiB, 1.8 GiB against a random new image.
 package deltaenc
 
 import (
