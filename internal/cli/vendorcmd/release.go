@@ -20,7 +20,7 @@ var releaseAddCmd = &cli.Command{
 	Summary: "add a firmware release to a product (staged until its threshold signs)",
 	Usage: `Usage: airlock release add --dir REPO --product PRODUCT --image FILE --version SEMVER
          --security-version N --model MODEL... [--hw-rev RANGE] [--channel C]
-         [--depends COMPONENT>=VERSION]... [--compress zstd] [--frame-size BYTES]
+         [--depends COMPONENT>=VERSION]... [--compress zstd] [--frame-size SIZE]
          [--schema 1|2] [--notes TEXT] [--allow-downgrade] [--copy]
          --key KEY... [--keyring FILE] [--passphrase-file FILE]
 
@@ -65,8 +65,8 @@ Flags:
   --channel C                 release channel (default stable)
   --depends COMPONENT>=VER    required component version; repeatable
   --compress zstd             compress the payload
-  --frame-size BYTES          installed bytes per zstd frame, a multiple of 4096 from
-                              64 KiB to 4 MiB (default 1048576; schema 2, --compress zstd)
+  --frame-size SIZE           installed bytes per zstd frame (e.g. 1MiB), a multiple of 4 KiB from
+                              64 KiB to 4 MiB (default 1 MiB; schema 2, --compress zstd)
   --schema 1|2                release metadata schema (default 2)
   --notes TEXT                release notes (short)
   --allow-downgrade           sign permission to install over newer versions
@@ -96,7 +96,7 @@ Example:
 		hwRev := fs.String("hw-rev", "", "")
 		channel := fs.String("channel", "", "")
 		compress := fs.String("compress", "", "")
-		frameSize := fs.Int64("frame-size", 0, "")
+		frameSize := cli.SizeFlag(fs, "frame-size", 0)
 		schema := fs.Int("schema", 0, "")
 		notes := fs.String("notes", "", "")
 		downgrade := fs.Bool("allow-downgrade", false, "")
@@ -144,7 +144,7 @@ Example:
 			info, err := r.AddRelease(repo.ReleaseOptions{
 				Product: *product, ImagePath: *image, Version: *version, SecurityVersion: uint32(sv),
 				Models: models, HWRev: *hwRev, Channel: *channel, Depends: depends, Compress: *compress,
-				Schema: *schema, FrameSize: *frameSize, Notes: *notes, AllowDowngrade: *downgrade, Signers: signers,
+				Schema: *schema, FrameSize: int64(*frameSize), Notes: *notes, AllowDowngrade: *downgrade, Signers: signers,
 			})
 			prog.Done()
 			if err != nil {
