@@ -16,8 +16,13 @@ const indexedCustom = `{"airlock":{"schema":2,"product":"acme/router-x1","models
 // partial block: no tree, no frames, an empty salt.
 const indexedRawCustom = `{"airlock":{"schema":2,"product":"acme/router-x1","models":["x1"],"version":"1.2.0","security_version":1,"channel":"stable","install":{"kind":"raw","compression":"none"},"installed":{"length":100,"sha256":"` + testDigest + `"},"index":{"hash":"sha256","block_size":4096,"salt":"","root":"` + testDigest + `","tree_length":0}}}`
 
+// withDeltas is indexedCustom signing two deltas.
+var withDeltas = strings.Replace(indexedCustom, `}}}}`, `}},"deltas":[`+
+	`{"from":"1.0.0","tree":{"length":90000,"header_length":500,"header_sha256":"`+testDigest+`"},"data":{"length":1749621,"header_length":6491,"header_sha256":"`+testDigest+`"}},`+
+	`{"from":"1.1.0-rc.1","tree":{"length":10,"header_length":10,"header_sha256":"`+testDigest+`"},"data":{"length":20,"header_length":10,"header_sha256":"`+testDigest+`"}}]}}`, 1)
+
 func TestIndexRoundTrip(t *testing.T) {
-	for _, raw := range []string{indexedCustom, indexedRawCustom} {
+	for _, raw := range []string{indexedCustom, indexedRawCustom, withDeltas} {
 		m, err := ParseCustom([]byte(raw))
 		if err != nil {
 			t.Fatal(err)
@@ -75,6 +80,16 @@ func TestIndexRejects(t *testing.T) {
 		{"unknown index key", sub(indexedCustom, `"tree_length":135168`, `"tree_length":135168,"superblock":true`), "index.superblock"},
 		{"unknown frames key", sub(indexedCustom, `"count":16`, `"count":16,"level":19`), "index.frames.level"},
 		{"too many blocks", sub(indexedRawCustom, `"length":100`, `"length":68719476737`), "installed.length"},
+		{"delta from itself", sub(withDeltas, `"from":"1.0.0"`, `"from":"1.2.0"`), "deltas[0].from"},
+		{"duplicate delta", sub(withDeltas, `"from":"1.1.0-rc.1"`, `"from":"1.0.0"`), "deltas[1].from"},
+		{"delta shorter than its header", sub(withDeltas, `"length":10,"header_length":10`, `"length":9,"header_length":10`), "deltas[1].tree.length"},
+		{"delta without header", sub(withDeltas, `"length":20,"header_length":10`, `"length":20,"header_length":0`), "deltas[1].data.length"},
+		{"delta digest", sub(withDeltas, `"header_length":6491,"header_sha256":"`+testDigest, `"header_length":6491,"header_sha256":"`+strings.Repeat("0", 64)), "deltas[0].data.header_sha256"},
+		{"delta bad digest", sub(withDeltas, `"header_length":500,"header_sha256":"`+testDigest, `"header_length":500,"header_sha256":"xyz`), "deltas[0].tree.header_sha256"},
+		{"delta bad version", sub(withDeltas, `"from":"1.0.0"`, `"from":"1.0"`), "deltas[0].from"},
+		{"delta unknown key", sub(withDeltas, `"length":10,`, `"length":10,"x":1,`), "deltas[1].tree.x"},
+		{"delta without tree", sub(withDeltas, `"from":"1.0.0","tree"`, `"from":"1.0.0","trees"`), "deltas[0].trees"},
+		{"deltas in schema 1", sub(sub(withDeltas, `"schema":2`, `"schema":1`), `,"index":{"hash":"sha256","block_size":4096,"salt":"00ff","root":"`+testDigest+`","tree_length":135168,"frames":{"size":1048576,"count":16,"sha256":"`+testDigest+`"}}`, ``), "deltas"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -114,6 +129,13 @@ func TestIndexValidateGoValues(t *testing.T) {
 	}
 	if diff := cmp.Diff(m, mustParse(t, indexedCustom), cmpOpts); diff != "" {
 		t.Error(diff)
+	}
+	d := mustParse(t, withDeltas)
+	if got := d.DeltaFrom("1.1.0-rc.1"); got == nil || got.Length() != 30 {
+		t.Errorf("DeltaFrom = %+v", got)
+	}
+	if d.DeltaFrom("1.1.0") != nil {
+		t.Error("DeltaFrom found a delta that is not signed")
 	}
 }
 

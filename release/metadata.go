@@ -127,7 +127,37 @@ type Metadata struct {
 	// starts with a hash tree (and, compressed, a frame table) against
 	// which every block is verified before it is written. Nil in schema 1.
 	Index *Index
+	// Deltas are the signed delta streams that rebuild this release's
+	// image from an older release's (schema 2 only; at most MaxDeltas).
+	Deltas []Delta
 }
+
+// MaxDeltas bounds the deltas one release signs.
+const MaxDeltas = 8
+
+// Delta is a signed delta (docs/delta-format.md) that rebuilds the
+// release's slot contents from release From's: a device running From may
+// install the release from a delta bundle. It is two delta streams, one
+// after the other: Tree rebuilds the release's hash tree from From's tree
+// (the device verifies it against the signed root as it is rebuilt, before
+// any image block is written), Data rebuilds the image from From's image.
+type Delta struct {
+	From Version
+	Tree DeltaStream
+	Data DeltaStream
+}
+
+// DeltaStream is one signed delta stream: Length bytes, whose header of
+// HeaderLength bytes has the SHA-256 HeaderSHA256 and carries the SHA-256 of
+// every window, so that every byte is checked before it is used.
+type DeltaStream struct {
+	Length       int64
+	HeaderLength int64
+	HeaderSHA256 [sha256.Size]byte
+}
+
+// Length is the payload length of a delta bundle carrying d.
+func (d *Delta) Length() int64 { return d.Tree.Length + d.Data.Length }
 
 // The block index limits. docs/release-metadata.md, "Block index".
 const (
@@ -290,6 +320,9 @@ func (m *Metadata) Validate() error {
 	if err := m.validateIndex(); err != nil {
 		return err
 	}
+	if err := m.validateDeltas(); err != nil {
+		return err
+	}
 	if !m.Created.IsZero() {
 		if y := m.Created.UTC().Year(); y < 0 || y > 9999 {
 			return fe("created", "year %d is outside 0000 to 9999", y)
@@ -355,6 +388,56 @@ func (m *Metadata) validateIndex() error {
 	return nil
 }
 
+func (m *Metadata) validateDeltas() error {
+	if len(m.Deltas) == 0 {
+		return nil
+	}
+	if m.Index == nil {
+		return &FieldError{Field: "deltas", Err: fmt.Errorf("%w: deltas need the block index of schema 2", ErrUnknownField)}
+	}
+	if len(m.Deltas) > MaxDeltas {
+		return &FieldError{Field: "deltas", Err: fmt.Errorf("%d deltas, the limit is %d", len(m.Deltas), MaxDeltas)}
+	}
+	for i, d := range m.Deltas {
+		fe := func(field, format string, args ...any) error {
+			return &FieldError{Field: fmt.Sprintf("deltas[%d].%s", i, field), Err: fmt.Errorf(format, args...)}
+		}
+		switch {
+		case d.From.IsZero():
+			return fe("from", "%w", ErrMissingField)
+		case d.From.String() == m.Version.String():
+			return fe("from", "a delta from the release itself")
+		}
+		for _, st := range []struct {
+			name string
+			s    DeltaStream
+		}{{"tree", d.Tree}, {"data", d.Data}} {
+			switch {
+			case st.s.HeaderLength <= 0 || st.s.Length < st.s.HeaderLength:
+				return fe(st.name+".length", "%d bytes with a %d-byte header", st.s.Length, st.s.HeaderLength)
+			case st.s.HeaderSHA256 == [sha256.Size]byte{}:
+				return fe(st.name+".header_sha256", "all zero (unset)")
+			}
+		}
+		for _, prev := range m.Deltas[:i] {
+			if prev.From.String() == d.From.String() {
+				return fe("from", "duplicate delta from %s", d.From)
+			}
+		}
+	}
+	return nil
+}
+
+// DeltaFrom returns the signed delta from version from, nil if none.
+func (m *Metadata) DeltaFrom(from string) *Delta {
+	for i := range m.Deltas {
+		if m.Deltas[i].From.String() == from {
+			return &m.Deltas[i]
+		}
+	}
+	return nil
+}
+
 // Trust environments: separate roots, separate keys. This is the one
 // definition; keys, repo, device and server refer to it.
 const (
@@ -404,6 +487,32 @@ type wireMetadata struct {
 	AllowDowngrade  bool             `json:"allow_downgrade,omitempty"`
 	Environment     string           `json:"environment,omitempty"`
 	Index           *wireIndex       `json:"index,omitempty"`
+	Deltas          []wireDelta      `json:"deltas,omitempty"`
+}
+
+type wireDelta struct {
+	From string          `json:"from"`
+	Tree wireDeltaStream `json:"tree"`
+	Data wireDeltaStream `json:"data"`
+}
+
+type wireDeltaStream struct {
+	Length       int64  `json:"length"`
+	HeaderLength int64  `json:"header_length"`
+	HeaderSHA256 string `json:"header_sha256"`
+}
+
+func (s DeltaStream) wire() wireDeltaStream {
+	return wireDeltaStream{Length: s.Length, HeaderLength: s.HeaderLength, HeaderSHA256: hex.EncodeToString(s.HeaderSHA256[:])}
+}
+
+func (w wireDeltaStream) stream(field string) (DeltaStream, error) {
+	out := DeltaStream{Length: w.Length, HeaderLength: w.HeaderLength}
+	if !isLowerHex(w.HeaderSHA256, 2*sha256.Size) {
+		return out, &FieldError{Field: field + ".header_sha256", Err: fmt.Errorf("want %d lowercase hex digits, got %q", 2*sha256.Size, w.HeaderSHA256)}
+	}
+	hex.Decode(out.HeaderSHA256[:], []byte(w.HeaderSHA256))
+	return out, nil
 }
 
 type wireIndex struct {
@@ -440,7 +549,9 @@ type wireInstalled struct {
 var (
 	metadataRequired   = []string{"schema", "product", "models", "version", "security_version", "install", "installed"}
 	metadataOptional   = []string{"hw_rev", "channel", "depends", "created", "notes", "allow_downgrade", "environment"}
-	metadataOptional2  = append(slices.Clip(metadataOptional), "index") // schema 2: "index" is required by Validate
+	metadataOptional2  = append(slices.Clip(metadataOptional), "index", "deltas") // schema 2: "index" is required by Validate
+	deltaRequired      = []string{"from", "tree", "data"}
+	streamRequired     = []string{"length", "header_length", "header_sha256"}
 	indexRequired      = []string{"hash", "block_size", "salt", "root", "tree_length"}
 	indexOptional      = []string{"frames"}
 	framesRequired     = []string{"size", "count", "sha256"}
@@ -476,6 +587,9 @@ func MarshalCustom(m *Metadata) (json.RawMessage, error) {
 		if x.Frames != 0 {
 			w.Index.Frames = &wireFrames{Size: x.FrameSize, Count: x.Frames, SHA256: hex.EncodeToString(x.FrameTable[:])}
 		}
+	}
+	for _, d := range m.Deltas {
+		w.Deltas = append(w.Deltas, wireDelta{From: d.From.String(), Tree: d.Tree.wire(), Data: d.Data.wire()})
 	}
 	for _, d := range m.Depends {
 		w.Depends = append(w.Depends, wireDependency{Component: d.Component, MinVersion: d.MinVersion.String()})
@@ -546,6 +660,26 @@ func ParseCustom(raw []byte) (*Metadata, error) {
 	fields, err := objectKeys(body, "", metadataRequired, optional)
 	if err != nil {
 		return nil, err
+	}
+	if d, ok := fields["deltas"]; ok {
+		var deltas []json.RawMessage
+		if err := json.Unmarshal(d, &deltas); err != nil {
+			return nil, &FieldError{Field: "deltas", Err: errors.New("want a JSON array")}
+		}
+		if len(deltas) > MaxDeltas {
+			return nil, &FieldError{Field: "deltas", Err: fmt.Errorf("%d deltas, the limit is %d", len(deltas), MaxDeltas)}
+		}
+		for i, dl := range deltas {
+			f, err := objectKeys(dl, fmt.Sprintf("deltas[%d].", i), deltaRequired, nil)
+			if err != nil {
+				return nil, err
+			}
+			for _, k := range []string{"tree", "data"} {
+				if _, err := objectKeys(f[k], fmt.Sprintf("deltas[%d].%s.", i, k), streamRequired, nil); err != nil {
+					return nil, err
+				}
+			}
+		}
 	}
 	if x, ok := fields["index"]; ok {
 		idx, err := objectKeys(x, "index.", indexRequired, indexOptional)
@@ -643,6 +777,20 @@ func (w *wireMetadata) metadata() (*Metadata, error) {
 		if m.Index, err = x.index(); err != nil {
 			return nil, err
 		}
+	}
+	for i, d := range w.Deltas {
+		field := fmt.Sprintf("deltas[%d]", i)
+		var out Delta
+		if out.From, err = ParseVersion(d.From); err != nil {
+			return nil, &FieldError{Field: field + ".from", Err: err}
+		}
+		if out.Tree, err = d.Tree.stream(field + ".tree"); err != nil {
+			return nil, err
+		}
+		if out.Data, err = d.Data.stream(field + ".data"); err != nil {
+			return nil, err
+		}
+		m.Deltas = append(m.Deltas, out)
 	}
 	if w.Created != "" {
 		t, err := time.Parse(time.RFC3339Nano, w.Created)

@@ -335,7 +335,7 @@ func TestCheckTargetPathBindsProductAndVersion(t *testing.T) {
 }
 
 func FuzzParseCustom(f *testing.F) {
-	for _, s := range []string{validCustom, canonicalCustom, minimalCustom, indexedCustom, indexedRawCustom, `{"airlock":{"schema":2}}`, `{}`} {
+	for _, s := range []string{validCustom, canonicalCustom, minimalCustom, indexedCustom, indexedRawCustom, withDeltas, `{"airlock":{"schema":2}}`, `{}`} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, raw []byte) {
