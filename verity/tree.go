@@ -110,6 +110,20 @@ func (t *Tree) Check(ra io.ReaderAt, first int64, blocks []byte) error {
 	return nil
 }
 
+// Blocks is the number of data blocks the tree covers.
+func (t *Tree) Blocks() int64 { return t.blocks }
+
+// Digest returns the digest of data block i as the verified tree records
+// it, reading the level-0 hash block that holds it through ra (verified
+// again against the level above; consecutive blocks share one read). The
+// slice is valid until the next call.
+func (t *Tree) Digest(ra io.ReaderAt, i int64) ([]byte, error) {
+	if i < 0 || i >= t.blocks {
+		return nil, fmt.Errorf("%w: block %d outside the image's %d", ErrParams, i, t.blocks)
+	}
+	return t.leaf(ra, i)
+}
+
 // leaf returns the expected digest of data block i.
 func (t *Tree) leaf(ra io.ReaderAt, i int64) ([]byte, error) {
 	if t.levels == 0 {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/airlockfw/airlock/delta"
 	"github.com/airlockfw/airlock/verity"
 	"github.com/klauspost/compress/zstd"
 )
@@ -140,7 +141,7 @@ func CopyIndexed(dst Slot, src io.Reader, e Indexed, o CopyOptions) (Result, err
 // mismatch makes a tree, block or frame mismatch an ErrHash too: the
 // payload does not match the signed release, whichever check saw it.
 func mismatch(err error) error {
-	for _, s := range []error{verity.ErrTree, verity.ErrBlock, ErrFrame, ErrFrameTable} {
+	for _, s := range []error{verity.ErrTree, verity.ErrBlock, ErrFrame, ErrFrameTable, ErrDelta, delta.ErrWindow, delta.ErrFormat} {
 		if errors.Is(err, s) && !errors.Is(err, ErrHash) {
 			return fmt.Errorf("%w: %w", ErrHash, err)
 		}

@@ -239,12 +239,15 @@ type countingReader struct {
 	r   io.Reader
 	n   int64
 	err error
+	eof bool // r returned io.EOF
 }
 
 func (c *countingReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.n += int64(n)
-	if err != nil && err != io.EOF && c.err == nil {
+	if err == io.EOF {
+		c.eof = true
+	} else if err != nil && c.err == nil {
 		c.err = err
 	}
 	return n, err
