@@ -330,7 +330,7 @@ func (a *Agent) update(ctx context.Context, c *cycle) (*Result, error) {
 		return a.directorUpdate(ctx, c)
 	}
 	src := a.source(c)
-	u, err := c.dev.Begin(ctx, src, device.InstallOptions{})
+	u, err := c.dev.Begin(ctx, src, device.InstallOptions{FullDownload: a.cfg.FullDownload})
 	if err != nil {
 		return a.failed(ctx, c, "", err)
 	}
@@ -382,7 +382,7 @@ func (a *Agent) install(ctx context.Context, c *cycle, src *HTTPSource, u *devic
 	if err != nil {
 		return a.failed(ctx, c, version, err)
 	}
-	a.report(ctx, c, deviceapi.StateVerified, version, fmt.Sprintf("payload verified: %d bytes transported, %d bytes installed", res.TransportBytes, res.InstalledBytes))
+	a.report(ctx, c, deviceapi.StateVerified, version, verifiedNote(res))
 	a.report(ctx, c, deviceapi.StateInstalled, version, fmt.Sprintf("installed into slot %s", res.Slot))
 	return a.reboot(ctx, c, version)
 }
@@ -547,4 +547,13 @@ func (a *Agent) nextBackoff(prev time.Duration) time.Duration {
 func jitter(d time.Duration) time.Duration {
 	f := 1 + Jitter*(2*rand.Float64()-1)
 	return time.Duration(float64(d) * f)
+}
+
+// verifiedNote is the report of a verified payload.
+func verifiedNote(res *device.InstallResult) string {
+	msg := fmt.Sprintf("payload verified: %d bytes transported, %d bytes installed", res.TransportBytes, res.InstalledBytes)
+	if res.Delta != "" {
+		msg += " (" + res.Delta + ")"
+	}
+	return msg
 }

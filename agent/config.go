@@ -125,6 +125,11 @@ type Config struct {
 	RebootCommand []string
 	// Progress is one of the Progress* modes; default ProgressAuto.
 	Progress string
+	// FullDownload always downloads a release's whole payload. By default
+	// a device running a schema 2 release fetches only the blocks it does
+	// not hold (range requests; a delta update with no delta artefact) and
+	// falls back to the whole payload when it cannot.
+	FullDownload bool
 }
 
 type wireConfig struct {
@@ -144,6 +149,7 @@ type wireConfig struct {
 	MinThroughput       int64    `toml:"min_throughput"`
 	RebootCommand       []string `toml:"reboot_command"`
 	Progress            string   `toml:"progress"`
+	FullDownload        bool     `toml:"full_download,omitempty"`
 }
 
 // LoadConfig reads and parses the agent config at path.
@@ -177,7 +183,7 @@ func ParseConfig(data []byte, dir string) (*Config, error) {
 		ServerCASHA256: w.ServerCASHA256, EnrollmentTokenFile: w.EnrollmentTokenFile,
 		IdentityDir: w.IdentityDir, MetadataURL: w.MetadataURL, TargetsURL: w.TargetsURL,
 		DirectorRoot: w.DirectorRoot, RebootCommand: w.RebootCommand, Progress: w.Progress,
-		MinThroughput: w.MinThroughput,
+		MinThroughput: w.MinThroughput, FullDownload: w.FullDownload,
 	}
 	for _, d := range []struct {
 		key string

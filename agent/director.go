@@ -246,7 +246,7 @@ func (a *Agent) directorUpdate(ctx context.Context, c *cycle) (*Result, error) {
 	// The image repository must authorize exactly this target: the
 	// pipeline runs once on it, then the two-repository rule.
 	src := a.source(c)
-	u, err := c.dev.Begin(ctx, src, device.InstallOptions{})
+	u, err := c.dev.Begin(ctx, src, device.InstallOptions{FullDownload: a.cfg.FullDownload})
 	if err != nil {
 		return a.failed(ctx, c, "", err)
 	}

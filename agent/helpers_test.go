@@ -337,7 +337,8 @@ func repoConfig(t testing.TB, devCfg, baseURL, caPath string, stall string) stri
 	t.Helper()
 	dir := t.TempDir()
 	p := filepath.Join(dir, "agent.toml")
-	text := fmt.Sprintf("device_config = %q\nserver_ca = %q\nmetadata_url = %q\ntargets_url = %q\nprogress = \"none\"\nstall_timeout = %q\n",
+	// These tests are about whole downloads: delta installs have their own.
+	text := fmt.Sprintf("device_config = %q\nserver_ca = %q\nmetadata_url = %q\ntargets_url = %q\nprogress = \"none\"\nstall_timeout = %q\nfull_download = true\n",
 		devCfg, caPath, baseURL+"/metadata", baseURL+"/targets", stall)
 	if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
 		t.Fatal(err)

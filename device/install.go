@@ -93,6 +93,10 @@ type InstallOptions struct {
 	// also allows it (allow_downgrade), and never bypasses the security
 	// version check.
 	AllowDowngrade bool
+	// FullDownload installs the whole payload from an online source even
+	// when the running release could provide blocks (a delta install by
+	// range requests).
+	FullDownload bool
 }
 
 // InstallResult describes a successful install.
@@ -103,6 +107,9 @@ type InstallResult struct {
 	SecurityVersion uint32
 	InstalledBytes  int64
 	TransportBytes  int64
+	// Delta says how a delta install was made ("delta bundle from 1.0.0",
+	// or the blocks reused and bytes downloaded); "" for a whole payload.
+	Delta string
 }
 
 // Update is one run of the check pipeline (package verify) from one source
@@ -116,7 +123,9 @@ type Update struct {
 	ov      *trust.Overlay
 	s       *verify.Session
 	facts   verify.Facts
-	checked bool // a release was checked (an install was attempted)
+	checked bool   // a release was checked (an install was attempted)
+	full    bool   // InstallOptions.FullDownload
+	how     string // how the last payload was installed (a delta, or "")
 }
 
 // Begin runs the metadata stage from src against the device's trusted
@@ -133,7 +142,7 @@ func (d *Device) Begin(ctx context.Context, src trust.Source, opt InstallOptions
 	if err != nil {
 		return nil, refused(err, "")
 	}
-	return &Update{d: d, ov: ov, s: s, facts: facts}, nil
+	return &Update{d: d, ov: ov, s: s, facts: facts, full: opt.FullDownload}, nil
 }
 
 // Session returns the verified metadata of the update.
@@ -196,6 +205,9 @@ func (u *Update) Install(ctx context.Context, t *verify.Target) (*InstallResult,
 	msg := ""
 	if err == nil {
 		msg = fmt.Sprintf("installed %s into slot %s; boot to try it", t.Path, slot)
+		if u.how != "" {
+			msg = fmt.Sprintf("installed %s into slot %s (%s); boot to try it", t.Path, slot, u.how)
+		}
 	}
 	u.d.recordResult("install", slot, version, err, msg)
 	return res, err
@@ -226,7 +238,7 @@ func (u *Update) install(ctx context.Context, t *verify.Target) (*InstallResult,
 	m := t.Release
 	return &InstallResult{
 		Slot: s, TargetPath: t.Path, Version: m.Version.String(), SecurityVersion: m.SecurityVersion,
-		InstalledBytes: res.InstalledBytes, TransportBytes: res.TransportBytes,
+		InstalledBytes: res.InstalledBytes, TransportBytes: res.TransportBytes, Delta: u.how,
 	}, s, nil
 }
 
@@ -247,12 +259,8 @@ func (u *Update) installInto(ctx context.Context, t *verify.Target, s boot.Slot)
 	if err := d.invalidateSlot(s, "being written by install of "+t.Path); err != nil {
 		return payload.Result{}, &InstallError{Check: CheckSlot, Err: err}
 	}
-	p, err := verify.OpenPayload(ctx, t)
-	if err != nil {
-		return payload.Result{}, refused(err, s)
-	}
-	res, err := d.writeSlot(slotFile, p)
-	p.Close()
+	res, how, err := u.writePayload(ctx, t, s, slotFile)
+	u.how = how
 	if err != nil {
 		// Mismatch: the slot stays invalid, nothing else changes.
 		_ = d.invalidateSlot(s, fmt.Sprintf("install of %s failed: %v", t.Path, err))
@@ -383,6 +391,31 @@ func (d *Device) Refresh(ctx context.Context, src trust.Source) error {
 // errSlotIO marks errors writing the slot (as opposed to payload errors).
 var errSlotIO = errors.New("slot write failed")
 
+// writeSlotWith opens the slot file for reading and writing (a schema 2
+// install reads the tree back), runs install on it, and syncs it.
+func (d *Device) writeSlotWith(name string, install func(payload.Slot, payload.CopyOptions) (payload.Result, error)) (payload.Result, error) {
+	s, err := d.slotAt(name)
+	if err != nil {
+		return payload.Result{}, &InstallError{Check: CheckSlot, Err: err}
+	}
+	f, err := openSlot(d.fsys, d.cfg, s, os.O_RDWR) // the slot rule (slots.go); the error wraps ErrSlot
+	if err != nil {
+		return payload.Result{}, &InstallError{Check: CheckSlot, Slot: s, Err: err}
+	}
+	defer f.Close()
+	res, err := install(slotIO{f}, payload.CopyOptions{Written: func(off, n int64) { durable.StartWriteback(f, off, n) }})
+	if err != nil {
+		return res, err
+	}
+	if err := f.Sync(); err != nil {
+		return res, fmt.Errorf("%w: failed to sync slot: %w", errSlotIO, err)
+	}
+	if err := f.Close(); err != nil {
+		return res, fmt.Errorf("%w: failed to close slot: %w", errSlotIO, err)
+	}
+	return res, nil
+}
+
 // writeSlot streams src into the slot file, writing in WriteChunk pieces
 // from a second goroutine (so that hashing and decompressing overlap the
 // writes; memory is two chunks), and syncs it. The slot is opened for
@@ -392,26 +425,21 @@ func (d *Device) writeSlot(name string, p *verify.Payload) (payload.Result, erro
 	if err != nil {
 		return payload.Result{}, &InstallError{Check: CheckSlot, Err: err}
 	}
-	_, indexed := p.Target().Indexed()
-	flag := os.O_WRONLY
-	if indexed {
-		flag = os.O_RDWR // the tree is read back while blocks are checked
+	if _, indexed := p.Target().Indexed(); indexed {
+		// Schema 2: every block verified before it is written.
+		return d.writeSlotWith(name, func(slot payload.Slot, o payload.CopyOptions) (payload.Result, error) {
+			return verify.InstallPayload(slot, p, o)
+		})
 	}
-	f, err := openSlot(d.fsys, d.cfg, s, flag) // the slot rule (slots.go); the error wraps ErrSlot
+	f, err := openSlot(d.fsys, d.cfg, s, os.O_WRONLY) // the slot rule (slots.go); the error wraps ErrSlot
 	if err != nil {
 		return payload.Result{}, &InstallError{Check: CheckSlot, Slot: s, Err: err}
 	}
 	defer f.Close()
-	var res payload.Result
-	if indexed {
-		// Schema 2: every block verified before it is written.
-		res, err = verify.InstallPayload(slotIO{f}, p, payload.CopyOptions{Written: func(off, n int64) { durable.StartWriteback(f, off, n) }})
-	} else {
-		aw := newAsyncWriter(f, int(d.cfg.WriteChunk), func(off, n int64) { durable.StartWriteback(f, off, n) })
-		res, err = verify.CopyPayload(aw, p)
-		if werr := aw.Close(); err == nil && werr != nil {
-			err = fmt.Errorf("%w: %w", errSlotIO, werr)
-		}
+	aw := newAsyncWriter(f, int(d.cfg.WriteChunk), func(off, n int64) { durable.StartWriteback(f, off, n) })
+	res, err := verify.CopyPayload(aw, p)
+	if werr := aw.Close(); err == nil && werr != nil {
+		err = fmt.Errorf("%w: %w", errSlotIO, werr)
 	}
 	if err != nil {
 		return res, err

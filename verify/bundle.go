@@ -62,6 +62,10 @@ func OpenBundle(r io.Reader) (*BundleSource, error) {
 // TargetPath returns the target path the bundle carries.
 func (b *BundleSource) TargetPath() string { return b.m.TargetPath }
 
+// DeltaFrom returns the version of the release a delta bundle applies to,
+// "" for a bundle with the whole payload.
+func (b *BundleSource) DeltaFrom() string { return b.m.DeltaFrom }
+
 // PayloadLength returns the payload length the bundle declares.
 func (b *BundleSource) PayloadLength() int64 { return b.m.PayloadLength }
 

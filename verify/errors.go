@@ -44,6 +44,12 @@ var (
 	ErrPayloadTooLarge = trust.NewRefusal("the payload is too large")
 	// ErrNoRelease is wrapped when no release of the product fits (Select).
 	ErrNoRelease = trust.NewRefusal("no release fits")
+	// ErrNoDelta is wrapped when a delta bundle's release signs no delta
+	// from the bundle's base release.
+	ErrNoDelta = trust.NewRefusal("the release signs no delta from this base")
+	// ErrDeltaBase is wrapped when a delta bundle is for another base
+	// release than the one the device runs.
+	ErrDeltaBase = trust.NewRefusal("the delta is for another running release")
 )
 
 // Error is a refusal: Check names the stage that refused and Err is the
@@ -80,7 +86,7 @@ var refusals = []error{
 	release.ErrInvalidTargetPath, release.ErrInvalidVersion, release.ErrInvalidHWRange, release.ErrInvalidDependency,
 	release.ErrUnsupportedSchema, release.ErrUnknownField, release.ErrMissingField,
 	payload.ErrLength, payload.ErrHash, payload.ErrInstalledLength, payload.ErrInstalledHash, payload.ErrNoHash, payload.ErrCompression,
-	payload.ErrFrame, payload.ErrFrameTable,
+	payload.ErrFrame, payload.ErrFrameTable, payload.ErrDelta,
 	bundle.ErrMagic, bundle.ErrVersion, bundle.ErrLimit, bundle.ErrTruncated, bundle.ErrMalformed, bundle.ErrHeaderDigest, bundle.ErrTrailer,
 }
 

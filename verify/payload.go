@@ -51,10 +51,15 @@ func IndexedOf(m *release.Metadata, length int64) (e payload.Indexed, ok bool) {
 // Payload is an opened payload stream of a checked target. Its bytes are
 // untrusted until CopyPayload returned nil.
 type Payload struct {
-	t  *Target
-	rc io.ReadCloser
-	bs *BundleSource // nil unless the source is a bundle
+	t     *Target
+	rc    io.ReadCloser
+	bs    *BundleSource  // nil unless the source is a bundle
+	delta *release.Delta // the signed delta a delta bundle carries
 }
+
+// Delta returns the signed delta a delta bundle carries (nil for a whole
+// payload).
+func (p *Payload) Delta() *release.Delta { return p.delta }
 
 // Target returns the checked target whose payload this is.
 func (p *Payload) Target() *Target { return p.t }
@@ -62,21 +67,45 @@ func (p *Payload) Target() *Target { return p.t }
 // Close closes the stream.
 func (p *Payload) Close() error { return p.rc.Close() }
 
+// hashPrefix is the consistent-snapshot prefix of t's file name when the
+// root asks for it (TUF 5.7.3), else "".
+func (t *Target) hashPrefix() string {
+	if root := t.session.client.Trusted().Root; root != nil && root.Signed.ConsistentSnapshot {
+		for _, alg := range []string{"sha256", "sha512"} {
+			if h, ok := t.File.Hashes[alg]; ok {
+				return hex.EncodeToString(h)
+			}
+		}
+	}
+	return ""
+}
+
 // OpenPayload opens the payload of t from its session's source, under its
 // consistent-snapshot name when the root asks for it (TUF 5.7.3). A bundle
 // must carry exactly the signed length. Failures are *Error.
 func OpenPayload(ctx context.Context, t *Target) (*Payload, error) {
 	s := t.session
-	prefix := ""
-	if root := s.client.Trusted().Root; root != nil && root.Signed.ConsistentSnapshot {
-		for _, alg := range []string{"sha256", "sha512"} {
-			if h, ok := t.File.Hashes[alg]; ok {
-				prefix = hex.EncodeToString(h)
-				break
-			}
-		}
-	}
+	prefix := t.hashPrefix()
 	p := &Payload{t: t}
+	if bs, ok := s.src.(*BundleSource); ok && bs.DeltaFrom() != "" {
+		// A delta bundle: its payload is the signed delta's two streams;
+		// the bundle reader checks the trailer's digest itself.
+		from := bs.DeltaFrom()
+		d := t.Release.DeltaFrom(from)
+		if d == nil {
+			return nil, fail(CheckRelease, fmt.Errorf("%w: the bundle is a delta from %s, but release %s signs deltas from %s only", ErrNoDelta, from, t.Release.Version, deltaBases(t.Release)))
+		}
+		if n := bs.PayloadLength(); n != d.Length() {
+			return nil, fail(CheckPayload, fmt.Errorf("%w: the bundle carries %d payload bytes, the signed delta from %s is %d bytes", payload.ErrLength, n, from, d.Length()))
+		}
+		p := &Payload{t: t, bs: bs, delta: d}
+		rc, err := s.src.OpenTarget(ctx, t.Path, prefix)
+		if err != nil {
+			return nil, fail(CheckPayload, fmt.Errorf("failed to open payload: %w", err))
+		}
+		p.rc = rc
+		return p, nil
+	}
 	if bs, ok := s.src.(*BundleSource); ok {
 		if n := bs.PayloadLength(); n != t.File.Length {
 			return nil, fail(CheckPayload, fmt.Errorf("%w: the bundle carries %d payload bytes, the signed target is %d bytes", payload.ErrLength, n, t.File.Length))
@@ -106,6 +135,16 @@ func CopyPayload(dst io.Writer, p *Payload) (payload.Result, error) {
 	e, ok := p.t.Indexed()
 	if !ok {
 		res, err := payload.Copy(dst, p.rc, p.t.Expect())
+		if err != nil {
+			return res, classify(err)
+		}
+		return res, p.finish()
+	}
+	if p.delta != nil {
+		// Without the base release there is nothing to apply the delta
+		// to: its headers and every window are checked against the
+		// signed digests; the blocks are checked by the device.
+		res, err := payload.CheckDelta(p.rc, deltaStreams(p.delta), -1, e.TreeLength, -1, e.InstalledLength)
 		if err != nil {
 			return res, classify(err)
 		}
@@ -153,7 +192,7 @@ func (p *Payload) finish() error {
 	if err := expectEOF(p.rc); err != nil {
 		return classify(err)
 	}
-	if p.bs != nil {
+	if p.bs != nil && p.delta == nil {
 		if want := p.t.File.Hashes["sha256"]; len(want) > 0 {
 			got, ok := p.bs.br.TrailerDigest()
 			if !ok || subtle.ConstantTimeCompare(got, want) != 1 {

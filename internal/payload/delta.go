@@ -69,7 +69,7 @@ func (s Stream) open(r io.Reader, what string, oldLen, newLen int64) (*delta.Rea
 		return nil, fmt.Errorf("%w: the %s stream's header is not the signed one", ErrDelta, what)
 	case dr.StreamLength() != s.Length:
 		return nil, fmt.Errorf("%w: the %s stream is %d bytes, the release signs %d", ErrDelta, what, dr.StreamLength(), s.Length)
-	case dr.OldLength() != oldLen || dr.NewLength() != newLen:
+	case oldLen >= 0 && dr.OldLength() != oldLen || dr.NewLength() != newLen:
 		return nil, fmt.Errorf("%w: the %s stream turns %d bytes into %d, this install needs %d into %d (another base release?)", ErrDelta, what, dr.OldLength(), dr.NewLength(), oldLen, newLen)
 	}
 	return dr, nil
@@ -200,7 +200,8 @@ func CopyDelta(dst Slot, src io.Reader, e Indexed, d DeltaStreams, base Base, o 
 
 // CheckDelta verifies a delta bundle's payload without a base (`airlock
 // verify` of a delta bundle): each stream's header against the signed one
-// and every window against its header's SHA-256. The blocks themselves are
+// and every window against its header's SHA-256; oldTree and oldLen, the
+// base's tree and image lengths, are checked unless negative. The blocks themselves are
 // verified when a device running the base release applies it.
 func CheckDelta(src io.Reader, d DeltaStreams, oldTree, newTree, oldLen, newLen int64) (Result, error) {
 	var res Result

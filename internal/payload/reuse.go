@@ -45,8 +45,8 @@ type ReuseResult struct {
 // CopyReuse installs the indexed payload e into dst, reusing the base's
 // blocks: see the comment above. It fails with ErrNoBase, before writing
 // any image block, when the base cannot serve (no tree, another salt, its
-// tree does not verify); the caller then installs the whole payload. Memory
-// is a few chunks plus 12 bytes per block of the base (its digest index).
+// tree does not verify, it holds none of the new blocks); the caller then
+// installs the whole payload. Memory is a few chunks plus 12 bytes per block of the base (its digest index).
 func CopyReuse(dst Slot, e Indexed, base Base, fetch Fetch, o CopyOptions) (ReuseResult, error) {
 	var res ReuseResult
 	p := e.params()
@@ -92,6 +92,9 @@ func CopyReuse(dst Slot, e Indexed, base Base, fetch Fetch, o CopyOptions) (Reus
 		from[i] = index.find(d)
 	}
 	index = nil
+	if !slices.ContainsFunc(from, func(j int32) bool { return j >= 0 }) {
+		return res, fmt.Errorf("%w: it holds none of the new release's blocks", ErrNoBase)
+	}
 	r := &reuse{dst: dst, tree: tree, e: &e, base: base, from: from, fc: fc, o: o, res: &res}
 	if e.Frames == 0 {
 		err = r.raw()

@@ -54,6 +54,7 @@ type airlockConfig struct {
 	MinThroughput       int64    `toml:"min_throughput"`
 	RebootCommand       []string `toml:"reboot_command"`
 	Progress            string   `toml:"progress"`
+	FullDownload        bool     `toml:"full_download,omitempty"`
 }
 
 type wireSlots struct {

@@ -82,6 +82,9 @@ Example:
 					}
 					fmt.Fprintf(e.Stdout, "installed %s (version %s, security version %d, %d bytes) into slot %s\n",
 						res.TargetPath, res.Version, res.SecurityVersion, res.InstalledBytes, res.Slot)
+					if res.Delta != "" {
+						fmt.Fprintf(e.Stdout, "%s: %d bytes read from the bundle\n", res.Delta, res.TransportBytes)
+					}
 					e.Printf("airlock: hint: slot %s is on trial: run 'airlock device boot' then 'airlock device health'\n", res.Slot)
 					return nil
 				}
