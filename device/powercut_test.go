@@ -5,16 +5,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/airlockfw/airlock/device/boot"
 	"github.com/airlockfw/airlock/internal/durable"
+	"github.com/airlockfw/airlock/trust"
 )
 
 // powerCutFixture holds three releases of a product and their images.
 type powerCutFixture struct {
 	v                *vendor
 	b10, b11, b12    []byte
+	target11         string
 	images           map[string][]byte // version -> installed image
 	healthOK, health []string
 }
@@ -24,9 +27,24 @@ func newPowerCutFixture(t *testing.T) *powerCutFixture {
 	for i, ver := range []string{"1.0.0", "1.1.0", "1.2.0"} {
 		f.images[ver] = testImage(uint64(i+1), imgSize)
 	}
+	// 1.1.0 is 1.0.0 with a few blocks changed, so that a delta install
+	// reuses most of the active slot.
+	f.images["1.1.0"] = bytes.Clone(f.images["1.0.0"])
+	for _, off := range []int{100, imgSize / 3, imgSize - 5} {
+		f.images["1.1.0"][off] ^= 0xff
+	}
 	f.b10 = f.v.release("1.0.0", 1, f.images["1.0.0"], nil)
 	f.b11 = f.v.release("1.1.0", 2, f.images["1.1.0"], nil)
 	f.b12 = f.v.release("1.2.0", 2, f.images["1.2.0"], nil)
+	rels, err := f.v.r.Releases(testProduct)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rels {
+		if r.Version == "1.1.0" {
+			f.target11 = r.TargetPath
+		}
+	}
 	return f
 }
 
@@ -49,6 +67,23 @@ func (f *powerCutFixture) device(t *testing.T) *durable.Mem {
 // process would (reopening the device), stopping at the first error. A
 // health failure that rolled back is the expected end of a rollback cycle.
 func (f *powerCutFixture) cycle(fsys *durable.Mem, healthCmd string) error {
+	return f.cycleWith(fsys, healthCmd, func(d *Device) error {
+		_, err := installBundle(d, f.b11, InstallOptions{})
+		return err
+	})
+}
+
+// installOnline installs 1.1 from the repository directory, a source that
+// serves byte ranges: a delta install that reuses the active slot's blocks.
+func (f *powerCutFixture) installOnline(d *Device) error {
+	res, err := d.Install(context.Background(), trust.NewDirSource(f.v.r.PublicDir()), f.target11, InstallOptions{})
+	if err == nil && !strings.HasPrefix(res.Delta, "delta:") {
+		return fmt.Errorf("the online install was not a delta: %+v", res)
+	}
+	return err
+}
+
+func (f *powerCutFixture) cycleWith(fsys *durable.Mem, healthCmd string, install func(*Device) error) error {
 	ctx := context.Background()
 	cfg := f.config()
 	cfg.Health.Command = []string{healthCmd}
@@ -57,7 +92,7 @@ func (f *powerCutFixture) cycle(fsys *durable.Mem, healthCmd string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := installBundle(d, f.b11, InstallOptions{}); err != nil {
+	if err := install(d); err != nil {
 		return err
 	}
 	if d, err = open(); err != nil {
@@ -128,16 +163,24 @@ func TestPowerCutAtEveryWrite(t *testing.T) {
 	}
 	f := newPowerCutFixture(t)
 	counts := map[string]int{}
-	for _, tc := range []struct{ name, health string }{
-		{"install-commit", "true"},
-		{"rollback", "false"},
+	for _, tc := range []struct {
+		name, health string
+		online       bool
+	}{
+		{"install-commit", "true", false},
+		{"rollback", "false", false},
+		{"delta-install-commit", "true", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			// The uninterrupted cycle, to count the cut points and check
 			// its outcome.
+			cycle := f.cycle
+			if tc.online {
+				cycle = func(fsys *durable.Mem, health string) error { return f.cycleWith(fsys, health, f.installOnline) }
+			}
 			fsys := f.device(t)
 			fsys.CutAfter(0)
-			if err := f.cycle(fsys, tc.health); err != nil {
+			if err := cycle(fsys, tc.health); err != nil {
 				t.Fatalf("uninterrupted cycle: %v", err)
 			}
 			n := fsys.Ops()
@@ -146,7 +189,7 @@ func TestPowerCutAtEveryWrite(t *testing.T) {
 				t.Fatal(err)
 			}
 			st, _ := d.ctl.Load()
-			wantGood := map[string]boot.Slot{"install-commit": boot.SlotB, "rollback": boot.SlotA}[tc.name]
+			wantGood := map[string]boot.Slot{"install-commit": boot.SlotB, "rollback": boot.SlotA, "delta-install-commit": boot.SlotB}[tc.name]
 			if st.Good != wantGood || st.Trial != "" {
 				t.Fatalf("after the cycle boot state = %+v, want good %s", st, wantGood)
 			}
@@ -156,7 +199,7 @@ func TestPowerCutAtEveryWrite(t *testing.T) {
 				for _, torn := range []bool{false, true} {
 					fsys := f.device(t)
 					fsys.CutAfter(i)
-					err := f.cycle(fsys, tc.health)
+					err := cycle(fsys, tc.health)
 					// Best-effort writes (last.json) swallow the cut, so
 					// check the power state, not only the error.
 					if err != nil && !errors.Is(err, durable.ErrPowerCut) || !fsys.PoweredOff() {
@@ -174,6 +217,6 @@ func TestPowerCutAtEveryWrite(t *testing.T) {
 			}
 		})
 	}
-	t.Logf("power-cut points: install-commit=%d rollback=%d", counts["install-commit"], counts["rollback"])
-	fmt.Printf("power-cut points: install-commit=%d rollback=%d\n", counts["install-commit"], counts["rollback"])
+	t.Logf("power-cut points: install-commit=%d rollback=%d delta-install-commit=%d", counts["install-commit"], counts["rollback"], counts["delta-install-commit"])
+	fmt.Printf("power-cut points: install-commit=%d rollback=%d delta-install-commit=%d\n", counts["install-commit"], counts["rollback"], counts["delta-install-commit"])
 }
