@@ -32,7 +32,22 @@
 #   plain block reuse     bench/deltabaseline: 4 KiB blocks of NEW found at any
 #                         4 KiB-aligned offset of OLD are reused, the rest
 #                         zstd-compressed (klauspost/compress, best level)
-#   Airlock delta         not built yet (issue 13)
+#   Airlock delta bundle  the airlock CLI end to end: a repository with the
+#                         old image released as 1.0.0 and the new one as
+#                         1.1.0 (both --compress zstd, schema 2); creation =
+#                         `airlock delta create --from 1.0.0 --to 1.1.0` (the
+#                         tree and data delta streams, signed); download =
+#                         the delta bundle (`bundle create --delta-from`:
+#                         metadata, both streams, trailer); apply = the
+#                         device binary's `device install --bundle` on a
+#                         device running 1.0.0 (every block verified against
+#                         the signed tree, fsync'd into a file slot), and,
+#                         for comparison, the whole bundle's install on the
+#                         same kind of device (row airlock-full-install)
+#   Airlock online delta  bench/deltasize online: range requests against the
+#                         new release's payload (zstd frames of 64 KiB),
+#                         copying the blocks the old slot holds; download =
+#                         the bytes of the ranges (the new tree included)
 # download: bytes a device fetches; create/apply: wall time; apply peak RSS:
 # /usr/bin/time -v "Maximum resident set size" (for zchunk the larger of
 # zckdl and unzck). Every applied image is compared with the new image (cmp).
@@ -83,6 +98,12 @@ if [[ $# -ge 1 ]]; then trap 'cleanup keep' EXIT; else trap cleanup EXIT; fi
 t_start=$(date +%s)
 bin=$work/deltabaseline
 go build -o "$bin" ./bench/deltabaseline
+abin=$work/airlock
+go build -o "$abin" ./cmd/airlock
+dbin=$work/airlock-device
+sh scripts/build-device.sh "$dbin" >/dev/null
+dsbin=$work/deltasize
+go build -o "$dsbin" ./bench/deltasize
 images=$work/images
 bench/delta/mkimages.sh $quick "$images"
 size=$(stat -c %s "$images/new.img")
@@ -186,8 +207,54 @@ measure_case() {
 	same "$d/out" "$new" "plain block reuse"
 	row "$c" "plain-block-reuse" "$(stat -c %s "$d/blk.delta")" "$cs" "$secs" "$rss_kib"
 
-	row "$c" "airlock-delta" "-" "-" "-" "-"
+	airlock_case "$c" "$old" "$new" "$d"
 	rm -rf "$d"
+}
+
+# airlock_case CASE OLD NEW DIR: Airlock's delta bundle and online delta.
+airlock_case() {
+	local c=$1 old=$2 new=$3 d=$4 r=$4/repo k=$4/keys
+	a() { "$abin" "$@" >"$work/out.txt" 2>"$work/err.txt" || { cat "$work/err.txt" >&2; return 1; }; }
+	mkdir -p "$k"
+	for n in root targets snapshot timestamp product; do a key gen --out "$k/$n.pem"; done
+	a repo init --dir "$r" --root-key "$k/root.pem" --targets-key "$k/targets.pem" \
+		--snapshot-key "$k/snapshot.pem" --timestamp-key "$k/timestamp.pem"
+	a repo delegate --dir "$r" --product acme/bench --key "$k/product.pem.pub" --threshold 1 --targets-key "$k/targets.pem"
+	local v img
+	for v in 1.0.0 1.1.0; do
+		img=$old
+		[[ $v == 1.1.0 ]] && img=$new
+		a release add --dir "$r" --product acme/bench --image "$img" --version "$v" --security-version 1 \
+			--model bench --compress zstd --key "$k/product.pem"
+	done
+	timed "airlock delta create" "$abin" delta create --dir "$r" --product acme/bench --from 1.0.0 --to 1.1.0 --key "$k/product.pem"
+	cs=$secs
+	a repo publish --dir "$r" --snapshot-key "$k/snapshot.pem" --timestamp-key "$k/timestamp.pem"
+	a bundle create --dir "$r" --product acme/bench --version 1.0.0 --out "$d/full-1.0.0.bundle"
+	a bundle create --dir "$r" --product acme/bench --version 1.1.0 --out "$d/full-1.1.0.bundle"
+	a bundle create --dir "$r" --product acme/bench --version 1.1.0 --delta-from 1.0.0 --out "$d/delta.bundle"
+	local mib=$(($(stat -c %s "$new") >> 20))
+	dev() { # dev NAME: a device running 1.0.0, committed in slot A
+		rm -rf "${d:?}/$1"
+		a device init --dir "$d/$1" --root "$r/public/metadata/1.root.json" --model bench --hw-rev 1 \
+			--product acme/bench --slot-size "$((mib + mib / 64 + 2))MiB" --image "$d/full-1.0.0.bundle"
+	}
+	dev full
+	sync
+	timed "airlock full install" "$dbin" device install --dir "$d/full" --bundle "$d/full-1.1.0.bundle"
+	local full_s=$secs full_rss=$rss_kib
+	dev delta
+	sync
+	timed "airlock delta install" "$dbin" device install --dir "$d/delta" --bundle "$d/delta.bundle"
+	cmp -s -n "$(stat -c %s "$new")" "$d/delta/slot-b.img" "$new" ||
+		{ echo "bench: airlock delta: slot B does not hold the new image" >&2; exit 1; }
+	row "$c" "airlock-delta-bundle" "$(stat -c %s "$d/delta.bundle")" "$cs" "$secs" "$rss_kib"
+	row "$c" "airlock-full-install" "$(stat -c %s "$d/full-1.1.0.bundle")" "-" "$full_s" "$full_rss"
+	timed "airlock online delta" "$dsbin" online -frames 65536 "$old" "$new"
+	local fetched
+	fetched=$(awk '/^fetched bytes/ {print $3}' "$work/out.txt")
+	secs=$(awk '/^online seconds/ {print $3}' "$work/out.txt")
+	row "$c" "airlock-online-ranges" "$fetched" "-" "$secs" "$rss_kib"
 }
 
 measure_case realistic "$images/old.img" "$images/new.img"
@@ -206,12 +273,9 @@ awk '
 		print "| case | method | download (bytes) | MiB | × plain block reuse | × zstd --patch-from | create (s) | apply (s) | apply peak RSS (MiB) |"
 		print "|---|---|---:|---:|---:|---:|---:|---:|---:|"
 		for (i = 1; i <= NR; i++) {
-			if (b[i] == "-") {
-				printf "| %s | %s | not built yet | | (target ≤ 0.60) | (target ≤ 1.30) | | | (target ≤ 16) |\n", c[i], m[i]
-				continue
-			}
-			printf "| %s | %s | %d | %.2f | %.3f | %.3f | %.2f | %.2f | %.1f |\n", c[i], m[i], b[i], b[i] / 1048576,
-				b[i] / blk[c[i]], b[i] / pf[c[i]], cr[i], ap[i], rs[i] / 1024
+			cre = (cr[i] == "-") ? "" : sprintf("%.2f", cr[i])
+			printf "| %s | %s | %d | %.2f | %.3f | %.3f | %s | %.2f | %.1f |\n", c[i], m[i], b[i], b[i] / 1048576,
+				b[i] / blk[c[i]], b[i] / pf[c[i]], cre, ap[i], rs[i] / 1024
 		}
 	}' "$rows"
 echo

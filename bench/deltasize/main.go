@@ -11,6 +11,13 @@
 //	        the apply time. Run it under /usr/bin/time -v for its peak RSS.
 //	deltasize run [-nodict] [-dict BYTES] [-window BYTES] OLD NEW
 //	        create, apply in this process, and compare with NEW
+//	deltasize online [-frames BYTES] OLD NEW
+//	        the online delta (range requests, no delta artefact): build the
+//	        schema 2 payloads of OLD and NEW (raw, or zstd frames of BYTES
+//	        installed bytes), install OLD into a slot file, then install NEW
+//	        with payload.CopyReuse fetching ranges of NEW's payload file;
+//	        print the bytes and requests fetched and the time, and compare
+//	        the slot with NEW
 //
 // apply checks nothing against a hash tree (the device's install does):
 // compare OUT with the new image (cmp) to know the delta is right.
@@ -32,11 +39,13 @@ import (
 
 	"github.com/airlockfw/airlock/delta"
 	"github.com/airlockfw/airlock/delta/deltaenc"
+	"github.com/airlockfw/airlock/internal/payload"
 )
 
 const usage = `usage: deltasize create [-nodict] [-dict BYTES] [-window BYTES] OLD NEW DELTA
        deltasize apply OLD DELTA OUT
-       deltasize run [-nodict] [-dict BYTES] [-window BYTES] OLD NEW`
+       deltasize run [-nodict] [-dict BYTES] [-window BYTES] OLD NEW
+       deltasize online [-frames BYTES] OLD NEW`
 
 func main() {
 	if err := run(os.Args[1:]); err != nil {
@@ -62,6 +71,7 @@ func run(args []string) error {
 	fs.BoolVar(&opt.NoDict, "nodict", false, "compress windows without a dictionary (plain block reuse)")
 	fs.IntVar(&opt.DictSize, "dict", 0, "dictionary bytes per window (default delta.MaxDictSize)")
 	fs.IntVar(&opt.WindowSize, "window", 0, "new bytes per window (default delta.MaxWindowSize)")
+	frames := fs.Int64("frames", 0, "online: zstd frames of this many installed bytes (default: uncompressed)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return usageError(err.Error())
 	}
@@ -72,6 +82,8 @@ func run(args []string) error {
 		return err
 	case args[0] == "apply" && len(a) == 3:
 		return apply(a[0], a[1], a[2])
+	case args[0] == "online" && len(a) == 2:
+		return online(a[0], a[1], *frames)
 	case args[0] == "run" && len(a) == 2:
 		dir, err := os.MkdirTemp("", "deltasize-")
 		if err != nil {
@@ -200,4 +212,80 @@ func same(a, b string) error {
 			return errors.Join(errA, errB)
 		}
 	}
+}
+
+// online measures the online delta: see the package comment.
+func online(oldPath, newPath string, frameSize int64) error {
+	dir, err := os.MkdirTemp("", "deltasize-online-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	salt := []byte("deltasize online salt")
+	build := func(img, name string) (*payload.Built, *os.File, error) {
+		in, n, err := open(img)
+		if err != nil {
+			return nil, nil, err
+		}
+		defer in.Close()
+		out, err := os.Create(filepath.Join(dir, name))
+		if err != nil {
+			return nil, nil, err
+		}
+		b, err := payload.BuildIndexed(out, bufio.NewReaderSize(in, 1<<20), n, payload.BuildOptions{Salt: salt, FrameSize: frameSize})
+		if err != nil {
+			out.Close()
+			return nil, nil, err
+		}
+		return b, out, nil
+	}
+	ob, of, err := build(oldPath, "old.payload")
+	if err != nil {
+		return err
+	}
+	defer of.Close()
+	nb, nf, err := build(newPath, "new.payload")
+	if err != nil {
+		return err
+	}
+	defer nf.Close()
+	slotFile := func(name string) (*os.File, error) {
+		return os.OpenFile(filepath.Join(dir, name), os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	}
+	oldSlot, err := slotFile("slot-a")
+	if err != nil {
+		return err
+	}
+	defer oldSlot.Close()
+	oe := ob.Indexed(salt)
+	if _, err := payload.CopyIndexed(oldSlot, io.NewSectionReader(of, 0, ob.Length), oe, payload.CopyOptions{}); err != nil {
+		return fmt.Errorf("installing OLD: %w", err)
+	}
+	newSlot, err := slotFile("slot-b")
+	if err != nil {
+		return err
+	}
+	defer newSlot.Close()
+	base := payload.Base{Slot: oldSlot, Length: ob.InstalledLength, Salt: salt, Root: ob.Root[:], TreeLength: ob.TreeLength}
+	start := time.Now()
+	res, err := payload.CopyReuse(newSlot, nb.Indexed(salt), base, func(off, n int64) (io.ReadCloser, error) {
+		return io.NopCloser(io.NewSectionReader(nf, off, n)), nil
+	}, payload.CopyOptions{})
+	if err != nil {
+		return err
+	}
+	secs := time.Since(start).Seconds()
+	fmt.Printf("payload bytes   %d\n", nb.Length)
+	fmt.Printf("fetched bytes   %d\n", res.TransportBytes)
+	fmt.Printf("requests        %d\n", res.Requests)
+	fmt.Printf("reused blocks   %d of %d\n", res.ReusedBlocks, (nb.InstalledLength+4095)/4096)
+	fmt.Printf("online seconds  %.2f\n", secs)
+	img := filepath.Join(dir, "slot-b.img")
+	if err := newSlot.Truncate(nb.InstalledLength); err != nil {
+		return err
+	}
+	if err := os.Rename(filepath.Join(dir, "slot-b"), img); err != nil {
+		return err
+	}
+	return same(img, newPath)
 }
