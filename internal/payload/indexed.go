@@ -33,7 +33,7 @@ const (
 	MaxFrames = 16384
 	// pipelineBuffers is how many chunks circulate between the reader,
 	// the checker and the writer.
-	pipelineBuffers = 4
+	pipelineBuffers = 3
 )
 
 var (
