@@ -72,7 +72,12 @@ type Report struct {
 	Compression     string            `json:"compression"`
 	InstalledLength int64             `json:"installed_length"`
 	InstalledSHA256 string            `json:"installed_sha256"`
-	Roles           []RoleInfo        `json:"roles"`
+	// IndexRoot is, for a schema 2 release, the signed dm-verity root hash
+	// every block was verified against; DeltaFrom the base release of a
+	// delta bundle (whose blocks only a device running it can check).
+	IndexRoot string     `json:"index_root,omitempty"`
+	DeltaFrom string     `json:"delta_from,omitempty"`
+	Roles     []RoleInfo `json:"roles"`
 	// InstallsUntil is, for a bundle, when the first of the roles whose
 	// expiry is checked (root, targets, delegated; and timestamp and
 	// snapshot with RequireTimestamp) expires, ExpiringRole that role.
@@ -112,6 +117,7 @@ func Bundle(ctx context.Context, r io.Reader, opts Options) (*Report, error) {
 		return nil, err
 	}
 	rep := report(t, "bundle")
+	rep.DeltaFrom = src.DeltaFrom()
 	rep.Checks = append([]string{CheckFormat}, rep.Checks...)
 	for _, r := range rep.Roles {
 		if (r.Role == trust.RoleTimestamp || r.Role == trust.RoleSnapshot) && !opts.RequireTimestamp {
@@ -189,6 +195,9 @@ func report(t *Target, source string) *Report {
 		Roles:           summarize(t.session.client),
 		Checks:          []string{CheckMetadata, CheckTarget, CheckRelease, CheckPolicy, CheckPayload},
 		Skipped:         t.facts.Skipped(),
+	}
+	if x := rel.Index; x != nil {
+		rep.IndexRoot = hex.EncodeToString(x.Root[:])
 	}
 	return rep
 }

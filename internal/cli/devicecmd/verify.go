@@ -219,8 +219,16 @@ func printReport(e *cli.Env, r *verify.Report) {
 		{"payload", fmt.Sprintf("%d bytes, sha256 %s", r.Length, r.SHA256)},
 		{"installed image", fmt.Sprintf("%d bytes, sha256 %s (compression %s)", r.InstalledLength, r.InstalledSHA256, comp)},
 		{"security version", fmt.Sprint(r.SecurityVersion)},
-		{"models / hw rev / channel", fmt.Sprintf("%s / %s / %s", strings.Join(r.Models, ","), hw, r.Channel)},
 	}
+	if r.IndexRoot != "" {
+		rows = append(rows, []string{"block index", "dm-verity root " + r.IndexRoot + " (every block verified against it)"})
+	}
+	if r.DeltaFrom != "" {
+		rows = append(rows, []string{"delta", "from " + r.DeltaFrom + ": headers and windows verified; the blocks are verified by a device running " + r.DeltaFrom})
+	}
+	rows = append(rows, [][]string{
+		{"models / hw rev / channel", fmt.Sprintf("%s / %s / %s", strings.Join(r.Models, ","), hw, r.Channel)},
+	}...)
 	for _, ri := range r.Roles {
 		rows = append(rows, []string{"role " + ri.Role, fmt.Sprintf("v%d, expires %s, threshold %d of %d keys", ri.Version, ri.Expires.UTC().Format(time.RFC3339), ri.Threshold, ri.Keys)})
 	}
