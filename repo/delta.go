@@ -42,6 +42,9 @@ const DeltasDir = "deltas"
 // has no block index (hash tree) to rebuild and verify.
 var ErrNoIndex = errors.New("release has no block index (schema 1)")
 
+// ErrDeltaExists: the release already signs a delta from that base.
+var ErrDeltaExists = errors.New("delta already signed")
+
 // DeltaInfo describes a delta made for a release.
 type DeltaInfo struct {
 	Product string `json:"product"`
@@ -110,9 +113,10 @@ func (r *Repo) openReleaseImage(fsys durable.FS, tp string, tf *metadata.TargetF
 		return nil, err
 	}
 	ri = &releaseImage{version: v.String(), meta: meta}
+	opened := ri
 	defer func() {
 		if err != nil {
-			ri.close()
+			opened.close()
 		}
 	}()
 	f, err := fsys.OpenFile(src, os.O_RDONLY, 0)
@@ -331,15 +335,15 @@ func applyAndCompare(r io.Reader, c applyCheck) error {
 // the caller removes them (remove) if it fails later.
 func (r *Repo) makeDeltas(md *metadata.Metadata[metadata.TargetsType], target *releaseImage, from []string) (infos []*DeltaInfo, remove func(), err error) {
 	tm := target.meta
+	var made []*DeltaInfo
 	remove = func() {
-		for _, in := range infos {
+		for _, in := range made {
 			durable.Remove(fsys, in.Path)
 		}
 	}
 	defer func() {
 		if err != nil {
 			remove()
-			infos = nil
 		}
 	}()
 	if len(tm.Deltas)+len(from) > release.MaxDeltas {
@@ -356,7 +360,7 @@ func (r *Repo) makeDeltas(md *metadata.Metadata[metadata.TargetsType], target *r
 		}
 		f = fv.String()
 		if tm.DeltaFrom(f) != nil || containsVersion(from[:i], f) {
-			return nil, remove, fmt.Errorf("%w: %s %s already signs a delta from %s", ErrDuplicate, tm.Product, tm.Version, f)
+			return nil, remove, fmt.Errorf("%w: %s %s already signs a delta from %s", ErrDeltaExists, tm.Product, tm.Version, f)
 		}
 		if f == tm.Version.String() {
 			return nil, remove, fmt.Errorf("%w: a delta from %s %s to itself", ErrInvalidOptions, tm.Product, f)
@@ -378,9 +382,9 @@ func (r *Repo) makeDeltas(md *metadata.Metadata[metadata.TargetsType], target *r
 		if err != nil {
 			return nil, remove, err
 		}
-		infos = append(infos, info)
+		made = append(made, info)
 	}
-	return infos, remove, nil
+	return made, remove, nil
 }
 
 func containsVersion(list []string, v string) bool {
@@ -411,6 +415,12 @@ func checkDeltaBases(md *metadata.Metadata[metadata.TargetsType], meta *release.
 		}
 		if containsVersion(from[:i], fv.String()) {
 			return fmt.Errorf("%w: delta base %s given twice", ErrInvalidOptions, fv)
+		}
+		if fv.String() == meta.Version.String() {
+			return fmt.Errorf("%w: a delta from %s %s to itself", ErrInvalidOptions, meta.Product, fv)
+		}
+		if meta.DeltaFrom(fv.String()) != nil {
+			return fmt.Errorf("%w: %s %s already signs a delta from %s", ErrDeltaExists, meta.Product, meta.Version, fv)
 		}
 		tp := findVersion(md, fv.String())
 		if tp == "" {
@@ -524,7 +534,7 @@ func (r *Repo) addDelta(product, version, from string, signers []crypto.Signer) 
 		return nil, nil, fmt.Errorf("%w: target %q: %w", ErrInvalidMetadata, tp, err)
 	}
 	if fv, err := release.ParseVersion(from); err == nil && meta.DeltaFrom(fv.String()) != nil {
-		return nil, nil, fmt.Errorf("%w: %s %s already signs a delta from %s", ErrDuplicate, p, v, fv)
+		return nil, nil, fmt.Errorf("%w: %s %s already signs a delta from %s", ErrDeltaExists, p, v, fv)
 	}
 	if err := checkDeltaBases(md, meta, []string{from}); err != nil {
 		return nil, nil, err
@@ -561,4 +571,53 @@ func (r *Repo) addDelta(product, version, from string, signers []crypto.Signer) 
 	return infos[0], &ReleaseInfo{Product: p.String(), Version: v.String(), TargetPath: tp, Length: tf.Length,
 		SHA256: hex.EncodeToString(tf.Hashes["sha256"]), Metadata: meta, Signatures: have, Threshold: rk.threshold,
 		Deltas: infos}, nil
+}
+
+// ErrNoDelta: a delta bundle was asked for a delta the release does not
+// sign, or whose file is missing or does not match what is signed.
+var ErrNoDelta = errors.New("no signed delta")
+
+// deltaPayload returns the delta file a delta bundle of the published
+// release at tp (target tf) from version from carries, and its length,
+// after checking it against the signed delta: its length and both
+// headers (parsed as a device parses them, digests compared).
+func (r *Repo) deltaPayload(p release.Product, tp string, tf *metadata.TargetFiles, from string) (string, int64, error) {
+	_, v, _, err := release.ParseTargetPath(tp)
+	if err != nil {
+		return "", 0, fmt.Errorf("%w: target %q: %w", ErrInvalidMetadata, tp, err)
+	}
+	fv, err := release.ParseVersion(from)
+	if err != nil {
+		return "", 0, fmt.Errorf("%w: delta base %q: %w", ErrInvalidOptions, from, err)
+	}
+	hint := fmt.Sprintf("sign one with 'airlock delta create --dir %s --product %s --from %s --to %s --key KEY' (or 'release add --delta-from') and publish it", r.dir, p, fv, v)
+	if tf.Custom == nil {
+		return "", 0, fmt.Errorf("%w: target %q has no airlock metadata", ErrInvalidMetadata, tp)
+	}
+	meta, err := release.ParseCustom(*tf.Custom)
+	if err != nil {
+		return "", 0, fmt.Errorf("%w: target %q: %w", ErrInvalidMetadata, tp, err)
+	}
+	d := meta.DeltaFrom(fv.String())
+	if d == nil {
+		return "", 0, fmt.Errorf("%w: the published %s %s signs no delta from %s: %s", ErrNoDelta, p, v, fv, hint)
+	}
+	path := r.deltaPath(p, v.String(), fv.String())
+	f, err := fsys.OpenFile(path, os.O_RDONLY, 0)
+	if err != nil {
+		return "", 0, fmt.Errorf("%w: the delta file of %s %s from %s: %w; %s", ErrNoDelta, p, v, fv, err, hint)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return "", 0, err
+	}
+	got, err := readDeltaFile(f, fi.Size(), nil)
+	if err == nil && (fi.Size() != d.Length() || got.Tree != d.Tree || got.Data != d.Data) {
+		err = fmt.Errorf("it is %d bytes, the signed delta %d, or its headers differ", fi.Size(), d.Length())
+	}
+	if err != nil {
+		return "", 0, fmt.Errorf("%w: the delta file %s does not match the delta %s %s signs from %s: %v; re-create it or %s", ErrNoDelta, path, p, v, fv, err, hint)
+	}
+	return path, d.Length(), nil
 }
