@@ -621,3 +621,94 @@ func (r *Repo) deltaPayload(p release.Product, tp string, tf *metadata.TargetFil
 	}
 	return path, d.Length(), nil
 }
+
+// DeltaStats is what the encoder would make of a delta between two
+// releases of a repository (DeltaStatsOf) or two image files.
+type DeltaStats struct {
+	// Tree is nil for two image files (they have no tree).
+	Tree *deltaenc.Stats
+	Data *deltaenc.Stats
+	// PayloadLength is the new release's whole payload (what a whole bundle
+	// or a full download carries); 0 for two image files.
+	PayloadLength int64
+}
+
+// DeltaStatsOf runs the encoder on two releases of product, from and to,
+// as AddDelta would (their images and trees read from their payloads in
+// the repository), without writing or signing anything, and reports what
+// it made. It takes no lock: it only reads (a compressed payload is
+// decoded into a temp file under REPO/deltas, removed afterwards).
+func (r *Repo) DeltaStatsOf(product, from, to string) (*DeltaStats, error) {
+	p, role, err := productRole(product)
+	if err != nil {
+		return nil, err
+	}
+	md, _, err := r.currentRole(role)
+	if err != nil {
+		return nil, err
+	}
+	if md == nil {
+		return nil, fmt.Errorf("%w: no releases of %s", ErrNotFound, p)
+	}
+	open := func(v string) (*releaseImage, error) {
+		pv, err := release.ParseVersion(v)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrInvalidOptions, err)
+		}
+		tp := findVersion(md, pv.String())
+		if tp == "" {
+			return nil, fmt.Errorf("%w: no release %s %s", ErrNotFound, p, pv)
+		}
+		scratch := r.path(DeltasDir, filepath.FromSlash(p.String()), pv.String())
+		if err := fsys.MkdirAll(scratch, DirMode); err != nil {
+			return nil, fmt.Errorf("failed to create %s: %w", scratch, err)
+		}
+		return r.openReleaseImage(fsys, tp, md.Signed.Targets[tp], scratch)
+	}
+	base, err := open(from)
+	if err != nil {
+		return nil, err
+	}
+	defer base.close()
+	target, err := open(to)
+	if err != nil {
+		return nil, err
+	}
+	defer target.close()
+	bm, tm := base.meta, target.meta
+	st := &DeltaStats{PayloadLength: md.Signed.Targets[findVersion(md, tm.Version.String())].Length}
+	if st.Tree, err = deltaenc.Create(io.Discard, base.tree, bm.Index.TreeLength, target.tree, tm.Index.TreeLength, deltaenc.Options{}); err != nil {
+		return nil, err
+	}
+	if st.Data, err = deltaenc.Create(io.Discard, base.image, bm.Installed.Length, target.image, tm.Installed.Length, deltaenc.Options{}); err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+// DeltaStatsFiles runs the encoder on two image files, without a
+// repository, and reports what it made (the delta itself is discarded).
+func DeltaStatsFiles(oldPath, newPath string) (*DeltaStats, error) {
+	var files [2]*os.File
+	var sizes [2]int64
+	for i, p := range []string{oldPath, newPath} {
+		f, err := os.Open(p)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		fi, err := f.Stat()
+		if err != nil {
+			return nil, err
+		}
+		if !fi.Mode().IsRegular() {
+			return nil, fmt.Errorf("%w: %s is not a regular file", ErrInvalidOptions, p)
+		}
+		files[i], sizes[i] = f, fi.Size()
+	}
+	data, err := deltaenc.Create(io.Discard, files[0], sizes[0], files[1], sizes[1], deltaenc.Options{})
+	if err != nil {
+		return nil, err
+	}
+	return &DeltaStats{Data: data}, nil
+}
