@@ -336,16 +336,16 @@ Example:
 			}
 			if *asJSON {
 				type releaseJSON struct {
-					Product         string `json:"product"`
-					Version         string `json:"version"`
-					State           string `json:"state"` // published or pending
-					Signatures      int    `json:"signatures"`
-					Threshold       int    `json:"threshold"`
-					SecurityVersion *int64 `json:"security_version,omitempty"`
-					Compression     string `json:"compression,omitempty"`
-					Length          int64  `json:"length"`
-					SHA256          string `json:"sha256"`
-					TargetPath      string `json:"target_path"`
+					Product         string      `json:"product"`
+					Version         string      `json:"version"`
+					State           string      `json:"state"` // published or pending
+					Signatures      int         `json:"signatures"`
+					Threshold       int         `json:"threshold"`
+					SecurityVersion *int64      `json:"security_version,omitempty"`
+					Compression     string      `json:"compression,omitempty"`
+					Length          int64       `json:"length"`
+					SHA256          string      `json:"sha256"`
+					TargetPath      string      `json:"target_path"`
 					Deltas          []deltaJSON `json:"deltas,omitempty"`
 				}
 				out := make([]releaseJSON, 0, len(rels))
