@@ -54,6 +54,9 @@ const (
 	ReleasePublished Action = "release.published"
 	ReleaseRevoked   Action = "release.revoked"  // withdrawn from the repository
 	ReleaseDeployed  Action = "release.deployed" // cleared for distribution (after its approvals)
+	// ReleaseDeltaAdded: a delta from an older release signed into an
+	// existing release (delta create).
+	ReleaseDeltaAdded Action = "release.delta_added"
 
 	RolloutStarted   Action = "rollout.started"
 	RolloutPaused    Action = "rollout.paused"
@@ -80,7 +83,7 @@ const (
 // Actions lists every valid Action.
 var Actions = []Action{
 	KeyGenerated, KeyRotated, KeyRevoked, MetadataRenewed,
-	ReleaseAdded, ReleaseSigned, ReleaseApproved, ReleaseRejected, ReleasePublished, ReleaseRevoked, ReleaseDeployed,
+	ReleaseAdded, ReleaseSigned, ReleaseApproved, ReleaseRejected, ReleasePublished, ReleaseRevoked, ReleaseDeployed, ReleaseDeltaAdded,
 	RolloutStarted, RolloutPaused, RolloutResumed, RolloutAdvanced, RolloutCancelled, RolloutCompleted,
 	DeviceEnrolled, DeviceUpdated, DeviceRolledBack, DeviceFailed, DeviceRemoved,
 	AuthLogin, AuthLoginFailed, AuthLogout,

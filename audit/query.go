@@ -104,7 +104,7 @@ type Event struct {
 type ReleaseSummary struct {
 	Release    string
 	Added      []Event // release.added
-	Signed     []Event // release.signed
+	Signed     []Event // release.signed, release.delta_added
 	Approved   []Event // release.approved and release.rejected
 	Published  []Event // release.published and release.revoked
 	Rollouts   []Event // release.deployed and rollout.*
@@ -127,7 +127,7 @@ func Summarize(release string, entries []Entry) *ReleaseSummary {
 		switch e.Action {
 		case ReleaseAdded:
 			s.Added = append(s.Added, ev)
-		case ReleaseSigned:
+		case ReleaseSigned, ReleaseDeltaAdded:
 			s.Signed = append(s.Signed, ev)
 		case ReleaseApproved, ReleaseRejected:
 			s.Approved = append(s.Approved, ev)

@@ -27,6 +27,25 @@ type BundleInfo struct {
 	// TimestampExpires is when the bundle's timestamp expires: the end of
 	// its life on devices configured with bundle_freshness = "timestamp".
 	TimestampExpires time.Time `json:"timestamp_expires"`
+	// DeltaFrom is, for a delta bundle (format 2), the release it applies
+	// to; "" for a whole bundle.
+	DeltaFrom string `json:"delta_from,omitempty"`
+	// PayloadLength is the bundle's payload: the delta file for a delta
+	// bundle; FullPayloadLength the release's whole payload (what a whole
+	// bundle carries), for comparison.
+	PayloadLength     int64 `json:"payload_length"`
+	FullPayloadLength int64 `json:"full_payload_length"`
+}
+
+// BundleOptions say which bundle CreateBundleWith writes.
+type BundleOptions struct {
+	Product string // product ID
+	Version string // a published release of it
+	// DeltaFrom, if not empty, makes a delta bundle for devices running
+	// that release: its payload is the delta the release signs from it
+	// (made by AddRelease with ReleaseOptions.DeltaFrom or by AddDelta,
+	// and published). Empty: a whole bundle.
+	DeltaFrom string
 }
 
 // CreateBundle writes an offline bundle of a published release to w: root
@@ -34,11 +53,21 @@ type BundleInfo struct {
 // and product role versions that snapshot names, the target path, and the
 // payload, streamed from public/targets.
 func (r *Repo) CreateBundle(w io.Writer, product, version string) error {
-	_, err := r.createBundle(w, product, version)
+	_, err := r.CreateBundleWith(w, BundleOptions{Product: product, Version: version})
 	return err
 }
 
-func (r *Repo) createBundle(w io.Writer, product, version string) (*BundleInfo, error) {
+// CreateBundleWith writes the offline bundle o describes to w: a whole
+// bundle as CreateBundle does, or with o.DeltaFrom a delta bundle (format
+// 2), whose metadata is the same and whose payload is the delta file the
+// release signs from o.DeltaFrom, checked against the signed lengths and
+// header digests first.
+func (r *Repo) CreateBundleWith(w io.Writer, o BundleOptions) (*BundleInfo, error) {
+	return r.createBundle(w, o)
+}
+
+func (r *Repo) createBundle(w io.Writer, o BundleOptions) (*BundleInfo, error) {
+	product, version := o.Product, o.Version
 	p, role, err := productRole(product)
 	if err != nil {
 		return nil, err
@@ -120,17 +149,25 @@ func (r *Repo) createBundle(w io.Writer, product, version string) (*BundleInfo, 
 	if staged {
 		return nil, fmt.Errorf("%w: payload of %s is still staged", ErrNotFound, tp)
 	}
+	m.TargetPath = tp
+	m.PayloadLength = tf.Length
+	info.TargetPath = tp
+	info.PayloadLength, info.FullPayloadLength = tf.Length, tf.Length
+	if o.DeltaFrom != "" {
+		src, m.PayloadLength, err = r.deltaPayload(p, tp, tf, o.DeltaFrom)
+		if err != nil {
+			return nil, err
+		}
+		m.DeltaFrom, info.DeltaFrom, info.PayloadLength = o.DeltaFrom, o.DeltaFrom, m.PayloadLength
+	}
 	f, err := os.Open(src)
 	if err != nil {
 		return nil, fmt.Errorf("failed to open payload: %w", err)
 	}
 	defer f.Close()
-	m.TargetPath = tp
-	m.PayloadLength = tf.Length
-	info.TargetPath = tp
-	var payload io.Reader = f
+	var payload io.Reader = io.LimitReader(f, m.PayloadLength)
 	if r.opts.Progress != nil {
-		payload = io.TeeReader(f, r.opts.Progress(tf.Length))
+		payload = io.TeeReader(payload, r.opts.Progress(m.PayloadLength))
 	}
 	if err := bundle.Write(w, &m, payload); err != nil {
 		return nil, err
@@ -146,6 +183,12 @@ func (r *Repo) createBundle(w io.Writer, product, version string) (*BundleInfo, 
 // atomically replaced (rename) by the complete new bundle, so a reader sees
 // the old bundle or the new one, never a mix.
 func (r *Repo) CreateBundleFile(path, product, version string, replace bool) (*BundleInfo, error) {
+	return r.CreateBundleFileWith(path, BundleOptions{Product: product, Version: version}, replace)
+}
+
+// CreateBundleFileWith is CreateBundleFile for the bundle o describes (a
+// delta bundle with o.DeltaFrom).
+func (r *Repo) CreateBundleFileWith(path string, o BundleOptions, replace bool) (*BundleInfo, error) {
 	exists := fmt.Errorf("%s already exists; refusing to overwrite it (--force re-creates it): %w", path, fs.ErrExist)
 	if fi, err := fsys.Lstat(path); err == nil {
 		if !replace {
@@ -161,7 +204,7 @@ func (r *Repo) CreateBundleFile(path, product, version string, replace bool) (*B
 	}
 	defer f.Abort()
 	cw := &countingWriter{w: f}
-	info, err := r.createBundle(cw, product, version)
+	info, err := r.createBundle(cw, o)
 	if err != nil {
 		return nil, err
 	}

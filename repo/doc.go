@@ -44,13 +44,15 @@
 //	REPO/public/targets/          <product>/<version>/<sha256>.<file>
 //	REPO/staging/                 root.json, targets.json, <role>.json (pending),
 //	                              targets/<product>/<version>/<sha256>.<file>
+//	REPO/deltas/                  <product>/<version>/from-<base>.delta (signed
+//	                              deltas, never served; see AddDelta)
 //
 // Every file is written atomically (temp file, fsync, rename, fsync dir,
 // through internal/durable).
 //
 // # Concurrency, audit and environments
 //
-// Every mutating operation (Init, Delegate, AddRelease, SignPending,
+// Every mutating operation (Init, Delegate, AddRelease, AddDelta, SignPending,
 // ImportPending, Rotate, Revoke, Publish, Timestamp) holds an exclusive
 // flock on REPO/airlock-repo.lock for its whole duration, so a cron
 // `repo timestamp` cannot interleave with a `repo publish` (both would

@@ -119,8 +119,15 @@ func (r *Repo) AddRelease(opts ReleaseOptions) (*ReleaseInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := r.record(audit.Entry{Action: audit.ReleaseAdded, Release: info.Product + "@" + info.Version,
-		Details: map[string]string{"target": info.TargetPath, "sha256": info.SHA256, "keys": signerIDs(opts.Signers...)}}); err != nil {
+	details := map[string]string{"target": info.TargetPath, "sha256": info.SHA256, "keys": signerIDs(opts.Signers...)}
+	if len(info.Deltas) > 0 {
+		var ds []string
+		for _, d := range info.Deltas {
+			ds = append(ds, fmt.Sprintf("%s:%d", d.From, d.Length))
+		}
+		details["deltas"] = strings.Join(ds, ",") // base:bytes of each delta file
+	}
+	if err := r.record(audit.Entry{Action: audit.ReleaseAdded, Release: info.Product + "@" + info.Version, Details: details}); err != nil {
 		return info, err
 	}
 	return info, nil

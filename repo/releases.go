@@ -67,6 +67,13 @@ type ReleaseOptions struct {
 	//
 	// Deprecated: kept so that callers that set it still compile.
 	Copy bool
+	// DeltaFrom lists older releases of the product (published or staged,
+	// schema 2) to sign deltas from (at most release.MaxDeltas): for each,
+	// a delta file is made in the repository (REPO/deltas/...) and its
+	// streams are signed into the release's metadata, so that a device
+	// running that release can install this one from a delta bundle
+	// (CreateBundleWith, BundleOptions.DeltaFrom).
+	DeltaFrom []string
 	// Signers are keys of the product role that approve the release now
 	// (at least one). Further approvals: SignPending, SignPendingFile.
 	Signers []crypto.Signer
@@ -82,6 +89,8 @@ type ReleaseInfo struct {
 	Metadata   *release.Metadata
 	// Published is false for a release only in staged metadata.
 	Published bool
+	// Deltas are the delta files AddRelease made (ReleaseOptions.DeltaFrom).
+	Deltas []*DeltaInfo
 	// Signatures and Threshold are the valid signatures on the metadata
 	// that holds the release (staged metadata for unpublished releases).
 	Signatures, Threshold int
@@ -214,6 +223,9 @@ func (r *Repo) addRelease(opts ReleaseOptions) (*ReleaseInfo, error) {
 	if err := meta.Validate(); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidOptions, err)
 	}
+	if err := checkDeltaBases(md, meta, opts.DeltaFrom); err != nil {
+		return nil, err
+	}
 
 	st, err := r.streamImage(opts.ImagePath, path.Dir(targetPath), fileName, layout{compress: opts.Compress == CompressZstd, indexed: schema != release.SchemaV1, salt: salt, frameSize: frameSize})
 	if err != nil {
@@ -233,12 +245,36 @@ func (r *Repo) addRelease(opts ReleaseOptions) (*ReleaseInfo, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidOptions, err)
 	}
-	md.Signed.Targets[targetPath] = &metadata.TargetFiles{
+	tf := &metadata.TargetFiles{
 		Length: st.length,
 		Hashes: metadata.Hashes{"sha256": st.sha256[:]},
 		Custom: &custom,
 		Path:   targetPath,
 	}
+	var deltas []*DeltaInfo
+	if len(opts.DeltaFrom) > 0 {
+		// From the staged payload, not from the user's file.
+		var remove func()
+		if deltas, remove, err = r.deltasFor(md, targetPath, tf, opts.DeltaFrom); err != nil {
+			return nil, err
+		}
+		defer func() {
+			if !ok {
+				remove()
+			}
+		}()
+		for _, d := range deltas {
+			meta.Deltas = append(meta.Deltas, d.Delta)
+		}
+		if err := meta.Validate(); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrInvalidOptions, err)
+		}
+		if custom, err = release.MarshalCustom(meta); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrInvalidOptions, err)
+		}
+		tf.Custom = &custom
+	}
+	md.Signed.Targets[targetPath] = tf
 	if err := signWith(md, opts.Signers, rk, role); err != nil {
 		return nil, err
 	}
@@ -249,7 +285,7 @@ func (r *Repo) addRelease(opts ReleaseOptions) (*ReleaseInfo, error) {
 	have, _ := countValid(md, rk)
 	return &ReleaseInfo{
 		Product: p.String(), Version: v.String(), TargetPath: targetPath, Length: st.length,
-		SHA256: hex.EncodeToString(st.sha256[:]), Metadata: meta, Signatures: have, Threshold: rk.threshold,
+		SHA256: hex.EncodeToString(st.sha256[:]), Metadata: meta, Signatures: have, Threshold: rk.threshold, Deltas: deltas,
 	}, nil
 }
 

@@ -62,16 +62,35 @@ type ReleaseSummary struct {
 	SignedBy        []string `json:"signed_by"`
 	Signatures      int      `json:"signatures"`
 	Threshold       int      `json:"threshold"`
+	// Deltas are the deltas the release signs: devices running From may
+	// install it from a delta bundle.
+	Deltas []DeltaSummary `json:"deltas,omitempty"`
 	// ReplacesPublished is set for a pending release whose version is
 	// already published with different content: approving it changes a
 	// release devices may have installed.
 	ReplacesPublished bool `json:"replaces_published,omitempty"`
+	// DeltasAdded lists, for a pending release whose only change from the
+	// published one is new deltas (AddDelta), the versions they start
+	// from; ReplacesPublished is then false.
+	DeltasAdded []string `json:"deltas_added,omitempty"`
 	// Invalid is set when the target's Airlock metadata does not parse;
 	// the fields from it are then empty.
 	Invalid string `json:"invalid,omitempty"`
 	// Changes compares the release with the previous one (the highest
 	// lower version in the same metadata); nil for the first release.
 	Changes *ReleaseChanges `json:"changes,omitempty"`
+}
+
+// DeltaSummary describes one signed delta of a release.
+type DeltaSummary struct {
+	From   string `json:"from"`
+	Length int64  `json:"length"` // a delta bundle's payload: tree and data streams
+	// TreeLength and DataLength are the streams' lengths, TreeHeaderSHA256
+	// and DataHeaderSHA256 their headers' signed digests (hex).
+	TreeLength       int64  `json:"tree_length"`
+	DataLength       int64  `json:"data_length"`
+	TreeHeaderSHA256 string `json:"tree_header_sha256"`
+	DataHeaderSHA256 string `json:"data_header_sha256"`
 }
 
 // ReleaseChanges is what changed from the previous release to this one.
@@ -181,6 +200,10 @@ func fill(s *ReleaseSummary, m *release.Metadata) {
 		s.Depends = append(s.Depends, d.String())
 	}
 	s.AllowDowngrade = m.AllowDowngrade
+	for _, d := range m.Deltas {
+		s.Deltas = append(s.Deltas, DeltaSummary{From: d.From.String(), Length: d.Length(), TreeLength: d.Tree.Length, DataLength: d.Data.Length,
+			TreeHeaderSHA256: hex.EncodeToString(d.Tree.HeaderSHA256[:]), DataHeaderSHA256: hex.EncodeToString(d.Data.HeaderSHA256[:])})
+	}
 	s.Notes = m.Notes
 	s.Created = m.Created
 }
@@ -221,6 +244,49 @@ func signedBy(sigs []metadata.Signature) []string {
 	}
 	sort.Strings(ids)
 	return ids
+}
+
+// markReplaced records how the pending target staged of s differs from
+// the published one, pub (nil: a new release): only by added deltas
+// (DeltasAdded), or otherwise (ReplacesPublished).
+func (s *ReleaseSummary) markReplaced(pub, staged *metadata.TargetFiles) {
+	if pub == nil {
+		return
+	}
+	if added := deltasAdded(pub, staged); added != nil {
+		s.DeltasAdded = added
+		return
+	}
+	s.ReplacesPublished = true
+}
+
+// deltasAdded returns the bases of the deltas staged adds to pub, if that
+// is the only difference between the two targets; nil otherwise.
+func deltasAdded(pub, staged *metadata.TargetFiles) []string {
+	if pub.Custom == nil || staged.Custom == nil || pub.Length != staged.Length || pub.Path != staged.Path {
+		return nil
+	}
+	ph, err1 := json.Marshal(pub.Hashes)
+	sh, err2 := json.Marshal(staged.Hashes)
+	if err1 != nil || err2 != nil || !bytes.Equal(ph, sh) {
+		return nil
+	}
+	pm, err1 := release.ParseCustom(*pub.Custom)
+	sm, err2 := release.ParseCustom(*staged.Custom)
+	if err1 != nil || err2 != nil || len(sm.Deltas) <= len(pm.Deltas) || !slices.Equal(pm.Deltas, sm.Deltas[:len(pm.Deltas)]) {
+		return nil
+	}
+	var added []string
+	for _, d := range sm.Deltas[len(pm.Deltas):] {
+		added = append(added, d.From.String())
+	}
+	sm.Deltas = sm.Deltas[:len(pm.Deltas)]
+	pc, err1 := release.MarshalCustom(pm)
+	sc, err2 := release.MarshalCustom(sm)
+	if err1 != nil || err2 != nil || !bytes.Equal(pc, sc) {
+		return nil
+	}
+	return added
 }
 
 func sameTarget(a, b *metadata.TargetFiles) bool {
@@ -275,7 +341,7 @@ func (r *Repo) DescribeRelease(product, version string) (*ReleaseSummary, error)
 			if pubTF == nil || !sameTarget(pubTF, staged.Signed.Targets[tp]) {
 				s, err := r.describeIn(staged, role, StatePending, version)
 				if err == nil {
-					s.ReplacesPublished = pubTF != nil
+					s.markReplaced(pubTF, staged.Signed.Targets[tp])
 				}
 				return s, err
 			}
@@ -347,7 +413,7 @@ func (r *Repo) DescribePending(product string) (*PendingSummary, error) {
 			ps.Unchanged++
 			continue
 		}
-		s.ReplacesPublished = pubTF != nil
+		s.markReplaced(pubTF, staged.Signed.Targets[s.TargetPath])
 		s.SignedBy, s.Signatures, s.Threshold = ids, have, need
 		ps.Releases = append(ps.Releases, s)
 	}

@@ -426,6 +426,7 @@ func indexAnchors(old []byte) map[uint64]int64 {
 		for off < len(old) && isZero(old[off:min(off+bs, len(old))]) {
 			off += bs
 		}
+		off = min(off, len(old)) // a zero partial last block
 		end := off
 		for end < len(old) && !isZero(old[end:min(end+bs, len(old))]) {
 			end += bs

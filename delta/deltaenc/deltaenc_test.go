@@ -119,3 +119,34 @@ func ExampleCreate() {
 	// header digest as made: true
 	// <nil> true true
 }
+
+// TestOldImageEndingInAZeroPartialBlock: an old image whose length is not
+// a multiple of the block size and whose last, partial block is zeros (a
+// filesystem image cut short, a one-block image of zeros) is indexed
+// without going past its end.
+func TestOldImageEndingInAZeroPartialBlock(t *testing.T) {
+	for _, old := range [][]byte{
+		make([]byte, 3000),
+		append(image(3, 2), make([]byte, 100)...),
+	} {
+		new := append(image(4, 3), 'x')
+		d, _, err := create(t, old, new, deltaenc.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := delta.NewReader(bytes.NewReader(d))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []byte
+		if err := r.Apply(context.Background(), bytes.NewReader(old), func(_ int64, b []byte) error {
+			got = append(got, b...)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got[:len(new)], new) {
+			t.Fatalf("old image of %d bytes: the delta does not rebuild the new image", len(old))
+		}
+	}
+}

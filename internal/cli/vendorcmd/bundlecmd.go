@@ -17,14 +17,25 @@ func init() {
 
 var bundleCreateCmd = &cli.Command{
 	Name:    "bundle create",
-	Summary: "write an offline bundle of a published release",
-	Usage: `Usage: airlock bundle create --dir REPO --product PRODUCT --version V --out FILE [--force] [--json]
+	Summary: "write an offline bundle (whole, or a delta) of a published release",
+	Usage: `Usage: airlock bundle create --dir REPO --product PRODUCT --version V --out FILE
+         [--delta-from BASE] [--force] [--json]
 
 Writes one file that carries everything a device needs to install a
 published release without network access: root metadata versions 2..N (so a
 device with an older root can follow the rotations), the current timestamp,
 snapshot, targets and product role metadata, and the payload. The device
 verifies it exactly like an online update (docs/bundle-format.md).
+
+With --delta-from BASE it writes a delta bundle (format 2) for devices
+running release BASE: the same metadata, and as payload the delta the
+published release V signs from BASE (made by 'airlock release add
+--delta-from' or 'airlock delta create', then published), which carries
+only what changed. The device rebuilds V from its running slot and the
+delta, verifying every block against V's signed hash tree before it is
+written; a device running anything else refuses the bundle. The delta file
+in the repository is checked against its signed lengths and header digests
+first.
 
 FILE must not exist (unless --force); it appears only when complete (temp
 file, fsync, then an atomic link, or with --force a rename, into place).
@@ -42,18 +53,22 @@ Flags:
   --product PRODUCT   product ID
   --version V         release version (must be published)
   --out FILE          bundle file to create
+  --delta-from BASE   write a delta bundle for devices running release BASE
   --force             replace FILE if it exists (atomically)
   --json              print what was written as JSON
 
-Example:
+Examples:
   airlock bundle create --dir /srv/fw-repo --product acme/router-x1 \
     --version 1.1.0 --out router-x1-1.1.0.airlock
+  airlock bundle create --dir /srv/fw-repo --product acme/router-x1 \
+    --version 1.1.0 --delta-from 1.0.0 --out router-x1-1.0.0-to-1.1.0.airlock
 `,
 	Flags: func(fs *flag.FlagSet) func(*cli.Env, []string) error {
 		dir := fs.String("dir", "", "")
 		product := fs.String("product", "", "")
 		version := fs.String("version", "", "")
 		out := fs.String("out", "", "")
+		deltaFrom := fs.String("delta-from", "", "")
 		force := fs.Bool("force", false, "")
 		asJSON := fs.Bool("json", false, "")
 		return func(e *cli.Env, args []string) error {
@@ -68,7 +83,7 @@ Example:
 			if err != nil {
 				return err
 			}
-			info, err := r.CreateBundleFile(*out, *product, *version, *force)
+			info, err := r.CreateBundleFileWith(*out, repo.BundleOptions{Product: *product, Version: *version, DeltaFrom: *deltaFrom}, *force)
 			prog.Done()
 			if err != nil {
 				return err
@@ -79,6 +94,10 @@ Example:
 			now := time.Now()
 			size, _ := bytesize.Pair(info.Size, 0)
 			e.Printf("airlock: wrote %s (%s, %s)\n", *out, size, info.TargetPath)
+			if info.DeltaFrom != "" {
+				e.Printf("delta bundle for devices running %s: payload %d bytes, %s of the whole %d-byte payload\n",
+					info.DeltaFrom, info.PayloadLength, percent(info.PayloadLength, info.FullPayloadLength), info.FullPayloadLength)
+			}
 			e.Printf("installs until %s, %s (when the %s role expires; renew it with airlock repo renew, publish, and re-create the bundle to go on)\n",
 				info.InstallsUntil.UTC().Format(time.RFC3339), until(now, info.InstallsUntil), info.ExpiringRole)
 			e.Printf("devices with bundle_freshness = \"timestamp\" install it until %s, %s (the timestamp expires)\n",

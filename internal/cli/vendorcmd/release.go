@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/airlockfw/airlock/internal/cli"
@@ -22,7 +23,7 @@ var releaseAddCmd = &cli.Command{
          --security-version N --model MODEL... [--hw-rev RANGE] [--channel C]
          [--depends COMPONENT>=VERSION]... [--compress zstd] [--frame-size SIZE]
          [--schema 1|2] [--notes TEXT] [--allow-downgrade] [--copy]
-         --key KEY... [--keyring FILE] [--passphrase-file FILE]
+         [--delta-from VERSION]... --key KEY... [--keyring FILE] [--passphrase-file FILE]
 
 Streams the image once into REPO/staging (compressing it with zstd when
 asked, hashing the raw image and the file devices download), records the
@@ -43,6 +44,17 @@ the filesystem supports it, e.g. XFS or Btrfs; a copy otherwise), hashed as
 it is written: rebuilding the image file afterwards never changes a release,
 and the file itself is left as it was. An image that changes while it is
 added is refused.
+
+With --delta-from VERSION (repeatable, at most 8), the release also signs
+a delta from each older release VERSION of the product (schema 2,
+published or pending): devices running VERSION may install this release
+from a delta bundle ('airlock bundle create --delta-from VERSION'), which
+carries only what changed. The delta is made from the payloads in the
+repository (not from the image file), applied back to check that it
+rebuilds this release exactly, and kept in
+REPO/deltas/PRODUCT/VERSION/from-BASE.delta. 'airlock delta create' adds
+one to an existing release; 'airlock delta stats' shows what one would
+weigh.
 
 The release is published by 'airlock repo publish' once the product's
 threshold of keys has signed: other approvers sign with 'airlock release
@@ -70,6 +82,7 @@ Flags:
   --schema 1|2                release metadata schema (default 2)
   --notes TEXT                release notes (short)
   --allow-downgrade           sign permission to install over newer versions
+  --delta-from VERSION        also sign a delta from this older release; repeatable
   --copy                      no effect (the image is always copied); accepted for old scripts
   --keyring FILE              key environment registry (default $AIRLOCK_KEYRING or
                               ~/.config/airlock/keyring.json): a key registered for another
@@ -89,7 +102,8 @@ Example:
 		image := fs.String("image", "", "")
 		version := fs.String("version", "", "")
 		secVer := fs.String("security-version", "", "")
-		var models, depends, keyPaths cli.StringList
+		var models, depends, keyPaths, deltaFrom cli.StringList
+		fs.Var(&deltaFrom, "delta-from", "")
 		fs.Var(&models, "model", "")
 		fs.Var(&depends, "depends", "")
 		fs.Var(&keyPaths, "key", "")
@@ -144,7 +158,7 @@ Example:
 			info, err := r.AddRelease(repo.ReleaseOptions{
 				Product: *product, ImagePath: *image, Version: *version, SecurityVersion: uint32(sv),
 				Models: models, HWRev: *hwRev, Channel: *channel, Depends: depends, Compress: *compress,
-				Schema: *schema, FrameSize: int64(*frameSize), Notes: *notes, AllowDowngrade: *downgrade, Signers: signers,
+				Schema: *schema, FrameSize: int64(*frameSize), Notes: *notes, AllowDowngrade: *downgrade, DeltaFrom: deltaFrom, Signers: signers,
 			})
 			prog.Done()
 			if err != nil {
@@ -153,6 +167,9 @@ Example:
 			fmt.Fprintln(e.Stdout, info.TargetPath)
 			e.Printf("airlock: staged %s %s (%d bytes, sha256 %s), signatures %d/%d\n",
 				info.Product, info.Version, info.Length, info.SHA256, info.Signatures, info.Threshold)
+			for _, d := range info.Deltas {
+				printDelta(e, d, info.Length)
+			}
 			if info.Signatures < info.Threshold {
 				e.Printf("airlock: hint: %d more approvals: 'airlock release sign --dir %s --product %s --version %s --key KEY'\n",
 					info.Threshold-info.Signatures, *dir, info.Product, info.Version)
@@ -291,12 +308,15 @@ var releaseListCmd = &cli.Command{
 
 Lists releases, oldest version first per product: state (published or
 pending), signatures/threshold of the metadata that holds it, security
-version, compression, transport length and target path.
+version, compression, transport length, the signed deltas (the releases
+devices may update from with a delta bundle, and each delta's bytes) and
+target path.
 
 Flags:
   --dir REPO          repository directory
   --product PRODUCT   only this product
   --json              print a JSON array with the same fields and the sha256
+                      (deltas as [{"from", "length"}])
 
 Example:
   airlock release list --dir /srv/fw-repo --product acme/router-x1
@@ -316,16 +336,17 @@ Example:
 			}
 			if *asJSON {
 				type releaseJSON struct {
-					Product         string `json:"product"`
-					Version         string `json:"version"`
-					State           string `json:"state"` // published or pending
-					Signatures      int    `json:"signatures"`
-					Threshold       int    `json:"threshold"`
-					SecurityVersion *int64 `json:"security_version,omitempty"`
-					Compression     string `json:"compression,omitempty"`
-					Length          int64  `json:"length"`
-					SHA256          string `json:"sha256"`
-					TargetPath      string `json:"target_path"`
+					Product         string      `json:"product"`
+					Version         string      `json:"version"`
+					State           string      `json:"state"` // published or pending
+					Signatures      int         `json:"signatures"`
+					Threshold       int         `json:"threshold"`
+					SecurityVersion *int64      `json:"security_version,omitempty"`
+					Compression     string      `json:"compression,omitempty"`
+					Length          int64       `json:"length"`
+					SHA256          string      `json:"sha256"`
+					TargetPath      string      `json:"target_path"`
+					Deltas          []deltaJSON `json:"deltas,omitempty"`
 				}
 				out := make([]releaseJSON, 0, len(rels))
 				for _, rel := range rels {
@@ -337,25 +358,41 @@ Example:
 					if rel.Metadata != nil {
 						sv := int64(rel.Metadata.SecurityVersion)
 						j.SecurityVersion, j.Compression = &sv, string(rel.Metadata.Install.Compression)
+						for _, d := range rel.Metadata.Deltas {
+							j.Deltas = append(j.Deltas, deltaJSON{From: d.From.String(), Length: d.Length()})
+						}
 					}
 					out = append(out, j)
 				}
 				return cli.WriteJSON(e.Stdout, out)
 			}
 			tw := tabwriter.NewWriter(e.Stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "PRODUCT\tVERSION\tSTATE\tSIGNED\tSECVER\tCOMPRESSION\tLENGTH\tTARGET")
+			fmt.Fprintln(tw, "PRODUCT\tVERSION\tSTATE\tSIGNED\tSECVER\tCOMPRESSION\tLENGTH\tDELTAS\tTARGET")
 			for _, rel := range rels {
 				state := "pending"
 				if rel.Published {
 					state = "published"
 				}
-				sv, comp := "-", "-"
+				sv, comp, deltas := "-", "-", "-"
 				if rel.Metadata != nil {
 					sv, comp = strconv.FormatUint(uint64(rel.Metadata.SecurityVersion), 10), string(rel.Metadata.Install.Compression)
+					var ds []string
+					for _, d := range rel.Metadata.Deltas {
+						ds = append(ds, fmt.Sprintf("%s:%d", d.From, d.Length()))
+					}
+					if len(ds) > 0 {
+						deltas = strings.Join(ds, ",")
+					}
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%s\t%s\t%d\t%s\n", rel.Product, rel.Version, state, rel.Signatures, rel.Threshold, sv, comp, rel.Length, rel.TargetPath)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%s\t%s\t%d\t%s\t%s\n", rel.Product, rel.Version, state, rel.Signatures, rel.Threshold, sv, comp, rel.Length, deltas, rel.TargetPath)
 			}
 			return tw.Flush()
 		}
 	},
+}
+
+// deltaJSON is a signed delta in release list --json.
+type deltaJSON struct {
+	From   string `json:"from"`
+	Length int64  `json:"length"`
 }

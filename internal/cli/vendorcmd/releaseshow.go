@@ -38,8 +38,10 @@ release in it; its signatures are listed as claimed, unchecked.
 For each release: product, version, trust environment, target path, the
 length and hashes of the file devices download, the installed length and
 SHA-256, compression, models, hardware revisions, channel, security
-version, dependencies, downgrade permission, when it was added, the key IDs
-that signed the metadata holding it, and what changed since the previous
+version, dependencies, downgrade permission, when it was added, the signed
+deltas (the release each applies to, its bytes: tree and data streams, and
+its header digests), the key IDs that signed the metadata holding it, and
+what changed since the previous
 version (security version, models, hardware revisions, channel,
 compression, environment, dependencies, sizes). Who added it is recorded in
 the repository's audit log ('airlock repo audit'). 'airlock release sign'
@@ -162,6 +164,9 @@ func printRelease(w io.Writer, s *repo.ReleaseSummary) {
 	if s.ReplacesPublished {
 		fmt.Fprintln(w, "  WARNING: this version is already published with different content; signing replaces it")
 	}
+	if len(s.DeltasAdded) > 0 {
+		fmt.Fprintf(w, "  adds deltas from %s to the published release (its payload and image are unchanged)\n", strings.Join(s.DeltasAdded, ", "))
+	}
 	if s.Invalid != "" {
 		fmt.Fprintf(w, "  WARNING: invalid airlock metadata: %s\n", s.Invalid)
 	}
@@ -191,6 +196,9 @@ func printRelease(w io.Writer, s *repo.ReleaseSummary) {
 	}
 	if !s.Created.IsZero() {
 		line("added", "%s", s.Created.UTC().Format(time.RFC3339))
+	}
+	for _, d := range s.Deltas {
+		line("delta from "+d.From, "%d bytes (tree %d, data %d), header sha256 %s, %s", d.Length, d.TreeLength, d.DataLength, d.TreeHeaderSHA256, d.DataHeaderSHA256)
 	}
 	line("signed by", "%s", orDash(strings.Join(s.SignedBy, ", ")))
 	if s.Notes != "" {
