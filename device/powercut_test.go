@@ -10,6 +10,7 @@ import (
 
 	"github.com/airlockfw/airlock/device/boot"
 	"github.com/airlockfw/airlock/internal/durable"
+	"github.com/airlockfw/airlock/repo"
 	"github.com/airlockfw/airlock/trust"
 )
 
@@ -17,6 +18,7 @@ import (
 type powerCutFixture struct {
 	v                *vendor
 	b10, b11, b12    []byte
+	d11              []byte // 1.1.0, a delta bundle from 1.0.0
 	target11         string
 	images           map[string][]byte // version -> installed image
 	healthOK, health []string
@@ -34,7 +36,8 @@ func newPowerCutFixture(t *testing.T) *powerCutFixture {
 		f.images["1.1.0"][off] ^= 0xff
 	}
 	f.b10 = f.v.release("1.0.0", 1, f.images["1.0.0"], nil)
-	f.b11 = f.v.release("1.1.0", 2, f.images["1.1.0"], nil)
+	f.b11 = f.v.release("1.1.0", 2, f.images["1.1.0"], func(o *repo.ReleaseOptions) { o.DeltaFrom = []string{"1.0.0"} })
+	f.d11 = f.v.rt.DeltaBundle("1.1.0", "1.0.0")
 	f.b12 = f.v.release("1.2.0", 2, f.images["1.2.0"], nil)
 	rels, err := f.v.r.Releases(testProduct)
 	if err != nil {
@@ -79,6 +82,15 @@ func (f *powerCutFixture) installOnline(d *Device) error {
 	res, err := d.Install(context.Background(), trust.NewDirSource(f.v.r.PublicDir()), f.target11, InstallOptions{})
 	if err == nil && !strings.HasPrefix(res.Delta, "delta:") {
 		return fmt.Errorf("the online install was not a delta: %+v", res)
+	}
+	return err
+}
+
+// installDeltaBundle installs 1.1 from its delta bundle from 1.0.
+func (f *powerCutFixture) installDeltaBundle(d *Device) error {
+	res, err := installBundle(d, f.d11, InstallOptions{})
+	if err == nil && res.Delta != "delta bundle from 1.0.0" {
+		return fmt.Errorf("not a delta install: %+v", res)
 	}
 	return err
 }
@@ -165,18 +177,19 @@ func TestPowerCutAtEveryWrite(t *testing.T) {
 	counts := map[string]int{}
 	for _, tc := range []struct {
 		name, health string
-		online       bool
+		install      func(*Device) error // nil: the whole bundle
 	}{
-		{"install-commit", "true", false},
-		{"rollback", "false", false},
-		{"delta-install-commit", "true", true},
+		{"install-commit", "true", nil},
+		{"rollback", "false", nil},
+		{"delta-install-commit", "true", f.installOnline},
+		{"delta-bundle-install-commit", "true", f.installDeltaBundle},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			// The uninterrupted cycle, to count the cut points and check
 			// its outcome.
 			cycle := f.cycle
-			if tc.online {
-				cycle = func(fsys *durable.Mem, health string) error { return f.cycleWith(fsys, health, f.installOnline) }
+			if tc.install != nil {
+				cycle = func(fsys *durable.Mem, health string) error { return f.cycleWith(fsys, health, tc.install) }
 			}
 			fsys := f.device(t)
 			fsys.CutAfter(0)
@@ -189,7 +202,7 @@ func TestPowerCutAtEveryWrite(t *testing.T) {
 				t.Fatal(err)
 			}
 			st, _ := d.ctl.Load()
-			wantGood := map[string]boot.Slot{"install-commit": boot.SlotB, "rollback": boot.SlotA, "delta-install-commit": boot.SlotB}[tc.name]
+			wantGood := map[string]boot.Slot{"install-commit": boot.SlotB, "rollback": boot.SlotA, "delta-install-commit": boot.SlotB, "delta-bundle-install-commit": boot.SlotB}[tc.name]
 			if st.Good != wantGood || st.Trial != "" {
 				t.Fatalf("after the cycle boot state = %+v, want good %s", st, wantGood)
 			}
@@ -217,6 +230,7 @@ func TestPowerCutAtEveryWrite(t *testing.T) {
 			}
 		})
 	}
-	t.Logf("power-cut points: install-commit=%d rollback=%d delta-install-commit=%d", counts["install-commit"], counts["rollback"], counts["delta-install-commit"])
-	fmt.Printf("power-cut points: install-commit=%d rollback=%d delta-install-commit=%d\n", counts["install-commit"], counts["rollback"], counts["delta-install-commit"])
+	t.Logf("power-cut points: %v", counts)
+	fmt.Printf("power-cut points: install-commit=%d rollback=%d delta-install-commit=%d delta-bundle-install-commit=%d\n",
+		counts["install-commit"], counts["rollback"], counts["delta-install-commit"], counts["delta-bundle-install-commit"])
 }

@@ -140,3 +140,15 @@ func (v *Vendor) Bundle(version string) []byte {
 	}
 	return b.Bytes()
 }
+
+// DeltaBundle returns the delta bundle of a published version for devices
+// running from (the release must sign a delta from it:
+// ReleaseOptions.DeltaFrom).
+func (v *Vendor) DeltaBundle(version, from string) []byte {
+	v.T.Helper()
+	var b bytes.Buffer
+	if _, err := v.Repo.CreateBundleWith(&b, repo.BundleOptions{Product: v.Product, Version: version, DeltaFrom: from}); err != nil {
+		v.T.Fatal(err)
+	}
+	return b.Bytes()
+}
