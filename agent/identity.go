@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
@@ -129,7 +131,9 @@ func (a *Agent) enroll(ctx context.Context, api *apiClient, req deviceapi.Enroll
 	}
 	key, err := loadKey(a.fs, dir)
 	if errors.Is(err, fs.ErrNotExist) {
-		k, gerr := keys.Generate(keys.ECDSAP256)
+		// ecdsa directly, not keys.Generate: its switch would link RSA
+		// key generation into the device binary (keys.ECDSAP256 is this).
+		k, gerr := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 		if gerr != nil {
 			return nil, nil, gerr
 		}
