@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"sort"
 
 	"github.com/airlockfw/airlock/verity"
 )
@@ -124,33 +125,34 @@ func buildIndex(t *verity.Tree, slot io.ReaderAt) (digestIndex, error) {
 		}
 		ix = append(ix, indexEntry{binary.BigEndian.Uint64(d), int32(j)})
 	}
-	slices.SortStableFunc(ix, func(a, b indexEntry) int {
-		switch {
-		case a.prefix < b.prefix:
-			return -1
-		case a.prefix > b.prefix:
-			return 1
-		}
-		return 0
-	})
+	sort.Sort(ix) // by prefix, then block: the lowest block of equal prefixes first
 	return ix, nil
+}
+
+// sort.Interface: not slices.SortFunc, whose instantiation costs the device
+// binary several KB.
+func (ix digestIndex) Len() int      { return len(ix) }
+func (ix digestIndex) Swap(i, j int) { ix[i], ix[j] = ix[j], ix[i] }
+func (ix digestIndex) Less(i, j int) bool {
+	a, b := ix[i], ix[j]
+	return a.prefix < b.prefix || a.prefix == b.prefix && a.block < b.block
 }
 
 func (ix digestIndex) find(d []byte) int32 {
 	p := binary.BigEndian.Uint64(d)
-	i, ok := slices.BinarySearchFunc(ix, p, func(e indexEntry, p uint64) int {
-		switch {
-		case e.prefix < p:
-			return -1
-		case e.prefix > p:
-			return 1
+	lo, hi := 0, len(ix) // the first entry with prefix >= p is in [lo, hi]
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if ix[m].prefix < p {
+			lo = m + 1
+		} else {
+			hi = m
 		}
-		return 0
-	})
-	if !ok {
+	}
+	if lo == len(ix) || ix[lo].prefix != p {
 		return -1
 	}
-	return ix[i].block
+	return ix[lo].block
 }
 
 // fetcher reads the payload file forward through coalesced range requests.
