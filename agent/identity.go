@@ -63,7 +63,7 @@ func loadKey(fsys durable.FS, dir string) (crypto.Signer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("failed to load device key: %w", err)
 	}
-	k, err := keys.ParseUnencryptedPrivate(data) // a headless device has no passphrase to give
+	k, err := parseDeviceKey(data) // a headless device has no passphrase to give
 	if err != nil {
 		return nil, fmt.Errorf("failed to load device key %s: %w", p, err)
 	}
@@ -72,8 +72,8 @@ func loadKey(fsys durable.FS, dir string) (crypto.Signer, error) {
 
 // writeKey stores a new device key: created with O_EXCL and mode 0600
 // (never overwriting a key), synced, then the directory synced.
-func writeKey(fsys durable.FS, dir string, k crypto.Signer) error {
-	data, err := keys.MarshalUnencryptedPrivate(k)
+func writeKey(fsys durable.FS, dir string, k *ecdsa.PrivateKey) error {
+	data, err := marshalDeviceKey(k)
 	if err != nil {
 		return err
 	}
