@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
@@ -61,7 +63,7 @@ func loadKey(fsys durable.FS, dir string) (crypto.Signer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("failed to load device key: %w", err)
 	}
-	k, err := keys.ParseUnencryptedPrivate(data) // a headless device has no passphrase to give
+	k, err := parseDeviceKey(data) // a headless device has no passphrase to give
 	if err != nil {
 		return nil, fmt.Errorf("failed to load device key %s: %w", p, err)
 	}
@@ -70,8 +72,8 @@ func loadKey(fsys durable.FS, dir string) (crypto.Signer, error) {
 
 // writeKey stores a new device key: created with O_EXCL and mode 0600
 // (never overwriting a key), synced, then the directory synced.
-func writeKey(fsys durable.FS, dir string, k crypto.Signer) error {
-	data, err := keys.MarshalUnencryptedPrivate(k)
+func writeKey(fsys durable.FS, dir string, k *ecdsa.PrivateKey) error {
+	data, err := marshalDeviceKey(k)
 	if err != nil {
 		return err
 	}
@@ -129,7 +131,9 @@ func (a *Agent) enroll(ctx context.Context, api *apiClient, req deviceapi.Enroll
 	}
 	key, err := loadKey(a.fs, dir)
 	if errors.Is(err, fs.ErrNotExist) {
-		k, gerr := keys.Generate(keys.ECDSAP256)
+		// ecdsa directly, not keys.Generate: its switch would link RSA
+		// key generation into the device binary (keys.ECDSAP256 is this).
+		k, gerr := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 		if gerr != nil {
 			return nil, nil, gerr
 		}

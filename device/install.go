@@ -72,8 +72,7 @@ func (e *InstallError) Unwrap() []error {
 
 // refused converts an error of the pipeline into an *InstallError.
 func refused(err error, slot boot.Slot) error {
-	var ve *verify.Error
-	if errors.As(err, &ve) {
+	if ve, ok := errors.AsType[*verify.Error](err); ok {
 		check := ve.Check
 		if errors.Is(ve.Err, errSlotIO) {
 			check = CheckSlot

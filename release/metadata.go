@@ -720,8 +720,7 @@ func ParseCustom(raw []byte) (*Metadata, error) {
 	}
 	var w wireMetadata
 	if err := strictjson.Unmarshal(body, &w); err != nil {
-		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) {
+		if te, ok := errors.AsType[*json.UnmarshalTypeError](err); ok {
 			return nil, &FieldError{Field: te.Field, Err: fmt.Errorf("want %v, got %s", te.Type, te.Value)}
 		}
 		return nil, fmt.Errorf("%w: %w", ErrInvalidMetadata, err)

@@ -94,8 +94,7 @@ func refusal(err error) bool {
 	if errors.Is(err, ErrVerification) {
 		return true
 	}
-	var pe *release.PolicyError
-	if errors.As(err, &pe) {
+	if _, ok := errors.AsType[*release.PolicyError](err); ok {
 		return true
 	}
 	for _, s := range refusals {

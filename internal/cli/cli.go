@@ -154,8 +154,7 @@ func (p *Program) RunEnv(e *Env, args []string) int {
 		return ExitUsage
 	}
 	if err := runFn(e, fs.Args()); err != nil {
-		var ue *UsageError
-		if errors.As(err, &ue) {
+		if _, ok := errors.AsType[*UsageError](err); ok {
 			fmt.Fprintf(e.Stderr, "airlock: error: %v\nRun '%s %s --help' for usage.\n", err, p.Name, c.Name)
 			return ExitUsage
 		}

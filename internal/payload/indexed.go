@@ -291,29 +291,14 @@ func (pl *pipeline) raw(src io.Reader) error {
 // decompressed and checked.
 func (pl *pipeline) frames(src io.Reader, tableLen int64) error {
 	e := pl.e
-	table := make([]byte, tableLen)
-	if _, err := io.ReadFull(src, table); err != nil {
-		return fmt.Errorf("%w: reading it: %w", ErrFrameTable, err)
-	}
-	if sum := sha256.Sum256(table); subtle.ConstantTimeCompare(sum[:], e.FrameTable) != 1 {
-		return fmt.Errorf("%w: its SHA-256 is not the signed one", ErrFrameTable)
+	table, err := e.readFrameTable(src, tableLen)
+	if err != nil {
+		return err
 	}
 	maxFrame := MaxCompressedFrame(e.FrameSize)
-	total := e.TreeLength + tableLen
-	for k := int64(0); k < e.Frames; k++ {
-		n := binary.BigEndian.Uint64(table[k*FrameEntrySize:])
-		if n == 0 || n > uint64(maxFrame) {
-			return fmt.Errorf("%w: frame %d is %d bytes compressed, want 1 to %d", ErrFrameTable, k, n, maxFrame)
-		}
-		total += int64(n)
-	}
-	if total != e.Length {
-		return fmt.Errorf("%w: the frames add up to a %d-byte payload, the signed one is %d bytes", ErrFrameTable, total, e.Length)
-	}
-	dec, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true),
-		zstd.WithDecoderMaxWindow(uint64(max(e.FrameSize, 1<<20))), zstd.WithDecoderMaxMemory(uint64(e.FrameSize)))
+	dec, err := e.frameDecoder()
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrCompression, err)
+		return err
 	}
 	defer dec.Close()
 
@@ -342,9 +327,7 @@ func (pl *pipeline) frames(src io.Reader, tableLen int64) error {
 			ent := table[k*FrameEntrySize : (k+1)*FrameEntrySize]
 			f := frame{k: k, buf: buf[:binary.BigEndian.Uint64(ent)]}
 			if _, f.err = io.ReadFull(src, f.buf); f.err == nil {
-				if sum := sha256.Sum256(f.buf); subtle.ConstantTimeCompare(sum[:], ent[8:]) != 1 {
-					f.err = fmt.Errorf("%w: frame %d (installed bytes %d to %d)", ErrFrame, k, k*e.FrameSize, min((k+1)*e.FrameSize, e.InstalledLength))
-				}
+				f.err = e.checkFrame(ent, f.buf, k)
 			}
 			select {
 			case frames <- f:
@@ -372,14 +355,7 @@ func (pl *pipeline) frames(src io.Reader, tableLen int64) error {
 			want := min(e.FrameSize, e.InstalledLength-f.k*e.FrameSize)
 			c := &chunk{first: f.k * e.FrameSize / verity.BlockSize, n: want, err: f.err}
 			if c.err == nil {
-				var out []byte
-				out, c.err = dec.DecodeAll(f.buf, buf[:0])
-				switch {
-				case c.err != nil:
-					c.err = fmt.Errorf("%w: frame %d matches the signed table but does not decompress (a broken release): %v", ErrCompression, f.k, c.err)
-				case int64(len(out)) != want || len(out) > 0 && &out[0] != &buf[0]:
-					c.err = fmt.Errorf("%w: frame %d decompresses to %d bytes, the release signs %d", ErrFrame, f.k, len(out), want)
-				}
+				c.err = decodeFrame(dec, f.buf, buf, f.k, want)
 			}
 			cfree <- f.buf[:cap(f.buf)]
 			end := (want + verity.BlockSize - 1) / verity.BlockSize * verity.BlockSize
@@ -399,6 +375,65 @@ func (pl *pipeline) frames(src io.Reader, tableLen int64) error {
 	err = pl.run(in, free)
 	st.wait()
 	return err
+}
+
+// readFrameTable reads the frame table (tableLen bytes) from r and checks
+// it against the signed digest, each frame's length against
+// MaxCompressedFrame, and their sum against the signed payload length.
+func (e *Indexed) readFrameTable(r io.Reader, tableLen int64) ([]byte, error) {
+	table := make([]byte, tableLen)
+	if _, err := io.ReadFull(r, table); err != nil {
+		return nil, fmt.Errorf("%w: reading it: %w", ErrFrameTable, err)
+	}
+	if sum := sha256.Sum256(table); subtle.ConstantTimeCompare(sum[:], e.FrameTable) != 1 {
+		return nil, fmt.Errorf("%w: its SHA-256 is not the signed one", ErrFrameTable)
+	}
+	maxFrame := MaxCompressedFrame(e.FrameSize)
+	total := e.TreeLength + tableLen
+	for k := int64(0); k < e.Frames; k++ {
+		n := binary.BigEndian.Uint64(table[k*FrameEntrySize:])
+		if n == 0 || n > uint64(maxFrame) {
+			return nil, fmt.Errorf("%w: frame %d is %d bytes compressed, want 1 to %d", ErrFrameTable, k, n, maxFrame)
+		}
+		total += int64(n)
+	}
+	if total != e.Length {
+		return nil, fmt.Errorf("%w: the frames add up to a %d-byte payload, the signed one is %d bytes", ErrFrameTable, total, e.Length)
+	}
+	return table, nil
+}
+
+// frameDecoder is the zstd decoder of e's frames: one goroutine, memory
+// bounded by the frame size.
+func (e *Indexed) frameDecoder() (*zstd.Decoder, error) {
+	dec, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true),
+		zstd.WithDecoderMaxWindow(uint64(max(e.FrameSize, 1<<20))), zstd.WithDecoderMaxMemory(uint64(e.FrameSize)))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrCompression, err)
+	}
+	return dec, nil
+}
+
+// checkFrame checks compressed frame k against its entry of the verified
+// frame table, before the decoder sees it.
+func (e *Indexed) checkFrame(ent, comp []byte, k int64) error {
+	if sum := sha256.Sum256(comp); subtle.ConstantTimeCompare(sum[:], ent[8:]) != 1 {
+		return fmt.Errorf("%w: frame %d (installed bytes %d to %d)", ErrFrame, k, k*e.FrameSize, min((k+1)*e.FrameSize, e.InstalledLength))
+	}
+	return nil
+}
+
+// decodeFrame decompresses verified frame k into buf, which must receive
+// exactly want bytes (in place: buf's capacity is a whole frame).
+func decodeFrame(dec *zstd.Decoder, comp, buf []byte, k, want int64) error {
+	out, err := dec.DecodeAll(comp, buf[:0])
+	switch {
+	case err != nil:
+		return fmt.Errorf("%w: frame %d matches the signed table but does not decompress (a broken release): %v", ErrCompression, k, err)
+	case int64(len(out)) != want || len(out) > 0 && &out[0] != &buf[0]:
+		return fmt.Errorf("%w: frame %d decompresses to %d bytes, the release signs %d", ErrFrame, k, len(out), want)
+	}
+	return nil
 }
 
 // MaxCompressedFrame is the largest compressed frame accepted for frames

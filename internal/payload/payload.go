@@ -259,8 +259,8 @@ func (w writeError) Error() string { return "write failed: " + w.err.Error() }
 func (w writeError) Unwrap() error { return w.err }
 
 func isWriteErr(err error) bool {
-	var we writeError
-	return errors.As(err, &we)
+	_, ok := errors.AsType[writeError](err)
+	return ok
 }
 
 // limitedWriter fails once more than n bytes would be written.

@@ -2,15 +2,13 @@ package payload
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/binary"
 	"fmt"
 	"io"
 	"slices"
+	"sort"
 
 	"github.com/airlockfw/airlock/verity"
-	"github.com/klauspost/compress/zstd"
 )
 
 // Online delta: a device running a schema 2 release installs a newer one
@@ -127,33 +125,34 @@ func buildIndex(t *verity.Tree, slot io.ReaderAt) (digestIndex, error) {
 		}
 		ix = append(ix, indexEntry{binary.BigEndian.Uint64(d), int32(j)})
 	}
-	slices.SortStableFunc(ix, func(a, b indexEntry) int {
-		switch {
-		case a.prefix < b.prefix:
-			return -1
-		case a.prefix > b.prefix:
-			return 1
-		}
-		return 0
-	})
+	sort.Sort(ix) // by prefix, then block: the lowest block of equal prefixes first
 	return ix, nil
+}
+
+// sort.Interface: not slices.SortFunc, whose instantiation costs the device
+// binary several KB.
+func (ix digestIndex) Len() int      { return len(ix) }
+func (ix digestIndex) Swap(i, j int) { ix[i], ix[j] = ix[j], ix[i] }
+func (ix digestIndex) Less(i, j int) bool {
+	a, b := ix[i], ix[j]
+	return a.prefix < b.prefix || a.prefix == b.prefix && a.block < b.block
 }
 
 func (ix digestIndex) find(d []byte) int32 {
 	p := binary.BigEndian.Uint64(d)
-	i, ok := slices.BinarySearchFunc(ix, p, func(e indexEntry, p uint64) int {
-		switch {
-		case e.prefix < p:
-			return -1
-		case e.prefix > p:
-			return 1
+	lo, hi := 0, len(ix) // the first entry with prefix >= p is in [lo, hi]
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if ix[m].prefix < p {
+			lo = m + 1
+		} else {
+			hi = m
 		}
-		return 0
-	})
-	if !ok {
+	}
+	if lo == len(ix) || ix[lo].prefix != p {
 		return -1
 	}
-	return ix[i].block
+	return ix[lo].block
 }
 
 // fetcher reads the payload file forward through coalesced range requests.
@@ -352,36 +351,24 @@ func (r *reuse) fetchBlocks(b []byte, i, dataOff int64) error {
 func (r *reuse) frames() error {
 	e := r.e
 	tableLen := e.Frames * FrameEntrySize
-	table := make([]byte, tableLen)
 	rc, err := r.fc.open(e.TreeLength, tableLen)
 	if err != nil {
 		return err
 	}
-	_, err = io.ReadFull(rc, table)
+	table, err := e.readFrameTable(rc, tableLen)
 	rc.Close()
 	if err != nil {
-		return fmt.Errorf("%w: reading it: %w", ErrFrameTable, err)
-	}
-	if sum := sha256.Sum256(table); subtle.ConstantTimeCompare(sum[:], e.FrameTable) != 1 {
-		return fmt.Errorf("%w: its SHA-256 is not the signed one", ErrFrameTable)
+		return err
 	}
 	offs := make([]int64, e.Frames+1)
 	offs[0] = e.TreeLength + tableLen
-	maxFrame := MaxCompressedFrame(e.FrameSize)
 	for k := int64(0); k < e.Frames; k++ {
-		n := int64(binary.BigEndian.Uint64(table[k*FrameEntrySize:]))
-		if n <= 0 || n > maxFrame {
-			return fmt.Errorf("%w: frame %d is %d bytes compressed, want 1 to %d", ErrFrameTable, k, n, maxFrame)
-		}
-		offs[k+1] = offs[k] + n
+		offs[k+1] = offs[k] + int64(binary.BigEndian.Uint64(table[k*FrameEntrySize:]))
 	}
-	if offs[e.Frames] != e.Length {
-		return fmt.Errorf("%w: the frames add up to a %d-byte payload, the signed one is %d bytes", ErrFrameTable, offs[e.Frames], e.Length)
-	}
-	dec, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true),
-		zstd.WithDecoderMaxWindow(uint64(max(e.FrameSize, 1<<20))), zstd.WithDecoderMaxMemory(uint64(e.FrameSize)))
+	maxFrame := MaxCompressedFrame(e.FrameSize)
+	dec, err := e.frameDecoder()
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrCompression, err)
+		return err
 	}
 	defer dec.Close()
 	per := e.FrameSize / verity.BlockSize
@@ -406,17 +393,12 @@ func (r *reuse) frames() error {
 		if err := r.fc.read(comp, offs[k], offs[last+1]-offs[k]); err != nil {
 			return err
 		}
-		ent := table[k*FrameEntrySize : (k+1)*FrameEntrySize]
-		if sum := sha256.Sum256(comp); subtle.ConstantTimeCompare(sum[:], ent[8:]) != 1 {
-			return fmt.Errorf("%w: frame %d", ErrFrame, k)
+		if err := e.checkFrame(table[k*FrameEntrySize:(k+1)*FrameEntrySize], comp, k); err != nil {
+			return err
 		}
 		want := min(e.FrameSize, e.InstalledLength-k*e.FrameSize)
-		out, err := dec.DecodeAll(comp, c[:0])
-		if err != nil {
-			return fmt.Errorf("%w: frame %d matches the signed table but does not decompress (a broken release): %v", ErrCompression, k, err)
-		}
-		if int64(len(out)) != want {
-			return fmt.Errorf("%w: frame %d decompresses to %d bytes, the release signs %d", ErrFrame, k, len(out), want)
+		if err := decodeFrame(dec, comp, c, k, want); err != nil {
+			return err
 		}
 		clear(c[want:])
 		r.res.FetchedBlocks += int64(len(c) / verity.BlockSize)
