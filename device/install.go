@@ -402,7 +402,8 @@ func (d *Device) writeSlotWith(name string, install func(payload.Slot, payload.C
 		return payload.Result{}, &InstallError{Check: CheckSlot, Slot: s, Err: err}
 	}
 	defer f.Close()
-	res, err := install(slotIO{f}, payload.CopyOptions{Written: func(off, n int64) { durable.StartWriteback(f, off, n) }})
+	res, err := install(slotIO{f}, payload.CopyOptions{Written: func(off, n int64) { durable.StartWriteback(f, off, n) },
+		ChunkBlocks: int((d.cfg.WriteChunk + 4095) / 4096)})
 	if err != nil {
 		return res, err
 	}

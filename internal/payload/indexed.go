@@ -82,6 +82,9 @@ type CopyOptions struct {
 	Written func(off, n int64)
 	// Progress, if not nil, receives the verified image bytes.
 	Progress io.Writer
+	// ChunkBlocks is the blocks of one read, check and write of an
+	// uncompressed image (0: ChunkBlocks; a device's write_chunk).
+	ChunkBlocks int
 }
 
 // CopyIndexed installs the indexed payload read from src into dst: it
@@ -248,11 +251,16 @@ func (s *stages) wait() {
 	}
 }
 
-// raw streams an uncompressed image: ChunkBlocks blocks at a time.
+// raw streams an uncompressed image: CopyOptions.ChunkBlocks blocks at a
+// time.
 func (pl *pipeline) raw(src io.Reader) error {
+	chunkBlocks := pl.o.ChunkBlocks
+	if chunkBlocks <= 0 {
+		chunkBlocks = ChunkBlocks
+	}
 	free := make(chan []byte, pipelineBuffers)
 	for range pipelineBuffers - 1 {
-		free <- make([]byte, ChunkBlocks*verity.BlockSize)
+		free <- make([]byte, chunkBlocks*verity.BlockSize)
 	}
 	in := make(chan *chunk)
 	st := newStages()
