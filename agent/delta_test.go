@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -202,5 +203,28 @@ func TestDeltaLyingServer(t *testing.T) {
 	}
 	if after := fingerprint(t, devCfg); after != before {
 		t.Errorf("the refused install changed the device:\n%s\n%s", before, after)
+	}
+}
+
+// TestDeltaDamagedRunningIndex: when the running release's tree in the
+// active slot does not verify, the device downloads the whole payload; it
+// never uses the active slot's blocks on an unverified index.
+func TestDeltaDamagedRunningIndex(t *testing.T) {
+	e := newDeltaEnv(t, false)
+	devCfg, a := e.agent(t)
+	slotA := filepath.Join(filepath.Dir(devCfg), "slot-a.img")
+	f, err := os.OpenFile(slotA, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The tree follows the 1.0.0 image (a whole number of blocks).
+	if _, err := f.WriteAt([]byte{0x5a}, int64(testImageSize-64<<10)+10); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	e.committed(t, devCfg, a)
+	rs := e.h.targetRanges()
+	if len(rs) != 1 || rs[0] != "" {
+		t.Errorf("target requests %q: want one whole download", rs)
 	}
 }
