@@ -139,54 +139,36 @@ func CopyDelta(dst Slot, src io.Reader, e Indexed, d DeltaStreams, base Base, o 
 	if err != nil {
 		return res, srcErr(counted, err)
 	}
-	pl := &pipeline{dst: dst, tree: tree, e: &e, o: o}
-	free := make(chan []byte, pipelineBuffers)
-	for range pipelineBuffers - 1 {
-		free <- make([]byte, delta.EmitBlocks*verity.BlockSize)
-	}
-	in := make(chan *chunk)
-	st := newStages()
-	stopped := errors.New("stopped")
-	st.goRun(func() {
-		err := dr.Apply(context.Background(), io.NewSectionReader(base.Slot, 0, base.Length), func(first int64, b []byte) error {
-			var buf []byte
-			select {
-			case buf = <-free:
-			case <-st.stop:
-				return stopped
-			}
-			c := &chunk{first: first, data: buf[:len(b)], n: min(int64(len(b)), e.InstalledLength-first*verity.BlockSize)}
-			copy(c.data, b)
-			select {
-			case in <- c:
-				return nil
-			case <-st.stop:
-				return stopped
-			}
-		})
-		if errors.Is(err, stopped) {
-			return
+	// Each run of blocks Apply emits is checked against the tree and
+	// written at once, from Apply's own buffer: no copy, no more memory.
+	var written int64
+	err = dr.Apply(context.Background(), io.NewSectionReader(base.Slot, 0, base.Length), func(first int64, b []byte) error {
+		if err := tree.Check(dst, first, b); err != nil {
+			return err
 		}
-		if err != nil {
-			select {
-			case in <- &chunk{err: err}:
-			case <-st.stop:
-			}
-			return
+		off := first * verity.BlockSize
+		if _, err := dst.WriteAt(b, off); err != nil {
+			return writeError{err}
 		}
-		close(in)
+		n := min(int64(len(b)), e.InstalledLength-off)
+		written += n
+		if o.Written != nil {
+			o.Written(off, int64(len(b)))
+		}
+		if o.Progress != nil {
+			o.Progress.Write(b[:n])
+		}
+		return nil
 	})
-	err = pl.run(in, free)
-	st.wait()
-	res.TransportBytes, res.InstalledBytes = counted.n, pl.written
+	res.TransportBytes, res.InstalledBytes = counted.n, written
 	if err != nil {
 		if errors.Is(err, verity.ErrBlock) {
 			err = fmt.Errorf("%w (the delta was applied to the image in the active slot: if that slot is damaged, install the whole release)", err)
 		}
 		return res, mismatch(srcErr(counted, err))
 	}
-	if pl.written != e.InstalledLength {
-		return res, fmt.Errorf("%w: the delta made %d bytes, the release signs %d", ErrDelta, pl.written, e.InstalledLength)
+	if written != e.InstalledLength {
+		return res, fmt.Errorf("%w: the delta made %d bytes, the release signs %d", ErrDelta, written, e.InstalledLength)
 	}
 	var one [1]byte
 	switch n, err := io.ReadFull(src, one[:]); {

@@ -75,7 +75,7 @@ Example:
 					if st, err := f.Stat(); err == nil && prog != nil {
 						in = io.TeeReader(f, prog.Start(st.Size()))
 					}
-					res, err := d.InstallBundle(e.Ctx, bufio.NewReaderSize(in, 1<<20), device.InstallOptions{AllowDowngrade: *allow})
+					res, err := d.InstallBundle(e.Ctx, bufio.NewReaderSize(in, 256<<10), device.InstallOptions{AllowDowngrade: *allow})
 					prog.Done()
 					if err != nil {
 						return err
