@@ -271,6 +271,18 @@ func online(oldPath, newPath string, frameSize int64) error {
 	res, err := payload.CopyReuse(newSlot, nb.Indexed(salt), base, func(off, n int64) (io.ReadCloser, error) {
 		return io.NopCloser(io.NewSectionReader(nf, off, n)), nil
 	}, payload.CopyOptions{})
+	if errors.Is(err, payload.ErrNoBase) {
+		// What a device does then: the whole payload, after the ranges
+		// it fetched to find out (the new tree).
+		fmt.Printf("fallback        %v\n", err)
+		whole, err := payload.CopyIndexed(newSlot, io.NewSectionReader(nf, 0, nb.Length), nb.Indexed(salt), payload.CopyOptions{})
+		if err != nil {
+			return err
+		}
+		res.TransportBytes += whole.TransportBytes
+		res.Requests++
+		err = nil
+	}
 	if err != nil {
 		return err
 	}
