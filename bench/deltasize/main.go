@@ -275,13 +275,10 @@ func online(oldPath, newPath string, frameSize int64) error {
 		// What a device does then: the whole payload, after the ranges
 		// it fetched to find out (the new tree).
 		fmt.Printf("fallback        %v\n", err)
-		whole, err := payload.CopyIndexed(newSlot, io.NewSectionReader(nf, 0, nb.Length), nb.Indexed(salt), payload.CopyOptions{})
-		if err != nil {
-			return err
-		}
+		var whole payload.Result
+		whole, err = payload.CopyIndexed(newSlot, io.NewSectionReader(nf, 0, nb.Length), nb.Indexed(salt), payload.CopyOptions{})
 		res.TransportBytes += whole.TransportBytes
 		res.Requests++
-		err = nil
 	}
 	if err != nil {
 		return err
