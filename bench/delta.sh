@@ -57,6 +57,8 @@
 # Time (2026-12-07, 2 cores shared with other work): 11 minutes (8.7 min of
 # CPU), of which zstd -19 (full and --patch-from) and xdelta3 take 8.6 and
 # the image build 1 (53 s with the .deb files cached); --quick 3.3 minutes.
+# With Airlock's rows and the images reused from WORKDIR, on an idle
+# machine: 473 s.
 # Too long for a test: bench/ is not run in CI (the Go tests of
 # bench/deltabaseline are).
 # Disk: about 3 GiB in WORKDIR (default: a temp dir, removed afterwards; the
