@@ -407,13 +407,18 @@ func (d *Device) writeSlotWith(name string, install func(payload.Slot, payload.C
 	if err != nil {
 		return res, err
 	}
+	return res, syncSlot(f)
+}
+
+// syncSlot makes what was written to the slot durable and closes it.
+func syncSlot(f durable.File) error {
 	if err := f.Sync(); err != nil {
-		return res, fmt.Errorf("%w: failed to sync slot: %w", errSlotIO, err)
+		return fmt.Errorf("%w: failed to sync slot: %w", errSlotIO, err)
 	}
 	if err := f.Close(); err != nil {
-		return res, fmt.Errorf("%w: failed to close slot: %w", errSlotIO, err)
+		return fmt.Errorf("%w: failed to close slot: %w", errSlotIO, err)
 	}
-	return res, nil
+	return nil
 }
 
 // writeSlot streams src into the slot file, writing in WriteChunk pieces
@@ -444,13 +449,7 @@ func (d *Device) writeSlot(name string, p *verify.Payload) (payload.Result, erro
 	if err != nil {
 		return res, err
 	}
-	if err := f.Sync(); err != nil {
-		return res, fmt.Errorf("%w: failed to sync slot: %w", errSlotIO, err)
-	}
-	if err := f.Close(); err != nil {
-		return res, fmt.Errorf("%w: failed to close slot: %w", errSlotIO, err)
-	}
-	return res, nil
+	return res, syncSlot(f)
 }
 
 // slotIO marks the slot's own read and write errors as errSlotIO.

@@ -170,14 +170,7 @@ func CopyDelta(dst Slot, src io.Reader, e Indexed, d DeltaStreams, base Base, o 
 	if written != e.InstalledLength {
 		return res, fmt.Errorf("%w: the delta made %d bytes, the release signs %d", ErrDelta, written, e.InstalledLength)
 	}
-	var one [1]byte
-	switch n, err := io.ReadFull(src, one[:]); {
-	case n > 0:
-		return res, tooLong(e.Length)
-	case err != io.EOF:
-		return res, err
-	}
-	return res, nil
+	return res, expectEnd(src, e.Length)
 }
 
 // CheckDelta verifies a delta bundle's payload without a base (`airlock

@@ -131,14 +131,19 @@ func CopyIndexed(dst Slot, src io.Reader, e Indexed, o CopyOptions) (Result, err
 	if err != nil {
 		return res, mismatch(sourceErr(counted, err))
 	}
+	return res, expectEnd(src, e.Length)
+}
+
+// expectEnd checks that src, which gave the signed length's bytes, ends.
+func expectEnd(src io.Reader, length int64) error {
 	var one [1]byte
 	switch n, err := io.ReadFull(src, one[:]); {
 	case n > 0:
-		return res, tooLong(e.Length)
+		return tooLong(length)
 	case err != io.EOF:
-		return res, err
+		return err
 	}
-	return res, nil
+	return nil
 }
 
 // mismatch makes a tree, block or frame mismatch an ErrHash too: the
@@ -244,6 +249,20 @@ func (s *stages) goRun(f func()) {
 	}()
 }
 
+// send zero-pads the last block of c's c.n bytes in buf, makes them c's
+// data and sends c; false when the stages are stopped.
+func (s *stages) send(in chan<- *chunk, c *chunk, buf []byte) bool {
+	end := (c.n + verity.BlockSize - 1) / verity.BlockSize * verity.BlockSize
+	clear(buf[c.n:end])
+	c.data = buf[:end]
+	select {
+	case in <- c:
+		return true
+	case <-s.stop:
+		return false
+	}
+}
+
 func (s *stages) wait() {
 	close(s.stop)
 	for range s.n {
@@ -275,15 +294,7 @@ func (pl *pipeline) raw(src io.Reader) error {
 			n := min(int64(len(buf)), pl.e.InstalledLength-off)
 			c := &chunk{first: off / verity.BlockSize, n: n}
 			_, c.err = io.ReadFull(src, buf[:n])
-			end := (n + verity.BlockSize - 1) / verity.BlockSize * verity.BlockSize
-			clear(buf[n:end])
-			c.data = buf[:end]
-			select {
-			case in <- c:
-			case <-st.stop:
-				return
-			}
-			if c.err != nil {
+			if !st.send(in, c, buf) || c.err != nil {
 				return
 			}
 			off += n
@@ -366,15 +377,7 @@ func (pl *pipeline) frames(src io.Reader, tableLen int64) error {
 				c.err = decodeFrame(dec, f.buf, buf, f.k, want)
 			}
 			cfree <- f.buf[:cap(f.buf)]
-			end := (want + verity.BlockSize - 1) / verity.BlockSize * verity.BlockSize
-			clear(buf[want:end])
-			c.data = buf[:end]
-			select {
-			case in <- c:
-			case <-st.stop:
-				return
-			}
-			if c.err != nil {
+			if !st.send(in, c, buf) || c.err != nil {
 				return
 			}
 		}
