@@ -10,7 +10,9 @@ import (
 	"github.com/airlockfw/airlock/bundle"
 	"github.com/airlockfw/airlock/internal/durable"
 	"github.com/airlockfw/airlock/internal/payload"
+	"github.com/airlockfw/airlock/release"
 	"github.com/airlockfw/airlock/repo"
+	"github.com/airlockfw/airlock/trust"
 	"github.com/airlockfw/airlock/verify"
 	"github.com/google/go-cmp/cmp"
 )
@@ -155,5 +157,45 @@ func TestDeltaBundleRefusals(t *testing.T) {
 	}
 	if _, err := installBundle(d, f.full["1.1.0"], InstallOptions{}); err != nil {
 		t.Fatalf("the whole bundle after a failed delta: %v", err)
+	}
+}
+
+// TestMixedSchemas: a device running a schema 1 release installs a schema 2
+// one online (no base index: the whole payload), then a schema 1 one; each
+// boots verified (the tree, then the whole-image digest).
+func TestMixedSchemas(t *testing.T) {
+	v := newVendor(t)
+	v.schema = release.SchemaV1
+	b10 := v.release("1.0.0", 1, testImage(1, imgSize), nil)
+	v.schema = 0
+	v.release("1.1.0", 1, testImage(2, imgSize), nil)
+	v.schema = release.SchemaV1
+	v.release("1.2.0", 1, testImage(3, imgSize), nil)
+	rels, err := v.r.Releases(testProduct)
+	if err != nil {
+		t.Fatal(err)
+	}
+	paths := map[string]string{}
+	for _, r := range rels {
+		paths[r.Version] = r.TargetPath
+	}
+	d := provision(t, durable.NewMem(), testConfig("/dev", 512<<10), v.factoryRoot, b10)
+	mustBoot(t, d)
+	src := trust.NewDirSource(v.r.PublicDir())
+	for i, ver := range []string{"1.1.0", "1.2.0"} {
+		res, err := d.Install(context.Background(), src, paths[ver], InstallOptions{})
+		if err != nil {
+			t.Fatalf("install %s: %v", ver, err)
+		}
+		if res.Delta != "" {
+			t.Errorf("install %s over a schema %d release was a delta: %+v", ver, []int{1, 2}[i], res)
+		}
+		r := mustBoot(t, d)
+		if r.Version != ver || !bytes.Equal(slotImage(t, d, r.Slot, imgSize), testImage(uint64(i+2), imgSize)) {
+			t.Fatalf("boot %+v after installing %s", r, ver)
+		}
+		if _, err := d.Health(context.Background()); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

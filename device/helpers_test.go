@@ -34,6 +34,7 @@ type vendor struct {
 	targets, snapshot, tstamp crypto.Signer
 	product                   []crypto.Signer
 	factoryRoot               []byte
+	schema                    int // of the releases it adds: 0, the default (2), or release.SchemaV1
 }
 
 var genKey = repotest.GenKey
@@ -67,6 +68,7 @@ func (v *vendor) release(version string, sv uint32, image []byte, mod func(*repo
 	v.t.Helper()
 	v.rt.Release(version, sv, image, func(o *repo.ReleaseOptions) {
 		o.Signers = v.product[:1] // tests rotate the product keys
+		o.Schema = v.schema
 		if mod != nil {
 			mod(o)
 		}

@@ -306,14 +306,41 @@ func mustVersion(s string) release.Version {
 // and requires the same verdict: both accept, or both refuse with the same
 // check and the same wording. A refusal must also leave the device
 // untouched.
-func TestVerdictEquality(t *testing.T) {
+func TestVerdictEquality(t *testing.T) { verdicts(t, 0) }
+
+// TestVerdictEqualitySchema1 runs the same cases with schema 1 releases
+// (a payload verified by its whole digests at the end of the stream),
+// which devices still accept.
+func TestVerdictEqualitySchema1(t *testing.T) { verdicts(t, release.SchemaV1) }
+
+// schema1Verdicts change the cases whose outcome differs for schema 1
+// releases; a nil change skips the case.
+var schema1Verdicts = map[string]func(*verdictCase){
+	"accepted: wrong sha512 beside a good sha256 (schema 2 checks the index)": func(tc *verdictCase) {
+		tc.name, tc.want, tc.wantErr = "wrong sha512 beside a good sha256", CheckPayload, payload.ErrHash
+	},
+	// Schema 1 has no tree: the image of that case fits with room to spare.
+	"accepted: zstd payload larger than the slot, installed image fits": nil,
+}
+
+func verdicts(t *testing.T, schema int) {
 	for _, tc := range verdictCases() {
+		if schema == release.SchemaV1 {
+			if change, ok := schema1Verdicts[tc.name]; ok {
+				if change == nil {
+					continue
+				}
+				change(&tc)
+			}
+		}
 		t.Run(tc.name, func(t *testing.T) {
 			v := newVendor(t)
+			v.schema = schema
 			initial, offer := tc.offer(t, v)
 			root := v.factoryRoot
 			if tc.env != "" {
 				prod := newVendorEnv(t, tc.env)
+				prod.schema = schema
 				root, initial = prod.factoryRoot, prod.release("1.0.0", 1, testImage(9, imgSize), nil)
 			}
 			cfg := testConfig("/dev", 1<<20)
