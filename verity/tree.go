@@ -3,6 +3,7 @@ package verity
 import (
 	"bytes"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"hash"
 	"io"
@@ -85,7 +86,9 @@ func (t *Tree) Root() []byte { return append([]byte(nil), t.root[:]...) }
 // blocks is a whole number of blocks (the last data block zero-padded by
 // the caller). Level-0 hash blocks are read back through ra (the tree as
 // ReadTree wrote it, at the same dstOff) and verified again against the
-// digests held in memory; a bad one is an error wrapping ErrTree. Batches
+// digests held in memory; a bad or missing one is an error wrapping
+// ErrTree, a failed read of ra (other than a short one) is returned as it
+// is, not as a mismatch. Batches
 // of 64 blocks or more are hashed on every core. A data mismatch is an
 // error wrapping ErrBlock naming the first bad block.
 func (t *Tree) Check(ra io.ReaderAt, first int64, blocks []byte) error {
@@ -136,10 +139,11 @@ func (t *Tree) leaf(ra io.ReaderAt, i int64) ([]byte, error) {
 			t.blk = make([]byte, BlockSize)
 		}
 		if n, err := ra.ReadAt(t.blk, t.off+b*BlockSize); n < BlockSize {
-			if err == nil {
-				err = io.ErrUnexpectedEOF
+			if err != nil && !errors.Is(err, io.EOF) {
+				// The storage failed (a disk fault): not a mismatch.
+				return nil, fmt.Errorf("verity: reading back level-0 hash block %d: %w", b, err)
 			}
-			return nil, treeErr(0, b, err)
+			return nil, treeErr(0, b, io.ErrUnexpectedEOF) // the tree is not all there
 		}
 		var sum [DigestSize]byte
 		digest(t.h, t.salt, t.blk, sum[:])

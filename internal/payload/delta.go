@@ -94,17 +94,9 @@ func CopyDelta(dst Slot, src io.Reader, e Indexed, d DeltaStreams, base Base, o 
 		return res, fmt.Errorf("%w: the payload is %d bytes, the signed streams %d", ErrDelta, e.Length, d.Tree.Length+d.Data.Length)
 	}
 	counted := &countingReader{r: io.LimitReader(src, e.Length)}
-	// sourceErr, and a stream that ended early is a truncated payload
-	// whatever the delta reader made of it.
-	srcErr := func(c *countingReader, err error) error {
-		if c.eof && c.n < e.Length && c.err == nil {
-			return fmt.Errorf("%w: the payload does not match the signed target: it ends after %d of its %d bytes (truncated): %w", ErrLength, c.n, e.Length, err)
-		}
-		return sourceErr(c, err)
-	}
 	tr, err := d.Tree.open(io.LimitReader(counted, d.Tree.Length), "tree", base.TreeLength, e.TreeLength)
 	if err != nil {
-		return res, srcErr(counted, err)
+		return res, sourceErr(counted, e.Length, err)
 	}
 	// The rebuilt tree flows through a pipe into ReadTree, which verifies
 	// each hash block against its parent before it is written.
@@ -133,11 +125,11 @@ func CopyDelta(dst Slot, src io.Reader, e Indexed, d DeltaStreams, base Base, o 
 		if errors.Is(err, verity.ErrTree) {
 			err = fmt.Errorf("%w (the delta was applied to the tree in the active slot: if that slot is damaged, install the whole release)", err)
 		}
-		return res, mismatch(srcErr(counted, err))
+		return res, mismatch(sourceErr(counted, e.Length, err))
 	}
 	dr, err := d.Data.open(io.LimitReader(counted, d.Data.Length), "data", base.Length, e.InstalledLength)
 	if err != nil {
-		return res, srcErr(counted, err)
+		return res, sourceErr(counted, e.Length, err)
 	}
 	// Each run of blocks Apply emits is checked against the tree and
 	// written at once, from Apply's own buffer: no copy, no more memory.
@@ -165,7 +157,7 @@ func CopyDelta(dst Slot, src io.Reader, e Indexed, d DeltaStreams, base Base, o 
 		if errors.Is(err, verity.ErrBlock) {
 			err = fmt.Errorf("%w (the delta was applied to the image in the active slot: if that slot is damaged, install the whole release)", err)
 		}
-		return res, mismatch(srcErr(counted, err))
+		return res, mismatch(sourceErr(counted, e.Length, err))
 	}
 	if written != e.InstalledLength {
 		return res, fmt.Errorf("%w: the delta made %d bytes, the release signs %d", ErrDelta, written, e.InstalledLength)
@@ -189,7 +181,7 @@ func CheckDelta(src io.Reader, d DeltaStreams, oldTree, newTree, oldLen, newLen 
 		lr := io.LimitReader(counted, s.st.Length)
 		dr, err := s.st.open(lr, s.what, s.oldLen, s.newLen)
 		if err != nil {
-			return res, sourceErr(counted, err)
+			return res, sourceErr(counted, d.Tree.Length+d.Data.Length, err)
 		}
 		buf := make([]byte, 0, 1<<20)
 		for k, w := range dr.Header().Windows {
@@ -199,7 +191,7 @@ func CheckDelta(src io.Reader, d DeltaStreams, oldTree, newTree, oldLen, newLen 
 			}
 			buf = buf[:w.CompLen]
 			if _, err := io.ReadFull(lr, buf); err != nil {
-				return res, sourceErr(counted, fmt.Errorf("%w: %s window %d: %w", ErrDelta, s.what, k, err))
+				return res, sourceErr(counted, d.Tree.Length+d.Data.Length, fmt.Errorf("%w: %s window %d: %w", ErrDelta, s.what, k, err))
 			}
 			if sum := sha256.Sum256(buf); sum != w.SHA256 {
 				return res, fmt.Errorf("%w: %s window %d: %w", ErrHash, s.what, k, delta.ErrWindow)

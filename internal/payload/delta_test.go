@@ -264,3 +264,59 @@ func TestCopyReuseNeverTrustsTheBase(t *testing.T) {
 		t.Error("image blocks written although the tree was refused")
 	}
 }
+
+// dropAfter is a source that fails after n bytes, as a dropped connection.
+type dropAfter struct {
+	r io.Reader
+	n int64
+}
+
+var errReset = errors.New("connection reset by peer")
+
+func (d *dropAfter) Read(p []byte) (int, error) {
+	if d.n <= 0 {
+		return 0, errReset
+	}
+	if int64(len(p)) > d.n {
+		p = p[:d.n]
+	}
+	n, err := d.r.Read(p)
+	d.n -= int64(n)
+	return n, err
+}
+
+func (d *dropAfter) Close() error { return nil }
+
+// TestSourceFailuresAreNotMismatches: a dropped connection is reported as
+// such (the agent retries), not as a tampered payload; a tampered chunk
+// stays a mismatch even when the connection drops after it.
+func TestSourceFailuresAreNotMismatches(t *testing.T) {
+	pr := makePair(t, 0)
+	for _, at := range []int64{100, pr.new.b.TreeLength + 5000, int64(len(pr.new.payload)) - 10} {
+		var slot memFile
+		_, err := CopyIndexed(&slot, &dropAfter{r: bytes.NewReader(pr.new.payload), n: at}, pr.new.e, CopyOptions{})
+		if !errors.Is(err, errReset) || errors.Is(err, ErrHash) {
+			t.Errorf("CopyIndexed, dropped after %d: %v", at, err)
+		}
+	}
+	// Tampered in the first chunk, dropped much later.
+	bad := bytes.Clone(pr.new.payload)
+	bad[pr.new.b.TreeLength+10] ^= 1
+	var slot memFile
+	if _, err := CopyIndexed(&slot, &dropAfter{r: bytes.NewReader(bad), n: int64(len(bad)) - 10}, pr.new.e, CopyOptions{}); !errors.Is(err, ErrHash) {
+		t.Errorf("tampered then dropped: %v, want a mismatch", err)
+	}
+	// Online: a range that drops.
+	for _, at := range []int64{10, 5000} {
+		rf := &rangeFile{b: pr.new.payload}
+		fetch := func(off, n int64) (io.ReadCloser, error) {
+			rc, err := rf.fetch(off, n)
+			return &dropAfter{r: rc, n: at}, err
+		}
+		var slot memFile
+		_, err := CopyReuse(&slot, pr.new.e, pr.baseOf(), fetch, CopyOptions{})
+		if !errors.Is(err, errReset) || errors.Is(err, ErrHash) {
+			t.Errorf("CopyReuse, ranges dropped after %d bytes: %v", at, err)
+		}
+	}
+}

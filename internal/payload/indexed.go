@@ -119,7 +119,7 @@ func CopyIndexed(dst Slot, src io.Reader, e Indexed, o CopyOptions) (Result, err
 	counted := &countingReader{r: io.LimitReader(src, e.Length)}
 	tree, err := verity.ReadTree(counted, p, e.Root, dst, e.HashOffset())
 	if err != nil {
-		return res, mismatch(sourceErr(counted, err))
+		return res, mismatch(sourceErr(counted, e.Length, err))
 	}
 	pl := &pipeline{dst: dst, tree: tree, e: &e, o: o}
 	if e.Frames == 0 {
@@ -129,7 +129,7 @@ func CopyIndexed(dst Slot, src io.Reader, e Indexed, o CopyOptions) (Result, err
 	}
 	res.TransportBytes, res.InstalledBytes = counted.n, pl.written
 	if err != nil {
-		return res, mismatch(sourceErr(counted, err))
+		return res, mismatch(sourceErr(counted, e.Length, err))
 	}
 	return res, expectEnd(src, e.Length)
 }
@@ -157,14 +157,17 @@ func mismatch(err error) error {
 	return err
 }
 
-// sourceErr prefers the source's own failure (a dropped connection, a
-// bundle's framing) over its effect on the tree or the data.
-func sourceErr(c *countingReader, err error) error {
-	if c.err != nil && !errors.Is(err, c.err) {
+// sourceErr says why a check of the payload failed when the source is the
+// cause: the source's own error (a dropped connection, a bundle's framing)
+// when the check failed on it, or, when the source ended before length
+// bytes, a truncated payload. A check that failed on bytes it read whole
+// keeps its verdict (a mismatch), whatever the source did afterwards.
+func sourceErr(c *countingReader, length int64, err error) error {
+	switch {
+	case c.err != nil && errors.Is(err, c.err):
 		return c.err
-	}
-	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
-		return fmt.Errorf("%w: the payload does not match the signed target: it ends after %d bytes (truncated): %w", ErrLength, c.n, err)
+	case c.eof && c.n < length && c.err == nil:
+		return fmt.Errorf("%w: the payload does not match the signed target: it ends after %d of its %d bytes (truncated)", ErrLength, c.n, length)
 	}
 	return err
 }
@@ -192,6 +195,7 @@ type pipeline struct {
 func (pl *pipeline) run(in <-chan *chunk, free chan<- []byte) error {
 	out := make(chan *chunk, pipelineBuffers)
 	werr := make(chan error, 1)
+	failed := make(chan struct{}) // closed at the first failed write
 	go func() {
 		var err error
 		for c := range out {
@@ -207,6 +211,7 @@ func (pl *pipeline) run(in <-chan *chunk, free chan<- []byte) error {
 					}
 				} else {
 					err = writeError{err}
+					close(failed)
 				}
 			}
 			free <- c.data
@@ -214,6 +219,7 @@ func (pl *pipeline) run(in <-chan *chunk, free chan<- []byte) error {
 		werr <- err
 	}()
 	var err error
+loop:
 	for c := range in {
 		if err = c.err; err == nil {
 			err = pl.tree.Check(pl.dst, c.first, c.data)
@@ -221,7 +227,18 @@ func (pl *pipeline) run(in <-chan *chunk, free chan<- []byte) error {
 		if err != nil {
 			break
 		}
-		out <- c
+		select {
+		case <-failed: // the slot failed: stop reading the source
+			free <- c.data
+			break loop
+		default:
+		}
+		select {
+		case out <- c:
+		case <-failed:
+			free <- c.data
+			break loop
+		}
 	}
 	close(out)
 	if w := <-werr; err == nil && w != nil {

@@ -249,7 +249,7 @@ func TestIndexedRefusals(t *testing.T) {
 		{"data one byte long", raw, append(bytes.Clone(raw.payload), 0), ErrLength},
 		{"last block padding tampered", raw, mod(raw.payload, func(b []byte) []byte { b[len(b)-1] ^= 1; return b }), verity.ErrBlock},
 		{"frame table tampered", z, mod(z.payload, func(b []byte) []byte { b[tableAt+3] ^= 1; return b }), ErrFrameTable},
-		{"frame table truncated", z, z.payload[:tableAt+10], ErrFrameTable},
+		{"frame table truncated", z, z.payload[:tableAt+10], ErrLength},
 		{"frame tampered", z, mod(z.payload, func(b []byte) []byte { b[dataAt+5] ^= 1; return b }), ErrFrame},
 		{"last frame truncated", z, z.payload[:len(z.payload)-1], ErrLength},
 		{"frames one byte long", z, append(bytes.Clone(z.payload), 0), ErrLength},
@@ -317,4 +317,35 @@ func FuzzCopyIndexed(f *testing.F) {
 			t.Fatal("a changed payload installed a different image")
 		}
 	})
+}
+
+// failingSlot fails every image write after the first.
+type failingSlot struct {
+	memFile
+	hashOff int64
+	writes  int
+}
+
+func (f *failingSlot) WriteAt(p []byte, off int64) (int, error) {
+	if off < f.hashOff {
+		f.writes++
+		if f.writes > 1 {
+			return 0, errors.New("EIO")
+		}
+	}
+	return f.memFile.WriteAt(p, off)
+}
+
+// TestIndexedStopsAtAFailedWrite: a slot that fails stops the install
+// soon, not after the whole source was read.
+func TestIndexedStopsAtAFailedWrite(t *testing.T) {
+	bt := build(t, testImage(16<<20, 4), 0, nil)
+	src := &countingReader{r: bytes.NewReader(bt.payload)}
+	_, err := CopyIndexed(&failingSlot{hashOff: bt.e.HashOffset()}, src, bt.e, CopyOptions{})
+	if !isWriteErr(err) {
+		t.Fatalf("err = %v, want the write error", err)
+	}
+	if src.n > int64(len(bt.payload))/2 {
+		t.Errorf("read %d of %d bytes after the slot failed", src.n, len(bt.payload))
+	}
 }

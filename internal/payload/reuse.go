@@ -3,6 +3,7 @@ package payload
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -44,7 +45,10 @@ type ReuseResult struct {
 // blocks: see the comment above. It fails with ErrNoBase, before writing
 // any image block, when the base cannot serve (no tree, another salt, its
 // tree does not verify, it holds none of the new blocks); the caller then
-// installs the whole payload. Memory is a few chunks plus 12 bytes per block of the base (its digest index).
+// installs the whole payload. Memory is a few chunks plus 12 bytes per
+// block of the base (its digest index, dropped once planned) and 4 bytes
+// per block of the new image (the plan): 4 MiB per GiB of image, the one
+// part of an install that grows with the image (a delta bundle's does not).
 func CopyReuse(dst Slot, e Indexed, base Base, fetch Fetch, o CopyOptions) (ReuseResult, error) {
 	var res ReuseResult
 	p := e.params()
@@ -74,7 +78,7 @@ func CopyReuse(dst Slot, e Indexed, base Base, fetch Fetch, o CopyOptions) (Reus
 	tree, err := verity.ReadTree(rc, p, e.Root, dst, e.HashOffset())
 	rc.Close()
 	if err != nil {
-		return res, mismatch(err)
+		return res, fc.failed(err)
 	}
 	index, err := buildIndex(old, base.Slot)
 	if err != nil {
@@ -102,28 +106,28 @@ func CopyReuse(dst Slot, e Indexed, base Base, fetch Fetch, o CopyOptions) (Reus
 	fc.close()
 	res.InstalledBytes = r.written
 	if err != nil {
-		return res, mismatch(err)
+		return res, fc.failed(err)
 	}
 	return res, nil
 }
 
-// digestIndex maps a digest prefix to a block of the base: 12 bytes per
-// block, sorted. A false match is caught by verifying against the new tree.
-type digestIndex []indexEntry
-
-type indexEntry struct {
-	prefix uint64
-	block  int32
+// digestIndex maps a digest prefix to a block of the base, sorted: 12
+// bytes per block (two slices, no padding). A false match is caught by
+// verifying against the new tree.
+type digestIndex struct {
+	prefix []uint64
+	block  []int32
 }
 
-func buildIndex(t *verity.Tree, slot io.ReaderAt) (digestIndex, error) {
-	ix := make(digestIndex, 0, t.Blocks())
-	for j := int64(0); j < t.Blocks(); j++ {
+func buildIndex(t *verity.Tree, slot io.ReaderAt) (*digestIndex, error) {
+	n := t.Blocks()
+	ix := &digestIndex{prefix: make([]uint64, n), block: make([]int32, n)}
+	for j := int64(0); j < n; j++ {
 		d, err := t.Digest(slot, j)
 		if err != nil {
 			return nil, err
 		}
-		ix = append(ix, indexEntry{binary.BigEndian.Uint64(d), int32(j)})
+		ix.prefix[j], ix.block[j] = binary.BigEndian.Uint64(d), int32(j)
 	}
 	sort.Sort(ix) // by prefix, then block: the lowest block of equal prefixes first
 	return ix, nil
@@ -131,33 +135,36 @@ func buildIndex(t *verity.Tree, slot io.ReaderAt) (digestIndex, error) {
 
 // sort.Interface: not slices.SortFunc, whose instantiation costs the device
 // binary several KB.
-func (ix digestIndex) Len() int      { return len(ix) }
-func (ix digestIndex) Swap(i, j int) { ix[i], ix[j] = ix[j], ix[i] }
-func (ix digestIndex) Less(i, j int) bool {
-	a, b := ix[i], ix[j]
-	return a.prefix < b.prefix || a.prefix == b.prefix && a.block < b.block
+func (ix *digestIndex) Len() int { return len(ix.prefix) }
+func (ix *digestIndex) Swap(i, j int) {
+	ix.prefix[i], ix.prefix[j] = ix.prefix[j], ix.prefix[i]
+	ix.block[i], ix.block[j] = ix.block[j], ix.block[i]
+}
+func (ix *digestIndex) Less(i, j int) bool {
+	return ix.prefix[i] < ix.prefix[j] || ix.prefix[i] == ix.prefix[j] && ix.block[i] < ix.block[j]
 }
 
-func (ix digestIndex) find(d []byte) int32 {
+func (ix *digestIndex) find(d []byte) int32 {
 	p := binary.BigEndian.Uint64(d)
-	lo, hi := 0, len(ix) // the first entry with prefix >= p is in [lo, hi]
+	lo, hi := 0, len(ix.prefix) // the first entry with prefix >= p is in [lo, hi]
 	for lo < hi {
 		m := int(uint(lo+hi) >> 1)
-		if ix[m].prefix < p {
+		if ix.prefix[m] < p {
 			lo = m + 1
 		} else {
 			hi = m
 		}
 	}
-	if lo == len(ix) || ix[lo].prefix != p {
+	if lo == len(ix.prefix) || ix.prefix[lo] != p {
 		return -1
 	}
-	return ix[lo].block
+	return ix.block[lo]
 }
 
 // fetcher reads the payload file forward through coalesced range requests.
 type fetcher struct {
 	fetch Fetch
+	err   error // the first error of a fetched body (not io.EOF)
 	res   *ReuseResult
 	rc    io.ReadCloser
 	pos   int64 // file offset rc is at
@@ -173,19 +180,37 @@ func (f *fetcher) open(off, n int64) (io.ReadCloser, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &countingCloser{r: io.LimitReader(rc, n), c: rc, n: &f.res.TransportBytes}, nil
+	return &countingCloser{r: io.LimitReader(rc, n), c: rc, f: f}, nil
 }
 
+// countingCloser counts a fetched body's bytes and records its error.
 type countingCloser struct {
 	r io.Reader
 	c io.Closer
-	n *int64
+	f *fetcher
 }
 
 func (c *countingCloser) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
-	*c.n += int64(n)
+	c.f.res.TransportBytes += int64(n)
+	if err != nil && err != io.EOF && c.f.err == nil {
+		c.f.err = err
+	}
 	return n, err
+}
+
+// covers reports whether the open range holds [off, off+n) ahead.
+func (f *fetcher) covers(off, n int64) bool {
+	return f.rc != nil && off >= f.pos && off+n <= f.end
+}
+
+// failed is err, or the fetch's own failure when err is its effect (a
+// dropped connection is not a mismatch).
+func (f *fetcher) failed(err error) error {
+	if f.err != nil && errors.Is(err, f.err) {
+		return f.err
+	}
+	return mismatch(err)
 }
 
 func (c *countingCloser) Close() error { return c.c.Close() }
@@ -337,7 +362,10 @@ func (r *reuse) raw() error {
 func (r *reuse) fetchBlocks(b []byte, i, dataOff int64) error {
 	off := i * verity.BlockSize
 	n := min(verity.BlockSize, r.e.InstalledLength-off)
-	want := min(r.rangeFor(i)*verity.BlockSize, r.e.InstalledLength-off)
+	want := n
+	if !r.fc.covers(dataOff+off, n) {
+		want = min(r.rangeFor(i)*verity.BlockSize, r.e.InstalledLength-off)
+	}
 	if err := r.fc.read(b[:n], dataOff+off, want); err != nil {
 		return err
 	}
@@ -384,13 +412,17 @@ func (r *reuse) frames() error {
 		return false
 	}
 	fetchFrame := func(k int64, c []byte) error {
-		// Coalesce the following frames that are needed too.
-		last := k
-		for last+1 < e.Frames && needed(last+1) && offs[last+2]-offs[k] <= MaxFetchRange {
-			last++
-		}
 		comp := cbuf[:offs[k+1]-offs[k]]
-		if err := r.fc.read(comp, offs[k], offs[last+1]-offs[k]); err != nil {
+		span := int64(len(comp))
+		if !r.fc.covers(offs[k], span) {
+			// A new range: coalesce the following frames needed too.
+			last := k
+			for last+1 < e.Frames && needed(last+1) && offs[last+2]-offs[k] <= MaxFetchRange {
+				last++
+			}
+			span = offs[last+1] - offs[k]
+		}
+		if err := r.fc.read(comp, offs[k], span); err != nil {
 			return err
 		}
 		if err := e.checkFrame(table[k*FrameEntrySize:(k+1)*FrameEntrySize], comp, k); err != nil {
