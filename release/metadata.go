@@ -178,6 +178,13 @@ const (
 	FrameEntrySize = 8 + sha256.Size
 	// MaxIndexBlocks bounds the data blocks of an indexed image (64 GiB).
 	MaxIndexBlocks = 1 << 24
+	// MaxFrames bounds the frames of a compressed schema 2 payload (a
+	// device holds the frame table: 640 KiB); payload.MaxFrames.
+	MaxFrames = 16384
+	// MaxDeltaHeaderSize and MaxDeltaLength bound a signed delta stream's
+	// header (delta.MaxHeaderSize) and length (the 64 GiB transport limit).
+	MaxDeltaHeaderSize = 1 << 20
+	MaxDeltaLength     = 64 << 30
 )
 
 // Index is the signed block index of a schema 2 release. The payload file
@@ -358,6 +365,9 @@ func (m *Metadata) validateIndex() error {
 	fe := func(field string, format string, args ...any) error {
 		return &FieldError{Field: "index." + field, Err: fmt.Errorf(format, args...)}
 	}
+	if m.Installed.Length > MaxIndexBlocks*IndexBlockSize {
+		return &FieldError{Field: "installed.length", Err: fmt.Errorf("%d bytes, an indexed image has at most %d", m.Installed.Length, int64(MaxIndexBlocks*IndexBlockSize))}
+	}
 	blocks := m.DataBlocks()
 	if blocks > MaxIndexBlocks {
 		return &FieldError{Field: "installed.length", Err: fmt.Errorf("%d blocks of %d bytes, an indexed image has at most %d", blocks, IndexBlockSize, MaxIndexBlocks)}
@@ -380,6 +390,8 @@ func (m *Metadata) validateIndex() error {
 	switch {
 	case x.FrameSize < MinFrameSize || x.FrameSize > MaxFrameSize || x.FrameSize%IndexBlockSize != 0:
 		return fe("frames.size", "%d, want a multiple of %d from %d to %d", x.FrameSize, IndexBlockSize, MinFrameSize, MaxFrameSize)
+	case x.Frames > MaxFrames:
+		return fe("frames.count", "%d, the limit is %d: use larger frames", x.Frames, MaxFrames)
 	case x.Frames != FrameCount(m.Installed.Length, x.FrameSize):
 		return fe("frames.count", "%d, %d installed bytes make %d frames of %d", x.Frames, m.Installed.Length, FrameCount(m.Installed.Length, x.FrameSize), x.FrameSize)
 	case x.FrameTable == [sha256.Size]byte{}:
@@ -413,8 +425,10 @@ func (m *Metadata) validateDeltas() error {
 			s    DeltaStream
 		}{{"tree", d.Tree}, {"data", d.Data}} {
 			switch {
-			case st.s.HeaderLength <= 0 || st.s.Length < st.s.HeaderLength:
-				return fe(st.name+".length", "%d bytes with a %d-byte header", st.s.Length, st.s.HeaderLength)
+			case st.s.HeaderLength <= 0 || st.s.HeaderLength > MaxDeltaHeaderSize:
+				return fe(st.name+".header_length", "%d, want 1 to %d", st.s.HeaderLength, MaxDeltaHeaderSize)
+			case st.s.Length < st.s.HeaderLength || st.s.Length > MaxDeltaLength:
+				return fe(st.name+".length", "%d bytes with a %d-byte header, the limit is %d", st.s.Length, st.s.HeaderLength, int64(MaxDeltaLength))
 			case st.s.HeaderSHA256 == [sha256.Size]byte{}:
 				return fe(st.name+".header_sha256", "all zero (unset)")
 			}

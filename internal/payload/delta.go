@@ -1,6 +1,7 @@
 package payload
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -56,17 +57,28 @@ type Stream struct {
 // tree from the base's tree, Data the new image from the base's image.
 type DeltaStreams struct{ Tree, Data Stream }
 
-// open reads a stream's header from r and checks it against s and the
-// lengths of the images it must be for.
+// open reads a stream's header from r, checks it against s (its signed
+// length and SHA-256) BEFORE parsing it, then checks the parsed header
+// against the lengths of the images it must be for.
 func (s Stream) open(r io.Reader, what string, oldLen, newLen int64) (*delta.Reader, error) {
-	dr, err := delta.NewReader(r)
+	if s.HeaderLength <= 0 || s.HeaderLength > delta.MaxHeaderSize {
+		return nil, fmt.Errorf("%w: the %s stream's signed header length %d is outside 1 to %d", ErrDelta, what, s.HeaderLength, delta.MaxHeaderSize)
+	}
+	hdr := make([]byte, s.HeaderLength)
+	if _, err := io.ReadFull(r, hdr); err != nil {
+		return nil, fmt.Errorf("%w: reading the %s stream's header: %w", ErrDelta, what, err)
+	}
+	if sum := sha256.Sum256(hdr); subtle.ConstantTimeCompare(sum[:], s.HeaderSHA256) != 1 {
+		return nil, fmt.Errorf("%w: the %s stream's header is not the signed one", ErrDelta, what)
+	}
+	// Signed bytes from here on.
+	dr, err := delta.NewReader(io.MultiReader(bytes.NewReader(hdr), r))
 	if err != nil {
 		return nil, fmt.Errorf("%w: the %s stream's header: %w", ErrDelta, what, err)
 	}
-	sum := dr.HeaderSHA256()
 	switch {
-	case dr.HeaderLength() != s.HeaderLength || subtle.ConstantTimeCompare(sum[:], s.HeaderSHA256) != 1:
-		return nil, fmt.Errorf("%w: the %s stream's header is not the signed one", ErrDelta, what)
+	case dr.HeaderLength() != s.HeaderLength:
+		return nil, fmt.Errorf("%w: the %s stream's header is %d bytes, the release signs %d", ErrDelta, what, dr.HeaderLength(), s.HeaderLength)
 	case dr.StreamLength() != s.Length:
 		return nil, fmt.Errorf("%w: the %s stream is %d bytes, the release signs %d", ErrDelta, what, dr.StreamLength(), s.Length)
 	case oldLen >= 0 && dr.OldLength() != oldLen || dr.NewLength() != newLen:
@@ -86,11 +98,11 @@ func (s Stream) open(r io.Reader, what string, oldLen, newLen int64) (*delta.Rea
 // limits (windows, dictionaries), not the image size.
 func CopyDelta(dst Slot, src io.Reader, e Indexed, d DeltaStreams, base Base, o CopyOptions) (Result, error) {
 	var res Result
-	p := e.params()
-	if err := p.Validate(); err != nil {
+	p, err := e.check()
+	if err != nil {
 		return res, err
 	}
-	if e.TreeLength != p.TreeSize() || e.Length != d.Tree.Length+d.Data.Length {
+	if e.Length != d.Tree.Length+d.Data.Length {
 		return res, fmt.Errorf("%w: the payload is %d bytes, the signed streams %d", ErrDelta, e.Length, d.Tree.Length+d.Data.Length)
 	}
 	counted := &countingReader{r: io.LimitReader(src, e.Length)}

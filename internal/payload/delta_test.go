@@ -10,6 +10,7 @@ import (
 
 	"github.com/airlockfw/airlock/delta"
 	"github.com/airlockfw/airlock/delta/deltaenc"
+	"github.com/airlockfw/airlock/release"
 	"github.com/airlockfw/airlock/verity"
 )
 
@@ -317,6 +318,27 @@ func TestSourceFailuresAreNotMismatches(t *testing.T) {
 		_, err := CopyReuse(&slot, pr.new.e, pr.baseOf(), fetch, CopyOptions{})
 		if !errors.Is(err, errReset) || errors.Is(err, ErrHash) {
 			t.Errorf("CopyReuse, ranges dropped after %d bytes: %v", at, err)
+		}
+	}
+}
+
+// TestLimitsAgree: the limits the release metadata signs within are the
+// ones a device installs within.
+func TestLimitsAgree(t *testing.T) {
+	for _, c := range []struct {
+		name        string
+		got, signed int64
+	}{
+		{"MaxFrames", MaxFrames, release.MaxFrames},
+		{"MaxFrameSize", MaxFrameSize, release.MaxFrameSize},
+		{"FrameEntrySize", FrameEntrySize, release.FrameEntrySize},
+		{"delta.MaxHeaderSize", delta.MaxHeaderSize, release.MaxDeltaHeaderSize},
+		{"block size", verity.BlockSize, release.IndexBlockSize},
+		{"MaxDataBlocks", verity.MaxDataBlocks, release.MaxIndexBlocks},
+		{"MaxSaltSize", verity.MaxSaltSize, release.MaxSaltSize},
+	} {
+		if c.got != c.signed {
+			t.Errorf("%s: %d on the device, %d in release", c.name, c.got, c.signed)
 		}
 	}
 }

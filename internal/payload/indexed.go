@@ -63,13 +63,48 @@ func (e *Indexed) params() verity.Params {
 	return verity.Params{DataBlockSize: verity.BlockSize, HashBlockSize: verity.BlockSize, Salt: e.Salt, DataBlocks: verity.BlocksFor(e.InstalledLength)}
 }
 
+// MaxFrameSize bounds the installed bytes of one frame (a device holds a
+// few frames in memory): release.MaxFrameSize.
+const MaxFrameSize = 4 << 20
+
+// check validates the signed geometry of e, which every indexed install and
+// the boot check rely on: the tree's parameters and length, and the frames.
+func (e *Indexed) check() (verity.Params, error) {
+	p := e.params()
+	if err := p.Validate(); err != nil {
+		return p, err
+	}
+	switch {
+	case e.TreeLength != p.TreeSize():
+		return p, fmt.Errorf("%w: the signed tree length %d is not the %d bytes of a tree over %d blocks", verity.ErrParams, e.TreeLength, p.TreeSize(), p.DataBlocks)
+	case e.Frames < 0 || e.Frames > MaxFrames:
+		return p, fmt.Errorf("%w: %d frames, the limit is MaxFrames %d", ErrFrameTable, e.Frames, MaxFrames)
+	case e.Frames > 0 && (e.FrameSize <= 0 || e.FrameSize > MaxFrameSize || e.FrameSize%verity.BlockSize != 0 || (e.InstalledLength+e.FrameSize-1)/e.FrameSize != e.Frames):
+		return p, fmt.Errorf("%w: %d frames of %d bytes do not hold %d bytes (or over MaxFrameSize %d)", ErrFrameTable, e.Frames, e.FrameSize, e.InstalledLength, MaxFrameSize)
+	}
+	return p, nil
+}
+
+// checkLength checks the payload file's signed length against its parts.
+func (e *Indexed) checkLength() error {
+	switch {
+	case e.Frames == 0 && e.Length != e.TreeLength+e.InstalledLength:
+		return fmt.Errorf("%w: the signed payload is %d bytes, the tree and image are %d", ErrLength, e.Length, e.TreeLength+e.InstalledLength)
+	case e.Frames > 0 && e.Length < e.TreeLength+e.Frames*FrameEntrySize:
+		return fmt.Errorf("%w: the signed payload is %d bytes, shorter than its tree and frame table", ErrLength, e.Length)
+	}
+	return nil
+}
+
 // HashOffset is where the tree is stored in the slot: after the image's
 // last (zero-padded) block.
 func (e *Indexed) HashOffset() int64 { return verity.BlocksFor(e.InstalledLength) * verity.BlockSize }
 
 // Slot is where an indexed payload is installed: the image's blocks at 0,
 // the tree at HashOffset. Blocks are written with WriteAt; the tree is read
-// back (ReadAt) and verified again each time a block is checked.
+// back (ReadAt) and verified again each time a block is checked. ReadAt and
+// WriteAt are called concurrently (a writer goroutine writes while the
+// checker reads the tree back), as *os.File allows.
 type Slot interface {
 	io.WriterAt
 	io.ReaderAt
@@ -99,23 +134,14 @@ type CopyOptions struct {
 // upper tree levels, whatever the image size.
 func CopyIndexed(dst Slot, src io.Reader, e Indexed, o CopyOptions) (Result, error) {
 	var res Result
-	p := e.params()
-	if err := p.Validate(); err != nil {
+	p, err := e.check()
+	if err != nil {
+		return res, err
+	}
+	if err := e.checkLength(); err != nil {
 		return res, err
 	}
 	tableLen := e.Frames * FrameEntrySize
-	switch {
-	case e.TreeLength != p.TreeSize():
-		return res, fmt.Errorf("%w: the signed tree length %d is not the %d bytes of a tree over %d blocks", verity.ErrParams, e.TreeLength, p.TreeSize(), p.DataBlocks)
-	case e.Frames < 0 || e.Frames > MaxFrames:
-		return res, fmt.Errorf("%w: %d frames, the limit is MaxFrames %d", ErrFrameTable, e.Frames, MaxFrames)
-	case e.Frames == 0 && e.Length != e.TreeLength+e.InstalledLength:
-		return res, fmt.Errorf("%w: the signed payload is %d bytes, the tree and image are %d", ErrLength, e.Length, e.TreeLength+e.InstalledLength)
-	case e.Frames > 0 && (e.FrameSize <= 0 || e.FrameSize%verity.BlockSize != 0 || (e.InstalledLength+e.FrameSize-1)/e.FrameSize != e.Frames):
-		return res, fmt.Errorf("%w: %d frames of %d bytes do not hold %d bytes", ErrFrameTable, e.Frames, e.FrameSize, e.InstalledLength)
-	case e.Frames > 0 && e.Length < e.TreeLength+tableLen:
-		return res, fmt.Errorf("%w: the signed payload is %d bytes, shorter than its tree and frame table", ErrLength, e.Length)
-	}
 	counted := &countingReader{r: io.LimitReader(src, e.Length)}
 	tree, err := verity.ReadTree(counted, p, e.Root, dst, e.HashOffset())
 	if err != nil {
@@ -474,9 +500,9 @@ func MaxCompressedFrame(frameSize int64) int64 { return frameSize + frameSize>>7
 // treeOnly the kernel's dm-verity target is trusted to check each block
 // when it is read. Memory is one chunk and the upper tree levels.
 func CheckSlot(slot io.ReaderAt, e Indexed, treeOnly bool) error {
-	p := e.params()
-	if e.TreeLength != p.TreeSize() {
-		return fmt.Errorf("%w: the signed tree length %d is not the %d bytes of a tree over %d blocks", verity.ErrParams, e.TreeLength, p.TreeSize(), p.DataBlocks)
+	p, err := e.check()
+	if err != nil {
+		return err
 	}
 	tree, err := verity.ReadTree(io.NewSectionReader(slot, e.HashOffset(), e.TreeLength), p, e.Root, discardAt{}, e.HashOffset())
 	if err != nil {

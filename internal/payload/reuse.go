@@ -51,12 +51,12 @@ type ReuseResult struct {
 // part of an install that grows with the image (a delta bundle's does not).
 func CopyReuse(dst Slot, e Indexed, base Base, fetch Fetch, o CopyOptions) (ReuseResult, error) {
 	var res ReuseResult
-	p := e.params()
-	if err := p.Validate(); err != nil {
+	p, err := e.check()
+	if err != nil {
 		return res, err
 	}
-	if e.TreeLength != p.TreeSize() {
-		return res, fmt.Errorf("%w: the signed tree length %d is not the %d bytes of a tree over %d blocks", verity.ErrParams, e.TreeLength, p.TreeSize(), p.DataBlocks)
+	if err := e.checkLength(); err != nil {
+		return res, err
 	}
 	if !bytes.Equal(base.Salt, e.Salt) || len(base.Root) != verity.DigestSize {
 		return res, fmt.Errorf("%w: its tree has another salt", ErrNoBase)
