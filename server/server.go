@@ -430,6 +430,10 @@ func (s *Server) Serve(ctx context.Context) error {
 	go s.rollouts.Run(rctx, s.cfg.RolloutTick)
 	tick := time.NewTicker(CertCheckInterval)
 	defer tick.Stop()
+	// Failed authentications counted but not yet audited (auth.FailureWindow).
+	fails := time.NewTicker(auth.FailureWindow)
+	defer fails.Stop()
+	defer s.auth.FlushFailures(context.Background())
 	// The watchdog is fed from this loop: a loop that stops turning (or a
 	// listener that failed, which ends it) stops the pings.
 	var watchdog <-chan time.Time
@@ -454,6 +458,8 @@ loop:
 			}
 		case <-watchdog:
 			s.notify("WATCHDOG=1")
+		case <-fails.C:
+			s.auth.FlushFailures(ctx)
 		}
 	}
 	s.notify("STOPPING=1")

@@ -44,6 +44,7 @@ type Authenticator struct {
 	now        func() time.Time
 	log        *slog.Logger
 	auditFn    func(ctx context.Context, actor, action string, details map[string]string)
+	fails      failureLog
 	authState
 }
 
@@ -178,7 +179,7 @@ func (a *Authenticator) authenticateToken(r *http.Request, action Action) (store
 	fail := func(result, actor string, err error) (store.User, error) {
 		a.results.WithLabelValues(result).Inc()
 		if result != "forbidden" {
-			a.audit(ctx, actor, AuditLoginFailed, map[string]string{"reason": result, "action": string(action), "remote": r.RemoteAddr})
+			a.auditFailure(r, actor, map[string]string{"reason": result, "action": string(action), "remote": r.RemoteAddr})
 		}
 		return store.User{}, err
 	}
@@ -273,7 +274,7 @@ func (a *Authenticator) login(r *http.Request, token, code, via string, action A
 	ctx := r.Context()
 	fail := func(result, actor string, err error) (store.User, store.AdminToken, error) {
 		a.results.WithLabelValues(result).Inc()
-		a.audit(ctx, actor, AuditLoginFailed, map[string]string{"reason": result, "via": via, "action": string(action), "remote": r.RemoteAddr})
+		a.auditFailure(r, actor, map[string]string{"reason": result, "via": via, "action": string(action), "remote": r.RemoteAddr})
 		return store.User{}, store.AdminToken{}, err
 	}
 	tok, err := a.adminToken(ctx, token)
@@ -323,7 +324,7 @@ func (a *Authenticator) checkTOTP(r *http.Request, u store.User, code string, ac
 	ctx := r.Context()
 	fail := func(result string, err error) error {
 		a.results.WithLabelValues(result).Inc()
-		a.audit(ctx, u.Name, AuditLoginFailed, map[string]string{"reason": result, "action": string(action), "via": via, "remote": r.RemoteAddr})
+		a.auditFailure(r, u.Name, map[string]string{"reason": result, "action": string(action), "via": via, "remote": r.RemoteAddr})
 		return err
 	}
 	now := a.now()

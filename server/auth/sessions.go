@@ -173,7 +173,7 @@ func (a *Authenticator) lookupSession(r *http.Request, action Action, live bool)
 	ctx := r.Context()
 	fail := func(result, actor string, err error) (store.AdminSession, store.User, error) {
 		a.results.WithLabelValues(result).Inc()
-		a.audit(ctx, actor, AuditLoginFailed, map[string]string{"reason": result, "action": string(action), "via": "session", "remote": r.RemoteAddr})
+		a.auditFailure(r, actor, map[string]string{"reason": result, "action": string(action), "via": "session", "remote": r.RemoteAddr})
 		return store.AdminSession{}, store.User{}, err
 	}
 	cred, _ := bearerValue(r)
