@@ -368,3 +368,26 @@ func mustAtoi(t *testing.T, s string) int {
 	}
 	return n
 }
+
+// TestBadTokensDoNotGrowTheAuditLog: 300 requests with a bad token are one
+// audit event, not 300 (the rest are counted: auth.FailureWindow).
+func TestBadTokensDoNotGrowTheAuditLog(t *testing.T) {
+	rec := &auditRecorder{}
+	e := startServer(t, func(c *Config) { c.Audit = rec.record })
+	c := e.client(nil)
+	for range 300 {
+		resp, data := e.do(c, "GET", "/api/v1/admin/devices", "not-a-token", nil)
+		wantStatus(t, resp, data, http.StatusUnauthorized)
+	}
+	rec.mu.Lock()
+	n := 0
+	for _, ev := range rec.events {
+		if ev == "unknown "+AuditLoginFailed {
+			n++
+		}
+	}
+	rec.mu.Unlock()
+	if n != 1 {
+		t.Fatalf("%d %s events for 300 bad tokens from one client, want 1 (then one aggregated)", n, AuditLoginFailed)
+	}
+}
