@@ -13,6 +13,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/airlockfw/airlock/internal/strictjson"
+	"github.com/airlockfw/airlock/verity"
 )
 
 // Schema limits and defaults. docs/release-metadata.md documents each one.
@@ -162,11 +163,11 @@ func (d *Delta) Length() int64 { return d.Tree.Length + d.Data.Length }
 // The block index limits. docs/release-metadata.md, "Block index".
 const (
 	// IndexHash is the only hash algorithm of the tree (dm-verity's name).
-	IndexHash = "sha256"
+	IndexHash = verity.Algorithm
 	// IndexBlockSize is the only data and hash block size.
-	IndexBlockSize = 4096
+	IndexBlockSize = verity.BlockSize
 	// MaxSaltSize is dm-verity's salt limit, in bytes.
-	MaxSaltSize = 256
+	MaxSaltSize = verity.MaxSaltSize
 	// MinFrameSize and MaxFrameSize bound the installed bytes of one zstd
 	// frame of a compressed schema 2 payload (a multiple of
 	// IndexBlockSize): a device holds one compressed and one decompressed
@@ -177,7 +178,7 @@ const (
 	// compressed length (8 bytes, big endian) and its SHA-256.
 	FrameEntrySize = 8 + sha256.Size
 	// MaxIndexBlocks bounds the data blocks of an indexed image (64 GiB).
-	MaxIndexBlocks = 1 << 24
+	MaxIndexBlocks = verity.MaxDataBlocks
 	// MaxFrames bounds the frames of a compressed schema 2 payload (a
 	// device holds the frame table: 640 KiB); payload.MaxFrames.
 	MaxFrames = 16384
@@ -208,19 +209,13 @@ type Index struct {
 
 // DataBlocks is the number of IndexBlockSize blocks the installed image
 // covers (the last one zero-padded).
-func (m *Metadata) DataBlocks() int64 {
-	return (m.Installed.Length + IndexBlockSize - 1) / IndexBlockSize
-}
+func (m *Metadata) DataBlocks() int64 { return verity.BlocksFor(m.Installed.Length) }
 
 // TreeLength is the size in bytes of the dm-verity tree (format 1, 4 KiB
-// blocks, SHA-256) over blocks data blocks: 0 for one block.
+// blocks, SHA-256) over blocks data blocks: 0 for one block (and for a
+// number of blocks package verity refuses).
 func TreeLength(blocks int64) int64 {
-	var total int64
-	for n := blocks; n > 1; {
-		n = (n + IndexBlockSize/sha256.Size - 1) / (IndexBlockSize / sha256.Size)
-		total += n
-	}
-	return total * IndexBlockSize
+	return verity.Params{DataBlockSize: verity.BlockSize, HashBlockSize: verity.BlockSize, DataBlocks: blocks}.TreeSize()
 }
 
 // SlotLength is what the installed release occupies in a slot: the image,
