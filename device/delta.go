@@ -49,25 +49,21 @@ func (u *Update) writePayload(ctx context.Context, t *verify.Target, s boot.Slot
 	d := u.d
 	good := otherSlot(s)
 	if bs, ok := t.Session().Source().(*verify.BundleSource); ok && bs.DeltaFrom() != "" {
-		base, rec, bf, err := d.base(good)
-		if err != nil {
-			return res, "", &InstallError{Check: CheckState, Err: err}
-		}
-		if bf != nil {
-			defer bf.Close()
-		}
-		running := "no release"
-		if rec != nil && rec.Status != StatusInvalid {
-			running = rec.Version
-		}
-		if base == nil || rec.Version != bs.DeltaFrom() {
-			return res, "", &InstallError{Check: CheckPolicy, Err: fmt.Errorf("%w: the bundle is a delta from %s, this device runs %s in slot %s: install the whole release's bundle", verify.ErrDeltaBase, bs.DeltaFrom(), running, good)}
-		}
+		// OpenPayload checks the delta against the release and the running
+		// version against its base (the policy stage, as airlock verify).
 		p, err := verify.OpenPayload(ctx, t)
 		if err != nil {
 			return res, "", refused(err, s)
 		}
 		defer p.Close()
+		base, _, bf, err := d.base(good)
+		if err != nil {
+			return res, "", &InstallError{Check: CheckState, Err: err}
+		}
+		if base == nil {
+			return res, "", &InstallError{Check: CheckPolicy, Err: fmt.Errorf("%w: slot %s holds no block index of the running release: install the whole release's bundle", verify.ErrDeltaBase, good)}
+		}
+		defer bf.Close()
 		res, err = d.writeSlotWith(slotFile, func(slot payload.Slot, o payload.CopyOptions) (payload.Result, error) {
 			return verify.InstallDelta(slot, p, *base, o)
 		})

@@ -98,6 +98,18 @@ func OpenPayload(ctx context.Context, t *Target) (*Payload, error) {
 		if n := bs.PayloadLength(); n != d.Length() {
 			return nil, fail(CheckPayload, fmt.Errorf("%w: the bundle carries %d payload bytes, the signed delta from %s is %d bytes", payload.ErrLength, n, from, d.Length()))
 		}
+		// A delta rebuilds the release from the base only: the running
+		// version is the base (a fact left unstated skips the check, as
+		// the downgrade check it belongs with).
+		if t.facts.States(release.CheckDowngrade) {
+			running := "no release"
+			if cur := t.facts.Device.Current; cur != nil {
+				running = cur.String()
+			}
+			if running != from {
+				return nil, fail(CheckPolicy, fmt.Errorf("%w: the bundle is a delta from %s, this device runs %s: install the whole release's bundle", ErrDeltaBase, from, running))
+			}
+		}
 		p := &Payload{t: t, bs: bs, delta: d}
 		rc, err := s.src.OpenTarget(ctx, t.Path, prefix)
 		if err != nil {
