@@ -68,36 +68,10 @@ func (e *rangeEnv) source(base string, opts DownloadOptions) *HTTPSource {
 
 func (e *rangeEnv) length() int64 { return int64(len(e.data)) }
 
-// readRange reads a range through a 1000-byte buffer, failing the test if
-// the reader returns more than n bytes or a byte after io.EOF; err is nil
-// after io.EOF.
+// readRange reads a range through a 1000-byte buffer (trusttest.ReadRange).
 func readRange(t *testing.T, rs trust.RangeSource, length, off, n int64) ([]byte, error) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	rc, err := rs.OpenTargetRange(ctx, rangeTarget, rangePrefix, length, off, n)
-	if err != nil {
-		return nil, err
-	}
-	defer rc.Close()
-	var got []byte
-	buf := make([]byte, 1000)
-	for {
-		k, err := rc.Read(buf)
-		got = append(got, buf[:k]...)
-		if int64(len(got)) > n {
-			t.Fatalf("the reader returned %d bytes of a %d-byte range", len(got), n)
-		}
-		if err == io.EOF {
-			if k, err := rc.Read(buf); k != 0 || err != io.EOF {
-				t.Fatalf("read after io.EOF = %d, %v", k, err)
-			}
-			return got, nil
-		}
-		if err != nil {
-			return got, err
-		}
-	}
+	return trusttest.ReadRange(t, rs, rangeTarget, rangePrefix, length, off, n, 1000)
 }
 
 // countProgress counts the calls of a Progress.

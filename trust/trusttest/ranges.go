@@ -1,10 +1,14 @@
 package trusttest
 
 import (
+	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
+	"testing"
+	"time"
 )
 
 // RangeLie is one wrong answer to a single-range request "bytes=a-b" for a
@@ -132,4 +136,42 @@ func ParseRange(h string) (a, b int64, ok bool) {
 	a, err1 := strconv.ParseInt(x, 10, 64)
 	b, err2 := strconv.ParseInt(y, 10, 64)
 	return a, b, err1 == nil && err2 == nil && a <= b
+}
+
+// RangeOpener is trust.RangeSource's ranged read (named here: trust's own
+// tests use this package, so it cannot import trust).
+type RangeOpener interface {
+	OpenTargetRange(ctx context.Context, targetPath, hashPrefix string, length, off, n int64) (io.ReadCloser, error)
+}
+
+// ReadRange reads a range through a buf-byte buffer, failing the test if
+// the reader returns more than n bytes or a byte after io.EOF; err is nil
+// after io.EOF. The read is bounded by a 30 s deadline.
+func ReadRange(t testing.TB, rs RangeOpener, target, prefix string, length, off, n int64, buf int) ([]byte, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	rc, err := rs.OpenTargetRange(ctx, target, prefix, length, off, n)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	var got []byte
+	b := make([]byte, buf)
+	for {
+		k, err := rc.Read(b)
+		got = append(got, b[:k]...)
+		if int64(len(got)) > n {
+			t.Fatalf("the reader returned %d bytes of a %d-byte range", len(got), n)
+		}
+		if err == io.EOF {
+			if k, err := rc.Read(b); k != 0 || err != io.EOF {
+				t.Fatalf("read after io.EOF = %d, %v", k, err)
+			}
+			return got, nil
+		}
+		if err != nil {
+			return got, err
+		}
+	}
 }
