@@ -17,6 +17,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -25,15 +26,16 @@ import (
 	"runtime/pprof"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/airlockfw/airlock/adminapi"
+	"github.com/airlockfw/airlock/audit"
 	"github.com/airlockfw/airlock/keys"
 	"github.com/airlockfw/airlock/repo"
 	"github.com/airlockfw/airlock/server"
 	"github.com/airlockfw/airlock/server/adminpool"
 	"github.com/airlockfw/airlock/server/store"
+	"github.com/airlockfw/airlock/server/store/pgtest"
 	"github.com/airlockfw/airlock/sim"
 )
 
@@ -63,7 +65,24 @@ type config struct {
 	failureThreshold         string
 	pollInterval, timeout    time.Duration
 	reportDeadline           time.Duration
+	rolloutTick              time.Duration
+	maxBackoff               time.Duration
 	expectState              string
+	// db is "sqlite" (in the data directory) or "postgres" (a throwaway
+	// cluster started with initdb/pg_ctl); replicas > 1 needs postgres and
+	// puts nginx in front of them.
+	db       string
+	replicas int
+	// kills SIGKILLs a seeded replica at seeded moments, killGap apart at
+	// most, restarting it each time.
+	kills   int
+	seed    uint64
+	killGap time.Duration
+	// audit runs the servers with an audit log and checks it at the end:
+	// device.updated entries equal committed updates, Verify passes.
+	audit bool
+	// quiet keeps the progress lines off stderr.
+	quiet bool
 }
 
 func run() error {
@@ -78,8 +97,16 @@ func run() error {
 	flag.StringVar(&c.failureThreshold, "failure-threshold", "2%", "")
 	flag.DurationVar(&c.pollInterval, "poll-interval", 10*time.Second, "server poll interval")
 	flag.DurationVar(&c.reportDeadline, "report-deadline", 5*time.Minute, "rollout report deadline")
+	flag.DurationVar(&c.rolloutTick, "rollout-tick", 0, "server --rollout-tick (0: its default)")
+	flag.DurationVar(&c.maxBackoff, "max-backoff", 0, "devices' longest backoff after failed polls (0: the simulator's default)")
 	flag.DurationVar(&c.timeout, "timeout", 30*time.Minute, "give up after")
 	flag.StringVar(&c.expectState, "expect", "completed", "the rollout state that ends the run")
+	flag.StringVar(&c.db, "db", "sqlite", "sqlite or postgres (a throwaway cluster)")
+	flag.IntVar(&c.replicas, "replicas", 1, "airlock serve processes (more than 1: postgres, behind nginx)")
+	flag.IntVar(&c.kills, "kills", 0, "SIGKILL a replica this many times during the rollout")
+	flag.Uint64Var(&c.seed, "seed", 1, "seed of the kill moments, the killed replicas and the devices' failures")
+	flag.DurationVar(&c.killGap, "kill-gap", 2*time.Second, "longest time between two kills")
+	flag.BoolVar(&c.audit, "audit", false, "run with an audit log and check it against the committed updates")
 	cpuProfile := flag.String("cpuprofile", "", "write this process's (the simulator's) CPU profile to the file")
 	flag.Parse()
 	if *cpuProfile != "" {
@@ -98,66 +125,156 @@ func run() error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 	defer cancel()
+	res, err := bench(ctx, c)
+	if res != nil {
+		res.print(os.Stdout, c)
+	}
+	return err
+}
+
+// result is what a run measured.
+type result struct {
+	state, reason      string
+	succeeded, failed  int
+	total              time.Duration
+	cpuSecs            float64
+	peakKiB            int64 // highest of the replicas
+	polls              int64
+	dbSize             int64
+	fleet              sim.Stats
+	kills              int
+	updated, committed int // audit device.updated entries for the release; devices running it
+	auditEntries       uint64
+	replicaCPU         []float64
+}
+
+func (r *result) print(w io.Writer, c config) {
+	fmt.Fprintf(w, "rollout benchmark: %d devices, stages %s, poll interval %v, %s x%d, %d kills, %d cores, %s\n",
+		c.devices, c.stages, c.pollInterval, c.db, c.replicas, r.kills, numCPU(), strings.TrimSpace(goVersion()))
+	fmt.Fprintf(w, "  final state:          %s (%s)\n", r.state, r.reason)
+	fmt.Fprintf(w, "  devices succeeded:    %d (failed %d)\n", r.succeeded, r.failed)
+	fmt.Fprintf(w, "  total rollout time:   %.1f s\n", r.total.Seconds())
+	fmt.Fprintf(w, "  server CPU time:      %.1f s (%.0f%% of one core on average; per replica %.1f)\n", r.cpuSecs, 100*r.cpuSecs/r.total.Seconds(), r.replicaCPU)
+	fmt.Fprintf(w, "  server peak RSS:      %.1f MiB (highest replica)\n", float64(r.peakKiB)/1024)
+	fmt.Fprintf(w, "  check-ins:            %d (%.0f per second)\n", r.polls, float64(r.polls)/r.total.Seconds())
+	if c.db == "sqlite" {
+		fmt.Fprintf(w, "  database size:        %.1f MiB (%.0f bytes per device)\n", float64(r.dbSize)/(1<<20), float64(r.dbSize)/float64(c.devices))
+	} else {
+		fmt.Fprintf(w, "  database size:        %.1f MiB (%.0f bytes per device, pg_database_size)\n", float64(r.dbSize)/(1<<20), float64(r.dbSize)/float64(c.devices))
+	}
+	if c.audit {
+		fmt.Fprintf(w, "  audit:                %d device.updated entries for %d committed updates; %d entries, verified\n", r.updated, r.committed, r.auditEntries)
+	}
+	fmt.Fprintf(w, "  fleet:                %v\n", r.fleet)
+}
+
+func bench(ctx context.Context, c config) (*result, error) {
 	logf := func(format string, args ...any) {
-		fmt.Fprintf(os.Stderr, "== "+format+"\n", args...)
+		if !c.quiet {
+			fmt.Fprintf(os.Stderr, "== "+format+"\n", args...)
+		}
+	}
+	if c.replicas < 1 || (c.replicas > 1 && c.db != "postgres") {
+		return nil, fmt.Errorf("-replicas %d: more than one replica needs -db postgres", c.replicas)
 	}
 
 	logf("repository with releases 1.0.0 and 1.1.0 (%d-byte images)", imageSize)
 	v, err := makeRepo(filepath.Join(c.work, "repo"))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	data := filepath.Join(c.work, "data")
 	if err := os.MkdirAll(data, 0o700); err != nil {
-		return err
+		return nil, err
 	}
-	enrollToken, users, err := setupServerData(ctx, data, c.devices)
+	dsn := filepath.Join(data, server.DBFile)
+	var pg *pgtest.Cluster
+	switch c.db {
+	case "sqlite":
+	case "postgres":
+		logf("starting a throwaway PostgreSQL cluster")
+		if pg, err = pgtest.Start(ctx); err != nil {
+			return nil, err
+		}
+		defer pg.Stop()
+		if dsn, err = pg.NewDatabase(ctx); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, fmt.Errorf("-db %q: want sqlite or postgres", c.db)
+	}
+	enrollToken, users, err := setupServerData(ctx, data, dsn, c.devices)
 	if err != nil {
-		return err
+		return nil, err
 	}
 
-	port, err := freePort()
-	if err != nil {
-		return err
-	}
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	logf("starting airlock serve on %s (poll interval %v)", addr, c.pollInterval)
-	logFile, err := os.Create(filepath.Join(c.work, "airlock.log"))
-	if err != nil {
-		return err
-	}
-	defer logFile.Close()
-	srv := exec.Command(c.airlock, "serve", "--data", data, "--repo", v.r.Dir(), "--listen", addr,
-		"--poll-interval", c.pollInterval.String(), "--shutdown-timeout", "5s")
-	srv.Stdout, srv.Stderr = logFile, logFile
-	if err := srv.Start(); err != nil {
-		return err
+	var rs []*replica
+	for i := range c.replicas {
+		port, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		addr := fmt.Sprintf("127.0.0.1:%d", port)
+		lf, err := os.Create(filepath.Join(c.work, "airlock-"+itoa(i)+".log"))
+		if err != nil {
+			return nil, err
+		}
+		defer lf.Close()
+		args := []string{"serve", "--data", data, "--db", dsn, "--repo", v.r.Dir(), "--listen", addr,
+			"--poll-interval", c.pollInterval.String(), "--shutdown-timeout", "5s"}
+		if c.rolloutTick > 0 {
+			args = append(args, "--rollout-tick", c.rolloutTick.String())
+		}
+		if c.audit {
+			args = append(args, "--audit-dir", filepath.Join(c.work, "audit"), "--audit-key", filepath.Join(c.work, "audit.key"))
+		}
+		rs = append(rs, &replica{idx: i, addr: addr, args: args, log: lf})
 	}
 	defer func() {
-		srv.Process.Signal(syscall.SIGTERM)
-		srv.Wait()
+		for _, r := range rs {
+			r.stop()
+		}
 	}()
-	if err := waitTLS(ctx, addr); err != nil {
-		return err
+	// The first replica creates the CAs and keys in the data directory;
+	// the others start once they exist.
+	for _, r := range rs {
+		logf("starting airlock serve %d on %s (poll interval %v)", r.idx, r.addr, c.pollInterval)
+		if err := r.start(ctx, c.airlock); err != nil {
+			return nil, err
+		}
+	}
+	addr := rs[0].addr
+	if c.replicas > 1 {
+		port, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		addr = fmt.Sprintf("127.0.0.1:%d", port)
+		logf("nginx (stream, TLS passthrough) on %s in front of %d replicas", addr, len(rs))
+		stopLB, err := nginxLB(filepath.Join(c.work, "nginx"), addr, rs)
+		if err != nil {
+			return nil, err
+		}
+		defer stopLB()
 	}
 	caPEM, err := os.ReadFile(filepath.Join(data, "ca.pem"))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	dr, err := server.DirectorRoot(data, "")
 	if err != nil {
-		return fmt.Errorf("director root: %w", err)
+		return nil, fmt.Errorf("director root: %w", err)
 	}
 
 	logf("provisioning and enrolling %d simulated devices (director mode, concurrency %d)", c.devices, c.concurrency)
 	fleet, err := sim.New(sim.Options{
-		Server: "https://" + addr, ServerCA: caPEM, Token: enrollToken, Devices: c.devices, FailRate: c.failRate, Seed: 1,
+		Server: "https://" + addr, ServerCA: caPEM, Token: enrollToken, Devices: c.devices, FailRate: c.failRate, Seed: c.seed,
 		Model: model, HWRev: 1, Product: product, FactoryRoot: v.factoryRoot, InitialBundle: v.bundle,
-		DirectorRoot: dr, Concurrency: c.concurrency, SlotSize: slotSize, PollInterval: c.pollInterval,
-		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		DirectorRoot: dr, Concurrency: c.concurrency, SlotSize: slotSize, PollInterval: c.pollInterval, MaxBackoff: c.maxBackoff,
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})),
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	simCtx, stopSim := context.WithCancel(ctx)
 	simDone := make(chan error, 1)
@@ -166,22 +283,22 @@ func run() error {
 	enrollStart := time.Now()
 	for {
 		if err := sleep(ctx, time.Second); err != nil {
-			return fmt.Errorf("devices did not enroll: %v", fleet.Stats())
+			return nil, fmt.Errorf("devices did not enroll: %v", fleet.Stats())
 		}
 		st := fleet.Stats()
 		if st.Enrolled == c.devices {
 			break
 		}
-		fmt.Fprintf(os.Stderr, "   %s\n", st)
+		logf("   %s", st)
 	}
 	logf("%d devices enrolled in %.1fs", c.devices, time.Since(enrollStart).Seconds())
 
 	admin, err := adminpool.New("https://"+addr, caPEM, users[0], users[1:])
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if _, err := admin.CreateRelease(ctx, adminapi.CreateReleaseRequest{Product: product, Version: "1.1.0", Environment: server.EnvDev}); err != nil {
-		return err
+		return nil, err
 	}
 	created, err := admin.CreateRollout(ctx, adminapi.CreateRolloutRequest{
 		Release: product + "@1.1.0", Filter: "model=" + model, Stages: c.stages,
@@ -189,69 +306,158 @@ func run() error {
 		ReportDeadline: c.reportDeadline.String(),
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	ro := rolloutStatus(created)
-	cpu0, err := cpuTicks(srv.Process.Pid)
-	if err != nil {
-		return err
+	var cpu0 float64
+	for _, r := range rs {
+		cpu, _ := r.usage()
+		cpu0 += cpu
 	}
 	polls0 := fleet.Stats().Polls
 	start := time.Now()
 	if _, err := admin.RolloutAction(ctx, ro.ID, adminapi.RolloutStart, adminapi.RolloutActionRequest{}); err != nil {
-		return err
+		return nil, err
 	}
 	logf("rollout %s started: %s", ro.ID, c.stages)
+
+	killCtx, stopKills := context.WithCancel(ctx)
+	defer stopKills()
+	type killRes struct {
+		n   int
+		err error
+	}
+	killDone := make(chan killRes, 1)
+	go func() {
+		n, err := killer(killCtx, c.airlock, rs, c.kills, c.seed, c.killGap/5, c.killGap, logf)
+		killDone <- killRes{n, err}
+	}()
 	last := ""
 	for {
 		if err := sleep(ctx, time.Second); err != nil {
-			return fmt.Errorf("rollout did not reach %q: last status %s; fleet %v", c.expectState, last, fleet.Stats())
+			return nil, fmt.Errorf("rollout did not reach %q: last status %s; fleet %v", c.expectState, last, fleet.Stats())
 		}
 		v, err := admin.GetRollout(ctx, ro.ID)
 		if err != nil {
-			return err
+			continue // a killed replica; the next poll goes to a live one
 		}
 		ro = rolloutStatus(v)
 		line := ro.String()
 		if line != last {
-			fmt.Fprintf(os.Stderr, "   t=%4.0fs %s\n", time.Since(start).Seconds(), line)
+			logf("   t=%4.0fs %s", time.Since(start).Seconds(), line)
 			last = line
 		}
 		if ro.State == c.expectState || ro.State == "cancelled" || (ro.State == "paused" && c.expectState != "paused") {
 			break
 		}
 	}
-	total := time.Since(start)
-	cpu1, err := cpuTicks(srv.Process.Pid)
-	if err != nil {
-		return err
+	res := &result{total: time.Since(start), state: ro.State, reason: ro.Reason,
+		succeeded: ro.Total.Succeeded, failed: ro.Total.Failed}
+	stopKills()
+	kr := <-killDone
+	res.kills = kr.n
+	if kr.err != nil {
+		return res, kr.err
 	}
-	peak, err := peakRSS(srv.Process.Pid)
-	if err != nil {
-		return err
+	res.fleet = fleet.Stats()
+	res.polls = res.fleet.Polls - polls0
+	for _, r := range rs {
+		cpu, peak := r.usage()
+		res.cpuSecs += cpu
+		res.replicaCPU = append(res.replicaCPU, cpu)
+		res.peakKiB = max(res.peakKiB, peak)
 	}
-	st := fleet.Stats()
-	polls := st.Polls - polls0
-	dbSize := int64(0)
-	for _, suffix := range []string{"", "-wal", "-shm"} {
-		if fi, err := os.Stat(filepath.Join(data, server.DBFile+suffix)); err == nil {
-			dbSize += fi.Size()
+	res.cpuSecs -= cpu0
+	if res.dbSize, err = databaseSize(ctx, dsn); err != nil {
+		return res, err
+	}
+	if ro.State != c.expectState {
+		return res, fmt.Errorf("rollout ended %q, want %q", ro.State, c.expectState)
+	}
+	if c.audit {
+		if err := checkAudit(ctx, c, fleet, rs, res, logf); err != nil {
+			return res, err
 		}
 	}
-	cpuSecs := float64(cpu1-cpu0) / clockTicks
-	fmt.Printf("rollout benchmark: %d devices, stages %s, poll interval %v, %d cores, %s\n",
-		c.devices, c.stages, c.pollInterval, numCPU(), strings.TrimSpace(goVersion()))
-	fmt.Printf("  final state:          %s (%s)\n", ro.State, ro.Reason)
-	fmt.Printf("  total rollout time:   %.1f s\n", total.Seconds())
-	fmt.Printf("  server CPU time:      %.1f s (%.0f%% of one core on average)\n", cpuSecs, 100*cpuSecs/total.Seconds())
-	fmt.Printf("  server peak RSS:      %.1f MiB\n", float64(peak)/1024)
-	fmt.Printf("  check-ins:            %d (%.0f per second)\n", polls, float64(polls)/total.Seconds())
-	fmt.Printf("  database size:        %.1f MiB\n", float64(dbSize)/(1<<20))
-	fmt.Printf("  fleet:                %v\n", st)
-	if ro.State != c.expectState {
-		return fmt.Errorf("rollout ended %q, want %q", ro.State, c.expectState)
+	return res, nil
+}
+
+// checkAudit waits until every device's reports have reached the audit
+// log (agents retry them until acknowledged), then stops the servers and
+// checks the log: one device.updated entry per committed update of 1.1.0,
+// and audit.Verify passes.
+func checkAudit(ctx context.Context, c config, fleet *sim.Fleet, rs []*replica, res *result, logf func(string, ...any)) error {
+	dir := filepath.Join(c.work, "audit")
+	count := func() (int, error) {
+		es, err := audit.Query(dir, audit.Filter{Action: audit.DeviceUpdated, Release: product + "@1.1.0"})
+		return len(es), err
 	}
+	// Devices may still be installing when the rollout completes (its
+	// success threshold may be below 100%): wait until the fleet's commits
+	// and the log's entries agree and have not moved for three checks.
+	deadline := time.Now().Add(60 * time.Second)
+	stable, prev := 0, -1
+	for stable < 3 {
+		committed := fleet.Stats().Versions["1.1.0"]
+		n, err := count()
+		switch {
+		case err == nil && n == committed && committed == prev:
+			stable++
+		default:
+			stable = 0
+		}
+		prev = committed
+		if time.Now().After(deadline) {
+			return fmt.Errorf("audit log: %d device.updated entries for %d committed updates after 60s (%v)", n, committed, err)
+		}
+		if err := sleep(ctx, 500*time.Millisecond); err != nil {
+			return err
+		}
+	}
+	res.committed = fleet.Stats().Versions["1.1.0"]
+	for _, r := range rs {
+		r.stop()
+	}
+	n, err := count()
+	if err != nil {
+		return err
+	}
+	res.updated = n
+	signer, err := audit.LoadSigner(filepath.Join(c.work, "audit.key"))
+	if err != nil {
+		return err
+	}
+	rep, err := audit.Verify(dir, signer.Public())
+	if err != nil {
+		return fmt.Errorf("audit verify: %w", err)
+	}
+	res.auditEntries = rep.Entries
+	if res.updated != res.committed {
+		return fmt.Errorf("audit log: %d device.updated entries for %d committed updates", res.updated, res.committed)
+	}
+	logf("audit log verified: %d entries, %d device.updated = %d committed updates", rep.Entries, res.updated, res.committed)
 	return nil
+}
+
+// databaseSize returns the size of the SQLite files or of the PostgreSQL
+// database.
+func databaseSize(ctx context.Context, dsn string) (int64, error) {
+	if !strings.HasPrefix(dsn, "postgres") {
+		var n int64
+		for _, suffix := range []string{"", "-wal", "-shm"} {
+			if fi, err := os.Stat(dsn + suffix); err == nil {
+				n += fi.Size()
+			}
+		}
+		return n, nil
+	}
+	db, err := store.Open(ctx, dsn)
+	if err != nil {
+		return 0, err
+	}
+	defer db.Close()
+	st, err := db.Stats(ctx)
+	return st.SizeBytes, err
 }
 
 // rolloutStatus prints a rollout's progress on one line.
@@ -323,8 +529,8 @@ func makeRepo(dir string) (*vendorRepo, error) {
 
 // setupServerData creates the database with an enrollment token for n
 // devices and admin users with TOTP, before the server starts.
-func setupServerData(ctx context.Context, data string, n int) (string, []adminpool.User, error) {
-	db, err := store.Open(ctx, filepath.Join(data, server.DBFile))
+func setupServerData(ctx context.Context, data, dsn string, n int) (string, []adminpool.User, error) {
+	db, err := store.Open(ctx, dsn)
 	if err != nil {
 		return "", nil, err
 	}
