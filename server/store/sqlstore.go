@@ -250,6 +250,39 @@ func (s *sqlStore) Checkin(ctx context.Context, id string, r DeviceReport, now t
 	return nil
 }
 
+// MaxTouchDevices bounds one TouchDevices call.
+const MaxTouchDevices = 100_000
+
+func (s *sqlStore) TouchDevices(ctx context.Context, seen map[string]time.Time) error {
+	if len(seen) > MaxTouchDevices {
+		return invalid("devices", "%d to touch, at most %d", len(seen), MaxTouchDevices)
+	}
+	for id, t := range seen {
+		if err := checkID("device id", id); err != nil {
+			return err
+		}
+		if err := checkTime("last seen", t); err != nil {
+			return err
+		}
+	}
+	if len(seen) == 0 {
+		return nil
+	}
+	err := s.b.inTx(ctx, func(q querier) error {
+		for id, t := range seen {
+			if _, err := q.exec(ctx, `UPDATE devices SET last_seen = $1 WHERE id = $2 AND (last_seen IS NULL OR last_seen < $1)`,
+				dbTime(t), id); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("failed to record when %d devices were last seen: %w", len(seen), err)
+	}
+	return nil
+}
+
 func (s *sqlStore) AddEvent(ctx context.Context, e Event) (int64, error) {
 	if err := validateEvent(e); err != nil {
 		return 0, err

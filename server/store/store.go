@@ -239,6 +239,11 @@ type Store interface {
 	// LastSeen to now. ErrNotFound if the device does not exist.
 	Checkin(ctx context.Context, id string, r DeviceReport, now time.Time) error
 
+	// TouchDevices moves the LastSeen of each device in seen forward to
+	// its time (never back), in one transaction; unknown devices are
+	// skipped. At most MaxTouchDevices entries.
+	TouchDevices(ctx context.Context, seen map[string]time.Time) error
+
 	// AddEvent appends an event to a device's history and returns its ID.
 	// When Kind is a State constant the device's State becomes Kind; a
 	// "failed" or "rolled_back" event sets LastError to Message, a "committed"

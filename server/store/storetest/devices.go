@@ -443,3 +443,38 @@ func testEvents(t *testing.T, newDSN NewDSN) {
 		wantErr(t, fmt.Sprintf("ListEvents limit %d", limit), err, store.ErrInvalid)
 	}
 }
+
+// testTouchDevices: TouchDevices moves LastSeen forward only, skips
+// unknown devices and refuses bad input whole.
+func testTouchDevices(t *testing.T, newDSN NewDSN) {
+	ctx := context.Background()
+	s := fresh(t, newDSN)
+	d1, d2 := device(1), device(2)
+	mustCreate(t, s, d1)
+	mustCreate(t, s, d2)
+	r := store.DeviceReport{CurrentVersion: "1.0.0", State: store.StateIdle}
+	if err := s.Checkin(ctx, d2.ID, r, at(2*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	err := s.TouchDevices(ctx, map[string]time.Time{d1.ID: at(time.Hour), d2.ID: at(time.Hour), "dev-unknown": at(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		id   string
+		want time.Time
+	}{{d1.ID, at(time.Hour)}, {d2.ID, at(2 * time.Hour)}} {
+		got, err := s.GetDevice(ctx, c.id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !got.LastSeen.Equal(c.want) {
+			t.Errorf("%s: last seen %v, want %v", c.id, got.LastSeen, c.want)
+		}
+	}
+	wantErr(t, "bad id", s.TouchDevices(ctx, map[string]time.Time{d1.ID: at(3 * time.Hour), "dev 1": at(time.Hour)}), store.ErrInvalid)
+	wantErr(t, "zero time", s.TouchDevices(ctx, map[string]time.Time{d1.ID: {}}), store.ErrInvalid)
+	if got, _ := s.GetDevice(ctx, d1.ID); !got.LastSeen.Equal(at(time.Hour)) {
+		t.Errorf("a refused TouchDevices changed last seen to %v", got.LastSeen)
+	}
+}

@@ -40,6 +40,7 @@ func Run(t *testing.T, newDSN NewDSN) {
 		{"CountDevicesByVersion", testCountDevicesByVersion},
 		{"CheckinRecordsReport", testCheckin},
 		{"ConcurrentCheckinsAllSucceed", testConcurrentCheckins},
+		{"TouchDevicesMovesLastSeenForward", testTouchDevices},
 		{"EventsUpdateDeviceState", testEvents},
 		{"AdminTokenLifecycle", testAdminTokens},
 		{"UserLifecycle", testUsers},
