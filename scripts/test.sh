@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PKGS=(libubootenv-tool grub-common faketime openssl zstd time postgresql nginx softhsm2 opensc chromium fonts-liberation systemd zsh fish sqlite3 curl cryptsetup-bin)
+PKGS=(libubootenv-tool grub-common faketime openssl zstd time postgresql nginx libnginx-mod-stream softhsm2 opensc chromium fonts-liberation systemd zsh fish sqlite3 curl cryptsetup-bin)
 need=()
 command -v fw_printenv >/dev/null || need+=(libubootenv-tool)
 command -v grub-editenv >/dev/null || need+=(grub-common)
@@ -21,6 +21,7 @@ command -v zstd >/dev/null || need+=(zstd)
 [ -x /usr/bin/time ] || need+=(time)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || need+=(postgresql)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
+[ -e /usr/lib/nginx/modules/ngx_stream_module.so ] || need+=(libnginx-mod-stream)   # replicas behind nginx (bench/rolloutbench)
 command -v softhsm2-util >/dev/null || need+=(softhsm2)
 command -v pkcs11-tool >/dev/null || need+=(opensc)
 command -v chromium >/dev/null || need+=(chromium)
