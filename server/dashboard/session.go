@@ -63,6 +63,12 @@ func csrfToken(cookie string) string {
 // idleSince is the oldest last use of a session still live at now.
 func idleSince(now time.Time) time.Time { return now.Add(-SessionIdle) }
 
+// DeleteExpiredSessions deletes the dashboard sessions of db that expired
+// at now (idle or past SessionMax) and returns how many.
+func DeleteExpiredSessions(ctx context.Context, db store.Store, now time.Time) (int64, error) {
+	return db.DeleteExpiredDashboardSessions(ctx, now, idleSince(now))
+}
+
 // create starts a session for user and returns it with the cookie value.
 func (st *sessionStore) create(ctx context.Context, userID string, now time.Time) (*session, string, error) {
 	id := randomToken(SessionIDSize)
