@@ -55,7 +55,9 @@ func (s *Server) initRollouts() error {
 	if s.cfg.RolloutTick < MinRolloutTick || s.cfg.RolloutTick > MaxRolloutTick {
 		return fmt.Errorf("%w: rollout tick %v outside %v..%v", ErrConfig, s.cfg.RolloutTick, MinRolloutTick, MaxRolloutTick)
 	}
-	d, err := director.Open(filepath.Join(s.cfg.DataDir, director.Dir), s.kek, s.now(), s.cfg.DirectorTimestampExpiry, s.cfg.DirectorExpiry)
+	ctx, cancel := context.WithTimeout(context.Background(), StoreTimeout)
+	defer cancel()
+	d, err := director.OpenShared(ctx, s.db, filepath.Join(s.cfg.DataDir, director.Dir), s.kek, s.now(), s.cfg.DirectorTimestampExpiry, s.cfg.DirectorExpiry)
 	if errors.Is(err, director.ErrExpiry) {
 		return fmt.Errorf("%w: %w", ErrConfig, err)
 	}
@@ -65,7 +67,5 @@ func (s *Server) initRollouts() error {
 	s.director = director.NewService(director.ServiceConfig{DB: s.db, Director: d, Metadata: s.metaRoot, Now: s.now, Log: s.log})
 	s.rollouts = rollouts.New(rollouts.Config{DB: s.db, RequiredApprovals: s.requiredApprovals, Now: s.now, Log: s.log,
 		Audit: s.cfg.Audit, Metrics: s.metrics.Reg})
-	ctx, cancel := context.WithTimeout(context.Background(), StoreTimeout)
-	defer cancel()
 	return s.rollouts.Load(ctx)
 }

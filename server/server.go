@@ -456,6 +456,7 @@ loop:
 			if err := s.refreshCert(); err != nil {
 				s.log.Error("server certificate refresh failed", "err", err)
 			}
+			s.deleteExpiredSessions(ctx)
 		case <-watchdog:
 			s.notify("WATCHDOG=1")
 		case <-fails.C:

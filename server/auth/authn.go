@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/airlockfw/airlock/server/internal/httpx"
@@ -35,8 +34,8 @@ type Config struct {
 }
 
 // Authenticator authenticates admin API requests and dashboard logins and
-// authorizes them with the role table. Its lockout state is in memory; the
-// TOTP replay state is in the store, so replicas share it.
+// authorizes them with the role table. The TOTP lockout counters and
+// replay state are in the store, so replicas of one server share them.
 type Authenticator struct {
 	sessionTTL time.Duration
 	db         store.Store
@@ -81,52 +80,20 @@ func (a *Authenticator) audit(ctx context.Context, actor, action string, details
 	}
 }
 
-// authState is the in-memory part of admin authentication: TOTP failure
-// counting (brute-force lockout) and the metrics.
+// authState is the in-memory part of admin authentication: the metrics.
+// The TOTP lockout counters and replay state are in the store, so that
+// replicas of one server share them.
 type authState struct {
-	mu       sync.Mutex
-	failures map[string]totpFailures // by user ID
-	results  *prometheus.CounterVec
-}
-
-type totpFailures struct {
-	n     int
-	first time.Time
+	results *prometheus.CounterVec
 }
 
 func newAuthState() authState {
 	return authState{
-		failures: map[string]totpFailures{},
 		results: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "airlock_admin_auth_total",
 			Help: "Admin API authentications by result (ok, bad_token, bad_session, session_expired, disabled, forbidden, totp_missing, totp_invalid, totp_replay, totp_locked).",
 		}, []string{"result"}),
 	}
-}
-
-// locked reports whether user's TOTP is locked out at now.
-func (a *authState) locked(user string, now time.Time) bool {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	f := a.failures[user]
-	return f.n >= MaxTOTPFailures && now.Sub(f.first) < TOTPLockout
-}
-
-func (a *authState) fail(user string, now time.Time) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	f := a.failures[user]
-	if now.Sub(f.first) >= TOTPLockout {
-		f = totpFailures{first: now}
-	}
-	f.n++
-	a.failures[user] = f
-}
-
-func (a *authState) succeed(user string) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	delete(a.failures, user)
 }
 
 type userKey struct{}
@@ -337,8 +304,18 @@ func (a *Authenticator) checkTOTP(r *http.Request, u store.User, code string, ac
 		return fail("totp_missing", httpx.Status(http.StatusUnauthorized, "this action needs a TOTP code"))
 	case u.TOTPSecret == nil:
 		return fail("totp_missing", httpx.Status(http.StatusUnauthorized, "%w: enroll with 'airlock server user totp --name %s'", ErrTOTPNotEnrolled, u.Name))
-	case a.locked(u.ID, now):
-		return fail("totp_locked", httpx.Status(http.StatusTooManyRequests, "too many wrong TOTP codes for user %q; try again in %v", u.Name, TOTPLockout))
+	}
+	// Every attempt is counted before the code is checked, atomically in
+	// the store: concurrent attempts on any number of replicas check at
+	// most MaxTOTPFailures codes per lockout window. A success clears
+	// the count.
+	n, first, err := a.db.RecordTOTPAttempt(ctx, u.ID, now, now.Add(-TOTPLockout))
+	if err != nil {
+		return err
+	}
+	if n > MaxTOTPFailures {
+		return fail("totp_locked", httpx.Status(http.StatusTooManyRequests, "too many wrong TOTP codes for user %q; try again in %v",
+			u.Name, max(time.Second, first.Add(TOTPLockout).Sub(now)).Round(time.Second)))
 	}
 	secret, err := a.kek.Open(TOTPPurpose, u.ID, u.TOTPSecret)
 	if err != nil {
@@ -347,17 +324,17 @@ func (a *Authenticator) checkTOTP(r *http.Request, u store.User, code string, ac
 	step, err := verifyTOTP(secret, code, now)
 	clear(secret)
 	if err != nil {
-		a.fail(u.ID, now)
 		return fail("totp_invalid", httpx.Status(http.StatusUnauthorized, "%w", err))
 	}
 	if err := a.db.AcceptTOTPStep(ctx, u.ID, step); err != nil {
 		if errors.Is(err, store.ErrTOTPReplay) {
-			a.fail(u.ID, now)
 			return fail("totp_replay", httpx.Status(http.StatusUnauthorized, "totp code already used; wait for the next code"))
 		}
 		return err
 	}
-	a.succeed(u.ID)
+	if err := a.db.ClearTOTPAttempts(ctx, u.ID); err != nil {
+		return err
+	}
 	a.results.WithLabelValues("ok").Inc()
 	return nil
 }

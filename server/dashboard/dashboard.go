@@ -13,7 +13,11 @@
 //   - A session is a random SessionIDSize-byte ID in an HttpOnly,
 //     Secure, SameSite=Strict "__Host-" cookie; the server keeps only its
 //     SHA-256, with an idle timeout (SessionIdle) and an absolute
-//     one (SessionMax), in memory (a restart logs everyone out).
+//     one (SessionMax), in the server's database, so that every replica
+//     of the server shares the sessions (a login on one is valid on all,
+//     a logout on one ends it on all, a restart logs no one out). The
+//     session's CSRF token is an HMAC keyed with the cookie value, so the
+//     database holds nothing that forges a request.
 //     The user and role are re-read from the store on every request, so a
 //     disabled user or a changed role takes effect at once.
 //   - Every POST carries the session's CSRF token (compared in constant
@@ -68,8 +72,9 @@ const (
 	SessionIdle = 30 * time.Minute
 	// SessionMax ends a session this long after login, however active.
 	SessionMax = 8 * time.Hour
-	// MaxSessions bounds the live sessions; the oldest is evicted.
-	MaxSessions = 10_000
+	// MaxSessions bounds the stored sessions; the least recently used
+	// is evicted.
+	MaxSessions = store.MaxDashboardSessions
 	// MaxFormSize bounds a dashboard form body.
 	MaxFormSize = 4 << 10
 	// MaxFormFields bounds the fields of a dashboard form.
@@ -212,7 +217,7 @@ func Routes(mux *http.ServeMux, cfg Config) {
 		panic("internal error: dashboard templates: " + err.Error()) // embedded, checked by tests
 	}
 	d := &dashboard{db: cfg.DB, auth: cfg.Auth, now: cfg.Now, auditFn: cfg.Audit, auditDir: cfg.AuditDir,
-		releases: cfg.Releases, sessions: newSessionStore(), pages: pages}
+		releases: cfg.Releases, sessions: &sessionStore{db: cfg.DB}, pages: pages}
 	if d.now == nil {
 		d.now = time.Now
 	}
@@ -292,7 +297,12 @@ func (d *dashboard) page(action auth.Action, h func(http.ResponseWriter, *http.R
 	return func(w http.ResponseWriter, r *http.Request) {
 		pd := &pageData{Nonce: securityHeaders(w)}
 		now := d.now()
-		sess := d.sessions.fromRequest(r, now)
+		sess, err := d.sessions.fromRequest(r, now)
+		if err != nil {
+			httpx.InfoFrom(r).Err = err
+			d.renderError(w, r, pd, http.StatusInternalServerError, "internal error")
+			return
+		}
 		if sess == nil {
 			if r.Method == http.MethodGet {
 				http.Redirect(w, r, dashboardPrefix+"login", http.StatusSeeOther)
@@ -303,7 +313,9 @@ func (d *dashboard) page(action auth.Action, h func(http.ResponseWriter, *http.R
 		}
 		u, err := d.db.GetUser(r.Context(), sess.userID)
 		if err != nil || u.Disabled() {
-			d.sessions.delete(sess)
+			if derr := d.sessions.delete(r.Context(), sess); derr != nil && err == nil {
+				err = derr
+			}
 			if err != nil && !errors.Is(err, store.ErrNotFound) {
 				d.renderError(w, r, pd, http.StatusInternalServerError, "internal error")
 				return
@@ -312,7 +324,7 @@ func (d *dashboard) page(action auth.Action, h func(http.ResponseWriter, *http.R
 			return
 		}
 		httpx.InfoFrom(r).Admin = "session:" + u.Name
-		pd.User, pd.CSRF, pd.Flash = u, sess.csrf, d.sessions.takeFlash(sess)
+		pd.User, pd.CSRF, pd.Flash = u, sess.csrf, d.sessions.takeFlash(r, sess)
 		pd.Can = map[string]bool{"approve": auth.Authorize(u.Role, auth.ActionReleaseApprove), "rollout": auth.Authorize(u.Role, rolloutWriteAction)}
 		if !auth.Authorize(u.Role, action) {
 			d.auth.CountForbidden()
@@ -330,7 +342,7 @@ func (d *dashboard) page(action auth.Action, h func(http.ResponseWriter, *http.R
 			}
 			if auth.ActionNeedsTOTP(action) {
 				if err := d.auth.CheckTOTP(r, u, form.Get("totp"), action, "dashboard"); err != nil {
-					d.sessions.setFlash(sess, "not done: "+userMessage(err))
+					d.sessions.setFlash(r, sess, "not done: "+userMessage(err))
 					http.Redirect(w, r, backTo(r), http.StatusSeeOther)
 					return
 				}

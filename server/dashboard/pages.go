@@ -345,6 +345,6 @@ func (d *dashboard) handleApprove(w http.ResponseWriter, r *http.Request, pd *pa
 		d.internalError(w, r, pd, err)
 		return
 	}
-	d.sessions.setFlash(dr.sess, msg)
+	d.sessions.setFlash(r, dr.sess, msg)
 	http.Redirect(w, r, dashboardPrefix+"releases/"+id, http.StatusSeeOther)
 }

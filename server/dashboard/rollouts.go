@@ -193,12 +193,12 @@ func (d *dashboard) handleRolloutVerb(verb string) func(http.ResponseWriter, *ht
 		err := d.rollouts.apply(r.Context(), id, rollout.Action(verb), dr.user)
 		switch {
 		case err == nil:
-			d.sessions.setFlash(dr.sess, fmt.Sprintf("rollout %s: done", verb))
+			d.sessions.setFlash(r, dr.sess, fmt.Sprintf("rollout %s: done", verb))
 		case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrInvalid):
 			d.renderError(w, r, pd, http.StatusNotFound, "no such rollout")
 			return
 		case errors.Is(err, rollout.ErrInvalidTransition), errors.Is(err, store.ErrConflict):
-			d.sessions.setFlash(dr.sess, "not done: "+err.Error())
+			d.sessions.setFlash(r, dr.sess, "not done: "+err.Error())
 		default:
 			d.internalError(w, r, pd, err)
 			return

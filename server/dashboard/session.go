@@ -1,37 +1,38 @@
 package dashboard
 
 import (
+	"context"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"net/http"
-	"sync"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/airlockfw/airlock/server/internal/httpx"
+	"github.com/airlockfw/airlock/server/store"
 )
 
-// session is a logged-in dashboard user. The store keeps it under the
-// SHA-256 of the cookie value; the cookie value itself is not kept.
+// session is a logged-in dashboard user, as one request sees it. The
+// store keeps it under the SHA-256 of the cookie value (shared by every
+// replica of the server); the cookie value itself is not kept.
 type session struct {
-	key      [sha256.Size]byte
-	userID   string
-	csrf     string
-	created  time.Time
-	lastSeen time.Time
-	flash    string
+	hash   []byte
+	userID string
+	csrf   string // derived from the cookie value (csrfToken)
+	flash  string // the flash message stored when the request began
 }
 
-// sessionStore holds the dashboard sessions in memory.
+// sessionStore keeps the dashboard sessions in the server's store, so that
+// replicas behind a load balancer share them: a login on one is valid on
+// all, a logout on one ends the session on all.
 type sessionStore struct {
-	mu   sync.Mutex
-	byID map[[sha256.Size]byte]*session
-}
-
-func newSessionStore() *sessionStore {
-	return &sessionStore{byID: map[[sha256.Size]byte]*session{}}
+	db store.Store
 }
 
 func randomToken(n int) string {
@@ -46,91 +47,102 @@ func constantTimeEqual(a, b string) bool {
 	return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1
 }
 
+// csrfContext separates the CSRF token's derivation from other uses of the
+// cookie value.
+const csrfContext = "airlock dashboard csrf token v1"
+
+// csrfToken is the session's CSRF token: an HMAC of a fixed string keyed
+// with the cookie value. It needs no storage, differs per session and
+// cannot be computed from what the store holds (the cookie's hash).
+func csrfToken(cookie string) string {
+	m := hmac.New(sha256.New, []byte(cookie))
+	m.Write([]byte(csrfContext))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
+// idleSince is the oldest last use of a session still live at now.
+func idleSince(now time.Time) time.Time { return now.Add(-SessionIdle) }
+
+// DeleteExpiredSessions deletes the dashboard sessions of db that expired
+// at now (idle or past SessionMax) and returns how many.
+func DeleteExpiredSessions(ctx context.Context, db store.Store, now time.Time) (int64, error) {
+	return db.DeleteExpiredDashboardSessions(ctx, now, idleSince(now))
+}
+
 // create starts a session for user and returns it with the cookie value.
-func (st *sessionStore) create(userID string, now time.Time) (*session, string) {
+func (st *sessionStore) create(ctx context.Context, userID string, now time.Time) (*session, string, error) {
 	id := randomToken(SessionIDSize)
-	s := &session{key: sha256.Sum256([]byte(id)), userID: userID, csrf: randomToken(32), created: now, lastSeen: now}
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	if len(st.byID) >= MaxSessions {
-		st.sweepLocked(now)
+	h := sha256.Sum256([]byte(id))
+	s := &session{hash: h[:], userID: userID, csrf: csrfToken(id)}
+	err := st.db.CreateDashboardSession(ctx, store.DashboardSession{Hash: s.hash, UserID: userID,
+		CreatedAt: now, LastSeen: now, ExpiresAt: now.Add(SessionMax)}, idleSince(now))
+	if err != nil {
+		return nil, "", err
 	}
-	for len(st.byID) >= MaxSessions {
-		var oldest *session
-		for _, o := range st.byID {
-			if oldest == nil || o.lastSeen.Before(oldest.lastSeen) {
-				oldest = o
-			}
-		}
-		delete(st.byID, oldest.key)
-	}
-	st.byID[s.key] = s
-	return s, id
-}
-
-func (s *session) expired(now time.Time) bool {
-	return now.Sub(s.lastSeen) >= SessionIdle || now.Sub(s.created) >= SessionMax || now.Before(s.created)
-}
-
-func (st *sessionStore) sweepLocked(now time.Time) {
-	for k, s := range st.byID {
-		if s.expired(now) {
-			delete(st.byID, k)
-		}
-	}
+	return s, id, nil
 }
 
 // fromRequest returns the live session of the request's cookie and marks
 // it used, or nil. An expired session is deleted.
-func (st *sessionStore) fromRequest(r *http.Request, now time.Time) *session {
+func (st *sessionStore) fromRequest(r *http.Request, now time.Time) (*session, error) {
 	c, err := r.Cookie(Cookie)
 	if err != nil || len(c.Value) != base64.RawURLEncoding.EncodedLen(SessionIDSize) {
-		return nil
+		return nil, nil
 	}
-	key := sha256.Sum256([]byte(c.Value))
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	s := st.byID[key]
-	if s == nil {
-		return nil
+	h := sha256.Sum256([]byte(c.Value))
+	ds, err := st.db.TouchDashboardSession(r.Context(), h[:], now, idleSince(now))
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
 	}
-	if s.expired(now) {
-		delete(st.byID, key)
-		return nil
+	if err != nil {
+		return nil, err
 	}
-	s.lastSeen = now
-	return s
+	if subtle.ConstantTimeCompare(ds.Hash, h[:]) != 1 {
+		return nil, nil
+	}
+	return &session{hash: ds.Hash, userID: ds.UserID, csrf: csrfToken(c.Value), flash: ds.Flash}, nil
 }
 
-func (st *sessionStore) delete(s *session) {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	delete(st.byID, s.key)
+func (st *sessionStore) delete(ctx context.Context, s *session) error {
+	return st.db.DeleteDashboardSession(ctx, s.hash)
 }
 
-// deleteUser ends every session of a user.
-func (st *sessionStore) deleteUser(userID string) {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	for k, s := range st.byID {
-		if s.userID == userID {
-			delete(st.byID, k)
+// setFlash stores the message the session's next page shows.
+func (st *sessionStore) setFlash(r *http.Request, s *session, msg string) {
+	if err := st.db.SetDashboardSessionFlash(r.Context(), s.hash, flashText(msg)); err != nil {
+		if info := httpx.InfoFrom(r); info != nil && info.Err == nil {
+			info.Err = fmt.Errorf("failed to store the flash message: %w", err)
 		}
 	}
 }
 
-func (st *sessionStore) setFlash(s *session, msg string) {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	s.flash = msg
+// takeFlash returns the flash message the request began with and clears
+// it, unless a concurrent request (on any replica) took it first.
+func (st *sessionStore) takeFlash(r *http.Request, s *session) string {
+	if s.flash == "" {
+		return ""
+	}
+	ok, err := st.db.TakeDashboardSessionFlash(r.Context(), s.hash, s.flash)
+	if err != nil || !ok {
+		return ""
+	}
+	return s.flash
 }
 
-func (st *sessionStore) takeFlash(s *session) string {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	f := s.flash
-	s.flash = ""
-	return f
+// flashText makes msg storable: valid UTF-8 without control characters,
+// at most store.MaxMessageLen bytes.
+func flashText(msg string) string {
+	msg = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
+			return ' '
+		}
+		return r
+	}, strings.ToValidUTF8(msg, "?"))
+	for len(msg) > store.MaxMessageLen {
+		_, n := utf8.DecodeLastRuneInString(msg)
+		msg = msg[:len(msg)-n]
+	}
+	return msg
 }
 
 func setCookie(w http.ResponseWriter, name, value string, maxAge int) {
@@ -147,7 +159,7 @@ type loginPage struct {
 
 func (d *dashboard) handleLoginPage(w http.ResponseWriter, r *http.Request) {
 	pd := &pageData{Nonce: securityHeaders(w), Title: "Log in"}
-	if d.sessions.fromRequest(r, d.now()) != nil {
+	if s, err := d.sessions.fromRequest(r, d.now()); err == nil && s != nil {
 		http.Redirect(w, r, dashboardPrefix, http.StatusSeeOther)
 		return
 	}
@@ -197,15 +209,24 @@ func (d *dashboard) handleLogin(w http.ResponseWriter, r *http.Request) {
 		d.renderLogin(w, r, pd, http.StatusUnauthorized, msg)
 		return
 	}
-	now := d.now()
-	_, id := d.sessions.create(u.ID, now)
+	_, id, err := d.sessions.create(r.Context(), u.ID, d.now())
+	if err != nil {
+		if info := httpx.InfoFrom(r); info != nil {
+			info.Err = err
+		}
+		d.renderLogin(w, r, pd, http.StatusInternalServerError, "internal error")
+		return
+	}
 	setCookie(w, Cookie, id, int(SessionMax/time.Second))
 	setCookie(w, dashboardLoginCookie, "", -1)
 	http.Redirect(w, r, dashboardPrefix, http.StatusSeeOther)
 }
 
-func (d *dashboard) handleLogout(w http.ResponseWriter, r *http.Request, _ *pageData) {
-	d.sessions.delete(reqFrom(r).sess)
+func (d *dashboard) handleLogout(w http.ResponseWriter, r *http.Request, pd *pageData) {
+	if err := d.sessions.delete(r.Context(), reqFrom(r).sess); err != nil {
+		d.renderError(w, r, pd, http.StatusInternalServerError, "internal error: the session was not ended")
+		return
+	}
 	setCookie(w, Cookie, "", -1)
 	http.Redirect(w, r, dashboardPrefix+"login", http.StatusSeeOther)
 }

@@ -39,6 +39,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
@@ -113,15 +114,46 @@ type Director struct {
 	dir     string
 	rootKey crypto.Signer
 	key     crypto.Signer // online: targets, snapshot, timestamp
-	roots   [][]byte      // root versions 1..N
 	tsLife  time.Duration
 	life    time.Duration
+	shared  Shared // nil: the data directory alone (Open)
+
+	mu       sync.Mutex
+	roots    [][]byte  // root versions 1..N; appended to, never changed
+	reloaded time.Time // the last reload of roots from shared
 }
 
 // Open loads the director in dir, creating its keys and root
 // version 1 if absent, and signing the next root version when the newest
-// is about to expire.
+// is about to expire. A server with replicas opens it with OpenShared.
 func Open(dir string, kek Sealer, now time.Time, tsLife, life time.Duration) (*Director, error) {
+	d, err := newDirector(dir, tsLife, life)
+	if err != nil {
+		return nil, err
+	}
+	if d.rootKey, err = loadOrCreateSealedKey(filepath.Join(dir, RootKeyFile), kek, directorRootPurpose); err != nil {
+		return nil, err
+	}
+	if d.key, err = loadOrCreateSealedKey(filepath.Join(dir, OnlineKeyFile), kek, directorOnlinePurpose); err != nil {
+		return nil, err
+	}
+	if d.roots, err = readRootFiles(dir); err != nil {
+		return nil, err
+	}
+	if len(d.roots) == 0 || d.rootExpires(len(d.roots)).Before(now.Add(RootRenewBefore)) {
+		data, err := d.signRoot(len(d.roots)+1, now)
+		if err != nil {
+			return nil, err
+		}
+		if err := d.writeRoot(len(d.roots)+1, data); err != nil {
+			return nil, err
+		}
+		d.roots = append(d.roots, data)
+	}
+	return d, nil
+}
+
+func newDirector(dir string, tsLife, life time.Duration) (*Director, error) {
 	if tsLife == 0 {
 		tsLife = DefaultTimestampExpiry
 	}
@@ -136,14 +168,12 @@ func Open(dir string, kek Sealer, now time.Time, tsLife, life time.Duration) (*D
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("failed to create the director directory: %w", err)
 	}
-	d := &Director{dir: dir, tsLife: tsLife, life: life}
-	var err error
-	if d.rootKey, err = loadOrCreateSealedKey(filepath.Join(dir, RootKeyFile), kek, directorRootPurpose); err != nil {
-		return nil, err
-	}
-	if d.key, err = loadOrCreateSealedKey(filepath.Join(dir, OnlineKeyFile), kek, directorOnlinePurpose); err != nil {
-		return nil, err
-	}
+	return &Director{dir: dir, tsLife: tsLife, life: life}, nil
+}
+
+// readRootFiles reads the root versions 1..N in dir.
+func readRootFiles(dir string) ([][]byte, error) {
+	var roots [][]byte
 	for v := 1; v <= MaxRootVersions; v++ {
 		data, err := durable.ReadFile(durable.OS, filepath.Join(dir, fmt.Sprintf("%d.root.json", v)), trust.MaxRootSize)
 		if errors.Is(err, fs.ErrNotExist) {
@@ -152,14 +182,17 @@ func Open(dir string, kek Sealer, now time.Time, tsLife, life time.Duration) (*D
 		if err != nil {
 			return nil, fmt.Errorf("failed to read director root version %d: %w", v, err)
 		}
-		d.roots = append(d.roots, data)
+		roots = append(roots, data)
 	}
-	if len(d.roots) == 0 || d.rootExpires(len(d.roots)).Before(now.Add(RootRenewBefore)) {
-		if err := d.signRoot(len(d.roots)+1, now); err != nil {
-			return nil, err
-		}
+	return roots, nil
+}
+
+// writeRoot writes root version v into the data directory.
+func (d *Director) writeRoot(v int, data []byte) error {
+	if err := durable.WriteFile(durable.OS, filepath.Join(d.dir, fmt.Sprintf("%d.root.json", v)), data, 0o644); err != nil {
+		return fmt.Errorf("failed to write director root version %d: %w", v, err)
 	}
-	return d, nil
+	return nil
 }
 
 func (d *Director) rootExpires(v int) time.Time {
@@ -170,41 +203,33 @@ func (d *Director) rootExpires(v int) time.Time {
 	return md.Signed.Expires
 }
 
-// signRoot writes root version v: the root key for root, the online key
+// signRoot returns root version v: the root key for root, the online key
 // for targets, snapshot and timestamp, threshold 1, consistent snapshots.
 // A new version is signed by the root key, which signed the previous one.
-func (d *Director) signRoot(v int, now time.Time) error {
+func (d *Director) signRoot(v int, now time.Time) ([]byte, error) {
 	root := metadata.Root(now.Add(RootExpiry).UTC().Truncate(time.Second))
 	root.Signed.Version = int64(v)
 	root.Signed.ConsistentSnapshot = true
 	rk, err := tufsign.Key(d.rootKey.Public())
 	if err != nil {
-		return err
+		return nil, err
 	}
 	ok, err := tufsign.Key(d.key.Public())
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := root.Signed.AddKey(rk, metadata.ROOT); err != nil {
-		return err
+		return nil, err
 	}
 	for _, role := range []string{metadata.TARGETS, metadata.SNAPSHOT, metadata.TIMESTAMP} {
 		if err := root.Signed.AddKey(ok, role); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	if err := tufsign.Sign(root, d.rootKey); err != nil {
-		return err
+		return nil, err
 	}
-	data, err := root.ToBytes(false)
-	if err != nil {
-		return err
-	}
-	if err := durable.WriteFile(durable.OS, filepath.Join(d.dir, fmt.Sprintf("%d.root.json", v)), data, 0o644); err != nil {
-		return fmt.Errorf("failed to write director root version %d: %w", v, err)
-	}
-	d.roots = append(d.roots, data)
-	return nil
+	return root.ToBytes(false)
 }
 
 // loadOrCreateSealedKey reads an Ed25519 key sealed with kek, or creates
@@ -352,10 +377,16 @@ func ParseMetadataName(name string) (int64, string, bool) {
 }
 
 // Roots returns how many root versions the director has signed.
-func (d *Director) Roots() int64 { return int64(len(d.roots)) }
+func (d *Director) Roots() int64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return int64(len(d.roots))
+}
 
 // Root returns root version v (1..Roots()).
 func (d *Director) Root(v int64) ([]byte, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	if v < 1 || v > int64(len(d.roots)) {
 		return nil, false
 	}

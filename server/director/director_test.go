@@ -79,3 +79,69 @@ func TestKeysAreSealedAndTheRootIsStable(t *testing.T) {
 		t.Fatalf("freshness rule: %+v", next)
 	}
 }
+
+// TestReplicasShareKeysAndRoots: directors opened on one database with
+// separate data directories sign with the same keys and serve the same
+// roots; a data directory with other keys is refused; a data directory
+// from before replicas gives the database its keys and roots.
+func TestReplicasShareKeysAndRoots(t *testing.T) {
+	ctx := t.Context()
+	base := t.TempDir()
+	kek, _, err := auth.LoadOrCreateKEK(filepath.Join(base, auth.KEKFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := store.Open(ctx, "sqlite://"+filepath.Join(base, "airlock.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	now := time.Now()
+	// A server from before replicas: keys and root only in its directory.
+	legacy, err := Open(filepath.Join(base, "a", Dir), kek, now, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := OpenShared(ctx, db, filepath.Join(base, "a", Dir), kek, now, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := OpenShared(ctx, db, filepath.Join(base, "b", Dir), kek, now, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := a.Next(store.DirectorState{}, "dev-a", "", now)
+	for _, d := range []*Director{a, b} {
+		r, _ := d.Root(1)
+		l, _ := legacy.Root(1)
+		if !bytes.Equal(r, l) || d.Roots() != 1 {
+			t.Fatal("a replica serves another root version 1")
+		}
+		ts1, err1 := legacy.SignTimestamp(st)
+		ts2, err2 := d.SignTimestamp(st)
+		if err1 != nil || err2 != nil || !bytes.Equal(ts1, ts2) {
+			t.Fatalf("one director state, two timestamps (%v, %v)", err1, err2)
+		}
+	}
+	// b's directory now holds the same root (director-root --data).
+	if r, err := os.ReadFile(filepath.Join(base, "b", Dir, "1.root.json")); err != nil || !bytes.Equal(r, func() []byte { r, _ := a.Root(1); return r }()) {
+		t.Fatalf("b's copy of root version 1: %v", err)
+	}
+	// A directory with keys of its own is refused.
+	if _, err := Open(filepath.Join(base, "c", Dir), kek, now, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenShared(ctx, db, filepath.Join(base, "c", Dir), kek, now, 0, 0); !errors.Is(err, ErrKeysDiffer) || !errors.Is(err, ErrKeys) {
+		t.Fatalf("a data directory with other keys: %v, want ErrKeysDiffer", err)
+	}
+	// A renewal by a replica started later reaches the others on demand.
+	later := now.Add(RootExpiry - RootRenewBefore + time.Hour)
+	c, err := OpenShared(ctx, db, filepath.Join(base, "d", Dir), kek, later, 0, 0)
+	if err != nil || c.Roots() != 2 {
+		t.Fatalf("renewal: %d roots, %v", c.Roots(), err)
+	}
+	r2, _ := c.Root(2)
+	if got, ok, err := a.RootContext(ctx, 2, now.Add(RootRecheck)); err != nil || !ok || !bytes.Equal(got, r2) {
+		t.Fatalf("RootContext(2) on an older replica: %t, %v", ok, err)
+	}
+}

@@ -233,7 +233,11 @@ func (sv *Service) ServeMetadata(w http.ResponseWriter, r *http.Request, dev sto
 		if version == 0 {
 			version = sv.d.Roots()
 		}
-		root, ok := sv.d.Root(version)
+		root, ok, err := sv.d.RootContext(r.Context(), version, sv.now())
+		if err != nil {
+			httpx.WriteError(w, r, err)
+			return
+		}
 		if !ok {
 			httpx.WriteError(w, r, httpx.Status(http.StatusNotFound, "no director root version %d", version))
 			return

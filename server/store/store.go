@@ -350,6 +350,10 @@ type Store interface {
 	// RolloutStore: staged rollouts, their devices and director state.
 	RolloutStore
 
+	// ReplicaStore: state replicas share (dashboard sessions, TOTP
+	// attempts, director roots).
+	ReplicaStore
+
 	// Stats returns record counts and the database size.
 	Stats(ctx context.Context) (Stats, error)
 

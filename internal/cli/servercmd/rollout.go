@@ -84,7 +84,10 @@ with it, like the image repository's factory root: they then install only
 what the director assigns them AND the image repository signed with the
 same length and hashes. The director's root and online keys are created in
 DIR/director/ on first use (by this command or 'airlock serve'), sealed with
-the key-encryption key. See docs/rollouts.md.
+the key-encryption key. 'airlock serve' also keeps them and the root versions
+in its database, shared by every replica on it (a replica copies them into
+its DIR/director/ when it starts): on a replica, run this command after it
+has started once. See docs/rollouts.md.
 
 Flags:
   --data DIR               server data directory (required)
