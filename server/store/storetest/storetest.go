@@ -41,6 +41,7 @@ func Run(t *testing.T, newDSN NewDSN) {
 		{"CheckinRecordsReport", testCheckin},
 		{"ConcurrentCheckinsAllSucceed", testConcurrentCheckins},
 		{"EventsUpdateDeviceState", testEvents},
+		{"ReportIDsRecordedOnce", testReportIDs},
 		{"AdminTokenLifecycle", testAdminTokens},
 		{"UserLifecycle", testUsers},
 		{"TOTPStepNeverAcceptedTwice", testTOTPReplay},
