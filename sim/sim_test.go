@@ -3,12 +3,15 @@ package sim
 import (
 	"context"
 	"errors"
+	"path"
 	"path/filepath"
 	"slices"
 	"testing"
 	"time"
 
+	"github.com/airlockfw/airlock/agent"
 	"github.com/airlockfw/airlock/deviceapi"
+	"github.com/airlockfw/airlock/internal/durable"
 	"github.com/airlockfw/airlock/server/store"
 )
 
@@ -70,6 +73,26 @@ func TestFleetUpdatesAndInjectedFailuresRollBack(t *testing.T) {
 				}
 				if !slices.ContainsFunc(evs, func(e store.Event) bool { return e.Kind == tt.wantEvent }) {
 					t.Errorf("server: device %s has no %q event: %+v", d.ID, tt.wantEvent, evs)
+					break
+				}
+				// Every report came through the agent's durable queue,
+				// with its own report ID.
+				ids := map[string]bool{}
+				for _, e := range evs {
+					if e.Kind != "enrolled" && (!deviceapi.ValidReportID(e.ReportID) || ids[e.ReportID]) {
+						t.Errorf("server: device %s: %s event with report ID %q (missing or repeated)", d.ID, e.Kind, e.ReportID)
+					}
+					ids[e.ReportID] = true
+				}
+			}
+			// Every device's report queue (on its durable.Mem) is
+			// delivered: empty.
+			cfg := f.deviceConfig(false)
+			queue := path.Join(cfg.Path(cfg.StateDir), agent.ReportQueueFile)
+			for _, d := range f.devices {
+				data, err := durable.ReadFile(d.fs, queue, agent.MaxReportQueueSize)
+				if err != nil || string(data) != `{"format":1,"reports":[]}`+"\n" {
+					t.Errorf("device %d: report queue %q: %q, %v; want an empty queue", d.idx, queue, data, err)
 					break
 				}
 			}
