@@ -118,7 +118,9 @@ func (a *Agent) report(ctx context.Context, c *cycle, kind, version, msg string)
 		logf = a.log.Error
 	}
 	logf("update "+kind, "version", version, "message", msg)
-	if c.api == nil {
+	if c.api == nil || ctx.Err() != nil {
+		// No server; or the agent is stopping, and a step it cut short
+		// is not the device's failure to report.
 		return
 	}
 	var id [deviceapi.ReportIDLength / 2]byte

@@ -379,3 +379,20 @@ func FuzzParseReports(f *testing.F) {
 
 // testLogWriter is an agent Logger writing text to w.
 func testLogWriter(w io.Writer) Logger { return slog.New(slog.NewTextHandler(w, nil)) }
+
+// TestStoppingAgentQueuesNoReport: a step cut short because the agent is
+// stopping (its context canceled) is not queued: sent at the next start, a
+// "failed: context canceled" would count as a failed install in the
+// device's rollout.
+func TestStoppingAgentQueuesNoReport(t *testing.T) {
+	m := durable.NewMem()
+	a := &Agent{fs: m, log: discard{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	// A cycle with an API client but no device: queueing would need the
+	// device's state directory.
+	a.report(ctx, &cycle{api: &apiClient{}}, deviceapi.StateFailed, "1.1.0", "payload: context canceled")
+	if m.Ops() != 0 {
+		t.Fatalf("%d write ops after a report of a stopping agent, want none", m.Ops())
+	}
+}

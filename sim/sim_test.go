@@ -12,6 +12,7 @@ import (
 	"github.com/airlockfw/airlock/agent"
 	"github.com/airlockfw/airlock/deviceapi"
 	"github.com/airlockfw/airlock/internal/durable"
+	"github.com/airlockfw/airlock/internal/strictjson"
 	"github.com/airlockfw/airlock/server/store"
 )
 
@@ -85,15 +86,27 @@ func TestFleetUpdatesAndInjectedFailuresRollBack(t *testing.T) {
 					ids[e.ReportID] = true
 				}
 			}
-			// Every device's report queue (on its durable.Mem) is
-			// delivered: empty.
+			// Every device keeps its report queue on its durable.Mem
+			// (empty, unless the fleet stopped during a send).
 			cfg := f.deviceConfig(false)
 			queue := path.Join(cfg.Path(cfg.StateDir), agent.ReportQueueFile)
 			for _, d := range f.devices {
+				var q struct {
+					Format  int                      `json:"format"`
+					Reports []deviceapi.StatusReport `json:"reports"`
+				}
 				data, err := durable.ReadFile(d.fs, queue, agent.MaxReportQueueSize)
-				if err != nil || string(data) != `{"format":1,"reports":[]}`+"\n" {
-					t.Errorf("device %d: report queue %q: %q, %v; want an empty queue", d.idx, queue, data, err)
+				if err == nil {
+					err = strictjson.Unmarshal(data, &q)
+				}
+				if err != nil || q.Format != agent.ReportQueueFormat || q.Reports == nil {
+					t.Errorf("device %d: report queue %q: %q, %v", d.idx, queue, data, err)
 					break
+				}
+				for _, r := range q.Reports {
+					if !deviceapi.ValidReportID(r.ID) {
+						t.Errorf("device %d: queued report without a valid ID: %+v", d.idx, r)
+					}
 				}
 			}
 		})
