@@ -261,6 +261,9 @@ func (a *Agent) connect(ctx context.Context, c *cycle) error {
 	c.deviceID = id.Leaf.Subject.CommonName
 	c.http = newHTTPClient(a.pool, a.cfg.ServerCASHA256, id, a.sessions)
 	c.api = &apiClient{base: base, client: c.http}
+	// Reports still queued from earlier cycles go first: they happened
+	// before this check-in.
+	a.flushReports(ctx, c)
 	resp, iv, err := c.api.checkin(ctx, deviceapi.CheckinRequest{
 		CurrentVersion: c.view.currentVersion(), SecurityCounter: c.view.policy.SecurityCounter, State: c.view.state(),
 		Slot: c.view.slot(),
@@ -290,22 +293,6 @@ func (a *Agent) connect(ctx context.Context, c *cycle) error {
 		return fmt.Errorf("%w: the check-in named no repository and the config sets none", ErrResponse)
 	}
 	return nil
-}
-
-// report logs a step and sends it to the server (best effort: a report
-// that fails to send never fails the update).
-func (a *Agent) report(ctx context.Context, c *cycle, kind, version, msg string) {
-	logf := a.log.Info
-	if kind == deviceapi.StateFailed || kind == deviceapi.StateRolledBack {
-		logf = a.log.Error
-	}
-	logf("update "+kind, "version", version, "message", msg)
-	if c.api == nil {
-		return
-	}
-	if err := c.api.status(ctx, deviceapi.StatusReport{Kind: kind, Version: version, Message: msg}); err != nil {
-		a.log.Warn("failed to report status to the server", "kind", kind, "error", err)
-	}
 }
 
 // source returns the image repository source of a cycle.

@@ -99,6 +99,20 @@ func newHTTPClient(pool *x509.CertPool, pin string, cert *tls.Certificate, sessi
 	}
 }
 
+// httpStatusError is a device API answer with an unexpected status code;
+// it wraps ErrAPI.
+type httpStatusError struct {
+	path string
+	code int
+	body string // truncated
+}
+
+func (e *httpStatusError) Error() string {
+	return fmt.Sprintf("%v: POST %s: HTTP status %d: %q", ErrAPI, e.path, e.code, e.body)
+}
+
+func (e *httpStatusError) Unwrap() error { return ErrAPI }
+
 // apiClient talks to the device API.
 type apiClient struct {
 	base   *url.URL
@@ -130,7 +144,7 @@ func (a *apiClient) post(ctx context.Context, path string, v any, want int, out 
 		return fmt.Errorf("%w: POST %s: reading response: %w", ErrAPI, path, err)
 	}
 	if resp.StatusCode != want {
-		return fmt.Errorf("%w: POST %s: HTTP status %d: %q", ErrAPI, path, resp.StatusCode, truncate(string(data), 200))
+		return &httpStatusError{path, resp.StatusCode, truncate(string(data), 200)}
 	}
 	if out == nil {
 		return nil

@@ -43,6 +43,13 @@ type deviceAPI struct {
 	director     http.Handler
 	directorDown atomic.Bool
 
+	// statusFault, if set, decides the answer to a status report: code 0
+	// accepts it; another code is answered instead, after recording the
+	// report when record is set (the server stored it, and its answer was
+	// lost on the way back). faulted counts these answers.
+	statusFault func(r deviceapi.StatusReport) (code int, record bool)
+	faulted     int
+
 	mu       sync.Mutex
 	enrolls  int
 	checkins []deviceapi.CheckinRequest
@@ -98,8 +105,19 @@ func (s *deviceAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		s.mu.Lock()
-		s.reports = append(s.reports, rep)
-		s.mu.Unlock()
+		defer s.mu.Unlock()
+		code, record := 0, true
+		if s.statusFault != nil {
+			code, record = s.statusFault(rep)
+		}
+		if record {
+			s.reports = append(s.reports, rep)
+		}
+		if code != 0 {
+			s.faulted++
+			http.Error(w, "status report fault", code)
+			return
+		}
 		w.WriteHeader(http.StatusNoContent)
 	default:
 		http.NotFound(w, r)

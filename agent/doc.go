@@ -55,6 +55,13 @@
 // nothing and retries with backoff (ErrDirectorUnavailable). The
 // assignment's "forced" flag never bypasses a check.
 //
+// Status reports are durable: each is queued in the device's state
+// directory (ReportQueueFile, written crash-safely) before it is sent, and
+// resent in order until the server acknowledges it; a random report ID
+// lets the server record a resent report once. The queue file is read
+// back as untrusted (one encoding, MaxQueuedReports, MaxReportQueueSize);
+// a corrupt one is moved aside, never fatal.
+//
 // The device API's wire types, state names and limits are package
 // deviceapi, shared with the server. Response bodies are read within
 // deviceapi.MaxResponseSize and decoded strictly (deviceapi.DecodeResponse:

@@ -93,6 +93,9 @@ const (
 	MaxDepth = 8
 	// MaxKeyLength bounds a JSON object key.
 	MaxKeyLength = 64
+	// ReportIDLength is the length of a status report ID: 16 random bytes
+	// as lowercase hex.
+	ReportIDLength = 32
 )
 
 // MinPollInterval and MaxPollInterval bound the poll interval a server may
@@ -158,6 +161,20 @@ const (
 
 // ValidSlot reports whether s is SlotA or SlotB.
 func ValidSlot(s string) bool { return s == SlotA || s == SlotB }
+
+// ValidReportID reports whether s is a status report ID: exactly
+// ReportIDLength lowercase hex digits.
+func ValidReportID(s string) bool {
+	if len(s) != ReportIDLength {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
 
 // ErrInvalid is wrapped by every error of this package: a message that does
 // not decode or carries an out-of-range value.

@@ -29,7 +29,7 @@ func TestMaximalRequestsFitTheirLimits(t *testing.T) {
 	}{
 		{"enroll", EnrollRequest{Token: strings.Repeat("A", 43), CSR: csr, Model: str, HWRev: 1<<32 - 1, Product: str, Channel: str, CurrentVersion: str}, MaxEnrollRequestSize},
 		{"checkin", CheckinRequest{CurrentVersion: str, SecurityCounter: MaxSecurityCounter, State: StateRolledBack, Slot: SlotB, LastError: msg}, MaxCheckinRequestSize},
-		{"status", StatusReport{Kind: StateRolledBack, Version: str, Message: msg}, MaxStatusRequestSize},
+		{"status", StatusReport{ID: strings.Repeat("f", ReportIDLength), Kind: StateRolledBack, Version: str, Message: msg}, MaxStatusRequestSize},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			if err := tt.req.Validate(); err != nil {
@@ -83,6 +83,12 @@ func TestValidateRefusesOutOfRangeFields(t *testing.T) {
 		{"status newline in version", StatusReport{Kind: StateFailed, Version: "1.0\n"}, false},
 		{"status C1 control in message", StatusReport{Kind: StateFailed, Message: "a\u0085b"}, false},
 		{"status long message", StatusReport{Kind: StateFailed, Message: longMsg}, false},
+		{"status with id", StatusReport{ID: "0123456789abcdef0123456789abcdef", Kind: StateCommitted}, true},
+		{"status id too short", StatusReport{ID: "0123456789abcdef0123456789abcde", Kind: StateCommitted}, false},
+		{"status id too long", StatusReport{ID: "0123456789abcdef0123456789abcdef0", Kind: StateCommitted}, false},
+		{"status uppercase id", StatusReport{ID: "0123456789ABCDEF0123456789abcdef", Kind: StateCommitted}, false},
+		{"status id not hex", StatusReport{ID: "0123456789abcdef0123456789abcdeg", Kind: StateCommitted}, false},
+		{"status id with space", StatusReport{ID: " 123456789abcdef0123456789abcdef", Kind: StateCommitted}, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			err := tt.req.Validate()

@@ -146,6 +146,12 @@ func PollInterval(secs int64) (time.Duration, error) {
 // StatusReport is the body of POST PathStatus (mTLS): one step of an
 // update.
 type StatusReport struct {
+	// ID identifies the report (ValidReportID): the agent sends a report
+	// until the server acknowledges it, and the server records a report
+	// ID of a device once, so a resent report is acknowledged without
+	// being recorded twice. "" (an agent without a report queue): no ID,
+	// every copy is recorded.
+	ID string `json:"id,omitempty"`
 	// Kind is the step: a State other than StateIdle. The server moves the
 	// device to that state.
 	Kind    string `json:"kind"`
@@ -153,11 +159,14 @@ type StatusReport struct {
 	Message string `json:"message,omitempty"`
 }
 
-// Validate checks a status report: a known kind, the version within
-// MaxStringLength and the message within MaxMessageLength, without control
-// characters (newline and tab allowed in the message). Errors wrap
-// ErrInvalid.
+// Validate checks a status report: an ID that is empty or ValidReportID, a
+// known kind, the version within MaxStringLength and the message within
+// MaxMessageLength, without control characters (newline and tab allowed in
+// the message). Errors wrap ErrInvalid.
 func (r StatusReport) Validate() error {
+	if r.ID != "" && !ValidReportID(r.ID) {
+		return invalid("report id %q is not %d lowercase hex digits (ReportIDLength)", truncate(r.ID), ReportIDLength)
+	}
 	if !ValidKind(r.Kind) {
 		return invalid("unknown status kind %q", truncate(r.Kind))
 	}

@@ -303,8 +303,16 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request, d store.De
 		return
 	}
 	_, err := s.db.AddEvent(r.Context(), store.Event{
-		DeviceID: d.ID, Time: s.now(), Kind: req.Kind, Version: req.Version, Message: req.Message,
+		DeviceID: d.ID, Time: s.now(), Kind: req.Kind, Version: req.Version, Message: req.Message, ReportID: req.ID,
 	})
+	// A resent report (its ID recorded before: the agent missed the
+	// acknowledgement) is acknowledged again without a second event or
+	// audit entry; the rollout update is idempotent and runs again, in
+	// case the first attempt stopped between the event and the rollout.
+	dup := errors.Is(err, store.ErrDuplicateReport)
+	if dup {
+		err = nil
+	}
 	if errors.Is(err, store.ErrInvalid) {
 		err = httpx.Status(http.StatusBadRequest, "%w", err)
 	}
@@ -314,6 +322,10 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request, d store.De
 	}
 	if err := s.rollouts.Report(r.Context(), d, req.Kind, req.Version, req.Message); err != nil {
 		s.log.Error("rollout report failed", "device_id", d.ID, "err", err)
+	}
+	if dup {
+		w.WriteHeader(http.StatusNoContent)
+		return
 	}
 	switch req.Kind {
 	case deviceapi.StateCommitted, deviceapi.StateRolledBack, deviceapi.StateFailed:

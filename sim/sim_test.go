@@ -3,12 +3,16 @@ package sim
 import (
 	"context"
 	"errors"
+	"path"
 	"path/filepath"
 	"slices"
 	"testing"
 	"time"
 
+	"github.com/airlockfw/airlock/agent"
 	"github.com/airlockfw/airlock/deviceapi"
+	"github.com/airlockfw/airlock/internal/durable"
+	"github.com/airlockfw/airlock/internal/strictjson"
 	"github.com/airlockfw/airlock/server/store"
 )
 
@@ -71,6 +75,38 @@ func TestFleetUpdatesAndInjectedFailuresRollBack(t *testing.T) {
 				if !slices.ContainsFunc(evs, func(e store.Event) bool { return e.Kind == tt.wantEvent }) {
 					t.Errorf("server: device %s has no %q event: %+v", d.ID, tt.wantEvent, evs)
 					break
+				}
+				// Every report came through the agent's durable queue,
+				// with its own report ID.
+				ids := map[string]bool{}
+				for _, e := range evs {
+					if e.Kind != "enrolled" && (!deviceapi.ValidReportID(e.ReportID) || ids[e.ReportID]) {
+						t.Errorf("server: device %s: %s event with report ID %q (missing or repeated)", d.ID, e.Kind, e.ReportID)
+					}
+					ids[e.ReportID] = true
+				}
+			}
+			// Every device keeps its report queue on its durable.Mem
+			// (empty, unless the fleet stopped during a send).
+			cfg := f.deviceConfig(false)
+			queue := path.Join(cfg.Path(cfg.StateDir), agent.ReportQueueFile)
+			for _, d := range f.devices {
+				var q struct {
+					Format  int                      `json:"format"`
+					Reports []deviceapi.StatusReport `json:"reports"`
+				}
+				data, err := durable.ReadFile(d.fs, queue, agent.MaxReportQueueSize)
+				if err == nil {
+					err = strictjson.Unmarshal(data, &q)
+				}
+				if err != nil || q.Format != agent.ReportQueueFormat || q.Reports == nil {
+					t.Errorf("device %d: report queue %q: %q, %v", d.idx, queue, data, err)
+					break
+				}
+				for _, r := range q.Reports {
+					if !deviceapi.ValidReportID(r.ID) {
+						t.Errorf("device %d: queued report without a valid ID: %+v", d.idx, r)
+					}
 				}
 			}
 		})

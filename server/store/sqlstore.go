@@ -316,10 +316,16 @@ func (s *sqlStore) AddEvent(ctx context.Context, e Event) (int64, error) {
 		if n == 0 {
 			return fmt.Errorf("device %q: %w", e.DeviceID, ErrNotFound)
 		}
-		return q.queryRow(ctx, `INSERT INTO events (device_id, occurred_at, kind, version, message)
-			VALUES ($1, $2, $3, $4, $5) RETURNING id`,
-			e.DeviceID, dbTime(e.Time), e.Kind, e.Version, e.Message).Scan(&id)
+		// The partial unique index on (device_id, report_id) refuses a
+		// report ID recorded before; the device update is rolled back with
+		// the insert.
+		return q.queryRow(ctx, `INSERT INTO events (device_id, occurred_at, kind, version, message, report_id)
+			VALUES ($1, $2, $3, $4, $5, $6) RETURNING id`,
+			e.DeviceID, dbTime(e.Time), e.Kind, e.Version, e.Message, e.ReportID).Scan(&id)
 	})
+	if err != nil && e.ReportID != "" && s.b.isUnique(err) {
+		return 0, fmt.Errorf("device %q report %q: %w", e.DeviceID, e.ReportID, ErrDuplicateReport)
+	}
 	if err != nil {
 		return 0, fmt.Errorf("failed to add event for device %q: %w", e.DeviceID, err)
 	}
@@ -342,7 +348,7 @@ func (s *sqlStore) ListEvents(ctx context.Context, deviceID string, limit int) (
 	if err != nil {
 		return nil, fmt.Errorf("failed to list events of device %q: %w", deviceID, err)
 	}
-	rs, err := s.b.reader().query(ctx, `SELECT id, device_id, occurred_at, kind, version, message
+	rs, err := s.b.reader().query(ctx, `SELECT id, device_id, occurred_at, kind, version, message, report_id
 		FROM events WHERE device_id = $1 ORDER BY occurred_at DESC, id DESC LIMIT $2`, deviceID, int64(limit))
 	if err != nil {
 		return nil, fmt.Errorf("failed to list events of device %q: %w", deviceID, err)
@@ -352,7 +358,7 @@ func (s *sqlStore) ListEvents(ctx context.Context, deviceID string, limit int) (
 	for rs.Next() {
 		var e Event
 		var at int64
-		if err := rs.Scan(&e.ID, &e.DeviceID, &at, &e.Kind, &e.Version, &e.Message); err != nil {
+		if err := rs.Scan(&e.ID, &e.DeviceID, &at, &e.Kind, &e.Version, &e.Message, &e.ReportID); err != nil {
 			return nil, fmt.Errorf("failed to list events of device %q: %w", deviceID, err)
 		}
 		e.Time = fromDBTime(at)

@@ -104,6 +104,9 @@ var (
 	ErrNotEnoughApprovals = fmt.Errorf("%w: not enough approvals", ErrConflict)
 	// ErrAlreadyDeployed: the release was already deployed.
 	ErrAlreadyDeployed = fmt.Errorf("%w: release already deployed", ErrConflict)
+	// ErrDuplicateReport: AddEvent was given a report ID the device's
+	// history already holds (a resent report); nothing was changed.
+	ErrDuplicateReport = fmt.Errorf("%w: report id already recorded", ErrExists)
 	// ErrTOTPReplay: a TOTP time step at or before the last accepted one.
 	ErrTOTPReplay = errors.New("totp code already used (replay)")
 )
@@ -180,6 +183,10 @@ type Event struct {
 	Kind     string    // a State constant, or another [a-z0-9_] word such as "enrolled"
 	Version  string    // release version the event is about, may be empty
 	Message  string    // up to MaxMessageLen
+	// ReportID is the device's ID of the status report the event records
+	// (deviceapi.ValidReportID), "" for none. A device's report ID is
+	// recorded once: AddEvent refuses it again with ErrDuplicateReport.
+	ReportID string
 }
 
 // AdminToken authenticates the admin API as one User. Only the SHA-256 hash
@@ -250,6 +257,8 @@ type Store interface {
 	// event clears LastError and, when Version is set, sets CurrentVersion to
 	// Version. Other kinds are only recorded. ErrNotFound if the device does
 	// not exist. The event and the device update are one transaction.
+	// An event with a ReportID the device's history already holds changes
+	// nothing and fails with ErrDuplicateReport.
 	AddEvent(ctx context.Context, e Event) (int64, error)
 
 	// ListEvents returns up to limit (0 means DefaultListLimit) events of a

@@ -285,6 +285,9 @@ func validateEvent(e Event) error {
 	if err := checkString("event version", e.Version, false); err != nil {
 		return err
 	}
+	if e.ReportID != "" && !deviceapi.ValidReportID(e.ReportID) {
+		return invalid("event report id", "not %d lowercase hex digits", deviceapi.ReportIDLength)
+	}
 	return checkMessage("event message", e.Message)
 }
 

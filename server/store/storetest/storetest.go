@@ -42,6 +42,7 @@ func Run(t *testing.T, newDSN NewDSN) {
 		{"ConcurrentCheckinsAllSucceed", testConcurrentCheckins},
 		{"TouchDevicesMovesLastSeenForward", testTouchDevices},
 		{"EventsUpdateDeviceState", testEvents},
+		{"ReportIDsRecordedOnce", testReportIDs},
 		{"AdminTokenLifecycle", testAdminTokens},
 		{"UserLifecycle", testUsers},
 		{"TOTPStepNeverAcceptedTwice", testTOTPReplay},
