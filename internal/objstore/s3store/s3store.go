@@ -394,8 +394,8 @@ func (s *Store) Put(ctx context.Context, name string, r io.Reader, o objstore.Pu
 			sha256Meta:              o.SHA256,
 			"X-Amz-Checksum-Sha256": base64.StdEncoding.EncodeToString(sum),
 		},
-		ContentType:      o.ContentType,
-		CacheControl:     o.CacheControl,
+		ContentType:  o.ContentType,
+		CacheControl: o.CacheControl,
 	})
 	if err != nil {
 		return objstore.Info{}, fmt.Errorf("failed to put %q to %s: %w", name, s.name, err)
