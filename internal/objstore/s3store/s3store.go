@@ -35,6 +35,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -452,4 +453,47 @@ func (s *Store) Delete(ctx context.Context, name string) error {
 		return fmt.Errorf("failed to delete %q from %s: %w", name, s.name, err)
 	}
 	return nil
+}
+
+// MaxCAFileSize bounds URLOptions.CAFile.
+const MaxCAFileSize = 1 << 20
+
+// URLOptions are what a command line gives besides the s3:// URL.
+type URLOptions struct {
+	// Endpoint is Config.Endpoint.
+	Endpoint string
+	// CAFile, when set, is a PEM file of the CA certificates that verify
+	// the endpoint (instead of the system roots).
+	CAFile string
+	// InsecureLoopbackHTTP is Config.InsecureLoopbackHTTP.
+	InsecureLoopbackHTTP bool
+}
+
+// OpenURL opens the store at rawURL ("s3://bucket[/prefix]") with o and
+// the credentials and region of the environment (ConfigFromEnv).
+func OpenURL(ctx context.Context, rawURL string, o URLOptions, getenv func(string) string) (*Store, error) {
+	cfg, err := ConfigFromEnv(rawURL, o.Endpoint, getenv)
+	if err != nil {
+		return nil, err
+	}
+	cfg.InsecureLoopbackHTTP = o.InsecureLoopbackHTTP
+	if o.CAFile != "" {
+		f, err := os.Open(o.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+		}
+		defer f.Close()
+		pemData, err := io.ReadAll(io.LimitReader(f, MaxCAFileSize+1))
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s: %w", ErrConfig, o.CAFile, err)
+		}
+		if len(pemData) > MaxCAFileSize {
+			return nil, fmt.Errorf("%w: %s is larger than %d bytes", ErrConfig, o.CAFile, MaxCAFileSize)
+		}
+		cfg.RootCAs = x509.NewCertPool()
+		if !cfg.RootCAs.AppendCertsFromPEM(pemData) {
+			return nil, fmt.Errorf("%w: %s holds no PEM certificate", ErrConfig, o.CAFile)
+		}
+	}
+	return New(ctx, cfg)
 }
