@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/hex"
 	"io"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/airlockfw/airlock/internal/objstore"
 	"github.com/airlockfw/airlock/internal/objstore/s3store"
@@ -217,4 +219,74 @@ func targetFile(t *testing.T, pub, targetPath string) string {
 		t.Fatalf("target file of %s: %v %v", targetPath, m, err)
 	}
 	return m[0]
+}
+
+// TestTUFClientReadsPushedBucketDirectly: what `repo push` leaves in a
+// bucket is a complete TUF repository for a CDN or any HTTP reader. The
+// bucket is made publicly readable (a bucket policy, as for a CDN origin)
+// and the device-side TUF client refreshes and downloads straight from the
+// S3 server's HTTPS endpoint, anonymously, with a ranged read too.
+func TestTUFClientReadsPushedBucketDirectly(t *testing.T) {
+	ctx := context.Background()
+	s3srv := s3test.Start(t)
+	st, err := s3store.New(ctx, s3srv.Bucket(t, "cdn-origin", "fw"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	policy := `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":"*","Action":["s3:GetObject"],"Resource":["arn:aws:s3:::cdn-origin/*"]}]}`
+	if err := s3srv.Client(t).SetBucketPolicy(ctx, "cdn-origin", policy); err != nil {
+		t.Fatalf("public-read bucket policy: %v", err)
+	}
+	v := repotest.New(t, repotest.Options{})
+	v.Release("1.0.0", 1, repotest.Image(3, 2<<20), nil)
+	src, err := objstore.OpenDir(v.Repo.PublicDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	if _, err := repofiles.Push(ctx, src, st); err != nil {
+		t.Fatal(err)
+	}
+	hc := &http.Client{Timeout: time.Minute, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: s3srv.RootCAs, MinVersion: tls.VersionTLS12}}}
+	base := s3srv.Endpoint + "/cdn-origin/fw"
+	ms := trust.NewMemStore()
+	if err := ms.Put("root.json", v.FactoryRoot); err != nil {
+		t.Fatal(err)
+	}
+	hs := trust.NewHTTPSource(base+"/metadata", base+"/targets", hc)
+	c, err := trust.New(ms, hs, trust.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Refresh(ctx); err != nil {
+		t.Fatalf("refresh from the bucket: %v", err)
+	}
+	rels, err := v.Repo.Releases(v.Product)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tf, err := c.Target(ctx, rels[0].TargetPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := os.ReadFile(targetFile(t, v.Repo.PublicDir(), rels[0].TargetPath))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got bytes.Buffer
+	if _, err := c.Download(ctx, tf, &got); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got.Bytes(), want) {
+		t.Error("payload downloaded from the bucket differs")
+	}
+	rd, err := hs.(trust.RangeSource).OpenTargetRange(ctx, rels[0].TargetPath, hex.EncodeToString(tf.Hashes["sha256"]), int64(len(want)), 12345, 4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	part, err := io.ReadAll(rd)
+	if err != nil || !bytes.Equal(part, want[12345:12345+4096]) {
+		t.Errorf("ranged read from the bucket: %d bytes, %v", len(part), err)
+	}
 }

@@ -52,15 +52,15 @@ Example:
 		fs.StringVar(&so.CAFile, "s3-ca", "", "")
 		fs.BoolVar(&so.InsecureLoopbackHTTP, "s3-insecure-loopback-http", false, "")
 		return func(e *cli.Env, args []string) error {
-			r, err := openRepo(e, args, *dir)
-			if err != nil {
-				return err
-			}
 			if err := cli.NeedFlags("--to", *to); err != nil {
 				return err
 			}
 			if _, _, err := s3store.ParseURL(*to); err != nil {
 				return cli.Usagef("--to: %v", err)
+			}
+			r, err := openRepo(e, args, *dir)
+			if err != nil {
+				return err
 			}
 			src, err := objstore.OpenDir(filepath.Join(r.Dir(), "public"))
 			if err != nil {
