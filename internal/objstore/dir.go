@@ -19,7 +19,8 @@ import (
 // no name, symlink or listing entry reaches outside the directory. Put
 // writes a temporary file (".put-*", never listed or served: its name has
 // a dot segment), fsyncs it, renames it over the name and fsyncs the
-// directory, so after a crash the name holds the old or the new file.
+// directory, so after a crash the name holds the old or the new file (and
+// at worst a stray .put-* file, never listed or served, safe to delete).
 type Dir struct {
 	root *os.Root
 	dir  string

@@ -39,7 +39,7 @@ func TestCacheControl(t *testing.T) {
 		"metadata/timestamp.json": CacheRevalidate, "metadata/root.json": CacheRevalidate,
 		"metadata/12.snapshot.json": CacheImmutable, "metadata/3.root.json": CacheImmutable,
 		"targets/acme/x1/1.0.0/" + strings.Repeat("ab", 32) + ".fw.bin": CacheImmutable,
-		"targets/acme/x1/1.0.0/fw.bin":                                   CacheRevalidate,
+		"targets/acme/x1/1.0.0/fw.bin":                                  CacheRevalidate,
 	} {
 		if got := CacheControl(name); got != want {
 			t.Errorf("CacheControl(%q) = %q, want %q", name, got, want)

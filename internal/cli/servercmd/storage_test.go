@@ -60,7 +60,9 @@ func TestRepoPushAndServeFromS3(t *testing.T) {
 	// Wrong credentials, and plain HTTP without the loopback switch, fail.
 	var errb bytes.Buffer
 	bad := &cli.Env{Ctx: t.Context(), Stdin: strings.NewReader(""), Stdout: io.Discard, Stderr: &errb,
-		Getenv: func(k string) string { return map[string]string{"AWS_ACCESS_KEY_ID": s3srv.AccessKey, "AWS_SECRET_ACCESS_KEY": "wrong-secret-xyz"}[k] }}
+		Getenv: func(k string) string {
+			return map[string]string{"AWS_ACCESS_KEY_ID": s3srv.AccessKey, "AWS_SECRET_ACCESS_KEY": "wrong-secret-xyz"}[k]
+		}}
 	if code := run(bad, append([]string{"repo", "push", "--dir", dir, "--to", "s3://fleet/acme"}, s3flags...)); code != cli.ExitFailure || strings.Contains(errb.String(), "wrong-secret-xyz") {
 		t.Errorf("push with a wrong secret: exit %d: %s", code, errb.String())
 	}
