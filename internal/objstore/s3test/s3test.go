@@ -139,7 +139,6 @@ type Server struct {
 	AccessKey, SecretKey string
 	// Dir is the gateway's root directory (one subdirectory per bucket).
 	Dir string
-	cmd *exec.Cmd
 }
 
 // Start starts a gateway for the test and stops it at cleanup. It skips
@@ -162,25 +161,11 @@ func Start(t testing.TB) *Server {
 	if s.RootCAs, err = writeCert(certFile, keyFile); err != nil {
 		t.Fatal(err)
 	}
-	addr, err := freeAddr()
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Endpoint = "https://" + addr
 	logf, err := os.Create(filepath.Join(dir, "versitygw.log"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.cmd = exec.Command(bin, "--port", addr, "--cert", certFile, "--key", keyFile, "--quiet", "posix", s.Dir)
-	s.cmd.Env = append(os.Environ(), "ROOT_ACCESS_KEY_ID="+s.AccessKey, "ROOT_SECRET_ACCESS_KEY="+s.SecretKey)
-	s.cmd.Stdout, s.cmd.Stderr = logf, logf
-	if err := s.cmd.Start(); err != nil {
-		logf.Close()
-		t.Fatal(err)
-	}
 	t.Cleanup(func() {
-		s.cmd.Process.Kill()
-		s.cmd.Wait()
 		logf.Close()
 		if t.Failed() {
 			if b, err := os.ReadFile(logf.Name()); err == nil {
@@ -188,14 +173,40 @@ func Start(t testing.TB) *Server {
 			}
 		}
 	})
-	if err := s.wait(addr); err != nil {
-		t.Fatal(err)
+	// The port is picked free, then bound by versitygw: another process
+	// may take it in between, so a gateway that exits at once is retried
+	// on another port.
+	for attempt := 1; ; attempt++ {
+		addr, err := freeAddr()
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Endpoint = "https://" + addr
+		cmd := exec.Command(bin, "--port", addr, "--cert", certFile, "--key", keyFile, "--quiet", "posix", s.Dir)
+		cmd.Env = append(os.Environ(), "ROOT_ACCESS_KEY_ID="+s.AccessKey, "ROOT_SECRET_ACCESS_KEY="+s.SecretKey)
+		cmd.Stdout, cmd.Stderr = logf, logf
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		exited := make(chan struct{})
+		go func() { cmd.Wait(); close(exited) }()
+		t.Cleanup(func() { cmd.Process.Kill(); <-exited })
+		err = s.wait(addr, exited)
+		if err == nil {
+			return s
+		}
+		if attempt == StartAttempts {
+			t.Fatal(err)
+		}
+		t.Logf("versitygw on %s: %v; retrying on another port", addr, err)
 	}
-	return s
 }
 
-// wait polls until the gateway answers HTTPS.
-func (s *Server) wait(addr string) error {
+// StartAttempts bounds the ports Start tries.
+const StartAttempts = 3
+
+// wait polls until the gateway answers HTTPS or exits.
+func (s *Server) wait(addr string, exited <-chan struct{}) error {
 	c := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: s.RootCAs, MinVersion: tls.VersionTLS12}}}
 	defer c.CloseIdleConnections()
 	deadline := time.Now().Add(StartTimeout)
@@ -208,10 +219,11 @@ func (s *Server) wait(addr string) error {
 		if time.Now().After(deadline) {
 			return fmt.Errorf("versitygw did not answer on %s within %v: %w", addr, StartTimeout, err)
 		}
-		if s.cmd.ProcessState != nil {
-			return fmt.Errorf("versitygw exited: %v", s.cmd.ProcessState)
+		select {
+		case <-exited:
+			return fmt.Errorf("versitygw exited before answering on %s", addr)
+		case <-time.After(50 * time.Millisecond):
 		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }
 
