@@ -190,6 +190,20 @@ func TestServeRepositoryFromS3(t *testing.T) {
 			t.Errorf("%s after the second push: %v", e.base, err)
 		}
 	}
+
+	// The bucket goes away: repository requests answer 503 with
+	// Retry-After (not a cacheable 404), within a few seconds; the device
+	// API does not depend on the bucket.
+	s3srv.Kill()
+	start := time.Now()
+	resp, _ := e1.do(e1.client(nil), "GET", "/repo/metadata/timestamp.json", "", nil)
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") != repofiles.RetryAfterUnavailable {
+		t.Errorf("with the bucket down: %d, Retry-After %q; want 503", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	if d := time.Since(start); d > 15*time.Second {
+		t.Errorf("a request with the bucket down took %v", d)
+	}
+	t.Logf("503 with the bucket down after %v", time.Since(start).Round(time.Millisecond))
 }
 
 // newRepoClient is a device-side TUF client of the server's repository,

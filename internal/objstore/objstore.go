@@ -69,6 +69,9 @@ var (
 	ErrTooMany = errors.New("too many objects")
 	// ErrTooLarge: a backend reported an object larger than MaxObjectSize.
 	ErrTooLarge = errors.New("object too large")
+	// ErrUnavailable: the backend could not be reached or failed (network,
+	// a server error, credentials refused); the object may exist.
+	ErrUnavailable = errors.New("object store unavailable")
 )
 
 // Info describes a stored object.

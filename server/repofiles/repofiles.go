@@ -32,6 +32,10 @@ import (
 // MaxRepoPathLen bounds a repository file path in a request.
 const MaxRepoPathLen = 1024
 
+// RetryAfterUnavailable is the Retry-After (seconds) of a 503 answered when
+// the repository store cannot be reached.
+const RetryAfterUnavailable = "10"
+
 var (
 	// versionedMetadata matches consistent-snapshot metadata names (N.role.json).
 	versionedMetadata = regexp.MustCompile(`^[0-9]+\.[^/]+\.json$`)
@@ -66,8 +70,16 @@ func Handler(store func() objstore.Store, dir, contentType string, log *slog.Log
 			return
 		}
 		f, err := store().Open(r.Context(), dir+"/"+name)
+		if errors.Is(err, objstore.ErrUnavailable) {
+			// The bucket failed, not the file: say so, briefly cacheable,
+			// so that clients and CDNs retry instead of caching a 404.
+			log.Warn("repository store unavailable", "path", name, "err", err)
+			w.Header().Set("Retry-After", RetryAfterUnavailable)
+			httpx.WriteError(w, r, httpx.Status(http.StatusServiceUnavailable, "repository storage unavailable"))
+			return
+		}
 		if err != nil {
-			if !errors.Is(err, objstore.ErrNotExist) { // e.g. a symlink escaping the root, an S3 error
+			if !errors.Is(err, objstore.ErrNotExist) { // e.g. a symlink escaping the root
 				log.Debug("repository file refused", "path", name, "err", err)
 			}
 			httpx.WriteError(w, r, httpx.Status(http.StatusNotFound, "not found"))

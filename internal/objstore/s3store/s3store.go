@@ -200,7 +200,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: cfg.RootCAs}
 	tr.ResponseHeaderTimeout = ResponseHeaderTimeout
-	opts := &minio.Options{Secure: secure, Transport: tr, Region: cfg.Region}
+	opts := &minio.Options{Secure: secure, Transport: tr, Region: cfg.Region, MaxRetries: MaxRetries}
 	if cfg.AccessKey != "" {
 		opts.Creds = credentials.NewStaticV4(cfg.AccessKey, cfg.SecretKey, cfg.SessionToken)
 	} else {
@@ -228,6 +228,12 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 // answering a request.
 const ResponseHeaderTimeout = 60 * time.Second
 
+// MaxRetries bounds the attempts of one request (the client retries
+// connection failures and 5xx answers with backoff): an unreachable bucket
+// costs a device's request about a second, not the client's default ten
+// attempts.
+const MaxRetries = 3
+
 // String names the store without credentials.
 func (s *Store) String() string { return s.name }
 
@@ -238,12 +244,14 @@ func (s *Store) key(name string) (string, error) {
 	return s.prefix + name, nil
 }
 
+// mapErr maps a missing object to objstore.ErrNotExist and every other
+// failure to objstore.ErrUnavailable.
 func mapErr(name string, err error) error {
 	r := minio.ToErrorResponse(err)
 	if r.StatusCode == http.StatusNotFound || r.Code == "NoSuchKey" {
 		return fmt.Errorf("%w: %q", objstore.ErrNotExist, name)
 	}
-	return err
+	return fmt.Errorf("%w: %w", objstore.ErrUnavailable, err)
 }
 
 // info converts what the server said, checking it.

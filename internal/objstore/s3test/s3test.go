@@ -138,7 +138,8 @@ type Server struct {
 	// AccessKey and SecretKey are the root credentials.
 	AccessKey, SecretKey string
 	// Dir is the gateway's root directory (one subdirectory per bucket).
-	Dir string
+	Dir  string
+	kill func()
 }
 
 // Start starts a gateway for the test and stops it at cleanup. It skips
@@ -193,6 +194,7 @@ func Start(t testing.TB) *Server {
 		t.Cleanup(func() { cmd.Process.Kill(); <-exited })
 		err = s.wait(addr, exited)
 		if err == nil {
+			s.kill = func() { cmd.Process.Kill(); <-exited }
 			return s
 		}
 		if attempt == StartAttempts {
@@ -226,6 +228,9 @@ func (s *Server) wait(addr string, exited <-chan struct{}) error {
 		}
 	}
 }
+
+// Kill stops the gateway at once (an outage).
+func (s *Server) Kill() { s.kill() }
 
 // Client returns a minio client with the root credentials (for setting up
 // buckets and looking behind the store's back).
