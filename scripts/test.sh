@@ -5,7 +5,9 @@
 # systemd-analyze (the shipped units: verify, security exposure), zsh and fish
 # (completion tests), veritysetup (cryptsetup-bin: the verity package's tree
 # is checked byte for byte against it), and the sqlite3 and curl commands the
-# documentation's examples use (internal/doctest).
+# documentation's examples use (internal/doctest). It also builds versitygw,
+# the S3-compatible server the object storage tests run (internal/objstore/
+# s3test), from the Go module proxy into ~/.cache/airlock-test once.
 #   AIRLOCK_ARTIFACTS=DIR  where tests save artifacts (dashboard screenshot) Usage: bash scripts/test.sh [-short]
 #   FUZZTIME=10s   how long each fuzz target runs (0 to skip fuzzing)
 set -euo pipefail
@@ -54,6 +56,17 @@ echo "== go build (cgo off; the device binary is cmd/airlock-device)"
 CGO_ENABLED=0 go build -o /dev/null ./cmd/...
 echo "== dependency lists (cmd/*/depaware.txt; refresh: sh scripts/depaware.sh)"
 go test -count=1 -run '^TestDependencies$' ./cmd/airlock ./cmd/airlock-device
+
+echo "== versitygw (S3 server for internal/objstore/s3test)"
+vgw_version=$(sed -n 's/^const Version = "\(.*\)"$/\1/p' internal/objstore/s3test/s3test.go)
+vgw_dir="${XDG_CACHE_HOME:-$HOME/.cache}/airlock-test/versitygw-$vgw_version"
+if [ -z "${AIRLOCK_VERSITYGW:-}" ] && ! command -v versitygw >/dev/null && [ ! -x "$vgw_dir/versitygw" ]; then
+  mkdir -p "$vgw_dir"
+  tmp=$(mktemp -d "$vgw_dir/.build-XXXXXX")
+  (cd "$tmp" && GOBIN="$tmp" GOFLAGS=-mod=mod GOWORK=off CGO_ENABLED=0 go install "github.com/versity/versitygw/cmd/versitygw@$vgw_version")
+  mv "$tmp/versitygw" "$vgw_dir/versitygw"
+  rmdir "$tmp"
+fi
 
 echo "== go test"
 go test -count=1 -timeout 20m "$@" ./...

@@ -64,7 +64,7 @@ func (s *Server) initRollouts() error {
 	if err != nil {
 		return err
 	}
-	s.director = director.NewService(director.ServiceConfig{DB: s.db, Director: d, Metadata: s.metaRoot, Now: s.now, Log: s.log})
+	s.director = director.NewService(director.ServiceConfig{DB: s.db, Director: d, Metadata: s.metaFS, Now: s.now, Log: s.log})
 	s.rollouts = rollouts.New(rollouts.Config{DB: s.db, RequiredApprovals: s.requiredApprovals, Now: s.now, Log: s.log,
 		Audit: s.cfg.Audit, Metrics: s.metrics.Reg})
 	return s.rollouts.Load(ctx)

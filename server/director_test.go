@@ -185,7 +185,7 @@ func (re *rolloutEnv) imageTarget(path string) *trust.TargetFiles {
 	}
 	st := trust.NewMemStore()
 	st.Put("root.json", root)
-	c, err := trust.New(st, director.MetadataSource{Root: re.srv.metaRoot}, trust.Config{})
+	c, err := trust.New(st, director.MetadataSource{Root: re.srv.metaFS}, trust.Config{})
 	if err != nil {
 		re.t.Fatal(err)
 	}

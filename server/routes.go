@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/airlockfw/airlock/internal/objstore"
 	"github.com/airlockfw/airlock/server/dashboard"
 	"github.com/airlockfw/airlock/server/internal/httpx"
 	"github.com/airlockfw/airlock/server/repofiles"
@@ -15,8 +16,8 @@ import (
 // airlock_http_request_duration_seconds.
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /repo/metadata/{path...}", repofiles.Handler(s.metaRootFn, "application/json", s.log, s.countServed))
-	mux.HandleFunc("GET /repo/targets/{path...}", repofiles.Handler(s.tgtRootFn, "application/octet-stream", s.log, s.countServed))
+	mux.HandleFunc("GET /repo/metadata/{path...}", repofiles.Handler(s.repoStore, "metadata", "application/json", s.log, s.countServed))
+	mux.HandleFunc("GET /repo/targets/{path...}", repofiles.Handler(s.repoStore, "targets", "application/octet-stream", s.log, s.countServed))
 
 	mux.HandleFunc("POST /api/v1/enroll", s.handleEnroll)
 	mux.HandleFunc("POST /api/v1/checkin", s.device(s.handleCheckin))
@@ -43,8 +44,7 @@ func (s *Server) routes() http.Handler {
 	return s.instrument(mux)
 }
 
-func (s *Server) metaRootFn() repofiles.Opener { return s.metaRoot }
-func (s *Server) tgtRootFn() repofiles.Opener  { return s.tgtRoot }
+func (s *Server) repoStore() objstore.Store { return s.repo }
 
 // countServed counts repository bytes served (airlock_served_bytes_total).
 func (s *Server) countServed(n int64) { s.metrics.Bytes.Add(float64(n)) }

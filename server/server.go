@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/airlockfw/airlock/deviceapi"
+	"github.com/airlockfw/airlock/internal/objstore"
 	"github.com/airlockfw/airlock/server/auth"
 	"github.com/airlockfw/airlock/server/director"
 	"github.com/airlockfw/airlock/server/internal/metrics"
@@ -50,6 +52,8 @@ const (
 	CertCheckInterval = time.Hour
 	// StoreTimeout bounds each store call made outside a request (metrics).
 	StoreTimeout = 5 * time.Second
+	// DefaultRepoTimeout is Config.RepoTimeout when zero.
+	DefaultRepoTimeout = 30 * time.Second
 )
 
 // Config configures a Server. Zero values are documented per field.
@@ -58,8 +62,17 @@ type Config struct {
 	// database. Required; created (0700) if absent.
 	DataDir string
 	// RepoDir is a repository made by `airlock repo init`; REPO/public/metadata
-	// and REPO/public/targets are served. Required.
+	// and REPO/public/targets are served. Required unless RepoStore is set.
 	RepoDir string
+	// RepoStore, when set, holds the repository's public files instead of
+	// RepoDir: the objects metadata/... and targets/... (what
+	// `airlock repo push` uploads from REPO/public), e.g. an S3 bucket
+	// shared by several replicas. The Server does not close it.
+	RepoStore objstore.Store
+	// RepoTimeout bounds each metadata read from the repository store made
+	// outside a request (director, release registry); zero means
+	// DefaultRepoTimeout.
+	RepoTimeout time.Duration
 	// DB is the state store. Required. The Server does not close it.
 	DB store.Store
 	// Listen is the HTTPS address; empty means DefaultListen. "127.0.0.1:0"
@@ -150,8 +163,9 @@ type Server struct {
 	cert     atomic.Pointer[tls.Certificate]
 	certMod  time.Time // operator certificate mtime
 	tlsConf  *tls.Config
-	metaRoot *os.Root
-	tgtRoot  *os.Root
+	repo     objstore.Store // the repository's public files
+	repoDir  *objstore.Dir  // repo when it is the local RepoDir (closed by Close)
+	metaFS   fs.FS          // repo's metadata/ for the director and the registry
 	metrics  *metrics.Metrics
 	kek      *KEK
 	auth     *auth.Authenticator
@@ -170,8 +184,11 @@ type Server struct {
 // cfg.DataDir, opens the repository directories and binds the listeners.
 // Release it with Serve, or Close if Serve is never called.
 func New(cfg Config) (_ *Server, err error) {
-	if cfg.DataDir == "" || cfg.RepoDir == "" || cfg.DB == nil {
-		return nil, fmt.Errorf("%w: DataDir, RepoDir and DB are required", ErrConfig)
+	if cfg.DataDir == "" || (cfg.RepoDir == "") == (cfg.RepoStore == nil) || cfg.DB == nil {
+		return nil, fmt.Errorf("%w: DataDir, DB and one of RepoDir and RepoStore are required", ErrConfig)
+	}
+	if cfg.RepoTimeout <= 0 {
+		cfg.RepoTimeout = DefaultRepoTimeout
 	}
 	if (cfg.TLSCertFile == "") != (cfg.TLSKeyFile == "") {
 		return nil, fmt.Errorf("%w: give both TLS certificate and key, or neither", ErrConfig)
@@ -220,12 +237,8 @@ func New(cfg Config) (_ *Server, err error) {
 	if err := s.loadPKI(); err != nil {
 		return nil, err
 	}
-	pub := filepath.Join(cfg.RepoDir, "public")
-	if s.metaRoot, err = os.OpenRoot(filepath.Join(pub, "metadata")); err != nil {
-		return nil, fmt.Errorf("%w: repository metadata directory: %w", ErrConfig, err)
-	}
-	if s.tgtRoot, err = os.OpenRoot(filepath.Join(pub, "targets")); err != nil {
-		return nil, fmt.Errorf("%w: repository targets directory: %w", ErrConfig, err)
+	if err := s.openRepo(); err != nil {
+		return nil, err
 	}
 	s.metrics = metrics.New(s.db, StoreTimeout)
 	if err := s.initGovernance(); err != nil {
@@ -381,11 +394,8 @@ func (s *Server) Close() error {
 	if s.mln != nil {
 		s.mln.Close()
 	}
-	if s.metaRoot != nil {
-		s.metaRoot.Close()
-	}
-	if s.tgtRoot != nil {
-		s.tgtRoot.Close()
+	if s.repoDir != nil {
+		s.repoDir.Close()
 	}
 	return nil
 }
@@ -483,4 +493,31 @@ func (s *Server) notify(state string) {
 	if s.cfg.Notify != nil {
 		s.cfg.Notify(state)
 	}
+}
+
+// openRepo opens the served repository: RepoStore, or RepoDir/public as a
+// local store, checking that it holds a repository (metadata/1.root.json).
+func (s *Server) openRepo() error {
+	s.repo = s.cfg.RepoStore
+	if s.repo == nil {
+		pub := filepath.Join(s.cfg.RepoDir, "public")
+		for _, d := range []string{"metadata", "targets"} {
+			if fi, err := os.Stat(filepath.Join(pub, d)); err != nil || !fi.IsDir() {
+				return fmt.Errorf("%w: repository %s directory %s is missing (is %s a repository made by 'airlock repo init'?)", ErrConfig, d, filepath.Join(pub, d), s.cfg.RepoDir)
+			}
+		}
+		d, err := objstore.OpenDir(pub)
+		if err != nil {
+			return fmt.Errorf("%w: repository directory: %w", ErrConfig, err)
+		}
+		s.repo, s.repoDir = d, d
+	} else {
+		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.RepoTimeout)
+		defer cancel()
+		if _, err := s.repo.Stat(ctx, "metadata/1.root.json"); err != nil {
+			return fmt.Errorf("%w: repository store %s holds no metadata/1.root.json (push the repository first: airlock repo push): %w", ErrConfig, s.repo, err)
+		}
+	}
+	s.metaFS = objstore.FS(context.Background(), s.repo, "metadata", s.cfg.RepoTimeout)
+	return nil
 }

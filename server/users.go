@@ -77,7 +77,7 @@ func (s *Server) initGovernance() error {
 	// Every change made under an admin session says so in its audit event.
 	s.cfg.Audit = auth.AuditWithSession(s.cfg.Audit)
 	var err error
-	if s.releases, err = releases.New(releases.Config{DB: s.db, Metadata: s.metaRoot.FS(), ProdApprovals: s.cfg.ProdApprovals,
+	if s.releases, err = releases.New(releases.Config{DB: s.db, Metadata: s.metaFS, ProdApprovals: s.cfg.ProdApprovals,
 		Now: s.now, Audit: s.cfg.Audit}); err != nil {
 		return err
 	}

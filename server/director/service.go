@@ -8,7 +8,6 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -31,8 +30,9 @@ type ServiceConfig struct {
 	// Director signs the metadata. Required.
 	Director *Director
 	// Metadata is the served image repository's metadata directory
-	// (REPO/public/metadata), verified from its 1.root.json. Required.
-	Metadata *os.Root
+	// (REPO/public/metadata, or its objects in a bucket), verified from its
+	// 1.root.json. Required.
+	Metadata fs.FS
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
 	// Log receives warnings; nil means discard.
@@ -68,7 +68,7 @@ func NewService(cfg ServiceConfig) *Service {
 // trusting REPO/public/metadata/1.root.json. Results are cached until
 // timestamp.json changes or ImageRepoRecheck passes.
 type imageRepo struct {
-	root    *os.Root
+	root    fs.FS
 	now     func() time.Time
 	mu      sync.Mutex
 	client  *trust.Client
@@ -80,7 +80,7 @@ type imageRepo struct {
 
 // MetadataSource is a trust.Source over a served metadata directory (it
 // never reads payloads).
-type MetadataSource struct{ Root *os.Root }
+type MetadataSource struct{ Root fs.FS }
 
 // FetchMetadata implements trust.Source.
 func (m MetadataSource) FetchMetadata(ctx context.Context, role string, version int64, maxLength int64) ([]byte, error) {
@@ -120,7 +120,7 @@ func (ir *imageRepo) lookup(ctx context.Context, path string) (*trust.TargetFile
 	defer ir.mu.Unlock()
 	now := ir.now()
 	stamp := ""
-	if fi, err := ir.root.Stat("timestamp.json"); err == nil {
+	if fi, err := fs.Stat(ir.root, "timestamp.json"); err == nil {
 		stamp = fmt.Sprint(fi.Size(), fi.ModTime().UnixNano())
 	}
 	if ir.client == nil || stamp != ir.stamp || now.Sub(ir.checked) >= ImageRepoRecheck || now.Before(ir.checked) {

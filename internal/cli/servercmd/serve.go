@@ -10,6 +10,7 @@ import (
 
 	"github.com/airlockfw/airlock/audit"
 	"github.com/airlockfw/airlock/internal/cli"
+	"github.com/airlockfw/airlock/internal/objstore/s3store"
 	"github.com/airlockfw/airlock/internal/sdnotify"
 	"github.com/airlockfw/airlock/server"
 	"github.com/airlockfw/airlock/server/store"
@@ -20,7 +21,9 @@ func init() {
 		&cli.Command{
 			Name:    "serve",
 			Summary: "run the HTTPS update server (repository, device API, admin API)",
-			Usage: `Usage: airlock serve --data DIR --repo REPO [--listen ADDR] [--tls-cert F --tls-key F]
+			Usage: `Usage: airlock serve --data DIR (--repo REPO | --storage s3://BUCKET[/PREFIX])
+                     [--s3-endpoint URL] [--s3-ca F] [--s3-insecure-loopback-http]
+                     [--listen ADDR] [--tls-cert F --tls-key F]
                      [--db DSN] [--manufacturing-ca F] [--hostname H]... [--public-url URL]
                      [--poll-interval 60s] [--metrics-listen ADDR] [--shutdown-timeout 30s]
                      [--kek-file F] [--prod-approvals 2] [--session-ttl 15m]
@@ -52,7 +55,16 @@ once it serves, STOPPING=1 when it shuts down and, with WatchdogSec=
 
 Flags:
   --data DIR               server state: CAs, keys (0600), airlock.db (required)
-  --repo REPO              repository directory made by 'airlock repo init' (required)
+  --repo REPO              repository directory made by 'airlock repo init'
+  --storage s3://BUCKET[/PREFIX]
+                           serve the repository from this bucket instead of --repo
+                           (filled by 'airlock repo push'; replicas can share it).
+                           Credentials and region: AWS_ACCESS_KEY_ID,
+                           AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_REGION
+  --s3-endpoint URL        S3 server, https://host[:port] (default s3.amazonaws.com)
+  --s3-ca F                PEM CA certificates for the S3 endpoint (default: system roots)
+  --s3-insecure-loopback-http
+                           allow an http:// S3 endpoint on a loopback address (tests)
   --listen ADDR            HTTPS address (default 127.0.0.1:8443)
   --tls-cert F             operator certificate chain (PEM); re-read when it changes
   --tls-key F              its private key (PEM); with --tls-cert
@@ -98,6 +110,11 @@ Example:
 				var hostnames cli.StringList
 				fs.StringVar(&cfg.DataDir, "data", "", "")
 				fs.StringVar(&cfg.RepoDir, "repo", "", "")
+				storage := fs.String("storage", "", "")
+				var so s3store.URLOptions
+				fs.StringVar(&so.Endpoint, "s3-endpoint", "", "")
+				fs.StringVar(&so.CAFile, "s3-ca", "", "")
+				fs.BoolVar(&so.InsecureLoopbackHTTP, "s3-insecure-loopback-http", false, "")
 				fs.StringVar(&cfg.Listen, "listen", server.DefaultListen, "")
 				fs.StringVar(&cfg.TLSCertFile, "tls-cert", "", "")
 				fs.StringVar(&cfg.TLSKeyFile, "tls-key", "", "")
@@ -120,8 +137,13 @@ Example:
 					if err := cli.NoArgs(args); err != nil {
 						return err
 					}
-					if cfg.DataDir == "" || cfg.RepoDir == "" {
-						return cli.Usagef("--data and --repo are required")
+					if cfg.DataDir == "" || (cfg.RepoDir == "") == (*storage == "") {
+						return cli.Usagef("--data and one of --repo and --storage are required")
+					}
+					if *storage != "" {
+						if _, _, err := s3store.ParseURL(*storage); err != nil {
+							return cli.Usagef("--storage: %v", err)
+						}
 					}
 					if (cfg.TLSCertFile == "") != (cfg.TLSKeyFile == "") {
 						return cli.Usagef("--tls-cert and --tls-key go together")
@@ -171,6 +193,14 @@ Example:
 					}
 					defer db.Close()
 					cfg.DB = db
+					if *storage != "" {
+						st, err := s3store.OpenURL(e.Ctx, *storage, so, e.Getenv)
+						if err != nil {
+							return err
+						}
+						cfg.RepoStore = st
+						log.Info("repository storage", "store", st.String())
+					}
 					srv, err := server.New(cfg)
 					if err != nil {
 						return err

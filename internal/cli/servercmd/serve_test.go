@@ -32,7 +32,12 @@ func TestServeUsageErrors(t *testing.T) {
 		args []string
 		in   string
 	}{
-		{[]string{"serve"}, "--data and --repo are required"},
+		{[]string{"serve"}, "--data and one of --repo and --storage are required"},
+		{[]string{"serve", "--data", "d", "--repo", "r", "--storage", "s3://bucket"}, "--data and one of --repo and --storage are required"},
+		{[]string{"serve", "--data", "d", "--storage", "bucket/x"}, "--storage: "},
+		{[]string{"serve", "--data", "d", "--storage", "s3://UPPER/x"}, "--storage: "},
+		{[]string{"serve", "--data", "d", "--storage", "s3://bucket/../x"}, "--storage: "},
+		{[]string{"repo", "push", "--dir", "d", "--to", "https://bucket"}, "--to: "},
 		{[]string{"serve", "--data", "d", "--repo", "r", "--tls-cert", "c"}, "--tls-cert and --tls-key go together"},
 		{[]string{"serve", "--data", "d", "--repo", "r", "--poll-interval", "1ms"}, "--poll-interval"},
 		{[]string{"server", "token", "create", "--data", "d"}, "--name is required"},
