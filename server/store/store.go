@@ -345,6 +345,10 @@ type Store interface {
 	// RolloutStore: staged rollouts, their devices and director state.
 	RolloutStore
 
+	// AuditOutbox: audit events committed with the state changes they
+	// describe (see WithAudit).
+	AuditOutbox
+
 	// Stats returns record counts and the database size.
 	Stats(ctx context.Context) (Stats, error)
 
