@@ -63,6 +63,7 @@ type Log struct {
 	rng     *compact.Range
 	size    uint64
 	last    [HashSize]byte
+	lastE   *Entry // the last entry, nil if none
 	logGood int64
 	cpGood  int64
 	lastCP  uint64
@@ -158,7 +159,7 @@ func (l *Log) init(pub ed25519.PublicKey, origin string, signer crypto.Signer) e
 			return err
 		}
 	}
-	l.rng, l.size, l.last = st.rng, st.report.Entries, st.last
+	l.rng, l.size, l.last, l.lastE = st.rng, st.report.Entries, st.last, st.lastE
 	l.logGood, l.cpGood, l.lastCP = st.logGood, st.cpGood, st.lastCP
 	return nil
 }
@@ -282,6 +283,7 @@ func (l *Log) Append(ctx context.Context, e Entry) (uint64, error) {
 		panic("internal error: " + err.Error())
 	}
 	copy(l.last[:], leaf)
+	l.lastE = &e
 	l.size++
 	if l.every > 0 && l.size-l.lastCP >= l.every {
 		if err := l.checkpoint(); err != nil {
@@ -347,6 +349,24 @@ func (l *Log) checkpoint() error {
 	}
 	l.lastCP = l.size
 	return nil
+}
+
+// Last returns the newest entry of the log, and false when the log is
+// empty. A process that copies events into the log from elsewhere (the
+// server's audit outbox) reads it to tell, after a crash, whether its last
+// event was appended already.
+func (l *Log) Last() (Entry, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.lastE == nil {
+		return Entry{}, false
+	}
+	e := *l.lastE
+	e.Details = make(map[string]string, len(l.lastE.Details))
+	for k, v := range l.lastE.Details {
+		e.Details[k] = v
+	}
+	return e, true
 }
 
 // Size returns the number of entries in the log.

@@ -167,3 +167,40 @@ func TestAppendHonoursContext(t *testing.T) {
 		t.Fatal("a cancelled Append wrote an entry")
 	}
 }
+
+// TestLastSurvivesReopen: Last returns the newest entry, from memory after
+// Append and from the file after Open.
+func TestLastSurvivesReopen(t *testing.T) {
+	dir := t.TempDir()
+	signer := newKey(t)
+	l, err := Open(dir, signer, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := l.Last(); ok {
+		t.Fatal("Last of an empty log reports an entry")
+	}
+	for i := range 3 {
+		if _, err := l.Append(context.Background(), sampleEntry(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, ok := l.Last()
+	if !ok || want.Seq != 2 || want.Actor != sampleEntry(2).Actor {
+		t.Fatalf("Last = %+v, %v; want entry 2", want, ok)
+	}
+	want.Details["x"] = "changed" // a copy: the log's entry is unchanged
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	l, err = Open(dir, signer, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	got, ok := l.Last()
+	delete(want.Details, "x")
+	if !ok || string(got.Encode()) != string(want.Encode()) {
+		t.Fatalf("Last after reopen = %s, want %s", got.Encode(), want.Encode())
+	}
+}

@@ -135,7 +135,8 @@ func Summarize(release string, entries []Entry) *ReleaseSummary {
 			s.Published = append(s.Published, ev)
 		case ReleaseDeployed:
 			s.Rollouts = append(s.Rollouts, ev)
-		case RolloutStarted, RolloutPaused, RolloutResumed, RolloutAdvanced, RolloutCancelled, RolloutCompleted:
+		case RolloutStarted, RolloutPaused, RolloutResumed, RolloutAdvanced, RolloutCancelled, RolloutCompleted,
+			RolloutCreated, RolloutTransition, RolloutAssigned, RolloutReconciled:
 			s.Rollouts = append(s.Rollouts, ev)
 		case DeviceUpdated:
 			s.Installed = append(s.Installed, ev)
