@@ -146,6 +146,18 @@ type Entry struct {
 // the rules documented on [Entry].
 var ErrInvalidEntry = errors.New("invalid audit entry")
 
+// Validate checks the fields a caller sets (everything but Seq and Prev),
+// as Append does; errors wrap [ErrInvalidEntry]. A zero Time passes (Append
+// sets it).
+func (e *Entry) Validate() error {
+	if e.Time.IsZero() {
+		c := *e
+		c.Time = time.Unix(0, 0)
+		return c.validate()
+	}
+	return e.validate()
+}
+
 // validate checks the caller-controlled fields.
 func (e *Entry) validate() error {
 	if e.Actor == "" {

@@ -384,3 +384,20 @@ func (s *sqlStore) CountAuditOutbox(ctx context.Context) (int64, error) {
 }
 
 func (s *sqlStore) AuditOutboxNotify() <-chan struct{} { return s.b.(*outboxBackend).notify }
+
+// SetAuditDetail sets a detail on the events of ctx's audit scope that are
+// not written yet, for a value learned just before the write that commits
+// them (the ID of a token being created). It does nothing without a scope.
+func SetAuditDetail(ctx context.Context, key, value string) {
+	b := auditBatchOf(ctx)
+	if b == nil {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, p := range b.events {
+		if p.state == auditPending {
+			p.ev.Details[key] = value
+		}
+	}
+}
