@@ -18,7 +18,10 @@ import (
 	"testing"
 	"time"
 
+	"net/http"
+
 	"github.com/airlockfw/airlock/audit"
+	"github.com/airlockfw/airlock/rollout"
 	"github.com/airlockfw/airlock/server/store"
 )
 
@@ -342,4 +345,111 @@ func TestAuditDrainerChild(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	(&AuditDrainer{DB: db, Open: ad.open, Log: log, Poll: 10 * time.Millisecond, Retry: 10 * time.Millisecond}).Run(context.Background())
 	fmt.Println("unreachable: Run returned")
+}
+
+// auditedServer starts a rollout server whose events go through the outbox
+// to the audit log in ad.
+func auditedServer(t *testing.T, ad auditDir) *rolloutEnv {
+	return startRolloutServer(t, func(c *Config) {
+		c.Audit = AuditOutbox(c.DB, c.Logger)
+		c.AuditOpen = ad.open
+	})
+}
+
+// TestCommittedReportsEqualAuditEntries: N committed reports through the
+// real server are N device.updated entries in the verified audit log, one
+// per committed event in the store.
+func TestCommittedReportsEqualAuditEntries(t *testing.T) {
+	ad := newAuditDir(t)
+	re := auditedServer(t, ad)
+	const n = 25
+	devs := make([]testDevice, n)
+	for i := range devs {
+		devs[i] = re.device()
+		re.report(devs[i], store.StateDownloading, "1.1.0", "")
+		re.report(devs[i], store.StateCommitted, "1.1.0", "ok")
+	}
+	re.report(devs[0], store.StateRolledBack, "1.2.0", "health check failed")
+	waitOutboxEmpty(t, re.db)
+	if err := re.stop(); err != nil {
+		t.Fatal(err)
+	}
+	es := ad.verify(t)
+	outboxIDs(t, es)
+	count := map[audit.Action]int{}
+	for _, e := range es {
+		count[e.Action]++
+		if e.Action == audit.DeviceUpdated && (e.Release != testProduct+"@1.1.0" || e.Device != e.Actor) {
+			t.Errorf("device.updated entry %s", e.Encode())
+		}
+	}
+	committed := 0
+	for _, d := range devs {
+		evs, err := re.db.ListEvents(t.Context(), d.id, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, ev := range evs {
+			if ev.Kind == store.StateCommitted {
+				committed++
+			}
+		}
+	}
+	if count[audit.DeviceUpdated] != n || committed != n || count[audit.DeviceEnrolled] != n || count[audit.DeviceRolledBack] != 1 {
+		t.Errorf("audit log %v, %d committed events in the store; want %d device.updated and device.enrolled, 1 device.rolled_back", count, committed, n)
+	}
+}
+
+// TestRolloutTransitionsAreInTheAuditLog: creating, starting, advancing,
+// pausing and resuming a rollout through the admin API leaves rollout.*
+// entries (and the release's deployment) in the verified audit log.
+func TestRolloutTransitionsAreInTheAuditLog(t *testing.T) {
+	ad := newAuditDir(t)
+	re := auditedServer(t, ad)
+	re.register("1.1.0", EnvDev)
+	devs := make([]testDevice, 4)
+	for i := range devs {
+		devs[i] = re.device()
+	}
+	ro := re.createRollout(CreateRolloutRequest{Release: testProduct + "@1.1.0", Filter: "model=x1",
+		Stages: "canary:2,100%", SuccessThreshold: "100%", FailureThreshold: "50%"})
+	re.action(ro.ID, rollout.ActionStart, http.StatusOK)
+	re.srv.EvaluateRollouts(t.Context())
+	var canary []testDevice
+	for _, d := range devs {
+		if re.checkin(d).Assignment != nil {
+			canary = append(canary, d)
+		}
+	}
+	for _, d := range canary {
+		re.report(d, store.StateCommitted, "1.1.0", "ok") // the second advances past the canary
+	}
+	re.srv.EvaluateRollouts(t.Context())
+	re.action(ro.ID, rollout.ActionPause, http.StatusOK)
+	re.action(ro.ID, rollout.ActionResume, http.StatusOK)
+	waitOutboxEmpty(t, re.db)
+	if err := re.stop(); err != nil {
+		t.Fatal(err)
+	}
+	es := ad.verify(t)
+	outboxIDs(t, es)
+	var got []string
+	for _, e := range es {
+		if e.Details["rollout"] != ro.ID {
+			continue
+		}
+		switch e.Action {
+		case audit.RolloutTransition:
+			got = append(got, e.Details["from"]+">"+e.Details["to"]+"@"+e.Details["to_stage"])
+		default:
+			got = append(got, string(e.Action))
+		}
+		if e.Release != testProduct+"@1.1.0" {
+			t.Errorf("entry without the release: %s", e.Encode())
+		}
+	}
+	want := "rollout.created release.deployed draft>running@canary running>running@stage 2 running>paused@stage 2 paused>running@stage 2"
+	if strings.Join(got, " ") != want {
+		t.Errorf("rollout entries in the audit log:\n got %s\nwant %s", strings.Join(got, " "), want)
+	}
 }
