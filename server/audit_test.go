@@ -434,11 +434,18 @@ func TestRolloutTransitionsAreInTheAuditLog(t *testing.T) {
 	es := ad.verify(t)
 	outboxIDs(t, es)
 	var got []string
+	assigned := map[string]bool{}
 	for _, e := range es {
 		if e.Details["rollout"] != ro.ID {
 			continue
 		}
 		switch e.Action {
+		case audit.RolloutAssigned:
+			assigned[e.Device] = true
+			if e.Details["stage"] != "canary" {
+				t.Errorf("assignment outside the canary: %s", e.Encode())
+			}
+			continue
 		case audit.RolloutTransition:
 			got = append(got, e.Details["from"]+">"+e.Details["to"]+"@"+e.Details["to_stage"])
 		default:
@@ -451,5 +458,13 @@ func TestRolloutTransitionsAreInTheAuditLog(t *testing.T) {
 	want := "rollout.created release.deployed draft>running@canary running>running@stage 2 running>paused@stage 2 paused>running@stage 2"
 	if strings.Join(got, " ") != want {
 		t.Errorf("rollout entries in the audit log:\n got %s\nwant %s", strings.Join(got, " "), want)
+	}
+	if len(assigned) != len(canary) {
+		t.Errorf("rollout.assigned for %d devices, want the %d of the canary", len(assigned), len(canary))
+	}
+	for _, d := range canary {
+		if !assigned[d.id] {
+			t.Errorf("no rollout.assigned entry for %s", d.id)
+		}
 	}
 }

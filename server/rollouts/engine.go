@@ -370,7 +370,7 @@ func (e *Engine) tryAssign(ctx context.Context, lr *liveRollout, d store.Device)
 		return nil, nil
 	}
 	now := e.now().UTC()
-	err := e.db.AssignRolloutDevice(ctx, store.RolloutDevice{RolloutID: lr.rec.ID, DeviceID: d.ID, Stage: lr.r.Stage,
+	err := e.db.AssignRolloutDevice(e.assignAudit(ctx, lr, d), store.RolloutDevice{RolloutID: lr.rec.ID, DeviceID: d.ID, Stage: lr.r.Stage,
 		State: store.RolloutDeviceAssigned, AssignedAt: now})
 	if errors.Is(err, store.ErrExists) || errors.Is(err, store.ErrConflict) {
 		return nil, nil // another rollout (or process) was faster
