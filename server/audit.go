@@ -98,10 +98,10 @@ type AuditDrainer struct {
 	// Poll and Retry: zero means DefaultAuditPoll and DefaultAuditRetry.
 	Poll, Retry time.Duration
 
-	unconfirmed int64 // outbox ID appended to the log but maybe not deleted yet, 0 if none
-	failedID    int64 // the outbox entry the last append failed on (logged once)
-	metrics     *drainMetrics
-	held        func() // tests: called after the log is opened
+	appended map[int64]audit.Entry // appended entries whose outbox rows may not be deleted yet, by outbox ID
+	failedID int64                 // the outbox entry the log refused last (logged once)
+	metrics  *drainMetrics
+	held     func() // tests: called after the log is opened
 }
 
 type drainMetrics struct {
@@ -157,9 +157,13 @@ func (d *AuditDrainer) Run(ctx context.Context) {
 				lockedLogged = false
 				d.setHolding(1)
 				log.Info("holding the audit log; draining the audit outbox", "entries", l.Size())
-				d.unconfirmed = 0
-				if last, ok := l.Last(); ok {
-					d.unconfirmed, _ = strconv.ParseInt(last.Details[AuditOutboxIDDetail], 10, 64)
+				// A crash may have left the last batch appended but not
+				// deleted; it is in the log's tail.
+				d.appended = map[int64]audit.Entry{}
+				for _, e := range l.Tail(audit.MaxTail) {
+					if id, err := strconv.ParseInt(e.Details[AuditOutboxIDDetail], 10, 64); err == nil {
+						d.appended[id] = e
+					}
 				}
 				if d.held != nil {
 					d.held()
@@ -195,7 +199,9 @@ func (d *AuditDrainer) setHolding(v float64) {
 }
 
 // drain appends the outbox to l until it is empty, and returns how many
-// entries it appended.
+// entries it appended. Each batch is one append (one fsync) and one delete
+// (one commit); a batch appended but not deleted (a crash, a failed delete)
+// is recognized by its outbox IDs in the log's tail and only deleted.
 func (d *AuditDrainer) drain(ctx context.Context, l *audit.Log) (int, error) {
 	log := d.Log
 	if log == nil {
@@ -211,52 +217,71 @@ func (d *AuditDrainer) drain(ctx context.Context, l *audit.Log) (int, error) {
 		if len(batch) == 0 {
 			return n, nil
 		}
+		var (
+			add     []audit.Entry
+			addIDs  []int64
+			ids     []int64
+			blocked error // an entry the log refuses: the batch stops before it
+		)
 		for _, ob := range batch {
 			e := outboxEntry(ob)
-			if ob.ID == d.unconfirmed && d.isLast(l, e) {
-				// Appended before a crash (or a failed delete): only the
-				// delete is missing.
-				log.Info("audit outbox entry already in the log; deleting it", "outbox_id", ob.ID)
-			} else {
-				size := l.Size()
-				if _, err := l.Append(ctx, e); err != nil {
-					if l.Size() == size {
-						if ob.ID != d.failedID {
-							log.Error("failed to append to the audit log; audit events wait in the outbox", "outbox_id", ob.ID, "action", ob.Action, "err", err)
-							d.failedID = ob.ID
-						}
-						if errors.Is(err, audit.ErrInvalidEntry) {
-							return n, err // e.g. an action a newer server wrote: wait for an upgrade
-						}
-						return n, errors.Join(errAppend, err)
-					}
-					log.Error("audit entry appended, but", "err", err) // the checkpoint failed
-				}
-				d.failedID = 0
-				n++
-				if d.metrics != nil {
-					d.metrics.drained.Inc()
-				}
+			if prev, ok := d.appended[ob.ID]; ok && sameEntry(prev, e) {
+				ids = append(ids, ob.ID) // appended before a crash or a failed delete
+				continue
 			}
-			d.unconfirmed = ob.ID
-			if _, err := d.DB.DeleteAuditOutbox(ctx, ob.ID); err != nil {
-				log.Error("failed to delete an appended audit outbox entry", "outbox_id", ob.ID, "err", err)
+			if err := e.Validate(); err != nil {
+				if ob.ID != d.failedID {
+					log.Error("the audit log refuses an outbox entry; audit events wait in the outbox", "outbox_id", ob.ID, "action", ob.Action, "err", err)
+					d.failedID = ob.ID
+				}
+				blocked = err // e.g. an action a newer server wrote: wait for an upgrade
+				break
+			}
+			add, addIDs, ids = append(add, e), append(addIDs, ob.ID), append(ids, ob.ID)
+		}
+		if k := len(ids) - len(add); k > 0 {
+			log.Info("audit outbox entries already in the log; deleting them", "entries", k)
+		}
+		if len(add) > 0 {
+			size := l.Size()
+			if _, err := l.AppendBatch(ctx, add); err != nil {
+				if l.Size() == size {
+					log.Error("failed to append to the audit log; audit events wait in the outbox", "outbox_id", addIDs[0], "err", err)
+					return n, errors.Join(errAppend, err)
+				}
+				log.Error("audit entries appended, but", "err", err) // the checkpoint failed
+			}
+			if d.appended == nil {
+				d.appended = map[int64]audit.Entry{}
+			}
+			for i, id := range addIDs {
+				d.appended[id] = add[i]
+			}
+			n += len(add)
+			if d.metrics != nil {
+				d.metrics.drained.Add(float64(len(add)))
+			}
+		}
+		if len(ids) > 0 {
+			if _, err := d.DB.DeleteAuditOutbox(ctx, ids); err != nil {
+				log.Error("failed to delete appended audit outbox entries", "outbox_ids", len(ids), "err", err)
 				return n, err
 			}
-			d.unconfirmed = 0
 		}
+		clear(d.appended)
+		if blocked != nil {
+			return n, blocked
+		}
+		d.failedID = 0
 	}
 }
 
-// isLast reports whether e (with its outbox ID) is the log's last entry.
-func (d *AuditDrainer) isLast(l *audit.Log, e audit.Entry) bool {
-	last, ok := l.Last()
-	if !ok {
-		return false
-	}
-	e.Seq, e.Prev = last.Seq, last.Prev
+// sameEntry reports whether e (with its outbox ID) is logged, the entry
+// appended for it.
+func sameEntry(logged, e audit.Entry) bool {
+	e.Seq, e.Prev = logged.Seq, logged.Prev
 	e.Time = e.Time.UTC().Round(0)
-	return string(e.Encode()) == string(last.Encode())
+	return string(e.Encode()) == string(logged.Encode())
 }
 
 // auditBacklog reports airlock_audit_outbox_backlog from the store at

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -52,9 +54,10 @@ type AuditOutbox interface {
 	// outbox entries, lowest ID first.
 	ListAuditOutbox(ctx context.Context, limit int) ([]AuditOutboxEntry, error)
 
-	// DeleteAuditOutbox removes the entry with the given ID and reports
-	// whether it was there.
-	DeleteAuditOutbox(ctx context.Context, id int64) (bool, error)
+	// DeleteAuditOutbox removes the entries with the given IDs (at most
+	// MaxAuditOutboxBatch), in one transaction, and returns how many were
+	// there.
+	DeleteAuditOutbox(ctx context.Context, ids []int64) (int64, error)
 
 	// CountAuditOutbox returns the number of entries in the outbox.
 	CountAuditOutbox(ctx context.Context) (int64, error)
@@ -367,12 +370,29 @@ func (s *sqlStore) ListAuditOutbox(ctx context.Context, limit int) ([]AuditOutbo
 	return out, nil
 }
 
-func (s *sqlStore) DeleteAuditOutbox(ctx context.Context, id int64) (bool, error) {
-	n, err := s.b.writer().exec(ctx, `DELETE FROM audit_outbox WHERE id = $1`, id)
-	if err != nil {
-		return false, fmt.Errorf("failed to delete audit outbox entry %d: %w", id, err)
+func (s *sqlStore) DeleteAuditOutbox(ctx context.Context, ids []int64) (int64, error) {
+	if len(ids) > MaxAuditOutboxBatch {
+		return 0, invalid("ids", "%d exceed limit %d", len(ids), MaxAuditOutboxBatch)
 	}
-	return n > 0, nil
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	var q strings.Builder
+	q.WriteString(`DELETE FROM audit_outbox WHERE id IN (`)
+	args := make([]any, len(ids))
+	for i, id := range ids {
+		if i > 0 {
+			q.WriteString(", ")
+		}
+		q.WriteString("$" + strconv.Itoa(i+1))
+		args[i] = id
+	}
+	q.WriteString(")")
+	n, err := s.b.writer().exec(ctx, q.String(), args...)
+	if err != nil {
+		return 0, fmt.Errorf("failed to delete %d audit outbox entries: %w", len(ids), err)
+	}
+	return n, nil
 }
 
 func (s *sqlStore) CountAuditOutbox(ctx context.Context) (int64, error) {

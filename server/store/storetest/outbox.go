@@ -194,16 +194,23 @@ func testAuditOutboxDrain(t *testing.T, newDSN NewDSN) {
 				t.Fatalf("event %s twice", k)
 			}
 			seen[k] = true
-			if ok, err := s.DeleteAuditOutbox(ctx, e.ID); err != nil || !ok {
-				t.Fatalf("DeleteAuditOutbox(%d) = %v, %v", e.ID, ok, err)
-			}
+		}
+		ids := []int64{batch[0].ID, batch[0].ID + 1_000_000} // one absent
+		for _, e := range batch[1:] {
+			ids = append(ids, e.ID)
+		}
+		if n, err := s.DeleteAuditOutbox(ctx, ids); err != nil || n != int64(len(batch)) {
+			t.Fatalf("DeleteAuditOutbox(%v) = %d, %v; want %d", ids, n, err, len(batch))
 		}
 	}
 	if len(seen) != writers*each {
 		t.Fatalf("drained %d events, want %d", len(seen), writers*each)
 	}
-	if ok, err := s.DeleteAuditOutbox(ctx, last); err != nil || ok {
-		t.Fatalf("second DeleteAuditOutbox(%d) = %v, %v; want false", last, ok, err)
+	if n, err := s.DeleteAuditOutbox(ctx, []int64{last}); err != nil || n != 0 {
+		t.Fatalf("second DeleteAuditOutbox(%d) = %d, %v; want 0", last, n, err)
+	}
+	if _, err := s.DeleteAuditOutbox(ctx, make([]int64, store.MaxAuditOutboxBatch+1)); err == nil {
+		t.Error("DeleteAuditOutbox accepted more than MaxAuditOutboxBatch IDs")
 	}
 	for _, bad := range []store.AuditEvent{
 		{Actor: "a", Action: "x.y"},
