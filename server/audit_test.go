@@ -412,6 +412,15 @@ func TestCommittedReportsEqualAuditEntries(t *testing.T) {
 	}
 	re.report(devs[0], store.StateRolledBack, "1.2.0", "health check failed")
 	waitOutboxEmpty(t, re.db)
+	resp, data := re.do(re.client(nil), "GET", "/metrics", re.adminToken(RoleViewer), nil)
+	wantStatus(t, resp, data, http.StatusOK)
+	for name, want := range map[string]float64{"airlock_audit_outbox_backlog": 0, "airlock_audit_log_held": 1, "airlock_audit_drained_total": 2*n + 1} {
+		// drained: the enrollments, the commits and the rollback (the
+		// viewer token's user.created and login ride along or follow).
+		if got := metricValue(t, string(data), name); got < want || (want <= 1 && got != want) {
+			t.Errorf("%s = %v, want %v", name, got, want)
+		}
+	}
 	if err := re.stop(); err != nil {
 		t.Fatal(err)
 	}
