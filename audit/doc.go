@@ -1,7 +1,9 @@
 // Package audit is Airlock's tamper-evident audit log: every security-relevant
 // event (keys generated, rotated or revoked; releases added, signed, approved
-// and published; rollouts started, paused and advanced; devices enrolled,
-// updated and rolled back; logins and failed logins) is appended as one entry
+// and published; rollouts created, started, paused and advanced, and every
+// transition of the server's rollout state machine; devices enrolled,
+// updated and rolled back, and their tags; users created and disabled;
+// logins and failed logins) is appended as one entry
 // to a hash-chained, Merkle-tree-backed log whose tree heads are periodically
 // signed.
 //

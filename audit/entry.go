@@ -64,12 +64,25 @@ const (
 	RolloutAdvanced  Action = "rollout.advanced"
 	RolloutCancelled Action = "rollout.cancelled"
 	RolloutCompleted Action = "rollout.completed"
+	// RolloutCreated: a rollout was defined (it starts in its first stage
+	// or waits for its approvals).
+	RolloutCreated Action = "rollout.created"
+	// RolloutTransition: the rollout state machine moved (start, pause,
+	// resume, advance, cancel, complete, health gates); from, to and
+	// reason in details.
+	RolloutTransition Action = "rollout.transition"
+	// RolloutAssigned: a device was assigned to a rollout's release.
+	RolloutAssigned Action = "rollout.assigned"
+	// RolloutReconciled: a device's rollout outcome was set or corrected
+	// from what the device stated at check-in.
+	RolloutReconciled Action = "rollout.reconciled"
 
 	DeviceEnrolled   Action = "device.enrolled"
 	DeviceUpdated    Action = "device.updated" // installed and committed a release
 	DeviceRolledBack Action = "device.rolled_back"
 	DeviceFailed     Action = "device.failed" // an install or boot attempt failed
 	DeviceRemoved    Action = "device.removed"
+	DeviceTags       Action = "device.tags" // an operator replaced a device's tags
 
 	AuthLogin       Action = "auth.login"
 	AuthLoginFailed Action = "auth.login_failed"
@@ -85,7 +98,8 @@ var Actions = []Action{
 	KeyGenerated, KeyRotated, KeyRevoked, MetadataRenewed,
 	ReleaseAdded, ReleaseSigned, ReleaseApproved, ReleaseRejected, ReleasePublished, ReleaseRevoked, ReleaseDeployed, ReleaseDeltaAdded,
 	RolloutStarted, RolloutPaused, RolloutResumed, RolloutAdvanced, RolloutCancelled, RolloutCompleted,
-	DeviceEnrolled, DeviceUpdated, DeviceRolledBack, DeviceFailed, DeviceRemoved,
+	RolloutCreated, RolloutTransition, RolloutAssigned, RolloutReconciled,
+	DeviceEnrolled, DeviceUpdated, DeviceRolledBack, DeviceFailed, DeviceRemoved, DeviceTags,
 	AuthLogin, AuthLoginFailed, AuthLogout,
 	UserCreated, UserDisabled, UserTokenCreated,
 }
@@ -131,6 +145,18 @@ type Entry struct {
 // ErrInvalidEntry is returned (wrapped) by Append for an entry that breaks
 // the rules documented on [Entry].
 var ErrInvalidEntry = errors.New("invalid audit entry")
+
+// Validate checks the fields a caller sets (everything but Seq and Prev),
+// as Append does; errors wrap [ErrInvalidEntry]. A zero Time passes (Append
+// sets it).
+func (e *Entry) Validate() error {
+	if e.Time.IsZero() {
+		c := *e
+		c.Time = time.Unix(0, 0)
+		return c.validate()
+	}
+	return e.validate()
+}
 
 // validate checks the caller-controlled fields.
 func (e *Entry) validate() error {

@@ -9,8 +9,10 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -63,6 +65,7 @@ type Log struct {
 	rng     *compact.Range
 	size    uint64
 	last    [HashSize]byte
+	tail    tail // the newest entries
 	logGood int64
 	cpGood  int64
 	lastCP  uint64
@@ -158,7 +161,7 @@ func (l *Log) init(pub ed25519.PublicKey, origin string, signer crypto.Signer) e
 			return err
 		}
 	}
-	l.rng, l.size, l.last = st.rng, st.report.Entries, st.last
+	l.rng, l.size, l.last, l.tail = st.rng, st.report.Entries, st.last, st.tail
 	l.logGood, l.cpGood, l.lastCP = st.logGood, st.cpGood, st.lastCP
 	return nil
 }
@@ -254,41 +257,101 @@ func writePublicKey(path string, pub ed25519.PublicKey) error {
 // checkpoint; if only that fails, the entry is durable and Append returns
 // its seq with an error saying so.
 func (l *Log) Append(ctx context.Context, e Entry) (uint64, error) {
+	return l.AppendBatch(ctx, []Entry{e})
+}
+
+// AppendBatch adds es (at most MaxAppendBatch) to the log in order, as one
+// write and one fsync, and returns the seq of the first once all are
+// durable. It validates every entry before writing any. A crash during the
+// write can leave a prefix of the batch in the log (whole entries) and a
+// torn line. Like Append, it reports a failed checkpoint with the seq.
+func (l *Log) AppendBatch(ctx context.Context, es []Entry) (uint64, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
-	if e.Time.IsZero() {
-		e.Time = l.now()
+	if len(es) > MaxAppendBatch {
+		return 0, fmt.Errorf("%w: %d entries in one batch, more than %d", ErrInvalidEntry, len(es), MaxAppendBatch)
 	}
-	e.Time = e.Time.UTC().Round(0)
-	if err := e.validate(); err != nil {
-		return 0, err
+	es = slices.Clone(es)
+	now := l.now()
+	for i := range es {
+		e := &es[i]
+		if e.Time.IsZero() {
+			e.Time = now
+		}
+		e.Time = e.Time.UTC().Round(0)
+		if err := e.validate(); err != nil {
+			return 0, err
+		}
+		e.Details = maps.Clone(e.Details)
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if err := l.usable(); err != nil {
 		return 0, err
 	}
-	e.Seq, e.Prev = l.size, l.last
-	b := e.Encode()
-	if len(b) > MaxEntrySize {
-		return 0, fmt.Errorf("%w: encoded entry is larger than %d bytes", ErrInvalidEntry, MaxEntrySize)
+	first, prev := l.size, l.last
+	if len(es) == 0 {
+		return first, nil
 	}
-	if err := l.write(l.f, &l.logGood, append(b, '\n')); err != nil {
+	var buf []byte
+	leaves := make([][]byte, len(es))
+	for i := range es {
+		es[i].Seq, es[i].Prev = first+uint64(i), prev
+		b := es[i].Encode()
+		if len(b) > MaxEntrySize {
+			return 0, fmt.Errorf("%w: encoded entry is larger than %d bytes", ErrInvalidEntry, MaxEntrySize)
+		}
+		leaves[i] = hasher.HashLeaf(b)
+		copy(prev[:], leaves[i])
+		buf = append(append(buf, b...), '\n')
+	}
+	if err := l.write(l.f, &l.logGood, buf); err != nil {
 		return 0, fmt.Errorf("failed to append audit entry: %w", err)
 	}
-	leaf := hasher.HashLeaf(b)
-	if err := l.rng.Append(leaf, nil); err != nil {
-		panic("internal error: " + err.Error())
+	for i := range es {
+		if err := l.rng.Append(leaves[i], nil); err != nil {
+			panic("internal error: " + err.Error())
+		}
+		l.tail.add(es[i])
 	}
-	copy(l.last[:], leaf)
-	l.size++
+	l.last = prev
+	l.size += uint64(len(es))
 	if l.every > 0 && l.size-l.lastCP >= l.every {
 		if err := l.checkpoint(); err != nil {
-			return e.Seq, fmt.Errorf("entry %d appended, but %w", e.Seq, err)
+			if len(es) == 1 {
+				return first, fmt.Errorf("entry %d appended, but %w", first, err)
+			}
+			return first, fmt.Errorf("entries %d to %d appended, but %w", first, l.size-1, err)
 		}
 	}
-	return e.Seq, nil
+	return first, nil
+}
+
+// MaxAppendBatch bounds the entries of one AppendBatch.
+const MaxAppendBatch = 1000
+
+// MaxTail is how many of its newest entries a Log keeps for Tail.
+const MaxTail = 256
+
+// tail holds the newest entries (at least MaxTail of them, when there are).
+type tail struct{ es []Entry }
+
+func (t *tail) add(e Entry) {
+	t.es = append(t.es, e)
+	if len(t.es) >= 2*MaxTail {
+		t.es = append([]Entry(nil), t.es[len(t.es)-MaxTail:]...)
+	}
+}
+
+func (t *tail) last(n int) []Entry {
+	n = min(n, MaxTail, len(t.es))
+	out := make([]Entry, n)
+	for i, e := range t.es[len(t.es)-n:] {
+		e.Details = maps.Clone(e.Details)
+		out[i] = e
+	}
+	return out
 }
 
 // write appends one whole line to f and syncs it. On a failed write it cuts
@@ -347,6 +410,26 @@ func (l *Log) checkpoint() error {
 	}
 	l.lastCP = l.size
 	return nil
+}
+
+// Tail returns up to n (at most MaxTail) of the newest entries of the log,
+// oldest first. A process that copies events into the log from elsewhere
+// (the server's audit outbox) reads it to tell, after a crash, which of its
+// last events were appended already.
+func (l *Log) Tail(n int) []Entry {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.tail.last(n)
+}
+
+// Last returns the newest entry of the log, and false when the log is
+// empty.
+func (l *Log) Last() (Entry, bool) {
+	es := l.Tail(1)
+	if len(es) == 0 {
+		return Entry{}, false
+	}
+	return es[0], true
 }
 
 // Size returns the number of entries in the log.

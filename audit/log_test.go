@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"sync"
 	"testing"
@@ -165,5 +166,67 @@ func TestAppendHonoursContext(t *testing.T) {
 	}
 	if l.Size() != 0 {
 		t.Fatal("a cancelled Append wrote an entry")
+	}
+}
+
+// TestTailSurvivesReopen: Tail returns the newest entries, oldest first,
+// from memory after Append and AppendBatch and from the file after Open;
+// AppendBatch writes all of a batch or, with one invalid entry, none.
+func TestTailSurvivesReopen(t *testing.T) {
+	dir := t.TempDir()
+	signer := newKey(t)
+	l, err := Open(dir, signer, Options{CheckpointEvery: 50})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := l.Last(); ok || len(l.Tail(10)) != 0 {
+		t.Fatal("an empty log has a tail")
+	}
+	if _, err := l.Append(context.Background(), sampleEntry(0)); err != nil {
+		t.Fatal(err)
+	}
+	batch := make([]Entry, 300)
+	for i := range batch {
+		batch[i] = sampleEntry(i + 1)
+	}
+	bad := append(slices.Clone(batch[:2]), Entry{Actor: "x", Action: "nope"})
+	if _, err := l.AppendBatch(context.Background(), bad); !errors.Is(err, ErrInvalidEntry) || l.Size() != 1 {
+		t.Fatalf("AppendBatch with an invalid entry = %v, size %d; want ErrInvalidEntry and nothing written", err, l.Size())
+	}
+	first, err := l.AppendBatch(context.Background(), batch)
+	if err != nil || first != 1 || l.Size() != 301 {
+		t.Fatalf("AppendBatch = %d, %v (size %d)", first, err, l.Size())
+	}
+	want := l.Tail(1000)
+	if len(want) != MaxTail || want[0].Seq != 301-MaxTail || want[MaxTail-1].Seq != 300 {
+		t.Fatalf("Tail returned %d entries from %d", len(want), want[0].Seq)
+	}
+	if last, ok := l.Last(); !ok || last.Seq != 300 || last.Actor != sampleEntry(300).Actor {
+		t.Fatalf("Last = %+v, %v", last, ok)
+	}
+	if want[len(want)-1].Details != nil {
+		want[len(want)-1].Details["x"] = "changed" // a copy: the log's entry is unchanged
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Verify(dir, signer.Public())
+	if err != nil || rep.Entries != 301 {
+		t.Fatalf("Verify = %+v, %v", rep, err)
+	}
+	l, err = Open(dir, signer, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	got := l.Tail(MaxTail)
+	delete(want[len(want)-1].Details, "x")
+	if len(got) != len(want) {
+		t.Fatalf("Tail after reopen: %d entries, want %d", len(got), len(want))
+	}
+	for i := range got {
+		if string(got[i].Encode()) != string(want[i].Encode()) {
+			t.Fatalf("Tail after reopen [%d] = %s, want %s", i, got[i].Encode(), want[i].Encode())
+		}
 	}
 }

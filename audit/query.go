@@ -107,7 +107,8 @@ type ReleaseSummary struct {
 	Signed     []Event // release.signed, release.delta_added
 	Approved   []Event // release.approved and release.rejected
 	Published  []Event // release.published and release.revoked
-	Rollouts   []Event // release.deployed and rollout.*
+	Rollouts   []Event // release.deployed and rollout.* but the following
+	Assigned   []Event // rollout.assigned, rollout.reconciled
 	Installed  []Event // device.updated
 	RolledBack []Event // device.rolled_back
 	Failed     []Event // device.failed
@@ -135,8 +136,11 @@ func Summarize(release string, entries []Entry) *ReleaseSummary {
 			s.Published = append(s.Published, ev)
 		case ReleaseDeployed:
 			s.Rollouts = append(s.Rollouts, ev)
-		case RolloutStarted, RolloutPaused, RolloutResumed, RolloutAdvanced, RolloutCancelled, RolloutCompleted:
+		case RolloutStarted, RolloutPaused, RolloutResumed, RolloutAdvanced, RolloutCancelled, RolloutCompleted,
+			RolloutCreated, RolloutTransition:
 			s.Rollouts = append(s.Rollouts, ev)
+		case RolloutAssigned, RolloutReconciled:
+			s.Assigned = append(s.Assigned, ev)
 		case DeviceUpdated:
 			s.Installed = append(s.Installed, ev)
 		case DeviceRolledBack:

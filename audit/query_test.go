@@ -109,3 +109,34 @@ func TestSummarizeAnswersWhoDidWhat(t *testing.T) {
 		t.Errorf("summary (-want +got):\n%s", diff)
 	}
 }
+
+// TestSummarizeGroupsServerRolloutEvents: the server's rollout events are
+// part of the distribution; assignments are listed per device.
+func TestSummarizeGroupsServerRolloutEvents(t *testing.T) {
+	const rel = "acme/router-x1@2.0.0"
+	s := Summarize(rel, []Entry{
+		{Actor: "op", Action: RolloutCreated, Release: rel},
+		{Actor: "op", Action: ReleaseDeployed, Release: rel},
+		{Actor: "op", Action: RolloutTransition, Release: rel, Details: map[string]string{"from": "draft", "to": "running"}},
+		{Actor: "airlock", Action: RolloutAssigned, Release: rel, Device: "dev-1"},
+		{Actor: "airlock", Action: RolloutReconciled, Release: rel, Device: "dev-2"},
+		{Actor: "dev-1", Action: DeviceUpdated, Release: rel, Device: "dev-1"},
+		{Actor: "op", Action: DeviceTags, Device: "dev-1"},
+	})
+	var rollouts, assigned []string
+	for _, e := range s.Rollouts {
+		rollouts = append(rollouts, string(e.Action))
+	}
+	for _, e := range s.Assigned {
+		assigned = append(assigned, string(e.Action)+" "+e.Device)
+	}
+	if diff := cmp.Diff([]string{"rollout.created", "release.deployed", "rollout.transition"}, rollouts); diff != "" {
+		t.Errorf("Rollouts (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]string{"rollout.assigned dev-1", "rollout.reconciled dev-2"}, assigned); diff != "" {
+		t.Errorf("Assigned (-want +got):\n%s", diff)
+	}
+	if len(s.Installed) != 1 {
+		t.Errorf("Installed = %v", s.Installed)
+	}
+}

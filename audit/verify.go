@@ -151,6 +151,7 @@ type logState struct {
 	report  VerifyReport
 	rng     *compact.Range
 	last    [HashSize]byte // leaf hash of the last entry
+	tail    tail           // the newest entries
 	logGood int64          // bytes of audit.log up to the last complete line
 	cpGood  int64          // bytes of checkpoints up to the last complete line
 	lastCP  uint64         // size of the last checkpoint in the file
@@ -311,6 +312,7 @@ func verifyDir(dir string, pub ed25519.PublicKey, opts VerifyOptions) (*logState
 			return st, fmt.Errorf("internal error: %w", err)
 		}
 		copy(st.last[:], leaf)
+		st.tail.add(e)
 		st.report.Entries++
 		st.logGood += int64(len(b)) + 1
 	}

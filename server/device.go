@@ -186,10 +186,13 @@ func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteError(w, r, err)
 		return
 	}
+	// The audit event commits with the device row (or its new certificate).
+	actx := store.WithAudit(r.Context())
+	s.audit(actx, deviceID, AuditDeviceEnrolled, map[string]string{"device": deviceID, "product": req.Product, "model": req.Model, "version": req.CurrentVersion})
 	if existing != nil {
-		err = s.rebindDevice(r, *existing, cert, req)
+		err = s.rebindDevice(actx, *existing, cert, req)
 	} else {
-		err = s.db.CreateDevice(r.Context(), store.Device{
+		err = s.db.CreateDevice(actx, store.Device{
 			ID: deviceID, Model: req.Model, Product: req.Product, Channel: req.Channel, HWRev: req.HWRev,
 			CurrentVersion: req.CurrentVersion, State: deviceapi.StateIdle,
 			CertSerial: pki.SerialHex(cert), CertFingerprint: Fingerprint(cert), EnrolledAt: now,
@@ -205,7 +208,6 @@ func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request) {
 	if _, err := s.db.AddEvent(r.Context(), store.Event{DeviceID: deviceID, Time: now, Kind: "enrolled", Version: req.CurrentVersion}); err != nil {
 		s.log.Warn("failed to record enrollment event", "device_id", deviceID, "err", err)
 	}
-	s.audit(r.Context(), deviceID, AuditDeviceEnrolled, map[string]string{"device": deviceID, "product": req.Product, "model": req.Model, "version": req.CurrentVersion})
 	httpx.WriteJSON(w, http.StatusCreated, deviceapi.EnrollResponse{
 		DeviceID:            deviceID,
 		Certificate:         string(certPEM),
@@ -224,7 +226,7 @@ type CertRebinder interface {
 
 // rebindDevice re-enrolls a device that already exists (same factory
 // certificate): the new certificate replaces the old one.
-func (s *Server) rebindDevice(r *http.Request, d store.Device, cert *x509.Certificate, req deviceapi.EnrollRequest) error {
+func (s *Server) rebindDevice(ctx context.Context, d store.Device, cert *x509.Certificate, req deviceapi.EnrollRequest) error {
 	if d.Product != req.Product || d.Model != req.Model {
 		return httpx.Status(http.StatusConflict, "device %s is enrolled as product %q model %q", d.ID, d.Product, d.Model)
 	}
@@ -232,7 +234,7 @@ func (s *Server) rebindDevice(r *http.Request, d store.Device, cert *x509.Certif
 	if !ok {
 		return httpx.Status(http.StatusConflict, "device %s is already enrolled and this store cannot replace its certificate", d.ID)
 	}
-	return rb.ReplaceDeviceCert(r.Context(), d.ID, pki.SerialHex(cert), Fingerprint(cert))
+	return rb.ReplaceDeviceCert(ctx, d.ID, pki.SerialHex(cert), Fingerprint(cert))
 }
 
 // factoryDeviceID derives a stable device ID from a factory certificate's
@@ -302,7 +304,23 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request, d store.De
 		httpx.WriteError(w, r, httpx.Status(http.StatusBadRequest, "%w", err))
 		return
 	}
-	_, err := s.db.AddEvent(r.Context(), store.Event{
+	// An install outcome's audit event commits with the event that records
+	// it (store.WithAudit), or not at all.
+	actx := r.Context()
+	switch req.Kind {
+	case deviceapi.StateCommitted, deviceapi.StateRolledBack, deviceapi.StateFailed:
+		action := map[string]string{deviceapi.StateCommitted: AuditDeviceUpdated, deviceapi.StateRolledBack: AuditDeviceRolledBack, deviceapi.StateFailed: AuditDeviceFailed}[req.Kind]
+		details := map[string]string{"device": d.ID, "version": req.Version}
+		if req.Version != "" {
+			details["release"] = d.Product + "@" + req.Version
+		}
+		if req.Message != "" {
+			details["message"] = httpx.Truncate(req.Message)
+		}
+		actx = store.WithAudit(actx)
+		s.audit(actx, d.ID, action, details)
+	}
+	_, err := s.db.AddEvent(actx, store.Event{
 		DeviceID: d.ID, Time: s.now(), Kind: req.Kind, Version: req.Version, Message: req.Message, ReportID: req.ID,
 	})
 	// A resent report (its ID recorded before: the agent missed the
@@ -330,15 +348,6 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request, d store.De
 	switch req.Kind {
 	case deviceapi.StateCommitted, deviceapi.StateRolledBack, deviceapi.StateFailed:
 		s.metrics.Installs.WithLabelValues(req.Kind).Inc()
-		action := map[string]string{deviceapi.StateCommitted: AuditDeviceUpdated, deviceapi.StateRolledBack: AuditDeviceRolledBack, deviceapi.StateFailed: AuditDeviceFailed}[req.Kind]
-		details := map[string]string{"device": d.ID, "version": req.Version}
-		if req.Version != "" {
-			details["release"] = d.Product + "@" + req.Version
-		}
-		if req.Message != "" {
-			details["message"] = httpx.Truncate(req.Message)
-		}
-		s.audit(r.Context(), d.ID, action, details)
 	}
 	w.WriteHeader(http.StatusNoContent)
 }

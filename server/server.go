@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/airlockfw/airlock/audit"
 	"github.com/airlockfw/airlock/deviceapi"
 	"github.com/airlockfw/airlock/internal/objstore"
 	"github.com/airlockfw/airlock/server/auth"
@@ -116,9 +117,19 @@ type Config struct {
 	// DefaultSessionTTL (15 minutes); at most MaxSessionTTL.
 	SessionTTL time.Duration
 	// Audit, when set, receives security events: logins and failed logins,
-	// releases added, approved and deployed, user changes (see the Audit*
-	// constants). actor is a user name, or "unknown". It must not block.
+	// releases added, approved and deployed, user changes, rollout
+	// transitions, device updates (see the Audit* constants). actor is a
+	// user name, a device ID, "airlock" or "unknown". It must not block.
+	// Handlers call it before the store write that makes the change, with
+	// a context holding an audit scope (store.WithAudit), so that
+	// AuditOutbox can commit the event with the change; an event without a
+	// change of its own (a login) comes with a plain context.
 	Audit func(ctx context.Context, actor, action string, details map[string]string)
+	// AuditOpen, when set, opens the audit log (audit.OpenWithKey; serve
+	// --audit-dir): Serve then appends the audit outbox to it while this
+	// process holds the log (AuditDrainer), and keeps trying to take it
+	// while another process does.
+	AuditOpen func() (*audit.Log, error)
 	// RolloutTick is how often the rollout engine re-counts running
 	// rollouts, times out silent devices and applies the health gates;
 	// zero means DefaultRolloutTick.
@@ -173,6 +184,7 @@ type Server struct {
 	director *director.Service
 	rollouts *rollouts.Engine
 	releases *releases.Registry
+	drainer  *AuditDrainer // nil without Config.AuditOpen
 	ln       net.Listener
 	mln      net.Listener
 	served   atomic.Bool
@@ -241,6 +253,10 @@ func New(cfg Config) (_ *Server, err error) {
 		return nil, err
 	}
 	s.metrics = metrics.New(s.db, StoreTimeout)
+	s.metrics.Reg.MustRegister(auditBacklog{db: s.db, timeout: StoreTimeout})
+	if cfg.AuditOpen != nil {
+		s.drainer = &AuditDrainer{DB: s.db, Open: cfg.AuditOpen, Log: s.log, metrics: newDrainMetrics(s.metrics.Reg)}
+	}
 	if err := s.initGovernance(); err != nil {
 		return nil, err
 	}
@@ -438,6 +454,15 @@ func (s *Server) Serve(ctx context.Context) error {
 	rctx, stopRollouts := context.WithCancel(ctx)
 	defer stopRollouts()
 	go s.rollouts.Run(rctx, s.cfg.RolloutTick)
+	if s.drainer != nil {
+		// Stopped last (deferred first), after the HTTP servers finished
+		// their requests and the failure aggregates were flushed, so it
+		// drains their events.
+		dctx, stopDrainer := context.WithCancel(context.WithoutCancel(ctx))
+		done := make(chan struct{})
+		go func() { s.drainer.Run(dctx); close(done) }()
+		defer func() { stopDrainer(); <-done }()
+	}
 	tick := time.NewTicker(CertCheckInterval)
 	defer tick.Stop()
 	// Failed authentications counted but not yet audited (auth.FailureWindow).

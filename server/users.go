@@ -125,12 +125,13 @@ func (s *Server) handleCreateUser(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteError(w, r, httpx.Status(http.StatusBadRequest, "role must be one of %q", Roles))
 		return
 	}
-	u, tok, rec, err := CreateUser(r.Context(), s.db, req.Name, req.Role, s.now())
+	ctx := store.WithAudit(r.Context())
+	s.audit(ctx, auth.UserFrom(r).Name, AuditUserCreated, map[string]string{"user": req.Name, "role": req.Role})
+	u, tok, rec, err := CreateUser(ctx, s.db, req.Name, req.Role, s.now())
 	if err != nil {
 		httpx.WriteError(w, r, httpx.InputError(err))
 		return
 	}
-	s.audit(r.Context(), auth.UserFrom(r).Name, AuditUserCreated, map[string]string{"user": u.Name, "role": u.Role})
 	httpx.WriteJSON(w, http.StatusCreated, CreateUserResponse{
 		User: userJSON(u), Token: TokenResponse{Token: tok, ID: rec.ID, UserID: u.ID, Name: rec.Name},
 	})
@@ -151,12 +152,13 @@ func (s *Server) handleCreateUserToken(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteError(w, r, httpx.Status(http.StatusConflict, "user %q is disabled", u.Name))
 		return
 	}
-	tok, rec, err := CreateUserToken(r.Context(), s.db, u.ID, req.Name, s.now())
+	ctx := store.WithAudit(r.Context())
+	s.audit(ctx, auth.UserFrom(r).Name, AuditUserToken, map[string]string{"user": u.Name}) // CreateUserToken adds token_id
+	tok, rec, err := CreateUserToken(ctx, s.db, u.ID, req.Name, s.now())
 	if err != nil {
 		httpx.WriteError(w, r, httpx.InputError(err))
 		return
 	}
-	s.audit(r.Context(), auth.UserFrom(r).Name, AuditUserToken, map[string]string{"user": u.Name, "token_id": rec.ID})
 	httpx.WriteJSON(w, http.StatusCreated, TokenResponse{Token: tok, ID: rec.ID, UserID: u.ID, Name: rec.Name})
 }
 
@@ -166,16 +168,21 @@ func (s *Server) handleDisableUser(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := r.PathValue("id")
-	if err := s.db.DisableUser(r.Context(), id, s.now()); err != nil {
+	u, err := s.db.GetUser(r.Context(), id)
+	if err != nil {
 		httpx.WriteError(w, r, httpx.LookupError(err, "user"))
 		return
 	}
-	u, err := s.db.GetUser(r.Context(), id)
-	if err != nil {
+	ctx := store.WithAudit(r.Context())
+	s.audit(ctx, auth.UserFrom(r).Name, AuditUserDisabled, map[string]string{"user": u.Name})
+	if err := s.db.DisableUser(ctx, id, s.now()); err != nil {
+		httpx.WriteError(w, r, httpx.LookupError(err, "user"))
+		return
+	}
+	if u, err = s.db.GetUser(r.Context(), id); err != nil {
 		httpx.WriteError(w, r, err)
 		return
 	}
-	s.audit(r.Context(), auth.UserFrom(r).Name, AuditUserDisabled, map[string]string{"user": u.Name})
 	httpx.WriteJSON(w, http.StatusOK, userJSON(u))
 }
 

@@ -140,14 +140,15 @@ func (a *Authenticator) StartSession(r *http.Request, code string, ttl time.Dura
 	}
 	now := a.now().UTC().Truncate(time.Microsecond)
 	sess := store.AdminSession{ID: id, UserID: u.ID, TokenID: tok.ID, Role: u.Role, Hash: hash, CreatedAt: now, ExpiresAt: now.Add(ttl)}
-	if err := a.db.CreateAdminSession(r.Context(), sess); err != nil {
+	actx := store.WithAudit(r.Context()) // the login commits with its session
+	a.audit(actx, u.Name, AuditLogin, map[string]string{"action": string(ActionSessionLogin), "via": "api", "remote": r.RemoteAddr,
+		"mfa": "totp", "session": id, "token_id": tok.ID, "expires_at": sess.ExpiresAt.Format(time.RFC3339)})
+	if err := a.db.CreateAdminSession(actx, sess); err != nil {
 		if errors.Is(err, store.ErrConflict) {
 			return "", store.AdminSession{}, store.User{}, httpx.Status(http.StatusTooManyRequests, "user %q has %d live sessions; log out of one or wait for one to expire", u.Name, store.MaxAdminSessionsPerUser)
 		}
 		return "", store.AdminSession{}, store.User{}, err
 	}
-	a.audit(r.Context(), u.Name, AuditLogin, map[string]string{"action": string(ActionSessionLogin), "via": "api", "remote": r.RemoteAddr,
-		"mfa": "totp", "session": id, "token_id": tok.ID, "expires_at": sess.ExpiresAt.Format(time.RFC3339)})
 	return cred, sess, u, nil
 }
 
@@ -159,10 +160,11 @@ func (a *Authenticator) EndSession(r *http.Request) (store.AdminSession, store.U
 	if err != nil {
 		return store.AdminSession{}, store.User{}, err
 	}
-	if err := a.db.RevokeAdminSession(r.Context(), sess.ID, a.now()); err != nil {
+	actx := store.WithAudit(r.Context()) // the logout commits with the revocation
+	a.audit(actx, u.Name, AuditLogout, map[string]string{"session": sess.ID, "remote": r.RemoteAddr})
+	if err := a.db.RevokeAdminSession(actx, sess.ID, a.now()); err != nil {
 		return store.AdminSession{}, store.User{}, err
 	}
-	a.audit(r.Context(), u.Name, AuditLogout, map[string]string{"session": sess.ID, "remote": r.RemoteAddr})
 	return sess, u, nil
 }
 

@@ -153,6 +153,7 @@ func CreateUserToken(ctx context.Context, st store.Store, userID, label string, 
 		return "", store.AdminToken{}, err
 	}
 	rec := store.AdminToken{ID: id, UserID: u.ID, Name: label, Role: u.Role, Hash: hash, CreatedAt: now.UTC()}
+	store.SetAuditDetail(ctx, "token_id", id) // the caller's audit event, committed with the token
 	if err := st.CreateAdminToken(ctx, rec); err != nil {
 		return "", store.AdminToken{}, fmt.Errorf("failed to store admin token: %w", err)
 	}

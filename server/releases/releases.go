@@ -267,12 +267,13 @@ func (g *Registry) HandleCreate(w http.ResponseWriter, r *http.Request) {
 	u := auth.UserFrom(r)
 	rel := store.Release{ID: id, Product: p.String(), Version: v.String(), Environment: req.Environment,
 		TargetPath: tp, Uploader: u.ID, CreatedAt: g.now().UTC()}
-	if err := g.db.CreateRelease(r.Context(), rel); err != nil {
+	ctx := store.WithAudit(r.Context()) // the event commits with the release
+	g.audit(ctx, u.Name, auth.AuditReleaseAdded, map[string]string{
+		"release_id": id, "release": rel.Product + "@" + rel.Version, "environment": rel.Environment})
+	if err := g.db.CreateRelease(ctx, rel); err != nil {
 		httpx.WriteError(w, r, httpx.InputError(err))
 		return
 	}
-	g.audit(r.Context(), u.Name, auth.AuditReleaseAdded, map[string]string{
-		"release_id": id, "release": rel.Product + "@" + rel.Version, "environment": rel.Environment})
 	httpx.WriteJSON(w, http.StatusCreated, g.View(rel))
 }
 
@@ -311,7 +312,11 @@ func (g *Registry) HandleDeploy(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	need := g.RequiredApprovals(cur.Environment)
-	rel, err := g.db.DeployRelease(r.Context(), id, u.ID, need, g.now())
+	ctx := store.WithAudit(r.Context()) // the event commits with the deployment
+	g.audit(ctx, u.Name, auth.AuditReleaseDeployed, map[string]string{
+		"release_id": cur.ID, "release": cur.Product + "@" + cur.Version, "environment": cur.Environment,
+		"approvals": fmt.Sprint(cur.ActiveApprovals())})
+	rel, err := g.db.DeployRelease(ctx, id, u.ID, need, g.now())
 	if errors.Is(err, store.ErrNotEnoughApprovals) {
 		httpx.WriteError(w, r, httpx.Status(http.StatusConflict, "release for %s needs %d approvals from distinct approvers before deployment: %w", cur.Environment, need, err))
 		return
@@ -320,9 +325,6 @@ func (g *Registry) HandleDeploy(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteError(w, r, httpx.InputError(err))
 		return
 	}
-	g.audit(r.Context(), u.Name, auth.AuditReleaseDeployed, map[string]string{
-		"release_id": rel.ID, "release": rel.Product + "@" + rel.Version, "environment": rel.Environment,
-		"approvals": fmt.Sprint(rel.ActiveApprovals())})
 	httpx.WriteJSON(w, http.StatusOK, g.View(rel))
 }
 
@@ -331,15 +333,17 @@ func (g *Registry) HandleDeploy(w http.ResponseWriter, r *http.Request) {
 // refuses the uploader's own approval (store.ErrSelfApproval) and a second
 // approval by the same user (store.ErrExists).
 func (g *Registry) Approve(ctx context.Context, actor store.User, id, via string) (store.Release, error) {
-	rel, err := g.db.ApproveRelease(ctx, id, actor.ID, g.now())
+	cur, err := g.db.GetRelease(ctx, id)
 	if err != nil {
 		return store.Release{}, err
 	}
-	details := map[string]string{"release_id": rel.ID, "release": rel.Product + "@" + rel.Version,
-		"environment": rel.Environment, "approvals": fmt.Sprint(rel.ActiveApprovals())}
+	// The event commits with the approval; approvals counts it.
+	details := map[string]string{"release_id": cur.ID, "release": cur.Product + "@" + cur.Version,
+		"environment": cur.Environment, "approvals": fmt.Sprint(cur.ActiveApprovals() + 1)}
 	if via != "" {
 		details["via"] = via
 	}
-	g.audit(ctx, actor.Name, auth.AuditReleaseApproved, details)
-	return rel, nil
+	actx := store.WithAudit(ctx)
+	g.audit(actx, actor.Name, auth.AuditReleaseApproved, details)
+	return g.db.ApproveRelease(actx, id, actor.ID, g.now())
 }

@@ -141,12 +141,13 @@ func (e *Engine) CreateRollout(ctx context.Context, actor store.User, req admina
 		FailureThreshold: int(spec.Failure), MaxParallel: spec.MaxParallel, Window: spec.Window.String(), Forced: spec.Forced,
 		ReportDeadline: spec.ReportDeadline, State: store.RolloutDraft, Reason: "created by " + actor.Name,
 		CreatedBy: actor.ID, CreatedAt: now, UpdatedAt: now}
-	if err := e.db.CreateRollout(ctx, rec); err != nil {
-		return adminapi.RolloutView{}, err
-	}
-	e.audit(ctx, actor.Name, AuditRolloutCreated, map[string]string{"rollout": id, "release": rec.Product + "@" + rec.Version,
+	actx := store.WithAudit(ctx) // the event commits with the rollout
+	e.audit(actx, actor.Name, AuditRolloutCreated, map[string]string{"rollout": id, "release": rec.Product + "@" + rec.Version,
 		"environment": rel.Environment, "filter": rec.Filter, "stages": rec.Stages, "success_threshold": spec.Success.String(),
 		"failure_threshold": spec.Failure.String(), "forced": fmt.Sprint(rec.Forced)})
+	if err := e.db.CreateRollout(actx, rec); err != nil {
+		return adminapi.RolloutView{}, err
+	}
 	return e.RolloutView(ctx, id)
 }
 
@@ -235,18 +236,16 @@ func (e *Engine) deployForRollout(ctx context.Context, rec store.Rollout, actor 
 		}
 		return nil
 	}
-	rel, err = e.db.DeployRelease(ctx, rel.ID, actor.ID, need, e.now())
+	actx := store.WithAudit(ctx) // the event commits with the deployment
+	e.audit(actx, actor.Name, auth.AuditReleaseDeployed, map[string]string{
+		"release_id": rel.ID, "release": rel.Product + "@" + rel.Version, "environment": rel.Environment,
+		"approvals": fmt.Sprint(rel.ActiveApprovals()), "rollout": rec.ID})
+	rel, err = e.db.DeployRelease(actx, rel.ID, actor.ID, need, e.now())
 	if errors.Is(err, store.ErrNotEnoughApprovals) {
 		return fmt.Errorf("%w: %s release %s@%s needs %d approvals from distinct approvers: %w",
 			ErrApprovalsMissing, rel.Environment, rec.Product, rec.Version, need, err)
 	}
-	if err != nil {
-		return err
-	}
-	e.audit(ctx, actor.Name, auth.AuditReleaseDeployed, map[string]string{
-		"release_id": rel.ID, "release": rel.Product + "@" + rel.Version, "environment": rel.Environment,
-		"approvals": fmt.Sprint(rel.ActiveApprovals()), "rollout": rec.ID})
-	return nil
+	return err
 }
 
 // SetDeviceTags replaces a device's tags (rollout filters select on them).
@@ -256,11 +255,9 @@ func (e *Engine) SetDeviceTags(ctx context.Context, actor store.User, deviceID s
 			return fmt.Errorf("%w: tag %q does not match ^[a-z0-9][a-z0-9-]{0,63}$", ErrInput, httpx.Truncate(t))
 		}
 	}
-	if err := e.db.SetDeviceTags(ctx, deviceID, tags); err != nil {
-		return err
-	}
-	e.audit(ctx, actor.Name, AuditDeviceTags, map[string]string{"device": deviceID, "tags": fmt.Sprint(tags)})
-	return nil
+	actx := store.WithAudit(ctx) // the event commits with the tags
+	e.audit(actx, actor.Name, AuditDeviceTags, map[string]string{"device": deviceID, "tags": fmt.Sprint(tags)})
+	return e.db.SetDeviceTags(actx, deviceID, tags)
 }
 
 // findRelease resolves "product@version" (and an optional environment) to

@@ -292,11 +292,7 @@ func (e *Engine) persist(ctx context.Context, lr *liveRollout, fromState rollout
 	to := lr.rec
 	to.State, to.Stage, to.AckFailed, to.Reason = string(lr.r.State), lr.r.Stage, lr.r.AckFailed, steps[len(steps)-1].Reason
 	now := e.now().UTC()
-	if err := e.db.UpdateRollout(ctx, lr.rec.ID, string(fromState), fromStage, to, now); err != nil {
-		return err
-	}
-	to.UpdatedAt = now
-	lr.rec = to
+	ctx = store.WithAudit(ctx) // the transitions' events commit with the update
 	for _, st := range steps {
 		details := map[string]string{
 			"rollout": lr.rec.ID, "release": lr.rec.Product + "@" + lr.rec.Version, "from": string(st.From), "to": string(st.To),
@@ -307,6 +303,13 @@ func (e *Engine) persist(ctx context.Context, lr *liveRollout, fromState rollout
 			details["operator_action"] = string(st.Action)
 		}
 		e.audit(ctx, actor, AuditRolloutTransition, details)
+	}
+	if err := e.db.UpdateRollout(ctx, lr.rec.ID, string(fromState), fromStage, to, now); err != nil {
+		return err
+	}
+	to.UpdatedAt = now
+	lr.rec = to
+	for _, st := range steps {
 		e.log.Info("rollout transition", "rollout", lr.rec.ID, "from", st.From, "to", st.To, "stage", st.ToStage, "reason", st.Reason)
 	}
 	if lr.r.State.Final() {
@@ -367,7 +370,7 @@ func (e *Engine) tryAssign(ctx context.Context, lr *liveRollout, d store.Device)
 		return nil, nil
 	}
 	now := e.now().UTC()
-	err := e.db.AssignRolloutDevice(ctx, store.RolloutDevice{RolloutID: lr.rec.ID, DeviceID: d.ID, Stage: lr.r.Stage,
+	err := e.db.AssignRolloutDevice(e.assignAudit(ctx, lr, d), store.RolloutDevice{RolloutID: lr.rec.ID, DeviceID: d.ID, Stage: lr.r.Stage,
 		State: store.RolloutDeviceAssigned, AssignedAt: now})
 	if errors.Is(err, store.ErrExists) || errors.Is(err, store.ErrConflict) {
 		return nil, nil // another rollout (or process) was faster

@@ -39,7 +39,7 @@ func openPostgres(ctx context.Context, dsn string) (Store, error) {
 		pool.Close()
 		return nil, fmt.Errorf("failed to migrate postgres database: %w", err)
 	}
-	return &sqlStore{b: b}, nil
+	return newSQLStore(b), nil
 }
 
 type pgxQuerier interface {

@@ -76,7 +76,7 @@ func openSQLite(ctx context.Context, path string) (Store, error) {
 	r.SetMaxOpenConns(n)
 	r.SetMaxIdleConns(n)
 	b.r, b.rs = r, newStmtCache(r)
-	return &sqlStore{b: b}, nil
+	return newSQLStore(b), nil
 }
 
 type sqlQuerier interface {

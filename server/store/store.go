@@ -22,6 +22,12 @@
 // serial number (and fingerprint) of the client certificate the server issued
 // to it at enrollment, both unique.
 //
+// Audit events ride on the writes they describe: a context made with
+// [WithAudit] carries events that the next state-changing call made with it
+// inserts into the audit_outbox table in the same transaction as its
+// change ([AuditOutbox]); the server copies the outbox to the
+// tamper-evident audit log (package audit).
+//
 // Values reaching the store come from authenticated but untrusted devices and
 // admins: every method validates its input at the boundary with the named
 // limits below ([MaxIDLen], [MaxStringLen], [MaxMessageLen], [MaxTags], ...)
@@ -362,6 +368,10 @@ type Store interface {
 	// ReplicaStore: state replicas share (dashboard sessions, TOTP
 	// attempts, director roots).
 	ReplicaStore
+
+	// AuditOutbox: audit events committed with the state changes they
+	// describe (see WithAudit).
+	AuditOutbox
 
 	// Stats returns record counts and the database size.
 	Stats(ctx context.Context) (Stats, error)

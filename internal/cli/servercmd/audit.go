@@ -360,6 +360,9 @@ func printSummary(w io.Writer, s *audit.ReleaseSummary) {
 		}
 		fmt.Fprintf(w, "  %-13s %d device(s): %s\n", label+":", len(ids), strings.Join(ids, ", "))
 	}
+	if len(s.Assigned) > 0 {
+		devices("assigned", s.Assigned)
+	}
 	devices("installed", s.Installed)
 	devices("rolled back", s.RolledBack)
 	devices("failed", s.Failed)

@@ -1,6 +1,7 @@
 package servercmd
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -85,8 +86,14 @@ Flags:
                            be deployed (default 2)
   --session-ttl D          lifetime of an admin session (airlock login), also the
                            longest a client may ask for (default 15m, at most 12h)
-  --audit-dir DIR          append security events (logins, approvals, deployments)
-                           to the tamper-evident audit log in DIR
+  --audit-dir DIR          append security events (logins, approvals, deployments,
+                           rollout transitions, device updates) to the
+                           tamper-evident audit log in DIR; events are first
+                           committed to the database with the change they
+                           describe, then copied to the log by the one
+                           server holding DIR (replicas sharing DIR take over
+                           from each other); without it a server only
+                           writes them to the database
   --audit-key F            Ed25519 key signing the audit log's checkpoints
                            (created if missing); with --audit-dir
   --rollout-tick D         how often rollouts are re-counted, silent devices timed
@@ -179,19 +186,30 @@ Example:
 						return err
 					}
 					if *auditDir != "" {
-						alog, err := audit.OpenWithKey(*auditDir, *auditKey, audit.Options{})
-						if err != nil {
+						open := func() (*audit.Log, error) { return audit.OpenWithKey(*auditDir, *auditKey, audit.Options{}) }
+						// Fail now on a bad key or a log that does not verify;
+						// a log another replica holds is taken over when it
+						// lets go.
+						alog, err := open()
+						if err != nil && !errors.Is(err, audit.ErrLocked) {
 							return err
 						}
-						defer alog.Close()
-						cfg.Audit = server.AuditEvents(alog, cfg.Logger)
+						if err == nil {
+							if err := alog.Close(); err != nil {
+								return err
+							}
+						}
+						cfg.AuditOpen = open
 						cfg.AuditDir = *auditDir
+					} else {
+						log.Warn("no --audit-dir: audit events wait in the database's audit outbox for a server with --audit-dir")
 					}
 					db, err := server.OpenStore(e.Ctx, cfg.DataDir, *dsn)
 					if err != nil {
 						return err
 					}
 					defer db.Close()
+					cfg.Audit = server.AuditOutbox(db, log)
 					cfg.DB = db
 					if *storage != "" {
 						st, err := s3store.OpenURL(e.Ctx, *storage, so, e.Getenv)

@@ -63,6 +63,8 @@ func Run(t *testing.T, newDSN NewDSN) {
 		{"RolloutCountsAndOverdueDevices", testRolloutProgress},
 		{"DeviceTagsReplaced", testDeviceTags},
 		{"DirectorVersionsOnlyMoveForward", testDirectorState},
+		{"AuditEventCommitsWithItsChange", testAuditCommitsWithItsChange},
+		{"AuditOutboxDrainsInOrderOnce", testAuditOutboxDrain},
 		{"Stats", testStats},
 		{"TimesRoundTripInUTC", testTimes},
 		{"ReopenIsIdempotentAndKeepsData", testReopen},
