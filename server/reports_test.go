@@ -1,6 +1,7 @@
 package server
 
 import (
+	"log/slog"
 	"net/http"
 	"strings"
 	"testing"
@@ -19,7 +20,9 @@ import (
 // finished by the resend. Reports without an ID (older agents) are all
 // recorded.
 func TestResentReportIsRecordedOnce(t *testing.T) {
-	re := startRolloutServer(t, nil)
+	// The real audit path: events attached to the store write that
+	// records the report, counted in the outbox.
+	re := startRolloutServer(t, func(c *Config) { c.Audit = AuditOutbox(c.DB, slog.New(slog.DiscardHandler)) })
 	re.register("1.1.0", EnvDev)
 	d1, d2 := re.device(), re.device()
 	ro := re.createRollout(CreateRolloutRequest{Release: testProduct + "@1.1.0", Stages: "canary:2,100%"})
@@ -45,10 +48,12 @@ func TestResentReportIsRecordedOnce(t *testing.T) {
 				events++
 			}
 		}
-		re.mu.Lock()
-		defer re.mu.Unlock()
-		for _, a := range re.audit {
-			if a["action"] == AuditDeviceUpdated && a["device"] == d.id {
+		out, err := re.db.ListAuditOutbox(t.Context(), store.MaxListLimit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range out {
+			if a.Action == AuditDeviceUpdated && a.Details["device"] == d.id {
 				audits++
 			}
 		}
