@@ -345,6 +345,9 @@ type Store interface {
 	// RolloutStore: staged rollouts, their devices and director state.
 	RolloutStore
 
+	// LeaseStore: named leases for work one server does at a time.
+	LeaseStore
+
 	// Stats returns record counts and the database size.
 	Stats(ctx context.Context) (Stats, error)
 

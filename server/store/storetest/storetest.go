@@ -55,6 +55,8 @@ func Run(t *testing.T, newDSN NewDSN) {
 		{"RolloutRoundTripAndCompareAndSwap", testRolloutRoundTrip},
 		{"DeviceInAtMostOneActiveRolloutPerProduct", testOneActiveRollout},
 		{"RolloutCountsAndOverdueDevices", testRolloutProgress},
+		{"RolloutAdmissionNeverOvershootsAcrossStores", testRolloutAdmission},
+		{"LeaseOneHolderWithFailover", testLeases},
 		{"DeviceTagsReplaced", testDeviceTags},
 		{"DirectorVersionsOnlyMoveForward", testDirectorState},
 		{"Stats", testStats},
