@@ -279,7 +279,8 @@ func TestClassify(t *testing.T) {
 	for _, tc := range []struct{ cur, rep, want DeviceState }{
 		{DeviceAssigned, DeviceInProgress, DeviceInProgress},
 		{DeviceInProgress, DeviceSucceeded, DeviceSucceeded},
-		{DeviceFailed, DeviceSucceeded, DeviceFailed},
+		{DeviceFailed, DeviceSucceeded, DeviceSucceeded}, // a lost or stale report: the release runs
+		{DeviceFailed, DeviceInProgress, DeviceFailed},
 		{DeviceSucceeded, DeviceFailed, DeviceSucceeded},
 		{DeviceInProgress, DeviceAssigned, DeviceInProgress},
 	} {

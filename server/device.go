@@ -276,7 +276,8 @@ func (s *Server) handleCheckin(w http.ResponseWriter, r *http.Request, d store.D
 		return
 	}
 	s.metrics.Checkins.Inc()
-	d.CurrentVersion = req.CurrentVersion
+	// The engine reconciles the device's rollout row from what it states.
+	d.CurrentVersion, d.State, d.Slot, d.LastError = req.CurrentVersion, req.State, req.Slot, req.LastError
 	asg, err := s.rollouts.Checkin(r.Context(), d)
 	if err != nil {
 		// The check-in itself is recorded; a rollout problem must not cut

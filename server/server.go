@@ -110,6 +110,16 @@ type Config struct {
 	// rollouts, times out silent devices and applies the health gates;
 	// zero means DefaultRolloutTick.
 	RolloutTick time.Duration
+	// RolloutLeaseTTL is the time to live of the database lease whose
+	// holder, one server among replicas on one database, runs the rollout
+	// tick; another server takes over at most this long after the holder
+	// died. Zero means rollouts.DefaultLeaseTTL (15 seconds).
+	RolloutLeaseTTL time.Duration
+	// RolloutRefresh is how often a server reloads the running rollouts
+	// from the database, so that rollouts created or changed through
+	// another replica are acted on here; zero means
+	// rollouts.DefaultRefreshInterval (1 second).
+	RolloutRefresh time.Duration
 	// DirectorTimestampExpiry and DirectorExpiry are the lifetimes of a
 	// device's director timestamp and of its snapshot and targets; zero
 	// means DefaultDirectorTimestampExpiry and DefaultDirectorExpiry.
