@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/airlockfw/airlock/adminapi"
+	"github.com/airlockfw/airlock/deviceapi"
 	"github.com/airlockfw/airlock/rollout"
 	"github.com/airlockfw/airlock/server/store"
 	"github.com/airlockfw/airlock/server/store/pgtest"
@@ -258,4 +259,365 @@ func TestReplicasNeverOvershootAStage(t *testing.T) {
 			checkRows(t, rs[1].db, v.ID, 100)
 		})
 	}
+}
+
+func sqliteDSN(t *testing.T) string { return "sqlite://" + filepath.Join(t.TempDir(), "airlock.db") }
+
+// running returns d as it checks in running version (idle: committed).
+func running(d store.Device, version string) store.Device {
+	d.CurrentVersion, d.State = version, store.StateIdle
+	return d
+}
+
+func view(t *testing.T, e *Engine, id string) adminapi.RolloutView {
+	t.Helper()
+	v, err := e.RolloutView(t.Context(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// TestTimedOutDeviceRunningTheReleaseSucceeds: a device whose reports were
+// lost times out, then checks in running the release: its row becomes a
+// success, the counters follow, and the stage that was wedged below its
+// success threshold advances.
+func TestTimedOutDeviceRunningTheReleaseSucceeds(t *testing.T) {
+	clk := &clock{}
+	var audits []string
+	var mu sync.Mutex
+	rs := replicas(t, sqliteDSN(t), 1, clk, Config{Audit: func(_ context.Context, _, action string, d map[string]string) {
+		mu.Lock()
+		defer mu.Unlock()
+		audits = append(audits, action+" "+d["device"])
+	}})
+	e := rs[0].e
+	devs := fleet(t, rs[0].db, 8)
+	v := startRollout(t, e, adminapi.CreateRolloutRequest{Stages: "canary:4,100%", FailureThreshold: "50%", ReportDeadline: "10m"})
+	var canary []store.Device
+	for _, d := range devs {
+		if a, err := e.Checkin(t.Context(), d); err != nil {
+			t.Fatal(err)
+		} else if a != nil {
+			canary = append(canary, d)
+		}
+	}
+	if len(canary) != 4 {
+		t.Fatalf("%d canary devices, want 4", len(canary))
+	}
+	// Three report their commit; the fourth installs too, but its reports
+	// are lost (the server was down).
+	for _, d := range canary[:3] {
+		if err := e.Report(t.Context(), d, deviceapi.StateCommitted, "2.0.0", ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clk.Advance(11 * time.Minute)
+	e.Tick(t.Context())
+	v = view(t, e, v.ID)
+	if v.State != "running" || v.Stage != 0 || v.Total.Failed != 1 || v.FailureReasons["timed_out"] != 1 {
+		t.Fatalf("after the time-out: %s stage %d, %+v %v", v.State, v.Stage, v.Total, v.FailureReasons)
+	}
+	// 3 of 4 succeeded is below 95%: without reconciliation the stage is
+	// wedged for good. The silent device checks in running 2.0.0.
+	if _, err := e.Checkin(t.Context(), running(canary[3], "2.0.0")); err != nil {
+		t.Fatal(err)
+	}
+	v = view(t, e, v.ID)
+	if v.Stage != 1 || v.State != "running" || v.StageViews[0].Succeeded != 4 || v.Total.Failed != 0 || len(v.FailureReasons) != 0 {
+		t.Fatalf("after the reconciling check-in: %s stage %d, %+v %v (%s)", v.State, v.Stage, v.StageViews[0], v.FailureReasons, v.Reason)
+	}
+	checkRows(t, rs[0].db, v.ID, 4)
+	rd, _, err := rs[0].db.DeviceAssignment(t.Context(), canary[3].ID)
+	if err != nil || rd.State != store.RolloutDeviceSucceeded || rd.Reason != "" {
+		t.Fatalf("reconciled row %+v, %v", rd, err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	var assigned, reconciled int
+	for _, a := range audits {
+		switch a {
+		case AuditRolloutAssigned + " " + canary[3].ID:
+			assigned++
+		case AuditRolloutReconciled + " " + canary[3].ID:
+			reconciled++
+		}
+	}
+	if assigned != 1 || reconciled != 1 {
+		t.Errorf("audit of the device: %d assigned, %d reconciled; want 1 and 1 (%v)", assigned, reconciled, audits)
+	}
+	// A late committed report for a failed row does the same; a failure
+	// report after success changes nothing.
+	if err := e.Report(t.Context(), canary[3], deviceapi.StateFailed, "2.0.0", "install: late"); err != nil {
+		t.Fatal(err)
+	}
+	if v := view(t, e, v.ID); v.Total.Failed != 0 {
+		t.Fatalf("a late failure report overrode a success: %+v", v.Total)
+	}
+}
+
+// TestLateCommittedReportTurnsATimeOutIntoASuccess: the report that was
+// only late (not lost) counts too.
+func TestLateCommittedReportTurnsATimeOutIntoASuccess(t *testing.T) {
+	clk := &clock{}
+	rs := replicas(t, sqliteDSN(t), 1, clk, Config{})
+	e := rs[0].e
+	devs := fleet(t, rs[0].db, 2)
+	v := startRollout(t, e, adminapi.CreateRolloutRequest{Stages: "100%", FailureThreshold: "60%", ReportDeadline: "10m"})
+	for _, d := range devs {
+		if a, err := e.Checkin(t.Context(), d); err != nil || a == nil {
+			t.Fatalf("check-in: %v, %v", a, err)
+		}
+	}
+	if err := e.Report(t.Context(), devs[0], deviceapi.StateCommitted, "2.0.0", ""); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(11 * time.Minute)
+	e.Tick(t.Context())
+	if v := view(t, e, v.ID); v.Total.Failed != 1 || v.State != "running" {
+		t.Fatalf("after the time-out: %s %+v", v.State, v.Total)
+	}
+	if err := e.Report(t.Context(), devs[1], deviceapi.StateCommitted, "2.0.0", ""); err != nil {
+		t.Fatal(err)
+	}
+	if v := view(t, e, v.ID); v.State != "completed" || v.Total.Succeeded != 2 || v.Total.Failed != 0 {
+		t.Fatalf("after the late report: %s %+v (%s)", v.State, v.Total, v.Reason)
+	}
+}
+
+// TestRolloutWithEveryReportLostCompletesLikeTheControl runs the same
+// rollout twice: once with every report delivered, once with every report
+// lost and the devices only checking in. Both complete with every device
+// succeeded.
+func TestRolloutWithEveryReportLostCompletesLikeTheControl(t *testing.T) {
+	result := func(t *testing.T, reports bool) adminapi.RolloutView {
+		clk := &clock{}
+		rs := replicas(t, sqliteDSN(t), 1, clk, Config{})
+		e := rs[0].e
+		devs := fleet(t, rs[0].db, 30)
+		v := startRollout(t, e, adminapi.CreateRolloutRequest{Stages: "canary:3,50%,100%", MaxParallel: 6, ReportDeadline: "1h"})
+		version := map[string]string{}
+		for round := 0; round < 20; round++ {
+			for _, d := range devs {
+				cur := version[d.ID]
+				if cur == "" {
+					cur = "1.0.0"
+				}
+				a, err := e.Checkin(t.Context(), running(d, cur))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if a != nil && cur != "2.0.0" {
+					// The device installs and commits before its next check-in.
+					version[d.ID] = "2.0.0"
+					if reports {
+						if err := e.Report(t.Context(), d, deviceapi.StateCommitted, "2.0.0", ""); err != nil {
+							t.Fatal(err)
+						}
+					}
+				}
+			}
+			clk.Advance(time.Minute)
+			e.Tick(t.Context())
+			if v = view(t, e, v.ID); v.State != "running" {
+				break
+			}
+		}
+		return v
+	}
+	control, lost := result(t, true), result(t, false)
+	if control.State != "completed" || lost.State != "completed" || control.Total != lost.Total || lost.Total.Succeeded != 30 {
+		t.Fatalf("control %s %+v, with lost reports %s %+v (%s)", control.State, control.Total, lost.State, lost.Total, lost.Reason)
+	}
+}
+
+// TestTickerLeaseFailsOver: of two servers, only the lease holder ticks
+// (times devices out); when it stops renewing (it died), the other takes
+// over after the TTL; a holder whose renewal fails stops ticking.
+func TestTickerLeaseFailsOver(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		dsn  func(t *testing.T) string
+	}{{"sqlite", sqliteDSN}, {"postgres", postgresDSN}} {
+		t.Run(tc.name, func(t *testing.T) {
+			clk := &clock{}
+			const ttl = 30 * time.Second
+			rs := replicas(t, tc.dsn(t), 2, clk, Config{LeaseTTL: ttl})
+			a, b := rs[0].e, rs[1].e
+			devs := fleet(t, rs[0].db, 6)
+			v := startRollout(t, a, adminapi.CreateRolloutRequest{Stages: "100%", FailureThreshold: "99%", ReportDeadline: "1m"})
+			if err := b.Refresh(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			checkinAll := func() {
+				for _, d := range devs {
+					if _, err := b.Checkin(t.Context(), d); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			failed := func() int { return view(t, a, v.ID).Total.Failed }
+			checkinAll()
+			a.Tick(t.Context())
+			b.Tick(t.Context())
+			if !a.Leading() || b.Leading() {
+				t.Fatalf("leading: a %v, b %v; want a only", a.Leading(), b.Leading())
+			}
+			// b's ticks do nothing while a holds the lease.
+			clk.Advance(2 * time.Minute)
+			if err := rs[0].db.UpdateRolloutDevice(t.Context(), store.RolloutDeviceUpdate{RolloutID: v.ID, DeviceID: devs[0].ID,
+				State: store.RolloutDeviceInProgress, Now: clk.Now().UTC()}); err != nil {
+				t.Fatal(err)
+			}
+			a.renewLease(t.Context())
+			b.Tick(t.Context())
+			if n := failed(); n != 0 {
+				t.Fatalf("the non-holder timed out %d devices", n)
+			}
+			a.Tick(t.Context())
+			if n := failed(); n != 5 {
+				t.Fatalf("the holder timed out %d devices, want 5", n)
+			}
+			// a dies (stops renewing): b takes over only after the TTL.
+			clk.Advance(ttl / 2)
+			b.Tick(t.Context())
+			if b.Leading() {
+				t.Fatal("b took the lease before it expired")
+			}
+			clk.Advance(ttl/2 + time.Second)
+			b.Tick(t.Context())
+			if !b.Leading() {
+				t.Fatal("b did not take over the expired lease")
+			}
+			clk.Advance(40 * time.Second) // device 0's deadline passes
+			b.Tick(t.Context())
+			if n := failed(); n != 6 {
+				t.Fatalf("after the failover %d devices timed out, want 6 (b ticks)", n)
+			}
+			// a comes back: its renewal fails, it stops acting at once.
+			if a.renewLease(t.Context()) || a.Leading() {
+				t.Fatal("a renewed a lease b holds")
+			}
+			// A renewal that errors (the database is gone) stops the holder.
+			rs[1].db.Close()
+			if b.renewLease(t.Context()) || b.Leading() {
+				t.Fatal("b still leads after a failed renewal")
+			}
+		})
+	}
+}
+
+// TestTickerLeaseFailoverInRealTime runs two engines' Run loops with a
+// short TTL: when the holder's loop stops without releasing (it died),
+// the other holds the lease within about a TTL.
+func TestTickerLeaseFailoverInRealTime(t *testing.T) {
+	clk := &clock{}
+	const ttl = 300 * time.Millisecond
+	rs := replicas(t, sqliteDSN(t), 2, clk, Config{LeaseTTL: ttl, RefreshInterval: 50 * time.Millisecond})
+	// a's store refuses renewals once "dead": its loop keeps running but
+	// cannot reach the database, like a partitioned server.
+	dead := &failingLeases{Store: rs[0].db}
+	a, err := New(Config{DB: dead, Now: clk.Now, Holder: "replica-a", LeaseTTL: ttl, RequiredApprovals: func(string) int { return 0 }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := rs[1].e
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Go(func() { a.Run(ctx, 20*time.Millisecond) })
+	waitFor(t, time.Second, "a to lead", a.Leading)
+	wg.Go(func() { b.Run(ctx, 20*time.Millisecond) })
+	time.Sleep(ttl)
+	if b.Leading() {
+		t.Fatal("b leads while a renews")
+	}
+	dead.fail.Store(true)
+	start := time.Now()
+	waitFor(t, 3*ttl, "a to stop leading", func() bool { return !a.Leading() })
+	waitFor(t, 3*ttl, "b to take over", b.Leading)
+	t.Logf("failover after %v (ttl %v)", time.Since(start).Round(time.Millisecond), ttl)
+	if a.Leading() {
+		t.Fatal("both lead")
+	}
+	cancel()
+	wg.Wait()
+}
+
+// failingLeases is a store whose lease calls fail once fail is set.
+type failingLeases struct {
+	store.Store
+	fail atomic.Bool
+}
+
+func (f *failingLeases) AcquireLease(ctx context.Context, name, holder string, ttl time.Duration, now time.Time) (bool, error) {
+	if f.fail.Load() {
+		return false, errors.New("connection refused")
+	}
+	return f.Store.AcquireLease(ctx, name, holder, ttl, now)
+}
+
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestRolloutCreatedOnOneReplicaAssignsOnAnother: a rollout created and
+// started through replica A is assigned from replica B within one refresh
+// interval, and B stops assigning as soon as A pauses it.
+func TestRolloutCreatedOnOneReplicaAssignsOnAnother(t *testing.T) {
+	clk := &clock{}
+	const refresh = 100 * time.Millisecond
+	rs := replicas(t, sqliteDSN(t), 2, clk, Config{RefreshInterval: refresh})
+	a, b := rs[0].e, rs[1].e
+	devs := fleet(t, rs[0].db, 10)
+	if _, err := b.Checkin(t.Context(), devs[0]); err != nil { // b's cache is now fresh and empty
+		t.Fatal(err)
+	}
+	v := startRollout(t, a, adminapi.CreateRolloutRequest{Stages: "canary:2,100%"})
+	start := time.Now()
+	var got *deviceapi.Assignment
+	for got == nil {
+		if time.Since(start) > 2*refresh+time.Second {
+			t.Fatalf("replica B did not assign within %v", time.Since(start))
+		}
+		var err error
+		if got, err = b.Checkin(t.Context(), devs[0]); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	elapsed := time.Since(start)
+	t.Logf("replica B assigned %v after the start on A (refresh interval %v)", elapsed.Round(time.Millisecond), refresh)
+	if got.RolloutID != v.ID || elapsed > refresh+400*time.Millisecond {
+		t.Fatalf("assignment %+v after %v", got, elapsed)
+	}
+	if _, err := a.ApplyRollout(t.Context(), v.ID, rollout.ActionPause, operator, "hold"); err != nil {
+		t.Fatal(err)
+	}
+	// B's cache still says running; the store refuses, B re-reads.
+	if got, err := b.Checkin(t.Context(), devs[1]); err != nil || got != nil {
+		t.Fatalf("B assigned from a rollout A paused: %+v, %v", got, err)
+	}
+	if _, err := a.ApplyRollout(t.Context(), v.ID, rollout.ActionResume, operator, ""); err != nil {
+		t.Fatal(err)
+	}
+	// B learns of the resume within a refresh interval.
+	start = time.Now()
+	for got = nil; got == nil; time.Sleep(5 * time.Millisecond) {
+		if time.Since(start) > refresh+400*time.Millisecond {
+			t.Fatalf("B did not assign within %v of A's resume", time.Since(start))
+		}
+		var err error
+		if got, err = b.Checkin(t.Context(), devs[1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	checkRows(t, rs[1].db, v.ID, 2)
 }
