@@ -435,9 +435,18 @@ func (s *Server) Serve(ctx context.Context) error {
 		servers = append(servers, msrv)
 		go func() { errc <- msrv.Serve(s.mln) }()
 	}
+	// The rollout engine stops (and releases its ticker lease) before
+	// Serve returns and the caller closes the store.
 	rctx, stopRollouts := context.WithCancel(ctx)
-	defer stopRollouts()
-	go s.rollouts.Run(rctx, s.cfg.RolloutTick)
+	rolloutsDone := make(chan struct{})
+	go func() {
+		defer close(rolloutsDone)
+		s.rollouts.Run(rctx, s.cfg.RolloutTick)
+	}()
+	defer func() {
+		stopRollouts()
+		<-rolloutsDone
+	}()
 	tick := time.NewTicker(CertCheckInterval)
 	defer tick.Stop()
 	// Failed authentications counted but not yet audited (auth.FailureWindow).
