@@ -153,3 +153,58 @@ func TestReplicasAssignExactlyAStage(t *testing.T) {
 		t.Fatalf("rows %d, counters assigned %d in_flight %d, counts %d; want %d each", len(held), rec.Assigned, rec.InFlight, counted, stage)
 	}
 }
+
+// TestCheckinReconcilesLostReports: over the real server, a canary device
+// whose reports were all lost (it timed out) checks in idle running the
+// release: its row turns succeeded and the stage advances; a device still
+// on trial is not counted.
+func TestCheckinReconcilesLostReports(t *testing.T) {
+	re := startRolloutServer(t, nil)
+	re.register("1.1.0", EnvDev)
+	devs := []testDevice{re.device(), re.device(), re.device()}
+	ro := re.createRollout(CreateRolloutRequest{Release: testProduct + "@1.1.0", Stages: "canary:2,100%",
+		FailureThreshold: "60%", ReportDeadline: "1m"})
+	re.action(ro.ID, rollout.ActionStart, http.StatusOK)
+	var canary []testDevice
+	for _, d := range devs {
+		if re.checkin(d).Assignment != nil {
+			canary = append(canary, d)
+		}
+	}
+	if len(canary) != 2 {
+		t.Fatalf("%d canary devices, want 2", len(canary))
+	}
+	checkin := func(d testDevice, version, state string) {
+		t.Helper()
+		resp, data := re.do(d.client, "POST", "/api/v1/checkin", "", deviceapi.CheckinRequest{CurrentVersion: version, State: state})
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("checkin: %d %s", resp.StatusCode, data)
+		}
+	}
+	re.report(canary[0], store.StateCommitted, "1.1.0", "")
+	re.clock.Advance(2 * time.Minute)
+	re.srv.EvaluateRollouts(t.Context())
+	if v := re.view(ro.ID); v.Total.Failed != 1 || v.Stage != 0 {
+		t.Fatalf("after the time-out: stage %d %+v", v.Stage, v.Total)
+	}
+	checkin(canary[1], "1.1.0", store.StateRebooted) // on trial: not yet a success
+	if v := re.view(ro.ID); v.Total.Succeeded != 1 {
+		t.Fatalf("a device on trial counted: %+v", v.Total)
+	}
+	checkin(canary[1], "1.1.0", store.StateIdle)
+	v := re.view(ro.ID)
+	if v.Stage != 1 || v.StageViews[0].Succeeded != 2 || v.Total.Failed != 0 {
+		t.Fatalf("after the reconciling check-in: %s stage %d %+v (%s)", v.State, v.Stage, v.Total, v.Reason)
+	}
+	re.mu.Lock()
+	defer re.mu.Unlock()
+	n := 0
+	for _, a := range re.audit {
+		if a["action"] == "rollout.reconciled" && a["device"] == canary[1].id && a["from"] == "failed/timed_out" {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("%d rollout.reconciled audit events for the device, want 1", n)
+	}
+}
