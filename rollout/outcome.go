@@ -8,8 +8,11 @@ import (
 // DeviceState is the progress of one device in a rollout.
 type DeviceState string
 
-// Device states in a rollout. Succeeded and failed are outcomes: the first
-// outcome of a device counts, later reports do not change it.
+// Device states in a rollout. Succeeded and failed are outcomes: a later
+// progress or failure report does not change them; only evidence that the
+// device runs the assigned release (a committed report, or a check-in
+// stating it as the current version) turns a failure into a success, since
+// reports can be lost (a time-out) or stale (a failed attempt retried).
 const (
 	DeviceAssigned   DeviceState = "assigned"    // assigned, no report yet
 	DeviceInProgress DeviceState = "in_progress" // downloading, installing, rebooting
@@ -80,10 +83,14 @@ func Classify(kind, message string) (state DeviceState, reason FailureReason, ok
 	return "", "", false
 }
 
-// Next returns the device state after a report: outcomes are final, and a
-// report never moves a device back to assigned.
+// Next returns the device state after a report: a success is final, a
+// failure gives way only to a success, and a report never moves a device
+// back to assigned.
 func Next(cur, reported DeviceState) DeviceState {
-	if cur.Outcome() || reported == DeviceAssigned {
+	switch {
+	case cur == DeviceFailed && reported == DeviceSucceeded:
+		return DeviceSucceeded
+	case cur.Outcome() || reported == DeviceAssigned:
 		return cur
 	}
 	return reported

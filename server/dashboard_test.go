@@ -468,7 +468,8 @@ func TestDashboardRolloutPageShowsStagesCountsAndFailureReasons(t *testing.T) {
 	now := e.clock.Now()
 	ro := store.Rollout{ID: "ro-1", ReleaseID: rel.ID, Product: rel.Product, Version: rel.Version, TargetPath: rel.TargetPath,
 		Filter: "model=x1", Stages: "canary:4,100%", SuccessThreshold: 9500, FailureThreshold: 2000,
-		ReportDeadline: time.Hour, State: store.RolloutRunning, Reason: "operator start: <b>go</b>", CreatedBy: rm.ID, CreatedAt: now, UpdatedAt: now}
+		ReportDeadline: time.Hour, State: store.RolloutRunning, Reason: "operator start: <b>go</b>", CreatedBy: rm.ID, CreatedAt: now, UpdatedAt: now,
+		Eligible: 4, Target: 4}
 	if err := e.db.CreateRollout(t.Context(), ro); err != nil {
 		t.Fatal(err)
 	}
@@ -481,7 +482,8 @@ func TestDashboardRolloutPageShowsStagesCountsAndFailureReasons(t *testing.T) {
 		if err := e.db.AssignRolloutDevice(t.Context(), store.RolloutDevice{RolloutID: ro.ID, DeviceID: er.DeviceID, State: store.RolloutDeviceAssigned, AssignedAt: now}); err != nil {
 			t.Fatal(err)
 		}
-		if err := e.db.UpdateRolloutDevice(t.Context(), ro.ID, er.DeviceID, o.state, o.reason, now); err != nil {
+		if err := e.db.UpdateRolloutDevice(t.Context(), store.RolloutDeviceUpdate{RolloutID: ro.ID, DeviceID: er.DeviceID,
+			State: o.state, Reason: o.reason, Now: now}); err != nil {
 			t.Fatal(err)
 		}
 	}

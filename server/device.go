@@ -266,10 +266,17 @@ func (s *Server) handleCheckin(w http.ResponseWriter, r *http.Request, d store.D
 		return
 	}
 	now := s.now()
-	err := s.db.Checkin(r.Context(), d.ID, store.DeviceReport{
+	rep := store.DeviceReport{
 		CurrentVersion: req.CurrentVersion, SecurityCounter: req.SecurityCounter,
 		State: req.State, Slot: req.Slot, LastError: req.LastError,
-	}, now)
+	}
+	// A check-in that states what the store already holds changes only
+	// when the device was last seen: that goes into the batch written
+	// every LastSeenFlushInterval, not into a write of its own.
+	var err error
+	if !unchanged(d, rep) || !s.seen.note(d.ID, now) {
+		err = s.db.Checkin(r.Context(), d.ID, rep, now)
+	}
 	if errors.Is(err, store.ErrInvalid) {
 		err = httpx.Status(http.StatusBadRequest, "%w", err)
 	}
@@ -278,7 +285,8 @@ func (s *Server) handleCheckin(w http.ResponseWriter, r *http.Request, d store.D
 		return
 	}
 	s.metrics.Checkins.Inc()
-	d.CurrentVersion = req.CurrentVersion
+	// The engine reconciles the device's rollout row from what it states.
+	d.CurrentVersion, d.State, d.Slot, d.LastError = req.CurrentVersion, req.State, req.Slot, req.LastError
 	asg, err := s.rollouts.Checkin(r.Context(), d)
 	if err != nil {
 		// The check-in itself is recorded; a rollout problem must not cut

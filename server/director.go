@@ -65,7 +65,10 @@ func (s *Server) initRollouts() error {
 		return err
 	}
 	s.director = director.NewService(director.ServiceConfig{DB: s.db, Director: d, Metadata: s.metaFS, Now: s.now, Log: s.log})
-	s.rollouts = rollouts.New(rollouts.Config{DB: s.db, RequiredApprovals: s.requiredApprovals, Now: s.now, Log: s.log,
-		Audit: s.cfg.Audit, Metrics: s.metrics.Reg})
+	s.rollouts, err = rollouts.New(rollouts.Config{DB: s.db, RequiredApprovals: s.requiredApprovals, Now: s.now, Log: s.log,
+		Audit: s.cfg.Audit, Metrics: s.metrics.Reg, LeaseTTL: s.cfg.RolloutLeaseTTL, RefreshInterval: s.cfg.RolloutRefresh})
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrConfig, err)
+	}
 	return s.rollouts.Load(ctx)
 }

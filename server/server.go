@@ -134,6 +134,16 @@ type Config struct {
 	// rollouts, times out silent devices and applies the health gates;
 	// zero means DefaultRolloutTick.
 	RolloutTick time.Duration
+	// RolloutLeaseTTL is the time to live of the database lease whose
+	// holder, one server among replicas on one database, runs the rollout
+	// tick; another server takes over at most this long after the holder
+	// died. Zero means rollouts.DefaultLeaseTTL (15 seconds).
+	RolloutLeaseTTL time.Duration
+	// RolloutRefresh is how often a server reloads the running rollouts
+	// from the database, so that rollouts created or changed through
+	// another replica are acted on here; zero means
+	// rollouts.DefaultRefreshInterval (1 second).
+	RolloutRefresh time.Duration
 	// DirectorTimestampExpiry and DirectorExpiry are the lifetimes of a
 	// device's director timestamp and of its snapshot and targets; zero
 	// means DefaultDirectorTimestampExpiry and DefaultDirectorExpiry.
@@ -163,6 +173,7 @@ var (
 // Server is the HTTPS update server. Create it with New, run it with Serve.
 type Server struct {
 	cfg      Config
+	seen     lastSeen // check-ins that changed only last_seen (lastseen.go)
 	log      *slog.Logger
 	now      func() time.Time
 	db       store.Store
@@ -451,20 +462,32 @@ func (s *Server) Serve(ctx context.Context) error {
 		servers = append(servers, msrv)
 		go func() { errc <- msrv.Serve(s.mln) }()
 	}
+	// The rollout engine stops (and releases its ticker lease) before
+	// Serve returns and the caller closes the store.
 	rctx, stopRollouts := context.WithCancel(ctx)
 	defer stopRollouts()
-	go s.rollouts.Run(rctx, s.cfg.RolloutTick)
 	if s.drainer != nil {
 		// Stopped last (deferred first), after the HTTP servers finished
-		// their requests and the failure aggregates were flushed, so it
-		// drains their events.
+		// their requests, the failure aggregates were flushed and the
+		// rollout engine stopped, so it drains their events.
 		dctx, stopDrainer := context.WithCancel(context.WithoutCancel(ctx))
 		done := make(chan struct{})
 		go func() { s.drainer.Run(dctx); close(done) }()
 		defer func() { stopDrainer(); <-done }()
 	}
+	rolloutsDone := make(chan struct{})
+	go func() {
+		defer close(rolloutsDone)
+		s.rollouts.Run(rctx, s.cfg.RolloutTick)
+	}()
+	defer func() {
+		stopRollouts()
+		<-rolloutsDone
+	}()
 	tick := time.NewTicker(CertCheckInterval)
 	defer tick.Stop()
+	seen := time.NewTicker(LastSeenFlushInterval)
+	defer seen.Stop()
 	// Failed authentications counted but not yet audited (auth.FailureWindow).
 	fails := time.NewTicker(auth.FailureWindow)
 	defer fails.Stop()
@@ -496,6 +519,10 @@ loop:
 			s.notify("WATCHDOG=1")
 		case <-fails.C:
 			s.auth.FlushFailures(ctx)
+		case <-seen.C:
+			if err := s.seen.flush(ctx, s.db); err != nil {
+				s.log.Error("failed to record when devices were last seen", "err", err)
+			}
 		}
 	}
 	s.notify("STOPPING=1")
@@ -509,6 +536,9 @@ loop:
 				serveErr = fmt.Errorf("graceful shutdown: %w", err)
 			}
 		}
+	}
+	if err := s.seen.flush(sctx, s.db); err != nil {
+		s.log.Error("failed to record when devices were last seen", "err", err)
 	}
 	return serveErr
 }

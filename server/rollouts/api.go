@@ -43,16 +43,9 @@ func (e *Engine) view(rec store.Rollout, r rollout.Rollout, st rollout.Status, r
 	return v
 }
 
-// adminapi.RolloutView returns the read model of a rollout (store.ErrNotFound if
-// there is none).
+// RolloutView returns the read model of a rollout as stored
+// (store.ErrNotFound if there is none).
 func (e *Engine) RolloutView(ctx context.Context, id string) (adminapi.RolloutView, error) {
-	if lr := e.get(id); lr != nil {
-		lr.mu.Lock()
-		defer lr.mu.Unlock()
-		if !lr.gone {
-			return e.view(lr.rec, lr.r, lr.status, lr.reasons), nil
-		}
-	}
 	rec, err := e.db.GetRollout(ctx, id)
 	if err != nil {
 		return adminapi.RolloutView{}, err
@@ -60,19 +53,19 @@ func (e *Engine) RolloutView(ctx context.Context, id string) (adminapi.RolloutVi
 	return e.storedView(ctx, rec)
 }
 
-// storedView builds the read model of an untracked rollout from the store.
+// storedView builds the read model of rec with its counts from the store.
 func (e *Engine) storedView(ctx context.Context, rec store.Rollout) (adminapi.RolloutView, error) {
 	r, err := specOf(rec)
 	if err != nil {
 		return adminapi.RolloutView{}, err
 	}
-	cs, err := e.db.RolloutCounts(ctx, rec.ID)
+	st, reasons, err := e.status(ctx, rec, r)
 	if err != nil {
 		return adminapi.RolloutView{}, err
 	}
-	stages, reasons := countsFrom(len(r.Stages), cs)
-	st := rollout.Status{Stages: stages}
-	st.Eligible = st.Total().Assigned
+	if !rec.Active() {
+		st.Eligible = st.Total().Assigned
+	}
 	return e.view(rec, r, st, reasons), nil
 }
 
@@ -157,68 +150,46 @@ func (e *Engine) CreateRollout(ctx context.Context, actor store.User, req admina
 // approvals (ErrApprovalsMissing). An action the state does not allow
 // wraps rollout.ErrInvalidTransition.
 func (e *Engine) ApplyRollout(ctx context.Context, id string, a rollout.Action, actor store.User, reason string) (adminapi.RolloutView, error) {
-	lr := e.get(id)
-	if lr == nil {
-		rec, err := e.db.GetRollout(ctx, id)
-		if err != nil {
-			return adminapi.RolloutView{}, err
-		}
-		r, err := specOf(rec)
-		if err != nil {
-			return adminapi.RolloutView{}, err
-		}
-		lr = &liveRollout{rec: rec, r: r, status: rollout.Status{Stages: make([]rollout.Counts, len(r.Stages))}, reasons: map[string]int{}}
-		if rec.Active() && a != rollout.ActionCancel {
-			// Count before the state machine decides (resume acknowledges
-			// the failures so far).
-			if err := e.recount(ctx, lr); err != nil {
-				return adminapi.RolloutView{}, err
-			}
-		}
-	}
-	lr.mu.Lock()
-	err := e.applyLocked(ctx, lr, a, actor, reason)
-	lr.mu.Unlock()
+	rec, err := e.db.GetRollout(ctx, id)
 	if err != nil {
 		return adminapi.RolloutView{}, err
 	}
-	if lr.r.State == rollout.Running || lr.r.State == rollout.Paused {
-		tracked, err := e.track(ctx, lr.rec)
-		if err != nil {
+	r, err := specOf(rec)
+	if err != nil {
+		return adminapi.RolloutView{}, err
+	}
+	// Count before the state machine decides (resume acknowledges the
+	// failures so far).
+	st, _, err := e.status(ctx, rec, r)
+	if err != nil {
+		return adminapi.RolloutView{}, err
+	}
+	next, step, err := rollout.Apply(r, a, st, reason)
+	if err != nil {
+		return adminapi.RolloutView{}, err
+	}
+	if a == rollout.ActionStart {
+		if err := e.deployForRollout(ctx, rec, actor); err != nil {
 			return adminapi.RolloutView{}, err
 		}
-		tracked.mu.Lock()
-		tracked.rec, tracked.r = lr.rec, lr.r
-		err = e.evaluate(ctx, tracked)
-		tracked.mu.Unlock()
-		if err != nil {
+		// The first stage's target is known before the first check-in.
+		if rec.Eligible, err = e.computeEligible(ctx, rec, r); err != nil {
+			return adminapi.RolloutView{}, err
+		}
+	}
+	rec, err = e.persist(ctx, rec, next, []rollout.Transition{step}, actor.Name)
+	if errors.Is(err, store.ErrConflict) {
+		return adminapi.RolloutView{}, fmt.Errorf("%w: rollout %s changed concurrently; retry", store.ErrConflict, id)
+	}
+	if err != nil {
+		return adminapi.RolloutView{}, err
+	}
+	if rec.State == store.RolloutRunning {
+		if _, err := e.evaluateRec(ctx, rec); err != nil {
 			return adminapi.RolloutView{}, err
 		}
 	}
 	return e.RolloutView(ctx, id)
-}
-
-func (e *Engine) applyLocked(ctx context.Context, lr *liveRollout, a rollout.Action, actor store.User, reason string) error {
-	if lr.gone {
-		return fmt.Errorf("%w: rollout %s changed concurrently; retry", store.ErrConflict, lr.rec.ID)
-	}
-	fromState, fromStage := lr.r.State, lr.r.Stage
-	next, step, err := rollout.Apply(lr.r, a, lr.status, reason)
-	if err != nil {
-		return err
-	}
-	if a == rollout.ActionStart {
-		if err := e.deployForRollout(ctx, lr.rec, actor); err != nil {
-			return err
-		}
-	}
-	prev := lr.r
-	lr.r = next
-	if err := e.persist(ctx, lr, fromState, fromStage, []rollout.Transition{step}, actor.Name); err != nil {
-		lr.r = prev
-		return err
-	}
-	return nil
 }
 
 // deployForRollout deploys the rollout's release (governance): a release

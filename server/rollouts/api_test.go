@@ -18,12 +18,15 @@ func newEngine(t *testing.T) (*Engine, store.Store) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	e := New(Config{DB: db, RequiredApprovals: func(env string) int {
+	e, err := New(Config{DB: db, RequiredApprovals: func(env string) int {
 		if env == "prod" {
 			return 2
 		}
 		return 0
 	}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := e.Load(t.Context()); err != nil {
 		t.Fatal(err)
 	}

@@ -7,53 +7,98 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/airlockfw/airlock/deviceapi"
 	"github.com/airlockfw/airlock/rollout"
+	"github.com/airlockfw/airlock/server/auth"
 	"github.com/airlockfw/airlock/server/store"
 )
 
 // MaxOverduePerTick bounds the devices timed out per rollout and tick.
 const MaxOverduePerTick = store.MaxListLimit
 
+// Engine settings.
+const (
+	// TickerLease is the name of the store lease whose holder runs the
+	// periodic rollout work (time-outs, eligible counts, health gates).
+	TickerLease = "rollout-ticker"
+	// DefaultLeaseTTL is the ticker lease's time to live; its holder renews
+	// it every third of it, and another server takes over at most this
+	// long after the holder died.
+	DefaultLeaseTTL = 15 * time.Second
+	// MinLeaseTTL and MaxLeaseTTL bound Config.LeaseTTL.
+	MinLeaseTTL = 30 * time.Millisecond
+	MaxLeaseTTL = store.MaxLeaseTTL
+	// DefaultRefreshInterval is how often a server reloads the running and
+	// paused rollouts from the store: a rollout created, started, paused
+	// or advanced through another server is acted on here within it.
+	DefaultRefreshInterval = time.Second
+	// MinRefreshInterval and MaxRefreshInterval bound
+	// Config.RefreshInterval.
+	MinRefreshInterval = 10 * time.Millisecond
+	MaxRefreshInterval = time.Minute
+	// MaxCASRetries bounds the re-reads of a device's rollout row when a
+	// concurrent change wins the compare-and-swap.
+	MaxCASRetries = 3
+)
+
 // Audit actions of rollouts.
 const (
 	AuditRolloutCreated    = "rollout.created"
 	AuditRolloutTransition = "rollout.transition"
+	AuditRolloutAssigned   = "rollout.assigned"
+	AuditRolloutReconciled = "rollout.reconciled"
 	AuditDeviceTags        = "device.tags"
 )
 
 // systemActor is the actor of automatic transitions in the audit log.
 const systemActor = "airlock"
 
-// Engine keeps the running and paused rollouts in memory, with
-// their device counts, and applies the state machine of package rollout.
-// All changes of rollout devices go through it, so the counts stay exact
-// between the periodic re-counts from the store. The store's unique index
-// keeps a device in one active rollout per product even across processes.
+// Engine applies the state machine of package rollout to the rollouts in
+// the store. Every number it decides on lives in the database, so several
+// servers on one database act as one:
+//
+//   - The store admits each assignment with a conditional update of the
+//     rollout's counters (stage target, max_parallel) in the transaction
+//     of the insert, so concurrent check-ins on any server never overshoot
+//     a stage; the health gates read the counters the store keeps with
+//     every device change.
+//   - Each server caches the running and paused rollouts (their settings,
+//     state and stage) and reloads them every RefreshInterval; the cache
+//     only picks candidate rollouts for a check-in, the store admits.
+//   - The periodic work that writes (time-outs, the eligible count and the
+//     stage target, health gates) runs in the holder of the TickerLease.
+//     Every transition is compare-and-swap on (state, stage), so a brief
+//     overlap of two holders, or a report evaluated on another server,
+//     changes nothing twice.
+//   - A check-in reconciles the device's rollout row with what the device
+//     states: running the assigned release is a success, whatever reports
+//     were lost (a time-out included).
 type Engine struct {
 	db                store.Store
 	now               func() time.Time
 	log               *slog.Logger
 	auditFn           func(ctx context.Context, actor, action string, details map[string]string)
 	requiredApprovals func(env string) int
-	mu                sync.Mutex
-	live              map[string]*liveRollout
+	holder            string
+	leaseTTL          time.Duration
+	refreshEvery      time.Duration
 	devices           *prometheus.GaugeVec
+
+	mu         sync.Mutex
+	live       map[string]*cached // running and paused rollouts by ID
+	refreshed  time.Time          // when live was last loaded
+	leaseUntil time.Time          // the ticker lease is ours until then (zero: not held)
+	refreshing atomic.Bool
 }
 
-// liveRollout is one tracked rollout; mu serializes its changes.
-type liveRollout struct {
-	mu       sync.Mutex
-	rec      store.Rollout
-	r        rollout.Rollout
-	status   rollout.Status
-	reasons  map[string]int
-	eligible time.Time // when status.Eligible was computed
-	gone     bool      // no longer tracked (final state)
+// cached is a running or paused rollout as last read from the store.
+type cached struct {
+	rec store.Rollout
+	r   rollout.Rollout
 }
 
 // Config configures an Engine.
@@ -63,7 +108,9 @@ type Config struct {
 	// RequiredApprovals is how many approvals a release for an environment
 	// needs before it can be deployed. Required.
 	RequiredApprovals func(env string) int
-	// Now returns the current time; nil means time.Now.
+	// Now returns the current time; nil means time.Now. The ticker lease's
+	// expiry is judged by it: the servers' clocks must agree to well
+	// within LeaseTTL.
 	Now func() time.Time
 	// Log receives transitions and errors; nil means discard.
 	Log *slog.Logger
@@ -72,12 +119,21 @@ type Config struct {
 	Audit func(ctx context.Context, actor, action string, details map[string]string)
 	// Metrics, when set, registers airlock_rollout_devices.
 	Metrics prometheus.Registerer
+	// Holder names this server in the ticker lease; "" means a random ID.
+	Holder string
+	// LeaseTTL is the ticker lease's time to live; zero means
+	// DefaultLeaseTTL.
+	LeaseTTL time.Duration
+	// RefreshInterval is how often the cached rollouts are reloaded; zero
+	// means DefaultRefreshInterval.
+	RefreshInterval time.Duration
 }
 
 // New returns an Engine; Load it before use.
-func New(cfg Config) *Engine {
+func New(cfg Config) (*Engine, error) {
 	e := &Engine{db: cfg.DB, now: cfg.Now, log: cfg.Log, auditFn: cfg.Audit, requiredApprovals: cfg.RequiredApprovals,
-		live: map[string]*liveRollout{},
+		holder: cfg.Holder, leaseTTL: cfg.LeaseTTL, refreshEvery: cfg.RefreshInterval,
+		live: map[string]*cached{},
 		devices: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "airlock_rollout_devices",
 			Help: "Devices of running and paused rollouts by state (assigned, in_progress, succeeded, failed).",
@@ -88,10 +144,29 @@ func New(cfg Config) *Engine {
 	if e.log == nil {
 		e.log = slog.New(slog.DiscardHandler)
 	}
+	if e.leaseTTL == 0 {
+		e.leaseTTL = DefaultLeaseTTL
+	}
+	if e.leaseTTL < MinLeaseTTL || e.leaseTTL > MaxLeaseTTL {
+		return nil, fmt.Errorf("rollout lease ttl %v outside %v..%v", e.leaseTTL, MinLeaseTTL, MaxLeaseTTL)
+	}
+	if e.refreshEvery == 0 {
+		e.refreshEvery = DefaultRefreshInterval
+	}
+	if e.refreshEvery < MinRefreshInterval || e.refreshEvery > MaxRefreshInterval {
+		return nil, fmt.Errorf("rollout refresh interval %v outside %v..%v", e.refreshEvery, MinRefreshInterval, MaxRefreshInterval)
+	}
+	if e.holder == "" {
+		id, err := auth.RandomID("srv-")
+		if err != nil {
+			return nil, err
+		}
+		e.holder = id
+	}
 	if cfg.Metrics != nil {
 		cfg.Metrics.MustRegister(e.devices)
 	}
-	return e
+	return e, nil
 }
 
 func (e *Engine) audit(ctx context.Context, actor, action string, details map[string]string) {
@@ -126,74 +201,83 @@ func specOf(rec store.Rollout) (rollout.Rollout, error) {
 	return r, nil
 }
 
-// Load tracks the store's running and paused rollouts (at start).
-func (e *Engine) Load(ctx context.Context) error {
+// Load reads the store's running and paused rollouts (at start).
+func (e *Engine) Load(ctx context.Context) error { return e.Refresh(ctx) }
+
+// Refresh reloads the running and paused rollouts from the store.
+func (e *Engine) Refresh(ctx context.Context) error {
 	recs, err := e.db.ListRollouts(ctx, "", true, store.MaxListLimit)
 	if err != nil {
 		return err
 	}
+	e.mu.Lock()
+	old := e.live
+	e.mu.Unlock()
+	live := make(map[string]*cached, len(recs))
 	for _, rec := range recs {
-		if rec.State == store.RolloutRunning || rec.State == store.RolloutPaused {
-			if _, err := e.track(ctx, rec); err != nil {
-				return err
-			}
+		if rec.State != store.RolloutRunning && rec.State != store.RolloutPaused {
+			continue
+		}
+		if c := old[rec.ID]; c != nil && c.rec.UpdatedAt.Equal(rec.UpdatedAt) && c.rec.State == rec.State && c.rec.Stage == rec.Stage {
+			live[rec.ID] = &cached{rec: rec, r: c.r}
+			continue
+		}
+		r, err := specOf(rec)
+		if err != nil {
+			e.log.Error("rollout settings unreadable", "rollout", rec.ID, "err", err)
+			continue
+		}
+		live[rec.ID] = &cached{rec: rec, r: r}
+	}
+	e.mu.Lock()
+	e.live, e.refreshed = live, e.now()
+	e.mu.Unlock()
+	for id := range old {
+		if live[id] == nil {
+			e.devices.DeletePartialMatch(prometheus.Labels{"rollout": id})
 		}
 	}
 	return nil
 }
 
-// track starts tracking rec (or returns the tracked copy).
-func (e *Engine) track(ctx context.Context, rec store.Rollout) (*liveRollout, error) {
+// maybeRefresh reloads the cache if it is older than the refresh interval
+// and no other caller is reloading it.
+func (e *Engine) maybeRefresh(ctx context.Context) {
 	e.mu.Lock()
-	if lr := e.live[rec.ID]; lr != nil {
-		e.mu.Unlock()
-		return lr, nil
-	}
+	stale := e.now().Sub(e.refreshed) >= e.refreshEvery
 	e.mu.Unlock()
-	r, err := specOf(rec)
-	if err != nil {
-		return nil, err
+	if !stale || !e.refreshing.CompareAndSwap(false, true) {
+		return
 	}
-	lr := &liveRollout{rec: rec, r: r}
-	if err := e.recount(ctx, lr); err != nil {
-		return nil, err
+	defer e.refreshing.Store(false)
+	if err := e.Refresh(ctx); err != nil && ctx.Err() == nil {
+		e.log.Error("rollout refresh failed", "err", err)
 	}
-	if err := e.computeEligible(ctx, lr); err != nil {
-		return nil, err
-	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if cur := e.live[rec.ID]; cur != nil {
-		return cur, nil
-	}
-	e.live[rec.ID] = lr
-	return lr, nil
 }
 
-func (e *Engine) get(id string) *liveRollout {
+// put records rec (as just written or read) in the cache.
+func (e *Engine) put(rec store.Rollout, r rollout.Rollout) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.live[id]
+	if rec.State == store.RolloutRunning || rec.State == store.RolloutPaused {
+		e.live[rec.ID] = &cached{rec: rec, r: r}
+	} else {
+		delete(e.live, rec.ID)
+	}
 }
 
-func (e *Engine) untrack(lr *liveRollout) {
-	lr.gone = true
-	e.mu.Lock()
-	delete(e.live, lr.rec.ID)
-	e.mu.Unlock()
-}
-
-// running returns the tracked running rollouts of product, oldest first.
-func (e *Engine) running(product string) []*liveRollout {
+// running returns the cached running rollouts of product ("" for all),
+// oldest first.
+func (e *Engine) running(product string) []*cached {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	var out []*liveRollout
-	for _, lr := range e.live {
-		if lr.rec.Product == product || product == "" {
-			out = append(out, lr)
+	var out []*cached
+	for _, c := range e.live {
+		if c.rec.State == store.RolloutRunning && (c.rec.Product == product || product == "") {
+			out = append(out, c)
 		}
 	}
-	slices.SortFunc(out, func(a, b *liveRollout) int { return a.rec.CreatedAt.Compare(b.rec.CreatedAt) })
+	slices.SortFunc(out, func(a, b *cached) int { return a.rec.CreatedAt.Compare(b.rec.CreatedAt) })
 	return out
 }
 
@@ -219,25 +303,27 @@ func countsFrom(n int, cs []store.RolloutCount) ([]rollout.Counts, map[string]in
 	return stages, reasons
 }
 
-// recount reloads lr's counts from the store. lr.mu must be held or lr
-// not yet shared.
-func (e *Engine) recount(ctx context.Context, lr *liveRollout) error {
-	cs, err := e.db.RolloutCounts(ctx, lr.rec.ID)
+// status reads rec's counts from the store: the counters the store keeps
+// with every device change, and the eligible count the ticker stored.
+func (e *Engine) status(ctx context.Context, rec store.Rollout, r rollout.Rollout) (rollout.Status, map[string]int, error) {
+	cs, err := e.db.RolloutCounts(ctx, rec.ID)
 	if err != nil {
-		return err
+		return rollout.Status{}, nil, err
 	}
-	lr.status.Stages, lr.reasons = countsFrom(len(lr.r.Stages), cs)
-	e.observe(lr)
-	return nil
+	var st rollout.Status
+	var reasons map[string]int
+	st.Stages, reasons = countsFrom(len(r.Stages), cs)
+	st.Eligible = max(rec.Eligible, st.Total().Assigned)
+	return st, reasons, nil
 }
 
-// observe exports lr's counts as airlock_rollout_devices.
-func (e *Engine) observe(lr *liveRollout) {
-	t := lr.status.Total()
-	e.devices.WithLabelValues(lr.rec.ID, store.RolloutDeviceAssigned).Set(float64(t.Assigned))
-	e.devices.WithLabelValues(lr.rec.ID, store.RolloutDeviceInProgress).Set(float64(t.InProgress()))
-	e.devices.WithLabelValues(lr.rec.ID, store.RolloutDeviceSucceeded).Set(float64(t.Succeeded))
-	e.devices.WithLabelValues(lr.rec.ID, store.RolloutDeviceFailed).Set(float64(t.Failed))
+// observe exports st as airlock_rollout_devices.
+func (e *Engine) observe(id string, st rollout.Status) {
+	t := st.Total()
+	e.devices.WithLabelValues(id, store.RolloutDeviceAssigned).Set(float64(t.Assigned))
+	e.devices.WithLabelValues(id, store.RolloutDeviceInProgress).Set(float64(t.InProgress()))
+	e.devices.WithLabelValues(id, store.RolloutDeviceSucceeded).Set(float64(t.Succeeded))
+	e.devices.WithLabelValues(id, store.RolloutDeviceFailed).Set(float64(t.Failed))
 }
 
 // filterDevice is what a rollout filter sees of a device.
@@ -246,30 +332,31 @@ func filterDevice(d store.Device) rollout.Device {
 		Version: d.CurrentVersion, Tags: d.Tags}
 }
 
-// eligibleDevice reports whether d may be assigned to lr: the product
-// matches, the filter holds, and it does not already run the release.
-func eligibleDevice(lr *liveRollout, d store.Device) bool {
-	return d.Product == lr.rec.Product && d.CurrentVersion != lr.rec.Version && lr.r.Filter.Match(filterDevice(d))
+// eligibleDevice reports whether d may be assigned to the rollout: the
+// product matches, the filter holds, and it does not already run the
+// release.
+func eligibleDevice(rec store.Rollout, r rollout.Rollout, d store.Device) bool {
+	return d.Product == rec.Product && d.CurrentVersion != rec.Version && r.Filter.Match(filterDevice(d))
 }
 
-// computeEligible counts the devices lr may reach: its own devices plus
-// the eligible devices no other active rollout holds.
-func (e *Engine) computeEligible(ctx context.Context, lr *liveRollout) error {
-	held, err := e.db.HeldDevices(ctx, lr.rec.Product)
+// computeEligible counts the devices the rollout may reach: its own
+// devices plus the eligible devices no other active rollout holds.
+func (e *Engine) computeEligible(ctx context.Context, rec store.Rollout, r rollout.Rollout) (int, error) {
+	held, err := e.db.HeldDevices(ctx, rec.Product)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	n := 0
 	for off := 0; off <= store.MaxListOffset; off += store.MaxListLimit {
-		devs, err := e.db.ListDevices(ctx, store.DeviceFilter{Product: lr.rec.Product, Limit: store.MaxListLimit, Offset: off})
+		devs, err := e.db.ListDevices(ctx, store.DeviceFilter{Product: rec.Product, Limit: store.MaxListLimit, Offset: off})
 		if err != nil {
-			return err
+			return 0, err
 		}
 		for _, d := range devs {
 			switch h := held[d.ID]; {
-			case h == lr.rec.ID:
+			case h == rec.ID:
 				n++
-			case h == "" && eligibleDevice(lr, d):
+			case h == "" && eligibleDevice(rec, r, d):
 				n++
 			}
 		}
@@ -277,26 +364,25 @@ func (e *Engine) computeEligible(ctx context.Context, lr *liveRollout) error {
 			break
 		}
 	}
-	lr.status.Eligible = max(n, lr.status.Total().Assigned)
-	lr.eligible = e.now()
-	return nil
+	return max(n, rec.Assigned), nil
 }
 
-// persist stores the transitions from (fromState, fromStage) that led to
-// lr.r, audits each, and stops tracking a rollout that reached a final
-// state. lr.mu must be held.
-func (e *Engine) persist(ctx context.Context, lr *liveRollout, fromState rollout.State, fromStage int, steps []rollout.Transition, actor string) error {
+// persist stores the transitions steps that took rec (parsed as from) to
+// next, compare-and-swap on rec's state and stage, audits each and
+// returns the stored record. The stage target follows the new stage.
+func (e *Engine) persist(ctx context.Context, rec store.Rollout, next rollout.Rollout, steps []rollout.Transition, actor string) (store.Rollout, error) {
 	if len(steps) == 0 {
-		return nil
+		return rec, nil
 	}
-	to := lr.rec
-	to.State, to.Stage, to.AckFailed, to.Reason = string(lr.r.State), lr.r.Stage, lr.r.AckFailed, steps[len(steps)-1].Reason
+	to := rec
+	to.State, to.Stage, to.AckFailed, to.Reason = string(next.State), next.Stage, next.AckFailed, steps[len(steps)-1].Reason
+	to.Target = rollout.Target(next.Stages, next.Stage, to.Eligible)
 	now := e.now().UTC()
 	ctx = store.WithAudit(ctx) // the transitions' events commit with the update
 	for _, st := range steps {
 		details := map[string]string{
-			"rollout": lr.rec.ID, "release": lr.rec.Product + "@" + lr.rec.Version, "from": string(st.From), "to": string(st.To),
-			"from_stage": lr.r.Stages[st.FromStage].Label(st.FromStage), "to_stage": lr.r.Stages[st.ToStage].Label(st.ToStage),
+			"rollout": rec.ID, "release": rec.Product + "@" + rec.Version, "from": string(st.From), "to": string(st.To),
+			"from_stage": next.Stages[st.FromStage].Label(st.FromStage), "to_stage": next.Stages[st.ToStage].Label(st.ToStage),
 			"reason": st.Reason,
 		}
 		if st.Action != "" {
@@ -304,200 +390,49 @@ func (e *Engine) persist(ctx context.Context, lr *liveRollout, fromState rollout
 		}
 		e.audit(ctx, actor, AuditRolloutTransition, details)
 	}
-	if err := e.db.UpdateRollout(ctx, lr.rec.ID, string(fromState), fromStage, to, now); err != nil {
-		return err
+	if err := e.db.UpdateRollout(ctx, rec.ID, rec.State, rec.Stage, to, now); err != nil {
+		return rec, err
 	}
 	to.UpdatedAt = now
-	lr.rec = to
 	for _, st := range steps {
-		e.log.Info("rollout transition", "rollout", lr.rec.ID, "from", st.From, "to", st.To, "stage", st.ToStage, "reason", st.Reason)
+		e.log.Info("rollout transition", "rollout", rec.ID, "from", st.From, "to", st.To, "stage", st.ToStage, "reason", st.Reason)
 	}
-	if lr.r.State.Final() {
-		e.untrack(lr)
+	e.put(to, next)
+	if next.State.Final() {
+		e.devices.DeletePartialMatch(prometheus.Labels{"rollout": rec.ID})
 	}
-	return nil
+	return to, nil
 }
 
-// evaluate applies the health gates to lr. lr.mu must be held.
-func (e *Engine) evaluate(ctx context.Context, lr *liveRollout) error {
-	if lr.gone || lr.r.State != rollout.Running {
-		return nil
-	}
-	fromState, fromStage := lr.r.State, lr.r.Stage
-	next, steps := rollout.Evaluate(lr.r, lr.status, e.now())
-	if len(steps) == 0 {
-		return nil
-	}
-	prev := lr.r
-	lr.r = next
-	if err := e.persist(ctx, lr, fromState, fromStage, steps, systemActor); err != nil {
-		lr.r = prev
-		return err
-	}
-	return nil
-}
-
-// Checkin assigns device d to a running rollout if it is eligible and not
-// held by one, and returns its current assignment (nil if none).
-func (e *Engine) Checkin(ctx context.Context, d store.Device) (*deviceapi.Assignment, error) {
-	rd, ro, err := e.db.DeviceAssignment(ctx, d.ID)
-	switch {
-	case err == nil && ro.Active():
-		return assignmentOf(ro), nil
-	case err != nil && !errors.Is(err, store.ErrNotFound):
-		return nil, err
-	}
-	_ = rd
-	for _, lr := range e.running(d.Product) {
-		a, err := e.tryAssign(ctx, lr, d)
-		if err != nil || a != nil {
-			return a, err
-		}
-	}
-	if err == nil && ro.State == store.RolloutCompleted {
-		return assignmentOf(ro), nil
-	}
-	return nil, nil
-}
-
-func (e *Engine) tryAssign(ctx context.Context, lr *liveRollout, d store.Device) (*deviceapi.Assignment, error) {
-	lr.mu.Lock()
-	defer lr.mu.Unlock()
-	if lr.gone || lr.r.State != rollout.Running || !eligibleDevice(lr, d) {
-		return nil, nil
-	}
-	if n, _ := rollout.Assignable(lr.r, lr.status, e.now()); n <= 0 {
-		return nil, nil
-	}
-	now := e.now().UTC()
-	err := e.db.AssignRolloutDevice(e.assignAudit(ctx, lr, d), store.RolloutDevice{RolloutID: lr.rec.ID, DeviceID: d.ID, Stage: lr.r.Stage,
-		State: store.RolloutDeviceAssigned, AssignedAt: now})
-	if errors.Is(err, store.ErrExists) || errors.Is(err, store.ErrConflict) {
-		return nil, nil // another rollout (or process) was faster
-	}
-	if err != nil {
-		return nil, err
-	}
-	lr.status.Stages[lr.r.Stage].Assigned++
-	lr.status.Eligible = max(lr.status.Eligible, lr.status.Total().Assigned)
-	e.observe(lr)
-	e.log.Info("rollout assigned a device", "rollout", lr.rec.ID, "device_id", d.ID, "stage", lr.r.Stage)
-	return assignmentOf(lr.rec), e.evaluate(ctx, lr)
-}
-
-func assignmentOf(ro store.Rollout) *deviceapi.Assignment {
-	return &deviceapi.Assignment{RolloutID: ro.ID, Release: ro.Product + "@" + ro.Version, TargetPath: ro.TargetPath}
-}
-
-// Report applies a device's status report to its rollout.
-func (e *Engine) Report(ctx context.Context, d store.Device, kind, version, msg string) error {
-	state, reason, ok := rollout.Classify(kind, msg)
-	if !ok {
-		return nil
-	}
-	_, ro, err := e.db.DeviceAssignment(ctx, d.ID)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil
-	}
+// evaluate applies the health gates to the rollout id as stored. A
+// concurrent transition elsewhere (ErrConflict) is not an error: that
+// server evaluated the same numbers.
+func (e *Engine) evaluate(ctx context.Context, id string) error {
+	rec, err := e.db.GetRollout(ctx, id)
 	if err != nil {
 		return err
 	}
-	// Only reports about the assigned release count; a report without a
-	// version (the agent failed before choosing a release) says nothing
-	// certain about this rollout.
-	if version != ro.Version {
-		return nil
-	}
-	lr := e.get(ro.ID)
-	if lr != nil {
-		lr.mu.Lock()
-		defer lr.mu.Unlock()
-	}
-	rd, ro, err := e.db.DeviceAssignment(ctx, d.ID) // re-read under the lock
+	_, err = e.evaluateRec(ctx, rec)
+	return err
+}
+
+func (e *Engine) evaluateRec(ctx context.Context, rec store.Rollout) (rollout.Status, error) {
+	r, err := specOf(rec)
 	if err != nil {
-		return err
+		return rollout.Status{}, err
 	}
-	cur := rollout.DeviceState(rd.State)
-	next := rollout.Next(cur, state)
-	if cur.Outcome() {
-		return nil
+	st, _, err := e.status(ctx, rec, r)
+	if err != nil {
+		return rollout.Status{}, err
 	}
-	r := ""
-	if next == rollout.DeviceFailed {
-		r = string(reason)
+	if r.State != rollout.Running {
+		return st, nil
 	}
-	if err := e.db.UpdateRolloutDevice(ctx, ro.ID, d.ID, string(next), r, e.now().UTC()); err != nil {
-		return err
+	next, steps := rollout.Evaluate(r, st, e.now())
+	if _, err := e.persist(ctx, rec, next, steps, systemActor); err != nil && !errors.Is(err, store.ErrConflict) {
+		return st, err
 	}
-	if lr == nil || lr.gone || lr.rec.ID != ro.ID || next == cur {
-		return nil
-	}
-	if rd.Stage >= 0 && rd.Stage < len(lr.status.Stages) {
-		switch next {
-		case rollout.DeviceSucceeded:
-			lr.status.Stages[rd.Stage].Succeeded++
-		case rollout.DeviceFailed:
-			lr.status.Stages[rd.Stage].Failed++
-			lr.reasons[r]++
-		}
-	}
-	e.observe(lr)
-	return e.evaluate(ctx, lr)
-}
-
-// Tick re-counts every tracked rollout, recomputes the eligible fleet,
-// times out silent devices and applies the health gates.
-func (e *Engine) Tick(ctx context.Context) {
-	for _, lr := range e.running("") {
-		if err := e.tickOne(ctx, lr); err != nil && ctx.Err() == nil {
-			e.log.Error("rollout evaluation failed", "rollout", lr.rec.ID, "err", err)
-		}
-	}
-}
-
-func (e *Engine) tickOne(ctx context.Context, lr *liveRollout) error {
-	lr.mu.Lock()
-	defer lr.mu.Unlock()
-	if lr.gone {
-		return nil
-	}
-	now := e.now().UTC()
-	if lr.r.State == rollout.Running {
-		over, err := e.db.OverdueRolloutDevices(ctx, lr.rec.ID, now.Add(-lr.r.ReportDeadline), MaxOverduePerTick)
-		if err != nil {
-			return err
-		}
-		for _, d := range over {
-			if !rollout.TimedOut(rollout.DeviceState(d.State), d.UpdatedAt, lr.r.ReportDeadline, now) {
-				continue
-			}
-			if err := e.db.UpdateRolloutDevice(ctx, lr.rec.ID, d.DeviceID, store.RolloutDeviceFailed, string(rollout.ReasonTimedOut), now); err != nil {
-				return err
-			}
-			e.log.Info("rollout device timed out", "rollout", lr.rec.ID, "device_id", d.DeviceID, "silent_since", d.UpdatedAt)
-		}
-	}
-	if err := e.recount(ctx, lr); err != nil {
-		return err
-	}
-	if err := e.computeEligible(ctx, lr); err != nil {
-		return err
-	}
-	return e.evaluate(ctx, lr)
-}
-
-// Run ticks until ctx is done.
-func (e *Engine) Run(ctx context.Context, every time.Duration) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			e.Tick(ctx)
-		}
-	}
+	return st, nil
 }
 
 // ErrInput is wrapped by errors about a rollout request's fields.

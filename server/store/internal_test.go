@@ -210,3 +210,76 @@ func TestMigrationKeepsDevicesWithAnUnknownSlot(t *testing.T) {
 		t.Fatalf("slot after check-in: %+v, %v", d, err)
 	}
 }
+
+// A database with rollouts made before the rollout counters keeps its
+// numbers: the migration fills assigned, in_flight and rollout_counts from
+// the existing rollout_devices rows.
+func TestMigrationBackfillsRolloutCounters(t *testing.T) {
+	ctx := t.Context()
+	path := t.TempDir() + "/v5.db"
+	migs, err := loadMigrations(DialectSQLite)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var before int
+	for i, m := range migs {
+		if strings.Contains(m.name, "rollout_accounting") {
+			before = i
+		}
+	}
+	if before == 0 {
+		t.Fatal("no rollout_accounting migration")
+	}
+	raw, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stmts := []string{`CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)`}
+	for _, m := range migs[:before] {
+		stmts = append(stmts, m.sql, fmt.Sprintf(`INSERT INTO schema_migrations VALUES (%d, 0)`, m.version))
+	}
+	stmts = append(stmts, `INSERT INTO users (id, name, role, created_at) VALUES ('u-1', 'op', 'operator', 0)`,
+		`INSERT INTO releases (id, product, version, environment, target_path, uploader, created_at)
+			VALUES ('rel-1', 'acme/router', '2.0.0', 'dev', 'fw.img', 'u-1', 0)`,
+		`INSERT INTO rollouts (id, release_id, product, version, target_path, filter, stages, success_threshold,
+			failure_threshold, max_parallel, window_spec, forced, report_deadline, state, stage, ack_failed, reason,
+			created_by, created_at, updated_at) VALUES ('ro-1', 'rel-1', 'acme/router', '2.0.0', 'fw.img', '', '2,100%',
+			9500, 200, 0, '', 0, 1000000, 'running', 1, 0, '', 'u-1', 0, 0)`)
+	states := []struct{ stage, state, reason string }{
+		{"0", "succeeded", ""}, {"0", "failed", "timed_out"}, {"1", "in_progress", ""}, {"1", "assigned", ""}, {"1", "failed", "timed_out"},
+	}
+	for i, s := range states {
+		stmts = append(stmts, fmt.Sprintf(`INSERT INTO devices (id, model, product, channel, hw_rev, tags, current_version,
+			security_counter, state, last_error, cert_serial, cert_fingerprint, enrolled_at, last_seen)
+			VALUES ('dev-%d', 'x1', 'acme/router', '', 1, '[]', '1.0.0', 1, 'idle', '', '0%d', '%s', 0, NULL)`,
+			i, i, strings.Repeat(fmt.Sprintf("%02x", i), HashSize)),
+			fmt.Sprintf(`INSERT INTO rollout_devices (rollout_id, device_id, product, active, stage, state, reason, assigned_at, updated_at)
+			VALUES ('ro-1', 'dev-%d', 'acme/router', 1, %s, '%s', '%s', 0, 0)`, i, s.stage, s.state, s.reason))
+	}
+	for _, q := range stmts {
+		if _, err := raw.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	raw.Close()
+	s, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	r, err := s.GetRollout(ctx, "ro-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Assigned != 5 || r.InFlight != 2 || r.Eligible != 5 || r.Target != 5 {
+		t.Fatalf("migrated counters: assigned %d, in_flight %d, eligible %d, target %d; want 5, 2, 5, 5", r.Assigned, r.InFlight, r.Eligible, r.Target)
+	}
+	cs, err := s.RolloutCounts(ctx, "ro-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []RolloutCount{{0, "failed", "timed_out", 1}, {0, "succeeded", "", 1}, {1, "assigned", "", 2}, {1, "failed", "timed_out", 1}}
+	if fmt.Sprint(cs) != fmt.Sprint(want) {
+		t.Fatalf("migrated counts %v, want %v", cs, want)
+	}
+}

@@ -58,7 +58,20 @@ type Rollout struct {
 	Reason           string        // reason of the last transition
 	CreatedBy        string        // user ID
 	CreatedAt        time.Time
-	UpdatedAt        time.Time
+	UpdatedAt        time.Time // last change of State, Stage, AckFailed or Reason
+
+	// Eligible is the eligible-fleet count the rollout ticker last
+	// computed, and Target the current stage's cumulative target derived
+	// from it: AssignRolloutDevice admits a device only while Assigned is
+	// below Target. Both are written by CreateRollout, UpdateRollout and
+	// SetRolloutEligible, so every server uses the same numbers.
+	Eligible int
+	Target   int
+	// Assigned (every device of the rollout) and InFlight (those without
+	// an outcome) are maintained by the store with every device change;
+	// CreateRollout and UpdateRollout ignore them.
+	Assigned int
+	InFlight int
 }
 
 // Active reports whether the rollout holds its devices (draft, running or
@@ -79,13 +92,38 @@ type RolloutDevice struct {
 }
 
 // RolloutCount is a number of devices of a rollout with one stage, state
-// and reason.
+// and reason. State is RolloutDeviceAssigned for every device without an
+// outcome (assigned or in progress), else succeeded or failed.
 type RolloutCount struct {
 	Stage  int
 	State  string
 	Reason string
 	N      int
 }
+
+// RolloutDeviceUpdate is a change of one device's state in a rollout.
+type RolloutDeviceUpdate struct {
+	RolloutID, DeviceID string
+	// FromState and FromReason, when FromState is set, are the state and
+	// reason the caller read: the update applies only if they are
+	// unchanged. UpdatedBefore, when set, also requires the device's
+	// UpdatedAt to be at or before it (a time-out must not overrule a
+	// report that just arrived).
+	FromState, FromReason string
+	UpdatedBefore         time.Time
+	State, Reason         string
+	Now                   time.Time // the new UpdatedAt
+}
+
+// Errors of AssignRolloutDevice.
+var (
+	// ErrRolloutFull: the rollout's current stage is fully assigned, or
+	// max_parallel devices are in flight.
+	ErrRolloutFull = fmt.Errorf("%w: the rollout stage has no room", ErrConflict)
+	// ErrRolloutMoved: the rollout is not running at the stage the caller
+	// assumed (another server changed it).
+	ErrRolloutMoved = fmt.Errorf("%w: the rollout is not running at that stage", ErrConflict)
+)
 
 // DirectorState is the version state of one device's director metadata:
 // the server signs timestamp, snapshot and targets all with Version, so
@@ -113,28 +151,45 @@ type RolloutStore interface {
 	// activeOnly only draft, running and paused ones.
 	ListRollouts(ctx context.Context, product string, activeOnly bool, limit int) ([]Rollout, error)
 
-	// UpdateRollout changes a rollout's state, stage, acknowledged failures
-	// and reason if its state and stage are still fromState and fromStage
-	// (ErrConflict otherwise: someone else moved it). Moving to completed
-	// or cancelled releases its devices to join other rollouts.
+	// UpdateRollout changes a rollout's state, stage, acknowledged failures,
+	// reason, eligible count and stage target if its state and stage are
+	// still fromState and fromStage (ErrConflict otherwise: someone else
+	// moved it). Moving to completed or cancelled releases its devices to
+	// join other rollouts.
 	UpdateRollout(ctx context.Context, id, fromState string, fromStage int, to Rollout, now time.Time) error
 
-	// AssignRolloutDevice adds a device to an active rollout in the given
-	// stage. ErrExists if the device is already in an active rollout of
-	// the product (this one or another) or was in this one; ErrNotFound
-	// if the rollout or device does not exist; ErrConflict if the rollout
-	// is not running or the device is of another product.
+	// SetRolloutEligible stores a rollout's eligible-fleet count and its
+	// current stage's target if it is still active at stage (ErrConflict
+	// otherwise). It does not change UpdatedAt.
+	SetRolloutEligible(ctx context.Context, id string, stage, eligible, target int) error
+
+	// AssignRolloutDevice adds a device to a running rollout in the
+	// rollout's current stage d.Stage, if the stage has room: the rollout's
+	// Assigned is below its Target and, with MaxParallel set, its InFlight
+	// below MaxParallel. The admission is a conditional update of the
+	// rollout's counters in the transaction of the insert, so concurrent
+	// servers never assign more than Target. ErrRolloutFull if there is no
+	// room; ErrRolloutMoved if the rollout is not running at d.Stage;
+	// ErrExists if the device is already in an active rollout of the
+	// product (this one or another) or was in this one; ErrNotFound if the
+	// rollout or device does not exist; ErrConflict if the device is of
+	// another product.
 	AssignRolloutDevice(ctx context.Context, d RolloutDevice) error
 
-	// UpdateRolloutDevice sets a device's state and reason in a rollout and
-	// its UpdatedAt to now. ErrNotFound if the device is not in it.
-	UpdateRolloutDevice(ctx context.Context, rolloutID, deviceID, state, reason string, now time.Time) error
+	// UpdateRolloutDevice changes a device's state and reason in a rollout
+	// and sets its UpdatedAt, adjusting the rollout's counters in the same
+	// transaction. With u.FromState set, only if the device is still in
+	// FromState with FromReason (and, with UpdatedBefore set, its UpdatedAt
+	// is at or before it): ErrConflict otherwise. ErrNotFound if the device
+	// is not in the rollout.
+	UpdateRolloutDevice(ctx context.Context, u RolloutDeviceUpdate) error
 
 	// DeviceAssignment returns the device's most recent assignment whose
 	// rollout is not cancelled, with its rollout; ErrNotFound if none.
 	DeviceAssignment(ctx context.Context, deviceID string) (RolloutDevice, Rollout, error)
 
-	// RolloutCounts counts a rollout's devices by stage, state and reason.
+	// RolloutCounts counts a rollout's devices by stage, state and reason
+	// (see RolloutCount), from counters kept with every device change.
 	RolloutCounts(ctx context.Context, rolloutID string) ([]RolloutCount, error)
 
 	// OverdueRolloutDevices returns up to limit devices of a rollout with
@@ -225,6 +280,12 @@ func validateRollout(r Rollout) error {
 	if err := checkCount("rollout ack failed", r.AckFailed, MaxRolloutCount); err != nil {
 		return err
 	}
+	if err := checkCount("rollout eligible", r.Eligible, MaxRolloutCount); err != nil {
+		return err
+	}
+	if err := checkCount("rollout target", r.Target, MaxRolloutCount); err != nil {
+		return err
+	}
 	if err := checkTime("rollout created at", r.CreatedAt); err != nil {
 		return err
 	}
@@ -233,16 +294,23 @@ func validateRollout(r Rollout) error {
 
 const rolloutColumns = `id, release_id, product, version, target_path, filter, stages, success_threshold,
 	failure_threshold, max_parallel, window_spec, forced, report_deadline, state, stage, ack_failed, reason,
-	created_by, created_at, updated_at`
+	created_by, created_at, updated_at, eligible, stage_target, assigned, in_flight`
 
-func scanRollout(r row) (Rollout, error) {
+// rolloutColumnsR is rolloutColumns of the table aliased r.
+const rolloutColumnsR = `r.id, r.release_id, r.product, r.version, r.target_path, r.filter, r.stages, r.success_threshold,
+	r.failure_threshold, r.max_parallel, r.window_spec, r.forced, r.report_deadline, r.state, r.stage, r.ack_failed, r.reason,
+	r.created_by, r.created_at, r.updated_at, r.eligible, r.stage_target, r.assigned, r.in_flight`
+
+func scanRollout(r row, extra ...any) (Rollout, error) {
 	var ro Rollout
-	var succ, fail, par, forced, deadline, stage, ack, created, updated int64
-	if err := r.Scan(&ro.ID, &ro.ReleaseID, &ro.Product, &ro.Version, &ro.TargetPath, &ro.Filter, &ro.Stages,
+	var succ, fail, par, forced, deadline, stage, ack, created, updated, elig, target, assigned, inflight int64
+	dest := append([]any{&ro.ID, &ro.ReleaseID, &ro.Product, &ro.Version, &ro.TargetPath, &ro.Filter, &ro.Stages,
 		&succ, &fail, &par, &ro.Window, &forced, &deadline, &ro.State, &stage, &ack, &ro.Reason,
-		&ro.CreatedBy, &created, &updated); err != nil {
+		&ro.CreatedBy, &created, &updated, &elig, &target, &assigned, &inflight}, extra...)
+	if err := r.Scan(dest...); err != nil {
 		return Rollout{}, err
 	}
+	ro.Eligible, ro.Target, ro.Assigned, ro.InFlight = int(elig), int(target), int(assigned), int(inflight)
 	ro.SuccessThreshold, ro.FailureThreshold, ro.MaxParallel = int(succ), int(fail), int(par)
 	ro.Forced, ro.ReportDeadline = forced != 0, time.Duration(deadline)*time.Microsecond
 	ro.Stage, ro.AckFailed = int(stage), int(ack)
@@ -269,10 +337,11 @@ func (s *sqlStore) CreateRollout(ctx context.Context, r Rollout) error {
 			return err
 		}
 		_, err := q.exec(ctx, `INSERT INTO rollouts (`+rolloutColumns+`) VALUES
-			($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)`,
+			($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, 0, 0)`,
 			r.ID, r.ReleaseID, r.Product, r.Version, r.TargetPath, r.Filter, r.Stages, int64(r.SuccessThreshold),
 			int64(r.FailureThreshold), int64(r.MaxParallel), r.Window, boolInt(r.Forced), r.ReportDeadline.Microseconds(),
-			r.State, int64(r.Stage), int64(r.AckFailed), r.Reason, r.CreatedBy, dbTime(r.CreatedAt), dbTime(r.UpdatedAt))
+			r.State, int64(r.Stage), int64(r.AckFailed), r.Reason, r.CreatedBy, dbTime(r.CreatedAt), dbTime(r.UpdatedAt),
+			int64(r.Eligible), int64(r.Target))
 		return err
 	})
 	if err != nil {
@@ -348,13 +417,21 @@ func (s *sqlStore) UpdateRollout(ctx context.Context, id, fromState string, from
 	if err := checkMessage("rollout reason", to.Reason); err != nil {
 		return err
 	}
+	if err := checkCount("rollout eligible", to.Eligible, MaxRolloutCount); err != nil {
+		return err
+	}
+	if err := checkCount("rollout target", to.Target, MaxRolloutCount); err != nil {
+		return err
+	}
 	if err := checkTime("now", now); err != nil {
 		return err
 	}
 	err := s.b.inTx(ctx, func(q querier) error {
-		n, err := q.exec(ctx, `UPDATE rollouts SET state = $1, stage = $2, ack_failed = $3, reason = $4, updated_at = $5
+		n, err := q.exec(ctx, `UPDATE rollouts SET state = $1, stage = $2, ack_failed = $3, reason = $4, updated_at = $5,
+			eligible = $9, stage_target = $10
 			WHERE id = $6 AND state = $7 AND stage = $8`,
-			to.State, int64(to.Stage), int64(to.AckFailed), to.Reason, dbTime(now), id, fromState, int64(fromStage))
+			to.State, int64(to.Stage), int64(to.AckFailed), to.Reason, dbTime(now), id, fromState, int64(fromStage),
+			int64(to.Eligible), int64(to.Target))
 		if err != nil {
 			return err
 		}
@@ -371,83 +448,6 @@ func (s *sqlStore) UpdateRollout(ctx context.Context, id, fromState string, from
 	})
 	if err != nil {
 		return fmt.Errorf("failed to update rollout %q: %w", id, err)
-	}
-	return nil
-}
-
-func (s *sqlStore) AssignRolloutDevice(ctx context.Context, d RolloutDevice) error {
-	if err := checkID("rollout id", d.RolloutID); err != nil {
-		return err
-	}
-	if err := checkID("device id", d.DeviceID); err != nil {
-		return err
-	}
-	if d.Stage < 0 || d.Stage >= MaxRolloutStages {
-		return invalid("stage", "%d outside 0..%d", d.Stage, MaxRolloutStages-1)
-	}
-	if err := checkRolloutDeviceState("state", d.State); err != nil {
-		return err
-	}
-	if err := checkString("reason", d.Reason, false); err != nil {
-		return err
-	}
-	if err := checkTime("assigned at", d.AssignedAt); err != nil {
-		return err
-	}
-	err := s.b.inTx(ctx, func(q querier) error {
-		r, err := getRollout(ctx, q, d.RolloutID)
-		if err != nil {
-			return err
-		}
-		if r.State != RolloutRunning {
-			return fmt.Errorf("%w: rollout %q is %s", ErrConflict, r.ID, r.State)
-		}
-		dev, err := scanDevice(q.queryRow(ctx, `SELECT `+deviceColumns+` FROM devices WHERE id = $1`, d.DeviceID))
-		if isNoRows(err) {
-			return fmt.Errorf("device %q: %w", d.DeviceID, ErrNotFound)
-		}
-		if err != nil {
-			return err
-		}
-		if dev.Product != r.Product {
-			return fmt.Errorf("%w: device %q is a %s, the rollout is for %s", ErrConflict, dev.ID, dev.Product, r.Product)
-		}
-		// The partial unique index refuses a second active rollout.
-		_, err = q.exec(ctx, `INSERT INTO rollout_devices
-			(rollout_id, device_id, product, active, stage, state, reason, assigned_at, updated_at)
-			VALUES ($1, $2, $3, 1, $4, $5, $6, $7, $7)`,
-			d.RolloutID, d.DeviceID, r.Product, int64(d.Stage), d.State, d.Reason, dbTime(d.AssignedAt))
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("failed to assign device %q to rollout %q: %w", d.DeviceID, d.RolloutID, s.mapErr(err))
-	}
-	return nil
-}
-
-func (s *sqlStore) UpdateRolloutDevice(ctx context.Context, rolloutID, deviceID, state, reason string, now time.Time) error {
-	if err := checkID("rollout id", rolloutID); err != nil {
-		return err
-	}
-	if err := checkID("device id", deviceID); err != nil {
-		return err
-	}
-	if err := checkRolloutDeviceState("state", state); err != nil {
-		return err
-	}
-	if err := checkString("reason", reason, false); err != nil {
-		return err
-	}
-	if err := checkTime("now", now); err != nil {
-		return err
-	}
-	n, err := s.b.writer().exec(ctx, `UPDATE rollout_devices SET state = $1, reason = $2, updated_at = $3
-		WHERE rollout_id = $4 AND device_id = $5`, state, reason, dbTime(now), rolloutID, deviceID)
-	if err != nil {
-		return fmt.Errorf("failed to update device %q in rollout %q: %w", deviceID, rolloutID, err)
-	}
-	if n == 0 {
-		return fmt.Errorf("device %q in rollout %q: %w", deviceID, rolloutID, ErrNotFound)
 	}
 	return nil
 }
@@ -469,23 +469,21 @@ func (s *sqlStore) DeviceAssignment(ctx context.Context, deviceID string) (Rollo
 	if err := checkID("device id", deviceID); err != nil {
 		return RolloutDevice{}, Rollout{}, err
 	}
-	q := s.b.reader()
-	var rid string
-	d, err := scanRolloutDevice(q.queryRow(ctx, `SELECT `+rolloutDeviceColumns+` FROM rollout_devices rd
-		JOIN rollouts r ON r.id = rd.rollout_id
+	// One statement: the check-in path runs it for every device.
+	var d RolloutDevice
+	var stage, assigned, updated int64
+	r, err := scanRollout(s.b.reader().queryRow(ctx, `SELECT `+rolloutColumnsR+`, `+rolloutDeviceColumns+`
+		FROM rollout_devices rd JOIN rollouts r ON r.id = rd.rollout_id
 		WHERE rd.device_id = $1 AND r.state <> 'cancelled'
-		ORDER BY rd.assigned_at DESC, rd.rollout_id DESC LIMIT 1`, deviceID))
+		ORDER BY rd.assigned_at DESC, rd.rollout_id DESC LIMIT 1`, deviceID),
+		&d.RolloutID, &d.DeviceID, &stage, &d.State, &d.Reason, &assigned, &updated)
 	if isNoRows(err) {
 		return RolloutDevice{}, Rollout{}, fmt.Errorf("assignment of device %q: %w", deviceID, ErrNotFound)
 	}
 	if err != nil {
 		return RolloutDevice{}, Rollout{}, fmt.Errorf("failed to get the assignment of device %q: %w", deviceID, err)
 	}
-	rid = d.RolloutID
-	r, err := getRollout(ctx, q, rid)
-	if err != nil {
-		return RolloutDevice{}, Rollout{}, fmt.Errorf("failed to get the assignment of device %q: %w", deviceID, err)
-	}
+	d.Stage, d.AssignedAt, d.UpdatedAt = int(stage), fromDBTime(assigned), fromDBTime(updated)
 	return d, r, nil
 }
 
@@ -493,8 +491,8 @@ func (s *sqlStore) RolloutCounts(ctx context.Context, rolloutID string) ([]Rollo
 	if err := checkID("rollout id", rolloutID); err != nil {
 		return nil, err
 	}
-	rs, err := s.b.reader().query(ctx, `SELECT stage, state, reason, COUNT(*) FROM rollout_devices
-		WHERE rollout_id = $1 GROUP BY stage, state, reason ORDER BY stage, state, reason`, rolloutID)
+	rs, err := s.b.reader().query(ctx, `SELECT stage, state, reason, n FROM rollout_counts
+		WHERE rollout_id = $1 AND n <> 0 ORDER BY stage, state, reason`, rolloutID)
 	if err != nil {
 		return nil, fmt.Errorf("failed to count rollout devices: %w", err)
 	}

@@ -373,6 +373,9 @@ type Store interface {
 	// describe (see WithAudit).
 	AuditOutbox
 
+	// LeaseStore: named leases for work one server does at a time.
+	LeaseStore
+
 	// Stats returns record counts and the database size.
 	Stats(ctx context.Context) (Stats, error)
 

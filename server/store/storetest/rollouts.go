@@ -39,7 +39,7 @@ func rolloutRecord(id string) store.Rollout {
 func running(t *testing.T, s store.Store, id string) {
 	t.Helper()
 	err := s.UpdateRollout(context.Background(), id, store.RolloutDraft, 0,
-		store.Rollout{State: store.RolloutRunning, Reason: "operator start"}, at(3*time.Minute))
+		store.Rollout{State: store.RolloutRunning, Reason: "operator start", Eligible: 100, Target: 100}, at(3*time.Minute))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,6 +88,7 @@ func testRolloutRoundTrip(t *testing.T, newDSN NewDSN) {
 		t.Fatal(err)
 	}
 	want.State, want.Stage, want.AckFailed, want.Reason, want.UpdatedAt = store.RolloutPaused, 1, 3, "failure threshold crossed", at(5*time.Minute)
+	want.Eligible, want.Target = 0, 0
 	if diff := cmp.Diff(want, got, cmpOpts...); diff != "" {
 		t.Errorf("after UpdateRollout (-want +got):\n%s", diff)
 	}
@@ -225,6 +226,12 @@ func testRolloutProgress(t *testing.T, newDSN NewDSN) {
 	}
 	running(t, s, r.ID)
 	for i := range 6 {
+		if i == 3 {
+			if err := s.UpdateRollout(ctx, r.ID, store.RolloutRunning, 0, store.Rollout{State: store.RolloutRunning, Stage: 1,
+				Eligible: 100, Target: 100}, at(12*time.Minute)); err != nil {
+				t.Fatal(err)
+			}
+		}
 		err := s.AssignRolloutDevice(ctx, store.RolloutDevice{RolloutID: r.ID, DeviceID: device(i).ID, Stage: i / 3,
 			State: store.RolloutDeviceAssigned, AssignedAt: at(time.Duration(10+i) * time.Minute)})
 		if err != nil {
@@ -233,7 +240,8 @@ func testRolloutProgress(t *testing.T, newDSN NewDSN) {
 	}
 	upd := func(i int, state, reason string, when time.Duration) {
 		t.Helper()
-		if err := s.UpdateRolloutDevice(ctx, r.ID, device(i).ID, state, reason, at(when)); err != nil {
+		if err := s.UpdateRolloutDevice(ctx, store.RolloutDeviceUpdate{RolloutID: r.ID, DeviceID: device(i).ID,
+			State: state, Reason: reason, Now: at(when)}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -241,16 +249,18 @@ func testRolloutProgress(t *testing.T, newDSN NewDSN) {
 	upd(1, store.RolloutDeviceFailed, "health_check_failed", time.Hour)
 	upd(2, store.RolloutDeviceInProgress, "", time.Hour)
 	upd(3, store.RolloutDeviceFailed, "health_check_failed", time.Hour)
-	wantErr(t, "update of an unassigned device", s.UpdateRolloutDevice(ctx, r.ID, device(7).ID, store.RolloutDeviceFailed, "", at(time.Hour)), store.ErrNotFound)
-	wantErr(t, "bad device state", s.UpdateRolloutDevice(ctx, r.ID, device(0).ID, "great", "", at(time.Hour)), store.ErrInvalid)
+	wantErr(t, "update of an unassigned device", s.UpdateRolloutDevice(ctx, store.RolloutDeviceUpdate{RolloutID: r.ID,
+		DeviceID: device(7).ID, State: store.RolloutDeviceFailed, Now: at(time.Hour)}), store.ErrNotFound)
+	wantErr(t, "bad device state", s.UpdateRolloutDevice(ctx, store.RolloutDeviceUpdate{RolloutID: r.ID,
+		DeviceID: device(0).ID, State: "great", Now: at(time.Hour)}), store.ErrInvalid)
 
 	counts, err := s.RolloutCounts(ctx, r.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := []store.RolloutCount{
+		{Stage: 0, State: "assigned", N: 1}, // in progress
 		{Stage: 0, State: "failed", Reason: "health_check_failed", N: 1},
-		{Stage: 0, State: "in_progress", N: 1},
 		{Stage: 0, State: "succeeded", N: 1},
 		{Stage: 1, State: "assigned", N: 2},
 		{Stage: 1, State: "failed", Reason: "health_check_failed", N: 1},

@@ -61,6 +61,8 @@ func Run(t *testing.T, newDSN NewDSN) {
 		{"RolloutRoundTripAndCompareAndSwap", testRolloutRoundTrip},
 		{"DeviceInAtMostOneActiveRolloutPerProduct", testOneActiveRollout},
 		{"RolloutCountsAndOverdueDevices", testRolloutProgress},
+		{"RolloutAdmissionNeverOvershootsAcrossStores", testRolloutAdmission},
+		{"LeaseOneHolderWithFailover", testLeases},
 		{"DeviceTagsReplaced", testDeviceTags},
 		{"DirectorVersionsOnlyMoveForward", testDirectorState},
 		{"AuditEventCommitsWithItsChange", testAuditCommitsWithItsChange},
