@@ -32,6 +32,7 @@ import (
 	"github.com/airlockfw/airlock/agent"
 	"github.com/airlockfw/airlock/deviceapi"
 	"github.com/airlockfw/airlock/release"
+	"github.com/airlockfw/airlock/verify"
 )
 
 // Limits of light devices.
@@ -801,4 +802,47 @@ func (h *lightHeap) Pop() any {
 	old[len(old)-1] = nil
 	*h = old[:len(old)-1]
 	return x
+}
+
+// Report writes Stats to w every interval until ctx ends, then once more.
+func (f *LightFleet) Report(ctx context.Context, w io.Writer, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			fmt.Fprintln(w, f.Stats())
+			return
+		case <-t.C:
+			fmt.Fprintln(w, f.Stats())
+		}
+	}
+}
+
+// LightRelease returns what light devices need from a repository's root
+// and an offline bundle: the bundle's product and version, and the root's
+// consistent_snapshot. Nothing is verified (light devices trust the
+// server); the root is read within MaxLightMetadataSize.
+func LightRelease(root, bundleData []byte) (product, version string, consistent bool, err error) {
+	src, err := verify.OpenBundle(bytes.NewReader(bundleData))
+	if err != nil {
+		return "", "", false, err
+	}
+	p, v, _, err := release.ParseTargetPath(src.TargetPath())
+	if err != nil {
+		return "", "", false, err
+	}
+	if len(root) > MaxLightMetadataSize {
+		return "", "", false, fmt.Errorf("root: %d bytes, more than %d", len(root), MaxLightMetadataSize)
+	}
+	var r struct {
+		Signed struct {
+			Type               string `json:"_type"`
+			ConsistentSnapshot bool   `json:"consistent_snapshot"`
+		} `json:"signed"`
+	}
+	if err := json.Unmarshal(root, &r); err != nil || r.Signed.Type != "root" {
+		return "", "", false, fmt.Errorf("root: not TUF root metadata (%v)", err)
+	}
+	return p.String(), v.String(), r.Signed.ConsistentSnapshot, nil
 }
