@@ -416,10 +416,39 @@ func bench(ctx context.Context, c config) (*result, error) {
 		n, err := killer(killCtx, c.airlock, rs, c.kills, c.seed, c.killGap/5, c.killGap, logf)
 		killDone <- killRes{n, err}
 	}()
+	// measure fills in what the run measured so far (also when it ends
+	// early, so that a run cut short still reports its figures).
+	measure := func(ctx context.Context) error {
+		res.fleet = fl.String()
+		res.lightStats = fl.light()
+		res.polls = fl.polls() - polls0
+		res.simCPU = fl.simCPU() - sim0
+		res.cpuSecs, res.replicaCPU, res.replicaPeakKiB = 0, nil, nil
+		for _, r := range rs {
+			cpu, peak := r.usage()
+			res.cpuSecs += cpu
+			res.replicaCPU = append(res.replicaCPU, cpu)
+			res.replicaPeakKiB = append(res.replicaPeakKiB, peak)
+			res.peakKiB = max(res.peakKiB, peak)
+		}
+		res.cpuSecs -= cpu0
+		var err error
+		res.dbSize, err = databaseSize(ctx, dsn)
+		return err
+	}
+	cutShort := func() *result {
+		if res.state == "" {
+			res.total, res.state = time.Since(start), "cut short ("+ro.String()+")"
+		}
+		mctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		measure(mctx)
+		return res
+	}
 	last := ""
 	for {
 		if err := sleep(ctx, time.Second); err != nil {
-			return nil, fmt.Errorf("rollout did not reach %q: last status %s; fleet %v", c.expectState, last, fl)
+			return cutShort(), fmt.Errorf("rollout did not reach %q: last status %s; fleet %v", c.expectState, last, fl)
 		}
 		v, err := admin.GetRollout(ctx, ro.ID)
 		if err != nil {
@@ -442,7 +471,7 @@ func bench(ctx context.Context, c config) (*result, error) {
 		// install: wait until all of them run it.
 		for fl.running("1.1.0") < c.devices {
 			if err := sleep(ctx, time.Second); err != nil {
-				return res, fmt.Errorf("%d of %d devices run 1.1.0: %v", fl.running("1.1.0"), c.devices, fl)
+				return cutShort(), fmt.Errorf("%d of %d devices run 1.1.0: %v", fl.running("1.1.0"), c.devices, fl)
 			}
 		}
 		res.allRunning = time.Since(start)
@@ -454,19 +483,7 @@ func bench(ctx context.Context, c config) (*result, error) {
 	if kr.err != nil {
 		return res, kr.err
 	}
-	res.fleet = fl.String()
-	res.lightStats = fl.light()
-	res.polls = fl.polls() - polls0
-	res.simCPU = fl.simCPU() - sim0
-	for _, r := range rs {
-		cpu, peak := r.usage()
-		res.cpuSecs += cpu
-		res.replicaCPU = append(res.replicaCPU, cpu)
-		res.replicaPeakKiB = append(res.replicaPeakKiB, peak)
-		res.peakKiB = max(res.peakKiB, peak)
-	}
-	res.cpuSecs -= cpu0
-	if res.dbSize, err = databaseSize(ctx, dsn); err != nil {
+	if err := measure(ctx); err != nil {
 		return res, err
 	}
 	if ro.State != c.expectState {
