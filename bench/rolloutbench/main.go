@@ -400,22 +400,6 @@ func bench(ctx context.Context, c config) (*result, error) {
 	polls0 := fl.polls()
 	sim0 := fl.simCPU()
 	start := time.Now()
-	if _, err := admin.RolloutAction(ctx, ro.ID, adminapi.RolloutStart, adminapi.RolloutActionRequest{}); err != nil {
-		return nil, err
-	}
-	logf("rollout %s started: %s", ro.ID, c.stages)
-
-	killCtx, stopKills := context.WithCancel(ctx)
-	defer stopKills()
-	type killRes struct {
-		n   int
-		err error
-	}
-	killDone := make(chan killRes, 1)
-	go func() {
-		n, err := killer(killCtx, c.airlock, rs, c.kills, c.seed, c.killGap/5, c.killGap, logf)
-		killDone <- killRes{n, err}
-	}()
 	// measure fills in what the run measured so far (also when it ends
 	// early, so that a run cut short still reports its figures).
 	measure := func(ctx context.Context) error {
@@ -445,6 +429,22 @@ func bench(ctx context.Context, c config) (*result, error) {
 		measure(mctx)
 		return res
 	}
+	if _, err := admin.RolloutAction(ctx, ro.ID, adminapi.RolloutStart, adminapi.RolloutActionRequest{}); err != nil {
+		return cutShort(), fmt.Errorf("starting the rollout: %w", err)
+	}
+	logf("rollout %s started: %s", ro.ID, c.stages)
+
+	killCtx, stopKills := context.WithCancel(ctx)
+	defer stopKills()
+	type killRes struct {
+		n   int
+		err error
+	}
+	killDone := make(chan killRes, 1)
+	go func() {
+		n, err := killer(killCtx, c.airlock, rs, c.kills, c.seed, c.killGap/5, c.killGap, logf)
+		killDone <- killRes{n, err}
+	}()
 	last := ""
 	for {
 		if err := sleep(ctx, time.Second); err != nil {
