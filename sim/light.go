@@ -84,6 +84,9 @@ type LightOptions struct {
 	// SessionCache is the number of TLS sessions kept for resumption, one
 	// per device at most (0: one per device; negative: none).
 	SessionCache int
+	// HoldPolls keeps the enrolled devices from polling until StartPolling
+	// (enrollment and check-ins measured apart).
+	HoldPolls bool
 	// Logger receives the fleet's log (nil: discarded).
 	Logger *slog.Logger
 }
@@ -138,6 +141,8 @@ type LightFleet struct {
 	devices []*lightDevice
 	queue   lightHeap
 	wake    chan struct{}
+	release chan struct{} // closed by StartPolling
+	once    sync.Once
 	start   time.Time
 
 	enrollStart            time.Time
@@ -185,12 +190,16 @@ func NewLight(opts LightOptions) (*LightFleet, error) {
 		return nil, fmt.Errorf("%w: the server CA holds no PEM certificate", ErrOptions)
 	}
 	f := &LightFleet{opts: opts, base: strings.TrimSuffix(opts.Server, "/"), roots: roots,
-		wake: make(chan struct{}, 1), devices: make([]*lightDevice, opts.Devices)}
+		wake: make(chan struct{}, 1), release: make(chan struct{}), devices: make([]*lightDevice, opts.Devices)}
 	if opts.SessionCache > 0 {
 		f.sessions = tls.NewLRUClientSessionCache(opts.SessionCache)
 	}
 	return f, nil
 }
+
+// StartPolling lets the devices of a fleet with HoldPolls poll once they
+// are enrolled (their first polls spread over one poll interval).
+func (f *LightFleet) StartPolling() { f.once.Do(func() { close(f.release) }) }
 
 // deviceSessions keys the shared session cache by device: a session is
 // only ever resumed with the identity that created it.
@@ -391,6 +400,13 @@ func (f *LightFleet) Run(ctx context.Context) error {
 		return err
 	}
 	f.enrollDone.Store(time.Now().UnixNano())
+	if o.HoldPolls {
+		select {
+		case <-f.release:
+		case <-ctx.Done():
+			return nil
+		}
+	}
 
 	f.mu.Lock()
 	f.start = time.Now()

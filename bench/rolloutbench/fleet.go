@@ -28,6 +28,8 @@ type fleet interface {
 	running(version string) int
 	// light returns the light devices' merged stats (nil: real agents).
 	light() *sim.LightStats
+	// startPolling lets held light devices poll (no-op otherwise).
+	startPolling()
 	// simCPU is the simulator's CPU time so far (s): this process, or the
 	// worker processes.
 	simCPU() float64
@@ -49,6 +51,7 @@ func (a *agentFleet) enrolled() int              { return a.f.Stats().Enrolled }
 func (a *agentFleet) polls() int64               { return a.f.Stats().Polls }
 func (a *agentFleet) running(version string) int { return a.f.Stats().Versions[version] }
 func (a *agentFleet) light() *sim.LightStats     { return nil }
+func (a *agentFleet) startPolling()              {}
 func (a *agentFleet) simCPU() float64            { return selfCPU() }
 func (a *agentFleet) String() string             { return a.f.Stats().String() }
 
@@ -79,6 +82,7 @@ func (l *lightFleet) enrolled() int              { return int(l.f.Stats().Enroll
 func (l *lightFleet) polls() int64               { return l.f.Stats().Polls }
 func (l *lightFleet) running(version string) int { return l.f.Stats().Versions[version] }
 func (l *lightFleet) light() *sim.LightStats     { s := l.f.Stats(); return &s }
+func (l *lightFleet) startPolling()              { l.f.StartPolling() }
 func (l *lightFleet) simCPU() float64            { return selfCPU() }
 func (l *lightFleet) String() string             { return l.f.Stats().String() }
 func (l *lightFleet) stop()                      { l.cancel(); <-l.done }
@@ -102,13 +106,15 @@ type workerConfig struct {
 	Concurrency  int           `json:"concurrency"`
 	PollInterval time.Duration `json:"poll_interval"`
 	MaxBackoff   time.Duration `json:"max_backoff"`
+	HoldPolls    bool          `json:"hold_polls"`
 }
 
 func (w workerConfig) options() sim.LightOptions {
 	return sim.LightOptions{Server: w.Server, ServerCA: w.ServerCA, Token: w.Token, First: w.First, Devices: w.Devices,
 		FailRate: w.FailRate, Seed: w.Seed, Model: model, HWRev: 1, Product: product, Version: "1.0.0",
 		ConsistentSnapshot: true, Concurrency: w.Concurrency, PollInterval: w.PollInterval, MaxBackoff: w.MaxBackoff,
-		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))}
+		HoldPolls: w.HoldPolls,
+		Logger:    slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))}
 }
 
 // maxWorkerLine bounds a line between a worker and its parent (a
@@ -131,7 +137,16 @@ func runWorker() error {
 		return err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	go func() { io.Copy(io.Discard, in); cancel() }() // stdin closed: stop
+	// A line on stdin starts the polls (HoldPolls); stdin closed: stop.
+	go func() {
+		for {
+			if _, err := in.ReadBytes('\n'); err != nil {
+				cancel()
+				return
+			}
+			f.StartPolling()
+		}
+	}()
 	done := make(chan error, 1)
 	go func() { done <- f.Run(ctx) }()
 	enc := json.NewEncoder(os.Stdout)
@@ -257,6 +272,13 @@ func (w *workerFleet) enrolled() int              { s := w.merged(); return int(
 func (w *workerFleet) polls() int64               { return w.merged().Polls }
 func (w *workerFleet) running(version string) int { return w.merged().Versions[version] }
 func (w *workerFleet) light() *sim.LightStats     { s := w.merged(); return &s }
+
+// startPolling writes a line to every worker's stdin.
+func (w *workerFleet) startPolling() {
+	for _, in := range w.ins {
+		in.Write([]byte("poll\n"))
+	}
+}
 func (w *workerFleet) String() string {
 	s := w.merged()
 	return fmt.Sprintf("%d workers: %v", len(w.procs), s)

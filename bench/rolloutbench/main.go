@@ -194,7 +194,7 @@ func startFleet(ctx context.Context, c config, url string, caPEM []byte, token s
 		return a, nil
 	}
 	wc := workerConfig{Server: url, ServerCA: caPEM, Token: token, Devices: c.devices, FailRate: c.failRate, Seed: c.seed,
-		Concurrency: c.concurrency, PollInterval: c.pollInterval, MaxBackoff: c.maxBackoff}
+		Concurrency: c.concurrency, PollInterval: c.pollInterval, MaxBackoff: c.maxBackoff, HoldPolls: true}
 	if c.procs <= 0 {
 		logf("enrolling %d light devices in this process (concurrency %d)", c.devices, c.concurrency)
 		return startLight(ctx, wc.options())
@@ -433,6 +433,9 @@ func bench(ctx context.Context, c config) (*result, error) {
 		return cutShort(), fmt.Errorf("starting the rollout: %w", err)
 	}
 	logf("rollout %s started: %s", ro.ID, c.stages)
+	// Light devices poll from now on (their first polls spread over one
+	// poll interval): enrollment and check-ins are measured apart.
+	fl.startPolling()
 
 	killCtx, stopKills := context.WithCancel(ctx)
 	defer stopKills()
