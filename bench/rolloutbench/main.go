@@ -423,6 +423,7 @@ func bench(ctx context.Context, c config) (*result, error) {
 	cutShort := func() *result {
 		if res.state == "" {
 			res.total, res.state = time.Since(start), "cut short ("+ro.String()+")"
+			res.succeeded, res.failed = ro.Total.Succeeded, ro.Total.Failed
 		}
 		mctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
