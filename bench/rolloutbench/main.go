@@ -51,6 +51,13 @@ const (
 )
 
 func main() {
+	if os.Getenv(workerEnv) != "" {
+		if err := runWorker(); err != nil {
+			fmt.Fprintln(os.Stderr, "rolloutbench worker: error:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "rolloutbench: error:", err)
 		os.Exit(1)
@@ -83,6 +90,13 @@ type config struct {
 	audit bool
 	// quiet keeps the progress lines off stderr.
 	quiet bool
+	// light runs light devices (sim.LightFleet) instead of real agents,
+	// split over procs worker processes (0: in this process); waitAll
+	// waits, after the rollout reached expectState, until every device
+	// runs the release.
+	light   bool
+	procs   int
+	waitAll bool
 }
 
 func run() error {
@@ -107,6 +121,10 @@ func run() error {
 	flag.Uint64Var(&c.seed, "seed", 1, "seed of the kill moments, the killed replicas and the devices' failures")
 	flag.DurationVar(&c.killGap, "kill-gap", 2*time.Second, "longest time between two kills")
 	flag.BoolVar(&c.audit, "audit", false, "run with an audit log and check it against the committed updates")
+	flag.BoolVar(&c.light, "light", false, "light devices (identity, version and the real device API; payload checked by length and SHA-256 only) instead of real agents")
+	flag.IntVar(&c.procs, "procs", 0, "with -light: split the devices over this many worker processes (0: this process)")
+	flag.BoolVar(&c.waitAll, "wait-all", false, "after the rollout completes, wait until every device runs the release")
+	flag.Bool("worker", false, "internal: a worker process of -procs")
 	cpuProfile := flag.String("cpuprofile", "", "write this process's (the simulator's) CPU profile to the file")
 	flag.Parse()
 	if *cpuProfile != "" {
@@ -141,11 +159,48 @@ type result struct {
 	peakKiB            int64 // highest of the replicas
 	polls              int64
 	dbSize             int64
-	fleet              sim.Stats
+	fleet              string
+	lightStats         *sim.LightStats // light devices only
+	enrollSecs         float64         // from the fleet's start until every device enrolled
+	allRunning         time.Duration   // -wait-all: from the start until every device ran 1.1.0
+	simCPU             float64         // the simulator's CPU time during the rollout (s)
+	enrollCPU          float64         // the servers' CPU time during the enrollment (s)
+	replicaPeakKiB     []int64
 	kills              int
 	updated, committed int // audit device.updated entries for the release; devices running it
 	auditEntries       uint64
 	replicaCPU         []float64
+}
+
+// startFleet starts the run's simulated fleet (see fleet).
+func startFleet(ctx context.Context, c config, url string, caPEM []byte, token string, v *vendorRepo, dr []byte, logf func(string, ...any)) (fleet, error) {
+	if !c.light {
+		if c.procs != 0 {
+			return nil, errors.New("-procs needs -light")
+		}
+		logf("provisioning and enrolling %d simulated devices (real agents, director mode, concurrency %d)", c.devices, c.concurrency)
+		f, err := sim.New(sim.Options{
+			Server: url, ServerCA: caPEM, Token: token, Devices: c.devices, FailRate: c.failRate, Seed: c.seed,
+			Model: model, HWRev: 1, Product: product, FactoryRoot: v.factoryRoot, InitialBundle: v.bundle,
+			DirectorRoot: dr, Concurrency: c.concurrency, SlotSize: slotSize, PollInterval: c.pollInterval, MaxBackoff: c.maxBackoff,
+			Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})),
+		})
+		if err != nil {
+			return nil, err
+		}
+		ctx, cancel := context.WithCancel(ctx)
+		a := &agentFleet{f: f, cancel: cancel, done: make(chan error, 1)}
+		go func() { a.done <- f.Run(ctx) }()
+		return a, nil
+	}
+	wc := workerConfig{Server: url, ServerCA: caPEM, Token: token, Devices: c.devices, FailRate: c.failRate, Seed: c.seed,
+		Concurrency: c.concurrency, PollInterval: c.pollInterval, MaxBackoff: c.maxBackoff, HoldPolls: true}
+	if c.procs <= 0 {
+		logf("enrolling %d light devices in this process (concurrency %d)", c.devices, c.concurrency)
+		return startLight(ctx, wc.options())
+	}
+	logf("enrolling %d light devices in %d worker processes (concurrency %d each)", c.devices, c.procs, c.concurrency)
+	return startWorkers(wc, c.procs, os.Stderr)
 }
 
 func (r *result) print(w io.Writer, c config) {
@@ -164,6 +219,30 @@ func (r *result) print(w io.Writer, c config) {
 	}
 	if c.audit {
 		fmt.Fprintf(w, "  audit:                %d device.updated entries for %d committed updates; %d entries, verified\n", r.updated, r.committed, r.auditEntries)
+	}
+	if ls := r.lightStats; ls != nil {
+		mode := "in the bench process"
+		if c.procs > 0 {
+			mode = fmt.Sprintf("in %d worker processes", c.procs)
+		}
+		fmt.Fprintf(w, "  light devices:        %s; simulator CPU during the rollout %.1f s\n", mode, r.simCPU)
+		fmt.Fprintf(w, "  enrollment:           %.1f s for %d devices (%.0f per second; POST %s p50 %v p99 %v)\n",
+			r.enrollSecs, c.devices, float64(c.devices)/r.enrollSecs, "/api/v1/enroll", ms(ls.Enroll.Quantile(0.5)), ms(ls.Enroll.Quantile(0.99)))
+		fmt.Fprintf(w, "  enrollment CPU:       %.1f s of server CPU (%.0f enrollments per server CPU-second)\n", r.enrollCPU, float64(c.devices)/r.enrollCPU)
+		if r.cpuSecs > 0 {
+			fmt.Fprintf(w, "  check-ins per core:   %.0f per server CPU-second (%d check-ins, %.1f s server CPU)\n",
+				float64(r.polls)/r.cpuSecs, r.polls, r.cpuSecs)
+		}
+		fmt.Fprintf(w, "  check-in latency:     p50 %v p90 %v p99 %v (%d check-ins, whole run)\n",
+			ms(ls.Checkin.Quantile(0.5)), ms(ls.Checkin.Quantile(0.9)), ms(ls.Checkin.Quantile(0.99)), ls.Checkin.Count())
+		fmt.Fprintf(w, "  other requests:       director/payload GET p99 %v, status POST p99 %v; TLS handshakes %d, resumed %d\n",
+			ms(ls.Fetch.Quantile(0.99)), ms(ls.Status.Quantile(0.99)), ls.Handshakes, ls.Resumed)
+		if r.allRunning > 0 {
+			fmt.Fprintf(w, "  every device on 1.1.0: %.1f s after the start\n", r.allRunning.Seconds())
+		}
+		for i := range r.replicaCPU {
+			fmt.Fprintf(w, "  replica %d:            CPU %.1f s (whole run), peak RSS %.1f MiB\n", i, r.replicaCPU[i], float64(r.replicaPeakKiB[i])/1024)
+		}
 	}
 	fmt.Fprintf(w, "  fleet:                %v\n", r.fleet)
 }
@@ -266,32 +345,36 @@ func bench(ctx context.Context, c config) (*result, error) {
 		return nil, fmt.Errorf("director root: %w", err)
 	}
 
-	logf("provisioning and enrolling %d simulated devices (director mode, concurrency %d)", c.devices, c.concurrency)
-	fleet, err := sim.New(sim.Options{
-		Server: "https://" + addr, ServerCA: caPEM, Token: enrollToken, Devices: c.devices, FailRate: c.failRate, Seed: c.seed,
-		Model: model, HWRev: 1, Product: product, FactoryRoot: v.factoryRoot, InitialBundle: v.bundle,
-		DirectorRoot: dr, Concurrency: c.concurrency, SlotSize: slotSize, PollInterval: c.pollInterval, MaxBackoff: c.maxBackoff,
-		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})),
-	})
+	var cpuE0 float64
+	for _, r := range rs {
+		cpu, _ := r.usage()
+		cpuE0 += cpu
+	}
+	fl, err := startFleet(ctx, c, "https://"+addr, caPEM, enrollToken, v, dr, logf)
 	if err != nil {
 		return nil, err
 	}
-	simCtx, stopSim := context.WithCancel(ctx)
-	simDone := make(chan error, 1)
-	go func() { simDone <- fleet.Run(simCtx) }()
-	defer func() { stopSim(); <-simDone }()
+	defer fl.stop()
 	enrollStart := time.Now()
 	for {
 		if err := sleep(ctx, time.Second); err != nil {
-			return nil, fmt.Errorf("devices did not enroll: %v", fleet.Stats())
+			return nil, fmt.Errorf("devices did not enroll: %v", fl)
 		}
-		st := fleet.Stats()
-		if st.Enrolled == c.devices {
+		if wf, ok := fl.(*workerFleet); ok && wf.err() != nil {
+			return nil, wf.err()
+		}
+		if fl.enrolled() == c.devices {
 			break
 		}
-		logf("   %s", st)
+		logf("   %s", fl)
 	}
-	logf("%d devices enrolled in %.1fs", c.devices, time.Since(enrollStart).Seconds())
+	res := &result{enrollSecs: time.Since(enrollStart).Seconds()}
+	for _, r := range rs {
+		cpu, _ := r.usage()
+		res.enrollCPU += cpu
+	}
+	res.enrollCPU -= cpuE0
+	logf("%d devices enrolled in %.1fs", c.devices, res.enrollSecs)
 
 	admin, err := adminpool.New("https://"+addr, caPEM, users[0], users[1:])
 	if err != nil {
@@ -314,12 +397,46 @@ func bench(ctx context.Context, c config) (*result, error) {
 		cpu, _ := r.usage()
 		cpu0 += cpu
 	}
-	polls0 := fleet.Stats().Polls
+	polls0 := fl.polls()
+	sim0 := fl.simCPU()
 	start := time.Now()
+	// measure fills in what the run measured so far (also when it ends
+	// early, so that a run cut short still reports its figures).
+	measure := func(ctx context.Context) error {
+		res.fleet = fl.String()
+		res.lightStats = fl.light()
+		res.polls = fl.polls() - polls0
+		res.simCPU = fl.simCPU() - sim0
+		res.cpuSecs, res.replicaCPU, res.replicaPeakKiB = 0, nil, nil
+		for _, r := range rs {
+			cpu, peak := r.usage()
+			res.cpuSecs += cpu
+			res.replicaCPU = append(res.replicaCPU, cpu)
+			res.replicaPeakKiB = append(res.replicaPeakKiB, peak)
+			res.peakKiB = max(res.peakKiB, peak)
+		}
+		res.cpuSecs -= cpu0
+		var err error
+		res.dbSize, err = databaseSize(ctx, dsn)
+		return err
+	}
+	cutShort := func() *result {
+		if res.state == "" {
+			res.total, res.state = time.Since(start), "cut short ("+ro.String()+")"
+			res.succeeded, res.failed = ro.Total.Succeeded, ro.Total.Failed
+		}
+		mctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		measure(mctx)
+		return res
+	}
 	if _, err := admin.RolloutAction(ctx, ro.ID, adminapi.RolloutStart, adminapi.RolloutActionRequest{}); err != nil {
-		return nil, err
+		return cutShort(), fmt.Errorf("starting the rollout: %w", err)
 	}
 	logf("rollout %s started: %s", ro.ID, c.stages)
+	// Light devices poll from now on (their first polls spread over one
+	// poll interval): enrollment and check-ins are measured apart.
+	fl.startPolling()
 
 	killCtx, stopKills := context.WithCancel(ctx)
 	defer stopKills()
@@ -335,7 +452,7 @@ func bench(ctx context.Context, c config) (*result, error) {
 	last := ""
 	for {
 		if err := sleep(ctx, time.Second); err != nil {
-			return nil, fmt.Errorf("rollout did not reach %q: last status %s; fleet %v", c.expectState, last, fleet.Stats())
+			return cutShort(), fmt.Errorf("rollout did not reach %q: last status %s; fleet %v", c.expectState, last, fl)
 		}
 		v, err := admin.GetRollout(ctx, ro.ID)
 		if err != nil {
@@ -351,31 +468,33 @@ func bench(ctx context.Context, c config) (*result, error) {
 			break
 		}
 	}
-	res := &result{total: time.Since(start), state: ro.State, reason: ro.Reason,
-		succeeded: ro.Total.Succeeded, failed: ro.Total.Failed}
+	res.total, res.state, res.reason = time.Since(start), ro.State, ro.Reason
+	res.succeeded, res.failed = ro.Total.Succeeded, ro.Total.Failed
+	if c.waitAll && ro.State == c.expectState {
+		// Every device states the release on a check-in after its
+		// install: wait until all of them run it.
+		for fl.running("1.1.0") < c.devices {
+			if err := sleep(ctx, time.Second); err != nil {
+				return cutShort(), fmt.Errorf("%d of %d devices run 1.1.0: %v", fl.running("1.1.0"), c.devices, fl)
+			}
+		}
+		res.allRunning = time.Since(start)
+		logf("   t=%4.0fs every device runs 1.1.0", res.allRunning.Seconds())
+	}
 	stopKills()
 	kr := <-killDone
 	res.kills = kr.n
 	if kr.err != nil {
 		return res, kr.err
 	}
-	res.fleet = fleet.Stats()
-	res.polls = res.fleet.Polls - polls0
-	for _, r := range rs {
-		cpu, peak := r.usage()
-		res.cpuSecs += cpu
-		res.replicaCPU = append(res.replicaCPU, cpu)
-		res.peakKiB = max(res.peakKiB, peak)
-	}
-	res.cpuSecs -= cpu0
-	if res.dbSize, err = databaseSize(ctx, dsn); err != nil {
+	if err := measure(ctx); err != nil {
 		return res, err
 	}
 	if ro.State != c.expectState {
 		return res, fmt.Errorf("rollout ended %q, want %q", ro.State, c.expectState)
 	}
 	if c.audit {
-		if err := checkAudit(ctx, c, fleet, rs, res, logf); err != nil {
+		if err := checkAudit(ctx, c, fl, rs, res, logf); err != nil {
 			return res, err
 		}
 	}
@@ -386,7 +505,7 @@ func bench(ctx context.Context, c config) (*result, error) {
 // log (agents retry them until acknowledged), then stops the servers and
 // checks the log: one device.updated entry per committed update of 1.1.0,
 // and audit.Verify passes.
-func checkAudit(ctx context.Context, c config, fleet *sim.Fleet, rs []*replica, res *result, logf func(string, ...any)) error {
+func checkAudit(ctx context.Context, c config, fl fleet, rs []*replica, res *result, logf func(string, ...any)) error {
 	dir := filepath.Join(c.work, "audit")
 	count := func() (int, error) {
 		es, err := audit.Query(dir, audit.Filter{Action: audit.DeviceUpdated, Release: product + "@1.1.0"})
@@ -398,7 +517,7 @@ func checkAudit(ctx context.Context, c config, fleet *sim.Fleet, rs []*replica, 
 	deadline := time.Now().Add(60 * time.Second)
 	stable, prev := 0, -1
 	for stable < 3 {
-		committed := fleet.Stats().Versions["1.1.0"]
+		committed := fl.running("1.1.0")
 		n, err := count()
 		switch {
 		case err == nil && n == committed && committed == prev:
@@ -414,7 +533,7 @@ func checkAudit(ctx context.Context, c config, fleet *sim.Fleet, rs []*replica, 
 			return err
 		}
 	}
-	res.committed = fleet.Stats().Versions["1.1.0"]
+	res.committed = fl.running("1.1.0")
 	for _, r := range rs {
 		r.stop()
 	}
@@ -441,6 +560,8 @@ func checkAudit(ctx context.Context, c config, fleet *sim.Fleet, rs []*replica, 
 
 // databaseSize returns the size of the SQLite files or of the PostgreSQL
 // database.
+func ms(d time.Duration) time.Duration { return d.Round(100 * time.Microsecond) }
+
 func databaseSize(ctx context.Context, dsn string) (int64, error) {
 	if !strings.HasPrefix(dsn, "postgres") {
 		var n int64

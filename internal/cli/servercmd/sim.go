@@ -33,7 +33,7 @@ func init() {
                   [--duration D] [--model M] [--hw-rev R] [--product P]
                   [--channel C] [--director-root FILE] [--concurrency N]
                   [--poll-interval D] [--slot-size SIZE] [--report-every D]
-                  [--verbose] [--log-level L]
+                  [--light] [--verbose] [--log-level L]
 
 Runs N simulated devices in one process against the update server. Each has
 its own key and certificate, state, A/B slots and boot control in memory,
@@ -49,6 +49,17 @@ A summary line (devices by version, polls, installs, commits, rollbacks) is
 printed to stdout every --report-every and at the end; logs go to stderr as
 JSON objects, one a line (time, level, msg), like serve's and the agent's.
 The simulator exits after --duration (default: until interrupted).
+
+--light runs light devices instead, for fleets of 100,000: each holds only
+its key, the certificate the server's enrollment API issued, its version and
+its schedule (about 1 KiB), and speaks the real device API over mutual TLS;
+on an assignment it fetches the director metadata and the payload, checks
+the payload's length and SHA-256 against the director's targets (no
+signature checks, nothing installed) and reports downloading, installed and
+committed (or rolled_back with --fail-rate). They exercise the server, not
+the device's verification; the summary adds check-in latency p50/p90/p99.
+--slot-size and --verbose do not apply; --director-root is not read (light
+devices fetch the director's metadata without verifying it).
 
 Flags:
   --server URL           update server (https://HOST:PORT)
@@ -69,6 +80,7 @@ Flags:
   --poll-interval D      poll interval until the server sends its own (default 10s)
   --slot-size SIZE       size of each in-memory slot, e.g. 256KiB (default 64KiB)
   --report-every D       summary interval (default 5s)
+  --light                light devices (see above) instead of real agents
   --verbose              log every device's agent to stderr
   --log-level L          debug, info, warn or error (default $AIRLOCK_LOG_LEVEL, else info)
 
@@ -92,6 +104,7 @@ Examples:
 			slotSize := cli.SizeFlag(fs, "slot-size", sim.DefaultSlotSize)
 			reportEvery := fs.Duration("report-every", DefaultSimReportInterval, "")
 			verbose := fs.Bool("verbose", false, "")
+			light := fs.Bool("light", false, "")
 			logLevel := cli.AddLogLevel(fs)
 			return func(e *cli.Env, args []string) error {
 				if err := cli.NoArgs(args); err != nil {
@@ -151,6 +164,15 @@ Examples:
 						return err
 					}
 				}
+				ctx := e.Ctx
+				if *duration > 0 {
+					var cancel context.CancelFunc
+					ctx, cancel = context.WithTimeout(ctx, *duration)
+					defer cancel()
+				}
+				if *light {
+					return runLight(ctx, e, opts, *reportEvery)
+				}
 				if opts.Product == "" {
 					if opts.Product, err = sim.BundleProduct(opts.InitialBundle); err != nil {
 						return err
@@ -159,12 +181,6 @@ Examples:
 				fleet, err := sim.New(opts)
 				if err != nil {
 					return err
-				}
-				ctx := e.Ctx
-				if *duration > 0 {
-					var cancel context.CancelFunc
-					ctx, cancel = context.WithTimeout(ctx, *duration)
-					defer cancel()
 				}
 				rctx, stopReport := context.WithCancel(ctx)
 				reported := make(chan struct{})
@@ -179,4 +195,34 @@ Examples:
 			}
 		},
 	})
+}
+
+// runLight runs opts' fleet as light devices (sim.LightFleet).
+func runLight(ctx context.Context, e *cli.Env, opts sim.Options, reportEvery time.Duration) error {
+	product, version, consistent, err := sim.LightRelease(opts.FactoryRoot, opts.InitialBundle)
+	if err != nil {
+		return err
+	}
+	if opts.Product != "" {
+		product = opts.Product
+	}
+	fleet, err := sim.NewLight(sim.LightOptions{
+		Server: opts.Server, ServerCA: opts.ServerCA, Token: opts.Token, Devices: opts.Devices,
+		FailRate: opts.FailRate, Seed: opts.Seed, Model: opts.Model, HWRev: opts.HWRev, Product: product,
+		Channel: opts.Channel, Version: version, ConsistentSnapshot: consistent,
+		Concurrency: opts.Concurrency, PollInterval: opts.PollInterval, Logger: opts.Logger,
+	})
+	if err != nil {
+		return err
+	}
+	rctx, stopReport := context.WithCancel(ctx)
+	reported := make(chan struct{})
+	go func() { fleet.Report(rctx, e.Stdout, reportEvery); close(reported) }()
+	err = fleet.Run(ctx)
+	stopReport()
+	<-reported
+	if err != nil && ctx.Err() == nil {
+		return err
+	}
+	return nil
 }

@@ -114,7 +114,7 @@ func TestSimRunsAFleetAgainstTheServer(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(sctx) }()
 	defer func() { cancel(); <-done }()
-	tok, _, err := server.CreateEnrollmentToken(ctx, db, server.EnrollmentTokenOptions{Uses: 5}, time.Now())
+	tok, _, err := server.CreateEnrollmentToken(ctx, db, server.EnrollmentTokenOptions{Uses: 10}, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,5 +139,25 @@ func TestSimRunsAFleetAgainstTheServer(t *testing.T) {
 		if !strings.Contains(last, want) {
 			t.Errorf("final summary %q lacks %q", last, want)
 		}
+	}
+
+	// --light: five more devices enroll through the same API and check in
+	// (no rollout assigns them anything: they keep 1.0.0).
+	code, out, errOut = runCLI(t, "sim", "--light", "--server", fmt.Sprintf("https://%s", srv.Addr()), "--ca", filepath.Join(dir, "ca.pem"),
+		"--token-file", filepath.Join(dir, "token"), "--root", filepath.Join(r.PublicDir(), "metadata", "1.root.json"),
+		"--initial-bundle", filepath.Join(dir, "initial.airlock"), "--devices", "5", "--duration", "3s",
+		"--poll-interval", "1s", "--report-every", "1s")
+	if code != cli.ExitOK {
+		t.Fatalf("airlock sim --light exited %d\n%s\n%s", code, out, errOut)
+	}
+	lines = strings.Split(strings.TrimSpace(out), "\n")
+	last = lines[len(lines)-1]
+	for _, want := range []string{"devices=5", "enrolled=5", "errors=0", "1.0.0=5", "checkin(n="} {
+		if !strings.Contains(last, want) {
+			t.Errorf("--light: final summary %q lacks %q", last, want)
+		}
+	}
+	if strings.Contains(last, "polls=0 ") {
+		t.Errorf("--light: no check-in in %q", last)
 	}
 }
