@@ -350,10 +350,19 @@ func (a *Agent) update(ctx context.Context, c *cycle) (*Result, error) {
 // result.
 func (a *Agent) failed(ctx context.Context, c *cycle, version string, err error) (*Result, error) {
 	msg := err.Error()
+	kind := deviceapi.StateFailed
 	if ie, ok := err.(*device.InstallError); ok {
 		msg = ie.Check + ": " + ie.Err.Error()
+		// A fetch that failed (the server or the network went away, the
+		// download deadline passed) is not a refusal of what was served:
+		// the next poll retries it. It is reported as a step still in
+		// progress, so a server restart during a rollout is not counted
+		// as a failed install; the report deadline still bounds it.
+		if (ie.Check == device.CheckMetadata || ie.Check == device.CheckPayload) && !errors.Is(err, verify.ErrVerification) {
+			kind, msg = deviceapi.StateDownloading, "retrying at the next poll: "+msg
+		}
 	}
-	a.report(ctx, c, deviceapi.StateFailed, version, msg)
+	a.report(ctx, c, kind, version, msg)
 	return &Result{Action: ActionFailed, Version: version, Message: msg}, err
 }
 

@@ -35,10 +35,10 @@ func buildAirlock(t *testing.T) string {
 func crashConfig(airlock, work, db string, replicas, kills int) config {
 	return config{
 		airlock: airlock, work: work, devices: 150, concurrency: 150,
-		stages: "canary:15,25%,50%,75%,100%", successThreshold: "100%", failureThreshold: "2%",
+		stages: "canary:15,20%,40%,60%,80%,100%", successThreshold: "100%", failureThreshold: "2%",
 		pollInterval: time.Second, reportDeadline: 20 * time.Second, rolloutTick: 500 * time.Millisecond,
 		maxBackoff: 2 * time.Second, expectState: "completed", db: db, replicas: replicas,
-		kills: kills, seed: 16, killGap: 1500 * time.Millisecond, audit: true, quiet: !testing.Verbose(),
+		kills: kills, seed: 16, killGap: time.Second, audit: true, quiet: !testing.Verbose(),
 	}
 }
 
