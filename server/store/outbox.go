@@ -336,7 +336,7 @@ func (s *sqlStore) AppendAudit(ctx context.Context, ev AuditEvent) error {
 	}
 	err := s.b.inTx(ctx, func(q querier) error { return insertAudit(ctx, q, ev) })
 	if err == nil {
-		s.b.(*outboxBackend).signal()
+		s.b.signal()
 	}
 	return err
 }
@@ -403,7 +403,7 @@ func (s *sqlStore) CountAuditOutbox(ctx context.Context) (int64, error) {
 	return n, nil
 }
 
-func (s *sqlStore) AuditOutboxNotify() <-chan struct{} { return s.b.(*outboxBackend).notify }
+func (s *sqlStore) AuditOutboxNotify() <-chan struct{} { return s.b.notify }
 
 // SetAuditDetail sets a detail on the events of ctx's audit scope that are
 // not written yet, for a value learned just before the write that commits

@@ -16,7 +16,9 @@ import (
 // sqlStore implements Store on top of a backend; all SQL is shared between
 // the dialects and parameterized.
 type sqlStore struct {
-	b backend
+	// b is the database behind the audit outbox: every write, in a
+	// transaction or not, carries the pending audit events of its context.
+	b *outboxBackend
 }
 
 var _ Store = (*sqlStore)(nil)
