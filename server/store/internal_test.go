@@ -4,6 +4,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -123,31 +124,8 @@ var timeForFuzz = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 // becomes a user of its own with the token's role.
 func TestMigrationTurnsLegacyAdminTokensIntoUsers(t *testing.T) {
 	ctx := t.Context()
-	path := t.TempDir() + "/v1.db"
-	migs, err := loadMigrations(DialectSQLite)
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, err := sql.Open("sqlite", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, q := range []string{
-		`CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)`,
-		migs[0].sql,
-		`INSERT INTO schema_migrations VALUES (1, 0)`,
-		`INSERT INTO admin_tokens (id, name, role, hash, created_at) VALUES ('at-1', 'ops laptop', 'viewer', x'` + strings.Repeat("ab", HashSize) + `', 1000000)`,
-	} {
-		if _, err := raw.ExecContext(ctx, q); err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
-	}
-	raw.Close()
-	s, err := Open(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openOldSQLite(t, "users_releases",
+		`INSERT INTO admin_tokens (id, name, role, hash, created_at) VALUES ('at-1', 'ops laptop', 'viewer', x'`+strings.Repeat("ab", HashSize)+`', 1000000)`)
 	hash := make([]byte, HashSize)
 	for i := range hash {
 		hash[i] = 0xab
@@ -169,33 +147,9 @@ func TestMigrationTurnsLegacyAdminTokensIntoUsers(t *testing.T) {
 // slot is unknown until their next check-in reports it.
 func TestMigrationKeepsDevicesWithAnUnknownSlot(t *testing.T) {
 	ctx := t.Context()
-	path := t.TempDir() + "/v3.db"
-	migs, err := loadMigrations(DialectSQLite)
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, err := sql.Open("sqlite", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	stmts := []string{`CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)`}
-	for _, m := range migs[:3] {
-		stmts = append(stmts, m.sql, fmt.Sprintf(`INSERT INTO schema_migrations VALUES (%d, 0)`, m.version))
-	}
-	stmts = append(stmts, `INSERT INTO devices (id, model, product, channel, hw_rev, tags, current_version,
+	s := openOldSQLite(t, "device_slot", `INSERT INTO devices (id, model, product, channel, hw_rev, tags, current_version,
 		security_counter, state, last_error, cert_serial, cert_fingerprint, enrolled_at, last_seen)
 		VALUES ('dev-old', 'x1', 'acme/router', '', 1, '[]', '1.0.0', 1, 'idle', '', '01', '`+strings.Repeat("ab", HashSize)+`', 1000000, NULL)`)
-	for _, q := range stmts {
-		if _, err := raw.ExecContext(ctx, q); err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
-	}
-	raw.Close()
-	s, err := Open(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
 	d, err := s.GetDevice(ctx, "dev-old")
 	if err != nil {
 		t.Fatal(err)
@@ -216,35 +170,13 @@ func TestMigrationKeepsDevicesWithAnUnknownSlot(t *testing.T) {
 // the existing rollout_devices rows.
 func TestMigrationBackfillsRolloutCounters(t *testing.T) {
 	ctx := t.Context()
-	path := t.TempDir() + "/v5.db"
-	migs, err := loadMigrations(DialectSQLite)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var before int
-	for i, m := range migs {
-		if strings.Contains(m.name, "rollout_accounting") {
-			before = i
-		}
-	}
-	if before == 0 {
-		t.Fatal("no rollout_accounting migration")
-	}
-	raw, err := sql.Open("sqlite", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	stmts := []string{`CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)`}
-	for _, m := range migs[:before] {
-		stmts = append(stmts, m.sql, fmt.Sprintf(`INSERT INTO schema_migrations VALUES (%d, 0)`, m.version))
-	}
-	stmts = append(stmts, `INSERT INTO users (id, name, role, created_at) VALUES ('u-1', 'op', 'operator', 0)`,
+	stmts := []string{`INSERT INTO users (id, name, role, created_at) VALUES ('u-1', 'op', 'operator', 0)`,
 		`INSERT INTO releases (id, product, version, environment, target_path, uploader, created_at)
 			VALUES ('rel-1', 'acme/router', '2.0.0', 'dev', 'fw.img', 'u-1', 0)`,
 		`INSERT INTO rollouts (id, release_id, product, version, target_path, filter, stages, success_threshold,
 			failure_threshold, max_parallel, window_spec, forced, report_deadline, state, stage, ack_failed, reason,
 			created_by, created_at, updated_at) VALUES ('ro-1', 'rel-1', 'acme/router', '2.0.0', 'fw.img', '', '2,100%',
-			9500, 200, 0, '', 0, 1000000, 'running', 1, 0, '', 'u-1', 0, 0)`)
+			9500, 200, 0, '', 0, 1000000, 'running', 1, 0, '', 'u-1', 0, 0)`}
 	states := []struct{ stage, state, reason string }{
 		{"0", "succeeded", ""}, {"0", "failed", "timed_out"}, {"1", "in_progress", ""}, {"1", "assigned", ""}, {"1", "failed", "timed_out"},
 	}
@@ -256,17 +188,7 @@ func TestMigrationBackfillsRolloutCounters(t *testing.T) {
 			fmt.Sprintf(`INSERT INTO rollout_devices (rollout_id, device_id, product, active, stage, state, reason, assigned_at, updated_at)
 			VALUES ('ro-1', 'dev-%d', 'acme/router', 1, %s, '%s', '%s', 0, 0)`, i, s.stage, s.state, s.reason))
 	}
-	for _, q := range stmts {
-		if _, err := raw.ExecContext(ctx, q); err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
-	}
-	raw.Close()
-	s, err := Open(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openOldSQLite(t, "rollout_accounting", stmts...)
 	r, err := s.GetRollout(ctx, "ro-1")
 	if err != nil {
 		t.Fatal(err)
@@ -282,4 +204,41 @@ func TestMigrationBackfillsRolloutCounters(t *testing.T) {
 	if fmt.Sprint(cs) != fmt.Sprint(want) {
 		t.Fatalf("migrated counts %v, want %v", cs, want)
 	}
+}
+
+// openOldSQLite makes an SQLite database at a temporary path with the
+// migrations before the first one whose file name contains next, inserts
+// rows into it, then opens it with Open, which applies the rest.
+func openOldSQLite(t *testing.T, next string, rows ...string) Store {
+	t.Helper()
+	ctx := t.Context()
+	migs, err := loadMigrations(DialectSQLite)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := slices.IndexFunc(migs, func(m migration) bool { return strings.Contains(m.name, next) })
+	if n <= 0 {
+		t.Fatalf("no migration after the first is named %q", next)
+	}
+	path := t.TempDir() + "/old.db"
+	raw, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stmts := []string{`CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)`}
+	for _, m := range migs[:n] {
+		stmts = append(stmts, m.sql, fmt.Sprintf(`INSERT INTO schema_migrations VALUES (%d, 0)`, m.version))
+	}
+	for _, q := range append(stmts, rows...) {
+		if _, err := raw.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	raw.Close()
+	s, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
 }

@@ -130,8 +130,10 @@ type auditBatchKey struct{}
 // scope: [AttachAudit] adds events to it. The next state-changing Store call
 // made with the context writes the scope's events to the audit outbox in
 // the same transaction as its change: they commit together or not at all.
-// A call that fails, or changes no row, leaves the events pending for the
-// next one; once committed they are never written again, however often the
+// A call that fails, or a one-statement write that changes no row, leaves
+// the events pending for the next one (a write of several statements that
+// succeeds commits them even if it changed nothing, as PutDirectorRoot of
+// a stored version or TouchDevices of unknown devices do); once committed they are never written again, however often the
 // context is reused. Events of a scope that no write commits are dropped
 // with it. A scope hides the scope of the parent context.
 func WithAudit(ctx context.Context, evs ...AuditEvent) context.Context {
@@ -336,7 +338,7 @@ func (s *sqlStore) AppendAudit(ctx context.Context, ev AuditEvent) error {
 	}
 	err := s.b.inTx(ctx, func(q querier) error { return insertAudit(ctx, q, ev) })
 	if err == nil {
-		s.b.(*outboxBackend).signal()
+		s.b.signal()
 	}
 	return err
 }
@@ -403,7 +405,7 @@ func (s *sqlStore) CountAuditOutbox(ctx context.Context) (int64, error) {
 	return n, nil
 }
 
-func (s *sqlStore) AuditOutboxNotify() <-chan struct{} { return s.b.(*outboxBackend).notify }
+func (s *sqlStore) AuditOutboxNotify() <-chan struct{} { return s.b.notify }
 
 // SetAuditDetail sets a detail on the events of ctx's audit scope that are
 // not written yet, for a value learned just before the write that commits

@@ -29,7 +29,7 @@ func (b failCommit) inTx(ctx context.Context, fn func(querier) error) error {
 // FailCommits makes every write transaction of st fail after its body
 // ran, or stops that.
 func FailCommits(st Store, fail bool) {
-	ob := st.(*sqlStore).b.(*outboxBackend)
+	ob := st.(*sqlStore).b
 	if f, ok := ob.backend.(failCommit); ok {
 		ob.backend = f.backend
 	}

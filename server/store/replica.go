@@ -321,7 +321,7 @@ func (s *sqlStore) ListDirectorRoots(ctx context.Context) ([][]byte, error) {
 			return nil, fmt.Errorf("failed to list director roots: %w", err)
 		}
 		if v != int64(len(out))+1 {
-			return nil, fmt.Errorf("director root versions: found %d after %d", v, len(out))
+			return nil, fmt.Errorf("internal error: stored director root versions are not consecutive: found %d after %d", v, len(out))
 		}
 		out = append(out, data)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -297,9 +298,7 @@ const rolloutColumns = `id, release_id, product, version, target_path, filter, s
 	created_by, created_at, updated_at, eligible, stage_target, assigned, in_flight`
 
 // rolloutColumnsR is rolloutColumns of the table aliased r.
-const rolloutColumnsR = `r.id, r.release_id, r.product, r.version, r.target_path, r.filter, r.stages, r.success_threshold,
-	r.failure_threshold, r.max_parallel, r.window_spec, r.forced, r.report_deadline, r.state, r.stage, r.ack_failed, r.reason,
-	r.created_by, r.created_at, r.updated_at, r.eligible, r.stage_target, r.assigned, r.in_flight`
+var rolloutColumnsR = "r." + strings.Join(strings.Fields(strings.ReplaceAll(rolloutColumns, ",", " ")), ", r.")
 
 func scanRollout(r row, extra ...any) (Rollout, error) {
 	var ro Rollout

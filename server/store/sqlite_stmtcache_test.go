@@ -15,7 +15,7 @@ func openTestSQLite(t *testing.T) *sqliteBackend {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	return st.(*sqlStore).b.(*outboxBackend).backend.(*sqliteBackend)
+	return st.(*sqlStore).b.backend.(*sqliteBackend)
 }
 
 // The prepared-statement cache must not grow without bound (SQL built from
@@ -85,7 +85,7 @@ func TestSQLiteStmtCacheAfterCloseFailsCleanly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := st.(*sqlStore).b.(*outboxBackend).backend.(*sqliteBackend)
+	b := st.(*sqlStore).b.backend.(*sqliteBackend)
 	var one int64
 	if err := b.reader().queryRow(context.Background(), `SELECT 1`).Scan(&one); err != nil {
 		t.Fatal(err)

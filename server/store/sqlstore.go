@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -14,7 +16,9 @@ import (
 // sqlStore implements Store on top of a backend; all SQL is shared between
 // the dialects and parameterized.
 type sqlStore struct {
-	b backend
+	// b is the database behind the audit outbox: every write, in a
+	// transaction or not, carries the pending audit events of its context.
+	b *outboxBackend
 }
 
 var _ Store = (*sqlStore)(nil)
@@ -268,10 +272,13 @@ func (s *sqlStore) TouchDevices(ctx context.Context, seen map[string]time.Time) 
 	if len(seen) == 0 {
 		return nil
 	}
+	// In ID order, so that two servers touching the same devices take
+	// their row locks (PostgreSQL) in the same order and never deadlock.
+	ids := slices.Sorted(maps.Keys(seen))
 	err := s.b.inTx(ctx, func(q querier) error {
-		for id, t := range seen {
+		for _, id := range ids {
 			if _, err := q.exec(ctx, `UPDATE devices SET last_seen = $1 WHERE id = $2 AND (last_seen IS NULL OR last_seen < $1)`,
-				dbTime(t), id); err != nil {
+				dbTime(seen[id]), id); err != nil {
 				return err
 			}
 		}

@@ -86,7 +86,7 @@ func testRolloutAdmission(t *testing.T, newDSN NewDSN) {
 			switch err := assign(stores[i%3], i, 0); {
 			case err == nil:
 				admitted.Add(1)
-			case !errorsIs(err, store.ErrRolloutFull):
+			case !errors.Is(err, store.ErrRolloutFull):
 				errs <- fmt.Errorf("device %d: %w", i, err)
 			}
 		})
@@ -160,7 +160,7 @@ func testRolloutAdmission(t *testing.T, newDSN NewDSN) {
 	checkCounters(t, s, r.ID, readRows(t, s, r.ID, devices))
 
 	// The eligible count and target follow the stage.
-	if err := s.SetRolloutEligible(ctx, r.ID, 1, 50, 10); !errorsIs(err, store.ErrConflict) {
+	if err := s.SetRolloutEligible(ctx, r.ID, 1, 50, 10); !errors.Is(err, store.ErrConflict) {
 		t.Fatalf("SetRolloutEligible for another stage: %v, want ErrConflict", err)
 	}
 	if err := s.SetRolloutEligible(ctx, r.ID, 0, 50, 7); err != nil {
@@ -172,8 +172,6 @@ func testRolloutAdmission(t *testing.T, newDSN NewDSN) {
 	}
 }
 
-func errorsIs(err, target error) bool { return errors.Is(err, target) }
-
 // readRows returns the rollout's device rows of the first n fixture
 // devices, by device ID.
 func readRows(t *testing.T, s store.Store, id string, n int) map[string]store.RolloutDevice {
@@ -183,7 +181,7 @@ func readRows(t *testing.T, s store.Store, id string, n int) map[string]store.Ro
 		d, ro, err := s.DeviceAssignment(context.Background(), device(i).ID)
 		if err == nil && ro.ID == id {
 			out[d.DeviceID] = d
-		} else if err != nil && !errorsIs(err, store.ErrNotFound) {
+		} else if err != nil && !errors.Is(err, store.ErrNotFound) {
 			t.Fatal(err)
 		}
 	}
@@ -253,10 +251,10 @@ func testLeases(t *testing.T, newDSN NewDSN) {
 	if !acquire(a, "srv-a", t0.Add(17*time.Second)) {
 		t.Fatal("released lease not free")
 	}
-	if _, err := a.AcquireLease(ctx, "bad name!", "srv-a", ttl, t0); !errorsIs(err, store.ErrInvalid) {
+	if _, err := a.AcquireLease(ctx, "bad name!", "srv-a", ttl, t0); !errors.Is(err, store.ErrInvalid) {
 		t.Fatalf("bad lease name: %v, want ErrInvalid", err)
 	}
-	if _, err := a.AcquireLease(ctx, "x", "srv-a", 0, t0); !errorsIs(err, store.ErrInvalid) {
+	if _, err := a.AcquireLease(ctx, "x", "srv-a", 0, t0); !errors.Is(err, store.ErrInvalid) {
 		t.Fatalf("zero ttl: %v, want ErrInvalid", err)
 	}
 }

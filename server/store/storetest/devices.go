@@ -474,6 +474,12 @@ func testTouchDevices(t *testing.T, newDSN NewDSN) {
 	}
 	wantErr(t, "bad id", s.TouchDevices(ctx, map[string]time.Time{d1.ID: at(3 * time.Hour), "dev 1": at(time.Hour)}), store.ErrInvalid)
 	wantErr(t, "zero time", s.TouchDevices(ctx, map[string]time.Time{d1.ID: {}}), store.ErrInvalid)
+	over := make(map[string]time.Time, store.MaxTouchDevices+1)
+	for i := range store.MaxTouchDevices + 1 {
+		over[fmt.Sprintf("dev-%d", i)] = at(3 * time.Hour)
+	}
+	over[d1.ID] = at(3 * time.Hour)
+	wantErr(t, "over MaxTouchDevices", s.TouchDevices(ctx, over), store.ErrInvalid)
 	if got, _ := s.GetDevice(ctx, d1.ID); !got.LastSeen.Equal(at(time.Hour)) {
 		t.Errorf("a refused TouchDevices changed last seen to %v", got.LastSeen)
 	}

@@ -135,6 +135,20 @@ func testAuditCommitsWithItsChange(t *testing.T, newDSN NewDSN) {
 	default:
 		t.Error("no outbox notification after commits")
 	}
+
+	// SetAuditDetail fills in a detail of the events not written yet, and
+	// of no others.
+	dctx := store.WithAudit(ctx, auditEvent("device.updated", d0.ID))
+	store.SetAuditDetail(dctx, "token_id", "tok-1")
+	store.SetAuditDetail(ctx, "token_id", "no-scope")
+	if err := s.Checkin(dctx, d0.ID, store.DeviceReport{CurrentVersion: "1", State: store.StateIdle}, at(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	store.SetAuditDetail(dctx, "token_id", "tok-2")
+	es := outbox(t, s)
+	if last := es[len(es)-1]; last.Action != "device.updated" || last.Details["token_id"] != "tok-1" {
+		t.Errorf("last outbox entry %+v, want device.updated with token_id tok-1", last)
+	}
 }
 
 func mustCreateCtx(t *testing.T, ctx context.Context, s store.Store, d store.Device) {

@@ -248,7 +248,7 @@ func testDirectorRoots(t *testing.T, newDSN NewDSN) {
 	for _, bad := range []struct {
 		v    int64
 		data []byte
-	}{{0, []byte("x")}, {1, nil}, {1, make([]byte, store.MaxDirectorRootLen+1)}} {
+	}{{0, []byte("x")}, {store.MaxDirectorRoots + 1, []byte("x")}, {1, nil}, {1, make([]byte, store.MaxDirectorRootLen+1)}} {
 		if _, err := a.PutDirectorRoot(ctx, bad.v, bad.data, at(0)); !errors.Is(err, store.ErrInvalid) {
 			t.Errorf("PutDirectorRoot(%d, %d bytes): %v, want ErrInvalid", bad.v, len(bad.data), err)
 		}
