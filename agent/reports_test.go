@@ -396,3 +396,49 @@ func TestStoppingAgentQueuesNoReport(t *testing.T) {
 		t.Fatalf("%d write ops after a report of a stopping agent, want none", m.Ops())
 	}
 }
+
+// TestFetchFailureIsReportedAsRetryNotFailure: a payload the repository
+// cannot serve (503, the server restarting) is a step still in progress,
+// reported as "downloading" with "retrying at the next poll", because the
+// pipeline did not refuse anything (no verify.ErrVerification); a payload
+// served with a flipped byte is a refusal, reported as "failed" naming the
+// payload check. The next poll with the repository back installs.
+func TestFetchFailureIsReportedAsRetryNotFailure(t *testing.T) {
+	e := newServerEnv(t)
+	a := e.agent(t, "")
+	ctx := context.Background()
+	h := e.api.repo.(*repoHandler)
+
+	h.setFault(func(w http.ResponseWriter, r *http.Request, data []byte) bool {
+		http.Error(w, "restarting", http.StatusServiceUnavailable)
+		return true
+	})
+	if res, err := a.RunOnce(ctx); err == nil || res.Action != ActionFailed {
+		t.Fatalf("RunOnce with the payload unavailable = %+v, %v; want an error", res, err)
+	}
+	last := e.api.lastReport()
+	if last.Kind != deviceapi.StateDownloading || !strings.HasPrefix(last.Message, "retrying at the next poll: "+device.CheckPayload+": ") {
+		t.Errorf("report of an unavailable payload = %s %q; want downloading, \"retrying at the next poll: payload: ...\"", last.Kind, last.Message)
+	}
+
+	e.api.resetReports()
+	h.setFault(func(w http.ResponseWriter, r *http.Request, data []byte) bool {
+		bad := slices.Clone(data)
+		bad[len(bad)/2] ^= 1
+		w.Header().Set("Content-Length", fmt.Sprint(len(bad)))
+		w.Write(bad)
+		return true
+	})
+	if res, err := a.RunOnce(ctx); err == nil || res.Action != ActionFailed {
+		t.Fatalf("RunOnce with a tampered payload = %+v, %v; want an error", res, err)
+	}
+	last = e.api.lastReport()
+	if last.Kind != deviceapi.StateFailed || !strings.HasPrefix(last.Message, device.CheckPayload+": ") {
+		t.Errorf("report of a tampered payload = %s %q; want failed, \"payload: ...\"", last.Kind, last.Message)
+	}
+
+	h.setFault(nil)
+	if res, err := a.RunOnce(ctx); err != nil || res.Action != ActionCommitted || res.Version != "1.1.0" {
+		t.Fatalf("RunOnce with the repository back = %+v, %v; want committed 1.1.0", res, err)
+	}
+}

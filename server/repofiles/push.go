@@ -200,38 +200,31 @@ func pushObject(ctx context.Context, src, dst objstore.Store, name string, res *
 	if err != nil {
 		return fmt.Errorf("failed to hash %s: %w", name, err)
 	}
+	return put(ctx, dst, name, o, size, sum, res)
+}
+
+func pushBytes(ctx context.Context, dst objstore.Store, name string, data []byte, res *PushResult) error {
+	h := sha256.Sum256(data)
+	return put(ctx, dst, name, bytes.NewReader(data), int64(len(data)), hex.EncodeToString(h[:]), res)
+}
+
+// put uploads r (size bytes of SHA-256 sum, read again from its start) as
+// name unless dst already holds that content.
+func put(ctx context.Context, dst objstore.Store, name string, r io.ReadSeeker, size int64, sum string, res *PushResult) error {
 	if ok, err := same(ctx, dst, name, size, sum); err != nil || ok {
 		if ok {
 			res.Skipped = append(res.Skipped, name)
 		}
 		return err
 	}
-	if _, err := o.Seek(0, io.SeekStart); err != nil {
+	if _, err := r.Seek(0, io.SeekStart); err != nil {
 		return err
 	}
-	if _, err := dst.Put(ctx, name, o, objstore.PutOptions{Size: size, SHA256: sum,
+	if _, err := dst.Put(ctx, name, r, objstore.PutOptions{Size: size, SHA256: sum,
 		ContentType: contentType(name), CacheControl: CacheControl(name)}); err != nil {
 		return err
 	}
 	res.Uploaded = append(res.Uploaded, name)
 	res.Bytes += size
-	return nil
-}
-
-func pushBytes(ctx context.Context, dst objstore.Store, name string, data []byte, res *PushResult) error {
-	h := sha256.Sum256(data)
-	sum := hex.EncodeToString(h[:])
-	if ok, err := same(ctx, dst, name, int64(len(data)), sum); err != nil || ok {
-		if ok {
-			res.Skipped = append(res.Skipped, name)
-		}
-		return err
-	}
-	if _, err := dst.Put(ctx, name, bytes.NewReader(data), objstore.PutOptions{Size: int64(len(data)), SHA256: sum,
-		ContentType: contentType(name), CacheControl: CacheControl(name)}); err != nil {
-		return err
-	}
-	res.Uploaded = append(res.Uploaded, name)
-	res.Bytes += int64(len(data))
 	return nil
 }
