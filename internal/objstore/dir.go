@@ -2,8 +2,6 @@ package objstore
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -12,15 +10,18 @@ import (
 	"path"
 	"slices"
 	"strings"
+
+	"github.com/airlockfw/airlock/internal/durable"
 )
 
 // Dir is a Store in a local directory, the default backend. Objects are
 // regular files at their names; everything goes through an [os.Root], so
 // no name, symlink or listing entry reaches outside the directory. Put
-// writes a temporary file (".put-*", never listed or served: its name has
-// a dot segment), fsyncs it, renames it over the name and fsyncs the
-// directory, so after a crash the name holds the old or the new file (and
-// at worst a stray .put-* file, never listed or served, safe to delete).
+// streams into a temporary file (durable.CreateTemp: ".tmp-*", never listed
+// or served: its name has a dot segment), fsyncs it, renames it over the
+// name and fsyncs the directory (Pending.Commit), so after a crash the name
+// holds the old or the new file (and at worst a stray .tmp-* file, never
+// listed or served, safe to delete).
 type Dir struct {
 	root *os.Root
 	dir  string
@@ -123,49 +124,23 @@ func (d *Dir) Put(ctx context.Context, name string, r io.Reader, o PutOptions) (
 	if err := d.root.MkdirAll(parent, 0o755); err != nil {
 		return Info{}, err
 	}
-	var rnd [8]byte
-	rand.Read(rnd[:])
-	tmp := path.Join(parent, ".put-"+hex.EncodeToString(rnd[:]))
-	f, err := d.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	p, err := durable.CreateTemp(durable.Root(d.root), parent, 0o644)
 	if err != nil {
 		return Info{}, err
 	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			d.root.Remove(tmp)
-		}
-	}()
-	if _, err = io.Copy(f, VerifyingReader(ctxReader{ctx, r}, o)); err != nil {
+	defer p.Abort() // a no-op after the commit
+	if _, err := io.Copy(p, VerifyingReader(ctxReader{ctx, r}, o)); err != nil {
 		return Info{}, fmt.Errorf("failed to write %q: %w", name, err)
 	}
-	if err = f.Sync(); err != nil {
+	if err := ctx.Err(); err != nil {
 		return Info{}, err
 	}
-	if err = f.Close(); err != nil {
-		return Info{}, err
-	}
-	if err = ctx.Err(); err != nil {
-		return Info{}, err
-	}
-	if err = d.root.Rename(tmp, name); err != nil {
-		return Info{}, err
-	}
-	if err := d.syncDir(parent); err != nil {
+	if err := p.Commit(name); err != nil {
 		return Info{}, err
 	}
 	info, err := d.Stat(ctx, name)
 	info.SHA256 = o.SHA256
 	return info, err
-}
-
-func (d *Dir) syncDir(dir string) error {
-	f, err := d.root.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return f.Sync()
 }
 
 // List implements Store. Names with a dot segment (Put's temporary files)
