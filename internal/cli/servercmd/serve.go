@@ -194,12 +194,17 @@ Example:
 						if err != nil && !errors.Is(err, audit.ErrLocked) {
 							return err
 						}
-						if err == nil {
-							if err := alog.Close(); err != nil {
-								return err
+						// The log opened (and verified) here is the drainer's
+						// first; it opens the directory again only after
+						// letting go of it, so a large log is read once at
+						// start-up. The drainer is the only caller.
+						cfg.AuditOpen = func() (*audit.Log, error) {
+							if l := alog; l != nil {
+								alog = nil
+								return l, nil
 							}
+							return open()
 						}
-						cfg.AuditOpen = open
 						cfg.AuditDir = *auditDir
 					} else {
 						log.Warn("no --audit-dir: audit events wait in the database's audit outbox for a server with --audit-dir")
