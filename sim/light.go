@@ -589,12 +589,18 @@ func (f *LightFleet) update(ctx context.Context, cl *http.Client, d *lightDevice
 			Device string `json:"device"`
 		} `json:"airlock_director"`
 	}
-	if err := json.Unmarshal(t.Custom, &custom); err != nil || custom.Director.Device != d.id {
+	if err := json.Unmarshal(t.Custom, &custom); err != nil {
+		return fmt.Errorf("director target %q: custom: %w", tpath, err)
+	}
+	if custom.Director.Device != d.id {
 		return fmt.Errorf("director target %q is not assigned to this device (%s)", tpath, d.id)
 	}
+	if t.Length < 0 || t.Length > MaxLightPayloadSize {
+		return fmt.Errorf("director target %q: length %d out of range [0, %d]", tpath, t.Length, MaxLightPayloadSize)
+	}
 	sum, err := hex.DecodeString(t.Hashes["sha256"])
-	if err != nil || len(sum) != sha256.Size || t.Length < 0 || t.Length > MaxLightPayloadSize {
-		return fmt.Errorf("director target %q: bad length or sha256", tpath)
+	if err != nil || len(sum) != sha256.Size {
+		return fmt.Errorf("director target %q: sha256 %q is not %d hex bytes", tpath, truncateText([]byte(t.Hashes["sha256"]), 80), sha256.Size)
 	}
 	_, ver, _, err := release.ParseTargetPath(tpath)
 	if err != nil {
