@@ -25,24 +25,7 @@ CONCURRENCY=${CONCURRENCY:-200}
 FAIL_RATE=${FAIL_RATE:-0}
 TIMEOUT=${TIMEOUT:-30m}
 
-if [[ -n ${WORK:-} ]]; then
-	work=$WORK
-	mkdir -p "$work"
-	keep=1
-else
-	work=$(mktemp -d /var/tmp/airlock-rollout.XXXXXX)
-	keep=0
-fi
-cleanup() { if [[ $keep == 0 ]]; then rm -rf "$work"; else echo "bench: kept $work" >&2; fi; }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# One connection per poll cycle in flight, on both sides, and a margin.
-ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-
-echo "== building" >&2
-go build -o "$work/airlock" ./cmd/airlock
-go build -o "$work/rolloutbench" ./bench/rolloutbench
+. bench/rolloutbench-setup.sh rollout
 
 "$work/rolloutbench" -airlock "$work/airlock" -work "$work" -n "$N" -poll-interval "$POLL" \
 	-stages "$STAGES" -concurrency "$CONCURRENCY" -fail-rate "$FAIL_RATE" -timeout "$TIMEOUT"

@@ -42,23 +42,7 @@ CONCURRENCY=${CONCURRENCY:-100}
 FAIL_RATE=${FAIL_RATE:-0}
 TIMEOUT=${TIMEOUT:-30m}
 
-if [[ -n ${WORK:-} ]]; then
-	work=$WORK
-	mkdir -p "$work"
-	keep=1
-else
-	work=$(mktemp -d /var/tmp/airlock-scale.XXXXXX)
-	keep=0
-fi
-cleanup() { if [[ $keep == 0 ]]; then rm -rf "$work"; else echo "bench: kept $work" >&2; fi; }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-
-echo "== building" >&2
-go build -o "$work/airlock" ./cmd/airlock
-go build -o "$work/rolloutbench" ./bench/rolloutbench
+. bench/rolloutbench-setup.sh scale
 echo "== load average before the run: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 
 "$work/rolloutbench" -airlock "$work/airlock" -work "$work" -light -procs "$PROCS" -n "$N" \

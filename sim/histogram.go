@@ -8,7 +8,7 @@ import (
 )
 
 // Histogram geometry: bucket i counts durations up to histMin·histGrowth^i
-// (5% wide buckets from 10µs to about 7 minutes); the last bucket also
+// (5% wide buckets from 10µs to about 11 minutes: 10µs·1.05^369); the last bucket also
 // counts anything longer.
 const (
 	histMin     = 10 * time.Microsecond

@@ -2,7 +2,6 @@ package sim
 
 import (
 	"bytes"
-	"container/heap"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -139,8 +138,7 @@ type LightFleet struct {
 
 	mu      sync.Mutex
 	devices []*lightDevice
-	queue   lightHeap
-	wake    chan struct{}
+	sched   *schedule[*lightDevice]
 	release chan struct{} // closed by StartPolling
 	once    sync.Once
 	start   time.Time
@@ -168,7 +166,6 @@ type lightDevice struct {
 	id       string // device ID from the enrollment
 	version  string
 	rejected string // a version this device rolled back; not retried
-	next     int64  // unix nanoseconds of the next poll
 	backoff  time.Duration
 	fails    *mrand.PCG // the failure draws
 }
@@ -190,7 +187,7 @@ func NewLight(opts LightOptions) (*LightFleet, error) {
 		return nil, fmt.Errorf("%w: the server CA holds no PEM certificate", ErrOptions)
 	}
 	f := &LightFleet{opts: opts, base: strings.TrimSuffix(opts.Server, "/"), roots: roots,
-		wake: make(chan struct{}, 1), release: make(chan struct{}), devices: make([]*lightDevice, opts.Devices)}
+		sched: newSchedule[*lightDevice](), release: make(chan struct{}), devices: make([]*lightDevice, opts.Devices)}
 	if opts.SessionCache > 0 {
 		f.sessions = tls.NewLRUClientSessionCache(opts.SessionCache)
 	}
@@ -410,12 +407,11 @@ func (f *LightFleet) Run(ctx context.Context) error {
 
 	f.mu.Lock()
 	f.start = time.Now()
+	f.mu.Unlock()
 	jit := mrand.New(mrand.NewPCG(o.Seed^jitterStream, uint64(o.First)))
 	for _, d := range f.devices {
-		d.next = f.start.UnixNano() + jit.Int64N(int64(o.PollInterval))
-		heap.Push(&f.queue, d)
+		f.sched.push(d, f.start.UnixNano()+jit.Int64N(int64(o.PollInterval)))
 	}
-	f.mu.Unlock()
 	o.Logger.Info("light fleet enrolled; polling", "devices", o.Devices, "concurrency", o.Concurrency)
 
 	work := make(chan *lightDevice)
@@ -430,18 +426,11 @@ func (f *LightFleet) Run(ctx context.Context) error {
 					continue
 				}
 				j := 1 + agent.Jitter*(2*rng.Float64()-1)
-				d.next = time.Now().Add(time.Duration(float64(wait) * j)).UnixNano()
-				f.mu.Lock()
-				heap.Push(&f.queue, d)
-				f.mu.Unlock()
-				select {
-				case f.wake <- struct{}{}:
-				default:
-				}
+				f.sched.push(d, time.Now().Add(time.Duration(float64(wait)*j)).UnixNano())
 			}
 		}()
 	}
-	f.dispatch(ctx, work)
+	f.sched.run(ctx, work)
 	close(work)
 	wg.Wait()
 	return nil
@@ -460,40 +449,6 @@ func (f *LightFleet) setErr(err error) {
 	f.lastErrMu.Lock()
 	f.lastErr = err.Error()
 	f.lastErrMu.Unlock()
-}
-
-// dispatch hands due devices to the workers until ctx ends.
-func (f *LightFleet) dispatch(ctx context.Context, work chan<- *lightDevice) {
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
-	for {
-		f.mu.Lock()
-		var due *lightDevice
-		wait := time.Hour
-		if len(f.queue) > 0 {
-			if w := time.Duration(f.queue[0].next - time.Now().UnixNano()); w <= 0 {
-				due = heap.Pop(&f.queue).(*lightDevice)
-			} else {
-				wait = w
-			}
-		}
-		f.mu.Unlock()
-		if due != nil {
-			select {
-			case work <- due:
-				continue
-			case <-ctx.Done():
-				return
-			}
-		}
-		timer.Reset(wait)
-		select {
-		case <-ctx.Done():
-			return
-		case <-f.wake:
-		case <-timer.C:
-		}
-	}
 }
 
 // cycle runs one poll cycle of d on one connection and returns the wait
@@ -634,12 +589,18 @@ func (f *LightFleet) update(ctx context.Context, cl *http.Client, d *lightDevice
 			Device string `json:"device"`
 		} `json:"airlock_director"`
 	}
-	if err := json.Unmarshal(t.Custom, &custom); err != nil || custom.Director.Device != d.id {
+	if err := json.Unmarshal(t.Custom, &custom); err != nil {
+		return fmt.Errorf("director target %q: custom: %w", tpath, err)
+	}
+	if custom.Director.Device != d.id {
 		return fmt.Errorf("director target %q is not assigned to this device (%s)", tpath, d.id)
 	}
+	if t.Length < 0 || t.Length > MaxLightPayloadSize {
+		return fmt.Errorf("director target %q: length %d out of range [0, %d]", tpath, t.Length, MaxLightPayloadSize)
+	}
 	sum, err := hex.DecodeString(t.Hashes["sha256"])
-	if err != nil || len(sum) != sha256.Size || t.Length < 0 || t.Length > MaxLightPayloadSize {
-		return fmt.Errorf("director target %q: bad length or sha256", tpath)
+	if err != nil || len(sum) != sha256.Size {
+		return fmt.Errorf("director target %q: sha256 %q is not %d hex bytes", tpath, truncateText([]byte(t.Hashes["sha256"]), 80), sha256.Size)
 	}
 	_, ver, _, err := release.ParseTargetPath(tpath)
 	if err != nil {
@@ -803,21 +764,6 @@ func (s LightStats) String() string {
 		fmt.Fprintf(&b, " checkin(%v)", s.Checkin)
 	}
 	return b.String()
-}
-
-// lightHeap orders devices by next poll time.
-type lightHeap []*lightDevice
-
-func (h lightHeap) Len() int           { return len(h) }
-func (h lightHeap) Less(i, j int) bool { return h[i].next < h[j].next }
-func (h lightHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *lightHeap) Push(x any)        { *h = append(*h, x.(*lightDevice)) }
-func (h *lightHeap) Pop() any {
-	old := *h
-	x := old[len(old)-1]
-	old[len(old)-1] = nil
-	*h = old[:len(old)-1]
-	return x
 }
 
 // Report writes Stats to w every interval until ctx ends, then once more.

@@ -135,6 +135,10 @@ func TestHistogramQuantiles(t *testing.T) {
 	if h.Count() != 1001 || h.Quantile(1) < 6*time.Minute {
 		t.Errorf("count %d, max %v", h.Count(), h.Quantile(1))
 	}
+	// docs/simulator.md: the buckets reach about 11 minutes.
+	if top := histUpper(HistBuckets - 1); top < 10*time.Minute || top > 12*time.Minute {
+		t.Errorf("last bucket ends at %v, want about 11 minutes", top)
+	}
 	if err := h.Merge(&Histogram{Counts: make([]uint64, 3)}); err == nil {
 		t.Error("merged a histogram of another geometry")
 	}

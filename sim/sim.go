@@ -2,7 +2,6 @@ package sim
 
 import (
 	"bytes"
-	"container/heap"
 	"context"
 	"errors"
 	"fmt"
@@ -155,8 +154,7 @@ type Fleet struct {
 	mu      sync.Mutex
 	devices []*simDevice
 	start   time.Time
-	queue   devHeap
-	wake    chan struct{}
+	sched   *schedule[*simDevice]
 
 	polls, errs, installs, commits, rollbacks, injected atomic.Int64
 }
@@ -170,7 +168,6 @@ type simDevice struct {
 	fails    *rand.Rand // the health-check failure draws, one per install
 	jitter   *rand.Rand // poll scheduling
 	failNext bool
-	next     time.Time
 	backoff  time.Duration
 
 	mu       sync.Mutex // guards the fields below (read by Stats)
@@ -204,7 +201,7 @@ func New(opts Options) (*Fleet, error) {
 	if _, err := verify.OpenBundle(bytes.NewReader(opts.InitialBundle)); err != nil {
 		return nil, fmt.Errorf("%w: initial bundle: %w", ErrOptions, err)
 	}
-	f := &Fleet{opts: opts, wake: make(chan struct{}, 1), devices: make([]*simDevice, opts.Devices)}
+	f := &Fleet{opts: opts, sched: newSchedule[*simDevice](), devices: make([]*simDevice, opts.Devices)}
 	return f, nil
 }
 
@@ -295,11 +292,10 @@ func (f *Fleet) Run(ctx context.Context) error {
 	spread := f.opts.PollInterval
 	f.mu.Lock()
 	f.start = time.Now()
-	for _, d := range f.devices {
-		d.next = f.start.Add(time.Duration(d.jitter.Int64N(int64(spread))))
-		heap.Push(&f.queue, d)
-	}
 	f.mu.Unlock()
+	for _, d := range f.devices {
+		f.sched.push(d, f.start.UnixNano()+d.jitter.Int64N(int64(spread)))
+	}
 	f.opts.Logger.Info("fleet provisioned; polling", "devices", len(f.devices), "concurrency", f.opts.Concurrency)
 
 	work := make(chan *simDevice)
@@ -309,12 +305,11 @@ func (f *Fleet) Run(ctx context.Context) error {
 		go func() {
 			defer wg.Done()
 			for d := range work {
-				f.cycle(ctx, d)
-				f.schedule(d)
+				f.sched.push(d, f.cycle(ctx, d))
 			}
 		}()
 	}
-	f.dispatch(ctx, work)
+	f.sched.run(ctx, work)
 	close(work)
 	wg.Wait()
 	return nil
@@ -353,56 +348,12 @@ func (f *Fleet) provisionAll(ctx context.Context) error {
 	return ctx.Err()
 }
 
-// dispatch hands due devices to the workers until ctx ends.
-func (f *Fleet) dispatch(ctx context.Context, work chan<- *simDevice) {
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
-	for {
-		f.mu.Lock()
-		var due *simDevice
-		wait := time.Hour
-		if len(f.queue) > 0 {
-			if w := time.Until(f.queue[0].next); w <= 0 {
-				due = heap.Pop(&f.queue).(*simDevice)
-			} else {
-				wait = w
-			}
-		}
-		f.mu.Unlock()
-		if due != nil {
-			select {
-			case work <- due:
-				continue
-			case <-ctx.Done():
-				return
-			}
-		}
-		timer.Reset(wait)
-		select {
-		case <-ctx.Done():
-			return
-		case <-f.wake:
-		case <-timer.C:
-		}
-	}
-}
-
-// schedule puts d back in the queue for its next poll.
-func (f *Fleet) schedule(d *simDevice) {
-	f.mu.Lock()
-	heap.Push(&f.queue, d)
-	f.mu.Unlock()
-	select {
-	case f.wake <- struct{}{}:
-	default:
-	}
-}
-
-// cycle runs one poll cycle of d and sets its next poll time.
-func (f *Fleet) cycle(ctx context.Context, d *simDevice) {
+// cycle runs one poll cycle of d and returns its next poll time (unix
+// nanoseconds).
+func (f *Fleet) cycle(ctx context.Context, d *simDevice) int64 {
 	res, err := d.ag.RunOnce(ctx)
 	if ctx.Err() != nil {
-		return
+		return 0
 	}
 	f.polls.Add(1)
 	action := ""
@@ -457,7 +408,7 @@ func (f *Fleet) cycle(ctx context.Context, d *simDevice) {
 	}
 	// ±agent.Jitter, as the real agent.
 	j := 1 + agent.Jitter*(2*d.jitter.Float64()-1)
-	d.next = time.Now().Add(time.Duration(float64(wait) * j))
+	return time.Now().Add(time.Duration(float64(wait) * j)).UnixNano()
 }
 
 // Stats is a snapshot of the fleet.
@@ -534,21 +485,6 @@ func (f *Fleet) Report(ctx context.Context, w io.Writer, interval time.Duration)
 			fmt.Fprintln(w, f.Stats())
 		}
 	}
-}
-
-// devHeap orders devices by next poll time.
-type devHeap []*simDevice
-
-func (h devHeap) Len() int           { return len(h) }
-func (h devHeap) Less(i, j int) bool { return h[i].next.Before(h[j].next) }
-func (h devHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *devHeap) Push(x any)        { *h = append(*h, x.(*simDevice)) }
-func (h *devHeap) Pop() any {
-	old := *h
-	x := old[len(old)-1]
-	old[len(old)-1] = nil
-	*h = old[:len(old)-1]
-	return x
 }
 
 // BundleProduct returns the product ID of an offline bundle's release (its

@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"strings"
 	"time"
@@ -159,7 +160,7 @@ Examples:
 				if opts.InitialBundle, err = read(*bundleFile, MaxSimBundleSize); err != nil {
 					return err
 				}
-				if *directorRoot != "" {
+				if *directorRoot != "" && !*light {
 					if opts.DirectorRoot, err = read(*directorRoot, trust.MaxRootSize); err != nil {
 						return err
 					}
@@ -182,16 +183,7 @@ Examples:
 				if err != nil {
 					return err
 				}
-				rctx, stopReport := context.WithCancel(ctx)
-				reported := make(chan struct{})
-				go func() { fleet.Report(rctx, e.Stdout, *reportEvery); close(reported) }()
-				err = fleet.Run(ctx)
-				stopReport()
-				<-reported
-				if err != nil && ctx.Err() == nil {
-					return err
-				}
-				return nil
+				return runFleet(ctx, e, fleet, *reportEvery)
 			}
 		},
 	})
@@ -215,10 +207,19 @@ func runLight(ctx context.Context, e *cli.Env, opts sim.Options, reportEvery tim
 	if err != nil {
 		return err
 	}
+	return runFleet(ctx, e, fleet, reportEvery)
+}
+
+// runFleet runs fleet until ctx ends, reporting its stats to stdout every
+// reportEvery and at the end; the end of ctx is not an error.
+func runFleet(ctx context.Context, e *cli.Env, fleet interface {
+	Run(context.Context) error
+	Report(context.Context, io.Writer, time.Duration)
+}, reportEvery time.Duration) error {
 	rctx, stopReport := context.WithCancel(ctx)
 	reported := make(chan struct{})
 	go func() { fleet.Report(rctx, e.Stdout, reportEvery); close(reported) }()
-	err = fleet.Run(ctx)
+	err := fleet.Run(ctx)
 	stopReport()
 	<-reported
 	if err != nil && ctx.Err() == nil {
