@@ -404,19 +404,11 @@ func (e *Engine) persist(ctx context.Context, rec store.Rollout, next rollout.Ro
 	return to, nil
 }
 
-// evaluate applies the health gates to the rollout id as stored. A
-// concurrent transition elsewhere (ErrConflict) is not an error: that
-// server evaluated the same numbers.
-func (e *Engine) evaluate(ctx context.Context, id string) error {
-	rec, err := e.db.GetRollout(ctx, id)
-	if err != nil {
-		return err
-	}
-	_, err = e.evaluateRec(ctx, rec)
-	return err
-}
-
-func (e *Engine) evaluateRec(ctx context.Context, rec store.Rollout) (rollout.Status, error) {
+// evaluate applies the health gates to rec (as read, in this request or
+// tick) with its counts read now. A concurrent transition elsewhere
+// (ErrConflict on rec's state and stage) is not an error: that server
+// evaluated the same numbers, or the rollout moved on.
+func (e *Engine) evaluate(ctx context.Context, rec store.Rollout) (rollout.Status, error) {
 	r, err := specOf(rec)
 	if err != nil {
 		return rollout.Status{}, err
