@@ -129,7 +129,7 @@ type Config struct {
 	RefreshInterval time.Duration
 }
 
-// New returns an Engine; Load it before use.
+// New returns an Engine; Refresh it before use.
 func New(cfg Config) (*Engine, error) {
 	e := &Engine{db: cfg.DB, now: cfg.Now, log: cfg.Log, auditFn: cfg.Audit, requiredApprovals: cfg.RequiredApprovals,
 		holder: cfg.Holder, leaseTTL: cfg.LeaseTTL, refreshEvery: cfg.RefreshInterval,
@@ -200,9 +200,6 @@ func specOf(rec store.Rollout) (rollout.Rollout, error) {
 	}
 	return r, nil
 }
-
-// Load reads the store's running and paused rollouts (at start).
-func (e *Engine) Load(ctx context.Context) error { return e.Refresh(ctx) }
 
 // Refresh reloads the running and paused rollouts from the store.
 func (e *Engine) Refresh(ctx context.Context) error {
