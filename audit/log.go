@@ -422,16 +422,6 @@ func (l *Log) Tail(n int) []Entry {
 	return l.tail.last(n)
 }
 
-// Last returns the newest entry of the log, and false when the log is
-// empty.
-func (l *Log) Last() (Entry, bool) {
-	es := l.Tail(1)
-	if len(es) == 0 {
-		return Entry{}, false
-	}
-	return es[0], true
-}
-
 // Size returns the number of entries in the log.
 func (l *Log) Size() uint64 {
 	l.mu.Lock()

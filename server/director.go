@@ -70,5 +70,5 @@ func (s *Server) initRollouts() error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrConfig, err)
 	}
-	return s.rollouts.Load(ctx)
+	return s.rollouts.Refresh(ctx)
 }

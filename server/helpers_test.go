@@ -142,7 +142,8 @@ func openTestStore(t *testing.T, dataDir string) store.Store {
 	return db
 }
 
-// startServer starts a server; mod may change the Config first.
+// startServer starts a server; mod may change the Config first (a store
+// it sets, such as a PostgreSQL one, is the testEnv's db).
 func startServer(t *testing.T, mod func(*Config)) *testEnv {
 	t.Helper()
 	repoDir, payload, sum := makeRepo(t)
@@ -159,9 +160,27 @@ func startServer(t *testing.T, mod func(*Config)) *testEnv {
 	if mod != nil {
 		mod(&cfg)
 	}
-	e := &testEnv{t: t, db: db, cfg: cfg, payload: payload, sum: sum, clock: clock, logs: logs}
+	e := &testEnv{t: t, db: cfg.DB, cfg: cfg, payload: payload, sum: sum, clock: clock, logs: logs}
 	e.start()
 	return e
+}
+
+// startReplica starts another server with e's configuration on the store
+// handle db, as a replica behind a load balancer runs; mod may change its
+// Config first. It shares e's clock and repository and logs to a buffer
+// of its own.
+func (e *testEnv) startReplica(db store.Store, mod func(*Config)) *testEnv {
+	e.t.Helper()
+	logs := &syncBuffer{}
+	cfg := e.cfg
+	cfg.DB = db
+	cfg.Logger = slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	if mod != nil {
+		mod(&cfg)
+	}
+	r := &testEnv{t: e.t, db: db, cfg: cfg, payload: e.payload, sum: e.sum, clock: e.clock, logs: logs}
+	r.start()
+	return r
 }
 
 func (e *testEnv) start() {
@@ -390,6 +409,24 @@ func tlsDialConf(e *testEnv, cert *tls.Certificate) (*tls.Conn, error) {
 		return nil, err
 	}
 	return c.(*tls.Conn), nil
+}
+
+// postgresStores starts a PostgreSQL cluster with one new database (see
+// postgresDSN) and returns a function that opens a store handle on it,
+// with a connection pool of its own as every replica has, closed when the
+// test ends.
+func postgresStores(t *testing.T) func() store.Store {
+	t.Helper()
+	dsn := postgresDSN(t)
+	return func() store.Store {
+		t.Helper()
+		db, err := store.Open(t.Context(), dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		return db
+	}
 }
 
 // postgresDSN starts a PostgreSQL cluster for the test (stopped when it

@@ -51,19 +51,9 @@ func (l *lastSeen) flush(ctx context.Context, db store.Store) error {
 	}
 	err := db.TouchDevices(ctx, batch)
 	if err != nil {
-		l.mu.Lock()
 		for id, t := range batch {
-			if len(l.seen) >= store.MaxTouchDevices {
-				break
-			}
-			if l.seen == nil {
-				l.seen = map[string]time.Time{}
-			}
-			if t.After(l.seen[id]) {
-				l.seen[id] = t
-			}
+			l.note(id, t) // a full batch drops the rest, as note does
 		}
-		l.mu.Unlock()
 	}
 	return err
 }

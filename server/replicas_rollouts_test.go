@@ -32,26 +32,13 @@ func TestReplicasAssignExactlyAStage(t *testing.T) {
 		t.Skip("2,000 TLS check-ins")
 	}
 	const devices, stage = 2000, 100
-	dsn := postgresDSN(t)
-	openPG := func() store.Store {
-		db, err := store.Open(t.Context(), dsn)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { db.Close() })
-		return db
-	}
+	openPG := postgresStores(t)
 	db := openPG()
 	const refresh = 100 * time.Millisecond
 	re := startRolloutServer(t, func(c *Config) { c.DB, c.RolloutRefresh = db, refresh })
-	re.db = db
-	re.op = re.adminToken(RoleOperator) // in the PostgreSQL store
 	servers := []*testEnv{re.testEnv}
 	for range 2 {
-		e := &testEnv{t: t, db: openPG(), cfg: re.cfg, payload: re.payload, sum: re.sum, clock: re.clock, logs: re.logs}
-		e.cfg.DB = e.db
-		e.start()
-		servers = append(servers, e)
+		servers = append(servers, re.startReplica(openPG(), nil))
 	}
 
 	// Devices enrolled directly with certificates of the device CA (one

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
@@ -33,22 +32,12 @@ import (
 // none when it starts). They share the test clock.
 func startReplicas(t *testing.T) (a, b *rolloutEnv) {
 	t.Helper()
-	dsn := postgresDSN(t)
-	open := func() store.Store {
-		db, err := store.Open(t.Context(), dsn)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { db.Close() })
-		return db
-	}
+	open := postgresStores(t)
 	repoDir := signedRepo(t)
-	dbA := open()
 	a = &rolloutEnv{}
 	a.testEnv = startServer(t, func(c *Config) {
-		c.RepoDir, c.RolloutTick, c.DB = repoDir, time.Hour, dbA
+		c.RepoDir, c.RolloutTick, c.DB = repoDir, time.Hour, open()
 	})
-	a.db = dbA
 
 	dataB := filepath.Join(t.TempDir(), "data")
 	if err := os.MkdirAll(dataB, 0o700); err != nil {
@@ -63,13 +52,9 @@ func startReplicas(t *testing.T) (a, b *rolloutEnv) {
 			t.Fatal(err)
 		}
 	}
-	logsB := &syncBuffer{}
-	cfg := a.cfg
-	cfg.DataDir, cfg.DB = dataB, open()
-	cfg.KEKFile = filepath.Join(a.cfg.DataDir, auth.KEKFile)
-	cfg.Logger = slog.New(slog.NewJSONHandler(logsB, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	b = &rolloutEnv{testEnv: &testEnv{t: t, db: cfg.DB, cfg: cfg, payload: a.payload, sum: a.sum, clock: a.clock, logs: logsB}}
-	b.start()
+	b = &rolloutEnv{testEnv: a.startReplica(open(), func(c *Config) {
+		c.DataDir, c.KEKFile = dataB, filepath.Join(a.cfg.DataDir, auth.KEKFile)
+	})}
 	a.op = a.adminToken(RoleOperator)
 	b.op = a.op
 	return a, b

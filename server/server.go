@@ -462,27 +462,24 @@ func (s *Server) Serve(ctx context.Context) error {
 		servers = append(servers, msrv)
 		go func() { errc <- msrv.Serve(s.mln) }()
 	}
-	// The rollout engine stops (and releases its ticker lease) before
-	// Serve returns and the caller closes the store.
+	// The rollout engine and the audit drainer run until the shutdown
+	// below stops them, in that order, before Serve returns and the caller
+	// closes the store. The engine's context ends with ctx.
 	rctx, stopRollouts := context.WithCancel(ctx)
 	defer stopRollouts()
-	if s.drainer != nil {
-		// Stopped last (deferred first), after the HTTP servers finished
-		// their requests, the failure aggregates were flushed and the
-		// rollout engine stopped, so it drains their events.
-		dctx, stopDrainer := context.WithCancel(context.WithoutCancel(ctx))
-		done := make(chan struct{})
-		go func() { s.drainer.Run(dctx); close(done) }()
-		defer func() { stopDrainer(); <-done }()
-	}
 	rolloutsDone := make(chan struct{})
 	go func() {
 		defer close(rolloutsDone)
 		s.rollouts.Run(rctx, s.cfg.RolloutTick)
 	}()
-	defer func() {
-		stopRollouts()
-		<-rolloutsDone
+	dctx, stopDrainer := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopDrainer()
+	drainerDone := make(chan struct{})
+	go func() {
+		defer close(drainerDone)
+		if s.drainer != nil {
+			s.drainer.Run(dctx)
+		}
 	}()
 	tick := time.NewTicker(CertCheckInterval)
 	defer tick.Stop()
@@ -491,7 +488,6 @@ func (s *Server) Serve(ctx context.Context) error {
 	// Failed authentications counted but not yet audited (auth.FailureWindow).
 	fails := time.NewTicker(auth.FailureWindow)
 	defer fails.Stop()
-	defer s.auth.FlushFailures(context.Background())
 	// The watchdog is fed from this loop: a loop that stops turning (or a
 	// listener that failed, which ends it) stops the pings.
 	var watchdog <-chan time.Time
@@ -537,9 +533,19 @@ loop:
 			}
 		}
 	}
+	// The HTTP servers finished their requests: what they left in memory
+	// goes to the store (the failed authentications as audit events).
 	if err := s.seen.flush(sctx, s.db); err != nil {
 		s.log.Error("failed to record when devices were last seen", "err", err)
 	}
+	s.auth.FlushFailures(context.Background())
+	// The engine stops and releases its ticker lease; the drainer, last,
+	// appends every audit event committed so far (its own shutdown drain
+	// is bounded by AuditDrainShutdownTimeout).
+	stopRollouts()
+	<-rolloutsDone
+	stopDrainer()
+	<-drainerDone
 	return serveErr
 }
 

@@ -96,9 +96,6 @@ func testSessionChanges(t *testing.T, db store.Store) {
 			c.DB = db
 		}
 	})
-	if db != nil {
-		e.db = db
-	}
 	op := e.newUser("op", RoleOperator)
 	s := e.login(op, 0)
 	if got := s.ExpiresAt.Sub(e.clock.Now()); got < DefaultSessionTTL-time.Minute || got > DefaultSessionTTL {

@@ -56,7 +56,7 @@ func (a *Authenticator) auditFailure(r *http.Request, actor string, details map[
 	}
 	c, seen := f.counts[k]
 	if !seen && len(f.counts) >= MaxFailureKeys {
-		k = failureKey{source: "other", reason: "many sources"}
+		k = failureKey{source: "other", actor: "unknown", reason: "many sources"} // the audit log needs an actor
 		c, seen = f.counts[k]
 	}
 	if seen {

@@ -99,4 +99,21 @@ func TestFailureKeysAreBounded(t *testing.T) {
 	if got := len(a.fails.counts); got != 0 {
 		t.Errorf("%d keys kept after the flush", got)
 	}
+	// The sources beyond the bound: the first audited at once, the other
+	// 499 in one entry the audit log accepts (it refuses an empty actor).
+	other := 0
+	for _, e := range rec.entries {
+		if e["actor"] == "" {
+			t.Errorf("audit entry without an actor: %v", e)
+		}
+		if e["remote"] == "other" {
+			other++
+			if e["count"] != "499" {
+				t.Errorf("the entry of the other sources counts %s failures, want 499", e["count"])
+			}
+		}
+	}
+	if other != 1 {
+		t.Errorf("%d entries for the other sources, want 1", other)
+	}
 }

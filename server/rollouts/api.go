@@ -185,7 +185,7 @@ func (e *Engine) ApplyRollout(ctx context.Context, id string, a rollout.Action, 
 		return adminapi.RolloutView{}, err
 	}
 	if rec.State == store.RolloutRunning {
-		if _, err := e.evaluateRec(ctx, rec); err != nil {
+		if _, err := e.evaluate(ctx, rec); err != nil {
 			return adminapi.RolloutView{}, err
 		}
 	}

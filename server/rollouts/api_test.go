@@ -27,7 +27,7 @@ func newEngine(t *testing.T) (*Engine, store.Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := e.Load(t.Context()); err != nil {
+	if err := e.Refresh(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	return e, db

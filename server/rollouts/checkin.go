@@ -111,9 +111,9 @@ func (e *Engine) reconcile(ctx context.Context, d store.Device, rd store.Rollout
 	}
 	e.log.Info("rollout device reconciled from its check-in", "rollout", ro.ID, "device_id", d.ID, "from", from)
 	if ro.State == store.RolloutRunning {
-		return e.evaluate(ctx, ro.ID)
+		_, err = e.evaluate(ctx, ro) // ro as read with the row, not read again
 	}
-	return nil
+	return err
 }
 
 // Report applies a device's status report to its rollout.
@@ -154,9 +154,9 @@ func (e *Engine) Report(ctx context.Context, d store.Device, kind, version, msg 
 			return err
 		}
 		if next != cur && next.Outcome() && ro.State == store.RolloutRunning {
-			return e.evaluate(ctx, ro.ID)
+			_, err = e.evaluate(ctx, ro) // ro as read with the row, not read again
 		}
-		return nil
+		return err
 	}
 	return fmt.Errorf("%w: device %s changed concurrently %d times", store.ErrConflict, d.ID, MaxCASRetries)
 }

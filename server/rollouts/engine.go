@@ -129,7 +129,7 @@ type Config struct {
 	RefreshInterval time.Duration
 }
 
-// New returns an Engine; Load it before use.
+// New returns an Engine; Refresh it before use.
 func New(cfg Config) (*Engine, error) {
 	e := &Engine{db: cfg.DB, now: cfg.Now, log: cfg.Log, auditFn: cfg.Audit, requiredApprovals: cfg.RequiredApprovals,
 		holder: cfg.Holder, leaseTTL: cfg.LeaseTTL, refreshEvery: cfg.RefreshInterval,
@@ -200,9 +200,6 @@ func specOf(rec store.Rollout) (rollout.Rollout, error) {
 	}
 	return r, nil
 }
-
-// Load reads the store's running and paused rollouts (at start).
-func (e *Engine) Load(ctx context.Context) error { return e.Refresh(ctx) }
 
 // Refresh reloads the running and paused rollouts from the store.
 func (e *Engine) Refresh(ctx context.Context) error {
@@ -404,19 +401,11 @@ func (e *Engine) persist(ctx context.Context, rec store.Rollout, next rollout.Ro
 	return to, nil
 }
 
-// evaluate applies the health gates to the rollout id as stored. A
-// concurrent transition elsewhere (ErrConflict) is not an error: that
-// server evaluated the same numbers.
-func (e *Engine) evaluate(ctx context.Context, id string) error {
-	rec, err := e.db.GetRollout(ctx, id)
-	if err != nil {
-		return err
-	}
-	_, err = e.evaluateRec(ctx, rec)
-	return err
-}
-
-func (e *Engine) evaluateRec(ctx context.Context, rec store.Rollout) (rollout.Status, error) {
+// evaluate applies the health gates to rec (as read, in this request or
+// tick) with its counts read now. A concurrent transition elsewhere
+// (ErrConflict on rec's state and stage) is not an error: that server
+// evaluated the same numbers, or the rollout moved on.
+func (e *Engine) evaluate(ctx context.Context, rec store.Rollout) (rollout.Status, error) {
 	r, err := specOf(rec)
 	if err != nil {
 		return rollout.Status{}, err

@@ -95,7 +95,7 @@ func replicas(t *testing.T, dsn string, n int, clk *clock, cfg Config) []replica
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := e.Load(t.Context()); err != nil {
+		if err := e.Refresh(t.Context()); err != nil {
 			t.Fatal(err)
 		}
 		out = append(out, replica{e: e, db: db})

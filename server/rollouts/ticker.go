@@ -128,7 +128,7 @@ func (e *Engine) tickOne(ctx context.Context, rec store.Rollout) error {
 		}
 		rec.Eligible, rec.Target = eligible, target
 	}
-	st, err := e.evaluateRec(ctx, rec)
+	st, err := e.evaluate(ctx, rec)
 	if err != nil {
 		return err
 	}
