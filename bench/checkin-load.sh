@@ -13,9 +13,11 @@
 #    REPO/public at /repo/), both on free 127.0.0.1 ports, as separate
 #    processes: the load generator and the servers share the machine's cores,
 #    as in any loopback test.
-# 3. loadgen enrolls N devices (ENROLL_CONCURRENCY in flight), then runs three
-#    check-in rounds with one connection and client certificate per device
-#    (CONCURRENCY in flight): new connection + full TLS handshake, keep-alive,
+# 3. loadgen enrolls N devices (ENROLL_CONCURRENCY in flight), checks each in
+#    once (the first check-in writes the device's slot and first contact;
+#    measured on its own), then runs three steady-state check-in rounds with
+#    one connection and client certificate per device (CONCURRENCY in
+#    flight): new connection + full TLS handshake, keep-alive,
 #    new connection + TLS session resumption; then the same three rounds
 #    fetching /repo/metadata/timestamp.json from nginx (baseline) and from
 #    airlock. Prints requests/s, p50/p90/p99, errors, server CPU and ratios.

@@ -64,6 +64,18 @@ func (s *Server) metricsOnlyHandler() http.Handler {
 	return mux
 }
 
+// quietRoutes are the polling paths a fleet calls on every poll: their
+// successful requests are logged at debug level (counted in the metrics
+// either way), so a fleet polling with nothing to do does not write a log
+// line per device per poll. Failures, and every other route, are logged at
+// info level or above.
+var quietRoutes = map[string]bool{
+	"POST /api/v1/checkin":           true,
+	"GET /repo/metadata/{path...}":   true,
+	"GET /repo/targets/{path...}":    true,
+	"GET " + DirectorPath + "{file}": true,
+}
+
 // instrument logs one line per request and counts it.
 func (s *Server) instrument(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -96,6 +108,9 @@ func (s *Server) instrument(next http.Handler) http.Handler {
 			attrs = append(attrs, slog.String("admin_token_id", info.Admin))
 		}
 		level := slog.LevelInfo
+		if code < 400 && quietRoutes[r.Pattern] {
+			level = slog.LevelDebug
+		}
 		if info.Err != nil {
 			attrs = append(attrs, slog.String("err", info.Err.Error()))
 			if code >= 500 {

@@ -119,8 +119,17 @@ func enroll(ctx context.Context, base string, roots *x509.CertPool, token string
 		return nil, fmt.Errorf("%w: certificate CN %q is not device id %q", ErrResponse, leaf.Subject.CommonName, er.DeviceID)
 	}
 	d := &device{id: er.DeviceID, cert: tls.Certificate{Certificate: [][]byte{blk.Bytes}, PrivateKey: key, Leaf: leaf}}
-	d.client = &http.Client{Transport: newTransport(roots, &d.cert, true), Timeout: RequestTimeout}
+	d.reset(roots)
 	return d, nil
+}
+
+// reset gives d a new client: no open connection and no TLS session to
+// resume.
+func (d *device) reset(roots *x509.CertPool) {
+	if d.client != nil {
+		d.client.CloseIdleConnections()
+	}
+	d.client = &http.Client{Transport: newTransport(roots, &d.cert, true), Timeout: RequestTimeout}
 }
 
 // checkinBody is the check-in every simulated device sends.

@@ -3,10 +3,13 @@
 // It simulates N devices against a running `airlock serve`: each device
 // generates its own P-256 key, enrolls with an enrollment token, and then
 // checks in over its own HTTPS connection with its own client certificate.
-// Three check-in rounds show connection setup and steady state:
+// Each device's first check-in is measured on its own (it records the
+// device's slot and first contact: a write of its own). Three check-in
+// rounds after it show connection setup and the steady state of a fleet
+// polling with nothing to do:
 //
-//   - "new conn, full TLS": every device opens a connection and does a full
-//     TLS handshake with its client certificate (the first check-in);
+//   - "new conn, full TLS": every device opens a new connection and does a
+//     full TLS handshake with its client certificate;
 //   - "keep-alive": every device reuses its open connection;
 //   - "new conn, resumed TLS": every device reconnects and resumes its TLS
 //     session from a ticket (a device polling every minute or hour).
@@ -40,7 +43,8 @@ const usage = `Usage: loadgen --airlock URL --ca FILE --token TOKEN [--nginx URL
                [--concurrency 1000] [--enroll-concurrency 50]
                [--airlock-pid PID] [--nginx-pids PID,PID,...]
 
-Enrolls N simulated devices with TOKEN against airlock serve at URL, runs three
+Enrolls N simulated devices with TOKEN against airlock serve at URL, checks
+each in once (the first check-in, measured on its own), runs three
 check-in rounds (new connection with a full TLS handshake, keep-alive, new
 connection with TLS resumption), then fetches /repo/metadata/timestamp.json
 from nginx (the baseline) and from airlock with N clients in the same rounds,
@@ -195,6 +199,18 @@ func bench(ctx context.Context, o options, log io.Writer) ([]Result, error) {
 		return results, fmt.Errorf("enrollment: %d of %d failed, first: %w", r.Errors, r.Requests, r.FirstErr)
 	}
 
+	// A device's first check-in records its slot and first contact (a write
+	// of its own); the rounds after it are the steady state of a fleet
+	// polling with nothing to do, as the check-ins of a device are after
+	// its first.
+	fmt.Fprintf(log, "loadgen: first check-in of every device\n")
+	r = run(ctx, "first checkin (new conn, full TLS)", o.n, o.conc, o.airlockPIDs, func(ctx context.Context, i int) (bool, error) {
+		return devs[i].checkin(ctx, o.airlock)
+	})
+	results = append(results, r)
+	for _, d := range devs {
+		d.reset(roots)
+	}
 	for _, round := range rounds {
 		if round == roundResumed {
 			for _, d := range devs {
