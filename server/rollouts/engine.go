@@ -338,27 +338,48 @@ func eligibleDevice(rec store.Rollout, r rollout.Rollout, d store.Device) bool {
 
 // computeEligible counts the devices the rollout may reach: its own
 // devices plus the eligible devices no other active rollout holds.
+//
+// The devices are listed first and the held devices read after them, so
+// a device assigned meanwhile (by this server or another) is counted once
+// whatever it reported in between: listed as eligible and then held by
+// this rollout, or listed already running the release and held by it.
+// Read the other way round, a device assigned and updated between the two
+// reads was neither held nor eligible: the count fell short, and the last
+// stage could complete with devices never assigned (seen with 100,000
+// devices: 98 left on the old release).
 func (e *Engine) computeEligible(ctx context.Context, rec store.Rollout, r rollout.Rollout) (int, error) {
+	var candidates []string // IDs of the devices that are eligible unless held by another rollout
+	listed := map[string]bool{}
+	after := ""
+	for {
+		devs, err := e.db.ListDevices(ctx, store.DeviceFilter{Product: rec.Product, After: after, Limit: store.MaxListLimit})
+		if err != nil {
+			return 0, err
+		}
+		for _, d := range devs {
+			listed[d.ID] = true
+			if eligibleDevice(rec, r, d) {
+				candidates = append(candidates, d.ID)
+			}
+		}
+		if len(devs) < store.MaxListLimit {
+			break
+		}
+		after = devs[len(devs)-1].ID
+	}
 	held, err := e.db.HeldDevices(ctx, rec.Product)
 	if err != nil {
 		return 0, err
 	}
 	n := 0
-	for off := 0; off <= store.MaxListOffset; off += store.MaxListLimit {
-		devs, err := e.db.ListDevices(ctx, store.DeviceFilter{Product: rec.Product, Limit: store.MaxListLimit, Offset: off})
-		if err != nil {
-			return 0, err
+	for id, ro := range held {
+		if ro == rec.ID && listed[id] {
+			n++
 		}
-		for _, d := range devs {
-			switch h := held[d.ID]; {
-			case h == rec.ID:
-				n++
-			case h == "" && eligibleDevice(rec, r, d):
-				n++
-			}
-		}
-		if len(devs) < store.MaxListLimit {
-			break
+	}
+	for _, id := range candidates {
+		if held[id] == "" {
+			n++
 		}
 	}
 	return max(n, rec.Assigned), nil

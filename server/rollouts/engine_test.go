@@ -430,3 +430,62 @@ func TestRolloutWithEveryReportLostCompletesLikeTheControl(t *testing.T) {
 		t.Fatalf("control %s %+v, with lost reports %s %+v (%s)", control.State, control.Total, lost.State, lost.Total, lost.Reason)
 	}
 }
+
+// racingStore runs hook (once) before its first ListDevices call: another
+// server's work landing while the engine counts the eligible devices.
+type racingStore struct {
+	store.Store
+	hook func()
+}
+
+func (r *racingStore) ListDevices(ctx context.Context, f store.DeviceFilter) ([]store.Device, error) {
+	if h := r.hook; h != nil {
+		r.hook = nil
+		h()
+	}
+	return r.Store.ListDevices(ctx, f)
+}
+
+// TestEligibleCountSeesDevicesAssignedDuringTheCount: a device assigned
+// and updated by another replica while the ticker counts is counted once
+// (it was missed when the held devices were read before the device list,
+// and the last stage then completed with devices never assigned).
+func TestEligibleCountSeesDevicesAssignedDuringTheCount(t *testing.T) {
+	clk := &clock{}
+	dsn := sqliteDSN(t)
+	rs := replicas(t, dsn, 2, clk, Config{})
+	devs := fleet(t, rs[0].db, 10)
+	rc := &racingStore{Store: rs[0].db}
+	e, err := New(Config{DB: rc, Now: clk.Now, Holder: "racing", RequiredApprovals: func(string) int { return 0 }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := startRollout(t, e, adminapi.CreateRolloutRequest{Stages: "canary:2,100%"})
+	if v.Eligible != 10 {
+		t.Fatalf("eligible at the start: %d, want 10", v.Eligible)
+	}
+	other := rs[1]
+	if err := other.e.Refresh(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	rc.hook = func() {
+		// Another replica assigns devs[0], which installs and states the
+		// release, between the engine's reads.
+		a, err := other.e.Checkin(t.Context(), devs[0])
+		if err != nil || a == nil {
+			t.Errorf("assignment on the other replica: %v, %v", a, err)
+			return
+		}
+		if err := other.db.Checkin(t.Context(), devs[0].ID, store.DeviceReport{CurrentVersion: "2.0.0", SecurityCounter: 0,
+			State: store.StateIdle}, clk.Now()); err != nil {
+			t.Error(err)
+		}
+	}
+	e.Tick(t.Context())
+	if rc.hook != nil {
+		t.Fatal("the count did not list devices")
+	}
+	if got := view(t, e, v.ID); got.Eligible != 10 {
+		t.Fatalf("eligible after a count that raced an assignment: %d, want 10", got.Eligible)
+	}
+}

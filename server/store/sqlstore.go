@@ -176,6 +176,13 @@ func (s *sqlStore) ListDevices(ctx context.Context, f DeviceFilter) ([]Device, e
 		args = append(args, c.value)
 		where = append(where, c.column+" = $"+strconv.Itoa(len(args)))
 	}
+	if f.After != "" {
+		if err := checkID("filter after", f.After); err != nil {
+			return nil, err
+		}
+		args = append(args, f.After)
+		where = append(where, "id > $"+strconv.Itoa(len(args)))
+	}
 	q := `SELECT ` + deviceColumns + ` FROM devices`
 	if len(where) > 0 {
 		q += ` WHERE ` + strings.Join(where, ` AND `)

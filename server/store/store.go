@@ -166,7 +166,12 @@ type DeviceReport struct {
 // everything; Limit 0 means DefaultListLimit.
 type DeviceFilter struct {
 	Product, Model, Channel, State, Version string
-	Limit, Offset                           int
+	// After, if set, lists only devices whose ID sorts after it: keyset
+	// pages, which neither skip nor repeat devices when others enroll
+	// meanwhile and cost the same on every page (Offset rescans the rows
+	// before it).
+	After         string
+	Limit, Offset int
 }
 
 // EnrollmentToken lets a device enroll with a factory credential. Only the

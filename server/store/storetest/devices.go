@@ -171,6 +171,9 @@ func testListDevices(t *testing.T, newDSN NewDSN) {
 		{"last page", store.DeviceFilter{Limit: 5, Offset: 10}, []int{10, 11}},
 		{"past the end", store.DeviceFilter{Limit: 5, Offset: 100}, nil},
 		{"filtered page", store.DeviceFilter{Product: "acme/router", Limit: 2, Offset: 1}, []int{2, 4}},
+		{"keyset page", store.DeviceFilter{After: all[4].ID, Limit: 3}, []int{5, 6, 7}},
+		{"filtered keyset page", store.DeviceFilter{Product: "acme/camera", After: all[4].ID, Limit: 2}, []int{5, 7}},
+		{"keyset past the end", store.DeviceFilter{After: all[11].ID}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := s.ListDevices(ctx, tc.f)
@@ -200,6 +203,7 @@ func testListDevices(t *testing.T, newDSN NewDSN) {
 		{"negative offset", store.DeviceFilter{Offset: -1}},
 		{"offset too large", store.DeviceFilter{Offset: store.MaxListOffset + 1}},
 		{"long filter", store.DeviceFilter{Model: strings.Repeat("m", store.MaxStringLen+1)}},
+		{"bad after", store.DeviceFilter{After: "dev 1"}},
 	} {
 		t.Run("invalid/"+tc.name, func(t *testing.T) {
 			_, err := s.ListDevices(ctx, tc.f)
