@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"sync"
 )
 
 // failCommit fails every write transaction after its body ran: the
@@ -36,4 +37,43 @@ func FailCommits(st Store, fail bool) {
 	if fail {
 		ob.backend = failCommit{ob.backend}
 	}
+}
+
+// DeadlockBoth runs two transactions on st (PostgreSQL) that take two row
+// locks in opposite orders, each waiting until the other holds its first
+// lock, so PostgreSQL aborts one of them as a deadlock. It returns each
+// transaction's error and how many times the bodies ran in all.
+func DeadlockBoth(ctx context.Context, st Store) (errA, errB error, runs int, err error) {
+	b := st.(*sqlStore).b.backend
+	if _, err := b.writer().exec(ctx, `CREATE TABLE deadlock_test (id INTEGER PRIMARY KEY, v INTEGER NOT NULL)`); err != nil {
+		return nil, nil, 0, err
+	}
+	if _, err := b.writer().exec(ctx, `INSERT INTO deadlock_test VALUES (1, 0), (2, 0)`); err != nil {
+		return nil, nil, 0, err
+	}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	heldA, heldB := make(chan struct{}), make(chan struct{})
+	var onceA, onceB sync.Once
+	body := func(first, second int, mine chan struct{}, once *sync.Once, theirs chan struct{}) func(querier) error {
+		return func(q querier) error {
+			mu.Lock()
+			runs++
+			mu.Unlock()
+			if _, err := q.exec(ctx, `UPDATE deadlock_test SET v = v + 1 WHERE id = $1`, first); err != nil {
+				return err
+			}
+			waited := false
+			once.Do(func() { close(mine); waited = true })
+			if waited {
+				<-theirs // only on the first run: a retry goes straight on
+			}
+			_, err := q.exec(ctx, `UPDATE deadlock_test SET v = v + 1 WHERE id = $1`, second)
+			return err
+		}
+	}
+	wg.Go(func() { errA = b.inTx(ctx, body(1, 2, heldA, &onceA, heldB)) })
+	wg.Go(func() { errB = b.inTx(ctx, body(2, 1, heldB, &onceB, heldA)) })
+	wg.Wait()
+	return errA, errB, runs, nil
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -70,8 +72,36 @@ func (b *pgBackend) reader() querier { return pgQuerier{b.pool} }
 func (b *pgBackend) writer() querier { return pgQuerier{b.pool} }
 func (b *pgBackend) dialect() string { return "postgres" }
 
+// MaxTxAttempts bounds how often a PostgreSQL transaction that lost a
+// deadlock or a serialization conflict is run again.
+const MaxTxAttempts = 4
+
+// inTx runs fn in a transaction. PostgreSQL aborts one of two transactions
+// that wait on each other's row locks (deadlock_detected) or conflict under
+// serializable isolation (serialization_failure) and rolled it back
+// entirely, so it is run again, up to MaxTxAttempts times after a short
+// random pause: with replicas updating the same rollout, a report or an
+// evaluation must not be lost to a lock-order race another server won.
 func (b *pgBackend) inTx(ctx context.Context, fn func(querier) error) error {
-	return pgx.BeginFunc(ctx, b.pool, func(tx pgx.Tx) error { return fn(pgQuerier{tx}) })
+	for attempt := 1; ; attempt++ {
+		err := pgx.BeginFunc(ctx, b.pool, func(tx pgx.Tx) error { return fn(pgQuerier{tx}) })
+		if attempt >= MaxTxAttempts || !retryable(err) {
+			return err
+		}
+		pause := time.Duration(attempt) * time.Millisecond * time.Duration(1+rand.IntN(10))
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(pause):
+		}
+	}
+}
+
+// retryable reports whether err aborted a transaction that may succeed
+// when run again.
+func retryable(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && (pe.Code == "40P01" || pe.Code == "40001") // deadlock_detected, serialization_failure
 }
 
 func (b *pgBackend) lockMigrations(ctx context.Context, q querier) error {

@@ -148,3 +148,20 @@ func BenchmarkCheckin(b *testing.B) {
 		storetest.BenchCheckin(b, s)
 	})
 }
+
+// TestPostgresDeadlockIsRetried: of two transactions that deadlock,
+// PostgreSQL aborts one; the store runs it again and both commit.
+func TestPostgresDeadlockIsRetried(t *testing.T) {
+	st, err := store.Open(t.Context(), postgresDSN(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	errA, errB, runs, err := store.DeadlockBoth(t.Context(), st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if errA != nil || errB != nil || runs != 3 {
+		t.Fatalf("errors %v, %v after %d runs of the bodies; want both committed after 3 (one retried)", errA, errB, runs)
+	}
+}
