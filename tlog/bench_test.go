@@ -1,0 +1,42 @@
+package tlog_test
+
+import (
+	"testing"
+
+	"github.com/airlockfw/airlock/tlog"
+)
+
+// BenchmarkDeviceVerify measures what a device spends on the transparency
+// check of one install (docs/benchmarks.md): a 10,000-entry log, a
+// checkpoint with two witness cosignatures (threshold 2), the entry's
+// inclusion proof and a consistency proof from the 5,000-entry checkpoint
+// the device holds, read from an offline bundle's log proof (parse
+// included). It reports the proof's encoded size.
+func BenchmarkDeviceVerify(b *testing.B) {
+	w := newWorld(b, 5000)
+	p, r := w.prove(b, "1.0.2500", nil)
+	held, err := p.Verify(w.pol, nil, r)
+	if err != nil {
+		b.Fatal(err)
+	}
+	w.add(b, 5000, 10000)
+	p, r = w.prove(b, "1.0.7777", held)
+	enc, err := p.Marshal()
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(len(enc)), "proof-bytes")
+	b.ReportMetric(float64(len(p.Inclusion)), "inclusion-hashes")
+	b.ReportMetric(float64(len(p.Consistency[0].Hashes)), "consistency-hashes")
+	b.ReportMetric(float64(len(p.Checkpoint)), "checkpoint-bytes")
+	b.ResetTimer()
+	for b.Loop() {
+		bp, err := tlog.ParseProof(enc)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := bp.Verify(w.pol, held, r); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
