@@ -53,6 +53,9 @@ func NewProver(f Fetcher) *Prover { return &Prover{f: f, tiles: map[tlog.Tile][]
 func (pr *Prover) Checkpoint(ctx context.Context) ([]byte, error) {
 	if pr.cp == nil {
 		b, err := pr.f.FetchLog(ctx, "checkpoint", MaxCheckpointSize)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("%w: the repository serves no log checkpoint: %w", ErrNotLogged, err)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("failed to fetch the log checkpoint: %w", err)
 		}

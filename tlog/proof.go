@@ -127,6 +127,7 @@ func parseProof(data []byte) (*Proof, error) {
 		return nil, bad("%d consistency proofs, at most %d", len(w.Consistency), MaxConsistencyProofs)
 	}
 	p := &Proof{Checkpoint: []byte(w.Checkpoint), Entry: []byte(w.Entry), Index: w.Index}
+	var err error
 	if p.Inclusion, err = parseHashes("inclusion", w.Inclusion); err != nil {
 		return nil, err
 	}

@@ -2,6 +2,8 @@ package tlog_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
@@ -17,7 +19,8 @@ const origin = "airlock.log/0123456789abcdef"
 // entry returns the canonical log entry of release version v.
 func entry(t testing.TB, v string) ([]byte, tlog.Release) {
 	t.Helper()
-	d := fmt.Sprintf("%064x", len(v)*7919+int(v[len(v)-1]))
+	sum := sha256.Sum256([]byte(v))
+	d := hex.EncodeToString(sum[:])
 	e := tlog.Entry{Type: tlog.EntryType, Product: "acme/router-x1", Version: v, Target: "acme/router-x1/" + v + "/firmware.img",
 		TargetSHA256: d, Role: "acme.router-x1", RoleVersion: 1, Signers: []string{strings.Repeat("ab", 32)}, Logged: "2026-12-08T01:02:03Z"}
 	b, err := e.Marshal()

@@ -106,7 +106,7 @@ func (l *Log) Append(entries ...[]byte) []uint64 {
 	}
 	app, shutdown, reader, err := tessera.NewAppender(ctx, drv, tessera.NewAppendOptions().
 		WithCheckpointSigner(l.signer).WithBatching(uint(max(1, min(len(entries), 1024))), 10*time.Millisecond).
-		WithCheckpointInterval(50*time.Millisecond).WithCheckpointRepublishInterval(time.Hour))
+		WithCheckpointInterval(100*time.Millisecond).WithCheckpointRepublishInterval(time.Hour))
 	if err != nil {
 		l.t.Fatal(err)
 	}
