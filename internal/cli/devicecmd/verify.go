@@ -232,6 +232,9 @@ func printReport(e *cli.Env, r *verify.Report) {
 	for _, ri := range r.Roles {
 		rows = append(rows, []string{"role " + ri.Role, fmt.Sprintf("v%d, expires %s, threshold %d of %d keys", ri.Version, ri.Expires.UTC().Format(time.RFC3339), ri.Threshold, ri.Keys)})
 	}
+	if r.Logged {
+		rows = append(rows, []string{"transparency log", fmt.Sprintf("entry %d, under a checkpoint signed by the log and cosigned as the root's policy requires", r.LogIndex)})
+	}
 	if r.ExpiringRole != "" {
 		rows = append(rows, []string{"installs until", r.InstallsUntil.UTC().Format(time.RFC3339) + " (the " + r.ExpiringRole + " role expires)"})
 	}
