@@ -141,6 +141,16 @@ func (s *HTTPSource) FetchMetadata(ctx context.Context, role string, version int
 	return s.meta.FetchMetadata(ctx, role, version, maxLength)
 }
 
+// FetchLog implements trust.LogSource: the repository's transparency log,
+// beside its metadata, with the metadata deadline and throughput rule.
+func (s *HTTPSource) FetchLog(ctx context.Context, path string, maxLength int64) ([]byte, error) {
+	ls, ok := s.meta.(trust.LogSource)
+	if s.metaErr != nil || !ok {
+		return nil, fmt.Errorf("log file %s: no log source: %w", path, trust.ErrNotFound)
+	}
+	return ls.FetchLog(ctx, path, maxLength)
+}
+
 // announce records the verified length of a target for progress output.
 func (s *HTTPSource) announce(targetPath string, length int64) {
 	s.mu.Lock()

@@ -44,6 +44,33 @@ func deltaMeta(from string) *Metadata {
 	return m
 }
 
+// logMeta adds a log proof of n bytes to m.
+func logMeta(m *Metadata, n int) *Metadata {
+	m.LogProof = bytes.Repeat([]byte{'p'}, n)
+	return m
+}
+
+func TestLogProofFormat(t *testing.T) {
+	b := encode(t, logMeta(deltaMeta(""), 10), testPayload(100))
+	if v := binary.BigEndian.Uint16(b[len(Magic):]); v != FormatVersionLog {
+		t.Fatalf("a bundle with a log proof is format %d, want %d", v, FormatVersionLog)
+	}
+	for i := 0; i < len(b)-TrailerSize-100; i++ {
+		if _, _, err := readAll(b[:i], Limits{}); !errors.Is(err, ErrTruncated) && !errors.Is(err, ErrMagic) {
+			t.Fatalf("prefix of %d bytes: %v, want ErrTruncated", i, err)
+		}
+	}
+	for _, c := range []struct {
+		n    int
+		want error
+	}{{0, ErrLimit}, {MaxLogProofSize + 1, ErrLimit}} {
+		m := logMeta(deltaMeta(""), c.n)
+		if err := Write(io.Discard, m, bytes.NewReader(testPayload(100))); !errors.Is(err, c.want) {
+			t.Errorf("log proof of %d bytes: Write: %v, want %v", c.n, err, c.want)
+		}
+	}
+}
+
 func TestDeltaBundleFormat(t *testing.T) {
 	b := encode(t, deltaMeta("1.0.0"), testPayload(100))
 	if v := binary.BigEndian.Uint16(b[len(Magic):]); v != FormatVersionDelta {
@@ -142,6 +169,8 @@ func TestRoundTripReencodesToSameBytes(t *testing.T) {
 		{"multi-MiB payload", testMeta(1, 5<<20+3, "acme.router-x1"), testPayload(5<<20 + 3)},
 		{"delta bundle (format 2)", deltaMeta("1.0.0"), testPayload(100)},
 		{"delta bundle, longest base version", deltaMeta(strings.Repeat("9", MaxDeltaFromLen)), testPayload(1)},
+		{"log proof (format 3)", logMeta(deltaMeta(""), 300), testPayload(100)},
+		{"delta bundle with a log proof (format 3)", logMeta(deltaMeta("1.0.0"), 1), testPayload(100)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b := encode(t, tc.m, tc.payload)
@@ -347,7 +376,7 @@ func TestNotABundle(t *testing.T) {
 		want   error
 	}{
 		{"wrong magic", func(b []byte) { copy(b, "PK\x03\x04ABCD") }, ErrMagic},
-		{"future version", func(b []byte) { b[len(Magic)+1] = 3 }, ErrVersion},
+		{"future version", func(b []byte) { b[len(Magic)+1] = FormatVersionLog + 1 }, ErrVersion},
 		{"version zero", func(b []byte) { b[len(Magic)+1] = 0 }, ErrVersion},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

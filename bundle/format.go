@@ -25,6 +25,14 @@ const (
 	// (Metadata.DeltaFrom), after the target path. Its payload is the
 	// release's hash tree, then the delta (docs/delta-format.md).
 	FormatVersionDelta = 2
+	// FormatVersionLog is a bundle that carries a transparency log proof:
+	// after the target path, the delta base version as a one-byte length
+	// (0 for a whole payload) and its bytes, then the log proof as a
+	// four-byte length (at least 1) and its bytes. Writers use it only when
+	// Metadata.LogProof is set, so bundles without a log are as before.
+	FormatVersionLog = 3
+	// MaxLogProofSize bounds Metadata.LogProof (tlog.MaxProofSize).
+	MaxLogProofSize = 2 << 20
 	// MaxDeltaFromLen bounds Metadata.DeltaFrom, in bytes (a SemVer
 	// version, release.MaxVersionLength).
 	MaxDeltaFromLen = 128
@@ -111,6 +119,11 @@ type Metadata struct {
 	// Empty for a whole payload (format 1). 1 to MaxDeltaFromLen bytes of
 	// printable ASCII.
 	DeltaFrom string
+	// LogProof is the transparency log proof of the release (package
+	// tlog's Proof, docs/transparency.md), nil when the repository has no
+	// log. Opaque here: the device parses and verifies it. At most
+	// MaxLogProofSize bytes; a bundle with one is format 3.
+	LogProof []byte
 }
 
 // Role is a delegated targets role's signed metadata file.
@@ -203,8 +216,11 @@ func headerSize(m *Metadata) int64 {
 		n += 1 + int64(len(d.Name)) + 4 + int64(len(d.Data))
 	}
 	n += 2 + int64(len(m.TargetPath)) + 8 + DigestSize
-	if m.DeltaFrom != "" {
+	if m.DeltaFrom != "" || m.LogProof != nil {
 		n += 1 + int64(len(m.DeltaFrom))
+	}
+	if m.LogProof != nil {
+		n += 4 + int64(len(m.LogProof))
 	}
 	return n
 }
@@ -246,6 +262,9 @@ func (m *Metadata) validate(lim limits) error {
 	}
 	if err := checkDeltaFrom(m.DeltaFrom); err != nil {
 		return err
+	}
+	if m.LogProof != nil && (len(m.LogProof) == 0 || len(m.LogProof) > MaxLogProofSize) {
+		return fmt.Errorf("bundle: log proof is %d bytes, want 1 to %d (MaxLogProofSize): %w", len(m.LogProof), MaxLogProofSize, ErrLimit)
 	}
 	if m.PayloadLength < 0 {
 		return fmt.Errorf("bundle: payload length %d is negative: %w", m.PayloadLength, ErrMalformed)

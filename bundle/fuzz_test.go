@@ -23,6 +23,8 @@ func FuzzReader(f *testing.F) {
 	}
 	f.Add([]byte(Magic + "\x00\x01"))
 	f.Add(encode(f, deltaMeta("1.0.0"), testPayload(100)))
+	f.Add(encode(f, logMeta(deltaMeta(""), 40), testPayload(100)))
+	f.Add(encode(f, logMeta(deltaMeta("1.0.0"), 3), testPayload(100)))
 
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, p, err := readAll(b, Limits{})

@@ -169,8 +169,8 @@ func (h *headerReader) readHeader() (*Metadata, error) {
 	if err != nil {
 		return nil, err
 	}
-	if v != FormatVersion && v != FormatVersionDelta {
-		return nil, fmt.Errorf("bundle: format version is %d, this reader supports %d and %d: %w", v, FormatVersion, FormatVersionDelta, ErrVersion)
+	if v != FormatVersion && v != FormatVersionDelta && v != FormatVersionLog {
+		return nil, fmt.Errorf("bundle: format version is %d, this reader supports %d, %d and %d: %w", v, FormatVersion, FormatVersionDelta, FormatVersionLog, ErrVersion)
 	}
 
 	m := new(Metadata)
@@ -245,12 +245,12 @@ func (h *headerReader) readHeader() (*Metadata, error) {
 		return nil, err
 	}
 	m.TargetPath = string(path)
-	if v == FormatVersionDelta {
+	if v == FormatVersionDelta || v == FormatVersionLog {
 		n, err := h.u8("delta base version length")
 		if err != nil {
 			return nil, err
 		}
-		if n == 0 {
+		if n == 0 && v == FormatVersionDelta {
 			return nil, fmt.Errorf("bundle: a delta bundle's base version is empty: %w", ErrMalformed)
 		}
 		if n > MaxDeltaFromLen {
@@ -261,6 +261,14 @@ func (h *headerReader) readHeader() (*Metadata, error) {
 			return nil, err
 		}
 		m.DeltaFrom = string(from)
+	}
+	if v == FormatVersionLog {
+		if m.LogProof, err = h.blob("log proof"); err != nil {
+			return nil, err
+		}
+		if len(m.LogProof) > MaxLogProofSize {
+			return nil, fmt.Errorf("bundle: log proof is %d bytes, limit is %d (MaxLogProofSize): %w", len(m.LogProof), MaxLogProofSize, ErrLimit)
+		}
 	}
 
 	var lb [8]byte

@@ -55,9 +55,12 @@ func Write(w io.Writer, m *Metadata, payload io.Reader) error {
 func encodeHeader(m *Metadata) []byte {
 	b := make([]byte, 0, headerSize(m))
 	b = append(b, Magic...)
-	if m.DeltaFrom == "" {
+	switch {
+	case m.LogProof != nil:
+		b = binary.BigEndian.AppendUint16(b, FormatVersionLog)
+	case m.DeltaFrom == "":
 		b = binary.BigEndian.AppendUint16(b, FormatVersion)
-	} else {
+	default:
 		b = binary.BigEndian.AppendUint16(b, FormatVersionDelta)
 	}
 	b = append(b, byte(len(m.RootChain)))
@@ -75,9 +78,12 @@ func encodeHeader(m *Metadata) []byte {
 	}
 	b = binary.BigEndian.AppendUint16(b, uint16(len(m.TargetPath)))
 	b = append(b, m.TargetPath...)
-	if m.DeltaFrom != "" {
+	if m.DeltaFrom != "" || m.LogProof != nil {
 		b = append(b, byte(len(m.DeltaFrom)))
 		b = append(b, m.DeltaFrom...)
+	}
+	if m.LogProof != nil {
+		b = appendBlob(b, m.LogProof)
 	}
 	b = binary.BigEndian.AppendUint64(b, uint64(m.PayloadLength))
 	sum := sha256.Sum256(b)

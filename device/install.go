@@ -29,8 +29,11 @@ const (
 	CheckTarget   = verify.CheckTarget   // target lookup through the delegations, hash policy
 	CheckRelease  = verify.CheckRelease  // the target carries valid Airlock metadata for its path
 	CheckPolicy   = verify.CheckPolicy   // model, hw_rev, channel, dependencies, version, security version
-	CheckSlot     = verify.CheckSlot     // the image fits the inactive slot, the slot can be written
-	CheckPayload  = verify.CheckPayload  // length and digests of the streamed payload and installed image
+	// CheckTransparency: the release is in the witnessed transparency log
+	// the trusted root requires, consistent with the device's view of it.
+	CheckTransparency = verify.CheckTransparency
+	CheckSlot         = verify.CheckSlot    // the image fits the inactive slot, the slot can be written
+	CheckPayload      = verify.CheckPayload // length and digests of the streamed payload and installed image
 )
 
 var (
@@ -265,7 +268,14 @@ func (u *Update) installInto(ctx context.Context, t *verify.Target, s boot.Slot)
 		_ = d.invalidateSlot(s, fmt.Sprintf("install of %s failed: %v", t.Path, err))
 		return res, refused(err, s)
 	}
-	// Persist the verified metadata, then the slot record.
+	// Persist the verified metadata (and the log checkpoint the release was
+	// verified under: the device's view of the log advances only here),
+	// then the slot record.
+	if t.LogCheckpoint != nil {
+		if err := u.ov.Put(trust.LogCheckpointFile, t.LogCheckpoint); err != nil {
+			return res, fmt.Errorf("failed to store the log checkpoint: %w", err)
+		}
+	}
 	if err := u.ov.Commit(); err != nil {
 		return res, fmt.Errorf("failed to store verified metadata: %w", err)
 	}

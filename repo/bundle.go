@@ -151,6 +151,9 @@ func (r *Repo) createBundle(w io.Writer, o BundleOptions) (*BundleInfo, error) {
 	}
 	m.TargetPath = tp
 	m.PayloadLength = tf.Length
+	if m.LogProof, err = r.bundleLogProof(rootData, roleData, tp); err != nil {
+		return nil, err
+	}
 	info.TargetPath = tp
 	info.PayloadLength, info.FullPayloadLength = tf.Length, tf.Length
 	if o.DeltaFrom != "" {

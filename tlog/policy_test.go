@@ -46,6 +46,9 @@ func TestPolicyRefuses(t *testing.T) {
 			t.Errorf("%s: err = %v, want ErrPolicy naming %q", c.name, err, c.want)
 		}
 	}
+	if err := (Policy{Log: "log+1a2b3c4d+AQ+/"}).Check(); err != nil {
+		t.Errorf("a key whose base64 holds '+': %v", err)
+	}
 	if err := (Policy{Log: testLogKey}).Check(); err != nil {
 		t.Errorf("a log without witnesses: %v", err)
 	}

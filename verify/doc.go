@@ -14,6 +14,10 @@
 //	  → release   the Airlock release metadata in the target's custom field
 //	  → policy    environment, product, model, hardware revision, channel,
 //	              dependencies, version, security version, slot size
+//	  → transparency  when the trusted root requires it: the release's
+//	              entry in the log, its inclusion under a checkpoint signed
+//	              by the log and cosigned by k of n witnesses, consistent
+//	              with the checkpoint the device holds (package tlog)
 //	  → payload   the streamed payload: length, every listed digest, the
 //	              installed image's length and digest; a bundle is read to
 //	              the end of its trailer (CopyPayload)

@@ -7,6 +7,7 @@ import (
 	"github.com/airlockfw/airlock/bundle"
 	"github.com/airlockfw/airlock/internal/payload"
 	"github.com/airlockfw/airlock/release"
+	"github.com/airlockfw/airlock/tlog"
 	"github.com/airlockfw/airlock/trust"
 )
 
@@ -20,8 +21,11 @@ const (
 	CheckRelease   = "release"   // the Airlock release metadata of the target
 	CheckSelection = "selection" // choosing a release of a product from a repository
 	CheckPolicy    = "policy"    // environment, product, model, hw_rev, channel, dependencies, versions
-	CheckSlot      = "slot"      // the installed image fits the slot, the payload the transport limit; device only: the slot can be written
-	CheckPayload   = "payload"   // length and digests of the streamed payload and the installed image
+	// CheckTransparency: the release is in the transparency log the trusted
+	// root names, under a witnessed checkpoint consistent with the device's.
+	CheckTransparency = "transparency"
+	CheckSlot         = "slot"    // the installed image fits the slot, the payload the transport limit; device only: the slot can be written
+	CheckPayload      = "payload" // length and digests of the streamed payload and the installed image
 )
 
 var (
@@ -87,6 +91,8 @@ var refusals = []error{
 	release.ErrUnsupportedSchema, release.ErrUnknownField, release.ErrMissingField,
 	payload.ErrLength, payload.ErrHash, payload.ErrInstalledLength, payload.ErrInstalledHash, payload.ErrNoHash, payload.ErrCompression,
 	payload.ErrFrame, payload.ErrFrameTable, payload.ErrDelta,
+	tlog.ErrCheckpoint, tlog.ErrWitnesses, tlog.ErrConsistency, tlog.ErrInclusion, tlog.ErrNotLogged, tlog.ErrStale,
+	tlog.ErrPolicy, tlog.ErrProof,
 	bundle.ErrMagic, bundle.ErrVersion, bundle.ErrLimit, bundle.ErrTruncated, bundle.ErrMalformed, bundle.ErrHeaderDigest, bundle.ErrTrailer,
 }
 

@@ -55,8 +55,10 @@ type Selection struct {
 
 // Select runs Check on the releases of the facts' product, newest first,
 // and returns the first that passes. With sel.Version it checks that release
-// only and returns its refusal. When none passes, the error wraps
-// ErrNoRelease and says why each was refused.
+// only and returns its refusal. When none passes, the error is the first
+// refusal by the transparency check if there is one (a release that passed
+// every other check), else it wraps ErrNoRelease and says why each was
+// refused.
 func (s *Session) Select(ctx context.Context, f Facts, sel Selection) (*Target, error) {
 	product, err := release.ParseProduct(f.Device.Product)
 	if err != nil {
@@ -67,6 +69,7 @@ func (s *Session) Select(ctx context.Context, f Facts, sel Selection) (*Target, 
 		return nil, err
 	}
 	var refused []error
+	var unlogged error // the first refusal by the transparency check
 	for _, c := range cands {
 		if sel.Version != "" {
 			if c.Version.String() != sel.Version {
@@ -79,10 +82,19 @@ func (s *Session) Select(ctx context.Context, f Facts, sel Selection) (*Target, 
 		}
 		t, err := s.Check(ctx, c.Path, f)
 		if err != nil {
+			if e, ok := errors.AsType[*Error](err); ok && e.Check == CheckTransparency && unlogged == nil {
+				unlogged = err
+			}
 			refused = append(refused, fmt.Errorf("%s: %w", c.Version, err))
 			continue
 		}
 		return t, nil
+	}
+	// A release the device would install but for the log is not "up to
+	// date": it is a release signed and not (visibly) logged — a stolen key
+	// or a broken log. Say so.
+	if unlogged != nil {
+		return nil, unlogged
 	}
 	if sel.Version != "" {
 		return nil, fail(CheckSelection, fmt.Errorf("%w: product %q has no release %q", ErrNoRelease, product, sel.Version))

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/airlockfw/airlock/release"
+	"github.com/airlockfw/airlock/tlog"
 	"github.com/airlockfw/airlock/trust"
 )
 
@@ -47,6 +48,11 @@ type Session struct {
 	env    string
 	// bundle is the source when it is an offline bundle.
 	bundle *BundleSource
+	// store is the trusted state the session verifies against (the
+	// trusted root after the refresh, the log checkpoint the device holds).
+	store trust.Store
+	// prover reads the log of an online source (transparency stage).
+	prover *tlog.Prover
 	// stale is the refusal of a bundle's metadata as older than the
 	// trusted metadata, when the session verifies the bundle's release
 	// against the trusted metadata instead (openTrusted).
@@ -88,7 +94,7 @@ func Open(ctx context.Context, cfg Config) (*Session, error) {
 	if err != nil {
 		return nil, fail(CheckMetadata, err)
 	}
-	s := &Session{client: c, src: cfg.Source, root: cfg.Root, env: RootEnvironment(cfg.Root), bundle: b}
+	s := &Session{client: c, src: cfg.Source, root: cfg.Root, env: RootEnvironment(cfg.Root), bundle: b, store: st}
 	err = c.Refresh(ctx)
 	switch {
 	case err == nil:

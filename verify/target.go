@@ -25,6 +25,13 @@ type Target struct {
 	RootChain [][]byte
 	Targets   []byte
 	Delegated []trust.DelegatedRole
+	// LogCheckpoint is the transparency log checkpoint the release was
+	// verified under (nil when the trusted root requires no log) and
+	// LogIndex its entry's index: a device stores the checkpoint as its
+	// view of the log when, and only when, the install commits
+	// (trust.LogCheckpointFile).
+	LogCheckpoint []byte
+	LogIndex      uint64
 
 	session *Session
 	facts   Facts
@@ -40,8 +47,9 @@ func (t *Target) Facts() Facts { return t.facts }
 // lookup through the delegations (a target listed only by a role whose
 // delegation does not cover its path is refused with
 // trust.ErrOutsideDelegation), the hash policy (KnownHashes), the chain from
-// the anchor as the boot stage will verify it, the release metadata, and
-// the device policy for f. Failures are *Error.
+// the anchor as the boot stage will verify it, the release metadata, the
+// device policy for f, and the transparency log when the trusted root
+// requires it (checkLog). Failures are *Error.
 func (s *Session) Check(ctx context.Context, targetPath string, f Facts) (*Target, error) {
 	tf, err := s.client.Target(ctx, targetPath)
 	if err != nil {
@@ -80,6 +88,9 @@ func (s *Session) Check(ctx context.Context, targetPath string, f Facts) (*Targe
 		return nil, fail(CheckRelease, fmt.Errorf("%w: install kind %q", ErrUnsupported, t.Release.Install.Kind))
 	}
 	if err := f.check(t.Release, tf.Length, s.env); err != nil {
+		return nil, err
+	}
+	if err := s.checkLog(ctx, t); err != nil {
 		return nil, err
 	}
 	return t, nil

@@ -85,8 +85,12 @@ type Report struct {
 	ExpiringRole  string    `json:"expiring_role,omitempty"`
 	// Checks are the pipeline stages passed; Skipped the policy checks left
 	// out because their device fact was not stated.
-	Checks  []string `json:"checks"`
-	Skipped []string `json:"skipped,omitempty"`
+	// Logged says the release was found in the transparency log the
+	// trusted root requires, at LogIndex.
+	Logged   bool     `json:"logged,omitempty"`
+	LogIndex uint64   `json:"log_index,omitempty"`
+	Checks   []string `json:"checks"`
+	Skipped  []string `json:"skipped,omitempty"`
 }
 
 func (o *Options) config(src trust.Source) Config {
@@ -194,7 +198,12 @@ func report(t *Target, source string) *Report {
 		InstalledSHA256: hex.EncodeToString(rel.Installed.SHA256[:]),
 		Roles:           summarize(t.session.client),
 		Checks:          []string{CheckMetadata, CheckTarget, CheckRelease, CheckPolicy, CheckPayload},
+		LogIndex:        t.LogIndex,
 		Skipped:         t.facts.Skipped(),
+	}
+	if t.LogCheckpoint != nil {
+		rep.Checks = []string{CheckMetadata, CheckTarget, CheckRelease, CheckPolicy, CheckTransparency, CheckPayload}
+		rep.Logged = true
 	}
 	if x := rel.Index; x != nil {
 		rep.IndexRoot = hex.EncodeToString(x.Root[:])

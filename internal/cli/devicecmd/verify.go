@@ -27,14 +27,15 @@ func init() {
 
 Runs the check pipeline a device runs before installing — the same code,
 with the device's limits — and names the failed check exactly as the device
-would (format, metadata, target, release, selection, policy, slot, payload):
-signatures and thresholds of every role, expiry, version rollback,
-snapshot/targets consistency, the trust environment of the root, delegation
-paths (a product key can only sign its own product), the hash policy
-(sha256/sha512 only, all must match), the release metadata, the firmware
-policy, target hashes and lengths, the installed (decompressed) image digest
-and length, and a bundle's trailer. Nothing is written. The payload is
-streamed, never held in memory.
+would (format, metadata, target, release, selection, policy, slot,
+transparency, payload): signatures and thresholds of every role, expiry,
+version rollback, snapshot/targets consistency, the trust environment of the
+root, delegation paths (a product key can only sign its own product), the
+hash policy (sha256/sha512 only, all must match), the release metadata, the
+firmware policy, the release's entry in the witnessed transparency log when
+the root requires one (docs/transparency.md), target hashes and lengths, the
+installed (decompressed) image digest and length, and a bundle's trailer.
+Nothing is written. The payload is streamed, never held in memory.
 
 The device facts come from a device (--device DIR or --device-config PATH:
 its config, installed components, running version, anti-rollback counter,
@@ -231,6 +232,9 @@ func printReport(e *cli.Env, r *verify.Report) {
 	}...)
 	for _, ri := range r.Roles {
 		rows = append(rows, []string{"role " + ri.Role, fmt.Sprintf("v%d, expires %s, threshold %d of %d keys", ri.Version, ri.Expires.UTC().Format(time.RFC3339), ri.Threshold, ri.Keys)})
+	}
+	if r.Logged {
+		rows = append(rows, []string{"transparency log", fmt.Sprintf("entry %d, under a checkpoint signed by the log and cosigned as the root's policy requires", r.LogIndex)})
 	}
 	if r.ExpiringRole != "" {
 		rows = append(rows, []string{"installs until", r.InstallsUntil.UTC().Format(time.RFC3339) + " (the " + r.ExpiringRole + " role expires)"})
