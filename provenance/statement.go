@@ -189,3 +189,23 @@ func marshalCompact(v any) ([]byte, error) {
 	}
 	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
+
+// MarshalStatement encodes st as an in-toto Statement v1 with its SLSA
+// provenance v1 predicate, after checking it as ParseStatement would.
+func MarshalStatement(st *Statement) ([]byte, error) {
+	if st == nil || st.Predicate == nil {
+		return nil, fmt.Errorf("%w statement: no predicate", ErrMalformed)
+	}
+	pred, err := marshalCompact(st.Predicate)
+	if err != nil {
+		return nil, err
+	}
+	out, err := marshalCompact(wireStatement{Type: StatementType, Subject: st.Subjects, PredicateType: PredicateType, Predicate: pred})
+	if err != nil {
+		return nil, err
+	}
+	if _, err := ParseStatement(out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}

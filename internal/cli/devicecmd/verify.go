@@ -24,6 +24,7 @@ func init() {
                       (--bundle FILE | --repo DIR_OR_URL [--version V])
                       [--product P] [--model M] [--hw-rev R] [--channel C] [--component NAME=VERSION]...
                       [--running VERSION] [--counter N] [--slot-size SIZE] [--allow-downgrade] [--json]
+                      [--show-provenance]
 
 Runs the check pipeline a device runs before installing — the same code,
 with the device's limits — and names the failed check exactly as the device
@@ -63,6 +64,10 @@ Flags:
   --slot-size SIZE     the device's slot size, e.g. 64MiB (checks that the image fits)
   --allow-downgrade    as 'device install --allow-downgrade'
   --json               print the report as JSON on stdout
+  --show-provenance    with --repo, also show who built the release and who approved it: the
+                       provenance envelope bound in its signed metadata (builder, build type,
+                       source repository and commit, DSSE signers) and the keys whose
+                       signatures on the product role counted (full airlock binary only)
 
 Examples:
   airlock verify --root 1.root.json --bundle router-x1-1.1.0.airlock --model x1 --hw-rev 3
@@ -87,6 +92,7 @@ Examples:
 			slotSize := cli.SizeFlag(fs, "slot-size", 0)
 			allow := fs.Bool("allow-downgrade", false, "")
 			asJSON := fs.Bool("json", false, "")
+			showProv := fs.Bool("show-provenance", false, "")
 			return func(e *cli.Env, args []string) error {
 				if err := cli.NoArgs(args); err != nil {
 					return err
@@ -108,6 +114,8 @@ Examples:
 					return cli.Usagef("--version applies to --repo only")
 				case *slotSize < 0:
 					return cli.Usagef("--slot-size must not be negative")
+				case *showProv && (*repoLoc == "" || Provenance == nil):
+					return cli.Usagef("--show-provenance needs --repo (the envelope is served beside the release) and the full airlock binary")
 				}
 				var opts verify.Options
 				if fromDevice {
@@ -152,10 +160,26 @@ Examples:
 				if err != nil {
 					return err
 				}
+				var provRows [][]string
+				var provJSON any
+				if *showProv {
+					if provRows, provJSON, err = Provenance(e.Ctx, rep, *repoLoc); err != nil {
+						return err
+					}
+				}
+				if *asJSON && *showProv {
+					return cli.WriteJSON(e.Stdout, struct {
+						*verify.Report
+						Provenance any `json:"provenance"`
+					}{rep, provJSON})
+				}
 				if *asJSON {
 					return cli.WriteJSON(e.Stdout, rep)
 				}
 				printReport(e, rep)
+				if len(provRows) > 0 {
+					cli.Columns(e.Stdout, provRows)
+				}
 				return nil
 			}
 		},
