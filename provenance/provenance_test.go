@@ -44,8 +44,8 @@ func testStatement(image []byte, builder, source string) *Statement {
 		Subjects: []ResourceDescriptor{{Name: "firmware.img", Digest: map[string]string{"sha256": hex.EncodeToString(sum[:])}}},
 		Predicate: &SLSA{
 			BuildDefinition: BuildDefinition{
-				BuildType:          testBuildType,
-				ExternalParameters: json.RawMessage(`{"workflow":{"ref":"refs/heads/main","repository":"https://github.com/acme/fw","path":".github/workflows/release.yml"}}`),
+				BuildType:            testBuildType,
+				ExternalParameters:   json.RawMessage(`{"workflow":{"ref":"refs/heads/main","repository":"https://github.com/acme/fw","path":".github/workflows/release.yml"}}`),
 				ResolvedDependencies: []ResourceDescriptor{{URI: source, Digest: map[string]string{"gitCommit": testCommit}}},
 			},
 			RunDetails: RunDetails{Builder: Builder{ID: builder}, Metadata: &BuildMetadata{InvocationID: "run-42", StartedOn: "2026-12-08T00:00:00Z"}},
@@ -188,10 +188,10 @@ func TestPolicyValidate(t *testing.T) {
 func TestNormalizeRepo(t *testing.T) {
 	for in, want := range map[string]string{
 		"git+https://github.com/acme/fw@refs/heads/main": "https://github.com/acme/fw",
-		"https://GitHub.com/acme/fw.git":                  "https://github.com/acme/fw",
-		"https://github.com/acme/fw/":                     "https://github.com/acme/fw",
-		"git+ssh://git@example.com/acme/fw.git@v1.2":      "ssh://git@example.com/acme/fw",
-		"https://github.com/acme/fw-evil":                 "https://github.com/acme/fw-evil",
+		"https://GitHub.com/acme/fw.git":                 "https://github.com/acme/fw",
+		"https://github.com/acme/fw/":                    "https://github.com/acme/fw",
+		"git+ssh://git@example.com/acme/fw.git@v1.2":     "ssh://git@example.com/acme/fw",
+		"https://github.com/acme/fw-evil":                "https://github.com/acme/fw-evil",
 	} {
 		if got := NormalizeRepo(in); got != want {
 			t.Errorf("NormalizeRepo(%q) = %q, want %q", in, got, want)
@@ -244,14 +244,14 @@ func TestParseStatementStrict(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, bad := range map[string]string{
-		"statement v0.1":   strings.Replace(string(good), StatementType, "https://in-toto.io/Statement/v0.1", 1),
-		"slsa v0.2":        strings.Replace(string(good), PredicateType, "https://slsa.dev/provenance/v0.2", 1),
-		"unknown field":    strings.Replace(string(good), `"buildType"`, `"buildTipe":"x","buildType"`, 1),
-		"no builder id":    strings.Replace(string(good), `"id":"`+testBuilder+`"`, `"id":""`, 1),
-		"bad commit":       strings.Replace(string(good), testCommit, "XYZ", 1),
-		"bad sha256":       strings.Replace(string(good), `"sha256":"`, `"sha256":"A`, 1),
+		"statement v0.1":    strings.Replace(string(good), StatementType, "https://in-toto.io/Statement/v0.1", 1),
+		"slsa v0.2":         strings.Replace(string(good), PredicateType, "https://slsa.dev/provenance/v0.2", 1),
+		"unknown field":     strings.Replace(string(good), `"buildType"`, `"buildTipe":"x","buildType"`, 1),
+		"no builder id":     strings.Replace(string(good), `"id":"`+testBuilder+`"`, `"id":""`, 1),
+		"bad commit":        strings.Replace(string(good), testCommit, "XYZ", 1),
+		"bad sha256":        strings.Replace(string(good), `"sha256":"`, `"sha256":"A`, 1),
 		"params not object": strings.Replace(string(good), `"externalParameters":{`, `"externalParameters":[{`, 1),
-		"bad time":         strings.Replace(string(good), "2026-12-08T00:00:00Z", "yesterday", 1),
+		"bad time":          strings.Replace(string(good), "2026-12-08T00:00:00Z", "yesterday", 1),
 	} {
 		if bad == string(good) {
 			t.Fatalf("%s: edit did not apply", name)

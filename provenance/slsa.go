@@ -88,8 +88,8 @@ func (p *SLSA) check() error {
 		return fmt.Errorf("runDetails.builder.version: %w", err)
 	}
 	for name, list := range map[string][]ResourceDescriptor{
-		"buildDefinition.resolvedDependencies": bd.ResolvedDependencies,
-		"runDetails.byproducts":                rd.Byproducts,
+		"buildDefinition.resolvedDependencies":   bd.ResolvedDependencies,
+		"runDetails.byproducts":                  rd.Byproducts,
 		"runDetails.builder.builderDependencies": rd.Builder.BuilderDependencies,
 	} {
 		if len(list) > MaxDependencies {
