@@ -17,7 +17,7 @@ func TestProvenanceField(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := `"provenance":{"sha256":"ab000000000000000000000000000000000000000000000000000000000001","length":1234}`
+	want := `"provenance":{"sha256":"ab00000000000000000000000000000000000000000000000000000000000001","length":1234}`
 	if !bytes.Contains(raw, []byte(want)) {
 		t.Fatalf("encoded metadata lacks %s:\n%s", want, raw)
 	}
