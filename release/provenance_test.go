@@ -34,8 +34,8 @@ func TestProvenanceField(t *testing.T) {
 	}
 
 	for _, tc := range []struct{ name, from, to, field string }{
-		{"uppercase hex", `"sha256":"ab`, `"sha256":"AB`, "provenance.sha256"},
-		{"short digest", `"sha256":"ab`, `"sha256":"a`, "provenance.sha256"},
+		{"uppercase hex", `"provenance":{"sha256":"ab`, `"provenance":{"sha256":"AB`, "provenance.sha256"},
+		{"short digest", `"provenance":{"sha256":"ab`, `"provenance":{"sha256":"a`, "provenance.sha256"},
 		{"zero length", `"length":1234}`, `"length":0}`, "provenance.length"},
 		{"too long", `"length":1234}`, `"length":1048577}`, "provenance.length"},
 		{"unknown key", `"length":1234}`, `"length":1234,"uri":"x"}`, "provenance.uri"},
