@@ -15,7 +15,6 @@ import (
 	"strings"
 
 	"github.com/airlockfw/airlock/internal/cli"
-	"github.com/airlockfw/airlock/internal/cli/devicecmd"
 	"github.com/airlockfw/airlock/keys"
 	"github.com/airlockfw/airlock/provenance"
 	"github.com/airlockfw/airlock/repo"
@@ -25,9 +24,6 @@ import (
 
 func init() {
 	commands = append(commands, repoProvenancePolicyCmd, provenanceAttestCmd)
-	// The full binary shows provenance in `airlock verify`; airlock-device,
-	// which does not link this package, does not.
-	devicecmd.Provenance = showProvenance
 }
 
 var repoProvenancePolicyCmd = &cli.Command{
@@ -325,12 +321,13 @@ type ProvenanceView struct {
 	Approvers   []string `json:"approvers"`
 }
 
-// showProvenance is devicecmd.Provenance: after `airlock verify --repo` has
+// ShowProvenance is what the full airlock binary sets as
+// devicecmd.Provenance (cmd/airlock): after `airlock verify --repo` has
 // verified rep, it fetches the envelope the signed release metadata binds
 // from the same location, checks its digest and length against that
 // binding and its subject against the verified image digest, and finds
 // the approvers in the verified role version.
-func showProvenance(ctx context.Context, rep *verify.Report, location string) ([][]string, any, error) {
+func ShowProvenance(ctx context.Context, rep *verify.Report, location string) ([][]string, any, error) {
 	meta := rep.Release
 	if meta == nil || meta.Provenance == nil {
 		return nil, nil, fmt.Errorf("%w: release %s %s binds no provenance in its signed metadata", repo.ErrNoProvenance, rep.Product, rep.Version)

@@ -11,8 +11,12 @@ import (
 	"testing"
 
 	"github.com/airlockfw/airlock/internal/cli"
+	"github.com/airlockfw/airlock/internal/cli/devicecmd"
 	"github.com/airlockfw/airlock/keys"
 )
+
+// The tests run the full command line, as cmd/airlock wires it.
+func init() { devicecmd.Provenance = ShowProvenance }
 
 // TestProvenanceCLI drives provenance end to end through the command line
 // with real keys and files: a policy, an attested build, release add,
