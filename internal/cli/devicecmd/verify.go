@@ -176,10 +176,7 @@ Examples:
 				if *asJSON {
 					return cli.WriteJSON(e.Stdout, rep)
 				}
-				printReport(e, rep)
-				if len(provRows) > 0 {
-					cli.Columns(e.Stdout, provRows)
-				}
+				printReport(e, rep, provRows...)
 				return nil
 			}
 		},
@@ -228,7 +225,8 @@ func factsFromFlags(product, model, hwRev, channel string, components componentF
 	return f, nil
 }
 
-func printReport(e *cli.Env, r *verify.Report) {
+// printReport prints r, then the extra rows (the provenance).
+func printReport(e *cli.Env, r *verify.Report, extra ...[]string) {
 	comp := r.Compression
 	if comp == "" {
 		comp = "none"
@@ -263,5 +261,5 @@ func printReport(e *cli.Env, r *verify.Report) {
 	if len(r.Skipped) > 0 {
 		rows = append(rows, []string{"policy checks skipped", strings.Join(r.Skipped, ", ") + " (not stated; give --device for the device's verdict)"})
 	}
-	cli.Columns(e.Stdout, rows)
+	cli.Columns(e.Stdout, append(rows, extra...))
 }
