@@ -2,6 +2,8 @@ package vendorcmd
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -73,7 +75,12 @@ func TestProvenanceCLI(t *testing.T) {
 	if code, errOut := add("1.0.0", good); code != cli.ExitOK || !strings.Contains(errOut, "provenance ") || !strings.Contains(errOut, "signed by "+ciID) {
 		t.Fatalf("release add: exit %d: %s", code, errOut)
 	}
-	mustCLI(t, "release", "sign", "--dir", dir, "--product", "acme/router-x1", "--version", "1.0.0", "--key", kp("bob"))
+	// The approver sees the bound provenance before signing.
+	goodData, _ := os.ReadFile(good)
+	goodSum := sha256.Sum256(goodData)
+	if _, _, errOut := runCLI(t, "release", "sign", "--dir", dir, "--product", "acme/router-x1", "--version", "1.0.0", "--key", kp("bob")); !strings.Contains(errOut, "provenance") || !strings.Contains(errOut, hex.EncodeToString(goodSum[:])) {
+		t.Fatalf("release sign does not show the provenance:\n%s", errOut)
+	}
 	mustCLI(t, "repo", "publish", "--dir", dir)
 
 	root := filepath.Join(dir, "public", "metadata", "1.root.json")
