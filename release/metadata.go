@@ -131,6 +131,20 @@ type Metadata struct {
 	// Deltas are the signed delta streams that rebuild this release's
 	// image from an older release's (schema 2 only; at most MaxDeltas).
 	Deltas []Delta
+	// Provenance binds the release's build provenance (a DSSE envelope
+	// served beside the release); nil: the release has none.
+	Provenance *Provenance
+}
+
+// MaxProvenanceLength bounds the provenance envelope a release binds, in
+// bytes (provenance.MaxEnvelopeSize).
+const MaxProvenanceLength = 1 << 20
+
+// Provenance is the digest and length of a release's provenance envelope
+// file, served at targets/PRODUCT/VERSION/<SHA256>.provenance.json.
+type Provenance struct {
+	SHA256 [sha256.Size]byte
+	Length int64
 }
 
 // MaxDeltas bounds the deltas one release signs.
@@ -344,6 +358,14 @@ func (m *Metadata) Validate() error {
 	if m.Environment != "" && ValidEnvironment(m.Environment) != nil {
 		return fe("environment", "%q is not dev, staging or prod", m.Environment)
 	}
+	if p := m.Provenance; p != nil {
+		if p.Length <= 0 || p.Length > MaxProvenanceLength {
+			return fe("provenance.length", "%d, want 1 to %d", p.Length, MaxProvenanceLength)
+		}
+		if p.SHA256 == [sha256.Size]byte{} {
+			return fe("provenance.sha256", "all zero (unset)")
+		}
+	}
 	return nil
 }
 
@@ -497,6 +519,12 @@ type wireMetadata struct {
 	Environment     string           `json:"environment,omitempty"`
 	Index           *wireIndex       `json:"index,omitempty"`
 	Deltas          []wireDelta      `json:"deltas,omitempty"`
+	Provenance      *wireProvenance  `json:"provenance,omitempty"`
+}
+
+type wireProvenance struct {
+	SHA256 string `json:"sha256"`
+	Length int64  `json:"length"`
 }
 
 type wireDelta struct {
@@ -557,10 +585,11 @@ type wireInstalled struct {
 // Exact key sets of each JSON object of the schema.
 var (
 	metadataRequired   = []string{"schema", "product", "models", "version", "security_version", "install", "installed"}
-	metadataOptional   = []string{"hw_rev", "channel", "depends", "created", "notes", "allow_downgrade", "environment"}
+	metadataOptional   = []string{"hw_rev", "channel", "depends", "created", "notes", "allow_downgrade", "environment", "provenance"}
 	metadataOptional2  = append(slices.Clip(metadataOptional), "index", "deltas") // schema 2: "index" is required by Validate
 	deltaRequired      = []string{"from", "tree", "data"}
 	streamRequired     = []string{"length", "header_length", "header_sha256"}
+	provenanceRequired = []string{"sha256", "length"}
 	indexRequired      = []string{"hash", "block_size", "salt", "root", "tree_length"}
 	indexOptional      = []string{"frames"}
 	framesRequired     = []string{"size", "count", "sha256"}
@@ -599,6 +628,9 @@ func MarshalCustom(m *Metadata) (json.RawMessage, error) {
 	}
 	for _, d := range m.Deltas {
 		w.Deltas = append(w.Deltas, wireDelta{From: d.From.String(), Tree: d.Tree.wire(), Data: d.Data.wire()})
+	}
+	if p := m.Provenance; p != nil {
+		w.Provenance = &wireProvenance{SHA256: hex.EncodeToString(p.SHA256[:]), Length: p.Length}
 	}
 	for _, d := range m.Depends {
 		w.Depends = append(w.Depends, wireDependency{Component: d.Component, MinVersion: d.MinVersion.String()})
@@ -701,6 +733,11 @@ func ParseCustom(raw []byte) (*Metadata, error) {
 			}
 		}
 	}
+	if p, ok := fields["provenance"]; ok {
+		if _, err := objectKeys(p, "provenance.", provenanceRequired, nil); err != nil {
+			return nil, err
+		}
+	}
 	if _, err := objectKeys(fields["install"], "install.", installRequired, nil); err != nil {
 		return nil, err
 	}
@@ -799,6 +836,13 @@ func (w *wireMetadata) metadata() (*Metadata, error) {
 			return nil, err
 		}
 		m.Deltas = append(m.Deltas, out)
+	}
+	if p := w.Provenance; p != nil {
+		if !isLowerHex(p.SHA256, 2*sha256.Size) {
+			return nil, &FieldError{Field: "provenance.sha256", Err: fmt.Errorf("want %d lowercase hex digits, got %q", 2*sha256.Size, p.SHA256)}
+		}
+		m.Provenance = &Provenance{Length: p.Length}
+		hex.Decode(m.Provenance.SHA256[:], []byte(p.SHA256))
 	}
 	if w.Created != "" {
 		t, err := time.Parse(time.RFC3339Nano, w.Created)

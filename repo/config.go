@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"github.com/airlockfw/airlock/internal/strictjson"
 	"github.com/airlockfw/airlock/keys"
+	"github.com/airlockfw/airlock/provenance"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -138,6 +139,9 @@ type Config struct {
 	// operator passes the keys each time.
 	OnlineSnapshotKey  string `json:"online_snapshot_key,omitempty"`
 	OnlineTimestampKey string `json:"online_timestamp_key,omitempty"`
+	// Provenance maps a product ID to its provenance publish policy
+	// (repo/provenance.go; `airlock repo provenance-policy`).
+	Provenance map[string]provenance.Policy `json:"provenance,omitempty"`
 }
 
 func parseConfig(data []byte) (Config, error) {
@@ -152,6 +156,9 @@ func parseConfig(data []byte) (Config, error) {
 		if err := keys.CheckEnvironment(c.Environment); err != nil {
 			return Config{}, fmt.Errorf("%w: %w", ErrConfig, err)
 		}
+	}
+	if err := checkPolicies(c.Provenance); err != nil {
+		return Config{}, err
 	}
 	return c, nil
 }

@@ -127,6 +127,9 @@ func (r *Repo) AddRelease(opts ReleaseOptions) (*ReleaseInfo, error) {
 		}
 		details["deltas"] = strings.Join(ds, ",") // base:bytes of each delta file
 	}
+	if info.Provenance != nil {
+		details["provenance"] = info.Provenance.SHA256 // the envelope's digest
+	}
 	if err := r.record(audit.Entry{Action: audit.ReleaseAdded, Release: info.Product + "@" + info.Version, Details: details}); err != nil {
 		return info, err
 	}

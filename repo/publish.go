@@ -157,6 +157,9 @@ func (r *Repo) publish(snapshotSigner, timestampSigner crypto.Signer) (*PublishR
 			}
 			if pub == nil || pub.Signed.Targets[tp] == nil {
 				added = append(added, tp)
+				if moves, err = r.checkProvenanceAtPublish(tp, tf, moves); err != nil { // repo/provenance.go
+					return nil, err
+				}
 			}
 		}
 		sort.Strings(added)

@@ -24,6 +24,7 @@ import (
 	"github.com/airlockfw/airlock/internal/payload"
 	"github.com/airlockfw/airlock/keys"
 	"github.com/airlockfw/airlock/keys/tufsign"
+	"github.com/airlockfw/airlock/provenance"
 	"github.com/airlockfw/airlock/release"
 	"github.com/klauspost/compress/zstd"
 	"github.com/theupdateframework/go-tuf/v2/metadata"
@@ -77,6 +78,14 @@ type ReleaseOptions struct {
 	// Signers are keys of the product role that approve the release now
 	// (at least one). Further approvals: SignPending, SignPendingFile.
 	Signers []crypto.Signer
+	// Provenance is the path of the build's provenance: a DSSE envelope
+	// of an in-toto Statement v1 with a SLSA provenance v1 predicate whose
+	// subject has the image's SHA-256 (package provenance). It is checked
+	// against the product's policy (SetProvenancePolicy), stored beside the
+	// release and bound in its signed metadata. "" for none: refused when
+	// the product has a policy, and Publish refuses such a release in a
+	// prod repository.
+	Provenance string
 }
 
 // ReleaseInfo describes one release of a product role.
@@ -94,6 +103,9 @@ type ReleaseInfo struct {
 	// Signatures and Threshold are the valid signatures on the metadata
 	// that holds the release (staged metadata for unpublished releases).
 	Signatures, Threshold int
+	// Provenance is the provenance AddRelease checked and stored (nil:
+	// none was given).
+	Provenance *provenance.Attestation
 }
 
 func productRole(product string) (release.Product, string, error) {
@@ -226,6 +238,10 @@ func (r *Repo) addRelease(opts ReleaseOptions) (*ReleaseInfo, error) {
 	if err := checkDeltaBases(md, meta, opts.DeltaFrom); err != nil {
 		return nil, err
 	}
+	prov, err := r.readProvenance(p, opts.Provenance)
+	if err != nil {
+		return nil, err
+	}
 
 	st, err := r.streamImage(opts.ImagePath, path.Dir(targetPath), fileName, layout{compress: opts.Compress == CompressZstd, indexed: schema != release.SchemaV1, salt: salt, frameSize: frameSize})
 	if err != nil {
@@ -238,6 +254,17 @@ func (r *Repo) addRelease(opts ReleaseOptions) (*ReleaseInfo, error) {
 		}
 	}()
 	meta.Installed = release.Installed{Length: st.rawLength, SHA256: st.rawSHA256}
+	if prov != nil {
+		pp, err := prov.stage(r, meta)
+		if err != nil {
+			return nil, err
+		}
+		defer func() {
+			if !ok {
+				removeProvenance(pp)
+			}
+		}()
+	}
 	if b := st.index; b != nil {
 		meta.Index = &release.Index{Salt: salt, Root: b.Root, TreeLength: b.TreeLength, FrameSize: b.FrameSize, Frames: b.Frames, FrameTable: b.FrameTable}
 	}
@@ -283,10 +310,14 @@ func (r *Repo) addRelease(opts ReleaseOptions) (*ReleaseInfo, error) {
 	}
 	ok = true
 	have, _ := countValid(md, rk)
-	return &ReleaseInfo{
+	info := &ReleaseInfo{
 		Product: p.String(), Version: v.String(), TargetPath: targetPath, Length: st.length,
 		SHA256: hex.EncodeToString(st.sha256[:]), Metadata: meta, Signatures: have, Threshold: rk.threshold, Deltas: deltas,
-	}, nil
+	}
+	if prov != nil {
+		info.Provenance = prov.att
+	}
+	return info, nil
 }
 
 type streamed struct {

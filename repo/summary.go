@@ -51,6 +51,9 @@ type ReleaseSummary struct {
 	Depends         []string          `json:"depends"`
 	AllowDowngrade  bool              `json:"allow_downgrade"`
 	Notes           string            `json:"notes,omitempty"`
+	// Provenance is the SHA-256 of the build provenance envelope the
+	// release metadata binds ("" for none): targets/PRODUCT/VERSION/<it>.provenance.json.
+	Provenance string `json:"provenance,omitempty"`
 	// Created is when 'release add' ran (zero if not recorded). Who added
 	// it is in the repository's audit log, not in the metadata.
 	Created time.Time `json:"created,omitzero"`
@@ -195,6 +198,9 @@ func fill(s *ReleaseSummary, m *release.Metadata) {
 	}
 	s.Channel = m.ChannelOrDefault()
 	s.SecurityVersion = m.SecurityVersion
+	if p := m.Provenance; p != nil {
+		s.Provenance = hex.EncodeToString(p.SHA256[:])
+	}
 	s.Depends = []string{}
 	for _, d := range m.Depends {
 		s.Depends = append(s.Depends, d.String())

@@ -40,7 +40,7 @@ func (s *Server) routes() http.Handler {
 	s.governanceRoutes(mux)
 	s.rolloutRoutes(mux)
 	dashboard.Routes(mux, dashboard.Config{DB: s.db, Auth: s.auth, Rollouts: s, Releases: s.releases,
-		Now: s.now, Audit: s.cfg.Audit, AuditDir: s.cfg.AuditDir})
+		Now: s.now, Audit: s.cfg.Audit, AuditDir: s.cfg.AuditDir, Provenance: s.releaseProvenance})
 	return s.instrument(mux)
 }
 

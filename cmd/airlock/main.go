@@ -23,7 +23,10 @@ func main() {
 }
 
 // program is airlock with every command group and shell completion.
+// `airlock verify --show-provenance` reads provenance with the vendor
+// side's reader, which airlock-device does not link.
 func program() *cli.Program {
+	devicecmd.Provenance = vendorcmd.ShowProvenance
 	return cli.New("airlock", devicecmd.Commands(), devicecmd.SimCommands(), vendorcmd.Commands(), servercmd.Commands(),
 		[]*cli.Command{completion.Command()})
 }

@@ -8,12 +8,16 @@ package repotest
 import (
 	"bytes"
 	"crypto"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/airlockfw/airlock/keys"
+	"github.com/airlockfw/airlock/provenance"
 	"github.com/airlockfw/airlock/repo"
 )
 
@@ -35,7 +39,20 @@ type Vendor struct {
 	Root, Targets, Snapshot, Timestamp crypto.Signer
 	ProductSigners                     []crypto.Signer
 	FactoryRoot                        []byte // public/metadata/1.root.json
+	// Builder signs build provenance (Attest). In a prod repository, which
+	// publishes only releases with provenance, New sets the product's
+	// provenance policy to accept Builder, BuilderID, SourceRepo and
+	// BuildType, and Release attests every image.
+	Builder crypto.Signer
 }
+
+// The build New's provenance policy accepts.
+const (
+	BuilderID  = "https://ci.acme.example/builders/fw"
+	BuildType  = "https://ci.acme.example/buildtypes/make/v1"
+	SourceRepo = "https://git.acme.example/fw"
+	Commit     = "0123456789abcdef0123456789abcdef01234567"
+)
 
 // GenKey returns a new Ed25519 signer.
 func GenKey(t testing.TB) crypto.Signer {
@@ -94,6 +111,17 @@ func New(t testing.TB, o Options) *Vendor {
 	if err := r.Delegate(o.Product, pubs, o.ProductThreshold, v.Targets); err != nil {
 		t.Fatal(err)
 	}
+	v.Builder = GenKey(t)
+	if o.Environment == keys.EnvProd {
+		pem, err := keys.MarshalPublic(v.Builder.Public())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.SetProvenancePolicy(o.Product, &provenance.Policy{Builders: []string{BuilderID}, Sources: []string{SourceRepo},
+			BuildTypes: []string{BuildType}, Signers: []string{string(pem)}, Threshold: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	v.Publish()
 	if v.FactoryRoot, err = os.ReadFile(filepath.Join(r.PublicDir(), "metadata", "1.root.json")); err != nil {
 		t.Fatal(err)
@@ -121,6 +149,9 @@ func (v *Vendor) Release(version string, sv uint32, image []byte, mod func(*repo
 	o := repo.ReleaseOptions{
 		Product: v.Product, ImagePath: p, Version: version, SecurityVersion: sv,
 		Models: []string{v.Model}, Compress: repo.CompressNone, Signers: v.ProductSigners[:1],
+	}
+	if v.Repo.ProvenancePolicy(v.Product) != nil {
+		o.Provenance = v.Attest(image, BuilderID, SourceRepo)
 	}
 	if mod != nil {
 		mod(&o)
@@ -151,4 +182,38 @@ func (v *Vendor) DeltaBundle(version, from string) []byte {
 		v.T.Fatal(err)
 	}
 	return b.Bytes()
+}
+
+// Attest writes a SLSA provenance v1 envelope of image, built by builder
+// from source (commit Commit, build type BuildType) and signed by
+// v.Builder, to a temp file and returns its path.
+func (v *Vendor) Attest(image []byte, builder, source string) string {
+	v.T.Helper()
+	sum := sha256.Sum256(image)
+	src := provenance.ResourceDescriptor{URI: "git+" + source + "@refs/heads/main", Digest: map[string]string{"gitCommit": Commit}}
+	st := &provenance.Statement{
+		Subjects: []provenance.ResourceDescriptor{{Name: "firmware.img", Digest: map[string]string{"sha256": hex.EncodeToString(sum[:])}}},
+		Predicate: &provenance.SLSA{
+			BuildDefinition: provenance.BuildDefinition{BuildType: BuildType, ExternalParameters: json.RawMessage(`{"target":"firmware"}`),
+				ResolvedDependencies: []provenance.ResourceDescriptor{src}},
+			RunDetails: provenance.RunDetails{Builder: provenance.Builder{ID: builder}},
+		},
+	}
+	payload, err := provenance.MarshalStatement(st)
+	if err != nil {
+		v.T.Fatal(err)
+	}
+	env, err := provenance.Sign(payload, v.Builder)
+	if err != nil {
+		v.T.Fatal(err)
+	}
+	data, err := env.Marshal()
+	if err != nil {
+		v.T.Fatal(err)
+	}
+	p := filepath.Join(v.T.TempDir(), "firmware.provenance.json")
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		v.T.Fatal(err)
+	}
+	return p
 }

@@ -149,6 +149,25 @@ type Config struct {
 	// AuditDir, when set, is the audit log directory a release page reads
 	// its audit trail from.
 	AuditDir string
+	// Provenance, when set, returns the build provenance of a published
+	// release (nil and no error: the release binds none), which its page
+	// shows; the server reads it from the repository (server/provenance.go).
+	Provenance func(ctx context.Context, product, version string) (*Provenance, error)
+}
+
+// Provenance is what a release page shows of the release's build
+// provenance and of who approved it.
+type Provenance struct {
+	SHA256, Builder, BuildType, Source, Commit, InvocationID string
+	Length                                                   int64
+	// DSSESigners are the key IDs the envelope's signatures name (checked
+	// against the vendor's policy at publish, not here).
+	DSSESigners []string
+	// Role, RoleVersion and Approvers: the product role version that
+	// lists the release and the key IDs whose signatures on it are valid.
+	Role        string
+	RoleVersion int64
+	Approvers   []string
 }
 
 // dashboard serves the pages.
@@ -162,6 +181,7 @@ type dashboard struct {
 	sessions *sessionStore
 	pages    map[string]*template.Template
 	rollouts rolloutView // nil when the server has no rollout engine
+	prov     func(ctx context.Context, product, version string) (*Provenance, error)
 }
 
 func (d *dashboard) audit(ctx context.Context, actor, action string, details map[string]string) {
@@ -216,7 +236,7 @@ func Routes(mux *http.ServeMux, cfg Config) {
 	if err != nil {
 		panic("internal error: dashboard templates: " + err.Error()) // embedded, checked by tests
 	}
-	d := &dashboard{db: cfg.DB, auth: cfg.Auth, now: cfg.Now, auditFn: cfg.Audit, auditDir: cfg.AuditDir,
+	d := &dashboard{db: cfg.DB, auth: cfg.Auth, now: cfg.Now, auditFn: cfg.Audit, auditDir: cfg.AuditDir, prov: cfg.Provenance,
 		releases: cfg.Releases, sessions: &sessionStore{db: cfg.DB}, pages: pages}
 	if d.now == nil {
 		d.now = time.Now

@@ -233,6 +233,11 @@ type releasePage struct {
 	RolledBack []store.Device
 	Failed     []store.Device
 	Rollouts   []dashRollout
+	// Provenance of the published release (nil: none, or not read;
+	// ProvenanceError says why when reading it failed).
+	Provenance      *Provenance
+	ProvenanceError string
+	ProvenanceShown bool // the server reads provenance (Config.Provenance)
 }
 
 type approvalRow struct {
@@ -258,6 +263,12 @@ func (d *dashboard) handleRelease(w http.ResponseWriter, r *http.Request, pd *pa
 		CanApprove: rel.DeployedAt.IsZero()}
 	for _, a := range body.Rel.Approvals {
 		body.Approvals = append(body.Approvals, approvalRow{Name: n.name(a.Approver), Approval: a})
+	}
+	if d.prov != nil {
+		body.ProvenanceShown = true
+		if body.Provenance, err = d.prov(ctx, rel.Product, rel.Version); err != nil {
+			body.ProvenanceError = err.Error()
+		}
 	}
 	if dir := d.auditDir; dir != "" {
 		entries, err := audit.Query(dir, audit.Filter{Release: body.Name})

@@ -24,6 +24,7 @@ func init() {
                       (--bundle FILE | --repo DIR_OR_URL [--version V])
                       [--product P] [--model M] [--hw-rev R] [--channel C] [--component NAME=VERSION]...
                       [--running VERSION] [--counter N] [--slot-size SIZE] [--allow-downgrade] [--json]
+                      [--show-provenance]
 
 Runs the check pipeline a device runs before installing — the same code,
 with the device's limits — and names the failed check exactly as the device
@@ -64,6 +65,10 @@ Flags:
   --slot-size SIZE     the device's slot size, e.g. 64MiB (checks that the image fits)
   --allow-downgrade    as 'device install --allow-downgrade'
   --json               print the report as JSON on stdout
+  --show-provenance    with --repo, also show who built the release and who approved it: the
+                       provenance envelope bound in its signed metadata (builder, build type,
+                       source repository and commit, DSSE signers) and the keys whose
+                       signatures on the product role counted (full airlock binary only)
 
 Examples:
   airlock verify --root 1.root.json --bundle router-x1-1.1.0.airlock --model x1 --hw-rev 3
@@ -88,6 +93,7 @@ Examples:
 			slotSize := cli.SizeFlag(fs, "slot-size", 0)
 			allow := fs.Bool("allow-downgrade", false, "")
 			asJSON := fs.Bool("json", false, "")
+			showProv := fs.Bool("show-provenance", false, "")
 			return func(e *cli.Env, args []string) error {
 				if err := cli.NoArgs(args); err != nil {
 					return err
@@ -109,6 +115,8 @@ Examples:
 					return cli.Usagef("--version applies to --repo only")
 				case *slotSize < 0:
 					return cli.Usagef("--slot-size must not be negative")
+				case *showProv && (*repoLoc == "" || Provenance == nil):
+					return cli.Usagef("--show-provenance needs --repo (the envelope is served beside the release) and the full airlock binary")
 				}
 				var opts verify.Options
 				if fromDevice {
@@ -153,10 +161,23 @@ Examples:
 				if err != nil {
 					return err
 				}
+				var provRows [][]string
+				var provJSON any
+				if *showProv {
+					if provRows, provJSON, err = Provenance(e.Ctx, rep, *repoLoc); err != nil {
+						return err
+					}
+				}
+				if *asJSON && *showProv {
+					return cli.WriteJSON(e.Stdout, struct {
+						*verify.Report
+						Provenance any `json:"provenance"`
+					}{rep, provJSON})
+				}
 				if *asJSON {
 					return cli.WriteJSON(e.Stdout, rep)
 				}
-				printReport(e, rep)
+				printReport(e, rep, provRows...)
 				return nil
 			}
 		},
@@ -205,7 +226,8 @@ func factsFromFlags(product, model, hwRev, channel string, components componentF
 	return f, nil
 }
 
-func printReport(e *cli.Env, r *verify.Report) {
+// printReport prints r, then the extra rows (the provenance).
+func printReport(e *cli.Env, r *verify.Report, extra ...[]string) {
 	comp := r.Compression
 	if comp == "" {
 		comp = "none"
@@ -243,5 +265,5 @@ func printReport(e *cli.Env, r *verify.Report) {
 	if len(r.Skipped) > 0 {
 		rows = append(rows, []string{"policy checks skipped", strings.Join(r.Skipped, ", ") + " (not stated; give --device for the device's verdict)"})
 	}
-	cli.Columns(e.Stdout, rows)
+	cli.Columns(e.Stdout, append(rows, extra...))
 }

@@ -23,7 +23,8 @@ var releaseAddCmd = &cli.Command{
          --security-version N --model MODEL... [--hw-rev RANGE] [--channel C]
          [--depends COMPONENT>=VERSION]... [--compress zstd] [--frame-size SIZE]
          [--schema 1|2] [--notes TEXT] [--allow-downgrade] [--copy]
-         [--delta-from VERSION]... --key KEY... [--keyring FILE] [--passphrase-file FILE]
+         [--delta-from VERSION]... [--provenance FILE]
+         --key KEY... [--keyring FILE] [--passphrase-file FILE]
 
 Streams the image once into REPO/staging (compressing it with zstd when
 asked, hashing the raw image and the file devices download), records the
@@ -60,6 +61,20 @@ The release is published by 'airlock repo publish' once the product's
 threshold of keys has signed: other approvers sign with 'airlock release
 sign', on this machine or on a copy of REPO/staging/<role>.json.
 
+With --provenance FILE, the build's provenance is checked and kept with
+the release: a DSSE envelope (payload type application/vnd.in-toto+json) of
+an in-toto Statement v1 with a SLSA provenance v1 predicate, one of whose
+subjects has the SHA-256 of the image (the raw image as given, before any
+compression). It must pass the product's provenance policy ('airlock repo
+provenance-policy': builder, source repository and commit, build type, k of
+n builder signing keys); a product with a policy needs --provenance. The
+envelope is stored beside the release (served as
+targets/PRODUCT/VERSION/<sha256>.provenance.json once published) and its
+SHA-256 and length are signed into the release metadata
+(custom.airlock.provenance). 'airlock repo publish' checks it again, and in
+a prod repository refuses a release without acceptable provenance
+(docs/transparency.md, "Provenance").
+
 Refused: a product without delegation, a key that is not one of the
 product's keys, a version that already exists, and a version not greater
 than the newest release unless --allow-downgrade (which is signed into the
@@ -83,6 +98,7 @@ Flags:
   --notes TEXT                release notes (short)
   --allow-downgrade           sign permission to install over newer versions
   --delta-from VERSION        also sign a delta from this older release; repeatable
+  --provenance FILE           the build's provenance (a DSSE envelope of SLSA provenance v1)
   --copy                      no effect (the image is always copied); accepted for old scripts
   --keyring FILE              key environment registry (default $AIRLOCK_KEYRING or
                               ~/.config/airlock/keyring.json): a key registered for another
@@ -117,6 +133,7 @@ Example:
 		fs.Bool("copy", false, "") // no effect: the image is always copied
 		keyring := fs.String("keyring", "", "")
 		passFile := fs.String("passphrase-file", "", "")
+		provFile := fs.String("provenance", "", "")
 		return func(e *cli.Env, args []string) error {
 			if err := cli.NoArgs(args); err != nil {
 				return err
@@ -159,6 +176,7 @@ Example:
 				Product: *product, ImagePath: *image, Version: *version, SecurityVersion: uint32(sv),
 				Models: models, HWRev: *hwRev, Channel: *channel, Depends: depends, Compress: *compress,
 				Schema: *schema, FrameSize: int64(*frameSize), Notes: *notes, AllowDowngrade: *downgrade, DeltaFrom: deltaFrom, Signers: signers,
+				Provenance: *provFile,
 			})
 			prog.Done()
 			if err != nil {
@@ -169,6 +187,9 @@ Example:
 				info.Product, info.Version, info.Length, info.SHA256, info.Signatures, info.Threshold)
 			for _, d := range info.Deltas {
 				printDelta(e, d, info.Length)
+			}
+			if a := info.Provenance; a != nil {
+				printProvenanceAdded(e, a)
 			}
 			if info.Signatures < info.Threshold {
 				e.Printf("airlock: hint: %d more approvals: 'airlock release sign --dir %s --product %s --version %s --key KEY'\n",

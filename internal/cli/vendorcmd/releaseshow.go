@@ -172,6 +172,9 @@ func printRelease(w io.Writer, s *repo.ReleaseSummary) {
 	}
 	line("environment", "%s", orDash(s.Environment))
 	line("target", "%s", s.TargetPath)
+	if s.Provenance != "" {
+		line("provenance", "%s (the build's provenance envelope; see 'airlock verify --show-provenance')", s.Provenance)
+	}
 	line("length", "%d bytes", s.Length)
 	for _, alg := range []string{"sha256", "sha512"} {
 		if h, ok := s.Hashes[alg]; ok {
