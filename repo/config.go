@@ -138,6 +138,12 @@ type Config struct {
 	// operator passes the keys each time.
 	OnlineSnapshotKey  string `json:"online_snapshot_key,omitempty"`
 	OnlineTimestampKey string `json:"online_timestamp_key,omitempty"`
+	// LogKey is the path (outside the repository) or pkcs11: URI of the
+	// Ed25519 key that signs the transparency log's checkpoints; LogOrigin
+	// is the log's name (the checkpoints' origin line). Both are set by
+	// Init or EnableLog when the root carries a transparency policy.
+	LogKey    string `json:"log_key,omitempty"`
+	LogOrigin string `json:"log_origin,omitempty"`
 }
 
 func parseConfig(data []byte) (Config, error) {
