@@ -85,6 +85,16 @@ func logOrigin(root1 *metadata.Metadata[metadata.RootType]) (string, error) {
 	return fmt.Sprintf("airlock.log/%x", sum[:8]), nil
 }
 
+// DefaultLogOrigin returns the default log name of a repository whose root
+// version 1 is root1 (the bytes of 1.root.json).
+func DefaultLogOrigin(root1 []byte) (string, error) {
+	md, err := parseMD[metadata.RootType](root1)
+	if err != nil {
+		return "", err
+	}
+	return logOrigin(md)
+}
+
 // LogNoteSigner turns an Ed25519 crypto.Signer (a key file or a PKCS#11
 // key) into a note signer named origin, and returns its note verifier key
 // ("<origin>+<hash>+<base64(0x01||pub)>"), what the policy carries.
