@@ -123,6 +123,7 @@ func (r *Repo) publish(snapshotSigner, timestampSigner crypto.Signer) (*PublishR
 	var moves [][2]string
 	var stagedFiles []string
 	type toLog struct {
+		name string
 		md   *metadata.Metadata[metadata.TargetsType]
 		data []byte
 		rk   roleKeys
@@ -189,7 +190,7 @@ func (r *Repo) publish(snapshotSigner, timestampSigner crypto.Signer) (*PublishR
 			return nil, err
 		}
 		writes = append(writes, pendingWrite{fmt.Sprintf("%d.%s.json", md.Signed.Version, name), data})
-		logRoles = append(logRoles, toLog{md, data, rk})
+		logRoles = append(logRoles, toLog{name, md, data, rk})
 		res.Roles[name] = md.Signed.Version
 		res.Released = append(res.Released, added...)
 		stagedFiles = append(stagedFiles, r.stagedPath(name))
@@ -281,12 +282,12 @@ func (r *Repo) publish(snapshotSigner, timestampSigner crypto.Signer) (*PublishR
 					return nil, err
 				}
 				rk, _, _ := delegatedRoleKeys(targets, d.Name)
-				logRoles = append(logRoles, toLog{pub, data, rk})
+				logRoles = append(logRoles, toLog{d.Name, pub, data, rk})
 			}
 		}
 		entries := map[string]tlog.Entry{}
 		for _, lr := range logRoles {
-			es, err := r.logEntries(lr.md, lr.data, lr.rk, now)
+			es, err := r.logEntries(lr.name, lr.md, lr.data, lr.rk, now)
 			if err != nil {
 				return nil, err
 			}

@@ -26,7 +26,7 @@ import (
 	"github.com/airlockfw/airlock/tlog"
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 	"github.com/transparency-dev/tessera"
-	"github.com/transparency-dev/tessera/api/layout"
+	tlayout "github.com/transparency-dev/tessera/api/layout"
 	"github.com/transparency-dev/tessera/storage/posix"
 	"golang.org/x/mod/sumdb/note"
 )
@@ -251,7 +251,7 @@ func ParseHistory(data []byte) ([]HistoryLine, error) {
 // logEntries returns the entries of the releases in md (a product role
 // about to be published) that are not logged yet, keyed by entry digest.
 // Signers are the key IDs of md's valid signatures by the role's keys.
-func (r *Repo) logEntries(md *metadata.Metadata[metadata.TargetsType], data []byte, rk roleKeys, now time.Time) (map[string]tlog.Entry, error) {
+func (r *Repo) logEntries(role string, md *metadata.Metadata[metadata.TargetsType], data []byte, rk roleKeys, now time.Time) (map[string]tlog.Entry, error) {
 	var raw struct {
 		Signed struct {
 			Targets map[string]json.RawMessage `json:"targets"`
@@ -291,7 +291,7 @@ func (r *Repo) logEntries(md *metadata.Metadata[metadata.TargetsType], data []by
 			return nil, fmt.Errorf("%w: target %q: %w", ErrInvalidMetadata, tp, err)
 		}
 		out[digest] = tlog.Entry{Type: tlog.EntryType, Product: p.String(), Version: v.String(), Target: tp,
-			TargetSHA256: digest, ProvenanceSHA256: prov, Role: md.Signed.Type, RoleVersion: md.Signed.Version,
+			TargetSHA256: digest, ProvenanceSHA256: prov, Role: role, RoleVersion: md.Signed.Version,
 			Signers: signers, Logged: now.UTC().Format(time.RFC3339)}
 	}
 	return out, nil
@@ -394,7 +394,7 @@ func (r *Repo) appendLog(ctx context.Context, policy tlog.Policy, entries map[st
 		idx[digests[i]] = n.Index
 	}
 	if err := shutdown(ctx); err != nil {
-		return nil, fmt.Errorf("%w: no checkpoint covering the new entries was published (are %d of the witnesses reachable?): %w", ErrLog, policy.Threshold, err)
+		return nil, fmt.Errorf("%w: no checkpoint covering the new entries was published within %v: %w%s", ErrLog, timeout, err, witnessHint(policy))
 	}
 	cp, err := reader.ReadCheckpoint(ctx)
 	if err != nil {
@@ -409,6 +409,18 @@ func (r *Repo) appendLog(ctx context.Context, policy tlog.Policy, entries map[st
 	}
 	res.Checkpoint = cp
 	return res, nil
+}
+
+// witnessHint names the witnesses a failed publish waited for.
+func witnessHint(p tlog.Policy) string {
+	if len(p.Witnesses) == 0 {
+		return ""
+	}
+	var urls []string
+	for _, w := range p.Witnesses {
+		urls = append(urls, w.URL)
+	}
+	return fmt.Sprintf(" (the policy needs %d cosignatures of %s: are they reachable, and do they know the log?)", p.Threshold, strings.Join(urls, ", "))
 }
 
 // logSigner returns the log's note signer, checked against the policy.
@@ -550,11 +562,11 @@ func readEntries(dir string, from, to uint64, fn func(uint64, []byte) error) err
 		if end := (bundle + 1) * width; end > to {
 			n = to - bundle*width
 		}
-		p := layout.EntriesPath(bundle, uint8(n%width))
+		p := tlayout.EntriesPath(bundle, uint8(n%width))
 		data, err := readLimited(filepath.Join(dir, filepath.FromSlash(p)), width*(tlog.MaxEntrySize+2))
 		if errors.Is(err, os.ErrNotExist) && n < width {
 			// The partial bundle was collected: the full one holds it.
-			p = layout.EntriesPath(bundle, 0)
+			p = tlayout.EntriesPath(bundle, 0)
 			data, err = readLimited(filepath.Join(dir, filepath.FromSlash(p)), width*(tlog.MaxEntrySize+2))
 		}
 		if err != nil {

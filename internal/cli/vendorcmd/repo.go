@@ -355,6 +355,7 @@ Example:
 				return err
 			}
 			if ls != nil {
+				quietTessera()
 				opts := repoOptions(e, nil)
 				opts.LogSigner = ls
 				if r, err = repo.OpenWith(*dir, opts); err != nil {

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"time"
@@ -18,10 +19,18 @@ import (
 	"github.com/airlockfw/airlock/internal/cli"
 	"github.com/airlockfw/airlock/repo"
 	"github.com/airlockfw/airlock/tlog"
+	"k8s.io/klog/v2"
 )
 
 func init() {
 	commands = append(commands, repoLogInitCmd, logMonitorCmd)
+}
+
+// quietTessera discards the log lines of tessera (klog): the commands
+// report the log's failures in their own errors.
+func quietTessera() {
+	klog.LogToStderr(false)
+	klog.SetOutput(io.Discard)
 }
 
 // logFlagsUsage documents the transparency flags of repo init, repo rotate
@@ -288,6 +297,7 @@ Example (from cron, alerting on a non-zero exit):
 				tr.TLSClientConfig.RootCAs = pool
 			}
 			cfg.Client = &http.Client{Transport: tr, Timeout: time.Minute}
+			quietTessera()
 			ctx, cancel := context.WithTimeout(context.Background(), monitorTimeout)
 			defer cancel()
 			rep, err := logmonitor.Run(ctx, cfg)
