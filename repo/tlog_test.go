@@ -2,6 +2,7 @@ package repo
 
 import (
 	"bytes"
+	"context"
 	"crypto"
 	"crypto/rand"
 	"encoding/json"
@@ -18,6 +19,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 	fnote "github.com/transparency-dev/formats/note"
+	"github.com/transparency-dev/merkle/proof"
+	"github.com/transparency-dev/merkle/rfc6962"
 	"golang.org/x/mod/sumdb/note"
 )
 
@@ -149,6 +152,36 @@ func TestPublishLogsEachReleaseOnceBeforeTheTimestamp(t *testing.T) {
 	if hist, _ := f.r.LogHistory(); len(hist) != 2 || hist[1].Size != 2 {
 		t.Errorf("history = %+v, want sizes 1 and 2", hist)
 	}
+
+	// The proof an offline bundle carries for the first release.
+	lp, err := f.r.LogProofFor(context.Background(), digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, cpRoot, _, _, err := f.r.readLogCheckpoint(mustPolicy(t, f.r))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := proof.VerifyInclusion(rfc6962.DefaultHasher, lp.Index, lp.Size, rfc6962.DefaultHasher.HashLeaf(lp.Entry), lp.Inclusion, cpRoot); err != nil {
+		t.Errorf("inclusion proof: %v", err)
+	}
+	hist, _ = f.r.LogHistory()
+	if err := proof.VerifyConsistency(rfc6962.DefaultHasher, hist[0].Size, lp.Size, lp.Consistency[hist[0].Size], hist[0].Root, cpRoot); err != nil {
+		t.Errorf("consistency proof from size %d: %v", hist[0].Size, err)
+	}
+}
+
+func mustPolicy(t testing.TB, r *Repo) tlog.Policy {
+	t.Helper()
+	root, err := r.PublishedRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _, err := RootPolicy(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
 func TestEnablingTheLogLogsPublishedReleases(t *testing.T) {
