@@ -142,6 +142,12 @@ type Config struct {
 	// Provenance maps a product ID to its provenance publish policy
 	// (repo/provenance.go; `airlock repo provenance-policy`).
 	Provenance map[string]provenance.Policy `json:"provenance,omitempty"`
+	// LogKey is the path (outside the repository) or pkcs11: URI of the
+	// Ed25519 key that signs the transparency log's checkpoints; LogOrigin
+	// is the log's name (the checkpoints' origin line). Both are set by
+	// Init or EnableLog when the root carries a transparency policy.
+	LogKey    string `json:"log_key,omitempty"`
+	LogOrigin string `json:"log_origin,omitempty"`
 }
 
 func parseConfig(data []byte) (Config, error) {

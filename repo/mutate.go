@@ -241,8 +241,11 @@ func (r *Repo) Rotate(opts RotateOptions) (*RotateResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := r.record(audit.Entry{Action: audit.KeyRotated, Details: map[string]string{
-		"role": opts.Role, "added": pubIDs(opts.Add...), "removed": strings.Join(opts.Remove, ",")}}); err != nil {
+	details := map[string]string{"role": opts.Role, "added": pubIDs(opts.Add...), "removed": strings.Join(opts.Remove, ",")}
+	if opts.Log != nil {
+		details["transparency"] = "policy changed"
+	}
+	if err := r.record(audit.Entry{Action: audit.KeyRotated, Details: details}); err != nil {
 		return res, err
 	}
 	return res, nil

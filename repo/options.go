@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net/http"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -38,6 +39,18 @@ type Options struct {
 	// is then also written to the writer it returns (a progress display),
 	// which must not fail.
 	Progress func(total int64) io.Writer
+	// LogSigner is the transparency log's key (Ed25519; a file or PKCS#11
+	// key, see Config.LogKey). Publish needs it when the published root
+	// carries a transparency policy (tlog.PolicyField): every release that
+	// becomes installable is then appended to the log first.
+	LogSigner crypto.Signer
+	// LogHTTPClient sends checkpoints to the policy's witnesses (C2SP
+	// tlog-witness). Nil means a client with DefaultWitnessTimeout.
+	LogHTTPClient *http.Client
+	// LogTimeout bounds how long Publish waits for its log entries to be
+	// integrated and a (witnessed) checkpoint covering them to be
+	// published. Zero means DefaultLogTimeout.
+	LogTimeout time.Duration
 }
 
 // OpenWith opens an existing repository with options.

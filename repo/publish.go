@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"sort"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"github.com/airlockfw/airlock/internal/durable"
 	"github.com/airlockfw/airlock/keys/tufsign"
 	"github.com/airlockfw/airlock/release"
+	"github.com/airlockfw/airlock/tlog"
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 )
 
@@ -28,6 +30,9 @@ type PublishResult struct {
 	// threshold under the new delegations (for example after a key
 	// revocation): devices reject their releases until re-signed.
 	Warnings []string
+	// Log says what was appended to the transparency log (nil when the
+	// root carries no transparency policy).
+	Log *LogResult
 }
 
 // metaFileFor describes a metadata file in snapshot or timestamp metadata.
@@ -117,6 +122,13 @@ func (r *Repo) publish(snapshotSigner, timestampSigner crypto.Signer) (*PublishR
 	}
 	var moves [][2]string
 	var stagedFiles []string
+	type toLog struct {
+		name string
+		md   *metadata.Metadata[metadata.TargetsType]
+		data []byte
+		rk   roleKeys
+	}
+	var logRoles []toLog
 	for _, name := range staged {
 		if name == metadata.ROOT || name == metadata.TARGETS {
 			continue
@@ -181,6 +193,7 @@ func (r *Repo) publish(snapshotSigner, timestampSigner crypto.Signer) (*PublishR
 			return nil, err
 		}
 		writes = append(writes, pendingWrite{fmt.Sprintf("%d.%s.json", md.Signed.Version, name), data})
+		logRoles = append(logRoles, toLog{name, md, data, rk})
 		res.Roles[name] = md.Signed.Version
 		res.Released = append(res.Released, added...)
 		stagedFiles = append(stagedFiles, r.stagedPath(name))
@@ -243,6 +256,50 @@ func (r *Repo) publish(snapshotSigner, timestampSigner crypto.Signer) (*PublishR
 		return nil, err
 	}
 	res.TimestampVersion = ts.Signed.Version
+
+	// Transparency: every release that becomes installable is logged, and
+	// a checkpoint covering it published, before anything else is written
+	// (a client never sees a release that is not logged). When this root
+	// enables the log, the releases already published are logged too.
+	policy, logged, err := RootPolicy(root)
+	if err != nil {
+		return nil, err
+	}
+	if logged {
+		if _, had, err := RootPolicy(oldRoot); err != nil {
+			return nil, err
+		} else if !had && targets.Signed.Delegations != nil {
+			for _, d := range targets.Signed.Delegations.Roles {
+				if _, done := res.Roles[d.Name]; done {
+					continue
+				}
+				pub, _, err := r.publishedTargetsRole(d.Name)
+				if err != nil {
+					return nil, err
+				}
+				if pub == nil {
+					continue
+				}
+				data, err := pub.ToBytes(true)
+				if err != nil {
+					return nil, err
+				}
+				rk, _, _ := delegatedRoleKeys(targets, d.Name)
+				logRoles = append(logRoles, toLog{d.Name, pub, data, rk})
+			}
+		}
+		entries := map[string]tlog.Entry{}
+		for _, lr := range logRoles {
+			es, err := r.logEntries(lr.name, lr.md, lr.data, lr.rk, now)
+			if err != nil {
+				return nil, err
+			}
+			maps.Copy(entries, es)
+		}
+		if res.Log, err = r.appendLog(ctxTODO(), policy, entries); err != nil {
+			return nil, err
+		}
+	}
 
 	// Everything checked: write.
 	for _, m := range moves {

@@ -67,6 +67,9 @@ type InitOptions struct {
 	// signed root metadata and in every release; devices provisioned with a
 	// root of one environment refuse metadata of any other.
 	Environment string
+	// Log, if not nil, enables the transparency log: its policy goes into
+	// root version 1 and every release Publish makes installable is logged.
+	Log *LogOptions
 	// Options configures the returned Repo; its Keyring also checks and
 	// registers every key of the new repository for Environment.
 	Options
@@ -190,6 +193,18 @@ func Init(dir string, opts InitOptions) (*Repo, error) {
 		}
 		online[id] = rs.role
 		if err := root.Signed.AddKey(k, rs.role); err != nil {
+			return nil, err
+		}
+	}
+	if opts.Log != nil {
+		p, err := r.policyFor(*opts.Log, nil, root)
+		if err != nil {
+			return nil, err
+		}
+		if err := setRootPolicy(root, &p); err != nil {
+			return nil, err
+		}
+		if err := r.applyLogConfig(*opts.Log, p); err != nil {
 			return nil, err
 		}
 	}

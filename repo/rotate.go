@@ -10,6 +10,7 @@ import (
 	"github.com/airlockfw/airlock/internal/canonjson"
 	"github.com/airlockfw/airlock/keys"
 	"github.com/airlockfw/airlock/keys/tufsign"
+	"github.com/airlockfw/airlock/tlog"
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 )
 
@@ -82,6 +83,10 @@ type RotateOptions struct {
 	// that re-sign its metadata. Snapshot and timestamp metadata are
 	// re-signed by the next Publish with the new online keys.
 	NewSigners []crypto.Signer
+	// Log, if not nil, changes the transparency policy of the new root
+	// (Role must then be a top-level role, usually root): it enables the log
+	// on a repository without one, or changes its witnesses or key.
+	Log *LogOptions
 }
 
 // RotateResult reports a rotation.
@@ -99,6 +104,9 @@ var topLevel = []string{metadata.ROOT, metadata.TARGETS, metadata.SNAPSHOT, meta
 // rotate is Rotate without the repository lock, the environment rule and the
 // audit entry.
 func (r *Repo) rotate(opts RotateOptions) (*RotateResult, error) {
+	if opts.Log != nil && !slices.Contains(topLevel, opts.Role) {
+		return nil, fmt.Errorf("%w: the transparency policy is changed by a root rotation, not a rotation of %s", ErrInvalidOptions, opts.Role)
+	}
 	if slices.Contains(topLevel, opts.Role) {
 		return r.rotateTopLevel(opts)
 	}
@@ -180,6 +188,32 @@ func (r *Repo) rotateTopLevel(opts RotateOptions) (*RotateResult, error) {
 			}
 		}
 	}
+	saveCfg := false
+	if opts.Log != nil {
+		cur, had, err := RootPolicy(old)
+		if err != nil {
+			return nil, err
+		}
+		root1, _, err := loadMD[metadata.RootType](r.metaPath("1.root.json"), MaxRootSize)
+		if err != nil {
+			return nil, err
+		}
+		var curp *tlog.Policy
+		if had {
+			curp = &cur
+		}
+		p, err := r.policyFor(*opts.Log, curp, root1)
+		if err != nil {
+			return nil, err
+		}
+		if err := setRootPolicy(next, &p); err != nil {
+			return nil, err
+		}
+		if err := r.applyLogConfig(*opts.Log, p); err != nil {
+			return nil, err
+		}
+		saveCfg = true
+	}
 	oldKeys, newKeys := rootKeysOf(old), rootKeysOf(next)
 	rootSigners := opts.OldSigners
 	if opts.Role == metadata.ROOT {
@@ -202,6 +236,11 @@ func (r *Repo) rotateTopLevel(opts RotateOptions) (*RotateResult, error) {
 	}
 	if err := writeStaged(r, metadata.ROOT, next); err != nil {
 		return nil, err
+	}
+	if saveCfg {
+		if err := r.saveConfig(); err != nil {
+			return nil, err
+		}
 	}
 	res := &RotateResult{Staged: []string{r.stagedPath(metadata.ROOT)}}
 	if opts.Role == metadata.TARGETS && len(opts.NewSigners) > 0 {

@@ -7,7 +7,9 @@
 # is checked byte for byte against it), and the sqlite3 and curl commands the
 # documentation's examples use (internal/doctest). It also builds versitygw,
 # the S3-compatible server the object storage tests run (internal/objstore/
-# s3test), from the Go module proxy into ~/.cache/airlock-test once.
+# s3test), and transparency-dev's omniwitness, the witness the transparency
+# log tests run (internal/witnesstest), from the Go module proxy into
+# ~/.cache/airlock-test once.
 #   AIRLOCK_ARTIFACTS=DIR  where tests save artifacts (dashboard screenshot) Usage: bash scripts/test.sh [-short]
 #   FUZZTIME=10s   how long each fuzz target runs (0 to skip fuzzing)
 set -euo pipefail
@@ -65,6 +67,17 @@ if [ -z "${AIRLOCK_VERSITYGW:-}" ] && ! command -v versitygw >/dev/null && [ ! -
   tmp=$(mktemp -d "$vgw_dir/.build-XXXXXX")
   (cd "$tmp" && GOBIN="$tmp" GOFLAGS=-mod=mod GOWORK=off CGO_ENABLED=0 go install "github.com/versity/versitygw/cmd/versitygw@$vgw_version")
   mv "$tmp/versitygw" "$vgw_dir/versitygw"
+  rmdir "$tmp"
+fi
+
+echo "== omniwitness (C2SP tlog-witness witnesses for the transparency log tests: internal/witnesstest)"
+ow_version=$(sed -n 's/^const Version = "\(.*\)"$/\1/p' internal/witnesstest/witnesstest.go)
+ow_dir="${XDG_CACHE_HOME:-$HOME/.cache}/airlock-test/omniwitness-$ow_version"
+if [ -z "${AIRLOCK_OMNIWITNESS:-}" ] && ! command -v omniwitness >/dev/null && [ ! -x "$ow_dir/omniwitness" ]; then
+  mkdir -p "$ow_dir"
+  tmp=$(mktemp -d "$ow_dir/.build-XXXXXX")
+  (cd "$tmp" && GOBIN="$tmp" GOFLAGS=-mod=mod GOWORK=off CGO_ENABLED=0 go install "github.com/transparency-dev/witness/cmd/omniwitness@$ow_version")
+  mv "$tmp/omniwitness" "$ow_dir/omniwitness"
   rmdir "$tmp"
 fi
 

@@ -6,6 +6,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -131,4 +133,47 @@ func TestRepositoryPathTraversalIsRefused(t *testing.T) {
 
 func tlsDial(e *testEnv) (net.Conn, error) {
 	return tlsDialConf(e, nil)
+}
+
+// TestTransparencyLogIsServed: the log's static files (C2SP tlog-tiles)
+// under /repo/log/, quietly logged, and tessera's dot-named state never.
+func TestTransparencyLogIsServed(t *testing.T) {
+	e := startServer(t, nil)
+	logDir := filepath.Join(e.cfg.RepoDir, "public", "log")
+	for name, data := range map[string]string{
+		"checkpoint":                          "airlock.log/test\n1\n47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=\n\n— airlock.log/test AAAA\n",
+		"tile/entries/000.p/1":                "\x00\x02{}",
+		".state/treeState":                    "secret-ish",
+		"releases/" + strings.Repeat("a", 64): `{"index":0}`,
+	} {
+		p := filepath.Join(logDir, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := e.client(nil)
+	for path, want := range map[string]int{
+		"/repo/log/checkpoint":                          http.StatusOK,
+		"/repo/log/tile/entries/000.p/1":                http.StatusOK,
+		"/repo/log/releases/" + strings.Repeat("a", 64): http.StatusOK,
+		"/repo/log/.state/treeState":                    http.StatusNotFound,
+		"/repo/log/missing":                             http.StatusNotFound,
+	} {
+		req, _ := http.NewRequestWithContext(t.Context(), "GET", e.base+path, nil)
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("GET %s: %d %q, want %d", path, resp.StatusCode, data, want)
+		}
+	}
+	if !quietRoutes["GET /repo/log/{path...}"] {
+		t.Error("the log route is not quiet: every device poll would log a line")
+	}
 }

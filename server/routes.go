@@ -18,6 +18,9 @@ func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /repo/metadata/{path...}", repofiles.Handler(s.repoStore, "metadata", "application/json", s.log, s.countServed))
 	mux.HandleFunc("GET /repo/targets/{path...}", repofiles.Handler(s.repoStore, "targets", "application/octet-stream", s.log, s.countServed))
+	// The transparency log (C2SP tlog-tiles: checkpoint, tiles, entry
+	// bundles, and the release index files), as published by repo publish.
+	mux.HandleFunc("GET /repo/log/{path...}", repofiles.Handler(s.repoStore, "log", "application/octet-stream", s.log, s.countServed))
 
 	mux.HandleFunc("POST /api/v1/enroll", s.handleEnroll)
 	mux.HandleFunc("POST /api/v1/checkin", s.device(s.handleCheckin))
@@ -73,6 +76,7 @@ var quietRoutes = map[string]bool{
 	"POST /api/v1/checkin":           true,
 	"GET /repo/metadata/{path...}":   true,
 	"GET /repo/targets/{path...}":    true,
+	"GET /repo/log/{path...}":        true,
 	"GET " + DirectorPath + "{file}": true,
 }
 

@@ -110,8 +110,7 @@ func checkKey(k string) error {
 	if k == "" || len(k) > maxKeyLength {
 		return fmt.Errorf("empty or longer than %d bytes", maxKeyLength)
 	}
-	parts := strings.SplitN(k, "+", 3) // base64 may hold '+'
-
+	parts := strings.SplitN(k, "+", 3) // the base64 key may hold "+"
 	if len(parts) != 3 || parts[0] == "" || strings.ContainsAny(parts[0], " \n") || !isHex(parts[1], 8) || parts[2] == "" {
 		return fmt.Errorf("%q is not a note verifier key (name+hash+key)", k)
 	}

@@ -40,10 +40,13 @@ type PushResult struct {
 // reader of dst (devices, a CDN) never sees metadata naming a file that is
 // not there yet (TUF client workflow, consistent snapshots):
 //
-//  1. timestamp.json and root.json are read from src first, so a
+//  1. timestamp.json, root.json and log/checkpoint are read from src first, so a
 //     concurrent `airlock repo publish` or `repo timestamp` cannot make
 //     Push upload a timestamp naming a snapshot it did not copy;
-//  2. every payload (targets/...);
+//  2. every payload (targets/...), then the transparency log (log/...:
+//     tiles, entry bundles, release index files and history; its
+//     checkpoint, read in step 1, last), so the log covers every release
+//     the new metadata names;
 //  3. versioned metadata: delegated roles and targets (N.<role>.json), then
 //     N.snapshot.json, then N.root.json in increasing N;
 //  4. root.json, then timestamp.json last.
@@ -68,6 +71,11 @@ func Push(ctx context.Context, src, dst objstore.Store) (*PushResult, error) {
 		head = append(head, [2]string{"metadata/root.json", string(root)})
 	}
 	head = append(head, [2]string{"metadata/timestamp.json", string(ts)})
+	checkpoint, err := readSmall(ctx, src, "log/checkpoint")
+	hasLog := err == nil
+	if err != nil && !errors.Is(err, objstore.ErrNotExist) {
+		return nil, err
+	}
 
 	targets, err := src.List(ctx, "targets/", MaxPushObjects)
 	if err != nil {
@@ -77,14 +85,33 @@ func Push(ctx context.Context, src, dst objstore.Store) (*PushResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	order := make([]string, 0, len(targets)+len(metas))
+	var logs []objstore.Info
+	if hasLog {
+		if logs, err = src.List(ctx, "log/", MaxPushObjects); err != nil {
+			return nil, err
+		}
+	}
+	order := make([]string, 0, len(targets)+len(logs)+len(metas))
 	for _, t := range targets {
 		order = append(order, t.Name)
 	}
-	order = append(order, metadataOrder(metas)...)
-
+	for _, l := range logs {
+		if l.Name != "log/checkpoint" {
+			order = append(order, l.Name)
+		}
+	}
 	res := &PushResult{}
 	for _, name := range order {
+		if err := pushObject(ctx, src, dst, name, res); err != nil {
+			return res, err
+		}
+	}
+	if hasLog {
+		if err := pushBytes(ctx, dst, "log/checkpoint", checkpoint, res); err != nil {
+			return res, err
+		}
+	}
+	for _, name := range metadataOrder(metas) {
 		if err := pushObject(ctx, src, dst, name, res); err != nil {
 			return res, err
 		}

@@ -6,7 +6,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -111,7 +113,7 @@ Flags:
   --keyring FILE               key environment registry (default $AIRLOCK_KEYRING or ~/.config/airlock/keyring.json)
   --audit-key PATH             keep a tamper-evident audit log in REPO/audit whose checkpoints this
                                Ed25519 key signs (created 0600 if absent; must lie outside REPO)
-  --passphrase-file FILE       passphrase of encrypted private keys
+` + logFlagsUsage + `  --passphrase-file FILE       passphrase of encrypted private keys
 
 Example (2-of-3 root, the third holder enrolled by public key):
   airlock repo init --dir /srv/fw-repo \
@@ -134,6 +136,7 @@ Example (2-of-3 root, the third holder enrolled by public key):
 		env := fs.String("env", "", "")
 		keyring := fs.String("keyring", "", "")
 		auditKey := fs.String("audit-key", "", "")
+		logOpts := logFlags(fs, false)
 		passFile := fs.String("passphrase-file", "", "")
 		var exp repo.Expiry
 		durationFlag(fs, "root-expires", &exp.Root)
@@ -202,6 +205,12 @@ Example (2-of-3 root, the third holder enrolled by public key):
 				}
 			}
 			opts.AuditKey = *auditKey
+			if opts.Log, err = logOpts(*passFile); err != nil {
+				return err
+			}
+			if opts.Log != nil && opts.Log.Key == nil {
+				return cli.Usagef("--log-key is required with --log-origin, --witness and --witness-threshold")
+			}
 			r, err := repo.Init(*dir, opts)
 			if err != nil {
 				return err
@@ -303,7 +312,7 @@ var repoPublishCmd = &cli.Command{
 	Name:    "repo publish",
 	Summary: "publish staged metadata and payloads with a new snapshot and timestamp",
 	Usage: `Usage: airlock repo publish --dir REPO [--snapshot-key KEY] [--timestamp-key KEY]
-         [--passphrase-file FILE]
+         [--log-key KEY] [--passphrase-file FILE]
 
 Makes everything staged public in one consistent snapshot: a staged root
 rotation, a staged targets version (delegations), product roles with new
@@ -313,10 +322,18 @@ the error says what is missing, e.g.
   release acme/router-x1 1.1.0 needs 2 signatures, has 1 (1 missing)
 With nothing staged, publish refreshes snapshot and timestamp.
 
+When the root carries a transparency policy ('repo log init'), every release
+that becomes installable is first appended to the log in REPO/public/log,
+and publish waits until a checkpoint covering it is signed with the log key
+and cosigned by the policy's witnesses (each "release ... logged at index N"
+line on stderr); only then is the new timestamp written. A release is never
+logged twice.
+
 Flags:
   --dir REPO               repository directory
   --snapshot-key KEY       snapshot key (default: the configured online key)
   --timestamp-key KEY      timestamp key (default: the configured online key)
+  --log-key KEY            transparency log key (default: the configured log key)
   --passphrase-file FILE   passphrase of encrypted private keys
 
 Example:
@@ -326,11 +343,24 @@ Example:
 		dir := fs.String("dir", "", "")
 		snapKey := fs.String("snapshot-key", "", "")
 		tsKey := fs.String("timestamp-key", "", "")
+		logKey := fs.String("log-key", "", "")
 		passFile := fs.String("passphrase-file", "", "")
 		return func(e *cli.Env, args []string) error {
 			r, err := openRepo(e, args, *dir)
 			if err != nil {
 				return err
+			}
+			ls, err := logSigner(*dir, *logKey, r.Config().LogKey, *passFile)
+			if err != nil {
+				return err
+			}
+			if ls != nil {
+				quietTessera()
+				opts := repoOptions(e, nil)
+				opts.LogSigner = ls
+				if r, err = repo.OpenWith(*dir, opts); err != nil {
+					return err
+				}
 			}
 			ss, err := onlineSigner(*dir, *snapKey, r.Config().OnlineSnapshotKey, "snapshot", *passFile)
 			if err != nil {
@@ -346,6 +376,11 @@ Example:
 			}
 			for _, p := range res.Released {
 				fmt.Fprintln(e.Stdout, p)
+			}
+			if res.Log != nil {
+				for _, p := range slices.Sorted(maps.Keys(res.Log.Appended)) {
+					e.Printf("airlock: release %s logged at index %d\n", p, res.Log.Appended[p])
+				}
 			}
 			e.Printf("airlock: published root v%d, targets v%d, snapshot v%d, timestamp v%d\n",
 				res.RootVersion, res.TargetsVersion, res.SnapshotVersion, res.TimestampVersion)
@@ -527,6 +562,11 @@ Flags:
   --new-key KEY            signing key of the new key set (see above); repeatable
   --passphrase-file FILE   passphrase of encrypted private keys
 
+Transparency policy (a root rotation; see 'airlock repo log init'): given
+with --role root, these flags change the policy of the new root. Witnesses
+given replace the current ones; --witness-threshold alone changes k.
+` + logFlagsUsage + `  --no-witnesses               require no witness cosignatures any more
+
 Examples:
   # replace a lost root key; two old root keys and the new one sign
   airlock repo rotate --dir /srv/fw-repo --role root \
@@ -547,6 +587,7 @@ Examples:
 		fs.Var(&oldKeys, "old-key", "")
 		fs.Var(&newKeys, "new-key", "")
 		threshold := fs.Int("threshold", 0, "")
+		logOpts := logFlags(fs, true)
 		passFile := fs.String("passphrase-file", "", "")
 		return func(e *cli.Env, args []string) error {
 			if err := cli.NoArgs(args); err != nil {
@@ -558,14 +599,21 @@ Examples:
 			if len(oldKeys) == 0 {
 				return cli.Usagef("--old-key is required")
 			}
-			if len(add) == 0 && len(remove) == 0 && *threshold == 0 && len(newKeys) == 0 {
-				return cli.Usagef("nothing to change: give --add, --remove, --threshold or --new-key")
+			lo, err := logOpts(*passFile)
+			if err != nil {
+				return err
+			}
+			if lo != nil && *role != "root" {
+				return cli.Usagef("the transparency flags need --role root")
+			}
+			if len(add) == 0 && len(remove) == 0 && *threshold == 0 && len(newKeys) == 0 && lo == nil {
+				return cli.Usagef("nothing to change: give --add, --remove, --threshold, --new-key or a transparency flag")
 			}
 			r, err := repo.OpenWith(*dir, repoOptions(e, nil))
 			if err != nil {
 				return err
 			}
-			opts := repo.RotateOptions{Role: *role, Threshold: *threshold}
+			opts := repo.RotateOptions{Role: *role, Threshold: *threshold, Log: lo}
 			for _, p := range add {
 				pub, err := loadPublic(p, *passFile)
 				if err != nil {
