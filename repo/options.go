@@ -51,6 +51,13 @@ type Options struct {
 	// integrated and a (witnessed) checkpoint covering them to be
 	// published. Zero means DefaultLogTimeout.
 	LogTimeout time.Duration
+	// ExternalLog says the transparency log is kept by another system
+	// (for example a log service on tessera's database driver, serving
+	// its tiles under the repository's log/ path): Publish then neither
+	// appends to REPO/public/log nor needs LogSigner. It is the
+	// publisher's duty to log a release before it publishes it; devices
+	// refuse a release the log does not hold either way.
+	ExternalLog bool
 }
 
 // OpenWith opens an existing repository with options.

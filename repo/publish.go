@@ -265,7 +265,7 @@ func (r *Repo) publish(snapshotSigner, timestampSigner crypto.Signer) (*PublishR
 	if err != nil {
 		return nil, err
 	}
-	if logged {
+	if logged && !r.opts.ExternalLog {
 		if _, had, err := RootPolicy(oldRoot); err != nil {
 			return nil, err
 		} else if !had && targets.Signed.Delegations != nil {

@@ -27,7 +27,6 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 	"github.com/transparency-dev/tessera"
 	tlayout "github.com/transparency-dev/tessera/api/layout"
-	tclient "github.com/transparency-dev/tessera/client"
 	"github.com/transparency-dev/tessera/storage/posix"
 	"golang.org/x/mod/sumdb/note"
 )
@@ -699,80 +698,4 @@ func (r *Repo) applyLogConfig(o LogOptions, p tlog.Policy) error {
 	}
 	r.cfg.LogOrigin = p.Origin()
 	return nil
-}
-
-// LogProof is what an offline bundle carries to prove a release is in the
-// log (the tlog-device side defines the bundle member): the checkpoint with
-// its cosignatures, the entry, its index and inclusion proof, and a
-// consistency proof to the checkpoint's size from every earlier size in
-// log/history (a device uses the one from the size it holds).
-type LogProof struct {
-	Checkpoint []byte
-	Size       uint64
-	Index      uint64
-	Entry      []byte
-	Inclusion  [][]byte
-	// Consistency maps each earlier history size to its proof.
-	Consistency map[uint64][][]byte
-}
-
-// LogProofFor builds the LogProof of the release whose entry digest
-// (tlog.TargetDigest of its signed target info) is digest, at the published
-// checkpoint, from the log's tiles.
-func (r *Repo) LogProofFor(ctx context.Context, digest string) (*LogProof, error) {
-	root, err := r.PublishedRoot()
-	if err != nil {
-		return nil, err
-	}
-	policy, ok, err := RootPolicy(root)
-	if err != nil {
-		return nil, err
-	}
-	if !ok {
-		return nil, fmt.Errorf("%w: the repository keeps no transparency log", ErrLog)
-	}
-	idx, ok, err := r.LogIndex(digest)
-	if err != nil {
-		return nil, err
-	}
-	if !ok {
-		return nil, fmt.Errorf("%w: no entry for target digest %s", ErrLog, digest)
-	}
-	size, _, cp, ok, err := r.readLogCheckpoint(policy)
-	if err != nil {
-		return nil, err
-	}
-	if !ok || idx >= size {
-		return nil, fmt.Errorf("%w: entry %d is not covered by the published checkpoint", ErrLog, idx)
-	}
-	p := &LogProof{Checkpoint: cp, Size: size, Index: idx, Consistency: map[uint64][][]byte{}}
-	if err := readEntries(r.logPath(), idx, idx+1, func(_ uint64, leaf []byte) error {
-		p.Entry = slices.Clone(leaf)
-		return nil
-	}); err != nil {
-		return nil, err
-	}
-	fetch := tclient.FileFetcher{Root: r.logPath()}
-	pb, err := tclient.NewProofBuilder(ctx, size, fetch.ReadTile)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrLog, err)
-	}
-	if p.Inclusion, err = pb.InclusionProof(ctx, idx); err != nil {
-		return nil, fmt.Errorf("%w: inclusion proof: %w", ErrLog, err)
-	}
-	hist, err := r.LogHistory()
-	if err != nil {
-		return nil, err
-	}
-	for _, h := range hist {
-		if h.Size == 0 || h.Size >= size {
-			continue
-		}
-		cons, err := pb.ConsistencyProof(ctx, h.Size, size)
-		if err != nil {
-			return nil, fmt.Errorf("%w: consistency proof from %d: %w", ErrLog, h.Size, err)
-		}
-		p.Consistency[h.Size] = cons
-	}
-	return p, nil
 }

@@ -2,11 +2,11 @@ package repo
 
 import (
 	"bytes"
-	"context"
 	"crypto"
 	"crypto/rand"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -153,20 +153,50 @@ func TestPublishLogsEachReleaseOnceBeforeTheTimestamp(t *testing.T) {
 		t.Errorf("history = %+v, want sizes 1 and 2", hist)
 	}
 
-	// The proof an offline bundle carries for the first release.
-	lp, err := f.r.LogProofFor(context.Background(), digest)
+	// The proof an offline bundle carries for the first release (the
+	// bundle writer's, which the device verifies): its inclusion proof
+	// and its consistency proof from the first checkpoint check out
+	// against the published checkpoint and history.
+	rootData, err := os.ReadFile(f.r.metaPath("root.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, cpRoot, _, _, err := f.r.readLogCheckpoint(mustPolicy(t, f.r))
+	var roleData []byte
+	for v := 1; ; v++ { // the newest published version of the product role
+		b, err := os.ReadFile(f.r.metaPath(fmt.Sprintf("%d.acme.router-x1.json", v)))
+		if err != nil {
+			break
+		}
+		roleData = b
+	}
+	blob, err := f.r.bundleLogProof(rootData, roleData, entries[0].Target)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := proof.VerifyInclusion(rfc6962.DefaultHasher, lp.Index, lp.Size, rfc6962.DefaultHasher.HashLeaf(lp.Entry), lp.Inclusion, cpRoot); err != nil {
+	lp, err := tlog.ParseProof(blob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	size, cpRoot, _, _, err := f.r.readLogCheckpoint(mustPolicy(t, f.r))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var incl [][]byte
+	for _, h := range lp.Inclusion {
+		incl = append(incl, h[:])
+	}
+	if err := proof.VerifyInclusion(rfc6962.DefaultHasher, lp.Index, size, rfc6962.DefaultHasher.HashLeaf(lp.Entry), incl, cpRoot); err != nil {
 		t.Errorf("inclusion proof: %v", err)
 	}
 	hist, _ = f.r.LogHistory()
-	if err := proof.VerifyConsistency(rfc6962.DefaultHasher, hist[0].Size, lp.Size, lp.Consistency[hist[0].Size], hist[0].Root, cpRoot); err != nil {
+	if len(lp.Consistency) != 1 || lp.Consistency[0].Size != hist[0].Size {
+		t.Fatalf("consistency proofs %+v, want one from size %d", lp.Consistency, hist[0].Size)
+	}
+	var cons [][]byte
+	for _, h := range lp.Consistency[0].Hashes {
+		cons = append(cons, h[:])
+	}
+	if err := proof.VerifyConsistency(rfc6962.DefaultHasher, hist[0].Size, size, cons, hist[0].Root, cpRoot); err != nil {
 		t.Errorf("consistency proof from size %d: %v", hist[0].Size, err)
 	}
 }
@@ -217,6 +247,17 @@ func TestPublishNeedsThePolicysLogKey(t *testing.T) {
 	}
 	if after.Signed.Version != before.Signed.Version {
 		t.Errorf("a refused publish wrote timestamp version %d", after.Signed.Version)
+	}
+	// With the log kept by another system, publish needs no log key and
+	// leaves the log alone.
+	n := len(logEntries(t, f.r))
+	f.r.opts.LogSigner, f.r.opts.ExternalLog = nil, true
+	res, err := f.r.Publish(f.snapshot, f.tstamp)
+	if err != nil {
+		t.Fatalf("publish with an external log: %v", err)
+	}
+	if res.Log != nil || len(logEntries(t, f.r)) != n {
+		t.Errorf("publish with an external log appended: %+v", res.Log)
 	}
 }
 

@@ -20,6 +20,7 @@ import (
 func TestTransparencyOnlineAndBundle(t *testing.T) {
 	f := newFixture(t, 1)
 	lr := tlogtest.NewRepo(t, f.rt)
+	f.r = f.rt.Repo // reopened: the harness keeps the log
 	f.release("1.1.0", "", f.product1)
 	idx := lr.LogRelease("1.1.0")
 
@@ -59,6 +60,7 @@ func TestTransparencyOnlineAndBundle(t *testing.T) {
 func TestTransparencyNotLogged(t *testing.T) {
 	f := newFixture(t, 1)
 	tlogtest.NewRepo(t, f.rt)
+	f.r = f.rt.Repo // reopened: the harness keeps the log
 	f.release("1.1.0", "", f.product1) // validly signed, never logged
 	_, err := Repo(context.Background(), f.dir, f.opts())
 	expectErr(t, err, CheckTransparency, tlog.ErrNotLogged)
@@ -75,6 +77,7 @@ func TestTransparencyNotLogged(t *testing.T) {
 func TestTransparencyHeldCheckpoint(t *testing.T) {
 	f := newFixture(t, 1)
 	lr := tlogtest.NewRepo(t, f.rt)
+	f.r = f.rt.Repo // reopened: the harness keeps the log
 	f.release("1.1.0", "", f.product1)
 	lr.LogRelease("1.1.0")
 	old := f.bundle("1.1.0") // proves from no earlier size

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/airlockfw/airlock/release"
+	"github.com/airlockfw/airlock/repo"
 	"github.com/airlockfw/airlock/repo/repotest"
 	"github.com/airlockfw/airlock/tlog"
 	"github.com/theupdateframework/go-tuf/v2/metadata"
@@ -36,6 +37,13 @@ func NewRepo(t testing.TB, v *repotest.Vendor) *Repo {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The harness keeps the log itself (to append, fork, roll back and
+	// forge at will): the vendor's publish must not append to it.
+	rr, err := repo.OpenWith(v.Repo.Dir(), repo.Options{ExternalLog: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.Repo = rr
 	w1, w2 := NewWitness(t, "w1.example"), NewWitness(t, "w2.example")
 	dir := filepath.Join(v.Repo.Dir(), "public", "log")
 	if err := os.MkdirAll(dir, 0o755); err != nil {

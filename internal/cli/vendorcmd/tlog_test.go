@@ -92,4 +92,22 @@ func TestLogCLIFlow(t *testing.T) {
 	if out := mustCLI(t, "log", "monitor", "--repo", srv.URL, "--state", state, "--expect", expect); out != "" {
 		t.Errorf("a run with nothing new listed:\n%s", out)
 	}
+
+	// What the publish logged is what a device checks: the one pipeline
+	// accepts 1.1.0 from the repository and from an offline bundle built
+	// from it (bundle create reads the log and its history), each with the
+	// release's entry found under a checkpoint cosigned by both witnesses.
+	root := filepath.Join(r.PublicDir(), "metadata", "1.root.json")
+	for _, args := range [][]string{
+		{"--repo", dir, "--version", "1.1.0"},
+		{"--bundle", filepath.Join(t.TempDir(), "fw.airlock")},
+	} {
+		if args[0] == "--bundle" {
+			mustCLI(t, "bundle", "create", "--dir", dir, "--product", "acme/router-x1", "--version", "1.1.0", "--out", args[1])
+		}
+		out := mustCLI(t, append([]string{"verify", "--root", root, "--product", "acme/router-x1", "--model", "x1"}, args...)...)
+		if !strings.Contains(out, "transparency") || !strings.Contains(out, "1.1.0") {
+			t.Errorf("verify %s:\n%s", args[0], out)
+		}
+	}
 }
