@@ -17,3 +17,21 @@ cd "$(dirname "$0")/.."
 N=${N:-10000}
 SINGLE=${SINGLE:-20}
 go run ./bench/tlogbench -n "$N" -single "$SINGLE"
+
+# Device side: what one install's transparency check costs (offline: parse
+# and verify a bundle's log proof; online: build the proof from the served
+# log files, local here, and verify it), for a 10,000-entry log with two
+# witness cosignatures and a device holding the 5,000-entry checkpoint, as
+# a ratio to one Ed25519 signature check measured in the same run.
+echo "== device-side verification (go test -bench, tlog)"
+out=$(go test -run '^$' -bench 'DeviceVerify|OnlineProve|Ed25519VerifyBaseline' -benchtime 200x ./tlog)
+echo "$out" | grep '^Benchmark'
+echo "$out" | awk '
+	/^BenchmarkDeviceVerify/ { dev = $3 }
+	/^BenchmarkOnlineProve/ { onl = $3 }
+	/^BenchmarkEd25519VerifyBaseline/ { base = $3 }
+	END {
+		if (base == 0) { print "bench: no baseline" > "/dev/stderr"; exit 1 }
+		printf "offline (bundle) check: %.3f ms per install, %.1fx one Ed25519 verify\n", dev / 1e6, dev / base
+		printf "online check (build + verify): %.3f ms per install, %.1fx one Ed25519 verify\n", onl / 1e6, onl / base
+	}'

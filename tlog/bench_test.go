@@ -2,6 +2,8 @@ package tlog_test
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"testing"
 
 	"github.com/airlockfw/airlock/tlog"
@@ -82,4 +84,22 @@ func BenchmarkOnlineProve(b *testing.B) {
 	}
 	b.ReportMetric(float64(c.files), "files")
 	b.ReportMetric(float64(c.bytes), "fetched-bytes")
+}
+
+// BenchmarkEd25519VerifyBaseline is the same-run baseline of the device
+// figures above (bench/tlog.sh prints their ratio to it): one Ed25519
+// signature check over a checkpoint-sized message, the unit of work a
+// device already does for every signed metadata file.
+func BenchmarkEd25519VerifyBaseline(b *testing.B) {
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		b.Fatal(err)
+	}
+	msg := make([]byte, 200)
+	sig := ed25519.Sign(priv, msg)
+	for b.Loop() {
+		if !ed25519.Verify(pub, msg, sig) {
+			b.Fatal("signature does not verify")
+		}
+	}
 }

@@ -60,7 +60,7 @@ func TestTransparencyOnlineAndBundle(t *testing.T) {
 func TestTransparencyNotLogged(t *testing.T) {
 	f := newFixture(t, 1)
 	tlogtest.NewRepo(t, f.rt)
-	f.r = f.rt.Repo // reopened: the harness keeps the log
+	f.r = f.rt.Repo                    // reopened: the harness keeps the log
 	f.release("1.1.0", "", f.product1) // validly signed, never logged
 	_, err := Repo(context.Background(), f.dir, f.opts())
 	expectErr(t, err, CheckTransparency, tlog.ErrNotLogged)
