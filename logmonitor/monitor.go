@@ -35,7 +35,6 @@ package logmonitor
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -46,20 +45,17 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/airlockfw/airlock/internal/durable"
 	"github.com/airlockfw/airlock/tlog"
 	"github.com/theupdateframework/go-tuf/v2/metadata"
-	fnote "github.com/transparency-dev/formats/note"
 	"github.com/transparency-dev/merkle/compact"
 	"github.com/transparency-dev/merkle/proof"
 	"github.com/transparency-dev/merkle/rfc6962"
 	"github.com/transparency-dev/tessera/api"
 	"github.com/transparency-dev/tessera/api/layout"
 	"github.com/transparency-dev/tessera/client"
-	"golang.org/x/mod/sumdb/note"
 )
 
 // Limits of what the monitor reads.
@@ -375,84 +371,29 @@ func (m *monitor) partial(ctx context.Context, p uint8, path func(uint8) string,
 	return b, err
 }
 
-// VerifyCheckpoint verifies a checkpoint against a policy: the log's
-// signature, the origin, and Threshold valid cosignatures (cosignature/v1)
-// of distinct listed witnesses. It returns the size, root and the names of
-// the witnesses whose cosignatures verified.
+// VerifyCheckpoint verifies a checkpoint against a policy, as a device
+// does (tlog.VerifyCheckpoint): the log's signature, the origin, and
+// Threshold valid cosignatures (cosignature/v1) of distinct listed
+// witnesses. It returns the size, root and the names of the witnesses
+// whose cosignatures verified.
 func VerifyCheckpoint(raw []byte, policy tlog.Policy) (uint64, []byte, []string, error) {
-	logV, err := note.NewVerifier(policy.Log)
+	c, err := tlog.VerifyCheckpoint(raw, policy)
 	if err != nil {
-		return 0, nil, nil, fmt.Errorf("policy log key: %w", err)
+		return 0, nil, nil, fmt.Errorf("%w: %w", ErrVerify, err)
 	}
-	vs := []note.Verifier{logV}
-	for _, w := range policy.Witnesses {
-		v, err := fnote.NewVerifierForCosignatureV1(w.Key)
-		if err != nil {
-			return 0, nil, nil, fmt.Errorf("policy witness %q: %w", w.Name, err)
-		}
-		vs = append(vs, v)
-	}
-	n, err := note.Open(raw, note.VerifierList(vs...))
-	if err != nil {
-		return 0, nil, nil, fmt.Errorf("%w: checkpoint signature: %w", ErrVerify, err)
-	}
-	logSigned := false
-	var names []string
-	for _, s := range n.Sigs {
-		if s.Name == logV.Name() && s.Hash == logV.KeyHash() {
-			logSigned = true
-			continue
-		}
-		if !slices.Contains(names, s.Name) {
-			names = append(names, s.Name)
-		}
-	}
-	if !logSigned {
-		return 0, nil, nil, fmt.Errorf("%w: checkpoint signature: not signed by the log key", ErrVerify)
-	}
-	if len(names) < policy.Threshold {
-		return 0, nil, nil, fmt.Errorf("%w: witness cosignatures (%d of %d valid, need %d)", ErrVerify, len(names), len(policy.Witnesses), policy.Threshold)
-	}
-	size, root, err := parseBody(n.Text, policy.Origin())
-	if err != nil {
-		return 0, nil, nil, err
-	}
+	names := slices.Clone(c.Cosigners)
 	slices.Sort(names)
-	return size, root, names, nil
+	return c.Size, c.Hash[:], names, nil
 }
 
 // verifyLogSignature verifies only the log's signature (a checkpoint seen
 // elsewhere need not carry cosignatures).
 func verifyLogSignature(raw []byte, policy tlog.Policy) (uint64, []byte, error) {
-	logV, err := note.NewVerifier(policy.Log)
+	c, err := tlog.VerifyLogSignature(raw, policy)
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, fmt.Errorf("%w: %w", ErrVerify, err)
 	}
-	n, err := note.Open(raw, note.VerifierList(logV))
-	if err != nil {
-		var unk *note.UnverifiedNoteError
-		if !errors.As(err, &unk) {
-			return 0, nil, fmt.Errorf("%w: checkpoint signature: %w", ErrVerify, err)
-		}
-		return 0, nil, fmt.Errorf("%w: checkpoint signature: not signed by the log key", ErrVerify)
-	}
-	return parseBody(n.Text, policy.Origin())
-}
-
-func parseBody(text, origin string) (uint64, []byte, error) {
-	lines := strings.SplitN(text, "\n", 4)
-	if len(lines) < 4 || lines[0] != origin {
-		return 0, nil, fmt.Errorf("%w: checkpoint origin is not %q", ErrVerify, origin)
-	}
-	size, err := strconv.ParseUint(lines[1], 10, 64)
-	if err != nil || strconv.FormatUint(size, 10) != lines[1] {
-		return 0, nil, fmt.Errorf("%w: checkpoint size %q", ErrVerify, lines[1])
-	}
-	root, err := base64.StdEncoding.Strict().DecodeString(lines[2])
-	if err != nil || len(root) != sha256.Size {
-		return 0, nil, fmt.Errorf("%w: checkpoint root hash %q", ErrVerify, lines[2])
-	}
-	return size, root, nil
+	return c.Size, c.Hash[:], nil
 }
 
 func rootPolicy(root *metadata.Metadata[metadata.RootType]) (tlog.Policy, bool, error) {

@@ -471,37 +471,12 @@ func (r *Repo) readLogCheckpoint(policy tlog.Policy) (size uint64, root []byte, 
 	if err != nil {
 		return 0, nil, nil, false, err
 	}
-	v, err := note.NewVerifier(policy.Log)
+	c, err := tlog.VerifyLogSignature(raw, policy)
 	if err != nil {
-		return 0, nil, nil, false, fmt.Errorf("%w: policy log key: %w", ErrLog, err)
+		return 0, nil, nil, false, fmt.Errorf("%w: the published checkpoint: %w", ErrLog, err)
 	}
-	n, err := note.Open(raw, note.VerifierList(v))
-	if err != nil {
-		return 0, nil, nil, false, fmt.Errorf("%w: the published checkpoint does not verify with the log key: %w", ErrLog, err)
-	}
-	size, root, err = parseCheckpointBody(n.Text, policy.Origin())
-	if err != nil {
-		return 0, nil, nil, false, err
-	}
+	size, root = c.Size, c.Hash[:]
 	return size, root, raw, true, nil
-}
-
-// parseCheckpointBody parses a C2SP tlog-checkpoint body: origin, size,
-// base64 root hash, then optional extension lines.
-func parseCheckpointBody(text, origin string) (uint64, []byte, error) {
-	lines := strings.SplitN(text, "\n", 4)
-	if len(lines) < 4 || lines[0] != origin {
-		return 0, nil, fmt.Errorf("%w: checkpoint is not for origin %q", ErrLog, origin)
-	}
-	size, err := strconv.ParseUint(lines[1], 10, 64)
-	if err != nil || strconv.FormatUint(size, 10) != lines[1] {
-		return 0, nil, fmt.Errorf("%w: checkpoint size %q", ErrLog, lines[1])
-	}
-	root, err := base64.StdEncoding.Strict().DecodeString(lines[2])
-	if err != nil || len(root) != sha256.Size {
-		return 0, nil, fmt.Errorf("%w: checkpoint root hash %q", ErrLog, lines[2])
-	}
-	return size, root, nil
 }
 
 // reconcileLog writes the index files of the entries between the last

@@ -52,6 +52,9 @@ type Checkpoint struct {
 	Size   uint64
 	Hash   tlog.Hash
 	Note   []byte
+	// Cosigners are the names of the policy's witnesses whose
+	// cosignatures verified, in policy order (VerifyCheckpoint).
+	Cosigners []string
 }
 
 // VerifyCheckpoint verifies a checkpoint note against p (C2SP
@@ -62,28 +65,10 @@ type Checkpoint struct {
 // at least p.Threshold of p's witnesses. Signatures of other keys are
 // ignored; a witness signature that does not verify does not count.
 func VerifyCheckpoint(raw []byte, p Policy) (*Checkpoint, error) {
-	if len(raw) > MaxCheckpointSize {
-		return nil, fmt.Errorf("%w: %d bytes, more than %d", ErrCheckpoint, len(raw), MaxCheckpointSize)
-	}
-	lv, err := note.NewVerifier(p.Log)
-	if err != nil {
-		return nil, fmt.Errorf("%w: the policy's log key: %v", ErrCheckpoint, err)
-	}
-	// Only the log's verifier: witness signatures stay unverified here, so
-	// that one bad cosignature cannot hide the others (note.Open refuses a
-	// note whose signature by a known key does not verify).
-	n, err := note.Open(raw, note.VerifierList(lv))
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrCheckpoint, err)
-	}
-	c, err := parseBody(n.Text)
+	c, n, err := verifyLogSignature(raw, p)
 	if err != nil {
 		return nil, err
 	}
-	if c.Origin != p.Origin() {
-		return nil, fmt.Errorf("%w: origin %q, the policy's log is %q", ErrCheckpoint, c.Origin, p.Origin())
-	}
-	c.Note = bytes.Clone(raw)
 	valid := 0
 	for _, w := range p.Witnesses {
 		v, err := fnote.NewVerifierForCosignatureV1(w.Key)
@@ -97,6 +82,7 @@ func VerifyCheckpoint(raw []byte, p Policy) (*Checkpoint, error) {
 			sig, err := base64.StdEncoding.DecodeString(s.Base64)
 			if err == nil && len(sig) > 4 && v.Verify([]byte(n.Text), sig[4:]) {
 				valid++
+				c.Cosigners = append(c.Cosigners, w.Name)
 				break
 			}
 		}
@@ -106,6 +92,43 @@ func VerifyCheckpoint(raw []byte, p Policy) (*Checkpoint, error) {
 			ErrWitnesses, valid, len(p.Witnesses), p.Threshold, c.Size)
 	}
 	return c, nil
+}
+
+// VerifyLogSignature verifies only the log's part of a checkpoint note: at
+// most MaxCheckpointSize bytes, an Ed25519 signature by p's log key, the
+// origin p's key names and a strict body. Witness cosignatures are not
+// counted: it is for a publisher reading back its own checkpoint, and for
+// a monitor comparing a checkpoint seen elsewhere. Devices use
+// VerifyCheckpoint.
+func VerifyLogSignature(raw []byte, p Policy) (*Checkpoint, error) {
+	c, _, err := verifyLogSignature(raw, p)
+	return c, err
+}
+
+func verifyLogSignature(raw []byte, p Policy) (*Checkpoint, *note.Note, error) {
+	if len(raw) > MaxCheckpointSize {
+		return nil, nil, fmt.Errorf("%w: %d bytes, more than %d", ErrCheckpoint, len(raw), MaxCheckpointSize)
+	}
+	lv, err := note.NewVerifier(p.Log)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: the policy's log key: %v", ErrCheckpoint, err)
+	}
+	// Only the log's verifier: witness signatures stay unverified here, so
+	// that one bad cosignature cannot hide the others (note.Open refuses a
+	// note whose signature by a known key does not verify).
+	n, err := note.Open(raw, note.VerifierList(lv))
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %v", ErrCheckpoint, err)
+	}
+	c, err := parseBody(n.Text)
+	if err != nil {
+		return nil, nil, err
+	}
+	if c.Origin != p.Origin() {
+		return nil, nil, fmt.Errorf("%w: origin %q, the policy's log is %q", ErrCheckpoint, c.Origin, p.Origin())
+	}
+	c.Note = bytes.Clone(raw)
+	return c, n, nil
 }
 
 // parseBody parses a checkpoint body strictly: exactly the three lines
