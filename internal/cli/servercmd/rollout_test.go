@@ -2,8 +2,10 @@ package servercmd
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/airlockfw/airlock/adminapi"
 	"github.com/airlockfw/airlock/internal/cli"
@@ -29,9 +31,12 @@ func TestRolloutCommandsAgainstARealServer(t *testing.T) {
 	admin := func(tok, code string) []string {
 		return []string{"--server", base, "--token-file", tok, "--totp", code, "--ca", caFile}
 	}
+	// A window that opens twelve hours from now (Europe/Berlin is UTC+1
+	// or +2), for 4 hours: closed while the test runs, whatever the hour.
+	window := fmt.Sprintf("0 %d * * *,4h,Europe/Berlin", (time.Now().In(berlin(t)).Hour()+12)%24)
 	code, out, errOut := runCLI(t, append(append([]string{"rollout", "create"}, admin(tok1, code1)...),
 		"--release", "acme/router-x1@1.1.0", "--filter", "model=x1 hw_rev>=2", "--stages", "canary:10,5%,25%,100%",
-		"--success-threshold", "95%", "--failure-threshold", "2%", "--window", "0 2 * * *,4h,Europe/Berlin")...)
+		"--success-threshold", "95%", "--failure-threshold", "2%", "--window", window)...)
 	if code != cli.ExitOK || !strings.HasPrefix(out, "ro-") {
 		t.Fatalf("rollout create: exit %d\n%s\n%s", code, out, errOut)
 	}
@@ -77,4 +82,13 @@ func TestRolloutCommandsAgainstARealServer(t *testing.T) {
 	if _, err := trust.New(st, &trust.MapSource{}, trust.Config{}); err != nil {
 		t.Fatalf("director root does not verify: %v", err)
 	}
+}
+
+func berlin(t *testing.T) *time.Location {
+	t.Helper()
+	loc, err := time.LoadLocation("Europe/Berlin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return loc
 }
