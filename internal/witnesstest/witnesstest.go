@@ -13,10 +13,10 @@
 package witnesstest
 
 import (
-	"context"
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"github.com/airlockfw/airlock/internal/testbin"
 	"net"
 	"net/http"
 	"os"
@@ -53,71 +53,25 @@ var (
 	binErr  error
 )
 
-// CacheDir is where the built binary is kept.
-func CacheDir() (string, error) {
-	d, err := os.UserCacheDir()
-	if err != nil {
-		return "", err
-	}
-	return filepath.Join(d, "airlock-test", "omniwitness-"+Version), nil
-}
+// tool is the binary the tests run.
+var tool = testbin.Tool{Name: "omniwitness", Module: Module, Version: Version, EnvVar: "AIRLOCK_OMNIWITNESS", BuildTimeout: BuildTimeout}
 
-// Binary returns the path of an omniwitness binary, building it if needed.
+// CacheDir is where the built binary is kept.
+func CacheDir() (string, error) { return tool.CacheDir() }
+
+// Binary returns the path of a omniwitness binary, building it if needed.
 func Binary() (string, error) {
-	binOnce.Do(func() { binPath, binErr = findOrBuild() })
+	binOnce.Do(func() {
+		binPath, binErr = tool.FindOrBuild()
+		if binErr != nil {
+			binErr = fmt.Errorf("%w: %w", ErrNotAvailable, binErr)
+		}
+	})
 	return binPath, binErr
 }
 
-func findOrBuild() (string, error) {
-	if p := os.Getenv("AIRLOCK_OMNIWITNESS"); p != "" {
-		if _, err := os.Stat(p); err != nil {
-			return "", fmt.Errorf("%w: AIRLOCK_OMNIWITNESS: %w", ErrNotAvailable, err)
-		}
-		return p, nil
-	}
-	if p, err := exec.LookPath("omniwitness"); err == nil {
-		return p, nil
-	}
-	dir, err := CacheDir()
-	if err != nil {
-		return "", fmt.Errorf("%w: %w", ErrNotAvailable, err)
-	}
-	bin := filepath.Join(dir, "omniwitness")
-	if _, err := os.Stat(bin); err == nil {
-		return bin, nil
-	}
-	gobin, err := exec.LookPath("go")
-	if err != nil {
-		return "", fmt.Errorf("%w: no go command to build it: %w", ErrNotAvailable, err)
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", fmt.Errorf("%w: %w", ErrNotAvailable, err)
-	}
-	// Build into a private directory, then rename: concurrent test
-	// processes never see a partial binary.
-	tmp, err := os.MkdirTemp(dir, ".build-")
-	if err != nil {
-		return "", fmt.Errorf("%w: %w", ErrNotAvailable, err)
-	}
-	defer os.RemoveAll(tmp)
-	ctx, cancel := context.WithTimeout(context.Background(), BuildTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, gobin, "install", Module+"@"+Version)
-	cmd.Dir = tmp
-	cmd.Env = append(os.Environ(), "GOBIN="+tmp, "GOFLAGS=-mod=mod", "GOWORK=off", "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("%w: go install %s@%s: %w\n%s", ErrNotAvailable, Module, Version, err, out)
-	}
-	if err := os.Rename(filepath.Join(tmp, "omniwitness"), bin); err != nil {
-		return "", fmt.Errorf("%w: %w", ErrNotAvailable, err)
-	}
-	return bin, nil
-}
-
-// Required reports whether a missing witness must fail the test.
-func Required() bool {
-	return os.Getenv("AIRLOCK_REQUIRE_TOOLS") == "1" || os.Getenv("CI") != ""
-}
+// Required reports whether a missing omniwitness must fail the test.
+func Required() bool { return testbin.Required() }
 
 // Witness is a running witness.
 type Witness struct {

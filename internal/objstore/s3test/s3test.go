@@ -24,6 +24,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"github.com/airlockfw/airlock/internal/testbin"
 	"math/big"
 	"net"
 	"net/http"
@@ -63,71 +64,25 @@ var (
 	binErr  error
 )
 
+// tool is the binary the tests run.
+var tool = testbin.Tool{Name: "versitygw", Module: Module, Version: Version, EnvVar: "AIRLOCK_VERSITYGW", BuildTimeout: BuildTimeout}
+
 // CacheDir is where the built binary is kept.
-func CacheDir() (string, error) {
-	d, err := os.UserCacheDir()
-	if err != nil {
-		return "", err
-	}
-	return filepath.Join(d, "airlock-test", "versitygw-"+Version), nil
-}
+func CacheDir() (string, error) { return tool.CacheDir() }
 
 // Binary returns the path of a versitygw binary, building it if needed.
 func Binary() (string, error) {
-	binOnce.Do(func() { binPath, binErr = findOrBuild() })
+	binOnce.Do(func() {
+		binPath, binErr = tool.FindOrBuild()
+		if binErr != nil {
+			binErr = fmt.Errorf("%w: %w", ErrNotAvailable, binErr)
+		}
+	})
 	return binPath, binErr
 }
 
-func findOrBuild() (string, error) {
-	if p := os.Getenv("AIRLOCK_VERSITYGW"); p != "" {
-		if _, err := os.Stat(p); err != nil {
-			return "", fmt.Errorf("%w: AIRLOCK_VERSITYGW: %w", ErrNotAvailable, err)
-		}
-		return p, nil
-	}
-	if p, err := exec.LookPath("versitygw"); err == nil {
-		return p, nil
-	}
-	dir, err := CacheDir()
-	if err != nil {
-		return "", fmt.Errorf("%w: %w", ErrNotAvailable, err)
-	}
-	bin := filepath.Join(dir, "versitygw")
-	if _, err := os.Stat(bin); err == nil {
-		return bin, nil
-	}
-	gobin, err := exec.LookPath("go")
-	if err != nil {
-		return "", fmt.Errorf("%w: no go command to build it: %w", ErrNotAvailable, err)
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", fmt.Errorf("%w: %w", ErrNotAvailable, err)
-	}
-	// Build into a private directory, then rename: concurrent test
-	// processes never see a partial binary.
-	tmp, err := os.MkdirTemp(dir, ".build-")
-	if err != nil {
-		return "", fmt.Errorf("%w: %w", ErrNotAvailable, err)
-	}
-	defer os.RemoveAll(tmp)
-	ctx, cancel := context.WithTimeout(context.Background(), BuildTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, gobin, "install", Module+"@"+Version)
-	cmd.Dir = tmp
-	cmd.Env = append(os.Environ(), "GOBIN="+tmp, "GOFLAGS=-mod=mod", "GOWORK=off", "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("%w: go install %s@%s: %w\n%s", ErrNotAvailable, Module, Version, err, out)
-	}
-	if err := os.Rename(filepath.Join(tmp, "versitygw"), bin); err != nil {
-		return "", fmt.Errorf("%w: %w", ErrNotAvailable, err)
-	}
-	return bin, nil
-}
-
-// Required reports whether a missing server must fail the test.
-func Required() bool {
-	return os.Getenv("AIRLOCK_REQUIRE_TOOLS") == "1" || os.Getenv("CI") != ""
-}
+// Required reports whether a missing versitygw must fail the test.
+func Required() bool { return testbin.Required() }
 
 // Server is a running versitygw POSIX gateway.
 type Server struct {
