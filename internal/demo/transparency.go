@@ -240,6 +240,6 @@ func (d *demo) startWitness(ctx context.Context, name, logVKey string) (*witness
 	go srv.Serve(ln)
 	go func() { <-ctx.Done(); srv.Close() }()
 	url := "http://" + ln.Addr().String() + "/"
-	d.say("$ airlock witness serve --dir witnesses/%s --listen %s --log %s", name, ln.Addr(), logVKey)
+	d.say("$ airlock witness serve --dir witnesses/%s --name %s --listen %s --log %s", name, name, ln.Addr(), logVKey)
 	return w, url, nil
 }
