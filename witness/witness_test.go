@@ -20,7 +20,7 @@ import (
 // tree is an in-memory RFC 6962 tree with a note signer for its
 // checkpoints.
 type tree struct {
-	t      *testing.T
+	t      testing.TB
 	origin string
 	signer note.Signer
 	vkey   string
@@ -29,7 +29,7 @@ type tree struct {
 	salt   string
 }
 
-func newTree(t *testing.T, origin string) *tree {
+func newTree(t testing.TB, origin string) *tree {
 	skey, vkey, err := note.GenerateKey(rand.Reader, origin)
 	if err != nil {
 		t.Fatal(err)
@@ -237,7 +237,7 @@ func TestAddCheckpoint(t *testing.T) {
 }
 
 func FuzzParseRequest(f *testing.F) {
-	tr := newTree(&testing.T{}, "example.com/log")
+	tr := newTree(f, "example.com/log")
 	tr.add(5)
 	f.Add(tr.request(2, 5))
 	f.Add(tr.request(0, 5))
