@@ -2,8 +2,10 @@
 // step and the equivalent commands: signing keys and a repository, devices
 // provisioned with release 1.0.0, the HTTPS update server, an update over
 // the network, a tampered release rejected, a downgrade refused, a failed
-// health check rolled back, a table of every device, and a staged rollout
-// that a bad release pauses at its canary group. `airlock demo` runs it.
+// health check rolled back, a table of every device, a staged rollout
+// that a bad release pauses at its canary group, and a release signed with
+// a stolen key that the witnessed transparency log exposes. `airlock demo`
+// runs it.
 //
 // The vendor-side steps and the operator's admin commands (login, approval,
 // rollout, logout) run real airlock commands through Config.Run (the
@@ -56,6 +58,11 @@ no network beyond 127.0.0.1, narrating each step and the equivalent commands:
   9. a staged rollout: a fleet of simulated devices in director mode; a bad
      release reaches the canary group, the failure threshold pauses the
      rollout, and the rest of the fleet is untouched
+ 10. firmware transparency: the log enabled with two witnesses (C2SP
+     tlog-witness, on 127.0.0.1) and a logged release installed; a release
+     signed with a stolen product key for one device, published without a
+     log entry, refused by that device as not in the witnessed log; the
+     same release appended to the log, flagged by 'airlock log monitor'
 
 It exits 0 only if every step did what it says.
 
@@ -193,7 +200,7 @@ func (d *demo) run() error {
 	fmt.Fprintf(d.cfg.Stdout, "Airlock demo in %s (loopback only)\n", d.dir)
 	steps := []func(context.Context) error{
 		d.keysAndRepo, d.provision, d.startServer, d.update, d.tampered, d.downgrade, d.badHealth, d.table,
-		d.rollout,
+		d.rollout, d.transparency,
 	}
 	defer d.stopServer()
 	for _, s := range steps {
@@ -247,7 +254,8 @@ func (d *demo) image(version string, broken bool) (string, error) {
 }
 
 // demoSecurity is each release's anti-rollback epoch.
-var demoSecurity = map[string]string{"1.0.0": "1", "1.1.0": "2", "1.2.0": "2", "1.3.0": "3", "1.4.0": "2", "1.5.0": "2"}
+var demoSecurity = map[string]string{"1.0.0": "1", "1.1.0": "2", "1.2.0": "2", "1.3.0": "3", "1.4.0": "2", "1.5.0": "2",
+	demoLogged: "2", demoTargeted: "2"}
 
 func (d *demo) release(ctx context.Context, version string, broken, show bool) error {
 	img, err := d.image(version, broken)
