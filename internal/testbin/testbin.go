@@ -17,6 +17,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
+	"testing"
 	"time"
 )
 
@@ -36,10 +38,29 @@ type Tool struct {
 	EnvVar string
 	// BuildTimeout bounds go install.
 	BuildTimeout time.Duration
+
+	once sync.Once
+	path string
+	err  error
+}
+
+// Require returns the path of the tool's binary, found or built once per
+// test process. When it cannot be had, the test is skipped, or fails
+// under scripts/test.sh and in CI (Required).
+func (t *Tool) Require(tb testing.TB) string {
+	tb.Helper()
+	t.once.Do(func() { t.path, t.err = t.FindOrBuild() })
+	if t.err != nil {
+		if Required() {
+			tb.Fatalf("AIRLOCK_REQUIRE_TOOLS=1 or CI set: %v", t.err)
+		}
+		tb.Skipf("skipping: %v (set %s, or let the test build it with network access)", t.err, t.EnvVar)
+	}
+	return t.path
 }
 
 // CacheDir is where the built binary is kept.
-func (t Tool) CacheDir() (string, error) {
+func (t *Tool) CacheDir() (string, error) {
 	d, err := os.UserCacheDir()
 	if err != nil {
 		return "", err
@@ -49,7 +70,7 @@ func (t Tool) CacheDir() (string, error) {
 
 // FindOrBuild returns the path of the tool's binary, building it if
 // needed. Errors wrap ErrNotAvailable.
-func (t Tool) FindOrBuild() (string, error) {
+func (t *Tool) FindOrBuild() (string, error) {
 	fail := func(err error) (string, error) {
 		return "", fmt.Errorf("%s %w: %w", t.Name, ErrNotAvailable, err)
 	}

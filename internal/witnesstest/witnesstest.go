@@ -14,7 +14,6 @@ package witnesstest
 
 import (
 	"crypto/rand"
-	"errors"
 	"fmt"
 	"github.com/airlockfw/airlock/internal/testbin"
 	"net"
@@ -23,7 +22,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -44,34 +42,8 @@ const (
 	StartAttempts = 3
 )
 
-// ErrNotAvailable: the omniwitness binary could not be found or built.
-var ErrNotAvailable = errors.New("omniwitness not available")
-
-var (
-	binOnce sync.Once
-	binPath string
-	binErr  error
-)
-
 // tool is the binary the tests run.
-var tool = testbin.Tool{Name: "omniwitness", Module: Module, Version: Version, EnvVar: "AIRLOCK_OMNIWITNESS", BuildTimeout: BuildTimeout}
-
-// CacheDir is where the built binary is kept.
-func CacheDir() (string, error) { return tool.CacheDir() }
-
-// Binary returns the path of a omniwitness binary, building it if needed.
-func Binary() (string, error) {
-	binOnce.Do(func() {
-		binPath, binErr = tool.FindOrBuild()
-		if binErr != nil {
-			binErr = fmt.Errorf("%w: %w", ErrNotAvailable, binErr)
-		}
-	})
-	return binPath, binErr
-}
-
-// Required reports whether a missing omniwitness must fail the test.
-func Required() bool { return testbin.Required() }
+var tool = &testbin.Tool{Name: "omniwitness", Module: Module, Version: Version, EnvVar: "AIRLOCK_OMNIWITNESS", BuildTimeout: BuildTimeout}
 
 // Witness is a running witness.
 type Witness struct {
@@ -86,16 +58,10 @@ type Witness struct {
 
 // Start starts a witness named name that witnesses the log whose note
 // verifier key is logVKey (origin included), and stops it at cleanup. It
-// skips (or fails, see Required) when the binary is unavailable.
+// skips (or fails under scripts/test.sh and in CI: testbin.Required) when the binary is unavailable.
 func Start(t testing.TB, name, logVKey string) *Witness {
 	t.Helper()
-	bin, err := Binary()
-	if err != nil {
-		if Required() {
-			t.Fatalf("AIRLOCK_REQUIRE_TOOLS=1 or CI set: %v", err)
-		}
-		t.Skipf("skipping: %v (set AIRLOCK_OMNIWITNESS, or let the test build it with network access)", err)
-	}
+	bin := tool.Require(t)
 	dir := t.TempDir()
 	skey, vkey, err := note.GenerateKey(rand.Reader, name)
 	if err != nil {

@@ -22,7 +22,6 @@ import (
 	"crypto/x509/pkix"
 	"encoding/hex"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"github.com/airlockfw/airlock/internal/testbin"
 	"math/big"
@@ -32,7 +31,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -55,34 +53,8 @@ const (
 	StartTimeout = 30 * time.Second
 )
 
-// ErrNotAvailable: the versitygw binary could not be found or built.
-var ErrNotAvailable = errors.New("versitygw not available")
-
-var (
-	binOnce sync.Once
-	binPath string
-	binErr  error
-)
-
 // tool is the binary the tests run.
-var tool = testbin.Tool{Name: "versitygw", Module: Module, Version: Version, EnvVar: "AIRLOCK_VERSITYGW", BuildTimeout: BuildTimeout}
-
-// CacheDir is where the built binary is kept.
-func CacheDir() (string, error) { return tool.CacheDir() }
-
-// Binary returns the path of a versitygw binary, building it if needed.
-func Binary() (string, error) {
-	binOnce.Do(func() {
-		binPath, binErr = tool.FindOrBuild()
-		if binErr != nil {
-			binErr = fmt.Errorf("%w: %w", ErrNotAvailable, binErr)
-		}
-	})
-	return binPath, binErr
-}
-
-// Required reports whether a missing versitygw must fail the test.
-func Required() bool { return testbin.Required() }
+var tool = &testbin.Tool{Name: "versitygw", Module: Module, Version: Version, EnvVar: "AIRLOCK_VERSITYGW", BuildTimeout: BuildTimeout}
 
 // Server is a running versitygw POSIX gateway.
 type Server struct {
@@ -98,22 +70,17 @@ type Server struct {
 }
 
 // Start starts a gateway for the test and stops it at cleanup. It skips
-// (or fails, see Required) when the binary is unavailable.
+// (or fails under scripts/test.sh and in CI: testbin.Required) when the binary is unavailable.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	bin, err := Binary()
-	if err != nil {
-		if Required() {
-			t.Fatalf("AIRLOCK_REQUIRE_TOOLS=1 or CI set: %v", err)
-		}
-		t.Skipf("skipping: %v (set AIRLOCK_VERSITYGW, or let the test build it with network access)", err)
-	}
+	bin := tool.Require(t)
 	dir := t.TempDir()
 	s := &Server{Dir: filepath.Join(dir, "root"), AccessKey: "airlock" + randHex(6), SecretKey: randHex(20)}
 	if err := os.Mkdir(s.Dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	var err error
 	if s.RootCAs, err = writeCert(certFile, keyFile); err != nil {
 		t.Fatal(err)
 	}
