@@ -634,21 +634,27 @@ Examples:
 			if opts.NewSigners, err = signersIn(*dir, newKeys, *passFile); err != nil {
 				return err
 			}
-			res, err := r.Rotate(opts)
-			if err != nil {
-				return err
-			}
-			for _, s := range res.Staged {
-				fmt.Fprintln(e.Stdout, s)
-			}
-			if res.Missing != "" {
-				e.Printf("airlock: staged; still missing: %s\n", res.Missing)
-			} else {
-				e.Printf("airlock: staged; run 'airlock repo publish'\n")
-			}
-			return nil
+			return rotate(e, r, opts, "run 'airlock repo publish'")
 		}
 	},
+}
+
+// rotate stages a rotation and prints what it staged and what is missing;
+// next says what to do once nothing is.
+func rotate(e *cli.Env, r *repo.Repo, opts repo.RotateOptions, next string) error {
+	res, err := r.Rotate(opts)
+	if err != nil {
+		return err
+	}
+	for _, s := range res.Staged {
+		fmt.Fprintln(e.Stdout, s)
+	}
+	if res.Missing != "" {
+		e.Printf("airlock: staged; still missing: %s\n", res.Missing)
+	} else {
+		e.Printf("airlock: staged; %s\n", next)
+	}
+	return nil
 }
 
 var repoRevokeCmd = &cli.Command{

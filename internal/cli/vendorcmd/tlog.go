@@ -183,19 +183,7 @@ Example:
 			if opts.OldSigners, err = signersIn(*dir, oldKeys, *passFile); err != nil {
 				return err
 			}
-			res, err := r.Rotate(opts)
-			if err != nil {
-				return err
-			}
-			for _, s := range res.Staged {
-				fmt.Fprintln(e.Stdout, s)
-			}
-			if res.Missing != "" {
-				e.Printf("airlock: staged; still missing: %s\n", res.Missing)
-			} else {
-				e.Printf("airlock: staged; run 'airlock repo publish' to publish the root and log the releases\n")
-			}
-			return nil
+			return rotate(e, r, opts, "run 'airlock repo publish' to publish the root and log the releases")
 		}
 	},
 }
