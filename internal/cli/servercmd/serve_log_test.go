@@ -20,7 +20,7 @@ import (
 
 type serveRun struct {
 	tmp    string
-	stderr *lockedBuffer
+	stderr *servicetest.Buffer
 	cancel context.CancelFunc
 	done   chan int
 }
@@ -36,7 +36,7 @@ func startServe(t *testing.T, env map[string]string, extra ...string) *serveRun 
 		}
 	}
 	ctx, cancel := context.WithCancel(t.Context())
-	r := &serveRun{tmp: tmp, stderr: &lockedBuffer{}, cancel: cancel, done: make(chan int, 1)}
+	r := &serveRun{tmp: tmp, stderr: &servicetest.Buffer{}, cancel: cancel, done: make(chan int, 1)}
 	e := &cli.Env{Ctx: ctx, Stdin: strings.NewReader(""), Stdout: &bytes.Buffer{}, Stderr: r.stderr, Getenv: func(k string) string { return env[k] }}
 	args := append([]string{"serve", "--data", filepath.Join(tmp, "data"), "--repo", repo, "--listen", "127.0.0.1:0"}, extra...)
 	go func() { r.done <- run(e, args) }()

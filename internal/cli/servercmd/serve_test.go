@@ -4,11 +4,11 @@ import (
 	"bytes"
 	"context"
 	"github.com/airlockfw/airlock/internal/cli"
+	"github.com/airlockfw/airlock/internal/servicetest"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -52,23 +52,6 @@ func TestServeUsageErrors(t *testing.T) {
 	}
 }
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 func TestServePrintsFingerprintAndStopsOnSignal(t *testing.T) {
 	tmp := t.TempDir()
 	repo := filepath.Join(tmp, "repo")
@@ -78,7 +61,7 @@ func TestServePrintsFingerprintAndStopsOnSignal(t *testing.T) {
 		}
 	}
 	ctx, cancel := context.WithCancel(t.Context())
-	var stderr lockedBuffer
+	var stderr servicetest.Buffer
 	e := &cli.Env{Ctx: ctx, Stdin: strings.NewReader(""), Stdout: &bytes.Buffer{}, Stderr: &stderr, Getenv: func(string) string { return "" }}
 	done := make(chan int, 1)
 	go func() {

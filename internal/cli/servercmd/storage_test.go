@@ -16,6 +16,7 @@ import (
 
 	"github.com/airlockfw/airlock/internal/cli"
 	"github.com/airlockfw/airlock/internal/objstore/s3test"
+	"github.com/airlockfw/airlock/internal/servicetest"
 	"github.com/airlockfw/airlock/repo/repotest"
 )
 
@@ -76,7 +77,7 @@ func TestRepoPushAndServeFromS3(t *testing.T) {
 	tmp := t.TempDir()
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	var stderr lockedBuffer
+	var stderr servicetest.Buffer
 	e := &cli.Env{Ctx: ctx, Stdin: strings.NewReader(""), Stdout: io.Discard, Stderr: &stderr, Getenv: getenv}
 	done := make(chan int, 1)
 	go func() {

@@ -7,41 +7,23 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/airlockfw/airlock/internal/cli"
+	"github.com/airlockfw/airlock/internal/servicetest"
 	"github.com/airlockfw/airlock/keys"
 	"github.com/airlockfw/airlock/repo"
 	fnote "github.com/transparency-dev/formats/note"
 	"golang.org/x/mod/sumdb/note"
 )
 
-// syncBuffer is a bytes.Buffer safe to read while a command writes it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // startWitnessCLI runs 'airlock witness serve' until the test ends and
 // returns its verifier key and URL.
 func startWitnessCLI(t *testing.T, name, logVKey string) (vkey, url string) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	var out, errb syncBuffer
+	var out, errb servicetest.Buffer
 	done := make(chan int, 1)
 	dir := filepath.Join(t.TempDir(), name)
 	go func() {
