@@ -96,14 +96,9 @@ type Witness struct {
 	dir    string
 	signer note.Signer
 	vkey   string
-	logs   map[string]logKey // by origin
+	logs   map[string]note.Verifier // the logs' keys, by origin
 	mu     sync.Mutex
 	held   map[string]*atlog.Checkpoint // origin → last cosigned
-}
-
-type logKey struct {
-	v   note.Verifier
-	key string
 }
 
 // Open opens the witness in dir (its key made by GenerateKey) for the logs
@@ -129,7 +124,7 @@ func Open(dir string, logKeys []string) (*Witness, error) {
 	if len(logKeys) == 0 || len(logKeys) > MaxLogs {
 		return nil, fmt.Errorf("%w: want 1 to %d logs, got %d", ErrConfig, MaxLogs, len(logKeys))
 	}
-	w := &Witness{dir: dir, signer: signer, vkey: vkey, logs: map[string]logKey{}, held: map[string]*atlog.Checkpoint{}}
+	w := &Witness{dir: dir, signer: signer, vkey: vkey, logs: map[string]note.Verifier{}, held: map[string]*atlog.Checkpoint{}}
 	for _, k := range logKeys {
 		v, err := note.NewVerifier(k)
 		if err != nil {
@@ -138,7 +133,7 @@ func Open(dir string, logKeys []string) (*Witness, error) {
 		if _, dup := w.logs[v.Name()]; dup {
 			return nil, fmt.Errorf("%w: two keys for log %q", ErrConfig, v.Name())
 		}
-		w.logs[v.Name()] = logKey{v, k}
+		w.logs[v.Name()] = v
 		raw, err := durable.ReadFile(durable.OS, w.statePath(v.Name()), atlog.MaxCheckpointSize)
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
@@ -228,11 +223,13 @@ func (w *Witness) add(body []byte) reply {
 	if !ok {
 		return reply{status: http.StatusNotFound, msg: fmt.Sprintf("unknown log %q", origin)}
 	}
-	n, err := note.Open(req.Checkpoint, note.VerifierList(lk.v))
+	n, err := note.Open(req.Checkpoint, note.VerifierList(lk))
 	if err != nil {
 		return reply{status: http.StatusForbidden, msg: "the checkpoint is not signed by the log's key"}
 	}
-	next, err := atlog.VerifyLogSignature(req.Checkpoint, atlog.Policy{Log: lk.key})
+	// The signature is verified (above); the body is parsed as strictly as
+	// a device parses it.
+	next, err := atlog.ParseHeld(req.Checkpoint)
 	if err != nil {
 		return reply{status: http.StatusBadRequest, msg: err.Error()}
 	}
