@@ -191,9 +191,9 @@ func (m *monitor) run(ctx context.Context) (*Report, error) {
 		return nil, err
 	}
 	latest := roots[len(roots)-1]
-	policy, ok, err := rootPolicy(latest)
+	policy, ok, err := tlog.PolicyOf(latest.Signed.UnrecognizedFields)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("root version %d: %w", latest.Signed.Version, err)
 	}
 	if !ok {
 		return nil, fmt.Errorf("root version %d has no transparency policy: the repository keeps no log", latest.Signed.Version)
@@ -394,19 +394,6 @@ func verifyLogSignature(raw []byte, policy tlog.Policy) (uint64, []byte, error) 
 		return 0, nil, fmt.Errorf("%w: %w", ErrVerify, err)
 	}
 	return c.Size, c.Hash[:], nil
-}
-
-func rootPolicy(root *metadata.Metadata[metadata.RootType]) (tlog.Policy, bool, error) {
-	v, ok := root.Signed.UnrecognizedFields[tlog.PolicyField]
-	if !ok {
-		return tlog.Policy{}, false, nil
-	}
-	raw, err := json.Marshal(v)
-	if err != nil {
-		return tlog.Policy{}, false, err
-	}
-	p, err := tlog.ParsePolicy(raw)
-	return p, err == nil, err
 }
 
 // rootChain returns the trusted roots from the starting one to the newest.

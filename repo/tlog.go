@@ -131,20 +131,12 @@ func (n *noteSigner) Sign(msg []byte) ([]byte, error) {
 
 // RootPolicy returns the transparency policy of a root, or ok false when the
 // root carries none (transparency not required).
-func RootPolicy(root *metadata.Metadata[metadata.RootType]) (p tlog.Policy, ok bool, err error) {
-	v, present := root.Signed.UnrecognizedFields[tlog.PolicyField]
-	if !present {
-		return tlog.Policy{}, false, nil
-	}
-	raw, err := json.Marshal(v)
-	if err != nil {
-		return tlog.Policy{}, false, err
-	}
-	p, err = tlog.ParsePolicy(raw)
+func RootPolicy(root *metadata.Metadata[metadata.RootType]) (tlog.Policy, bool, error) {
+	p, ok, err := tlog.PolicyOf(root.Signed.UnrecognizedFields)
 	if err != nil {
 		return tlog.Policy{}, false, fmt.Errorf("root version %d: %w", root.Signed.Version, err)
 	}
-	return p, true, nil
+	return p, ok, nil
 }
 
 // setRootPolicy puts p into root's signed fields (nil p removes it).

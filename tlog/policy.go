@@ -1,6 +1,7 @@
 package tlog
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
@@ -48,6 +49,25 @@ type Witness struct {
 func (p Policy) Origin() string {
 	name, _, _ := strings.Cut(p.Log, "+")
 	return name
+}
+
+// PolicyOf returns the policy in the signed fields of a root that a JSON
+// decoder kept as unrecognized (go-tuf's RootType.UnrecognizedFields, on
+// the vendor side), and whether the root has one.
+func PolicyOf(fields map[string]any) (Policy, bool, error) {
+	v, ok := fields[PolicyField]
+	if !ok {
+		return Policy{}, false, nil
+	}
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return Policy{}, false, fmt.Errorf("%w: %w", ErrPolicy, err)
+	}
+	p, err := ParsePolicy(raw)
+	if err != nil {
+		return Policy{}, false, err
+	}
+	return p, true, nil
 }
 
 // ParsePolicy parses the policy field's JSON value strictly.

@@ -63,3 +63,16 @@ func FuzzParsePolicy(f *testing.F) {
 		}
 	})
 }
+
+func TestPolicyOf(t *testing.T) {
+	if _, ok, err := PolicyOf(map[string]any{"x-airlock-environment": "dev"}); ok || err != nil {
+		t.Errorf("a root without the field: ok %v, err %v", ok, err)
+	}
+	p, ok, err := PolicyOf(map[string]any{PolicyField: map[string]any{"log": testLogKey, "witnesses": []any{}, "threshold": 0}})
+	if !ok || err != nil || p.Log != testLogKey {
+		t.Errorf("a root with a policy: %+v, %v, %v", p, ok, err)
+	}
+	if _, ok, err := PolicyOf(map[string]any{PolicyField: map[string]any{"log": testLogKey, "threshold": 1}}); ok || !errors.Is(err, ErrPolicy) {
+		t.Errorf("a bad policy: ok %v, err %v", ok, err)
+	}
+}
