@@ -20,39 +20,13 @@ import (
 // and follows the log with 'log monitor', which flags a release missing from
 // the expected list with exit 1.
 func TestLogCLIFlow(t *testing.T) {
-	k := t.TempDir()
-	dir := filepath.Join(t.TempDir(), "repo")
-	genKeys(t, k, "root1", "targets", "snap", "ts", "alice", "log")
-	kp := func(n string) string { return filepath.Join(k, n+".pem") }
-	mustCLI(t, "repo", "init", "--dir", dir, "--root-key", kp("root1"), "--targets-key", kp("targets"),
-		"--online-snapshot-key", kp("snap"), "--online-timestamp-key", kp("ts"))
-	mustCLI(t, "repo", "delegate", "--dir", dir, "--product", "acme/router-x1", "--key", kp("alice")+".pub", "--targets-key", kp("targets"))
-	mustCLI(t, "repo", "publish", "--dir", dir)
+	dir, kp, logVKey := logRepoCLI(t)
 	img := filepath.Join(t.TempDir(), "firmware.img")
 	os.WriteFile(img, bytes.Repeat([]byte("firmware"), 5_000), 0o644)
 	mustCLI(t, "release", "add", "--dir", dir, "--product", "acme/router-x1", "--image", img, "--version", "1.0.0",
 		"--security-version", "1", "--model", "x1", "--key", kp("alice"))
 	mustCLI(t, "repo", "publish", "--dir", dir)
-
-	// The witnesses must know the log's name and key before the policy
-	// names them: the default origin comes from root version 1.
 	r, err := repo.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	logKey, err := keys.LoadPrivate(kp("log"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	root1, err := os.ReadFile(filepath.Join(r.PublicDir(), "metadata", "1.root.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	origin, err := repo.DefaultLogOrigin(root1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, logVKey, err := repo.LogNoteSigner(origin, logKey)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,4 +84,37 @@ func TestLogCLIFlow(t *testing.T) {
 			t.Errorf("verify %s:\n%s", args[0], out)
 		}
 	}
+}
+
+// logRepoCLI makes a repository with the CLI (root, targets and online
+// keys; acme/router-x1 delegated to alice) and a log key, publishes it, and
+// returns its directory, the path of each key by name, and the log's note
+// verifier key: witnesses must know it before 'repo log init' names them
+// (the default origin comes from root version 1).
+func logRepoCLI(t *testing.T) (dir string, kp func(string) string, logVKey string) {
+	t.Helper()
+	k := t.TempDir()
+	dir = filepath.Join(t.TempDir(), "repo")
+	genKeys(t, k, "root1", "targets", "snap", "ts", "alice", "log")
+	kp = func(n string) string { return filepath.Join(k, n+".pem") }
+	mustCLI(t, "repo", "init", "--dir", dir, "--root-key", kp("root1"), "--targets-key", kp("targets"),
+		"--online-snapshot-key", kp("snap"), "--online-timestamp-key", kp("ts"))
+	mustCLI(t, "repo", "delegate", "--dir", dir, "--product", "acme/router-x1", "--key", kp("alice")+".pub", "--targets-key", kp("targets"))
+	mustCLI(t, "repo", "publish", "--dir", dir)
+	root1, err := os.ReadFile(filepath.Join(dir, "public", "metadata", "1.root.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	origin, err := repo.DefaultLogOrigin(root1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logKey, err := keys.LoadPrivate(kp("log"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, logVKey, err = repo.LogNoteSigner(origin, logKey); err != nil {
+		t.Fatal(err)
+	}
+	return dir, kp, logVKey
 }

@@ -55,30 +55,8 @@ func startWitnessCLI(t *testing.T, name, logVKey string) (vkey, url string) {
 // from size 0 and then with a consistency proof; a forked copy of the log
 // is refused by both, and its publish fails without writing a timestamp.
 func TestWitnessServeWithPublish(t *testing.T) {
-	k := t.TempDir()
-	dir := filepath.Join(t.TempDir(), "repo")
-	genKeys(t, k, "root1", "targets", "snap", "ts", "alice", "log")
-	kp := func(n string) string { return filepath.Join(k, n+".pem") }
-	mustCLI(t, "repo", "init", "--dir", dir, "--root-key", kp("root1"), "--targets-key", kp("targets"),
-		"--online-snapshot-key", kp("snap"), "--online-timestamp-key", kp("ts"))
-	mustCLI(t, "repo", "delegate", "--dir", dir, "--product", "acme/router-x1", "--key", kp("alice")+".pub", "--targets-key", kp("targets"))
-	mustCLI(t, "repo", "publish", "--dir", dir)
-	root1, err := os.ReadFile(filepath.Join(dir, "public", "metadata", "1.root.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	origin, err := repo.DefaultLogOrigin(root1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	logKey, err := keys.LoadPrivate(kp("log"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, logVKey, err := repo.LogNoteSigner(origin, logKey)
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir, kp, logVKey := logRepoCLI(t)
+	origin, _, _ := strings.Cut(logVKey, "+")
 	v1, u1 := startWitnessCLI(t, "w1.test", logVKey)
 	v2, u2 := startWitnessCLI(t, "w2.test", logVKey)
 	mustCLI(t, "repo", "log", "init", "--dir", dir, "--log-key", kp("log"),
@@ -131,6 +109,10 @@ func TestWitnessServeWithPublish(t *testing.T) {
 	mustCLI(t, "repo", "publish", "--dir", dir)
 	release(fork, "1.2.1")
 	forkTS, _ := os.ReadFile(filepath.Join(fork, "public", "metadata", "timestamp.json"))
+	logKey, err := keys.LoadPrivate(kp("log"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	fr, err := repo.OpenWith(fork, repo.Options{LogSigner: logKey, LogTimeout: 3 * time.Second})
 	if err != nil {
 		t.Fatal(err)
