@@ -8,7 +8,6 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -539,7 +538,7 @@ func readEntries(dir string, from, to uint64, fn func(uint64, []byte) error) err
 		if err != nil {
 			return fmt.Errorf("%w: %w", ErrLog, err)
 		}
-		leaves, err := splitBundle(data)
+		leaves, err := tlog.ParseEntryBundle(data)
 		if err != nil {
 			return fmt.Errorf("%w: %s: %w", ErrLog, p, err)
 		}
@@ -553,24 +552,6 @@ func readEntries(dir string, from, to uint64, fn func(uint64, []byte) error) err
 		}
 	}
 	return nil
-}
-
-// splitBundle splits a C2SP tlog-tiles entry bundle: big-endian uint16
-// length-prefixed entries.
-func splitBundle(data []byte) ([][]byte, error) {
-	var out [][]byte
-	for len(data) > 0 {
-		if len(data) < 2 {
-			return nil, errors.New("truncated entry bundle")
-		}
-		n := int(binary.BigEndian.Uint16(data))
-		if len(data) < 2+n {
-			return nil, errors.New("truncated entry bundle")
-		}
-		out = append(out, data[2:2+n])
-		data = data[2+n:]
-	}
-	return out, nil
 }
 
 // LogOptions configure the transparency log of a repository: the policy

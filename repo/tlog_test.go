@@ -441,21 +441,3 @@ func FuzzParseHistory(f *testing.F) {
 		}
 	})
 }
-
-func FuzzSplitBundle(f *testing.F) {
-	f.Add([]byte("\x00\x02{}\x00\x00"))
-	f.Fuzz(func(t *testing.T, data []byte) {
-		leaves, err := splitBundle(data)
-		if err != nil {
-			return
-		}
-		var b []byte
-		for _, l := range leaves {
-			b = append(b, byte(len(l)>>8), byte(len(l)))
-			b = append(b, l...)
-		}
-		if !bytes.Equal(b, data) {
-			t.Errorf("splitBundle(%q) re-encodes as %q", data, b)
-		}
-	})
-}
