@@ -60,11 +60,10 @@ import (
 
 // Limits of what the monitor reads.
 const (
-	MaxRootSize       = 512_000
-	MaxMetadataSize   = 5_000_000
-	MaxCheckpointSize = 16 << 10
-	MaxTileSize       = 256 * 32
-	MaxBundleSize     = 256 * (2 + tlog.MaxEntrySize)
+	MaxRootSize     = 512_000
+	MaxMetadataSize = 5_000_000
+	MaxTileSize     = 256 * 32
+	MaxBundleSize   = tlog.MaxEntryBundleSize
 	// MaxRootVersions bounds the root chain walked in one run.
 	MaxRootVersions = 1024
 	// MaxTargetsVersions bounds the targets versions read for delegations.
@@ -198,7 +197,7 @@ func (m *monitor) run(ctx context.Context) (*Report, error) {
 	if !ok {
 		return nil, fmt.Errorf("root version %d has no transparency policy: the repository keeps no log", latest.Signed.Version)
 	}
-	cpRaw, err := m.get(ctx, "log/"+layout.CheckpointPath, MaxCheckpointSize)
+	cpRaw, err := m.get(ctx, "log/"+layout.CheckpointPath, tlog.MaxCheckpointSize)
 	if err != nil {
 		return nil, err
 	}

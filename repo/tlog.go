@@ -51,11 +51,8 @@ const (
 	DefaultLogTimeout = 60 * time.Second
 	// DefaultWitnessTimeout bounds one round of witness requests.
 	DefaultWitnessTimeout = 10 * time.Second
-	// MaxCheckpointSize bounds a checkpoint read back (with cosignatures).
-	MaxCheckpointSize = 16 << 10
 	// MaxHistorySize bounds log/history (about 2.5 million checkpoints).
 	MaxHistorySize = 128 << 20
-	maxIndexFile   = 64
 )
 
 // ErrLog is wrapped by the errors of the transparency log.
@@ -174,20 +171,18 @@ func (r *Repo) LogIndex(digest string) (uint64, bool, error) {
 	if len(digest) != 64 || strings.Trim(digest, "0123456789abcdef") != "" {
 		return 0, false, fmt.Errorf("%w: %q is not a target digest", ErrInvalidOptions, digest)
 	}
-	data, err := readLimited(r.logPath(LogReleasesDir, digest), maxIndexFile)
+	data, err := readLimited(r.logPath(LogReleasesDir, digest), tlog.MaxIndexSize)
 	if errors.Is(err, os.ErrNotExist) {
 		return 0, false, nil
 	}
 	if err != nil {
 		return 0, false, err
 	}
-	var v struct {
-		Index *uint64 `json:"index"`
+	i, err := tlog.ParseIndex(data)
+	if err != nil {
+		return 0, false, fmt.Errorf("%w: %s: %w", ErrLog, digest, err)
 	}
-	if err := json.Unmarshal(data, &v); err != nil || v.Index == nil {
-		return 0, false, fmt.Errorf("%w: %s: malformed index file", ErrLog, digest)
-	}
-	return *v.Index, true, nil
+	return i, true, nil
 }
 
 // HistoryLine is one line of log/history: a checkpoint a publish wrote.
@@ -455,7 +450,7 @@ func witnessGroup(policy tlog.Policy) (tessera.WitnessGroup, error) {
 // signature; cosignatures are not checked here (tessera checked them before
 // publishing it). ok is false when the log has none yet.
 func (r *Repo) readLogCheckpoint(policy tlog.Policy) (size uint64, root []byte, raw []byte, ok bool, err error) {
-	raw, err = readLimited(r.logPath(LogCheckpoint), MaxCheckpointSize)
+	raw, err = readLimited(r.logPath(LogCheckpoint), tlog.MaxCheckpointSize)
 	if errors.Is(err, os.ErrNotExist) {
 		return 0, nil, nil, false, nil
 	}
@@ -501,7 +496,7 @@ func (r *Repo) reconcileLog(policy tlog.Policy) error {
 		if _, ok, err := r.LogIndex(e.TargetSHA256); err != nil || ok {
 			return err // a duplicate keeps its first index
 		}
-		return writeFile(r.logPath(LogReleasesDir, e.TargetSHA256), []byte(fmt.Sprintf(`{"index":%d}`, i)))
+		return writeFile(r.logPath(LogReleasesDir, e.TargetSHA256), tlog.MarshalIndex(i))
 	})
 	if err != nil {
 		return err
@@ -529,11 +524,11 @@ func readEntries(dir string, from, to uint64, fn func(uint64, []byte) error) err
 			n = to - bundle*width
 		}
 		p := tlayout.EntriesPath(bundle, uint8(n%width))
-		data, err := readLimited(filepath.Join(dir, filepath.FromSlash(p)), width*(tlog.MaxEntrySize+2))
+		data, err := readLimited(filepath.Join(dir, filepath.FromSlash(p)), tlog.MaxEntryBundleSize)
 		if errors.Is(err, os.ErrNotExist) && n < width {
 			// The partial bundle was collected: the full one holds it.
 			p = tlayout.EntriesPath(bundle, 0)
-			data, err = readLimited(filepath.Join(dir, filepath.FromSlash(p)), width*(tlog.MaxEntrySize+2))
+			data, err = readLimited(filepath.Join(dir, filepath.FromSlash(p)), tlog.MaxEntryBundleSize)
 		}
 		if err != nil {
 			return fmt.Errorf("%w: %w", ErrLog, err)

@@ -90,13 +90,10 @@ func (pr *Prover) Prove(ctx context.Context, digest string, from []uint64) (*Pro
 	if err != nil {
 		return nil, fmt.Errorf("failed to fetch the log index of %s: %w", digest, err)
 	}
-	var ix struct {
-		Index *uint64 `json:"index"`
+	index, err := ParseIndex(ib)
+	if err != nil {
+		return nil, fmt.Errorf("%w: the log's index file for %s: %v", ErrNotLogged, digest, err)
 	}
-	if err := (strictjson.Limits{Size: MaxIndexSize, Depth: 2}).Unmarshal(ib, &ix); err != nil || ix.Index == nil {
-		return nil, fmt.Errorf("%w: the log's index file for %s is malformed", ErrNotLogged, digest)
-	}
-	index := *ix.Index
 	if index >= cp.Size {
 		return nil, fmt.Errorf("%w: entry %d is not under the log's checkpoint of %d entries yet", ErrNotLogged, index, cp.Size)
 	}
@@ -233,4 +230,28 @@ func (r *tileReader) SaveTiles(tiles []tlog.Tile, data [][]byte) {
 	for i, t := range tiles {
 		r.pr.tiles[t] = data[i]
 	}
+}
+
+// ErrIndex is wrapped by ParseIndex errors.
+var ErrIndex = errors.New("malformed log index file")
+
+// MarshalIndex returns the index file of a release whose entry is at
+// index: {"index":N}, what ParseIndex reads.
+func MarshalIndex(index uint64) []byte { return fmt.Appendf(nil, `{"index":%d}`, index) }
+
+// ParseIndex parses a release's index file ("releases/<target digest>"
+// beside the log): {"index":N}, at most MaxIndexSize bytes, strictly. The
+// file is not authenticated: the entry it points to is checked against
+// the release and proved under the checkpoint.
+func ParseIndex(b []byte) (uint64, error) {
+	var ix struct {
+		Index *uint64 `json:"index"`
+	}
+	if err := (strictjson.Limits{Size: MaxIndexSize, Depth: 2}).Unmarshal(b, &ix); err != nil {
+		return 0, fmt.Errorf("%w: %w", ErrIndex, err)
+	}
+	if ix.Index == nil {
+		return 0, fmt.Errorf("%w: no index", ErrIndex)
+	}
+	return *ix.Index, nil
 }

@@ -356,3 +356,27 @@ func FuzzParseEntryBundle(f *testing.F) {
 		}
 	})
 }
+
+func TestParseIndex(t *testing.T) {
+	if i, err := tlog.ParseIndex(tlog.MarshalIndex(7)); err != nil || i != 7 {
+		t.Errorf("round trip: %d, %v", i, err)
+	}
+	for _, bad := range []string{``, `{}`, `{"index":-1}`, `{"index":1,"x":2}`, `{"index":1}{}`, `{"index":"1"}`, `{"index":1,"index":2}`} {
+		if _, err := tlog.ParseIndex([]byte(bad)); !errors.Is(err, tlog.ErrIndex) {
+			t.Errorf("ParseIndex(%q) = %v, want ErrIndex", bad, err)
+		}
+	}
+}
+
+func FuzzParseIndex(f *testing.F) {
+	f.Add([]byte(`{"index":3}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		i, err := tlog.ParseIndex(b)
+		if err != nil {
+			return
+		}
+		if j, err := tlog.ParseIndex(tlog.MarshalIndex(i)); err != nil || j != i {
+			t.Fatalf("accepted %q as %d, which does not round-trip: %d, %v", b, i, j, err)
+		}
+	})
+}
