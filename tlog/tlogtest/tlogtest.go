@@ -191,7 +191,7 @@ func (l *Log) Index(digest string, index uint64) {
 	if err := os.MkdirAll(filepath.Join(l.Dir, "releases"), 0o755); err != nil {
 		l.t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(l.Dir, "releases", digest), fmt.Appendf(nil, `{"index":%d}`, index), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(l.Dir, "releases", digest), tlog.MarshalIndex(index), 0o644); err != nil {
 		l.t.Fatal(err)
 	}
 }
