@@ -265,7 +265,7 @@ Example (from cron, alerting on a non-zero exit):
 				}
 			}
 			for _, f := range checkpoints {
-				b, err := durable.ReadFile(durable.OS, f, logmonitor.MaxCheckpointSize)
+				b, err := durable.ReadFile(durable.OS, f, tlog.MaxCheckpointSize)
 				if err != nil {
 					return err
 				}
